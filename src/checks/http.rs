@@ -1,0 +1,831 @@
+//! The `http` check: one request (plus redirects) over a fresh connection per run, timed in
+//! the five phases blackbox_exporter users know (resolve, connect, tls, processing,
+//! transfer), then checked against the expectations.
+//!
+//! Success means: every hop connected, the final response arrived before the deadline, and
+//! status, headers, body, JSON and duration expectations all held.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, COOKIE, HOST, LOCATION, USER_AGENT};
+use http::{HeaderName, HeaderValue, Method, Request, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use regex::Regex;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, timeout_at};
+use tokio_rustls::TlsConnector;
+use url::Url;
+
+use super::CheckCtx;
+use crate::net::{self, ConnectError, IpPreference};
+use crate::result::{Details, FailureReason, HttpDetails, Status};
+
+/// A validated `http` check.
+#[derive(Debug, Clone)]
+pub struct HttpSpec {
+    /// The URL requested first.
+    pub url: Url,
+    /// Request method.
+    pub method: Method,
+    /// Extra request headers (secrets already substituted).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Request body.
+    pub body: Option<Bytes>,
+    /// Whether redirects are followed.
+    pub follow_redirects: bool,
+    /// How many redirects are followed before the check fails.
+    pub max_redirects: u32,
+    /// Address family preference.
+    pub ip: IpPreference,
+    /// Which HTTP version to speak.
+    pub version: HttpVersionPref,
+    /// The TLS client (roots, client certificate, ALPN) for `https` URLs.
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Name sent in SNI and verified against the certificate, instead of the URL's host.
+    pub server_name: Option<ServerName<'static>>,
+    /// At most this many body bytes are kept for body assertions; the rest is read and
+    /// discarded.
+    pub max_body: u64,
+    /// What the response must look like.
+    pub expect: HttpExpect,
+}
+
+/// Which HTTP version a check speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpVersionPref {
+    /// HTTP/2 when the server offers it by ALPN, else HTTP/1.1; plain `http` uses HTTP/1.1.
+    Auto,
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 only (by ALPN over TLS, by prior knowledge over plain `http`).
+    Http2,
+}
+
+/// Expectations on the response.
+#[derive(Debug, Clone, Default)]
+pub struct HttpExpect {
+    /// Accepted status codes; empty means any 2xx.
+    pub status: Vec<StatusMatch>,
+    /// Strings the body must contain.
+    pub body_contains: Vec<String>,
+    /// Strings the body must not contain.
+    pub body_not_contains: Vec<String>,
+    /// Regexes the body must match.
+    pub body_matches: Vec<Regex>,
+    /// Regexes the body must not match.
+    pub body_not_matches: Vec<Regex>,
+    /// Headers that must be present with a value matching the regex.
+    pub headers: Vec<(HeaderName, Regex)>,
+    /// JSON pointer expectations on the body.
+    pub json: Vec<JsonExpect>,
+    /// The whole run must take at most this long.
+    pub max_duration: Option<Duration>,
+    /// The body must be at most this many bytes.
+    pub max_size: Option<u64>,
+    /// Whether the final hop must (true) or must not (false) use TLS.
+    pub tls: Option<bool>,
+}
+
+/// One accepted status: an exact code or a class like `2xx`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusMatch {
+    /// Exactly this code.
+    Code(u16),
+    /// Any code in `N00..=N99`.
+    Class(u16),
+}
+
+impl StatusMatch {
+    fn matches(self, code: u16) -> bool {
+        match self {
+            StatusMatch::Code(expected) => code == expected,
+            StatusMatch::Class(class) => code / 100 == class,
+        }
+    }
+}
+
+impl std::fmt::Display for StatusMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StatusMatch::Code(code) => write!(f, "{code}"),
+            StatusMatch::Class(class) => write!(f, "{class}xx"),
+        }
+    }
+}
+
+/// An expectation on the value at a JSON pointer.
+#[derive(Debug, Clone)]
+pub struct JsonExpect {
+    /// RFC 6901 pointer, e.g. `/status` or `/items/0/id`.
+    pub pointer: String,
+    /// What the value must be.
+    pub test: JsonTest,
+}
+
+/// What a JSON value must be.
+#[derive(Debug, Clone)]
+pub enum JsonTest {
+    /// Equal to this value (numbers compare by value).
+    Equals(serde_json::Value),
+    /// A string (or a number or boolean, in its JSON text) matching this regex.
+    Matches(Regex),
+    /// Present at all.
+    Exists,
+}
+
+/// Runs an `http` check once.
+pub async fn run(spec: &HttpSpec, ctx: &CheckCtx) -> (Status, Details) {
+    let mut details = HttpDetails::default();
+    let status = run_inner(spec, ctx, &mut details).await;
+    (status, Details::Http(details))
+}
+
+/// One received response, head and (capped) body.
+struct Received {
+    status: StatusCode,
+    version: Version,
+    headers: http::HeaderMap,
+    body: Vec<u8>,
+    total_len: u64,
+}
+
+async fn run_inner(spec: &HttpSpec, ctx: &CheckCtx, details: &mut HttpDetails) -> Status {
+    let started = Instant::now();
+    let mut url = spec.url.clone();
+    let mut method = spec.method.clone();
+    let mut body = spec.body.clone();
+    let mut headers = spec.headers.clone();
+    let received = loop {
+        let response = match exchange(spec, ctx, &url, &method, &headers, body.clone(), details).await {
+            Ok(response) => response,
+            Err(status) => return status,
+        };
+        let code = response.status.as_u16();
+        let is_redirect = matches!(code, 301 | 302 | 303 | 307 | 308);
+        if !(spec.follow_redirects && is_redirect) {
+            break response;
+        }
+        let Some(location) = response.headers.get(LOCATION).and_then(|v| v.to_str().ok()) else {
+            return Status::fail(
+                FailureReason::Redirect,
+                format!("{} {code} redirect has no usable Location header", show_url(&url)),
+            );
+        };
+        let next = match url.join(location) {
+            Ok(next) if matches!(next.scheme(), "http" | "https") => next,
+            _ => {
+                return Status::fail(
+                    FailureReason::Redirect,
+                    format!("{} redirected to an unusable location", show_url(&url)),
+                );
+            }
+        };
+        if details.redirects >= spec.max_redirects {
+            return Status::fail(
+                FailureReason::Redirect,
+                format!(
+                    "stopped after {} redirects (max_redirects = {}); the last pointed to {}",
+                    details.redirects,
+                    spec.max_redirects,
+                    show_url(&next)
+                ),
+            );
+        }
+        details.redirects += 1;
+        // 303, and 301/302 after a POST, turn into a GET without a body, as browsers do.
+        if code == 303 || (matches!(code, 301 | 302) && method == Method::POST) {
+            method = Method::GET;
+            body = None;
+        }
+        // Credentials never follow a redirect to another origin.
+        if next.origin() != url.origin() {
+            headers.retain(|(name, _)| name != AUTHORIZATION && name != COOKIE);
+        }
+        url = next;
+    };
+    evaluate(spec, &received, started.elapsed(), details)
+}
+
+fn timed_out(phase: &str, url: &Url, ctx_deadline_hint: &str) -> Status {
+    Status::fail(
+        FailureReason::Timeout,
+        format!("timed out {phase} {}{ctx_deadline_hint}", show_url(url)),
+    )
+}
+
+/// One request/response over a fresh connection.
+async fn exchange(
+    spec: &HttpSpec,
+    ctx: &CheckCtx,
+    url: &Url,
+    method: &Method,
+    headers: &[(HeaderName, HeaderValue)],
+    body: Option<Bytes>,
+    details: &mut HttpDetails,
+) -> Result<Received, Status> {
+    let deadline = ctx.deadline;
+    let https = url.scheme() == "https";
+    let host = url.host().ok_or_else(|| Status::fail(FailureReason::Protocol, "URL has no host"))?;
+    let port = url.port_or_known_default().unwrap_or(if https { 443 } else { 80 });
+
+    // Resolve.
+    let resolve_start = Instant::now();
+    let addrs = match host {
+        url::Host::Ipv4(ip) => vec![ip.into()],
+        url::Host::Ipv6(ip) => vec![ip.into()],
+        url::Host::Domain(name) => match timeout_at(deadline, ctx.resolver.lookup(name, spec.ip)).await {
+            Ok(Ok(addrs)) => addrs,
+            Ok(Err(message)) => {
+                details.resolve += resolve_start.elapsed();
+                return Err(Status::fail(FailureReason::Dns, message));
+            }
+            Err(_) => return Err(timed_out("resolving", url, "")),
+        },
+    };
+    details.resolve += resolve_start.elapsed();
+
+    // Connect.
+    let connect_start = Instant::now();
+    let (tcp, remote) = match net::connect(&addrs, port, deadline).await {
+        Ok(connected) => connected,
+        Err(ConnectError::Timeout(addr)) => {
+            details.connect += connect_start.elapsed();
+            return Err(Status::fail(
+                FailureReason::Timeout,
+                format!("timed out connecting to {addr} for {}", show_url(url)),
+            ));
+        }
+        Err(ConnectError::Failed(message)) => {
+            details.connect += connect_start.elapsed();
+            return Err(Status::fail(FailureReason::Connect, message));
+        }
+    };
+    details.connect += connect_start.elapsed();
+    details.remote_addr = Some(remote);
+
+    // TLS, then HTTP.
+    details.tls_used = https;
+    if !https {
+        let use_h2 = spec.version == HttpVersionPref::Http2;
+        return request(spec, ctx, url, method, headers, body, tcp, use_h2, details).await;
+    }
+    let tls_start = Instant::now();
+    let server_name = match &spec.server_name {
+        Some(name) => name.clone(),
+        None => {
+            let shown = host.to_string();
+            server_name_of(host).ok_or_else(|| {
+                Status::fail(FailureReason::Tls, format!("{shown} is not a valid TLS server name"))
+            })?
+        }
+    };
+    let connector = TlsConnector::from(spec.tls.clone());
+    let tls = match timeout_at(deadline, connector.connect(server_name, tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => {
+            details.tls += tls_start.elapsed();
+            let (reason, message) = net::classify_tls_error(&error);
+            return Err(Status::fail(reason, format!("{message} ({remote})")));
+        }
+        Err(_) => {
+            details.tls += tls_start.elapsed();
+            return Err(timed_out("during the TLS handshake with", url, ""));
+        }
+    };
+    details.tls += tls_start.elapsed();
+    let (_, session) = tls.get_ref();
+    details.tls_version = session.protocol_version().map(net::tls_version_name);
+    let use_h2 = session.alpn_protocol() == Some(b"h2");
+    if spec.version == HttpVersionPref::Http2 && !use_h2 {
+        return Err(Status::fail(
+            FailureReason::Protocol,
+            format!("{} did not negotiate HTTP/2 by ALPN (http_version = \"2\")", show_url(url)),
+        ));
+    }
+    request(spec, ctx, url, method, headers, body, tls, use_h2, details).await
+}
+
+fn server_name_of(host: url::Host<&str>) -> Option<ServerName<'static>> {
+    match host {
+        url::Host::Domain(name) => ServerName::try_from(name.to_string()).ok(),
+        url::Host::Ipv4(ip) => Some(ServerName::IpAddress(std::net::IpAddr::from(ip).into())),
+        url::Host::Ipv6(ip) => Some(ServerName::IpAddress(std::net::IpAddr::from(ip).into())),
+    }
+}
+
+/// Aborts the spawned connection driver when the exchange is over.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn request<S>(
+    spec: &HttpSpec,
+    ctx: &CheckCtx,
+    url: &Url,
+    method: &Method,
+    headers: &[(HeaderName, HeaderValue)],
+    body: Option<Bytes>,
+    stream: S,
+    use_h2: bool,
+    details: &mut HttpDetails,
+) -> Result<Received, Status>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let deadline = ctx.deadline;
+    let io = TokioIo::new(stream);
+    let request = build_request(url, method, headers, body, use_h2, ctx.user_agent)?;
+    let processing_start = Instant::now();
+    let response = if use_h2 {
+        let handshake = hyper::client::conn::http2::handshake(TokioExecutor::new(), io);
+        let (mut sender, connection) = match timeout_at(deadline, handshake).await {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(error)) => return Err(classify_hyper(&error, "starting HTTP/2 with", url)),
+            Err(_) => return Err(timed_out("starting HTTP/2 with", url, "")),
+        };
+        let _driver = AbortOnDrop(tokio::spawn(async move {
+            let _ = connection.await;
+        }));
+        let sent = timeout_at(deadline, sender.send_request(request)).await;
+        finish_response(spec, url, sent, processing_start, deadline, details, _driver).await?
+    } else {
+        let mut builder = hyper::client::conn::http1::Builder::new();
+        // The defaults (100 headers) already bound memory; a response with more is a
+        // protocol failure, not something to buffer.
+        builder.max_headers(100);
+        let (mut sender, connection) = match timeout_at(deadline, builder.handshake(io)).await {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(error)) => return Err(classify_hyper(&error, "starting HTTP/1.1 with", url)),
+            Err(_) => return Err(timed_out("starting HTTP/1.1 with", url, "")),
+        };
+        let _driver = AbortOnDrop(tokio::spawn(async move {
+            let _ = connection.await;
+        }));
+        let sent = timeout_at(deadline, sender.send_request(request)).await;
+        finish_response(spec, url, sent, processing_start, deadline, details, _driver).await?
+    };
+    Ok(response)
+}
+
+async fn finish_response(
+    spec: &HttpSpec,
+    url: &Url,
+    sent: Result<Result<http::Response<hyper::body::Incoming>, hyper::Error>, tokio::time::error::Elapsed>,
+    processing_start: Instant,
+    deadline: Instant,
+    details: &mut HttpDetails,
+    _driver: AbortOnDrop,
+) -> Result<Received, Status> {
+    let response = match sent {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => {
+            details.processing += processing_start.elapsed();
+            return Err(classify_hyper(&error, "waiting for the response from", url));
+        }
+        Err(_) => {
+            details.processing += processing_start.elapsed();
+            return Err(timed_out("waiting for the response headers from", url, ""));
+        }
+    };
+    details.processing += processing_start.elapsed();
+    let (parts, mut incoming) = response.into_parts();
+    details.status_code = Some(parts.status.as_u16());
+    details.http_version = Some(version_number(parts.version));
+
+    let transfer_start = Instant::now();
+    let cap = usize::try_from(spec.max_body).unwrap_or(usize::MAX);
+    let mut kept: Vec<u8> = Vec::new();
+    let mut total: u64 = 0;
+    loop {
+        let frame = match timeout_at(deadline, incoming.frame()).await {
+            Ok(None) => break,
+            Ok(Some(Ok(frame))) => frame,
+            Ok(Some(Err(error))) => {
+                details.transfer += transfer_start.elapsed();
+                details.content_length = Some(total);
+                return Err(classify_hyper(&error, "reading the body from", url));
+            }
+            Err(_) => {
+                details.transfer += transfer_start.elapsed();
+                details.content_length = Some(total);
+                return Err(Status::fail(
+                    FailureReason::Timeout,
+                    format!(
+                        "timed out reading the body from {} after {total} bytes (status {})",
+                        show_url(url),
+                        parts.status.as_u16()
+                    ),
+                ));
+            }
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        total += data.len() as u64;
+        if kept.len() < cap {
+            let room = cap - kept.len();
+            kept.extend_from_slice(&data[..data.len().min(room)]);
+        }
+        if let Some(max_size) = spec.expect.max_size
+            && total > max_size
+        {
+            details.transfer += transfer_start.elapsed();
+            details.content_length = Some(total);
+            return Err(Status::fail(
+                FailureReason::TooLarge,
+                format!(
+                    "body of {} is larger than max_size ({} bytes); stopped reading at {total} bytes",
+                    show_url(url),
+                    max_size
+                ),
+            ));
+        }
+    }
+    details.transfer += transfer_start.elapsed();
+    details.content_length = Some(total);
+    Ok(Received {
+        status: parts.status,
+        version: parts.version,
+        headers: parts.headers,
+        body: kept,
+        total_len: total,
+    })
+}
+
+fn build_request(
+    url: &Url,
+    method: &Method,
+    headers: &[(HeaderName, HeaderValue)],
+    body: Option<Bytes>,
+    use_h2: bool,
+    user_agent: &'static str,
+) -> Result<Request<Full<Bytes>>, Status> {
+    let path_and_query = match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_string(),
+    };
+    // HTTP/2 takes the absolute URI (it becomes :scheme/:authority); HTTP/1.1 the path and a
+    // Host header.
+    let uri = if use_h2 {
+        let mut absolute = url.clone();
+        absolute.set_fragment(None);
+        let _ = absolute.set_username("");
+        let _ = absolute.set_password(None);
+        absolute.to_string()
+    } else {
+        path_and_query
+    };
+    let mut builder = Request::builder().method(method.clone()).uri(uri);
+    if use_h2 {
+        builder = builder.version(Version::HTTP_2);
+    } else {
+        let host = match (url.host_str(), url.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_string(),
+            (None, _) => String::new(),
+        };
+        builder = builder.header(HOST, host);
+    }
+    let has_user_agent = headers.iter().any(|(name, _)| name == USER_AGENT);
+    if !has_user_agent {
+        builder = builder.header(USER_AGENT, user_agent);
+    }
+    if !url.username().is_empty() {
+        let user = percent_decode(url.username());
+        let password = url.password().map(percent_decode).unwrap_or_default();
+        builder = builder.header(AUTHORIZATION, basic_auth(&user, &password));
+    }
+    for (name, value) in headers {
+        if use_h2 && name == HOST {
+            continue;
+        }
+        builder = builder.header(name, value);
+    }
+    builder
+        .body(Full::new(body.unwrap_or_default()))
+        .map_err(|error| Status::fail(FailureReason::Protocol, format!("cannot build the request: {error}")))
+}
+
+fn percent_decode(text: &str) -> String {
+    url::form_urlencoded::parse(format!("x={text}").as_bytes())
+        .next()
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_default()
+}
+
+/// `Basic base64(user:password)`.
+pub fn basic_auth(user: &str, password: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let input = format!("{user}:{password}");
+    let mut out = String::from("Basic ");
+    for chunk in input.as_bytes().chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for idx in 0..4 {
+            if idx <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * idx)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn version_number(version: Version) -> f64 {
+    match version {
+        Version::HTTP_09 => 0.9,
+        Version::HTTP_10 => 1.0,
+        Version::HTTP_11 => 1.1,
+        Version::HTTP_2 => 2.0,
+        Version::HTTP_3 => 3.0,
+        _ => 0.0,
+    }
+}
+
+/// Maps a hyper error to a reason and a detail that says what happened where.
+fn classify_hyper(error: &hyper::Error, doing: &str, url: &Url) -> Status {
+    let target = show_url(url);
+    if error.is_parse_too_large() {
+        return Status::fail(
+            FailureReason::TooLarge,
+            format!("response head from {target} is too large (over 100 headers or about 400 KiB)"),
+        );
+    }
+    if error.is_parse() || error.is_parse_status() {
+        return Status::fail(
+            FailureReason::Protocol,
+            format!("{target} did not answer valid HTTP: {error}"),
+        );
+    }
+    if error.is_incomplete_message() || error.is_closed() || error.is_canceled() {
+        return Status::fail(
+            FailureReason::Closed,
+            format!("the server closed the connection while {doing} {target}"),
+        );
+    }
+    if let Some(io_error) = net::find_cause::<std::io::Error>(error) {
+        return match io_error.kind() {
+            std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::BrokenPipe
+            | std::io::ErrorKind::UnexpectedEof => Status::fail(
+                FailureReason::Closed,
+                format!("the connection was reset while {doing} {target}: {io_error}"),
+            ),
+            _ => Status::fail(FailureReason::Protocol, format!("I/O error while {doing} {target}: {io_error}")),
+        };
+    }
+    Status::fail(FailureReason::Protocol, format!("HTTP error while {doing} {target}: {error}"))
+}
+
+/// `scheme://host:port/path`: no credentials, no query string, no fragment.
+pub fn show_url(url: &Url) -> String {
+    let mut shown = format!("{}://", url.scheme());
+    if let Some(host) = url.host_str() {
+        shown.push_str(host);
+    }
+    if let Some(port) = url.port() {
+        shown.push_str(&format!(":{port}"));
+    }
+    shown.push_str(url.path());
+    shown
+}
+
+/// Checks the final response against the expectations; the first that fails decides.
+fn evaluate(spec: &HttpSpec, received: &Received, elapsed: Duration, details: &mut HttpDetails) -> Status {
+    let expect = &spec.expect;
+    let code = received.status.as_u16();
+    let status_ok = if expect.status.is_empty() {
+        (200..300).contains(&code)
+    } else {
+        expect.status.iter().any(|m| m.matches(code))
+    };
+    if !status_ok {
+        let wanted = if expect.status.is_empty() {
+            "2xx".to_string()
+        } else {
+            expect
+                .status
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let phrase = received.status.canonical_reason().unwrap_or("");
+        return Status::fail(
+            FailureReason::Status,
+            format!("expected status {wanted}, got {code} {phrase}").trim_end().to_string(),
+        );
+    }
+
+    for (name, regex) in &expect.headers {
+        match received.headers.get(name) {
+            None => {
+                return Status::fail(
+                    FailureReason::Header,
+                    format!("expected header {name} matching /{regex}/, but the response has no {name} header"),
+                );
+            }
+            Some(value) => {
+                let text = String::from_utf8_lossy(value.as_bytes());
+                if !regex.is_match(&text) {
+                    return Status::fail(
+                        FailureReason::Header,
+                        format!("expected header {name} matching /{regex}/, got {}", quote_short(&text)),
+                    );
+                }
+            }
+        }
+    }
+
+    let body_text = String::from_utf8_lossy(&received.body);
+    let seen = if received.total_len > received.body.len() as u64 {
+        format!("the first {} of {} body bytes", received.body.len(), received.total_len)
+    } else {
+        format!("{} body bytes", received.body.len())
+    };
+    for needle in &expect.body_contains {
+        if !body_text.contains(needle.as_str()) {
+            return Status::fail(
+                FailureReason::Body,
+                format!("expected the body to contain {needle:?}; not found in {seen}"),
+            );
+        }
+    }
+    for needle in &expect.body_not_contains {
+        if body_text.contains(needle.as_str()) {
+            return Status::fail(
+                FailureReason::Body,
+                format!("expected the body not to contain {needle:?}, but it does"),
+            );
+        }
+    }
+    for regex in &expect.body_matches {
+        if !regex.is_match(&body_text) {
+            details.failed_due_to_regex = true;
+            return Status::fail(
+                FailureReason::Body,
+                format!("expected the body to match /{regex}/; no match in {seen}"),
+            );
+        }
+    }
+    for regex in &expect.body_not_matches {
+        if let Some(found) = regex.find(&body_text) {
+            details.failed_due_to_regex = true;
+            return Status::fail(
+                FailureReason::Body,
+                format!("expected the body not to match /{regex}/, but it does: {}", quote_short(found.as_str())),
+            );
+        }
+    }
+
+    if !expect.json.is_empty() {
+        let document: serde_json::Value = match serde_json::from_slice(&received.body) {
+            Ok(document) => document,
+            Err(error) => {
+                return Status::fail(
+                    FailureReason::Json,
+                    format!("expected a JSON body, but it does not parse: {error}"),
+                );
+            }
+        };
+        for json in &expect.json {
+            if let Some(status) = check_json(&document, json) {
+                return status;
+            }
+        }
+    }
+
+    if let Some(want_tls) = expect.tls
+        && want_tls != details.tls_used
+    {
+        let detail = if want_tls {
+            "expected the final response over TLS, but it came over plain HTTP"
+        } else {
+            "expected the final response over plain HTTP, but it came over TLS"
+        };
+        return Status::fail(FailureReason::Tls, detail);
+    }
+
+    if let Some(max) = expect.max_duration
+        && elapsed > max
+    {
+        return Status::fail(
+            FailureReason::TooSlow,
+            format!(
+                "took {}, more than max_duration {}",
+                format_secs(elapsed),
+                humantime::format_duration(max)
+            ),
+        );
+    }
+    let _ = received.version;
+    Status::Pass
+}
+
+fn check_json(document: &serde_json::Value, json: &JsonExpect) -> Option<Status> {
+    let pointer = &json.pointer;
+    let Some(found) = document.pointer(pointer) else {
+        return Some(Status::fail(
+            FailureReason::Json,
+            format!("expected a value at JSON pointer {pointer}, found none"),
+        ));
+    };
+    match &json.test {
+        JsonTest::Exists => None,
+        JsonTest::Equals(expected) => {
+            let equal = match (expected.as_f64(), found.as_f64()) {
+                (Some(a), Some(b)) => a == b,
+                _ => expected == found,
+            };
+            (!equal).then(|| {
+                Status::fail(
+                    FailureReason::Json,
+                    format!("expected {pointer} to equal {expected}, got {}", short_json(found)),
+                )
+            })
+        }
+        JsonTest::Matches(regex) => {
+            let text = match found {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(_) | serde_json::Value::Bool(_) | serde_json::Value::Null => found.to_string(),
+                _ => {
+                    return Some(Status::fail(
+                        FailureReason::Json,
+                        format!("expected {pointer} to be a string matching /{regex}/, got {}", short_json(found)),
+                    ));
+                }
+            };
+            (!regex.is_match(&text)).then(|| {
+                Status::fail(
+                    FailureReason::Json,
+                    format!("expected {pointer} to match /{regex}/, got {}", short_json(found)),
+                )
+            })
+        }
+    }
+}
+
+fn short_json(value: &serde_json::Value) -> String {
+    quote_short(&value.to_string())
+}
+
+fn quote_short(text: &str) -> String {
+    const LIMIT: usize = 120;
+    if text.chars().count() <= LIMIT {
+        format!("{text:?}")
+    } else {
+        let cut: String = text.chars().take(LIMIT).collect();
+        format!("{cut:?}…")
+    }
+}
+
+fn format_secs(duration: Duration) -> String {
+    format!("{:.3}s", duration.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_auth_encodes() {
+        assert_eq!(basic_auth("Aladdin", "open sesame"), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        assert_eq!(basic_auth("a", "b"), "Basic YTpi");
+        assert_eq!(basic_auth("ab", ""), "Basic YWI6");
+    }
+
+    #[test]
+    fn url_is_shown_without_secrets() {
+        let url = Url::parse("https://user:pw@example.com:8443/a/b?token=x#frag").unwrap();
+        assert_eq!(show_url(&url), "https://example.com:8443/a/b");
+    }
+
+    #[test]
+    fn status_classes() {
+        assert!(StatusMatch::Class(2).matches(204));
+        assert!(!StatusMatch::Class(2).matches(301));
+        assert!(StatusMatch::Code(404).matches(404));
+    }
+
+    #[test]
+    fn json_numbers_compare_by_value() {
+        let doc: serde_json::Value = serde_json::json!({"n": 3.0, "s": "ok"});
+        let equals = JsonExpect { pointer: "/n".into(), test: JsonTest::Equals(serde_json::json!(3)) };
+        assert!(check_json(&doc, &equals).is_none());
+        let wrong = JsonExpect { pointer: "/s".into(), test: JsonTest::Equals(serde_json::json!("degraded")) };
+        assert!(check_json(&doc, &wrong).is_some());
+        let missing = JsonExpect { pointer: "/x".into(), test: JsonTest::Exists };
+        assert!(check_json(&doc, &missing).is_some());
+    }
+}

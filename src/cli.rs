@@ -1,0 +1,412 @@
+//! The command line: `nightjar run` (the default), `nightjar check` and `nightjar validate`.
+//!
+//! Exit codes: 0 success; 1 a check failed (`check`); 2 a usage, config or runtime error.
+//! User errors print one clear message, never a backtrace.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tokio::sync::Semaphore;
+
+use crate::config::{self, CheckDef, Config, ConfigErrors, Overrides, ProcessEnv};
+use crate::result::{CheckResult, Status};
+use crate::runner::{RunEnv, run_one};
+use crate::schedule::real_runner;
+use crate::status::RunView;
+
+/// Synthetic probes with Prometheus SLI metrics.
+#[derive(Debug, Parser)]
+#[command(name = "nightjar", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "NIGHTJAR_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// Log filter, e.g. `info` or `nightjar=debug` (RUST_LOG syntax).
+    #[arg(long, global = true, env = "NIGHTJAR_LOG")]
+    log_level: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the agent: schedule checks and serve metrics (the default).
+    Run(RunArgs),
+    /// Run each selected check once and print the results.
+    Check(CheckArgs),
+    /// Validate the configuration and print every problem.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
+    Junit,
+}
+
+#[derive(Debug, Default, Args)]
+struct RunArgs {
+    /// Config file or directory of *.toml files; may repeat. Without it, the embedded
+    /// default runs.
+    #[arg(long, short = 'c', env = "NIGHTJAR_CONFIG", value_delimiter = ',')]
+    config: Vec<PathBuf>,
+    /// Address of the agent's server [default: from [agent], else 127.0.0.1:9465].
+    #[arg(long, env = "NIGHTJAR_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Region label on every series [default: from [agent], else "default"].
+    #[arg(long, env = "NIGHTJAR_REGION")]
+    region: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// Config file or directory of *.toml files; may repeat.
+    #[arg(long, short = 'c', env = "NIGHTJAR_CONFIG", value_delimiter = ',', required = true)]
+    config: Vec<PathBuf>,
+    /// Run only the check with this name; may repeat.
+    #[arg(long)]
+    only: Vec<String>,
+    /// Run only the checks that run in this region.
+    #[arg(long, env = "NIGHTJAR_REGION")]
+    region: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+struct ValidateArgs {
+    /// Config file or directory of *.toml files; may repeat.
+    #[arg(long, short = 'c', env = "NIGHTJAR_CONFIG", value_delimiter = ',', required = true)]
+    config: Vec<PathBuf>,
+}
+
+/// Parses the command line, runs the command, and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = if error.use_stderr() { 2 } else { 0 };
+            let _ = error.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logging(&cli);
+    // One crypto provider for the whole process; later builders name it explicitly too.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("nightjar: cannot start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
+            Command::Run(args) => cmd_run(args).await,
+            Command::Check(args) => cmd_check(args).await,
+            Command::Validate(args) => cmd_validate(&args),
+        }
+    });
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("nightjar: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let default = match &cli.command {
+        Some(Command::Check(_) | Command::Validate(_)) => "warn",
+        _ => "info",
+    };
+    let filter = cli
+        .log_level
+        .clone()
+        .and_then(|level| tracing_subscriber::EnvFilter::try_new(level).ok())
+        .or_else(|| tracing_subscriber::EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match cli.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// Loads the config, or reports every problem and returns `Err` with exit code 2.
+fn load(paths: &[PathBuf], overrides: &Overrides) -> Result<Config, ConfigErrors> {
+    config::load(paths, &ProcessEnv, overrides)
+}
+
+fn print_config_errors(errors: &ConfigErrors) {
+    let mut stderr = std::io::stderr().lock();
+    for error in &errors.0 {
+        let _ = writeln!(stderr, "{error}");
+    }
+    let n = errors.0.len();
+    let _ = writeln!(
+        stderr,
+        "nightjar: the configuration has {n} problem{}",
+        if n == 1 { "" } else { "s" }
+    );
+}
+
+async fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let overrides = Overrides {
+        region: args.region,
+        listen: args.listen,
+    };
+    let config = if args.config.is_empty() {
+        config::embedded(&overrides)
+    } else {
+        match load(&args.config, &overrides) {
+            Ok(config) => config,
+            Err(errors) => {
+                print_config_errors(&errors);
+                return Ok(ExitCode::from(2));
+            }
+        }
+    };
+    let listen = config.agent.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("failed to bind the agent's server on {listen}"))?;
+    crate::agent::run(config, listener, real_runner(RunEnv::system()), shutdown_signal())
+        .await
+        .context("the agent's server failed")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+async fn cmd_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let overrides = Overrides {
+        region: args.region.clone(),
+        listen: None,
+    };
+    let config = match load(&args.config, &overrides) {
+        Ok(config) => config,
+        Err(errors) => {
+            print_config_errors(&errors);
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let known: Vec<&str> = config.checks.iter().map(|def| &*def.name).collect();
+    let unknown: Vec<&String> = args.only.iter().filter(|name| !known.contains(&name.as_str())).collect();
+    if !unknown.is_empty() {
+        eprintln!(
+            "nightjar: no check named {}; the configuration has: {}",
+            unknown.iter().map(|name| format!("{name:?}")).collect::<Vec<_>>().join(", "),
+            known.join(", ")
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let selected: Vec<Arc<CheckDef>> = config
+        .checks
+        .iter()
+        .filter(|def| args.only.is_empty() || args.only.iter().any(|name| *name == *def.name))
+        .filter(|def| args.region.is_none() || def.runs_in(&config.agent.region))
+        .cloned()
+        .collect();
+
+    let env = RunEnv::system();
+    let permits = Arc::new(Semaphore::new(config.agent.concurrency));
+    let started = std::time::Instant::now();
+    let tasks: Vec<_> = selected
+        .iter()
+        .map(|def| {
+            let def = def.clone();
+            let env = env.clone();
+            let permits = permits.clone();
+            tokio::spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                run_one(&def, &env).await
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        results.push(task.await.context("a check task panicked")?);
+    }
+    let elapsed = started.elapsed();
+
+    let mut stdout = std::io::stdout().lock();
+    let text = match args.format {
+        OutputFormat::Text => render_text(&selected, &results),
+        OutputFormat::Json => render_json(&selected, &results)?,
+        OutputFormat::Junit => render_junit(&selected, &results, elapsed),
+    };
+    stdout.write_all(text.as_bytes()).context("cannot write the results")?;
+    let all_passed = results.iter().all(CheckResult::is_success);
+    Ok(if all_passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn cmd_validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
+    match load(&args.config, &Overrides::default()) {
+        Ok(config) => {
+            let n = config.checks.len();
+            println!(
+                "configuration is valid: {n} check{}",
+                if n == 1 { "" } else { "s" }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            print_config_errors(&errors);
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn render_text(defs: &[Arc<CheckDef>], results: &[CheckResult]) -> String {
+    let name_width = defs.iter().map(|def| def.name.len()).max().unwrap_or(5).max(5);
+    let mut out = format!(
+        "{:<name_width$}  {:<6}  {:<6}  {:>9}  {:<12}  DETAIL\n",
+        "CHECK", "TYPE", "RESULT", "DURATION", "REASON"
+    );
+    for res in results {
+        let (result, reason, detail) = match &res.status {
+            Status::Pass => ("pass", "", ""),
+            Status::Fail { reason, detail } => ("FAIL", reason.as_str(), detail.as_str()),
+        };
+        out.push_str(&format!(
+            "{:<name_width$}  {:<6}  {:<6}  {:>9}  {:<12}  {}\n",
+            res.check,
+            res.kind.as_str(),
+            result,
+            format!("{:.1}ms", res.duration.as_secs_f64() * 1000.0),
+            reason,
+            detail
+        ));
+    }
+    let failed = results.iter().filter(|res| !res.is_success()).count();
+    out.push_str(&format!(
+        "{} checks: {} passed, {} failed\n",
+        results.len(),
+        results.len() - failed,
+        failed
+    ));
+    out
+}
+
+#[derive(serde::Serialize)]
+struct JsonResult<'a> {
+    name: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    target: &'a str,
+    #[serde(flatten)]
+    run: RunView,
+}
+
+fn render_json(defs: &[Arc<CheckDef>], results: &[CheckResult]) -> anyhow::Result<String> {
+    let items: Vec<JsonResult<'_>> = defs
+        .iter()
+        .zip(results)
+        .map(|(def, res)| JsonResult {
+            name: &def.name,
+            kind: def.kind().as_str(),
+            target: &def.target,
+            run: RunView::new(res),
+        })
+        .collect();
+    let mut text = serde_json::to_string_pretty(&items).context("cannot encode results as JSON")?;
+    text.push('\n');
+    Ok(text)
+}
+
+fn render_junit(defs: &[Arc<CheckDef>], results: &[CheckResult], elapsed: std::time::Duration) -> String {
+    let failures = results.iter().filter(|res| !res.is_success()).count();
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    out.push_str(&format!(
+        "<testsuites name=\"nightjar\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" time=\"{:.3}\">\n",
+        results.len(),
+        elapsed.as_secs_f64()
+    ));
+    out.push_str(&format!(
+        "  <testsuite name=\"nightjar\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" time=\"{:.3}\" timestamp=\"{}\">\n",
+        results.len(),
+        elapsed.as_secs_f64(),
+        crate::status::rfc3339(std::time::SystemTime::now()).trim_end_matches('Z'),
+    ));
+    for (def, res) in defs.iter().zip(results) {
+        out.push_str(&format!(
+            "    <testcase name=\"{}\" classname=\"nightjar.{}\" time=\"{:.3}\"",
+            xml_escape(&def.name),
+            def.kind().as_str(),
+            res.duration.as_secs_f64()
+        ));
+        match &res.status {
+            Status::Pass => out.push_str(" />\n"),
+            Status::Fail { reason, detail } => {
+                out.push_str(">\n");
+                out.push_str(&format!(
+                    "      <failure message=\"{}: {}\" type=\"{}\">{}\ntarget: {}</failure>\n",
+                    reason.as_str(),
+                    xml_escape(detail),
+                    reason.as_str(),
+                    xml_escape(detail),
+                    xml_escape(&def.target)
+                ));
+                out.push_str("    </testcase>\n");
+            }
+        }
+    }
+    out.push_str("  </testsuite>\n</testsuites>\n");
+    out
+}
+
+/// Escapes text for XML attributes and content, dropping characters XML 1.0 forbids.
+fn xml_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
+            _ => out.push(c),
+        }
+    }
+    out
+}

@@ -1,0 +1,554 @@
+//! Reading and validating the keys of an `http` check, including its TLS files.
+
+use std::ops::Range;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method};
+use regex::Regex;
+use rustls::RootCertStore;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use toml::de::DeValue;
+
+use super::reader::{Diags, Table, as_int, type_name};
+use crate::checks::http::{HttpExpect, HttpSpec, HttpVersionPref, JsonExpect, JsonTest, StatusMatch, show_url};
+use crate::net::{self, IpFamily, IpPreference, TlsSetup};
+
+const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
+const DEFAULT_MAX_REDIRECTS: i64 = 10;
+
+/// Reads the `http`-specific keys of a check table. Returns the spec and the target as shown
+/// to humans (no credentials, no query string).
+pub(super) fn read_http(table: &Table<'_>, secrets: &mut Vec<String>) -> Option<(HttpSpec, String)> {
+    let d = table.diags();
+    let mut ok = true;
+
+    let url = match table.str("url") {
+        Some((text, span)) => match d.interpolate(text, &span) {
+            Some(expanded) => {
+                secrets.extend(expanded.secrets);
+                parse_url(d, &expanded.value, text, &span)
+            }
+            None => None,
+        },
+        None => {
+            table.missing("url", "set the URL to request, like url = \"https://example.com/\"");
+            None
+        }
+    };
+
+    let method = match table.str("method") {
+        Some((text, span)) => match Method::from_bytes(text.to_ascii_uppercase().as_bytes()) {
+            Ok(method) => method,
+            Err(_) => {
+                d.error(&span, format!("{text:?} is not an HTTP method"));
+                ok = false;
+                Method::GET
+            }
+        },
+        None => Method::GET,
+    };
+
+    let mut headers = Vec::new();
+    if let Some(entries) = table.str_map("headers") {
+        for entry in entries {
+            let Ok(name) = HeaderName::from_bytes(entry.key.as_bytes()) else {
+                d.error(&entry.key_span, format!("{:?} is not a valid header name", entry.key));
+                ok = false;
+                continue;
+            };
+            let Some(expanded) = d.interpolate(entry.value, &entry.value_span) else {
+                ok = false;
+                continue;
+            };
+            match HeaderValue::from_str(&expanded.value) {
+                Ok(mut value) => {
+                    if !expanded.secrets.is_empty() {
+                        value.set_sensitive(true);
+                    }
+                    headers.push((name, value));
+                }
+                Err(_) => {
+                    d.error(&entry.value_span, format!("the value of header {:?} is not a valid header value", entry.key));
+                    ok = false;
+                }
+            }
+            secrets.extend(expanded.secrets);
+        }
+    }
+
+    if let Some(auth) = table.table("basic_auth", format!("`basic_auth` of {}", table.what())) {
+        let username = auth.str("username");
+        let password = auth.str("password");
+        match (username, password) {
+            (Some((user, user_span)), Some((password, password_span))) => {
+                let user = d.interpolate(user, &user_span);
+                let password = d.interpolate(password, &password_span);
+                if let (Some(user), Some(password)) = (user, password) {
+                    let value = crate::checks::http::basic_auth(&user.value, &password.value);
+                    secrets.extend(user.secrets);
+                    secrets.extend(password.secrets);
+                    secrets.push(value.clone());
+                    let mut value = HeaderValue::from_str(&value).expect("base64 is a valid header value");
+                    value.set_sensitive(true);
+                    headers.push((http::header::AUTHORIZATION, value));
+                } else {
+                    ok = false;
+                }
+            }
+            _ => {
+                auth.missing("username` and `password", "basic_auth = { username = \"probe\", password = \"${env:PROBE_PASSWORD}\" }");
+                ok = false;
+            }
+        }
+        auth.finish();
+    }
+
+    if let Some((token, span)) = table.str("bearer_token") {
+        match d.interpolate(token, &span) {
+            Some(expanded) => {
+                let value = format!("Bearer {}", expanded.value);
+                secrets.extend(expanded.secrets);
+                secrets.push(value.clone());
+                match HeaderValue::from_str(&value) {
+                    Ok(mut value) => {
+                        value.set_sensitive(true);
+                        headers.push((http::header::AUTHORIZATION, value));
+                    }
+                    Err(_) => {
+                        d.error(&span, "the bearer token is not a valid header value");
+                        ok = false;
+                    }
+                }
+            }
+            None => ok = false,
+        }
+    }
+
+    let body = match table.str("body") {
+        Some((text, span)) => match d.interpolate(text, &span) {
+            Some(expanded) => {
+                secrets.extend(expanded.secrets);
+                Some(Bytes::from(expanded.value))
+            }
+            None => {
+                ok = false;
+                None
+            }
+        },
+        None => None,
+    };
+
+    let follow_redirects = table.bool("follow_redirects").unwrap_or(true);
+    let max_redirects = match table.int("max_redirects") {
+        Some((n, _)) if (0..=100).contains(&n) => n as u32,
+        Some((n, span)) => {
+            d.error(&span, format!("`max_redirects` must be between 0 and 100, found {n}"));
+            ok = false;
+            0
+        }
+        None => DEFAULT_MAX_REDIRECTS as u32,
+    };
+
+    let prefer = match table.str("ip_protocol") {
+        Some(("ip4", _)) => IpFamily::V4,
+        Some(("ip6", _)) | None => IpFamily::V6,
+        Some((other, span)) => {
+            d.error_hint(&span, format!("unknown ip_protocol {other:?}"), "use \"ip4\" or \"ip6\"");
+            ok = false;
+            IpFamily::V6
+        }
+    };
+    let fallback = table.bool("ip_protocol_fallback").unwrap_or(true);
+
+    let version = match table.str("http_version") {
+        Some(("auto", _)) | None => HttpVersionPref::Auto,
+        Some(("1.1", _)) => HttpVersionPref::Http1,
+        Some(("2", _)) => HttpVersionPref::Http2,
+        Some((other, span)) => {
+            d.error_hint(&span, format!("unknown http_version {other:?}"), "use \"auto\", \"1.1\" or \"2\"");
+            ok = false;
+            HttpVersionPref::Auto
+        }
+    };
+
+    let max_body = table.size("max_body").unwrap_or(DEFAULT_MAX_BODY);
+
+    let tls = read_tls(table, version);
+    let expect = read_expect(table);
+
+    let (Some(url), Some((tls, server_name)), Some(expect), true) = (url, tls, expect, ok) else {
+        return None;
+    };
+    let target = show_url(&url);
+    Some((
+        HttpSpec {
+            url,
+            method,
+            headers,
+            body,
+            follow_redirects,
+            max_redirects,
+            ip: IpPreference { prefer, fallback },
+            version,
+            tls,
+            server_name,
+            max_body,
+            expect,
+        },
+        target,
+    ))
+}
+
+fn parse_url(d: &Diags<'_>, expanded: &str, template: &str, span: &Range<usize>) -> Option<url::Url> {
+    // Error messages show the template, never the expanded value: it may hold a secret.
+    match url::Url::parse(expanded) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Some(url),
+        Ok(url) if !matches!(url.scheme(), "http" | "https") => {
+            d.error_hint(
+                span,
+                format!("URL {template:?} has scheme {:?}", url.scheme()),
+                "http checks take http:// or https:// URLs",
+            );
+            None
+        }
+        Ok(_) => {
+            d.error(span, format!("URL {template:?} has no host"));
+            None
+        }
+        Err(error) => {
+            let hint = if !template.contains("://") {
+                format!("did you mean \"https://{template}\"?")
+            } else {
+                "write a full URL, like \"https://example.com/health\"".to_string()
+            };
+            d.error_hint(span, format!("invalid URL {template:?}: {error}"), hint);
+            None
+        }
+    }
+}
+
+type TlsBuilt = (Arc<rustls::ClientConfig>, Option<ServerName<'static>>);
+
+fn read_tls(table: &Table<'_>, version: HttpVersionPref) -> Option<TlsBuilt> {
+    let d = table.diags();
+    let alpn: Vec<Vec<u8>> = match version {
+        HttpVersionPref::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        HttpVersionPref::Http1 => vec![b"http/1.1".to_vec()],
+        HttpVersionPref::Http2 => vec![b"h2".to_vec()],
+    };
+    let Some(tls) = table.table("tls", format!("`tls` of {}", table.what())) else {
+        // The common case: bundled roots, no client certificate.
+        let config = net::client_config(TlsSetup {
+            roots: net::bundled_roots(),
+            insecure_skip_verify: false,
+            client_auth: None,
+            alpn,
+        })
+        .ok()?;
+        return Some((Arc::new(config), None));
+    };
+    let mut ok = true;
+    let roots = match (tls.str("ca"), tls.str("ca_file")) {
+        (Some((_, span)), Some(_)) => {
+            d.error_hint(&span, "`ca` and `ca_file` are both set", "ca_file replaces the roots; keep one");
+            ok = false;
+            net::bundled_roots()
+        }
+        (_, Some((path, span))) => match load_ca_file(Path::new(path)) {
+            Ok(roots) => roots,
+            Err(message) => {
+                d.error_hint(&span, message, "give a PEM file with one or more CA certificates");
+                ok = false;
+                net::bundled_roots()
+            }
+        },
+        (Some(("bundled", _)), None) | (None, None) => net::bundled_roots(),
+        (Some(("system", span)), None) => match system_roots() {
+            Ok(roots) => roots,
+            Err(message) => {
+                d.error_hint(&span, message, "install the system CA bundle (Debian: ca-certificates) or use ca = \"bundled\"");
+                ok = false;
+                net::bundled_roots()
+            }
+        },
+        (Some((other, span)), None) => {
+            d.error_hint(&span, format!("unknown ca {other:?}"), "use \"bundled\" (Mozilla's roots, built in) or \"system\", or set ca_file");
+            ok = false;
+            net::bundled_roots()
+        }
+    };
+    let insecure_skip_verify = tls.bool("insecure_skip_verify").unwrap_or(false);
+    let client_auth = match (tls.str("cert_file"), tls.str("key_file")) {
+        (Some((cert, cert_span)), Some((key, key_span))) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .map_err(|error| error.to_string())
+                .and_then(|iter| iter.collect::<Result<Vec<_>, _>>().map_err(|error| error.to_string()));
+            let key_pem = PrivateKeyDer::from_pem_file(key).map_err(|error| error.to_string());
+            match (chain, key_pem) {
+                (Ok(chain), Ok(key)) if !chain.is_empty() => Some((chain, key)),
+                (Ok(_), Ok(_)) => {
+                    d.error(&cert_span, format!("client certificate file {cert} holds no certificate"));
+                    ok = false;
+                    None
+                }
+                (Err(error), _) => {
+                    d.error(&cert_span, format!("cannot read client certificate {cert}: {error}"));
+                    ok = false;
+                    None
+                }
+                (_, Err(error)) => {
+                    d.error(&key_span, format!("cannot read client key {key}: {error}"));
+                    ok = false;
+                    None
+                }
+            }
+        }
+        (Some((_, span)), None) | (None, Some((_, span))) => {
+            d.error_hint(&span, "`cert_file` and `key_file` go together", "set both for a client certificate (mTLS)");
+            ok = false;
+            None
+        }
+        (None, None) => None,
+    };
+    let server_name = match tls.str("server_name") {
+        Some((name, span)) => match ServerName::try_from(name.to_string()) {
+            Ok(name) => Some(name),
+            Err(_) => {
+                d.error(&span, format!("{name:?} is not a valid TLS server name"));
+                ok = false;
+                None
+            }
+        },
+        None => None,
+    };
+    let span = tls.span();
+    tls.finish();
+    if !ok {
+        return None;
+    }
+    match net::client_config(TlsSetup {
+        roots,
+        insecure_skip_verify,
+        client_auth,
+        alpn,
+    }) {
+        Ok(config) => Some((Arc::new(config), server_name)),
+        Err(message) => {
+            d.error(&span, message);
+            None
+        }
+    }
+}
+
+fn load_ca_file(path: &Path) -> Result<Arc<RootCertStore>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|error| format!("cannot read CA file {}: {error}", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| format!("cannot parse CA file {}: {error}", path.display()))?;
+    let mut store = RootCertStore::empty();
+    let (added, _ignored) = store.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(format!("CA file {} holds no usable certificate", path.display()));
+    }
+    Ok(Arc::new(store))
+}
+
+fn system_roots() -> Result<Arc<RootCertStore>, String> {
+    static ROOTS: OnceLock<Result<Arc<RootCertStore>, String>> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let loaded = rustls_native_certs::load_native_certs();
+            let mut store = RootCertStore::empty();
+            let (added, _ignored) = store.add_parsable_certificates(loaded.certs);
+            if added == 0 {
+                return Err("no system CA certificates were found".to_string());
+            }
+            Ok(Arc::new(store))
+        })
+        .clone()
+}
+
+fn read_expect(table: &Table<'_>) -> Option<HttpExpect> {
+    let d = table.diags();
+    let Some(expect) = table.table("expect", format!("`expect` of {}", table.what())) else {
+        return Some(HttpExpect::default());
+    };
+    let mut ok = true;
+    let mut out = HttpExpect::default();
+
+    if let Some(items) = expect.array("status") {
+        for item in items {
+            let parsed = match item.get_ref() {
+                DeValue::Integer(_) => as_int(item.get_ref())
+                    .filter(|code| (100..=599).contains(code))
+                    .map(|code| StatusMatch::Code(code as u16)),
+                DeValue::String(text) => parse_status_class(text),
+                _ => None,
+            };
+            match parsed {
+                Some(status) => out.status.push(status),
+                None => {
+                    d.error_hint(
+                        &item.span(),
+                        format!("status {} is not a status code or class", describe(item.get_ref())),
+                        "use codes like 200 or classes like \"2xx\"",
+                    );
+                    ok = false;
+                }
+            }
+        }
+    }
+    let strings = |key: &'static str| -> Vec<String> {
+        expect
+            .str_list(key)
+            .map(|items| items.into_iter().map(|(s, _)| s.to_string()).collect())
+            .unwrap_or_default()
+    };
+    out.body_contains = strings("body_contains");
+    out.body_not_contains = strings("body_not_contains");
+    let mut regexes = |key: &'static str| -> Vec<Regex> {
+        let mut compiled = Vec::new();
+        for (pattern, span) in expect.str_list(key).unwrap_or_default() {
+            match compile_regex(pattern) {
+                Ok(regex) => compiled.push(regex),
+                Err(message) => {
+                    d.error(&span, format!("invalid regex in `{key}`: {message}"));
+                    ok = false;
+                }
+            }
+        }
+        compiled
+    };
+    out.body_matches = regexes("body_matches");
+    out.body_not_matches = regexes("body_not_matches");
+
+    if let Some(entries) = expect.str_map("headers") {
+        for entry in entries {
+            let Ok(name) = HeaderName::from_bytes(entry.key.as_bytes()) else {
+                d.error(&entry.key_span, format!("{:?} is not a valid header name", entry.key));
+                ok = false;
+                continue;
+            };
+            match compile_regex(entry.value) {
+                Ok(regex) => out.headers.push((name, regex)),
+                Err(message) => {
+                    d.error(&entry.value_span, format!("invalid regex for header {}: {message}", entry.key));
+                    ok = false;
+                }
+            }
+        }
+    }
+
+    if let Some(items) = expect.array("json") {
+        for (idx, item) in items.into_iter().enumerate() {
+            let Some(entry) = Table::new(d, item, format!("`expect.json[{idx}]` of {}", table.what())) else {
+                ok = false;
+                continue;
+            };
+            let pointer = match entry.str("pointer") {
+                Some((pointer, _)) if pointer.is_empty() || pointer.starts_with('/') => Some(pointer.to_string()),
+                Some((pointer, span)) => {
+                    d.error_hint(
+                        &span,
+                        format!("JSON pointer {pointer:?} must start with `/`"),
+                        format!("did you mean \"/{}\"?", pointer.trim_start_matches(['$', '.']).replace('.', "/")),
+                    );
+                    None
+                }
+                None => {
+                    entry.missing("pointer", "name the value, like pointer = \"/status\"");
+                    None
+                }
+            };
+            let equals = entry.get("equals");
+            let matches = entry.str("matches");
+            let test = match (equals, matches) {
+                (Some(_), Some((_, span))) => {
+                    d.error(&span, "set `equals` or `matches`, not both");
+                    None
+                }
+                (Some(value), None) => match to_json(value.get_ref()) {
+                    Some(json) => Some(JsonTest::Equals(json)),
+                    None => {
+                        d.error(&value.span(), "`equals` cannot be a datetime");
+                        None
+                    }
+                },
+                (None, Some((pattern, span))) => match compile_regex(pattern) {
+                    Ok(regex) => Some(JsonTest::Matches(regex)),
+                    Err(message) => {
+                        d.error(&span, format!("invalid regex in `matches`: {message}"));
+                        None
+                    }
+                },
+                (None, None) => Some(JsonTest::Exists),
+            };
+            entry.finish();
+            match (pointer, test) {
+                (Some(pointer), Some(test)) => out.json.push(JsonExpect { pointer, test }),
+                _ => ok = false,
+            }
+        }
+    }
+
+    out.max_duration = expect.duration("max_duration").map(|(d, _)| d);
+    out.max_size = expect.size("max_size");
+    out.tls = expect.bool("tls");
+    expect.finish();
+    ok.then_some(out)
+}
+
+fn parse_status_class(text: &str) -> Option<StatusMatch> {
+    let lower = text.to_ascii_lowercase();
+    if let Some(class) = lower.strip_suffix("xx")
+        && let Ok(class) = class.parse::<u16>()
+        && (1..=5).contains(&class)
+    {
+        return Some(StatusMatch::Class(class));
+    }
+    text.parse::<u16>()
+        .ok()
+        .filter(|code| (100..=599).contains(code))
+        .map(StatusMatch::Code)
+}
+
+fn compile_regex(pattern: &str) -> Result<Regex, String> {
+    regex::RegexBuilder::new(pattern)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|error| error.to_string().lines().last().unwrap_or("invalid").trim().to_string())
+}
+
+fn describe(value: &DeValue<'_>) -> String {
+    match value {
+        DeValue::String(s) => format!("{s:?}"),
+        DeValue::Integer(n) => n.as_str().to_string(),
+        other => type_name(other).to_string(),
+    }
+}
+
+fn to_json(value: &DeValue<'_>) -> Option<serde_json::Value> {
+    Some(match value {
+        DeValue::String(s) => serde_json::Value::String(s.to_string()),
+        DeValue::Integer(_) => serde_json::Value::from(as_int(value)?),
+        DeValue::Float(f) => serde_json::Value::from(f.as_str().replace('_', "").parse::<f64>().ok()?),
+        DeValue::Boolean(b) => serde_json::Value::Bool(*b),
+        DeValue::Datetime(_) => return None,
+        DeValue::Array(items) => serde_json::Value::Array(
+            items
+                .iter()
+                .map(|item| to_json(item.get_ref()))
+                .collect::<Option<Vec<_>>>()?,
+        ),
+        DeValue::Table(table) => {
+            let mut map = serde_json::Map::new();
+            for (key, item) in table.iter() {
+                map.insert(key.get_ref().to_string(), to_json(item.get_ref())?);
+            }
+            serde_json::Value::Object(map)
+        }
+    })
+}

@@ -1,0 +1,329 @@
+//! Loading, secret substitution and validation of the TOML configuration.
+//!
+//! This is the only module that reads config files, secret files or the environment for
+//! values: everything downstream receives validated, built values ([`Config`], [`CheckDef`]).
+//! Every problem in every file is reported at once, each as `file:line:column: message`.
+
+mod http;
+mod reader;
+mod validate;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::checks::{CheckKind, CheckSpec};
+
+pub use reader::{parse_duration, parse_size};
+
+/// The default address of the agent's own server: loopback only, so nothing is exposed by
+/// accident.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9465";
+
+/// Default buckets of `nightjar_check_duration_seconds`, in seconds.
+pub const DEFAULT_DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The `[agent]` table, with command-line and environment overrides applied.
+    pub agent: AgentConfig,
+    /// Every check, in file order.
+    pub checks: Vec<Arc<CheckDef>>,
+    /// Where the configuration came from.
+    pub origin: Origin,
+}
+
+/// Where a [`Config`] came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The files that were loaded.
+    Files(Vec<PathBuf>),
+    /// The built-in default (no `--config` given).
+    Embedded,
+}
+
+/// The `[agent]` table.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Region label on every series.
+    pub region: String,
+    /// Address of the agent's own server.
+    pub listen: SocketAddr,
+    /// Extra labels on every series.
+    pub labels: BTreeMap<String, String>,
+    /// How many check runs may be in flight at once, across all checks.
+    pub concurrency: usize,
+    /// Bucket upper bounds of `nightjar_check_duration_seconds`, in seconds.
+    pub duration_buckets: Vec<f64>,
+}
+
+/// One validated check.
+#[derive(Debug, Clone)]
+pub struct CheckDef {
+    /// Unique name, `[a-z0-9_-]+`.
+    pub name: Arc<str>,
+    /// When it runs.
+    pub schedule: Schedule,
+    /// Upper bound on one run.
+    pub timeout: Duration,
+    /// Extra labels on this check's series.
+    pub labels: BTreeMap<String, String>,
+    /// Regions the check runs in; empty means every region.
+    pub regions: Vec<String>,
+    /// What to probe and what to expect.
+    pub spec: CheckSpec,
+    /// Human description of the target without credentials or query strings.
+    pub target: String,
+    /// Secret values substituted into this check, to be redacted from any text it produces.
+    pub secrets: Vec<String>,
+    /// `file:line:column` where the check is defined.
+    pub defined_at: String,
+}
+
+impl CheckDef {
+    /// The check's type.
+    pub fn kind(&self) -> CheckKind {
+        self.spec.kind()
+    }
+
+    /// Whether the check runs in `region`.
+    pub fn runs_in(&self, region: &str) -> bool {
+        self.regions.is_empty() || self.regions.iter().any(|r| r == region)
+    }
+
+    /// Replaces every secret value in `text` with `<redacted>`.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for secret in &self.secrets {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), "<redacted>");
+            }
+        }
+        out
+    }
+}
+
+/// When a check runs.
+#[derive(Debug, Clone)]
+pub enum Schedule {
+    /// Every `interval`, at a stable offset derived from the check name.
+    Interval(Duration),
+    /// On a cron expression (UTC), stored with the 6- or 7-field form the `cron` crate takes.
+    Cron(Box<cron::Schedule>),
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Schedule::Interval(every) => write!(f, "every {}", humantime::format_duration(*every)),
+            Schedule::Cron(schedule) => write!(f, "cron {}", schedule.source()),
+        }
+    }
+}
+
+/// Values from the command line and environment that override the `[agent]` table.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--region` / `NIGHTJAR_REGION`.
+    pub region: Option<String>,
+    /// `--listen` / `NIGHTJAR_LISTEN`.
+    pub listen: Option<SocketAddr>,
+}
+
+/// Source of environment variables for `${env:NAME}`; a trait so tests never touch the
+/// process environment.
+pub trait Env {
+    /// The value of `name`, if set.
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+/// A fixed map of variables, for tests.
+#[derive(Debug, Clone, Default)]
+pub struct MapEnv(pub HashMap<String, String>);
+
+impl Env for MapEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+}
+
+/// One problem in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file (or directory) the problem is in.
+    pub path: PathBuf,
+    /// 1-based line, when the problem has a place in the file.
+    pub line: Option<usize>,
+    /// 1-based column in characters.
+    pub column: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it, where that helps.
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let (Some(line), Some(column)) = (self.line, self.column) {
+            write!(f, ":{line}:{column}")?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, " (hint: {hint})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (idx, error) in self.0.iter().enumerate() {
+            if idx > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Loads, substitutes and validates every `*.toml` file named by `paths` (files, or
+/// directories whose `*.toml` files are read in sorted order).
+pub fn load(paths: &[PathBuf], env: &dyn Env, overrides: &Overrides) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut files = Vec::new();
+    for path in paths {
+        expand_path(path, &mut files, &mut errors);
+    }
+    let mut sources = Vec::with_capacity(files.len());
+    for file in &files {
+        match std::fs::read_to_string(file) {
+            Ok(text) => sources.push(reader::Source::new(file.clone(), text)),
+            Err(error) => errors.push(file_error(file, format!("cannot read config file: {error}"))),
+        }
+    }
+    let result = validate::build(&sources, env, overrides, Origin::Files(files));
+    match result {
+        Ok(config) if errors.is_empty() => Ok(config),
+        Ok(_) => Err(ConfigErrors(errors)),
+        Err(more) => {
+            errors.extend(more.0);
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+/// Validates configuration text as if it were the file `path` (used for the embedded default
+/// and in tests).
+pub fn load_str(path: &Path, text: &str, env: &dyn Env, overrides: &Overrides) -> Result<Config, ConfigErrors> {
+    let sources = vec![reader::Source::new(path.to_path_buf(), text.to_string())];
+    validate::build(&sources, env, overrides, Origin::Files(vec![path.to_path_buf()]))
+}
+
+/// The built-in configuration used when no `--config` is given: the agent probes its own
+/// endpoints, so a newcomer sees checks run, metrics move and the JSON API fill in.
+pub fn embedded(overrides: &Overrides) -> Config {
+    let listen = overrides
+        .listen
+        .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("the default listen address parses"));
+    let text = embedded_text(listen);
+    let mut config = load_str(Path::new("<embedded>"), &text, &ProcessEnv, overrides)
+        .expect("the embedded default configuration is valid");
+    config.origin = Origin::Embedded;
+    config
+}
+
+/// The text of the embedded default for an agent listening on `listen`.
+pub fn embedded_text(listen: SocketAddr) -> String {
+    format!(
+        r#"# nightjar's embedded default: the agent checks its own endpoints.
+[agent]
+listen = "{listen}"
+
+[[check]]
+name = "self-health"
+type = "http"
+url = "http://{listen}/-/healthy"
+interval = "10s"
+timeout = "2s"
+expect = {{ status = [200], body_contains = ["OK"] }}
+
+[[check]]
+name = "self-metrics"
+type = "http"
+url = "http://{listen}/metrics"
+interval = "15s"
+timeout = "5s"
+expect = {{ status = ["2xx"], body_contains = ["nightjar_build_info"], headers = {{ content-type = "^text/plain" }}, max_duration = "1s" }}
+"#
+    )
+}
+
+fn expand_path(path: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<ConfigError>) {
+    let metadata = match std::fs::metadata(path) {
+        Ok(metadata) => metadata,
+        Err(error) => {
+            errors.push(file_error(path, format!("cannot read config path: {error}")));
+            return;
+        }
+    };
+    if !metadata.is_dir() {
+        files.push(path.to_path_buf());
+        return;
+    }
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(error) => {
+            errors.push(file_error(path, format!("cannot list config directory: {error}")));
+            return;
+        }
+    };
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|p| p.extension().is_some_and(|ext| ext == "toml") && p.is_file())
+        .collect();
+    found.sort();
+    if found.is_empty() {
+        errors.push(ConfigError {
+            path: path.to_path_buf(),
+            line: None,
+            column: None,
+            message: "the config directory holds no *.toml files".to_string(),
+            hint: Some("point --config at a directory of check files, or at one file".to_string()),
+        });
+    }
+    files.extend(found);
+}
+
+fn file_error(path: &Path, message: String) -> ConfigError {
+    ConfigError {
+        path: path.to_path_buf(),
+        line: None,
+        column: None,
+        message,
+        hint: None,
+    }
+}

@@ -1,0 +1,598 @@
+//! A reader over the spanned TOML tree that records every problem instead of stopping at the
+//! first one.
+//!
+//! serde's derive stops at the first unknown key or wrong type, and a config that fails one
+//! problem at a time is a slow config to fix. [`Table`] instead hands out typed fields,
+//! remembers which keys were asked for, and on [`Table::finish`] reports the keys nobody asked
+//! for with a "did you mean" hint. Every problem carries the file, line and column.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::{ConfigError, Env};
+
+/// One config file's text, with what is needed to turn byte offsets into line and column.
+pub(crate) struct Source {
+    pub path: PathBuf,
+    pub text: String,
+    line_starts: Vec<usize>,
+}
+
+impl Source {
+    pub fn new(path: PathBuf, text: String) -> Source {
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(idx, _)| idx + 1));
+        Source {
+            path,
+            text,
+            line_starts,
+        }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let line_idx = match self.line_starts.binary_search(&offset) {
+            Ok(idx) => idx,
+            Err(idx) => idx - 1,
+        };
+        let start = self.line_starts[line_idx];
+        let column = self
+            .text
+            .get(start..offset)
+            .map_or(offset - start, |s| s.chars().count());
+        (line_idx + 1, column + 1)
+    }
+}
+
+/// Collects problems for one source; also resolves `${env:..}` and `${file:..}` references.
+pub(crate) struct Diags<'s> {
+    pub src: &'s Source,
+    env: &'s dyn Env,
+    errors: RefCell<Vec<ConfigError>>,
+}
+
+impl<'s> Diags<'s> {
+    pub fn new(src: &'s Source, env: &'s dyn Env) -> Diags<'s> {
+        Diags {
+            src,
+            env,
+            errors: RefCell::new(Vec::new()),
+        }
+    }
+
+    pub fn error(&self, span: &Range<usize>, message: impl Into<String>) {
+        self.push(span, message.into(), None);
+    }
+
+    pub fn error_hint(&self, span: &Range<usize>, message: impl Into<String>, hint: impl Into<String>) {
+        self.push(span, message.into(), Some(hint.into()));
+    }
+
+    fn push(&self, span: &Range<usize>, message: String, hint: Option<String>) {
+        let (line, column) = self.src.line_col(span.start);
+        self.errors.borrow_mut().push(ConfigError {
+            path: self.src.path.clone(),
+            line: Some(line),
+            column: Some(column),
+            message,
+            hint,
+        });
+    }
+
+    pub fn location(&self, span: &Range<usize>) -> String {
+        let (line, column) = self.src.line_col(span.start);
+        format!("{}:{line}:{column}", self.src.path.display())
+    }
+
+    pub fn into_errors(self) -> Vec<ConfigError> {
+        self.errors.into_inner()
+    }
+
+    pub fn error_count(&self) -> usize {
+        self.errors.borrow().len()
+    }
+
+    /// Replaces `${env:NAME}` and `${file:PATH}` in `text`. Returns the expanded string and
+    /// the secret values it now contains (so they can be redacted from any output).
+    /// `$${` stands for a literal `${`.
+    pub fn interpolate(&self, text: &str, span: &Range<usize>) -> Option<Interpolated> {
+        let mut out = String::with_capacity(text.len());
+        let mut secrets = Vec::new();
+        let mut rest = text;
+        let mut ok = true;
+        while let Some(idx) = rest.find('$') {
+            out.push_str(&rest[..idx]);
+            let tail = &rest[idx..];
+            if let Some(after) = tail.strip_prefix("$${") {
+                out.push_str("${");
+                rest = after;
+                continue;
+            }
+            let Some(body) = tail.strip_prefix("${") else {
+                out.push('$');
+                rest = &tail[1..];
+                continue;
+            };
+            let Some(end) = body.find('}') else {
+                self.error_hint(
+                    span,
+                    format!("unterminated reference in {text:?}"),
+                    "close it with `}`, or write `$${` for a literal `${`",
+                );
+                return None;
+            };
+            let reference = &body[..end];
+            rest = &body[end + 1..];
+            match reference.split_once(':') {
+                Some(("env", name)) if !name.is_empty() => match self.env.var(name) {
+                    Some(value) => {
+                        out.push_str(&value);
+                        secrets.push(value);
+                    }
+                    None => {
+                        ok = false;
+                        self.error_hint(
+                            span,
+                            format!("environment variable {name} is not set (referenced as ${{env:{name}}})"),
+                            format!("set {name} in the agent's environment, or use ${{file:PATH}}"),
+                        );
+                    }
+                },
+                Some(("file", path)) if !path.is_empty() => match std::fs::read_to_string(path) {
+                    Ok(value) => {
+                        let value = value.trim_end_matches(['\n', '\r']).to_string();
+                        out.push_str(&value);
+                        secrets.push(value);
+                    }
+                    Err(error) => {
+                        ok = false;
+                        self.error_hint(
+                            span,
+                            format!("cannot read secret file {path} (referenced as ${{file:{path}}}): {error}"),
+                            "check the path and that the agent's user may read it",
+                        );
+                    }
+                },
+                _ => {
+                    ok = false;
+                    self.error_hint(
+                        span,
+                        format!("unknown reference ${{{reference}}}"),
+                        "use ${env:NAME} or ${file:PATH}; flow variables like ${name} exist only in flow checks; write $${ for a literal ${",
+                    );
+                }
+            }
+        }
+        out.push_str(rest);
+        secrets.retain(|secret| !secret.is_empty());
+        ok.then_some(Interpolated { value: out, secrets })
+    }
+}
+
+/// A string with its `${...}` references expanded.
+pub(crate) struct Interpolated {
+    pub value: String,
+    pub secrets: Vec<String>,
+}
+
+/// A TOML table being read; remembers which keys were read.
+pub(crate) struct Table<'a> {
+    d: &'a Diags<'a>,
+    table: &'a DeTable<'a>,
+    span: Range<usize>,
+    what: String,
+    known: RefCell<Vec<&'static str>>,
+}
+
+pub(crate) type Value<'a> = Spanned<DeValue<'a>>;
+
+impl<'a> Table<'a> {
+    /// Reads `value` as a table, recording an error if it is something else.
+    pub fn new(d: &'a Diags<'a>, value: &'a Value<'a>, what: impl Into<String>) -> Option<Table<'a>> {
+        let what = what.into();
+        match value.get_ref() {
+            DeValue::Table(table) => Some(Table {
+                d,
+                table,
+                span: value.span(),
+                what,
+                known: RefCell::new(Vec::new()),
+            }),
+            other => {
+                d.error(
+                    &value.span(),
+                    format!("{what} must be a table, found {}", type_name(other)),
+                );
+                None
+            }
+        }
+    }
+
+    pub fn from_root(d: &'a Diags<'a>, table: &'a DeTable<'a>, span: Range<usize>) -> Table<'a> {
+        Table {
+            d,
+            table,
+            span,
+            what: "the file".to_string(),
+            known: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The same table, named differently in messages.
+    pub fn renamed(mut self, what: impl Into<String>) -> Table<'a> {
+        self.what = what.into();
+        self
+    }
+
+    pub fn diags(&self) -> &'a Diags<'a> {
+        self.d
+    }
+
+    pub fn span(&self) -> Range<usize> {
+        self.span.clone()
+    }
+
+    pub fn what(&self) -> &str {
+        &self.what
+    }
+
+    /// Marks `key` as known and returns its value if present.
+    pub fn get(&self, key: &'static str) -> Option<&'a Value<'a>> {
+        self.known.borrow_mut().push(key);
+        self.table
+            .iter()
+            .find(|(k, _)| k.get_ref().as_ref() == key)
+            .map(|(_, v)| v)
+    }
+
+    /// The span of a key (for errors about a key that is present).
+    pub fn key_span(&self, key: &str) -> Option<Range<usize>> {
+        self.table
+            .iter()
+            .find(|(k, _)| k.get_ref().as_ref() == key)
+            .map(|(k, _)| k.span())
+    }
+
+    fn type_error(&self, key: &str, value: &Value<'_>, expected: &str) {
+        self.d.error(
+            &value.span(),
+            format!(
+                "`{key}` in {} must be {expected}, found {}",
+                self.what,
+                type_name(value.get_ref())
+            ),
+        );
+    }
+
+    pub fn missing(&self, key: &str, hint: &str) {
+        self.d.error_hint(
+            &self.span,
+            format!("{} is missing the required key `{key}`", self.what),
+            hint.to_string(),
+        );
+    }
+
+    pub fn str(&self, key: &'static str) -> Option<(&'a str, Range<usize>)> {
+        let value = self.get(key)?;
+        match value.get_ref() {
+            DeValue::String(s) => Some((s.as_ref(), value.span())),
+            _ => {
+                self.type_error(key, value, "a string");
+                None
+            }
+        }
+    }
+
+    pub fn bool(&self, key: &'static str) -> Option<bool> {
+        let value = self.get(key)?;
+        match value.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            _ => {
+                self.type_error(key, value, "true or false");
+                None
+            }
+        }
+    }
+
+    pub fn int(&self, key: &'static str) -> Option<(i64, Range<usize>)> {
+        let value = self.get(key)?;
+        match as_int(value.get_ref()) {
+            Some(n) => Some((n, value.span())),
+            None => {
+                self.type_error(key, value, "an integer");
+                None
+            }
+        }
+    }
+
+    /// A duration with units, like `"30s"` or `"1h 30m"`; must be positive.
+    pub fn duration(&self, key: &'static str) -> Option<(Duration, Range<usize>)> {
+        let (text, span) = self.str(key)?;
+        let parsed = parse_duration(text).filter(|d| !d.is_zero());
+        match parsed {
+            Some(duration) => Some((duration, span)),
+            None => {
+                self.d.error_hint(
+                    &span,
+                    format!("`{key}` in {}: {text:?} is not a positive duration", self.what),
+                    "write a number with a unit, like \"500ms\", \"30s\", \"5m\", \"1h\" or \"21d\"",
+                );
+                None
+            }
+        }
+    }
+
+    /// A size like `"10MiB"`, `"512KiB"`, `"1MB"` or `"4096B"`.
+    pub fn size(&self, key: &'static str) -> Option<u64> {
+        let (text, span) = self.str(key)?;
+        match parse_size(text) {
+            Some(size) => Some(size),
+            None => {
+                self.d.error_hint(
+                    &span,
+                    format!("`{key}` in {}: {text:?} is not a size", self.what),
+                    "write a number with a unit, like \"512KiB\", \"10MiB\" or \"1GB\"",
+                );
+                None
+            }
+        }
+    }
+
+    pub fn array(&self, key: &'static str) -> Option<Vec<&'a Value<'a>>> {
+        let value = self.get(key)?;
+        match value.get_ref() {
+            DeValue::Array(items) => Some(items.iter().collect()),
+            _ => {
+                self.type_error(key, value, "an array");
+                None
+            }
+        }
+    }
+
+    pub fn str_list(&self, key: &'static str) -> Option<Vec<(&'a str, Range<usize>)>> {
+        let items = self.array(key)?;
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            match item.get_ref() {
+                DeValue::String(s) => out.push((s.as_ref(), item.span())),
+                other => self.d.error(
+                    &item.span(),
+                    format!(
+                        "`{key}` in {} must hold strings, found {}",
+                        self.what,
+                        type_name(other)
+                    ),
+                ),
+            }
+        }
+        Some(out)
+    }
+
+    /// An inline table of string values, e.g. `labels = { team = "shop" }`.
+    pub fn str_map(&self, key: &'static str) -> Option<Vec<MapEntry<'a>>> {
+        let value = self.get(key)?;
+        let DeValue::Table(table) = value.get_ref() else {
+            self.type_error(key, value, "a table of strings");
+            return None;
+        };
+        let mut out = Vec::with_capacity(table.len());
+        for (k, v) in table.iter() {
+            match v.get_ref() {
+                DeValue::String(s) => out.push(MapEntry {
+                    key: k.get_ref().as_ref(),
+                    key_span: k.span(),
+                    value: s.as_ref(),
+                    value_span: v.span(),
+                }),
+                other => self.d.error(
+                    &v.span(),
+                    format!(
+                        "`{key}.{}` in {} must be a string, found {}",
+                        k.get_ref(),
+                        self.what,
+                        type_name(other)
+                    ),
+                ),
+            }
+        }
+        Some(out)
+    }
+
+    pub fn table(&self, key: &'static str, what: impl Into<String>) -> Option<Table<'a>> {
+        let value = self.get(key)?;
+        Table::new(self.d, value, what)
+    }
+
+    /// Reports every key that no accessor asked for, with a "did you mean" hint.
+    pub fn finish(self) {
+        let known = self.known.into_inner();
+        for (key, _) in self.table.iter() {
+            let name = key.get_ref().as_ref();
+            if known.contains(&name) {
+                continue;
+            }
+            let message = format!("unknown key `{name}` in {}", self.what);
+            match closest(name, &known) {
+                Some(best) => self.d.error_hint(&key.span(), message, format!("did you mean `{best}`?")),
+                None => {
+                    let mut keys: Vec<&str> = known.clone();
+                    keys.sort_unstable();
+                    keys.dedup();
+                    self.d
+                        .error_hint(&key.span(), message, format!("known keys: {}", keys.join(", ")))
+                }
+            }
+        }
+    }
+}
+
+/// One entry of an inline string table.
+pub(crate) struct MapEntry<'a> {
+    pub key: &'a str,
+    pub key_span: Range<usize>,
+    pub value: &'a str,
+    pub value_span: Range<usize>,
+}
+
+pub(crate) fn as_int(value: &DeValue<'_>) -> Option<i64> {
+    match value {
+        DeValue::Integer(n) => i64::from_str_radix(n.as_str(), n.radix()).ok(),
+        _ => None,
+    }
+}
+
+pub(crate) fn type_name(value: &DeValue<'_>) -> &'static str {
+    match value {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a datetime",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+/// Parses `"30s"`, `"1h 30m"`, `"21d"`, `"250ms"`. A bare number is rejected: units are required.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if text.is_empty() || text.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return None;
+    }
+    humantime::parse_duration(text).ok()
+}
+
+/// Parses `"10MiB"`, `"1MB"`, `"512KiB"`, `"4096B"` or a bare byte count.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let multiplier: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "KB" | "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let bytes = number * multiplier;
+    (bytes.is_finite() && bytes >= 0.0 && bytes < 1e18).then_some(bytes as u64)
+}
+
+/// The candidate closest to `name` by edit distance, if close enough to be a likely typo.
+pub(crate) fn closest<'k>(name: &str, candidates: &[&'k str]) -> Option<&'k str> {
+    let limit = (name.chars().count() / 3).max(2);
+    candidates
+        .iter()
+        .map(|candidate| (edit_distance(name, candidate), *candidate))
+        .filter(|(distance, _)| *distance <= limit)
+        .min()
+        .map(|(_, candidate)| candidate)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Labels map after validation of names.
+pub(crate) fn read_labels(table: &Table<'_>, key: &'static str, reserved: &[&str]) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let Some(entries) = table.str_map(key) else {
+        return labels;
+    };
+    for entry in entries {
+        let valid_name = entry
+            .key
+            .chars()
+            .enumerate()
+            .all(|(idx, c)| c == '_' || c.is_ascii_alphabetic() || (idx > 0 && c.is_ascii_digit()))
+            && !entry.key.is_empty()
+            && !entry.key.starts_with("__");
+        if !valid_name {
+            table.diags().error_hint(
+                &entry.key_span,
+                format!("label name `{}` is not a valid Prometheus label name", entry.key),
+                "use letters, digits and underscores, not starting with a digit or `__`",
+            );
+            continue;
+        }
+        if reserved.contains(&entry.key) {
+            table.diags().error_hint(
+                &entry.key_span,
+                format!("label name `{}` is reserved", entry.key),
+                format!("nightjar sets {} itself; pick another name", reserved.join(", ")),
+            );
+            continue;
+        }
+        if entry.value.contains("${") {
+            table.diags().error_hint(
+                &entry.value_span,
+                "label values cannot reference secrets or variables",
+                "labels end up on every series; use a literal value",
+            );
+            continue;
+        }
+        labels.insert(entry.key.to_string(), entry.value.to_string());
+    }
+    labels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_need_units() {
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1h 30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("21d"), Some(Duration::from_secs(21 * 86400)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30"), None);
+        assert_eq!(parse_duration("soon"), None);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("10MiB"), Some(10 * 1024 * 1024));
+        assert_eq!(parse_size("1MB"), Some(1_000_000));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("12 parsecs"), None);
+    }
+
+    #[test]
+    fn did_you_mean() {
+        assert_eq!(closest("urll", &["url", "method"]), Some("url"));
+        assert_eq!(closest("intreval", &["interval", "timeout"]), Some("interval"));
+        assert_eq!(closest("zzzzzz", &["url", "method"]), None);
+    }
+
+    #[test]
+    fn line_and_column() {
+        let src = Source::new("x.toml".into(), "a = 1\nbé = 2\n".into());
+        assert_eq!(src.line_col(0), (1, 1));
+        assert_eq!(src.line_col(6), (2, 1));
+        assert_eq!(src.line_col(11), (2, 5));
+    }
+}

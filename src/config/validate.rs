@@ -1,0 +1,473 @@
+//! Turns parsed TOML documents into a validated [`Config`], collecting every problem.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use toml::de::DeTable;
+
+use super::reader::{Diags, Source, Table, Value, read_labels};
+use super::{
+    AgentConfig, CheckDef, Config, ConfigError, ConfigErrors, DEFAULT_DURATION_BUCKETS, DEFAULT_LISTEN, Env, Origin,
+    Overrides, Schedule,
+};
+use crate::checks::{CheckKind, CheckSpec};
+
+/// Label names nightjar sets itself.
+pub(crate) const RESERVED_LABELS: &[&str] = &["check", "type", "region", "reason", "result", "phase", "job", "instance"];
+
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_CONCURRENCY: usize = 256;
+
+struct Defaults {
+    interval: Duration,
+    timeout: Option<Duration>,
+}
+
+pub(super) fn build(
+    sources: &[Source],
+    env: &dyn Env,
+    overrides: &Overrides,
+    origin: Origin,
+) -> Result<Config, ConfigErrors> {
+    let diags: Vec<Diags<'_>> = sources.iter().map(|src| Diags::new(src, env)).collect();
+    let mut parse_errors = Vec::new();
+    let mut docs: Vec<(usize, toml::Spanned<DeTable<'_>>)> = Vec::new();
+    for (idx, src) in sources.iter().enumerate() {
+        match DeTable::parse(&src.text) {
+            Ok(doc) => docs.push((idx, doc)),
+            Err(error) => {
+                let offset = error.span().map_or(0, |span| span.start);
+                let (line, column) = src.line_col(offset);
+                parse_errors.push(ConfigError {
+                    path: src.path.clone(),
+                    line: Some(line),
+                    column: Some(column),
+                    message: format!("invalid TOML: {}", error.message().trim()),
+                    hint: None,
+                });
+            }
+        }
+    }
+
+    let roots: Vec<(usize, Table<'_>)> = docs
+        .iter()
+        .map(|(idx, doc)| (*idx, Table::from_root(&diags[*idx], doc.get_ref(), doc.span())))
+        .collect();
+
+    // Pass 1: the agent and defaults tables, each allowed in one file only.
+    let mut agent = None;
+    let mut agent_at: Option<String> = None;
+    let mut defaults = Defaults {
+        interval: DEFAULT_INTERVAL,
+        timeout: None,
+    };
+    let mut defaults_at: Option<String> = None;
+    for (idx, root) in &roots {
+        let d = &diags[*idx];
+        if let Some(value) = root.get("agent") {
+            if let Some(first) = &agent_at {
+                d.error_hint(
+                    &value.span(),
+                    "a second [agent] table",
+                    format!("[agent] is already defined at {first}; keep one"),
+                );
+            } else {
+                agent_at = Some(d.location(&value.span()));
+                agent = read_agent(d, value);
+            }
+        }
+        if let Some(value) = root.get("defaults") {
+            if let Some(first) = &defaults_at {
+                d.error_hint(
+                    &value.span(),
+                    "a second [defaults] table",
+                    format!("[defaults] is already defined at {first}; keep one"),
+                );
+            } else {
+                defaults_at = Some(d.location(&value.span()));
+                if let Some(read) = read_defaults(d, value) {
+                    defaults = read;
+                }
+            }
+        }
+    }
+    let mut agent = agent.unwrap_or_else(|| AgentConfig {
+        region: "default".to_string(),
+        listen: DEFAULT_LISTEN.parse().expect("the default listen address parses"),
+        labels: BTreeMap::new(),
+        concurrency: DEFAULT_CONCURRENCY,
+        duration_buckets: DEFAULT_DURATION_BUCKETS.to_vec(),
+    });
+    if let Some(region) = &overrides.region {
+        agent.region = region.clone();
+    }
+    if let Some(listen) = overrides.listen {
+        agent.listen = listen;
+    }
+
+    // Pass 2: the checks.
+    let mut checks = Vec::new();
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for (idx, root) in &roots {
+        let d = &diags[*idx];
+        let Some(list) = root.array("check") else {
+            continue;
+        };
+        for (n, item) in list.into_iter().enumerate() {
+            let Some(table) = Table::new(d, item, format!("check #{}", n + 1)) else {
+                continue;
+            };
+            if let Some(check) = read_check(table, &defaults, &mut seen) {
+                checks.push(Arc::new(check));
+            }
+        }
+    }
+    for (_, root) in roots {
+        root.finish();
+    }
+
+    let mut errors = parse_errors;
+    for d in diags {
+        errors.extend(d.into_errors());
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    Ok(Config { agent, checks, origin })
+}
+
+fn read_agent(d: &Diags<'_>, value: &Value<'_>) -> Option<AgentConfig> {
+    let table = Table::new(d, value, "[agent]")?;
+    let region = match table.str("region") {
+        Some((region, span)) if !valid_region(region) => {
+            d.error_hint(
+                &span,
+                format!("region {region:?} is not a valid region name"),
+                "use letters, digits, `-`, `_` and `.`, like \"eu-west-1\"",
+            );
+            "default".to_string()
+        }
+        Some((region, _)) => region.to_string(),
+        None => "default".to_string(),
+    };
+    let listen = match table.str("listen") {
+        Some((text, span)) => match SocketAddr::from_str(text) {
+            Ok(addr) => addr,
+            Err(_) => {
+                d.error_hint(
+                    &span,
+                    format!("listen address {text:?} is not IP:PORT"),
+                    "write it like \"127.0.0.1:9465\" or \"[::1]:9465\"",
+                );
+                DEFAULT_LISTEN.parse().expect("the default listen address parses")
+            }
+        },
+        None => DEFAULT_LISTEN.parse().expect("the default listen address parses"),
+    };
+    let labels = read_labels(&table, "labels", RESERVED_LABELS);
+    let concurrency = match table.int("concurrency") {
+        Some((n, _)) if n >= 1 => n as usize,
+        Some((n, span)) => {
+            d.error(&span, format!("`concurrency` must be at least 1, found {n}"));
+            DEFAULT_CONCURRENCY
+        }
+        None => DEFAULT_CONCURRENCY,
+    };
+    let duration_buckets = match table.str_list("duration_buckets") {
+        Some(items) => {
+            let mut buckets = Vec::new();
+            for (text, span) in items {
+                match super::parse_duration(text) {
+                    Some(bucket) => buckets.push(bucket.as_secs_f64()),
+                    None => d.error_hint(
+                        &span,
+                        format!("bucket {text:?} is not a positive duration"),
+                        "write bucket edges as durations, like [\"100ms\", \"250ms\", \"1s\"]",
+                    ),
+                }
+            }
+            if buckets.windows(2).any(|pair| pair[0] >= pair[1]) {
+                let span = table.key_span("duration_buckets").unwrap_or_else(|| table.span());
+                d.error(&span, "`duration_buckets` must be strictly increasing");
+            }
+            if buckets.is_empty() {
+                DEFAULT_DURATION_BUCKETS.to_vec()
+            } else {
+                buckets
+            }
+        }
+        None => DEFAULT_DURATION_BUCKETS.to_vec(),
+    };
+    table.finish();
+    Some(AgentConfig {
+        region,
+        listen,
+        labels,
+        concurrency,
+        duration_buckets,
+    })
+}
+
+fn read_defaults(d: &Diags<'_>, value: &Value<'_>) -> Option<Defaults> {
+    let table = Table::new(d, value, "[defaults]")?;
+    let interval = table.duration("interval").map_or(DEFAULT_INTERVAL, |(i, _)| i);
+    let timeout = table.duration("timeout").map(|(t, _)| t);
+    if let Some(timeout) = timeout
+        && timeout > interval
+    {
+        let span = table.key_span("timeout").unwrap_or_else(|| table.span());
+        d.error_hint(
+            &span,
+            format!(
+                "default timeout {} is longer than the default interval {}",
+                humantime::format_duration(timeout),
+                humantime::format_duration(interval)
+            ),
+            "a run must end before the next one is due; lower the timeout or raise the interval",
+        );
+    }
+    table.finish();
+    Some(Defaults { interval, timeout })
+}
+
+fn valid_region(region: &str) -> bool {
+    !region.is_empty()
+        && region.len() <= 64
+        && region
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Whether `name` is a valid check name: `[a-z0-9_-]+`, at most 128 characters.
+pub(crate) fn valid_check_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn read_check(table: Table<'_>, defaults: &Defaults, seen: &mut HashMap<String, String>) -> Option<CheckDef> {
+    let d = table.diags();
+    let errors_before = d.error_count();
+    let name = match table.str("name") {
+        Some((name, span)) => {
+            if !valid_check_name(name) {
+                d.error_hint(
+                    &span,
+                    format!("check name {name:?} is not valid"),
+                    format!(
+                        "use lowercase letters, digits, `-` and `_` only, like {:?}",
+                        suggest_name(name)
+                    ),
+                );
+            } else if let Some(first) = seen.get(name) {
+                d.error_hint(
+                    &span,
+                    format!("duplicate check name {name:?}"),
+                    format!("it is already defined at {first}; check names must be unique"),
+                );
+            } else {
+                seen.insert(name.to_string(), d.location(&span));
+            }
+            Some(name.to_string())
+        }
+        None => {
+            table.missing("name", "give every check a unique name, like name = \"shop-home\"");
+            None
+        }
+    };
+    let what = match &name {
+        Some(name) => format!("check {name:?}"),
+        None => table.what().to_string(),
+    };
+    let table = table.renamed(what);
+
+    let kind = match table.str("type") {
+        Some((text, span)) => match CheckKind::from_str(text) {
+            Ok(kind) => Some(kind),
+            Err(()) => {
+                let names: Vec<&str> = CheckKind::ALL.iter().map(|k| k.as_str()).collect();
+                let hint = match super::reader::closest(text, &names) {
+                    Some(best) => format!("did you mean {best:?}? supported types: {}", names.join(", ")),
+                    None => format!("supported types: {}", names.join(", ")),
+                };
+                d.error_hint(&span, format!("unknown check type {text:?}"), hint);
+                None
+            }
+        },
+        None => {
+            table.missing("type", "set type = \"http\"");
+            None
+        }
+    };
+
+    let interval = table.duration("interval");
+    let cron = table.str("cron");
+    let schedule = match (interval, cron) {
+        (Some(_), Some((_, span))) => {
+            d.error_hint(
+                &span,
+                format!("{} sets both `interval` and `cron`", table.what()),
+                "keep one of them",
+            );
+            None
+        }
+        (Some((every, _)), None) => Some(Schedule::Interval(every)),
+        (None, Some((expr, span))) => parse_cron(expr).map_or_else(
+            |error| {
+                d.error_hint(
+                    &span,
+                    format!("invalid cron expression {expr:?}: {error}"),
+                    "use 5 fields (minute hour day-of-month month day-of-week, like \"*/5 * * * *\") or 6 with seconds first; times are UTC",
+                );
+                None
+            },
+            |schedule| Some(Schedule::Cron(Box::new(schedule))),
+        ),
+        (None, None) => Some(Schedule::Interval(defaults.interval)),
+    };
+
+    let explicit_timeout = table.duration("timeout");
+    let timeout = match (&schedule, explicit_timeout) {
+        (Some(schedule), Some((timeout, span))) => {
+            if let Some(gap) = shortest_gap(schedule)
+                && timeout > gap
+            {
+                d.error_hint(
+                    &span,
+                    format!(
+                        "timeout {} is longer than the interval {} of {}",
+                        humantime::format_duration(timeout),
+                        humantime::format_duration(gap),
+                        table.what()
+                    ),
+                    "a run must end before the next one is due; lower the timeout or raise the interval",
+                );
+            }
+            timeout
+        }
+        (_, Some((timeout, _))) => timeout,
+        (schedule, None) => {
+            // An implicit timeout never exceeds the interval: a check every 5s with the
+            // default 10s timeout gets 5s.
+            let timeout = defaults.timeout.unwrap_or(DEFAULT_TIMEOUT);
+            match schedule.as_ref().and_then(shortest_gap) {
+                Some(gap) => timeout.min(gap),
+                None => timeout,
+            }
+        }
+    };
+
+    let labels = read_labels(&table, "labels", RESERVED_LABELS);
+    let regions = table
+        .str_list("regions")
+        .map(|items| {
+            let mut regions = Vec::new();
+            for (region, span) in items {
+                if valid_region(region) {
+                    regions.push(region.to_string());
+                } else {
+                    d.error(&span, format!("region {region:?} is not a valid region name"));
+                }
+            }
+            regions
+        })
+        .unwrap_or_default();
+
+    let mut secrets = Vec::new();
+    let built = match kind {
+        Some(CheckKind::Http) => super::http::read_http(&table, &mut secrets).map(|(spec, target)| (CheckSpec::Http(spec), target)),
+        None => None,
+    };
+    let defined_at = d.location(&table.span());
+    table.finish();
+
+    if d.error_count() > errors_before {
+        return None;
+    }
+    let (spec, target) = built?;
+    Some(CheckDef {
+        name: Arc::from(name?.as_str()),
+        schedule: schedule?,
+        timeout,
+        labels,
+        regions,
+        spec,
+        target,
+        secrets,
+        defined_at,
+    })
+}
+
+fn suggest_name(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        match c {
+            'A'..='Z' => out.push(c.to_ascii_lowercase()),
+            'a'..='z' | '0'..='9' | '-' | '_' => out.push(c),
+            _ => {
+                if !out.ends_with('-') {
+                    out.push('-');
+                }
+            }
+        }
+    }
+    let out = out.trim_matches('-').to_string();
+    if out.is_empty() { "my-check".to_string() } else { out }
+}
+
+/// Parses a cron expression, accepting the usual 5-field crontab form (minute first) and the
+/// 6/7-field form with seconds first.
+pub(crate) fn parse_cron(expr: &str) -> Result<cron::Schedule, String> {
+    let trimmed = expr.trim();
+    let fields = trimmed.split_whitespace().count();
+    let full = if fields == 5 && !trimmed.starts_with('@') {
+        format!("0 {trimmed}")
+    } else {
+        trimmed.to_string()
+    };
+    if !(trimmed.starts_with('@') || (6..=7).contains(&fields) || fields == 5) {
+        return Err(format!("expected 5 or 6 fields, found {fields}"));
+    }
+    cron::Schedule::from_str(&full).map_err(|error| error.to_string())
+}
+
+/// The interval, or for cron the shortest gap between the next few firings.
+fn shortest_gap(schedule: &Schedule) -> Option<Duration> {
+    match schedule {
+        Schedule::Interval(every) => Some(*every),
+        Schedule::Cron(cron) => {
+            let upcoming: Vec<_> = cron.upcoming(chrono::Utc).take(8).collect();
+            upcoming
+                .windows(2)
+                .filter_map(|pair| (pair[1] - pair[0]).to_std().ok())
+                .min()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cron_forms() {
+        assert!(parse_cron("*/5 * * * *").is_ok());
+        assert!(parse_cron("0 */5 * * * *").is_ok());
+        assert!(parse_cron("@hourly").is_ok());
+        assert!(parse_cron("* * *").is_err());
+        assert!(parse_cron("61 * * * *").is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert!(valid_check_name("shop-home_2"));
+        assert!(!valid_check_name("Shop Home"));
+        assert_eq!(suggest_name("Shop Home!"), "shop-home");
+    }
+}

@@ -1,0 +1,48 @@
+//! nightjar: a synthetic-probe agent. It runs scheduled checks defined in TOML, exports the
+//! results as Prometheus metrics that serve as availability and latency SLIs, and serves them
+//! from its own small HTTP server.
+//!
+//! # Layout
+//!
+//! Read in this order; each module is one stage of the pipeline
+//! config → schedule → check → result → metrics/status → server.
+//!
+//! - [`config`]: load TOML files, substitute `${env:..}`/`${file:..}` secrets, validate, and
+//!   report every problem at once as `file:line:column: message`.
+//! - [`schedule`]: one task per check; interval at a stable offset or cron; no overlap; a
+//!   concurrency cap; graceful shutdown.
+//! - [`runner`]: run one check once under its timeout; redact secrets from the outcome.
+//! - [`checks`]: the check kinds (`http`), each returning a value, never an `Err`, for a
+//!   failing target.
+//! - [`net`]: resolver, timed connects, rustls client configurations.
+//! - [`result`]: [`result::CheckResult`], [`result::Status`], the bounded
+//!   [`result::FailureReason`].
+//! - [`metrics`]: the only place metric names exist.
+//! - [`status`]: the latest result per check and the JSON views.
+//! - [`server`]: `/metrics`, `/-/healthy`, `/-/ready`, `/api/v1/checks`.
+//! - [`agent`]: wires the stages together for `nightjar run`.
+//! - [`cli`]: the command line.
+//!
+//! # Invariants
+//!
+//! - `checks` never imports `metrics`, `status` or `server`.
+//! - Only `config` reads config files, secret files and the environment for values.
+//! - Only `metrics` spells metric names.
+//! - Every run is bounded by its check's timeout; no target can make the agent panic, hang or
+//!   grow without bound.
+//! - Secret values never leave a check: details are redacted before they leave the runner.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod agent;
+pub mod checks;
+pub mod cli;
+pub mod config;
+pub mod metrics;
+pub mod net;
+pub mod result;
+pub mod runner;
+pub mod schedule;
+pub mod server;
+pub mod status;

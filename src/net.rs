@@ -1,0 +1,329 @@
+//! Outbound plumbing shared by checks: name resolution with an address-family preference,
+//! timed TCP connects with fallback across addresses, rustls client configurations, and the
+//! classification of low-level errors into failure reasons.
+
+use std::error::Error as StdError;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, OnceLock};
+
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{LookupIpStrategy, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout_at};
+
+use crate::result::FailureReason;
+
+/// Which address family to try first, and whether to fall back to the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpPreference {
+    /// The family tried first.
+    pub prefer: IpFamily,
+    /// Whether addresses of the other family are tried when the preferred ones fail or do
+    /// not exist.
+    pub fallback: bool,
+}
+
+impl Default for IpPreference {
+    fn default() -> Self {
+        IpPreference {
+            prefer: IpFamily::V6,
+            fallback: true,
+        }
+    }
+}
+
+/// An IP address family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpFamily {
+    /// IPv4.
+    V4,
+    /// IPv6.
+    V6,
+}
+
+impl IpFamily {
+    fn matches(self, ip: &IpAddr) -> bool {
+        match self {
+            IpFamily::V4 => ip.is_ipv4(),
+            IpFamily::V6 => ip.is_ipv6(),
+        }
+    }
+}
+
+/// Resolves names for checks. Built once per agent; it does not cache, so every run measures
+/// a real resolve phase.
+#[derive(Clone)]
+pub struct Resolver {
+    inner: Arc<TokioResolver>,
+}
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Resolver")
+    }
+}
+
+impl Resolver {
+    /// A resolver using the system configuration (`/etc/resolv.conf`, `/etc/hosts`). On a
+    /// machine with no resolver configuration it still answers from `/etc/hosts`.
+    pub fn system() -> Resolver {
+        let mut builder = TokioResolver::builder_tokio().unwrap_or_else(|_| {
+            TokioResolver::builder_with_config(ResolverConfig::default(), TokioRuntimeProvider::default())
+        });
+        let options = builder.options_mut();
+        // A probe must measure resolution every time; a cache would report 0 µs.
+        options.cache_size = 0;
+        options.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+        let resolver = builder
+            .build()
+            .or_else(|_| {
+                TokioResolver::builder_with_config(ResolverConfig::default(), TokioRuntimeProvider::default())
+                    .build()
+            })
+            .expect("a resolver with an empty configuration always builds");
+        Resolver {
+            inner: Arc::new(resolver),
+        }
+    }
+
+    /// The addresses of `host`, ordered by `pref` (and filtered when there is no fallback).
+    pub async fn lookup(&self, host: &str, pref: IpPreference) -> Result<Vec<IpAddr>, String> {
+        let lookup = self
+            .inner
+            .lookup_ip(host)
+            .await
+            .map_err(|error| format!("cannot resolve {host}: {error}"))?;
+        let all: Vec<IpAddr> = lookup.iter().collect();
+        let ordered = order_addresses(&all, pref);
+        if ordered.is_empty() {
+            let family = match pref.prefer {
+                IpFamily::V4 => "IPv4",
+                IpFamily::V6 => "IPv6",
+            };
+            return Err(format!(
+                "{host} has no {family} address (found {}) and ip_protocol_fallback is off",
+                all.len()
+            ));
+        }
+        Ok(ordered)
+    }
+}
+
+/// Orders addresses by family preference, dropping the other family without fallback.
+pub fn order_addresses(all: &[IpAddr], pref: IpPreference) -> Vec<IpAddr> {
+    let preferred = all.iter().filter(|ip| pref.prefer.matches(ip));
+    let others = all.iter().filter(|ip| !pref.prefer.matches(ip));
+    if pref.fallback {
+        preferred.chain(others).copied().collect()
+    } else {
+        preferred.copied().collect()
+    }
+}
+
+/// Connects to the first address that accepts, in order, before `deadline`. Each attempt but
+/// the last gets an equal share of the time left, so one black-holed address cannot eat the
+/// whole budget.
+pub async fn connect(addrs: &[IpAddr], port: u16, deadline: Instant) -> Result<(TcpStream, SocketAddr), ConnectError> {
+    let mut last_error = None;
+    for (idx, ip) in addrs.iter().enumerate() {
+        let addr = SocketAddr::new(*ip, port);
+        let left = addrs.len() - idx;
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        let share = (deadline - now) / left as u32;
+        let attempt_deadline = if left == 1 { deadline } else { now + share };
+        match timeout_at(attempt_deadline, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => {
+                // Without nodelay, Nagle and delayed ACKs add tens of milliseconds to small
+                // requests and distort the processing phase.
+                let _ = stream.set_nodelay(true);
+                return Ok((stream, addr));
+            }
+            Ok(Err(error)) => last_error = Some(format!("connect to {addr}: {error}")),
+            Err(_) if left == 1 => return Err(ConnectError::Timeout(addr)),
+            Err(_) => last_error = Some(format!("connect to {addr}: timed out")),
+        }
+    }
+    Err(match last_error {
+        Some(message) => ConnectError::Failed(message),
+        None => ConnectError::Timeout(SocketAddr::new(addrs.first().copied().unwrap_or(IpAddr::from([0, 0, 0, 0])), port)),
+    })
+}
+
+/// Why a connect failed.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// The deadline passed during the attempt to this address.
+    Timeout(SocketAddr),
+    /// Every address refused or failed; the message names the last one.
+    Failed(String),
+}
+
+/// The process-wide crypto provider: ring, the one provider nightjar builds with.
+pub fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .clone()
+}
+
+/// Mozilla's roots as bundled in the binary: the same verdict on every host.
+pub fn bundled_roots() -> Arc<RootCertStore> {
+    static ROOTS: OnceLock<Arc<RootCertStore>> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            Arc::new(RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            })
+        })
+        .clone()
+}
+
+/// How a check's TLS client is set up.
+pub struct TlsSetup {
+    /// Trusted roots.
+    pub roots: Arc<RootCertStore>,
+    /// Accept any certificate (handshake signatures are still checked).
+    pub insecure_skip_verify: bool,
+    /// Client certificate chain and key for mTLS.
+    pub client_auth: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    /// ALPN protocols to offer, in preference order.
+    pub alpn: Vec<Vec<u8>>,
+}
+
+/// Builds a rustls client configuration.
+pub fn client_config(setup: TlsSetup) -> Result<ClientConfig, String> {
+    let provider = provider();
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|error| format!("cannot set up TLS: {error}"))?;
+    let builder = if setup.insecure_skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCert { provider }))
+    } else {
+        builder.with_root_certificates(setup.roots)
+    };
+    let mut config = match setup.client_auth {
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|error| format!("client certificate and key do not fit together: {error}"))?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = setup.alpn;
+    Ok(config)
+}
+
+/// A verifier for `insecure_skip_verify`: any chain is accepted, but the handshake signature
+/// is still verified so the connection is at least to the key holder of the presented cert.
+#[derive(Debug)]
+struct AcceptAnyCert {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Classifies a TLS handshake error: a certificate problem, or another TLS failure.
+pub fn classify_tls_error(error: &io::Error) -> (FailureReason, String) {
+    if let Some(tls) = find_cause::<rustls::Error>(error) {
+        let reason = match tls {
+            rustls::Error::InvalidCertificate(_) => FailureReason::CertInvalid,
+            _ => FailureReason::Tls,
+        };
+        return (reason, format!("TLS handshake failed: {tls}"));
+    }
+    match error.kind() {
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => (
+            FailureReason::Tls,
+            format!("TLS handshake failed: the server closed the connection ({error})"),
+        ),
+        _ => (FailureReason::Tls, format!("TLS handshake failed: {error}")),
+    }
+}
+
+/// The first error of type `T` in the `source()` chain of `error`, including itself.
+pub fn find_cause<'a, T: StdError + 'static>(error: &'a (dyn StdError + 'static)) -> Option<&'a T> {
+    let mut current: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(err) = current {
+        if let Some(found) = err.downcast_ref::<T>() {
+            return Some(found);
+        }
+        // io::Error keeps its payload behind get_ref rather than source().
+        if let Some(io_error) = err.downcast_ref::<io::Error>()
+            && let Some(inner) = io_error.get_ref()
+            && let Some(found) = find_cause::<T>(inner)
+        {
+            return Some(found);
+        }
+        current = err.source();
+    }
+    None
+}
+
+/// A TLS protocol version as blackbox_exporter labels it.
+pub fn tls_version_name(version: rustls::ProtocolVersion) -> &'static str {
+    match version {
+        rustls::ProtocolVersion::TLSv1_3 => "TLS 1.3",
+        rustls::ProtocolVersion::TLSv1_2 => "TLS 1.2",
+        rustls::ProtocolVersion::TLSv1_1 => "TLS 1.1",
+        rustls::ProtocolVersion::TLSv1_0 => "TLS 1.0",
+        _ => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_order() {
+        let v4: IpAddr = "127.0.0.1".parse().unwrap();
+        let v6: IpAddr = "::1".parse().unwrap();
+        let all = [v4, v6];
+        let prefer6 = IpPreference { prefer: IpFamily::V6, fallback: true };
+        assert_eq!(order_addresses(&all, prefer6), vec![v6, v4]);
+        let only4 = IpPreference { prefer: IpFamily::V4, fallback: false };
+        assert_eq!(order_addresses(&all, only4), vec![v4]);
+    }
+}

@@ -1,0 +1,188 @@
+//! The value one check run produces: [`CheckResult`], its [`Status`] and the bounded
+//! [`FailureReason`] set.
+//!
+//! A failing target is data, not an `Err`: every check returns a `CheckResult`, and only the
+//! outer layers (metrics, status store, CLI) decide how to show it.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::checks::CheckKind;
+
+/// The outcome of one run of one check.
+#[derive(Debug, Clone)]
+pub struct CheckResult {
+    /// The check's unique name.
+    pub check: Arc<str>,
+    /// The check's type.
+    pub kind: CheckKind,
+    /// Wall-clock time at which the run started.
+    pub started_at: SystemTime,
+    /// How long the run took, measured on the monotonic clock.
+    pub duration: Duration,
+    /// Pass, or fail with a reason.
+    pub status: Status,
+    /// Type-specific measurements (phase timings, status code, ...).
+    pub details: Details,
+}
+
+impl CheckResult {
+    /// Whether the run passed.
+    pub fn is_success(&self) -> bool {
+        matches!(self.status, Status::Pass)
+    }
+
+    /// The failure reason, if the run failed.
+    pub fn reason(&self) -> Option<FailureReason> {
+        match &self.status {
+            Status::Pass => None,
+            Status::Fail { reason, .. } => Some(*reason),
+        }
+    }
+}
+
+/// Whether a run passed and, if not, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Every expectation held.
+    Pass,
+    /// The target failed an expectation or could not be reached.
+    Fail {
+        /// Bounded reason; becomes the `reason` metric label.
+        reason: FailureReason,
+        /// Human detail naming what was expected and what came; never a metric label, never
+        /// a secret.
+        detail: String,
+    },
+}
+
+impl Status {
+    /// A failure with a reason and a detail.
+    pub fn fail(reason: FailureReason, detail: impl Into<String>) -> Status {
+        Status::Fail {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Measurements specific to a check type.
+#[derive(Debug, Clone, Default)]
+pub enum Details {
+    /// Nothing beyond the status (the run did not get far enough, or the type has none).
+    #[default]
+    None,
+    /// An HTTP check's measurements.
+    Http(HttpDetails),
+}
+
+/// What an HTTP check measured, summed over every redirect hop like blackbox_exporter does.
+#[derive(Debug, Clone, Default)]
+pub struct HttpDetails {
+    /// Time spent resolving names.
+    pub resolve: Duration,
+    /// Time spent in TCP connect.
+    pub connect: Duration,
+    /// Time spent in TLS handshakes.
+    pub tls: Duration,
+    /// From the request being sent to the response head being parsed.
+    pub processing: Duration,
+    /// From the response head to the end of the body.
+    pub transfer: Duration,
+    /// Status code of the last response, if one came.
+    pub status_code: Option<u16>,
+    /// HTTP version of the last response (1.0, 1.1, 2.0).
+    pub http_version: Option<f64>,
+    /// Body bytes received on the last response (including bytes read and discarded past the cap).
+    pub content_length: Option<u64>,
+    /// Redirects followed.
+    pub redirects: u32,
+    /// Whether the last hop used TLS.
+    pub tls_used: bool,
+    /// TLS protocol version of the last hop, e.g. "TLS 1.3".
+    pub tls_version: Option<&'static str>,
+    /// Whether a body regex expectation failed.
+    pub failed_due_to_regex: bool,
+    /// The address connected to on the last hop.
+    pub remote_addr: Option<std::net::SocketAddr>,
+}
+
+/// Why a run failed. Bounded on purpose: it is a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FailureReason {
+    /// The run did not finish within its timeout.
+    Timeout,
+    /// The target's name could not be resolved.
+    Dns,
+    /// No TCP connection could be made.
+    Connect,
+    /// The TLS handshake failed for a reason other than the certificate.
+    Tls,
+    /// The server's certificate did not verify (chain or hostname).
+    CertInvalid,
+    /// The server closed or reset the connection before the response was complete.
+    Closed,
+    /// The server answered something that is not valid HTTP.
+    Protocol,
+    /// Too many redirects, or a redirect without a usable `Location`.
+    Redirect,
+    /// The status code was not an expected one.
+    Status,
+    /// A body expectation failed.
+    Body,
+    /// A header expectation failed.
+    Header,
+    /// A JSON expectation failed.
+    Json,
+    /// The run took longer than `max_duration`.
+    TooSlow,
+    /// The response was larger than allowed.
+    TooLarge,
+}
+
+impl FailureReason {
+    /// Every reason, in label order.
+    pub const ALL: &'static [FailureReason] = &[
+        FailureReason::Timeout,
+        FailureReason::Dns,
+        FailureReason::Connect,
+        FailureReason::Tls,
+        FailureReason::CertInvalid,
+        FailureReason::Closed,
+        FailureReason::Protocol,
+        FailureReason::Redirect,
+        FailureReason::Status,
+        FailureReason::Body,
+        FailureReason::Header,
+        FailureReason::Json,
+        FailureReason::TooSlow,
+        FailureReason::TooLarge,
+    ];
+
+    /// The metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Timeout => "timeout",
+            FailureReason::Dns => "dns",
+            FailureReason::Connect => "connect",
+            FailureReason::Tls => "tls",
+            FailureReason::CertInvalid => "cert_invalid",
+            FailureReason::Closed => "closed",
+            FailureReason::Protocol => "protocol",
+            FailureReason::Redirect => "redirect",
+            FailureReason::Status => "status",
+            FailureReason::Body => "body",
+            FailureReason::Header => "header",
+            FailureReason::Json => "json",
+            FailureReason::TooSlow => "too_slow",
+            FailureReason::TooLarge => "too_large",
+        }
+    }
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,247 @@
+//! When checks run: one task per check, on an interval at a stable offset or on a cron
+//! expression; never overlapping itself; a global concurrency cap; graceful shutdown.
+//!
+//! Timing uses tokio's monotonic clock. Wall-clock time is derived from it through
+//! [`WallClock`], captured once, so a stepped system clock moves neither the intervals nor the
+//! cron firings, and tests can run the whole scheduler on paused time.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep_until};
+
+use crate::config::{CheckDef, Schedule};
+use crate::metrics::Metrics;
+use crate::result::CheckResult;
+use crate::runner::{RunEnv, run_one};
+
+/// What the scheduler calls to run a check once. The agent uses [`real_runner`]; scheduler
+/// tests substitute a runner that only sleeps, so paused time can drive them.
+pub type Runner = Arc<dyn Fn(Arc<CheckDef>) -> BoxFuture<CheckResult> + Send + Sync>;
+
+/// A boxed, sendable future.
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+/// The runner that really probes targets.
+pub fn real_runner(env: RunEnv) -> Runner {
+    Arc::new(move |def: Arc<CheckDef>| {
+        let env = env.clone();
+        Box::pin(async move { run_one(&def, &env).await })
+    })
+}
+
+/// Maps tokio's monotonic instants to wall-clock time, from one reading taken at start.
+#[derive(Debug, Clone, Copy)]
+pub struct WallClock {
+    base_wall: SystemTime,
+    base_instant: Instant,
+}
+
+impl WallClock {
+    /// Anchors the wall clock at the current time.
+    pub fn now() -> WallClock {
+        WallClock::anchored(SystemTime::now())
+    }
+
+    /// Anchors the wall clock so that the current instant is `wall` (for tests).
+    pub fn anchored(wall: SystemTime) -> WallClock {
+        WallClock {
+            base_wall: wall,
+            base_instant: Instant::now(),
+        }
+    }
+
+    /// The wall-clock time at `instant`.
+    pub fn wall_at(&self, instant: Instant) -> SystemTime {
+        if instant >= self.base_instant {
+            self.base_wall + (instant - self.base_instant)
+        } else {
+            self.base_wall - (self.base_instant - instant)
+        }
+    }
+
+    /// The instant at wall-clock time `wall`.
+    pub fn instant_at(&self, wall: SystemTime) -> Instant {
+        match wall.duration_since(self.base_wall) {
+            Ok(ahead) => self.base_instant + ahead,
+            Err(behind) => self.base_instant - behind.duration(),
+        }
+    }
+}
+
+/// A stable 64-bit hash of a check name (FNV-1a): the same on every run, host and version,
+/// so offsets and shards do not move on restart.
+pub fn stable_hash(name: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in name.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// The check's offset inside its interval, derived from its name.
+pub fn offset_in(name: &str, interval: Duration) -> Duration {
+    let nanos = interval.as_nanos().max(1);
+    Duration::from_nanos((u128::from(stable_hash(name)) % nanos) as u64)
+}
+
+/// The first instant at or after `now` when a check with this interval and offset is due:
+/// the wall-clock time t where (t − offset) is a multiple of the interval. Anchoring to the
+/// wall clock keeps the firing times the same across restarts.
+pub fn first_due(name: &str, interval: Duration, now: Instant, clock: &WallClock) -> Instant {
+    let interval_nanos = interval.as_nanos().max(1);
+    let offset = offset_in(name, interval).as_nanos();
+    let wall = clock
+        .wall_at(now)
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let phase = (wall + interval_nanos - offset % interval_nanos) % interval_nanos;
+    let wait = (interval_nanos - phase) % interval_nanos;
+    now + Duration::from_nanos(wait as u64)
+}
+
+/// The next cron firing strictly after `after`.
+pub fn next_cron(schedule: &cron::Schedule, after: Instant, clock: &WallClock) -> Option<Instant> {
+    let wall: chrono::DateTime<chrono::Utc> = clock.wall_at(after).into();
+    let next = schedule.after(&wall).next()?;
+    Some(clock.instant_at(next.into()))
+}
+
+/// Everything the check tasks share.
+struct Shared {
+    runner: Runner,
+    metrics: Arc<Metrics>,
+    permits: Arc<Semaphore>,
+    results: mpsc::Sender<CheckResult>,
+    clock: WallClock,
+}
+
+/// Runs the checks until shutdown.
+pub struct Scheduler {
+    checks: Vec<Arc<CheckDef>>,
+    shared: Arc<Shared>,
+}
+
+impl Scheduler {
+    /// A scheduler for `checks`, sending every result to `results`, with at most
+    /// `concurrency` runs in flight at once.
+    pub fn new(
+        checks: Vec<Arc<CheckDef>>,
+        runner: Runner,
+        metrics: Arc<Metrics>,
+        results: mpsc::Sender<CheckResult>,
+        concurrency: usize,
+        clock: WallClock,
+    ) -> Scheduler {
+        Scheduler {
+            checks,
+            shared: Arc::new(Shared {
+                runner,
+                metrics,
+                permits: Arc::new(Semaphore::new(concurrency.max(1))),
+                results,
+                clock,
+            }),
+        }
+    }
+
+    /// Spawns one task per check and waits for them. When `shutdown` turns true (or its
+    /// sender is dropped) no new run starts; runs in flight finish (each within its
+    /// timeout) before this returns. The results sender is dropped on return.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let tasks: Vec<JoinHandle<()>> = self
+            .checks
+            .into_iter()
+            .map(|def| tokio::spawn(check_loop(def, self.shared.clone(), shutdown.clone())))
+            .collect();
+        drop(self.shared);
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn check_loop(def: Arc<CheckDef>, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let now = Instant::now();
+    let mut due = match &def.schedule {
+        Schedule::Interval(every) => first_due(&def.name, *every, now, &shared.clock),
+        Schedule::Cron(cron) => match next_cron(cron, now, &shared.clock) {
+            Some(due) => due,
+            None => return,
+        },
+    };
+    let mut running: Option<JoinHandle<()>> = None;
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        tokio::select! {
+            () = sleep_until(due) => {}
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    break;
+                }
+                continue;
+            }
+        }
+        let this_due = due;
+        due = match &def.schedule {
+            Schedule::Interval(every) => {
+                // After a stall (a suspended VM, a starved runtime) skip the missed slots
+                // instead of firing them back to back.
+                let mut next = this_due + *every;
+                let now = Instant::now();
+                while next <= now {
+                    next += *every;
+                }
+                next
+            }
+            Schedule::Cron(cron) => match next_cron(cron, Instant::now().max(this_due), &shared.clock) {
+                Some(next) => next,
+                None => break,
+            },
+        };
+        if running.as_ref().is_some_and(|handle| !handle.is_finished()) {
+            shared.metrics.skipped(&def.name);
+            tracing::debug!(message = "Run skipped: the previous run is still in flight.", check = %def.name);
+            continue;
+        }
+        running = Some(tokio::spawn(run_task(def.clone(), shared.clone(), this_due)));
+    }
+    if let Some(handle) = running {
+        let _ = handle.await;
+    }
+}
+
+async fn run_task(def: Arc<CheckDef>, shared: Arc<Shared>, due: Instant) {
+    let Ok(_permit) = shared.permits.clone().acquire_owned().await else {
+        return;
+    };
+    shared.metrics.observe_lag(Instant::now().saturating_duration_since(due));
+    let res = (shared.runner)(def).await;
+    let _ = shared.results.send(res).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_is_stable() {
+        // Fixed values: changing the hash would move every check's offset and shard.
+        assert_eq!(stable_hash(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(stable_hash("a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn offsets_stay_inside_the_interval() {
+        let interval = Duration::from_secs(30);
+        for name in ["a", "shop-home", "api", "x-1"] {
+            assert!(offset_in(name, interval) < interval);
+        }
+        assert_ne!(offset_in("shop-home", interval), offset_in("shop-cart", interval));
+    }
+}

@@ -1,0 +1,121 @@
+//! The agent's own HTTP server: `/metrics`, `/-/healthy`, `/-/ready`, `/api/v1/checks` and a
+//! small index page at `/`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Json, Response};
+use axum::routing::get;
+use serde::Serialize;
+
+use crate::metrics::Metrics;
+use crate::status::{CheckView, StatusStore};
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// Latest results.
+    pub status: Arc<StatusStore>,
+    /// True once the config is loaded and the scheduler runs.
+    pub ready: Arc<AtomicBool>,
+}
+
+/// The router; exposed so tests can serve it on any listener.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/metrics", get(metrics))
+        .route("/-/healthy", get(healthy))
+        .route("/-/ready", get(ready))
+        .route("/api/v1/checks", get(checks))
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn healthy() -> &'static str {
+    "OK\n"
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    if state.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "Ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "Not ready\n").into_response()
+    }
+}
+
+#[derive(Serialize)]
+struct ChecksBody {
+    region: String,
+    version: &'static str,
+    checks: Vec<CheckView>,
+}
+
+async fn checks(State(state): State<AppState>) -> Json<ChecksBody> {
+    Json(ChecksBody {
+        region: state.status.region().to_string(),
+        version: env!("CARGO_PKG_VERSION"),
+        checks: state.status.views(),
+    })
+}
+
+async fn index(State(state): State<AppState>) -> Html<String> {
+    let views = state.status.views();
+    let mut rows = String::new();
+    for view in &views {
+        let (reason, detail) = view
+            .last_run
+            .as_ref()
+            .map(|run| (run.reason.unwrap_or(""), run.detail.clone().unwrap_or_default()))
+            .unwrap_or(("", String::new()));
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td></tr>\n",
+            escape(&view.name),
+            view.kind,
+            escape(&view.target),
+            view.state,
+            view.state,
+            reason,
+            escape(&detail)
+        ));
+    }
+    Html(format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+<title>nightjar</title><style>body{{font-family:sans-serif;margin:1.5em}}table{{border-collapse:collapse}}\
+td,th{{padding:.3em .8em;text-align:left;border-bottom:1px solid #ddd}}.failing{{color:#b00}}.passing{{color:#070}}</style></head>\
+<body><h1>nightjar</h1><p>Region <b>{region}</b>, version {version}. \
+<a href=\"/metrics\">/metrics</a> · <a href=\"/api/v1/checks\">/api/v1/checks</a> · <a href=\"/-/ready\">/-/ready</a></p>\
+<table><caption>Checks</caption><thead><tr><th scope=\"col\">Check</th><th scope=\"col\">Type</th><th scope=\"col\">Target</th>\
+<th scope=\"col\">State</th><th scope=\"col\">Reason</th><th scope=\"col\">Detail</th></tr></thead><tbody>\n{rows}</tbody></table></body></html>\n",
+        region = escape(state.status.region()),
+        version = env!("CARGO_PKG_VERSION"),
+    ))
+}
+
+/// Escapes text for HTML.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
