@@ -91,8 +91,11 @@ impl<'s> Diags<'s> {
         format!("{}:{line}:{column}", self.src.path.display())
     }
 
+    /// The problems found, in the order they appear in the file.
     pub fn into_errors(self) -> Vec<ConfigError> {
-        self.errors.into_inner()
+        let mut errors = self.errors.into_inner();
+        errors.sort_by_key(|error| (error.line, error.column));
+        errors
     }
 
     pub fn error_count(&self) -> usize {
@@ -271,7 +274,12 @@ impl<'a> Table<'a> {
         );
     }
 
+    /// Reports a required key as missing, unless it is present (with a wrong type, already
+    /// reported).
     pub fn missing(&self, key: &str, hint: &str) {
+        if self.key_span(key).is_some() {
+            return;
+        }
         self.d.error_hint(
             &self.span,
             format!("{} is missing the required key `{key}`", self.what),

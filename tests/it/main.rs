@@ -1,1 +1,9 @@
-fn main(){}
+//! The single integration-test binary: real servers on loopback, the real agent, the real CLI.
+
+mod cli;
+mod config;
+mod hostile;
+mod http;
+mod schedule;
+mod server;
+mod support;

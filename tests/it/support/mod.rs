@@ -1,0 +1,440 @@
+//! Test support: real servers on loopback (nginx, Prometheus), a test CA made at test time
+//! with openssl, an in-process agent, and the contract every check kind's results satisfy.
+
+pub mod hostile;
+
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use nightjar::config::{self, Config, MapEnv, Overrides};
+use nightjar::result::CheckResult;
+use nightjar::runner::{RunEnv, run_one};
+
+/// Fails the test with a clear message when a required program is missing.
+pub fn require(program: &str, package: &str) -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/sbin", "/bin"] {
+        let path = Path::new(dir).join(program);
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!("{program} is not installed: run `bash .ci/run` once, or `apt-get install {package}`");
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .expect("bind an ephemeral port")
+        .local_addr()
+        .expect("local address")
+        .port()
+}
+
+/// Polls until `addr` accepts a TCP connection; panics after `limit`.
+pub fn wait_for_tcp(addr: SocketAddr, limit: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if StdStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("nothing listened on {addr} within {limit:?}");
+}
+
+/// Polls `probe` every 50 ms until it returns `Some`, for at most `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A CA, a server certificate for localhost/127.0.0.1, and a client certificate, made with
+/// openssl once per test process.
+pub struct TestCerts {
+    pub ca: PathBuf,
+    pub leaf: PathBuf,
+    pub leaf_key: PathBuf,
+    pub client: PathBuf,
+    pub client_key: PathBuf,
+}
+
+pub fn certs() -> &'static TestCerts {
+    static CERTS: OnceLock<TestCerts> = OnceLock::new();
+    CERTS.get_or_init(|| {
+        let openssl = require("openssl", "openssl");
+        let dir = tempfile::Builder::new()
+            .prefix("nightjar-certs-")
+            .tempdir()
+            .expect("temp dir")
+            .keep();
+        let run = |args: &[&str]| {
+            let out = Command::new(&openssl)
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .expect("run openssl");
+            assert!(out.status.success(), "openssl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let mut args = vec!["req", "-x509"];
+        args.extend(ec);
+        args.extend([
+            "-keyout", "ca.key", "-out", "ca.pem", "-days", "30", "-subj", "/CN=nightjar test CA",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        run(&args);
+        for (name, cn, ext) in [
+            (
+                "leaf",
+                "/CN=localhost",
+                "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+            ),
+            (
+                "client",
+                "/CN=nightjar-probe",
+                "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+            ),
+        ] {
+            std::fs::write(dir.join(format!("{name}.ext")), ext).expect("write ext");
+            let key = format!("{name}.key");
+            let csr = format!("{name}.csr");
+            let pem = format!("{name}.pem");
+            let extfile = format!("{name}.ext");
+            let mut args = vec!["req"];
+            args.extend(ec);
+            args.extend(["-keyout", &key, "-out", &csr, "-subj", cn]);
+            run(&args);
+            run(&[
+                "x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial", "4242", "-out",
+                &pem, "-days", "30", "-extfile", &extfile,
+            ]);
+        }
+        TestCerts {
+            ca: dir.join("ca.pem"),
+            leaf: dir.join("leaf.pem"),
+            leaf_key: dir.join("leaf.key"),
+            client: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
+
+        }
+    })
+}
+
+/// A real nginx on loopback with the routes the HTTP tests use. Stopped on drop.
+pub struct Nginx {
+    pub http: SocketAddr,
+    pub https: SocketAddr,
+    pub mtls: SocketAddr,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+/// Size of `/large` (20 MiB).
+pub const LARGE_BODY: u64 = 20 * 1024 * 1024;
+
+impl Nginx {
+    pub fn start() -> Nginx {
+        let nginx = require("nginx", "nginx-light");
+        let certs = certs();
+        let dir = tempfile::Builder::new().prefix("nightjar-nginx-").tempdir().expect("temp dir");
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("www")).expect("www dir");
+        std::fs::create_dir_all(root.join("tmp")).expect("tmp dir");
+        let large = std::fs::File::create(root.join("www/large")).expect("large file");
+        large.set_len(LARGE_BODY).expect("size large file");
+        std::fs::write(root.join("www/slow"), vec![b'x'; 256 * 1024]).expect("slow file");
+        std::fs::write(root.join("www/page.html"), "<html><body><h1>Add to cart</h1></body></html>\n").expect("page");
+
+        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let https = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mtls = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let d = root.display();
+        let conf = format!(
+            r#"daemon off;
+master_process off;
+worker_processes 1;
+error_log {d}/error.log warn;
+pid {d}/nginx.pid;
+events {{ worker_connections 512; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/tmp/body;
+  proxy_temp_path {d}/tmp/proxy;
+  fastcgi_temp_path {d}/tmp/fastcgi;
+  uwsgi_temp_path {d}/tmp/uwsgi;
+  scgi_temp_path {d}/tmp/scgi;
+  default_type text/plain;
+  ssl_protocols TLSv1.2 TLSv1.3;
+  ssl_certificate {leaf};
+  ssl_certificate_key {leaf_key};
+  server {{
+    listen {http};
+    listen {https} ssl http2;
+    server_name localhost;
+    root {d}/www;
+    location = /ok {{ return 200 "hello from nginx\n"; }}
+    location = /json {{ default_type application/json; return 200 '{{"status":"ok","count":3,"items":[{{"id":"a1"}}]}}'; }}
+    location = /notfound {{ return 404 "nope\n"; }}
+    location = /unavailable {{ return 503 "down for maintenance\n"; }}
+    location = /redirect {{ return 302 /ok; }}
+    location = /loop {{ return 302 /loop; }}
+    location = /to-https {{ return 301 https://localhost:{https_port}/ok; }}
+    location = /echo {{ add_header X-Echo $http_x_probe always; return 200 "method=$request_method auth=$http_authorization probe=$http_x_probe ua=$http_user_agent\n"; }}
+    location = /large {{ }}
+    location = /slow {{ limit_rate 2k; }}
+    location = /page.html {{ }}
+  }}
+  server {{
+    listen {mtls} ssl;
+    server_name localhost;
+    ssl_client_certificate {ca};
+    ssl_verify_client on;
+    location / {{ return 200 "client $ssl_client_s_dn\n"; }}
+  }}
+}}
+"#,
+            leaf = certs.leaf.display(),
+            leaf_key = certs.leaf_key.display(),
+            ca = certs.ca.display(),
+            https_port = https.port(),
+        );
+        let conf_path = root.join("nginx.conf");
+        std::fs::write(&conf_path, conf).expect("write nginx.conf");
+        let child = Command::new(nginx)
+            .arg("-p")
+            .arg(root)
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-e")
+            .arg(root.join("error.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start nginx");
+        for addr in [http, https, mtls] {
+            wait_for_tcp(addr, Duration::from_secs(10));
+        }
+        Nginx {
+            http,
+            https,
+            mtls,
+            child,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.https.port())
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Loads config text with a fixed environment.
+pub fn load(text: &str, env: &[(&str, &str)]) -> Config {
+    let env = MapEnv(env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    match config::load_str(Path::new("test.toml"), text, &env, &Overrides::default()) {
+        Ok(config) => config,
+        Err(errors) => panic!("config does not load:\n{errors}"),
+    }
+}
+
+/// Runs the only check of `text` once.
+pub async fn run_check(text: &str) -> CheckResult {
+    run_check_env(text, &[]).await
+}
+
+/// Runs the only check of `text` once, with environment variables for secrets.
+pub async fn run_check_env(text: &str, env: &[(&str, &str)]) -> CheckResult {
+    let config = load(text, env);
+    assert_eq!(config.checks.len(), 1, "the test config holds one check");
+    run_one(&config.checks[0], &RunEnv::system()).await
+}
+
+/// An `http` check's config text.
+pub fn http_check(url: &str, extra: &str) -> String {
+    format!("[[check]]\nname = \"t\"\ntype = \"http\"\nurl = \"{url}\"\ninterval = \"30s\"\ntimeout = \"5s\"\n{extra}\n")
+}
+
+/// The metrics text after observing `res` for the check in `text`.
+pub fn metrics_after(text: &str, res: &CheckResult) -> String {
+    let config = load(text, &[]);
+    let metrics = nightjar::metrics::Metrics::new(&config);
+    metrics.observe(res);
+    metrics.render()
+}
+
+/// The standard series exist for the result's check and every label comes from a bounded
+/// set: the contract every check kind keeps.
+pub fn assert_check_contract(res: &CheckResult, metrics_text: &str) {
+    let check = format!("check=\"{}\"", res.check);
+    for family in [
+        "probe_success",
+        "probe_duration_seconds",
+        "nightjar_check_runs_total",
+        "nightjar_check_failures_total",
+        "nightjar_check_duration_seconds_bucket",
+        "nightjar_check_info",
+    ] {
+        assert!(
+            metrics_text
+                .lines()
+                .any(|line| line.starts_with(family) && line.contains(&check)),
+            "{family} missing for {}:\n{metrics_text}",
+            res.check
+        );
+    }
+    let success = if res.is_success() { 1 } else { 0 };
+    assert!(
+        metrics_text
+            .lines()
+            .any(|line| line.starts_with("probe_success{") && line.contains(&check) && line.ends_with(&format!(" {success}"))),
+        "probe_success is not {success}"
+    );
+    let reasons: Vec<&str> = nightjar::result::FailureReason::ALL.iter().map(|r| r.as_str()).collect();
+    for line in metrics_text.lines().filter(|line| line.contains("reason=\"")) {
+        let reason = line.split("reason=\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap_or("");
+        assert!(reasons.contains(&reason), "unbounded reason label in {line}");
+    }
+    if let Some(reason) = res.reason() {
+        let needle = format!("reason=\"{}\"", reason.as_str());
+        assert!(
+            metrics_text.lines().any(|line| line.starts_with("nightjar_check_failures_total")
+                && line.contains(&needle)
+                && line.contains(&check)
+                && line.ends_with(" 1")),
+            "failure counter for {reason} not incremented"
+        );
+    }
+}
+
+/// A running in-process agent.
+pub struct RunningAgent {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl RunningAgent {
+    pub async fn start(config: Config) -> RunningAgent {
+        RunningAgent::start_with(config, nightjar::schedule::real_runner(RunEnv::system())).await
+    }
+
+    pub async fn start_with(config: Config, runner: nightjar::schedule::Runner) -> RunningAgent {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind agent");
+        let addr = listener.local_addr().expect("agent address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(nightjar::agent::run(config, listener, runner, async move {
+            let _ = stopped.await;
+        }));
+        RunningAgent {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.addr, path).await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("agent task").expect("agent ran cleanly");
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 GET for talking to the agent and Prometheus in tests.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write request");
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .expect("response in time")
+        .expect("read response");
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, body)
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
+        if size == 0 || tail.len() < size {
+            break;
+        }
+        out.push_str(&tail[..size]);
+        rest = tail[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Percent-encodes a query parameter value.
+pub fn encode(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// The value of the series `name` whose labels include every pair in `labels`, parsed from
+/// the text exposition (label order does not matter).
+pub fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    static LABEL: OnceLock<regex::Regex> = OnceLock::new();
+    let label = LABEL.get_or_init(|| regex::Regex::new(r#"([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)""#).unwrap());
+    metrics.lines().filter(|line| !line.starts_with('#')).find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (series_name, rest) = series.split_once('{').unwrap_or((series, ""));
+        if series_name != name {
+            return None;
+        }
+        let found: Vec<(&str, &str)> = label
+            .captures_iter(rest)
+            .map(|c| (c.get(1).unwrap().as_str(), c.get(2).unwrap().as_str()))
+            .collect();
+        labels
+            .iter()
+            .all(|pair| found.contains(pair))
+            .then(|| value.parse().ok())
+            .flatten()
+    })
+}
