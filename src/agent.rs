@@ -18,24 +18,45 @@ use crate::status::{StatusStore, Transition};
 
 /// Runs the agent on `listener` until `shutdown` resolves; then stops scheduling, lets runs in
 /// flight finish within their timeouts, and returns.
-pub async fn run(config: Config, listener: TcpListener, runner: Runner, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    runner: Runner,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let metrics = Arc::new(Metrics::new(&config));
     let status = Arc::new(StatusStore::new(&config));
     let ready = Arc::new(AtomicBool::new(false));
     let local = listener.local_addr()?;
 
     let region = config.agent.region.clone();
-    let (checks, elsewhere): (Vec<_>, Vec<_>) = config.checks.iter().cloned().partition(|def| def.runs_in(&region));
+    let (checks, elsewhere): (Vec<_>, Vec<_>) = config
+        .checks
+        .iter()
+        .cloned()
+        .partition(|def| def.runs_in(&region));
     for def in &elsewhere {
         info!(message = "Check not scheduled: it does not run in this region.", check = %def.name, region = %region, regions = ?def.regions);
     }
 
     let (results_tx, results_rx) = mpsc::channel::<CheckResult>(1024);
-    let sink = tokio::spawn(sink(results_rx, metrics.clone(), status.clone(), region.clone()));
+    let sink = tokio::spawn(sink(
+        results_rx,
+        metrics.clone(),
+        status.clone(),
+        region.clone(),
+    ));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let n_checks = checks.len();
-    let scheduler = Scheduler::new(checks, runner, metrics.clone(), results_tx, config.agent.concurrency, WallClock::now());
+    let scheduler = Scheduler::new(
+        checks,
+        runner,
+        metrics.clone(),
+        results_tx,
+        config.agent.concurrency,
+        WallClock::now(),
+    );
     let scheduler = tokio::spawn(scheduler.run(stop_rx));
 
     let state = AppState {
@@ -84,7 +105,12 @@ pub async fn run(config: Config, listener: TcpListener, runner: Runner, shutdown
 }
 
 /// Consumes results: metrics, status store, and one log line per state change.
-async fn sink(mut results: mpsc::Receiver<CheckResult>, metrics: Arc<Metrics>, status: Arc<StatusStore>, region: String) {
+async fn sink(
+    mut results: mpsc::Receiver<CheckResult>,
+    metrics: Arc<Metrics>,
+    status: Arc<StatusStore>,
+    region: String,
+) {
     while let Some(res) = results.recv().await {
         metrics.observe(&res);
         let check = res.check.clone();
@@ -94,8 +120,12 @@ async fn sink(mut results: mpsc::Receiver<CheckResult>, metrics: Arc<Metrics>, s
             Status::Fail { reason, detail } => Some((reason.as_str(), detail.clone())),
         };
         match (status.update(res), failure) {
-            (Transition::FirstPass, _) => info!(message = "Check is passing.", check = %check, kind, region = %region),
-            (Transition::Recovered, _) => info!(message = "Check recovered.", check = %check, kind, region = %region),
+            (Transition::FirstPass, _) => {
+                info!(message = "Check is passing.", check = %check, kind, region = %region)
+            }
+            (Transition::Recovered, _) => {
+                info!(message = "Check recovered.", check = %check, kind, region = %region)
+            }
             (Transition::FirstFail | Transition::Failed, Some((reason, detail))) => {
                 warn!(message = "Check is failing.", check = %check, kind, region = %region, reason, detail = %detail)
             }

@@ -73,7 +73,13 @@ struct RunArgs {
 #[derive(Debug, Args)]
 struct CheckArgs {
     /// Config file or directory of *.toml files; may repeat.
-    #[arg(long, short = 'c', env = "NIGHTJAR_CONFIG", value_delimiter = ',', required = true)]
+    #[arg(
+        long,
+        short = 'c',
+        env = "NIGHTJAR_CONFIG",
+        value_delimiter = ',',
+        required = true
+    )]
     config: Vec<PathBuf>,
     /// Run only the check with this name; may repeat.
     #[arg(long)]
@@ -89,7 +95,13 @@ struct CheckArgs {
 #[derive(Debug, Args)]
 struct ValidateArgs {
     /// Config file or directory of *.toml files; may repeat.
-    #[arg(long, short = 'c', env = "NIGHTJAR_CONFIG", value_delimiter = ',', required = true)]
+    #[arg(
+        long,
+        short = 'c',
+        env = "NIGHTJAR_CONFIG",
+        value_delimiter = ',',
+        required = true
+    )]
     config: Vec<PathBuf>,
 }
 
@@ -106,7 +118,10 @@ pub fn main() -> ExitCode {
     init_logging(&cli);
     // One crypto provider for the whole process; later builders name it explicitly too.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("nightjar: cannot start the async runtime: {error}");
@@ -187,9 +202,14 @@ async fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("failed to bind the agent's server on {listen}"))?;
-    crate::agent::run(config, listener, real_runner(RunEnv::system()), shutdown_signal())
-        .await
-        .context("the agent's server failed")?;
+    crate::agent::run(
+        config,
+        listener,
+        real_runner(RunEnv::system()),
+        shutdown_signal(),
+    )
+    .await
+    .context("the agent's server failed")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -229,11 +249,19 @@ async fn cmd_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let known: Vec<&str> = config.checks.iter().map(|def| &*def.name).collect();
-    let unknown: Vec<&String> = args.only.iter().filter(|name| !known.contains(&name.as_str())).collect();
+    let unknown: Vec<&String> = args
+        .only
+        .iter()
+        .filter(|name| !known.contains(&name.as_str()))
+        .collect();
     if !unknown.is_empty() {
         eprintln!(
             "nightjar: no check named {}; the configuration has: {}",
-            unknown.iter().map(|name| format!("{name:?}")).collect::<Vec<_>>().join(", "),
+            unknown
+                .iter()
+                .map(|name| format!("{name:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
             known.join(", ")
         );
         return Ok(ExitCode::from(2));
@@ -273,9 +301,15 @@ async fn cmd_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         OutputFormat::Json => render_json(&selected, &results)?,
         OutputFormat::Junit => render_junit(&selected, &results, elapsed),
     };
-    stdout.write_all(text.as_bytes()).context("cannot write the results")?;
+    stdout
+        .write_all(text.as_bytes())
+        .context("cannot write the results")?;
     let all_passed = results.iter().all(CheckResult::is_success);
-    Ok(if all_passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if all_passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn cmd_validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
@@ -296,7 +330,12 @@ fn cmd_validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn render_text(defs: &[Arc<CheckDef>], results: &[CheckResult]) -> String {
-    let name_width = defs.iter().map(|def| def.name.len()).max().unwrap_or(5).max(5);
+    let name_width = defs
+        .iter()
+        .map(|def| def.name.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
     let mut out = format!(
         "{:<name_width$}  {:<6}  {:<6}  {:>9}  {:<12}  DETAIL\n",
         "CHECK", "TYPE", "RESULT", "DURATION", "REASON"
@@ -352,7 +391,11 @@ fn render_json(defs: &[Arc<CheckDef>], results: &[CheckResult]) -> anyhow::Resul
     Ok(text)
 }
 
-fn render_junit(defs: &[Arc<CheckDef>], results: &[CheckResult], elapsed: std::time::Duration) -> String {
+fn render_junit(
+    defs: &[Arc<CheckDef>],
+    results: &[CheckResult],
+    elapsed: std::time::Duration,
+) -> String {
     let failures = results.iter().filter(|res| !res.is_success()).count();
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     out.push_str(&format!(

@@ -74,7 +74,10 @@ impl Resolver {
     /// machine with no resolver configuration it still answers from `/etc/hosts`.
     pub fn system() -> Resolver {
         let mut builder = TokioResolver::builder_tokio().unwrap_or_else(|_| {
-            TokioResolver::builder_with_config(ResolverConfig::default(), TokioRuntimeProvider::default())
+            TokioResolver::builder_with_config(
+                ResolverConfig::default(),
+                TokioRuntimeProvider::default(),
+            )
         });
         let options = builder.options_mut();
         // A probe must measure resolution every time; a cache would report 0 µs.
@@ -83,8 +86,11 @@ impl Resolver {
         let resolver = builder
             .build()
             .or_else(|_| {
-                TokioResolver::builder_with_config(ResolverConfig::default(), TokioRuntimeProvider::default())
-                    .build()
+                TokioResolver::builder_with_config(
+                    ResolverConfig::default(),
+                    TokioRuntimeProvider::default(),
+                )
+                .build()
             })
             .expect("a resolver with an empty configuration always builds");
         Resolver {
@@ -129,7 +135,11 @@ pub fn order_addresses(all: &[IpAddr], pref: IpPreference) -> Vec<IpAddr> {
 /// Connects to the first address that accepts, in order, before `deadline`. Each attempt but
 /// the last gets an equal share of the time left, so one black-holed address cannot eat the
 /// whole budget.
-pub async fn connect(addrs: &[IpAddr], port: u16, deadline: Instant) -> Result<(TcpStream, SocketAddr), ConnectError> {
+pub async fn connect(
+    addrs: &[IpAddr],
+    port: u16,
+    deadline: Instant,
+) -> Result<(TcpStream, SocketAddr), ConnectError> {
     let mut last_error = None;
     for (idx, ip) in addrs.iter().enumerate() {
         let addr = SocketAddr::new(*ip, port);
@@ -154,7 +164,10 @@ pub async fn connect(addrs: &[IpAddr], port: u16, deadline: Instant) -> Result<(
     }
     Err(match last_error {
         Some(message) => ConnectError::Failed(message),
-        None => ConnectError::Timeout(SocketAddr::new(addrs.first().copied().unwrap_or(IpAddr::from([0, 0, 0, 0])), port)),
+        None => ConnectError::Timeout(SocketAddr::new(
+            addrs.first().copied().unwrap_or(IpAddr::from([0, 0, 0, 0])),
+            port,
+        )),
     })
 }
 
@@ -247,7 +260,12 @@ impl ServerCertVerifier for AcceptAnyCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -256,11 +274,18 @@ impl ServerCertVerifier for AcceptAnyCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -321,9 +346,15 @@ mod tests {
         let v4: IpAddr = "127.0.0.1".parse().unwrap();
         let v6: IpAddr = "::1".parse().unwrap();
         let all = [v4, v6];
-        let prefer6 = IpPreference { prefer: IpFamily::V6, fallback: true };
+        let prefer6 = IpPreference {
+            prefer: IpFamily::V6,
+            fallback: true,
+        };
         assert_eq!(order_addresses(&all, prefer6), vec![v6, v4]);
-        let only4 = IpPreference { prefer: IpFamily::V4, fallback: false };
+        let only4 = IpPreference {
+            prefer: IpFamily::V4,
+            fallback: false,
+        };
         assert_eq!(order_addresses(&all, only4), vec![v4]);
     }
 }

@@ -51,7 +51,10 @@ pub async fn run_one(def: &Arc<CheckDef>, env: &RunEnv) -> CheckResult {
             Err(_) => (
                 Status::fail(
                     FailureReason::Timeout,
-                    format!("timed out after {}", humantime::format_duration(def.timeout)),
+                    format!(
+                        "timed out after {}",
+                        humantime::format_duration(def.timeout)
+                    ),
                 ),
                 Details::None,
             ),

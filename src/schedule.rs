@@ -199,17 +199,23 @@ async fn check_loop(def: Arc<CheckDef>, shared: Arc<Shared>, mut shutdown: watch
                 }
                 next
             }
-            Schedule::Cron(cron) => match next_cron(cron, Instant::now().max(this_due), &shared.clock) {
-                Some(next) => next,
-                None => break,
-            },
+            Schedule::Cron(cron) => {
+                match next_cron(cron, Instant::now().max(this_due), &shared.clock) {
+                    Some(next) => next,
+                    None => break,
+                }
+            }
         };
         if running.as_ref().is_some_and(|handle| !handle.is_finished()) {
             shared.metrics.skipped(&def.name);
             tracing::debug!(message = "Run skipped: the previous run is still in flight.", check = %def.name);
             continue;
         }
-        running = Some(tokio::spawn(run_task(def.clone(), shared.clone(), this_due)));
+        running = Some(tokio::spawn(run_task(
+            def.clone(),
+            shared.clone(),
+            this_due,
+        )));
     }
     if let Some(handle) = running {
         let _ = handle.await;
@@ -220,7 +226,9 @@ async fn run_task(def: Arc<CheckDef>, shared: Arc<Shared>, due: Instant) {
     let Ok(_permit) = shared.permits.clone().acquire_owned().await else {
         return;
     };
-    shared.metrics.observe_lag(Instant::now().saturating_duration_since(due));
+    shared
+        .metrics
+        .observe_lag(Instant::now().saturating_duration_since(due));
     let res = (shared.runner)(def).await;
     let _ = shared.results.send(res).await;
 }
@@ -242,6 +250,9 @@ mod tests {
         for name in ["a", "shop-home", "api", "x-1"] {
             assert!(offset_in(name, interval) < interval);
         }
-        assert_ne!(offset_in("shop-home", interval), offset_in("shop-cart", interval));
+        assert_ne!(
+            offset_in("shop-home", interval),
+            offset_in("shop-cart", interval)
+        );
     }
 }

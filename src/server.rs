@@ -38,7 +38,10 @@ pub fn router(state: AppState) -> Router {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(),
     )
         .into_response()
@@ -78,7 +81,12 @@ async fn index(State(state): State<AppState>) -> Html<String> {
         let (reason, detail) = view
             .last_run
             .as_ref()
-            .map(|run| (run.reason.unwrap_or(""), run.detail.clone().unwrap_or_default()))
+            .map(|run| {
+                (
+                    run.reason.unwrap_or(""),
+                    run.detail.clone().unwrap_or_default(),
+                )
+            })
             .unwrap_or(("", String::new()));
         rows.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td></tr>\n",

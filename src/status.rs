@@ -71,7 +71,10 @@ impl StatusStore {
 
     /// Stores a result and says whether the check changed state.
     pub fn update(&self, res: CheckResult) -> Transition {
-        let mut checks = self.checks.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut checks = self
+            .checks
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let Some(entry) = checks.get_mut(&res.check) else {
             return Transition::Unchanged;
         };
@@ -89,17 +92,24 @@ impl StatusStore {
         if entry.history.len() == HISTORY {
             entry.history.pop_front();
         }
-        entry.history.push_back((now_ok, res.duration.as_secs_f64()));
+        entry
+            .history
+            .push_back((now_ok, res.duration.as_secs_f64()));
         entry.last = Some(res);
         transition
     }
 
     /// Views of every check, in name order.
     pub fn views(&self) -> Vec<CheckView> {
-        let checks = self.checks.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let checks = self
+            .checks
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         checks
             .values()
-            .map(|entry| CheckView::new(&entry.def, entry.last.as_ref(), entry.since, &entry.history))
+            .map(|entry| {
+                CheckView::new(&entry.def, entry.last.as_ref(), entry.since, &entry.history)
+            })
             .collect()
     }
 
@@ -230,7 +240,13 @@ impl RunView {
         match &res.details {
             Details::None => {}
             Details::Http(http) => {
-                let phases = [http.resolve, http.connect, http.tls, http.processing, http.transfer];
+                let phases = [
+                    http.resolve,
+                    http.connect,
+                    http.tls,
+                    http.processing,
+                    http.transfer,
+                ];
                 for (phase, took) in HTTP_PHASES.iter().zip(phases) {
                     view.phases.insert(phase, took.as_secs_f64());
                 }

@@ -160,10 +160,11 @@ async fn run_inner(spec: &HttpSpec, ctx: &CheckCtx, details: &mut HttpDetails) -
     let mut body = spec.body.clone();
     let mut headers = spec.headers.clone();
     let received = loop {
-        let response = match exchange(spec, ctx, &url, &method, &headers, body.clone(), details).await {
-            Ok(response) => response,
-            Err(status) => return status,
-        };
+        let response =
+            match exchange(spec, ctx, &url, &method, &headers, body.clone(), details).await {
+                Ok(response) => response,
+                Err(status) => return status,
+            };
         let code = response.status.as_u16();
         let is_redirect = matches!(code, 301 | 302 | 303 | 307 | 308);
         if !(spec.follow_redirects && is_redirect) {
@@ -172,7 +173,10 @@ async fn run_inner(spec: &HttpSpec, ctx: &CheckCtx, details: &mut HttpDetails) -
         let Some(location) = response.headers.get(LOCATION).and_then(|v| v.to_str().ok()) else {
             return Status::fail(
                 FailureReason::Redirect,
-                format!("{} {code} redirect has no usable Location header", show_url(&url)),
+                format!(
+                    "{} {code} redirect has no usable Location header",
+                    show_url(&url)
+                ),
             );
         };
         let next = match url.join(location) {
@@ -229,22 +233,28 @@ async fn exchange(
 ) -> Result<Received, Status> {
     let deadline = ctx.deadline;
     let https = url.scheme() == "https";
-    let host = url.host().ok_or_else(|| Status::fail(FailureReason::Protocol, "URL has no host"))?;
-    let port = url.port_or_known_default().unwrap_or(if https { 443 } else { 80 });
+    let host = url
+        .host()
+        .ok_or_else(|| Status::fail(FailureReason::Protocol, "URL has no host"))?;
+    let port = url
+        .port_or_known_default()
+        .unwrap_or(if https { 443 } else { 80 });
 
     // Resolve.
     let resolve_start = Instant::now();
     let addrs = match host {
         url::Host::Ipv4(ip) => vec![ip.into()],
         url::Host::Ipv6(ip) => vec![ip.into()],
-        url::Host::Domain(name) => match timeout_at(deadline, ctx.resolver.lookup(name, spec.ip)).await {
-            Ok(Ok(addrs)) => addrs,
-            Ok(Err(message)) => {
-                details.resolve += resolve_start.elapsed();
-                return Err(Status::fail(FailureReason::Dns, message));
+        url::Host::Domain(name) => {
+            match timeout_at(deadline, ctx.resolver.lookup(name, spec.ip)).await {
+                Ok(Ok(addrs)) => addrs,
+                Ok(Err(message)) => {
+                    details.resolve += resolve_start.elapsed();
+                    return Err(Status::fail(FailureReason::Dns, message));
+                }
+                Err(_) => return Err(timed_out("resolving", url, "")),
             }
-            Err(_) => return Err(timed_out("resolving", url, "")),
-        },
+        }
     };
     details.resolve += resolve_start.elapsed();
 
@@ -279,7 +289,10 @@ async fn exchange(
         None => {
             let shown = host.to_string();
             server_name_of(host).ok_or_else(|| {
-                Status::fail(FailureReason::Tls, format!("{shown} is not a valid TLS server name"))
+                Status::fail(
+                    FailureReason::Tls,
+                    format!("{shown} is not a valid TLS server name"),
+                )
             })?
         }
     };
@@ -303,7 +316,10 @@ async fn exchange(
     if spec.version == HttpVersionPref::Http2 && !use_h2 {
         return Err(Status::fail(
             FailureReason::Protocol,
-            format!("{} did not negotiate HTTP/2 by ALPN (http_version = \"2\")", show_url(url)),
+            format!(
+                "{} did not negotiate HTTP/2 by ALPN (http_version = \"2\")",
+                show_url(url)
+            ),
         ));
     }
     request(spec, ctx, url, method, headers, body, tls, use_h2, details).await
@@ -356,7 +372,16 @@ where
             let _ = connection.await;
         }));
         let sent = timeout_at(deadline, sender.send_request(request)).await;
-        finish_response(spec, url, sent, processing_start, deadline, details, _driver).await?
+        finish_response(
+            spec,
+            url,
+            sent,
+            processing_start,
+            deadline,
+            details,
+            _driver,
+        )
+        .await?
     } else {
         let mut builder = hyper::client::conn::http1::Builder::new();
         // The defaults (100 headers) already bound memory; a response with more is a
@@ -371,7 +396,16 @@ where
             let _ = connection.await;
         }));
         let sent = timeout_at(deadline, sender.send_request(request)).await;
-        finish_response(spec, url, sent, processing_start, deadline, details, _driver).await?
+        finish_response(
+            spec,
+            url,
+            sent,
+            processing_start,
+            deadline,
+            details,
+            _driver,
+        )
+        .await?
     };
     Ok(response)
 }
@@ -379,7 +413,10 @@ where
 async fn finish_response(
     spec: &HttpSpec,
     url: &Url,
-    sent: Result<Result<http::Response<hyper::body::Incoming>, hyper::Error>, tokio::time::error::Elapsed>,
+    sent: Result<
+        Result<http::Response<hyper::body::Incoming>, hyper::Error>,
+        tokio::time::error::Elapsed,
+    >,
     processing_start: Instant,
     deadline: Instant,
     details: &mut HttpDetails,
@@ -512,7 +549,12 @@ fn build_request(
     }
     builder
         .body(Full::new(body.unwrap_or_default()))
-        .map_err(|error| Status::fail(FailureReason::Protocol, format!("cannot build the request: {error}")))
+        .map_err(|error| {
+            Status::fail(
+                FailureReason::Protocol,
+                format!("cannot build the request: {error}"),
+            )
+        })
 }
 
 fn percent_decode(text: &str) -> String {
@@ -528,7 +570,11 @@ pub fn basic_auth(user: &str, password: &str) -> String {
     let input = format!("{user}:{password}");
     let mut out = String::from("Basic ");
     for chunk in input.as_bytes().chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for idx in 0..4 {
             if idx <= chunk.len() {
@@ -582,10 +628,16 @@ fn classify_hyper(error: &hyper::Error, doing: &str, url: &Url) -> Status {
                 FailureReason::Closed,
                 format!("the connection was reset while {doing} {target}: {io_error}"),
             ),
-            _ => Status::fail(FailureReason::Protocol, format!("I/O error while {doing} {target}: {io_error}")),
+            _ => Status::fail(
+                FailureReason::Protocol,
+                format!("I/O error while {doing} {target}: {io_error}"),
+            ),
         };
     }
-    Status::fail(FailureReason::Protocol, format!("HTTP error while {doing} {target}: {error}"))
+    Status::fail(
+        FailureReason::Protocol,
+        format!("HTTP error while {doing} {target}: {error}"),
+    )
 }
 
 /// `scheme://host:port/path`: no credentials, no query string, no fragment.
@@ -602,7 +654,12 @@ pub fn show_url(url: &Url) -> String {
 }
 
 /// Checks the final response against the expectations; the first that fails decides.
-fn evaluate(spec: &HttpSpec, received: &Received, elapsed: Duration, details: &mut HttpDetails) -> Status {
+fn evaluate(
+    spec: &HttpSpec,
+    received: &Received,
+    elapsed: Duration,
+    details: &mut HttpDetails,
+) -> Status {
     let expect = &spec.expect;
     let code = received.status.as_u16();
     let status_ok = if expect.status.is_empty() {
@@ -624,7 +681,9 @@ fn evaluate(spec: &HttpSpec, received: &Received, elapsed: Duration, details: &m
         let phrase = received.status.canonical_reason().unwrap_or("");
         return Status::fail(
             FailureReason::Status,
-            format!("expected status {wanted}, got {code} {phrase}").trim_end().to_string(),
+            format!("expected status {wanted}, got {code} {phrase}")
+                .trim_end()
+                .to_string(),
         );
     }
 
@@ -633,7 +692,9 @@ fn evaluate(spec: &HttpSpec, received: &Received, elapsed: Duration, details: &m
             None => {
                 return Status::fail(
                     FailureReason::Header,
-                    format!("expected header {name} matching /{regex}/, but the response has no {name} header"),
+                    format!(
+                        "expected header {name} matching /{regex}/, but the response has no {name} header"
+                    ),
                 );
             }
             Some(value) => {
@@ -641,7 +702,10 @@ fn evaluate(spec: &HttpSpec, received: &Received, elapsed: Duration, details: &m
                 if !regex.is_match(&text) {
                     return Status::fail(
                         FailureReason::Header,
-                        format!("expected header {name} matching /{regex}/, got {}", quote_short(&text)),
+                        format!(
+                            "expected header {name} matching /{regex}/, got {}",
+                            quote_short(&text)
+                        ),
                     );
                 }
             }
@@ -650,7 +714,11 @@ fn evaluate(spec: &HttpSpec, received: &Received, elapsed: Duration, details: &m
 
     let body_text = String::from_utf8_lossy(&received.body);
     let seen = if received.total_len > received.body.len() as u64 {
-        format!("the first {} of {} body bytes", received.body.len(), received.total_len)
+        format!(
+            "the first {} of {} body bytes",
+            received.body.len(),
+            received.total_len
+        )
     } else {
         format!("{} body bytes", received.body.len())
     };
@@ -684,7 +752,10 @@ fn evaluate(spec: &HttpSpec, received: &Received, elapsed: Duration, details: &m
             details.failed_due_to_regex = true;
             return Status::fail(
                 FailureReason::Body,
-                format!("expected the body not to match /{regex}/, but it does: {}", quote_short(found.as_str())),
+                format!(
+                    "expected the body not to match /{regex}/, but it does: {}",
+                    quote_short(found.as_str())
+                ),
             );
         }
     }
@@ -751,25 +822,36 @@ fn check_json(document: &serde_json::Value, json: &JsonExpect) -> Option<Status>
             (!equal).then(|| {
                 Status::fail(
                     FailureReason::Json,
-                    format!("expected {pointer} to equal {expected}, got {}", short_json(found)),
+                    format!(
+                        "expected {pointer} to equal {expected}, got {}",
+                        short_json(found)
+                    ),
                 )
             })
         }
         JsonTest::Matches(regex) => {
             let text = match found {
                 serde_json::Value::String(s) => s.clone(),
-                serde_json::Value::Number(_) | serde_json::Value::Bool(_) | serde_json::Value::Null => found.to_string(),
+                serde_json::Value::Number(_)
+                | serde_json::Value::Bool(_)
+                | serde_json::Value::Null => found.to_string(),
                 _ => {
                     return Some(Status::fail(
                         FailureReason::Json,
-                        format!("expected {pointer} to be a string matching /{regex}/, got {}", short_json(found)),
+                        format!(
+                            "expected {pointer} to be a string matching /{regex}/, got {}",
+                            short_json(found)
+                        ),
                     ));
                 }
             };
             (!regex.is_match(&text)).then(|| {
                 Status::fail(
                     FailureReason::Json,
-                    format!("expected {pointer} to match /{regex}/, got {}", short_json(found)),
+                    format!(
+                        "expected {pointer} to match /{regex}/, got {}",
+                        short_json(found)
+                    ),
                 )
             })
         }
@@ -800,7 +882,10 @@ mod tests {
 
     #[test]
     fn basic_auth_encodes() {
-        assert_eq!(basic_auth("Aladdin", "open sesame"), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        assert_eq!(
+            basic_auth("Aladdin", "open sesame"),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
         assert_eq!(basic_auth("a", "b"), "Basic YTpi");
         assert_eq!(basic_auth("ab", ""), "Basic YWI6");
     }
@@ -821,11 +906,20 @@ mod tests {
     #[test]
     fn json_numbers_compare_by_value() {
         let doc: serde_json::Value = serde_json::json!({"n": 3.0, "s": "ok"});
-        let equals = JsonExpect { pointer: "/n".into(), test: JsonTest::Equals(serde_json::json!(3)) };
+        let equals = JsonExpect {
+            pointer: "/n".into(),
+            test: JsonTest::Equals(serde_json::json!(3)),
+        };
         assert!(check_json(&doc, &equals).is_none());
-        let wrong = JsonExpect { pointer: "/s".into(), test: JsonTest::Equals(serde_json::json!("degraded")) };
+        let wrong = JsonExpect {
+            pointer: "/s".into(),
+            test: JsonTest::Equals(serde_json::json!("degraded")),
+        };
         assert!(check_json(&doc, &wrong).is_some());
-        let missing = JsonExpect { pointer: "/x".into(), test: JsonTest::Exists };
+        let missing = JsonExpect {
+            pointer: "/x".into(),
+            test: JsonTest::Exists,
+        };
         assert!(check_json(&doc, &missing).is_some());
     }
 }

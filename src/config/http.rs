@@ -13,7 +13,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use toml::de::DeValue;
 
 use super::reader::{Diags, Table, as_int, type_name};
-use crate::checks::http::{HttpExpect, HttpSpec, HttpVersionPref, JsonExpect, JsonTest, StatusMatch, show_url};
+use crate::checks::http::{
+    HttpExpect, HttpSpec, HttpVersionPref, JsonExpect, JsonTest, StatusMatch, show_url,
+};
 use crate::net::{self, IpFamily, IpPreference, TlsSetup};
 
 const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
@@ -21,7 +23,10 @@ const DEFAULT_MAX_REDIRECTS: i64 = 10;
 
 /// Reads the `http`-specific keys of a check table. Returns the spec and the target as shown
 /// to humans (no credentials, no query string).
-pub(super) fn read_http(table: &Table<'_>, secrets: &mut Vec<String>) -> Option<(HttpSpec, String)> {
+pub(super) fn read_http(
+    table: &Table<'_>,
+    secrets: &mut Vec<String>,
+) -> Option<(HttpSpec, String)> {
     let d = table.diags();
     let mut ok = true;
 
@@ -34,7 +39,10 @@ pub(super) fn read_http(table: &Table<'_>, secrets: &mut Vec<String>) -> Option<
             None => None,
         },
         None => {
-            table.missing("url", "set the URL to request, like url = \"https://example.com/\"");
+            table.missing(
+                "url",
+                "set the URL to request, like url = \"https://example.com/\"",
+            );
             None
         }
     };
@@ -55,7 +63,10 @@ pub(super) fn read_http(table: &Table<'_>, secrets: &mut Vec<String>) -> Option<
     if let Some(entries) = table.str_map("headers") {
         for entry in entries {
             let Ok(name) = HeaderName::from_bytes(entry.key.as_bytes()) else {
-                d.error(&entry.key_span, format!("{:?} is not a valid header name", entry.key));
+                d.error(
+                    &entry.key_span,
+                    format!("{:?} is not a valid header name", entry.key),
+                );
                 ok = false;
                 continue;
             };
@@ -71,7 +82,13 @@ pub(super) fn read_http(table: &Table<'_>, secrets: &mut Vec<String>) -> Option<
                     headers.push((name, value));
                 }
                 Err(_) => {
-                    d.error(&entry.value_span, format!("the value of header {:?} is not a valid header value", entry.key));
+                    d.error(
+                        &entry.value_span,
+                        format!(
+                            "the value of header {:?} is not a valid header value",
+                            entry.key
+                        ),
+                    );
                     ok = false;
                 }
             }
@@ -91,7 +108,8 @@ pub(super) fn read_http(table: &Table<'_>, secrets: &mut Vec<String>) -> Option<
                     secrets.extend(user.secrets);
                     secrets.extend(password.secrets);
                     secrets.push(value.clone());
-                    let mut value = HeaderValue::from_str(&value).expect("base64 is a valid header value");
+                    let mut value =
+                        HeaderValue::from_str(&value).expect("base64 is a valid header value");
                     value.set_sensitive(true);
                     headers.push((http::header::AUTHORIZATION, value));
                 } else {
@@ -99,7 +117,10 @@ pub(super) fn read_http(table: &Table<'_>, secrets: &mut Vec<String>) -> Option<
                 }
             }
             _ => {
-                auth.missing("username` and `password", "basic_auth = { username = \"probe\", password = \"${env:PROBE_PASSWORD}\" }");
+                auth.missing(
+                    "username` and `password",
+                    "basic_auth = { username = \"probe\", password = \"${env:PROBE_PASSWORD}\" }",
+                );
                 ok = false;
             }
         }
@@ -145,7 +166,10 @@ pub(super) fn read_http(table: &Table<'_>, secrets: &mut Vec<String>) -> Option<
     let max_redirects = match table.int("max_redirects") {
         Some((n, _)) if (0..=100).contains(&n) => n as u32,
         Some((n, span)) => {
-            d.error(&span, format!("`max_redirects` must be between 0 and 100, found {n}"));
+            d.error(
+                &span,
+                format!("`max_redirects` must be between 0 and 100, found {n}"),
+            );
             ok = false;
             0
         }
@@ -156,7 +180,11 @@ pub(super) fn read_http(table: &Table<'_>, secrets: &mut Vec<String>) -> Option<
         Some(("ip4", _)) => IpFamily::V4,
         Some(("ip6", _)) | None => IpFamily::V6,
         Some((other, span)) => {
-            d.error_hint(&span, format!("unknown ip_protocol {other:?}"), "use \"ip4\" or \"ip6\"");
+            d.error_hint(
+                &span,
+                format!("unknown ip_protocol {other:?}"),
+                "use \"ip4\" or \"ip6\"",
+            );
             ok = false;
             IpFamily::V6
         }
@@ -168,7 +196,11 @@ pub(super) fn read_http(table: &Table<'_>, secrets: &mut Vec<String>) -> Option<
         Some(("1.1", _)) => HttpVersionPref::Http1,
         Some(("2", _)) => HttpVersionPref::Http2,
         Some((other, span)) => {
-            d.error_hint(&span, format!("unknown http_version {other:?}"), "use \"auto\", \"1.1\" or \"2\"");
+            d.error_hint(
+                &span,
+                format!("unknown http_version {other:?}"),
+                "use \"auto\", \"1.1\" or \"2\"",
+            );
             ok = false;
             HttpVersionPref::Auto
         }
@@ -202,7 +234,12 @@ pub(super) fn read_http(table: &Table<'_>, secrets: &mut Vec<String>) -> Option<
     ))
 }
 
-fn parse_url(d: &Diags<'_>, expanded: &str, template: &str, span: &Range<usize>) -> Option<url::Url> {
+fn parse_url(
+    d: &Diags<'_>,
+    expanded: &str,
+    template: &str,
+    span: &Range<usize>,
+) -> Option<url::Url> {
     // Error messages show the template, never the expanded value: it may hold a secret.
     match url::Url::parse(expanded) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Some(url),
@@ -253,14 +290,22 @@ fn read_tls(table: &Table<'_>, version: HttpVersionPref) -> Option<TlsBuilt> {
     let mut ok = true;
     let roots = match (tls.str("ca"), tls.str("ca_file")) {
         (Some((_, span)), Some(_)) => {
-            d.error_hint(&span, "`ca` and `ca_file` are both set", "ca_file replaces the roots; keep one");
+            d.error_hint(
+                &span,
+                "`ca` and `ca_file` are both set",
+                "ca_file replaces the roots; keep one",
+            );
             ok = false;
             net::bundled_roots()
         }
         (_, Some((path, span))) => match load_ca_file(Path::new(path)) {
             Ok(roots) => roots,
             Err(message) => {
-                d.error_hint(&span, message, "give a PEM file with one or more CA certificates");
+                d.error_hint(
+                    &span,
+                    message,
+                    "give a PEM file with one or more CA certificates",
+                );
                 ok = false;
                 net::bundled_roots()
             }
@@ -275,7 +320,11 @@ fn read_tls(table: &Table<'_>, version: HttpVersionPref) -> Option<TlsBuilt> {
             }
         },
         (Some((other, span)), None) => {
-            d.error_hint(&span, format!("unknown ca {other:?}"), "use \"bundled\" (Mozilla's roots, built in) or \"system\", or set ca_file");
+            d.error_hint(
+                &span,
+                format!("unknown ca {other:?}"),
+                "use \"bundled\" (Mozilla's roots, built in) or \"system\", or set ca_file",
+            );
             ok = false;
             net::bundled_roots()
         }
@@ -285,17 +334,26 @@ fn read_tls(table: &Table<'_>, version: HttpVersionPref) -> Option<TlsBuilt> {
         (Some((cert, cert_span)), Some((key, key_span))) => {
             let chain = CertificateDer::pem_file_iter(cert)
                 .map_err(|error| error.to_string())
-                .and_then(|iter| iter.collect::<Result<Vec<_>, _>>().map_err(|error| error.to_string()));
+                .and_then(|iter| {
+                    iter.collect::<Result<Vec<_>, _>>()
+                        .map_err(|error| error.to_string())
+                });
             let key_pem = PrivateKeyDer::from_pem_file(key).map_err(|error| error.to_string());
             match (chain, key_pem) {
                 (Ok(chain), Ok(key)) if !chain.is_empty() => Some((chain, key)),
                 (Ok(_), Ok(_)) => {
-                    d.error(&cert_span, format!("client certificate file {cert} holds no certificate"));
+                    d.error(
+                        &cert_span,
+                        format!("client certificate file {cert} holds no certificate"),
+                    );
                     ok = false;
                     None
                 }
                 (Err(error), _) => {
-                    d.error(&cert_span, format!("cannot read client certificate {cert}: {error}"));
+                    d.error(
+                        &cert_span,
+                        format!("cannot read client certificate {cert}: {error}"),
+                    );
                     ok = false;
                     None
                 }
@@ -307,7 +365,11 @@ fn read_tls(table: &Table<'_>, version: HttpVersionPref) -> Option<TlsBuilt> {
             }
         }
         (Some((_, span)), None) | (None, Some((_, span))) => {
-            d.error_hint(&span, "`cert_file` and `key_file` go together", "set both for a client certificate (mTLS)");
+            d.error_hint(
+                &span,
+                "`cert_file` and `key_file` go together",
+                "set both for a client certificate (mTLS)",
+            );
             ok = false;
             None
         }
@@ -351,7 +413,10 @@ fn load_ca_file(path: &Path) -> Result<Arc<RootCertStore>, String> {
     let mut store = RootCertStore::empty();
     let (added, _ignored) = store.add_parsable_certificates(certs);
     if added == 0 {
-        return Err(format!("CA file {} holds no usable certificate", path.display()));
+        return Err(format!(
+            "CA file {} holds no usable certificate",
+            path.display()
+        ));
     }
     Ok(Arc::new(store))
 }
@@ -393,7 +458,10 @@ fn read_expect(table: &Table<'_>) -> Option<HttpExpect> {
                 None => {
                     d.error_hint(
                         &item.span(),
-                        format!("status {} is not a status code or class", describe(item.get_ref())),
+                        format!(
+                            "status {} is not a status code or class",
+                            describe(item.get_ref())
+                        ),
                         "use codes like 200 or classes like \"2xx\"",
                     );
                     ok = false;
@@ -428,14 +496,20 @@ fn read_expect(table: &Table<'_>) -> Option<HttpExpect> {
     if let Some(entries) = expect.str_map("headers") {
         for entry in entries {
             let Ok(name) = HeaderName::from_bytes(entry.key.as_bytes()) else {
-                d.error(&entry.key_span, format!("{:?} is not a valid header name", entry.key));
+                d.error(
+                    &entry.key_span,
+                    format!("{:?} is not a valid header name", entry.key),
+                );
                 ok = false;
                 continue;
             };
             match compile_regex(entry.value) {
                 Ok(regex) => out.headers.push((name, regex)),
                 Err(message) => {
-                    d.error(&entry.value_span, format!("invalid regex for header {}: {message}", entry.key));
+                    d.error(
+                        &entry.value_span,
+                        format!("invalid regex for header {}: {message}", entry.key),
+                    );
                     ok = false;
                 }
             }
@@ -444,17 +518,24 @@ fn read_expect(table: &Table<'_>) -> Option<HttpExpect> {
 
     if let Some(items) = expect.array("json") {
         for (idx, item) in items.into_iter().enumerate() {
-            let Some(entry) = Table::new(d, item, format!("`expect.json[{idx}]` of {}", table.what())) else {
+            let Some(entry) =
+                Table::new(d, item, format!("`expect.json[{idx}]` of {}", table.what()))
+            else {
                 ok = false;
                 continue;
             };
             let pointer = match entry.str("pointer") {
-                Some((pointer, _)) if pointer.is_empty() || pointer.starts_with('/') => Some(pointer.to_string()),
+                Some((pointer, _)) if pointer.is_empty() || pointer.starts_with('/') => {
+                    Some(pointer.to_string())
+                }
                 Some((pointer, span)) => {
                     d.error_hint(
                         &span,
                         format!("JSON pointer {pointer:?} must start with `/`"),
-                        format!("did you mean \"/{}\"?", pointer.trim_start_matches(['$', '.']).replace('.', "/")),
+                        format!(
+                            "did you mean \"/{}\"?",
+                            pointer.trim_start_matches(['$', '.']).replace('.', "/")
+                        ),
                     );
                     None
                 }
@@ -519,7 +600,15 @@ fn compile_regex(pattern: &str) -> Result<Regex, String> {
     regex::RegexBuilder::new(pattern)
         .size_limit(1 << 20)
         .build()
-        .map_err(|error| error.to_string().lines().last().unwrap_or("invalid").trim().to_string())
+        .map_err(|error| {
+            error
+                .to_string()
+                .lines()
+                .last()
+                .unwrap_or("invalid")
+                .trim()
+                .to_string()
+        })
 }
 
 fn describe(value: &DeValue<'_>) -> String {
@@ -534,7 +623,9 @@ fn to_json(value: &DeValue<'_>) -> Option<serde_json::Value> {
     Some(match value {
         DeValue::String(s) => serde_json::Value::String(s.to_string()),
         DeValue::Integer(_) => serde_json::Value::from(as_int(value)?),
-        DeValue::Float(f) => serde_json::Value::from(f.as_str().replace('_', "").parse::<f64>().ok()?),
+        DeValue::Float(f) => {
+            serde_json::Value::from(f.as_str().replace('_', "").parse::<f64>().ok()?)
+        }
         DeValue::Boolean(b) => serde_json::Value::Bool(*b),
         DeValue::Datetime(_) => return None,
         DeValue::Array(items) => serde_json::Value::Array(

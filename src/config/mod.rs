@@ -212,7 +212,11 @@ impl std::error::Error for ConfigErrors {}
 
 /// Loads, substitutes and validates every `*.toml` file named by `paths` (files, or
 /// directories whose `*.toml` files are read in sorted order).
-pub fn load(paths: &[PathBuf], env: &dyn Env, overrides: &Overrides) -> Result<Config, ConfigErrors> {
+pub fn load(
+    paths: &[PathBuf],
+    env: &dyn Env,
+    overrides: &Overrides,
+) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let mut files = Vec::new();
     for path in paths {
@@ -222,7 +226,10 @@ pub fn load(paths: &[PathBuf], env: &dyn Env, overrides: &Overrides) -> Result<C
     for file in &files {
         match std::fs::read_to_string(file) {
             Ok(text) => sources.push(reader::Source::new(file.clone(), text)),
-            Err(error) => errors.push(file_error(file, format!("cannot read config file: {error}"))),
+            Err(error) => errors.push(file_error(
+                file,
+                format!("cannot read config file: {error}"),
+            )),
         }
     }
     let result = validate::build(&sources, env, overrides, Origin::Files(files));
@@ -238,17 +245,29 @@ pub fn load(paths: &[PathBuf], env: &dyn Env, overrides: &Overrides) -> Result<C
 
 /// Validates configuration text as if it were the file `path` (used for the embedded default
 /// and in tests).
-pub fn load_str(path: &Path, text: &str, env: &dyn Env, overrides: &Overrides) -> Result<Config, ConfigErrors> {
+pub fn load_str(
+    path: &Path,
+    text: &str,
+    env: &dyn Env,
+    overrides: &Overrides,
+) -> Result<Config, ConfigErrors> {
     let sources = vec![reader::Source::new(path.to_path_buf(), text.to_string())];
-    validate::build(&sources, env, overrides, Origin::Files(vec![path.to_path_buf()]))
+    validate::build(
+        &sources,
+        env,
+        overrides,
+        Origin::Files(vec![path.to_path_buf()]),
+    )
 }
 
 /// The built-in configuration used when no `--config` is given: the agent probes its own
 /// endpoints, so a newcomer sees checks run, metrics move and the JSON API fill in.
 pub fn embedded(overrides: &Overrides) -> Config {
-    let listen = overrides
-        .listen
-        .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("the default listen address parses"));
+    let listen = overrides.listen.unwrap_or_else(|| {
+        DEFAULT_LISTEN
+            .parse()
+            .expect("the default listen address parses")
+    });
     let text = embedded_text(listen);
     let mut config = load_str(Path::new("<embedded>"), &text, &ProcessEnv, overrides)
         .expect("the embedded default configuration is valid");
@@ -286,7 +305,10 @@ fn expand_path(path: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<ConfigErr
     let metadata = match std::fs::metadata(path) {
         Ok(metadata) => metadata,
         Err(error) => {
-            errors.push(file_error(path, format!("cannot read config path: {error}")));
+            errors.push(file_error(
+                path,
+                format!("cannot read config path: {error}"),
+            ));
             return;
         }
     };
@@ -297,7 +319,10 @@ fn expand_path(path: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<ConfigErr
     let entries = match std::fs::read_dir(path) {
         Ok(entries) => entries,
         Err(error) => {
-            errors.push(file_error(path, format!("cannot list config directory: {error}")));
+            errors.push(file_error(
+                path,
+                format!("cannot list config directory: {error}"),
+            ));
             return;
         }
     };

@@ -71,7 +71,12 @@ impl<'s> Diags<'s> {
         self.push(span, message.into(), None);
     }
 
-    pub fn error_hint(&self, span: &Range<usize>, message: impl Into<String>, hint: impl Into<String>) {
+    pub fn error_hint(
+        &self,
+        span: &Range<usize>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
         self.push(span, message.into(), Some(hint.into()));
     }
 
@@ -175,7 +180,10 @@ impl<'s> Diags<'s> {
         }
         out.push_str(rest);
         secrets.retain(|secret| !secret.is_empty());
-        ok.then_some(Interpolated { value: out, secrets })
+        ok.then_some(Interpolated {
+            value: out,
+            secrets,
+        })
     }
 }
 
@@ -198,7 +206,11 @@ pub(crate) type Value<'a> = Spanned<DeValue<'a>>;
 
 impl<'a> Table<'a> {
     /// Reads `value` as a table, recording an error if it is something else.
-    pub fn new(d: &'a Diags<'a>, value: &'a Value<'a>, what: impl Into<String>) -> Option<Table<'a>> {
+    pub fn new(
+        d: &'a Diags<'a>,
+        value: &'a Value<'a>,
+        what: impl Into<String>,
+    ) -> Option<Table<'a>> {
         let what = what.into();
         match value.get_ref() {
             DeValue::Table(table) => Some(Table {
@@ -428,13 +440,19 @@ impl<'a> Table<'a> {
             }
             let message = format!("unknown key `{name}` in {}", self.what);
             match closest(name, &known) {
-                Some(best) => self.d.error_hint(&key.span(), message, format!("did you mean `{best}`?")),
+                Some(best) => {
+                    self.d
+                        .error_hint(&key.span(), message, format!("did you mean `{best}`?"))
+                }
                 None => {
                     let mut keys: Vec<&str> = known.clone();
                     keys.sort_unstable();
                     keys.dedup();
-                    self.d
-                        .error_hint(&key.span(), message, format!("known keys: {}", keys.join(", ")))
+                    self.d.error_hint(
+                        &key.span(),
+                        message,
+                        format!("known keys: {}", keys.join(", ")),
+                    )
                 }
             }
         }
@@ -496,7 +514,7 @@ pub fn parse_size(text: &str) -> Option<u64> {
         _ => return None,
     };
     let bytes = number * multiplier;
-    (bytes.is_finite() && bytes >= 0.0 && bytes < 1e18).then_some(bytes as u64)
+    (0.0..1e18).contains(&bytes).then_some(bytes as u64)
 }
 
 /// The candidate closest to `name` by edit distance, if close enough to be a likely typo.
@@ -525,23 +543,28 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// Labels map after validation of names.
-pub(crate) fn read_labels(table: &Table<'_>, key: &'static str, reserved: &[&str]) -> BTreeMap<String, String> {
+pub(crate) fn read_labels(
+    table: &Table<'_>,
+    key: &'static str,
+    reserved: &[&str],
+) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::new();
     let Some(entries) = table.str_map(key) else {
         return labels;
     };
     for entry in entries {
-        let valid_name = entry
-            .key
-            .chars()
-            .enumerate()
-            .all(|(idx, c)| c == '_' || c.is_ascii_alphabetic() || (idx > 0 && c.is_ascii_digit()))
-            && !entry.key.is_empty()
-            && !entry.key.starts_with("__");
+        let valid_name =
+            entry.key.chars().enumerate().all(|(idx, c)| {
+                c == '_' || c.is_ascii_alphabetic() || (idx > 0 && c.is_ascii_digit())
+            }) && !entry.key.is_empty()
+                && !entry.key.starts_with("__");
         if !valid_name {
             table.diags().error_hint(
                 &entry.key_span,
-                format!("label name `{}` is not a valid Prometheus label name", entry.key),
+                format!(
+                    "label name `{}` is not a valid Prometheus label name",
+                    entry.key
+                ),
                 "use letters, digits and underscores, not starting with a digit or `__`",
             );
             continue;
@@ -550,7 +573,10 @@ pub(crate) fn read_labels(table: &Table<'_>, key: &'static str, reserved: &[&str
             table.diags().error_hint(
                 &entry.key_span,
                 format!("label name `{}` is reserved", entry.key),
-                format!("nightjar sets {} itself; pick another name", reserved.join(", ")),
+                format!(
+                    "nightjar sets {} itself; pick another name",
+                    reserved.join(", ")
+                ),
             );
             continue;
         }
@@ -592,7 +618,10 @@ mod tests {
     #[test]
     fn did_you_mean() {
         assert_eq!(closest("urll", &["url", "method"]), Some("url"));
-        assert_eq!(closest("intreval", &["interval", "timeout"]), Some("interval"));
+        assert_eq!(
+            closest("intreval", &["interval", "timeout"]),
+            Some("interval")
+        );
         assert_eq!(closest("zzzzzz", &["url", "method"]), None);
     }
 

@@ -10,13 +10,15 @@ use toml::de::DeTable;
 
 use super::reader::{Diags, Source, Table, Value, read_labels};
 use super::{
-    AgentConfig, CheckDef, Config, ConfigError, ConfigErrors, DEFAULT_DURATION_BUCKETS, DEFAULT_LISTEN, Env, Origin,
-    Overrides, Schedule,
+    AgentConfig, CheckDef, Config, ConfigError, ConfigErrors, DEFAULT_DURATION_BUCKETS,
+    DEFAULT_LISTEN, Env, Origin, Overrides, Schedule,
 };
 use crate::checks::{CheckKind, CheckSpec};
 
 /// Label names nightjar sets itself.
-pub(crate) const RESERVED_LABELS: &[&str] = &["check", "type", "region", "reason", "result", "phase", "job", "instance"];
+pub(crate) const RESERVED_LABELS: &[&str] = &[
+    "check", "type", "region", "reason", "result", "phase", "job", "instance",
+];
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,7 +57,12 @@ pub(super) fn build(
 
     let roots: Vec<(usize, Table<'_>)> = docs
         .iter()
-        .map(|(idx, doc)| (*idx, Table::from_root(&diags[*idx], doc.get_ref(), doc.span())))
+        .map(|(idx, doc)| {
+            (
+                *idx,
+                Table::from_root(&diags[*idx], doc.get_ref(), doc.span()),
+            )
+        })
         .collect();
 
     // Pass 1: the agent and defaults tables, each allowed in one file only.
@@ -97,7 +104,9 @@ pub(super) fn build(
     }
     let mut agent = agent.unwrap_or_else(|| AgentConfig {
         region: "default".to_string(),
-        listen: DEFAULT_LISTEN.parse().expect("the default listen address parses"),
+        listen: DEFAULT_LISTEN
+            .parse()
+            .expect("the default listen address parses"),
         labels: BTreeMap::new(),
         concurrency: DEFAULT_CONCURRENCY,
         duration_buckets: DEFAULT_DURATION_BUCKETS.to_vec(),
@@ -137,7 +146,11 @@ pub(super) fn build(
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
-    Ok(Config { agent, checks, origin })
+    Ok(Config {
+        agent,
+        checks,
+        origin,
+    })
 }
 
 fn read_agent(d: &Diags<'_>, value: &Value<'_>) -> Option<AgentConfig> {
@@ -163,16 +176,23 @@ fn read_agent(d: &Diags<'_>, value: &Value<'_>) -> Option<AgentConfig> {
                     format!("listen address {text:?} is not IP:PORT"),
                     "write it like \"127.0.0.1:9465\" or \"[::1]:9465\"",
                 );
-                DEFAULT_LISTEN.parse().expect("the default listen address parses")
+                DEFAULT_LISTEN
+                    .parse()
+                    .expect("the default listen address parses")
             }
         },
-        None => DEFAULT_LISTEN.parse().expect("the default listen address parses"),
+        None => DEFAULT_LISTEN
+            .parse()
+            .expect("the default listen address parses"),
     };
     let labels = read_labels(&table, "labels", RESERVED_LABELS);
     let concurrency = match table.int("concurrency") {
         Some((n, _)) if n >= 1 => n as usize,
         Some((n, span)) => {
-            d.error(&span, format!("`concurrency` must be at least 1, found {n}"));
+            d.error(
+                &span,
+                format!("`concurrency` must be at least 1, found {n}"),
+            );
             DEFAULT_CONCURRENCY
         }
         None => DEFAULT_CONCURRENCY,
@@ -191,7 +211,9 @@ fn read_agent(d: &Diags<'_>, value: &Value<'_>) -> Option<AgentConfig> {
                 }
             }
             if buckets.windows(2).any(|pair| pair[0] >= pair[1]) {
-                let span = table.key_span("duration_buckets").unwrap_or_else(|| table.span());
+                let span = table
+                    .key_span("duration_buckets")
+                    .unwrap_or_else(|| table.span());
                 d.error(&span, "`duration_buckets` must be strictly increasing");
             }
             if buckets.is_empty() {
@@ -214,7 +236,9 @@ fn read_agent(d: &Diags<'_>, value: &Value<'_>) -> Option<AgentConfig> {
 
 fn read_defaults(d: &Diags<'_>, value: &Value<'_>) -> Option<Defaults> {
     let table = Table::new(d, value, "[defaults]")?;
-    let interval = table.duration("interval").map_or(DEFAULT_INTERVAL, |(i, _)| i);
+    let interval = table
+        .duration("interval")
+        .map_or(DEFAULT_INTERVAL, |(i, _)| i);
     let timeout = table.duration("timeout").map(|(t, _)| t);
     if let Some(timeout) = timeout
         && timeout > interval
@@ -251,7 +275,11 @@ pub(crate) fn valid_check_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
-fn read_check(table: Table<'_>, defaults: &Defaults, seen: &mut HashMap<String, String>) -> Option<CheckDef> {
+fn read_check(
+    table: Table<'_>,
+    defaults: &Defaults,
+    seen: &mut HashMap<String, String>,
+) -> Option<CheckDef> {
     let d = table.diags();
     let errors_before = d.error_count();
     let name = match table.str("name") {
@@ -277,7 +305,10 @@ fn read_check(table: Table<'_>, defaults: &Defaults, seen: &mut HashMap<String, 
             Some(name.to_string())
         }
         None => {
-            table.missing("name", "give every check a unique name, like name = \"shop-home\"");
+            table.missing(
+                "name",
+                "give every check a unique name, like name = \"shop-home\"",
+            );
             None
         }
     };
@@ -293,7 +324,10 @@ fn read_check(table: Table<'_>, defaults: &Defaults, seen: &mut HashMap<String, 
             Err(()) => {
                 let names: Vec<&str> = CheckKind::ALL.iter().map(|k| k.as_str()).collect();
                 let hint = match super::reader::closest(text, &names) {
-                    Some(best) => format!("did you mean {best:?}? supported types: {}", names.join(", ")),
+                    Some(best) => format!(
+                        "did you mean {best:?}? supported types: {}",
+                        names.join(", ")
+                    ),
                     None => format!("supported types: {}", names.join(", ")),
                 };
                 d.error_hint(&span, format!("unknown check type {text:?}"), hint);
@@ -372,7 +406,10 @@ fn read_check(table: Table<'_>, defaults: &Defaults, seen: &mut HashMap<String, 
                 if valid_region(region) {
                     regions.push(region.to_string());
                 } else {
-                    d.error(&span, format!("region {region:?} is not a valid region name"));
+                    d.error(
+                        &span,
+                        format!("region {region:?} is not a valid region name"),
+                    );
                 }
             }
             regions
@@ -381,7 +418,8 @@ fn read_check(table: Table<'_>, defaults: &Defaults, seen: &mut HashMap<String, 
 
     let mut secrets = Vec::new();
     let built = match kind {
-        Some(CheckKind::Http) => super::http::read_http(&table, &mut secrets).map(|(spec, target)| (CheckSpec::Http(spec), target)),
+        Some(CheckKind::Http) => super::http::read_http(&table, &mut secrets)
+            .map(|(spec, target)| (CheckSpec::Http(spec), target)),
         None => None,
     };
     let defined_at = d.location(&table.span());
@@ -391,6 +429,10 @@ fn read_check(table: Table<'_>, defaults: &Defaults, seen: &mut HashMap<String, 
         return None;
     }
     let (spec, target) = built?;
+    // A secret in the URL's path must not reach the `target` label or the status page.
+    let target = secrets
+        .iter()
+        .fold(target, |shown, secret| shown.replace(secret.as_str(), "<redacted>"));
     Some(CheckDef {
         name: Arc::from(name?.as_str()),
         schedule: schedule?,
@@ -418,7 +460,11 @@ fn suggest_name(name: &str) -> String {
         }
     }
     let out = out.trim_matches('-').to_string();
-    if out.is_empty() { "my-check".to_string() } else { out }
+    if out.is_empty() {
+        "my-check".to_string()
+    } else {
+        out
+    }
 }
 
 /// Parses a cron expression, accepting the usual 5-field crontab form (minute first) and the

@@ -10,15 +10,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::config::{CheckDef, Config};
 use crate::result::{CheckResult, Details};
 
 /// Buckets of `nightjar_scheduler_lag_seconds`: from 100 µs to 10 s.
-const LAG_BUCKETS: &[f64] = &[0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0];
+const LAG_BUCKETS: &[f64] = &[
+    0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0,
+];
 
 /// HTTP phases in the order blackbox_exporter reports them.
 pub const HTTP_PHASES: &[&str] = &["resolve", "connect", "tls", "processing", "transfer"];
@@ -51,7 +53,9 @@ pub struct Metrics {
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Metrics").field("checks", &self.checks.len()).finish()
+        f.debug_struct("Metrics")
+            .field("checks", &self.checks.len())
+            .finish()
     }
 }
 
@@ -59,9 +63,11 @@ impl Metrics {
     /// Registers every family for `config` and creates each check's counters at 0. Only
     /// checks that run in the agent's region are registered.
     pub fn new(config: &Config) -> Metrics {
-        let mut const_labels: HashMap<String, String> = config.agent.labels.clone().into_iter().collect();
+        let mut const_labels: HashMap<String, String> =
+            config.agent.labels.clone().into_iter().collect();
         const_labels.insert("region".to_string(), config.agent.region.clone());
-        let registry = Registry::new_custom(None, Some(const_labels)).expect("agent labels are validated");
+        let registry =
+            Registry::new_custom(None, Some(const_labels)).expect("agent labels are validated");
 
         let checks: Vec<&Arc<CheckDef>> = config
             .checks
@@ -83,18 +89,32 @@ impl Metrics {
         };
 
         let gauge = |name: &str, help: &str, labels: &[&str]| {
-            let vec = GaugeVec::new(Opts::new(name, help), labels).expect("metric definitions are valid");
-            registry.register(Box::new(vec.clone())).expect("metric names are unique");
+            let vec =
+                GaugeVec::new(Opts::new(name, help), labels).expect("metric definitions are valid");
+            registry
+                .register(Box::new(vec.clone()))
+                .expect("metric names are unique");
             vec
         };
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            let vec = IntCounterVec::new(Opts::new(name, help), labels).expect("metric definitions are valid");
-            registry.register(Box::new(vec.clone())).expect("metric names are unique");
+            let vec = IntCounterVec::new(Opts::new(name, help), labels)
+                .expect("metric definitions are valid");
+            registry
+                .register(Box::new(vec.clone()))
+                .expect("metric names are unique");
             vec
         };
 
-        let probe_success = gauge("probe_success", "Whether the last run of the check succeeded (1) or failed (0).", &base);
-        let probe_duration = gauge("probe_duration_seconds", "How long the last run of the check took.", &base);
+        let probe_success = gauge(
+            "probe_success",
+            "Whether the last run of the check succeeded (1) or failed (0).",
+            &base,
+        );
+        let probe_duration = gauge(
+            "probe_duration_seconds",
+            "How long the last run of the check took.",
+            &base,
+        );
         let probe_dns_lookup = gauge(
             "probe_dns_lookup_time_seconds",
             "Time spent resolving the target's name in the last run.",
@@ -120,9 +140,21 @@ impl Metrics {
             "Body bytes received in the last response.",
             &base,
         );
-        let http_version = gauge("probe_http_version", "HTTP version of the last response.", &base);
-        let http_redirects = gauge("probe_http_redirects", "Redirects followed in the last run.", &base);
-        let http_ssl = gauge("probe_http_ssl", "Whether TLS was used for the final request.", &base);
+        let http_version = gauge(
+            "probe_http_version",
+            "HTTP version of the last response.",
+            &base,
+        );
+        let http_redirects = gauge(
+            "probe_http_redirects",
+            "Redirects followed in the last run.",
+            &base,
+        );
+        let http_ssl = gauge(
+            "probe_http_ssl",
+            "Whether TLS was used for the final request.",
+            &base,
+        );
         let failed_due_to_regex = gauge(
             "probe_failed_due_to_regex",
             "Whether the last run failed a body regex expectation.",
@@ -170,7 +202,10 @@ impl Metrics {
         let mut info_labels = base.clone();
         info_labels.extend(["target", "schedule"]);
         let check_info = IntGaugeVec::new(
-            Opts::new("nightjar_check_info", "Information about each loaded check; always 1."),
+            Opts::new(
+                "nightjar_check_info",
+                "Information about each loaded check; always 1.",
+            ),
             &info_labels,
         )
         .expect("metric definitions are valid");
@@ -179,14 +214,19 @@ impl Metrics {
             .expect("metric names are unique");
 
         let build_info = IntGaugeVec::new(
-            Opts::new("nightjar_build_info", "The running nightjar's version; always 1."),
+            Opts::new(
+                "nightjar_build_info",
+                "The running nightjar's version; always 1.",
+            ),
             &["version"],
         )
         .expect("metric definitions are valid");
         registry
             .register(Box::new(build_info.clone()))
             .expect("metric names are unique");
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
 
         let reload_ok = IntGauge::new(
             "nightjar_config_last_reload_successful",
@@ -217,8 +257,13 @@ impl Metrics {
 
         let mut values_by_check = HashMap::new();
         for def in &checks {
-            let mut values: Vec<String> = vec![def.name.to_string(), def.kind().as_str().to_string()];
-            values.extend(extra.iter().map(|key| def.labels.get(*key).cloned().unwrap_or_default()));
+            let mut values: Vec<String> =
+                vec![def.name.to_string(), def.kind().as_str().to_string()];
+            values.extend(
+                extra
+                    .iter()
+                    .map(|key| def.labels.get(*key).cloned().unwrap_or_default()),
+            );
             let refs: Vec<&str> = values.iter().map(String::as_str).collect();
 
             let mut info = refs.clone();
@@ -232,7 +277,9 @@ impl Metrics {
                 duration.with_label_values(&labelled);
             }
             for reason in def.kind().reasons() {
-                failures.with_label_values(&extend(&refs, reason.as_str())).inc_by(0);
+                failures
+                    .with_label_values(&extend(&refs, reason.as_str()))
+                    .inc_by(0);
             }
             skipped.with_label_values(&refs).inc_by(0);
             values_by_check.insert(def.name.clone(), values);
@@ -269,7 +316,11 @@ impl Metrics {
             return;
         };
         let refs: Vec<&str> = values.iter().map(String::as_str).collect();
-        let result = if res.is_success() { "success" } else { "failure" };
+        let result = if res.is_success() {
+            "success"
+        } else {
+            "failure"
+        };
         let seconds = res.duration.as_secs_f64();
 
         self.probe_success
@@ -297,8 +348,16 @@ impl Metrics {
                     Some(_) => 6.0,
                     None => 0.0,
                 };
-                self.probe_ip_protocol.with_label_values(&refs).set(ip_protocol);
-                let phases = [http.resolve, http.connect, http.tls, http.processing, http.transfer];
+                self.probe_ip_protocol
+                    .with_label_values(&refs)
+                    .set(ip_protocol);
+                let phases = [
+                    http.resolve,
+                    http.connect,
+                    http.tls,
+                    http.processing,
+                    http.transfer,
+                ];
                 for (phase, took) in HTTP_PHASES.iter().zip(phases) {
                     self.http_duration
                         .with_label_values(&extend(&refs, phase))

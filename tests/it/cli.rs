@@ -8,7 +8,10 @@ use crate::support::{Nginx, free_port, http_get, wait_for_tcp};
 
 fn nightjar() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_nightjar"));
-    cmd.env_remove("RUST_LOG").env_remove("NIGHTJAR_CONFIG").env_remove("NIGHTJAR_LISTEN").env_remove("NIGHTJAR_REGION");
+    cmd.env_remove("RUST_LOG")
+        .env_remove("NIGHTJAR_CONFIG")
+        .env_remove("NIGHTJAR_LISTEN")
+        .env_remove("NIGHTJAR_REGION");
     cmd.env("RUST_BACKTRACE", "1");
     cmd
 }
@@ -26,10 +29,16 @@ fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
 #[test]
 fn validate_exits_0_on_a_valid_config_and_2_with_every_problem() {
     let dir = tempfile::tempdir().unwrap();
-    let good = write_config(dir.path(), "[[check]]\nname = \"a\"\ntype = \"http\"\nurl = \"https://example.com/\"\n");
+    let good = write_config(
+        dir.path(),
+        "[[check]]\nname = \"a\"\ntype = \"http\"\nurl = \"https://example.com/\"\n",
+    );
     let out = run(nightjar().arg("validate").arg("--config").arg(&good));
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "configuration is valid: 1 check\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "configuration is valid: 1 check\n"
+    );
 
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[[check]]\nname = \"a\"\ntype = \"http\"\nurl = \"https://example.com/\"\nintervall = \"1m\"\nexpect = { status = [\"6xx\"] }\n").unwrap();
@@ -37,10 +46,26 @@ fn validate_exits_0_on_a_valid_config_and_2_with_every_problem() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let place = bad.display().to_string();
-    assert!(stderr.contains(&format!("{place}:6:22: status \"6xx\" is not a status code or class")), "{stderr}");
-    assert!(stderr.contains(&format!("{place}:5:1: unknown key `intervall` in check \"a\" (hint: did you mean `interval`?)")), "{stderr}");
-    assert!(stderr.contains("the configuration has 2 problems"), "{stderr}");
-    assert!(!stderr.contains("backtrace") && !stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{place}:6:22: status \"6xx\" is not a status code or class"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{place}:5:1: unknown key `intervall` in check \"a\" (hint: did you mean `interval`?)"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("the configuration has 2 problems"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("backtrace") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -52,7 +77,10 @@ fn usage_errors_exit_2_without_a_backtrace() {
     let out = run(nightjar().args(["validate", "--config", "/nonexistent/x.toml"]));
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.starts_with("/nonexistent/x.toml: cannot read config path"), "{stderr}");
+    assert!(
+        stderr.starts_with("/nonexistent/x.toml: cannot read config path"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("stack backtrace"), "{stderr}");
 }
 
@@ -74,19 +102,43 @@ fn check_prints_a_table_and_exits_1_when_any_check_fails() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(lines[0].starts_with("CHECK"), "{stdout}");
-    assert!(lines.iter().any(|l| l.starts_with("home ") && l.contains(" pass ")), "{stdout}");
     assert!(
-        lines.iter().any(|l| l.starts_with("down ") && l.contains(" FAIL ") && l.contains("status") && l.contains("got 503")),
+        lines
+            .iter()
+            .any(|l| l.starts_with("home ") && l.contains(" pass ")),
+        "{stdout}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("down ")
+            && l.contains(" FAIL ")
+            && l.contains("status")
+            && l.contains("got 503")),
         "{stdout}"
     );
     assert_eq!(*lines.last().unwrap(), "2 checks: 1 passed, 1 failed");
 
-    let out = run(nightjar().arg("check").arg("--config").arg(&config).args(["--only", "home"]));
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = run(nightjar()
+        .arg("check")
+        .arg("--config")
+        .arg(&config)
+        .args(["--only", "home"]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
-    let out = run(nightjar().arg("check").arg("--config").arg(&config).args(["--only", "nope"]));
+    let out = run(nightjar()
+        .arg("check")
+        .arg("--config")
+        .arg(&config)
+        .args(["--only", "nope"]));
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no check named \"nope\"; the configuration has: home, down"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("no check named \"nope\"; the configuration has: home, down")
+    );
 }
 
 #[test]
@@ -94,7 +146,11 @@ fn check_json_output() {
     let nginx = Nginx::start();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &check_config(&nginx));
-    let out = run(nightjar().arg("check").arg("--config").arg(&config).args(["--format", "json"]));
+    let out = run(nightjar()
+        .arg("check")
+        .arg("--config")
+        .arg(&config)
+        .args(["--format", "json"]));
     assert_eq!(out.status.code(), Some(1));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
     let items = json.as_array().unwrap();
@@ -111,7 +167,11 @@ fn check_junit_output_parses_as_junit_xml() {
     let nginx = Nginx::start();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &check_config(&nginx));
-    let out = run(nightjar().arg("check").arg("--config").arg(&config).args(["--format", "junit"]));
+    let out = run(nightjar()
+        .arg("check")
+        .arg("--config")
+        .arg(&config)
+        .args(["--format", "junit"]));
     assert_eq!(out.status.code(), Some(1));
     let xml = String::from_utf8(out.stdout).unwrap();
     let doc = roxmltree::Document::parse(&xml).expect("well-formed XML");
@@ -119,15 +179,24 @@ fn check_junit_output_parses_as_junit_xml() {
     assert_eq!(root.tag_name().name(), "testsuites");
     assert_eq!(root.attribute("tests"), Some("2"));
     assert_eq!(root.attribute("failures"), Some("1"));
-    let suite = root.children().find(|n| n.has_tag_name("testsuite")).expect("testsuite");
-    let cases: Vec<_> = suite.children().filter(|n| n.has_tag_name("testcase")).collect();
+    let suite = root
+        .children()
+        .find(|n| n.has_tag_name("testsuite"))
+        .expect("testsuite");
+    let cases: Vec<_> = suite
+        .children()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
     assert_eq!(cases.len(), 2);
     for case in &cases {
         assert!(case.attribute("name").is_some() && case.attribute("classname").is_some());
         let time: f64 = case.attribute("time").unwrap().parse().unwrap();
         assert!(time >= 0.0);
     }
-    let failure = cases[1].children().find(|n| n.has_tag_name("failure")).expect("failure element");
+    let failure = cases[1]
+        .children()
+        .find(|n| n.has_tag_name("failure"))
+        .expect("failure element");
     assert_eq!(failure.attribute("type"), Some("status"));
     assert!(failure.text().unwrap().contains("got 503"));
     assert!(cases[0].children().all(|n| !n.has_tag_name("failure")));
@@ -151,11 +220,17 @@ fn spawn_agent(args: &[&str], listen: std::net::SocketAddr) -> std::process::Chi
 
 fn terminate(child: &mut std::process::Child) -> Output {
     let pid = child.id().to_string();
-    let status = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
     assert!(status.success());
     let start = Instant::now();
     while child.try_wait().unwrap().is_none() {
-        assert!(start.elapsed() < Duration::from_secs(15), "the agent did not stop on SIGTERM");
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the agent did not stop on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let mut out = Vec::new();
@@ -163,7 +238,11 @@ fn terminate(child: &mut std::process::Child) -> Output {
     use std::io::Read;
     child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
     child.stderr.take().unwrap().read_to_end(&mut err).unwrap();
-    Output { status: child.wait().unwrap(), stdout: out, stderr: err }
+    Output {
+        status: child.wait().unwrap(),
+        stdout: out,
+        stderr: err,
+    }
 }
 
 #[tokio::test]
@@ -172,10 +251,16 @@ async fn run_serves_until_sigterm_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
-        &format!("[agent]\nregion = \"lab\"\n\n[[check]]\nname = \"home\"\ntype = \"http\"\nurl = \"{}\"\ninterval = \"1s\"\n", nginx.url("/ok")),
+        &format!(
+            "[agent]\nregion = \"lab\"\n\n[[check]]\nname = \"home\"\ntype = \"http\"\nurl = \"{}\"\ninterval = \"1s\"\n",
+            nginx.url("/ok")
+        ),
     );
     let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let mut child = spawn_agent(&["--config", config.to_str().unwrap(), "--log-format", "json"], listen);
+    let mut child = spawn_agent(
+        &["--config", config.to_str().unwrap(), "--log-format", "json"],
+        listen,
+    );
     let api = crate::support::eventually(Duration::from_secs(10), "the check to pass", || async {
         let (_, body) = http_get(listen, "/api/v1/checks").await;
         body.contains("\"state\":\"passing\"").then_some(body)
@@ -186,23 +271,41 @@ async fn run_serves_until_sigterm_and_exits_0() {
     let out = terminate(&mut child);
     assert_eq!(out.status.code(), Some(0));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let lines: Vec<serde_json::Value> = stderr.lines().map(|l| serde_json::from_str(l).expect("JSON log line")).collect();
-    assert!(lines.iter().any(|l| l["message"] == "Check is passing." && l["check"] == "home" && l["region"] == "lab"));
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON log line"))
+        .collect();
+    assert!(lines.iter().any(|l| l["message"] == "Check is passing."
+        && l["check"] == "home"
+        && l["region"] == "lab"));
     assert!(lines.iter().any(|l| l["message"] == "Agent stopped."));
     // A passing check is logged once, not on every run.
-    assert_eq!(lines.iter().filter(|l| l["message"] == "Check is passing.").count(), 1);
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l["message"] == "Check is passing.")
+            .count(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn the_embedded_default_probes_the_agent_itself() {
     let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let mut child = spawn_agent(&[], listen);
-    let api = crate::support::eventually(Duration::from_secs(25), "the self checks to pass", || async {
-        let (_, body) = http_get(listen, "/api/v1/checks").await;
-        let json: serde_json::Value = serde_json::from_str(&body).ok()?;
-        let checks = json["checks"].as_array()?.clone();
-        checks.iter().all(|c| c["state"] == "passing").then_some(checks)
-    })
+    let api = crate::support::eventually(
+        Duration::from_secs(25),
+        "the self checks to pass",
+        || async {
+            let (_, body) = http_get(listen, "/api/v1/checks").await;
+            let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let checks = json["checks"].as_array()?.clone();
+            checks
+                .iter()
+                .all(|c| c["state"] == "passing")
+                .then_some(checks)
+        },
+    )
     .await;
     let names: Vec<&str> = api.iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["self-health", "self-metrics"]);
@@ -210,8 +313,14 @@ async fn the_embedded_default_probes_the_agent_itself() {
     assert_eq!(out.status.code(), Some(0));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("running the embedded default"), "{stderr}");
-    assert!(stderr.contains(&format!("http://{listen}/metrics")), "{stderr}");
-    assert!(stderr.contains("--config"), "it says how to point it at real checks");
+    assert!(
+        stderr.contains(&format!("http://{listen}/metrics")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("--config"),
+        "it says how to point it at real checks"
+    );
 }
 
 #[test]
@@ -221,7 +330,10 @@ fn a_busy_listen_address_exits_2() {
     let out = run(nightjar().arg("run").arg("--listen").arg(addr.to_string()));
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("failed to bind the agent's server on {addr}")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("failed to bind the agent's server on {addr}")),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -7,7 +7,11 @@ use nightjar::config::{self, MapEnv, Overrides, Schedule};
 
 /// Validates `text` as `test.toml` and renders every error, one per line.
 fn errors(text: &str, env: &[(&str, &str)]) -> String {
-    let env = MapEnv(env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    let env = MapEnv(
+        env.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
     match config::load_str(Path::new("test.toml"), text, &env, &Overrides::default()) {
         Ok(_) => String::new(),
         Err(errors) => errors.to_string(),
@@ -68,7 +72,10 @@ test.toml:25:7: environment variable API_KEY is not set (referenced as ${env:API
 #[test]
 fn toml_syntax_errors_name_line_and_column() {
     let got = errors("[[check]]\nname = \"a\"\ntype = \"http\nurl = 3\n", &[]);
-    assert!(got.starts_with("test.toml:3:13: invalid TOML: invalid basic string"), "{got}");
+    assert!(
+        got.starts_with("test.toml:3:13: invalid TOML: invalid basic string"),
+        "{got}"
+    );
 }
 
 #[test]
@@ -101,8 +108,14 @@ headers = {{ x-api-key = "${{file:{}}}" }}
     let def = &config.checks[0];
     assert_eq!(def.target, "https://example.com/api");
     assert!(def.secrets.contains(&"t0ps3cret".to_string()));
-    assert!(def.secrets.contains(&"hunter2".to_string()), "file secrets lose their trailing newline");
-    assert_eq!(def.redact("got t0ps3cret and hunter2"), "got <redacted> and <redacted>");
+    assert!(
+        def.secrets.contains(&"hunter2".to_string()),
+        "file secrets lose their trailing newline"
+    );
+    assert_eq!(
+        def.redact("got t0ps3cret and hunter2"),
+        "got <redacted> and <redacted>"
+    );
 }
 
 #[test]
@@ -111,15 +124,24 @@ fn missing_secret_file_is_an_error_that_names_it() {
         "[[check]]\nname = \"a\"\ntype = \"http\"\nurl = \"https://example.com/\"\nbearer_token = \"${file:/nonexistent/token}\"\n",
         &[],
     );
-    assert!(got.contains("test.toml:5:16: cannot read secret file /nonexistent/token"), "{got}");
+    assert!(
+        got.contains("test.toml:5:16: cannot read secret file /nonexistent/token"),
+        "{got}"
+    );
 }
 
 #[test]
 fn unknown_references_and_flow_variables_are_rejected_in_http_checks() {
-    let got = errors("[[check]]\nname = \"a\"\ntype = \"http\"\nurl = \"https://example.com/${csrf}\"\n", &[]);
+    let got = errors(
+        "[[check]]\nname = \"a\"\ntype = \"http\"\nurl = \"https://example.com/${csrf}\"\n",
+        &[],
+    );
     assert!(got.contains("unknown reference ${csrf}"), "{got}");
     // `$${` is a literal `${`.
-    let config = super::support::load("[[check]]\nname = \"a\"\ntype = \"http\"\nurl = \"https://example.com/\"\nbody = \"$${literal}\"\n", &[]);
+    let config = super::support::load(
+        "[[check]]\nname = \"a\"\ntype = \"http\"\nurl = \"https://example.com/\"\nbody = \"$${literal}\"\n",
+        &[],
+    );
     let nightjar::checks::CheckSpec::Http(spec) = &config.checks[0].spec;
     assert_eq!(spec.body.as_deref(), Some(&b"${literal}"[..]));
 }
@@ -128,10 +150,15 @@ fn unknown_references_and_flow_variables_are_rejected_in_http_checks() {
 fn cron_accepts_five_and_six_fields() {
     for expr in ["*/5 * * * *", "0 */5 * * * *", "@hourly"] {
         let config = super::support::load(
-            &format!("[[check]]\nname = \"a\"\ntype = \"http\"\nurl = \"https://example.com/\"\ncron = \"{expr}\"\n"),
+            &format!(
+                "[[check]]\nname = \"a\"\ntype = \"http\"\nurl = \"https://example.com/\"\ncron = \"{expr}\"\n"
+            ),
             &[],
         );
-        assert!(matches!(config.checks[0].schedule, Schedule::Cron(_)), "{expr}");
+        assert!(
+            matches!(config.checks[0].schedule, Schedule::Cron(_)),
+            "{expr}"
+        );
     }
     let got = errors(
         "[[check]]\nname = \"a\"\ntype = \"http\"\nurl = \"https://example.com/\"\ncron = \"* * * * *\"\ninterval = \"1m\"\n",
@@ -146,7 +173,10 @@ fn a_cron_more_frequent_than_the_timeout_is_rejected() {
         "[[check]]\nname = \"a\"\ntype = \"http\"\nurl = \"https://example.com/\"\ncron = \"*/10 * * * * *\"\ntimeout = \"30s\"\n",
         &[],
     );
-    assert!(got.contains("timeout 30s is longer than the interval 10s"), "{got}");
+    assert!(
+        got.contains("timeout 30s is longer than the interval 10s"),
+        "{got}"
+    );
 }
 
 #[test]
@@ -178,10 +208,23 @@ interval = "5s"
 #[test]
 fn directories_load_sorted_and_duplicates_across_files_are_caught() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("a.toml"), "[[check]]\nname = \"x\"\ntype = \"http\"\nurl = \"https://a.example/\"\n").unwrap();
-    std::fs::write(dir.path().join("b.toml"), "\n[[check]]\nname = \"x\"\ntype = \"http\"\nurl = \"https://b.example/\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("a.toml"),
+        "[[check]]\nname = \"x\"\ntype = \"http\"\nurl = \"https://a.example/\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("b.toml"),
+        "\n[[check]]\nname = \"x\"\ntype = \"http\"\nurl = \"https://b.example/\"\n",
+    )
+    .unwrap();
     std::fs::write(dir.path().join("notes.txt"), "not a config").unwrap();
-    let err = config::load(&[dir.path().to_path_buf()], &MapEnv::default(), &Overrides::default()).unwrap_err();
+    let err = config::load(
+        &[dir.path().to_path_buf()],
+        &MapEnv::default(),
+        &Overrides::default(),
+    )
+    .unwrap_err();
     let text = err.to_string();
     let b = dir.path().join("b.toml");
     let a = dir.path().join("a.toml");
@@ -197,8 +240,17 @@ fn directories_load_sorted_and_duplicates_across_files_are_caught() {
 
 #[test]
 fn a_missing_config_path_is_an_error() {
-    let err = config::load(&[PathBuf::from("/nonexistent/nightjar")], &MapEnv::default(), &Overrides::default()).unwrap_err();
-    assert!(err.to_string().starts_with("/nonexistent/nightjar: cannot read config path"), "{err}");
+    let err = config::load(
+        &[PathBuf::from("/nonexistent/nightjar")],
+        &MapEnv::default(),
+        &Overrides::default(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent/nightjar: cannot read config path"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -208,12 +260,18 @@ fn agent_table_and_overrides() {
     assert_eq!(config.agent.region, "eu-west-1");
     assert_eq!(config.agent.concurrency, 8);
     assert_eq!(config.agent.duration_buckets, vec![0.1, 0.5, 2.0]);
-    assert_eq!(config.agent.labels.get("env").map(String::as_str), Some("prod"));
+    assert_eq!(
+        config.agent.labels.get("env").map(String::as_str),
+        Some("prod")
+    );
     let overridden = config::load_str(
         Path::new("test.toml"),
         text,
         &MapEnv::default(),
-        &Overrides { region: Some("us-east-1".into()), listen: Some("127.0.0.1:1234".parse().unwrap()) },
+        &Overrides {
+            region: Some("us-east-1".into()),
+            listen: Some("127.0.0.1:1234".parse().unwrap()),
+        },
     )
     .unwrap();
     assert_eq!(overridden.agent.region, "us-east-1");
@@ -246,16 +304,20 @@ fn every_file_in_checks_loads() {
     files.sort();
     assert!(!files.is_empty(), "checks/ holds examples");
     let env = MapEnv(
-        [("SHOP_API_TOKEN", "example-token"), ("STATUS_PASSWORD", "example-password")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+        [
+            ("SHOP_API_TOKEN", "example-token"),
+            ("STATUS_PASSWORD", "example-password"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
     );
     for file in &files {
         if let Err(errors) = config::load(std::slice::from_ref(file), &env, &Overrides::default()) {
             panic!("{} does not load:\n{errors}", file.display());
         }
     }
-    let all = config::load(&[dir], &env, &Overrides::default()).unwrap_or_else(|errors| panic!("checks/ does not load:\n{errors}"));
+    let all = config::load(&[dir], &env, &Overrides::default())
+        .unwrap_or_else(|errors| panic!("checks/ does not load:\n{errors}"));
     assert!(all.checks.len() >= 3);
 }

@@ -13,7 +13,7 @@ use nightjar::schedule::{Runner, Scheduler, WallClock, first_due, offset_in};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::support::load;
+use crate::support::{load, sample};
 
 /// What the stand-in runner saw.
 #[derive(Default)]
@@ -36,7 +36,10 @@ fn fake_runner(log: Arc<Mutex<Log>>, run_for: HashMap<&'static str, Duration>) -
                 log.in_flight += 1;
                 log.max_in_flight = log.max_in_flight.max(log.in_flight);
             }
-            let took = run_for.get(&*def.name).copied().unwrap_or(Duration::from_millis(10));
+            let took = run_for
+                .get(&*def.name)
+                .copied()
+                .unwrap_or(Duration::from_millis(10));
             tokio::time::sleep(took).await;
             {
                 let mut log = log.lock().unwrap();
@@ -74,7 +77,12 @@ struct Harness {
 }
 
 /// Starts a scheduler whose wall clock reads `wall_start` now.
-fn start(text: &str, concurrency: usize, run_for: HashMap<&'static str, Duration>, wall_start: SystemTime) -> Harness {
+fn start(
+    text: &str,
+    concurrency: usize,
+    run_for: HashMap<&'static str, Duration>,
+    wall_start: SystemTime,
+) -> Harness {
     let config = load(text, &[]);
     let log = Arc::new(Mutex::new(Log::default()));
     let metrics = Arc::new(Metrics::new(&config));
@@ -90,7 +98,14 @@ fn start(text: &str, concurrency: usize, run_for: HashMap<&'static str, Duration
     let (stop, stop_rx) = watch::channel(false);
     let t0 = Instant::now();
     let task = tokio::spawn(scheduler.run(stop_rx));
-    Harness { log, metrics, stop, task, results, t0 }
+    Harness {
+        log,
+        metrics,
+        stop,
+        task,
+        results,
+        t0,
+    }
 }
 
 fn starts_of(log: &Arc<Mutex<Log>>, name: &str, t0: Instant) -> Vec<Duration> {
@@ -109,7 +124,10 @@ fn epoch(secs: u64) -> SystemTime {
 
 #[tokio::test(start_paused = true)]
 async fn interval_checks_start_at_a_stable_offset_and_keep_their_period() {
-    let text = checks_text(&[("alpha", "interval = \"10s\""), ("beta", "interval = \"10s\"")]);
+    let text = checks_text(&[
+        ("alpha", "interval = \"10s\""),
+        ("beta", "interval = \"10s\""),
+    ]);
     // The wall clock reads a multiple of 10s, so each check's first run is at its offset.
     let h = start(&text, 16, HashMap::new(), epoch(1_699_999_980));
     tokio::time::sleep(Duration::from_secs(35)).await;
@@ -119,12 +137,20 @@ async fn interval_checks_start_at_a_stable_offset_and_keep_their_period() {
     let offset_beta = offset_in("beta", Duration::from_secs(10));
     assert_ne!(offset_alpha, offset_beta, "different names spread out");
     // tokio's timer has millisecond resolution.
-    assert!(alpha[0].abs_diff(offset_alpha) < Duration::from_millis(1), "{alpha:?} vs {offset_alpha:?}");
-    assert!(beta[0].abs_diff(offset_beta) < Duration::from_millis(1), "{beta:?} vs {offset_beta:?}");
+    assert!(
+        alpha[0].abs_diff(offset_alpha) < Duration::from_millis(1),
+        "{alpha:?} vs {offset_alpha:?}"
+    );
+    assert!(
+        beta[0].abs_diff(offset_beta) < Duration::from_millis(1),
+        "{beta:?} vs {offset_beta:?}"
+    );
     for runs in [&alpha, &beta] {
         assert!(runs.len() >= 3);
         for pair in runs.windows(2) {
-            assert!((pair[1] - pair[0]).abs_diff(Duration::from_secs(10)) < Duration::from_millis(1));
+            assert!(
+                (pair[1] - pair[0]).abs_diff(Duration::from_secs(10)) < Duration::from_millis(1)
+            );
         }
     }
     h.stop.send(true).unwrap();
@@ -141,22 +167,48 @@ async fn the_offset_survives_a_restart() {
     let now = Instant::now();
     let wall_a = clock_a.wall_at(first_due("shop-home", interval, now, &clock_a));
     let wall_b = clock_b.wall_at(first_due("shop-home", interval, now, &clock_b));
-    let gap = wall_b.duration_since(wall_a).unwrap_or_else(|e| e.duration());
-    assert_eq!(gap.as_nanos() % interval.as_nanos(), 0, "same phase after a restart");
+    let gap = wall_b
+        .duration_since(wall_a)
+        .unwrap_or_else(|e| e.duration());
+    assert_eq!(
+        gap.as_nanos() % interval.as_nanos(),
+        0,
+        "same phase after a restart"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn cron_checks_fire_on_the_wall_clock() {
     // Every 5 seconds (6-field form), and every minute (5-field form).
-    let text = checks_text(&[("every5s", "cron = \"*/5 * * * * *\""), ("minutely", "cron = \"* * * * *\"")]);
+    let text = checks_text(&[
+        ("every5s", "cron = \"*/5 * * * * *\""),
+        ("minutely", "cron = \"* * * * *\""),
+    ]);
     // Start 2.5s past a minute boundary.
-    let h = start(&text, 16, HashMap::new(), epoch(1_699_999_980) + Duration::from_millis(2500));
+    let h = start(
+        &text,
+        16,
+        HashMap::new(),
+        epoch(1_699_999_980) + Duration::from_millis(2500),
+    );
     tokio::time::sleep(Duration::from_secs(70)).await;
     let every5 = starts_of(&h.log, "every5s", h.t0);
-    assert_eq!(every5[0], Duration::from_millis(2500), "next multiple of 5s");
-    assert!(every5.windows(2).all(|pair| pair[1] - pair[0] == Duration::from_secs(5)));
+    assert_eq!(
+        every5[0],
+        Duration::from_millis(2500),
+        "next multiple of 5s"
+    );
+    assert!(
+        every5
+            .windows(2)
+            .all(|pair| pair[1] - pair[0] == Duration::from_secs(5))
+    );
     let minutely = starts_of(&h.log, "minutely", h.t0);
-    assert_eq!(minutely, vec![Duration::from_millis(57_500)], "at the next full minute");
+    assert_eq!(
+        minutely,
+        vec![Duration::from_millis(57_500)],
+        "at the next full minute"
+    );
     h.stop.send(true).unwrap();
     h.task.await.unwrap();
 }
@@ -164,22 +216,28 @@ async fn cron_checks_fire_on_the_wall_clock() {
 #[tokio::test(start_paused = true)]
 async fn a_run_never_overlaps_its_previous_run_and_skips_are_counted() {
     let text = checks_text(&[("slow", "interval = \"10s\"\ntimeout = \"10s\"")]);
-    let h = start(&text, 16, HashMap::from([("slow", Duration::from_secs(25))]), epoch(1_699_999_980));
+    let h = start(
+        &text,
+        16,
+        HashMap::from([("slow", Duration::from_secs(25))]),
+        epoch(1_699_999_980),
+    );
     tokio::time::sleep(Duration::from_secs(100)).await;
-    let log = h.log.lock().unwrap();
-    assert_eq!(log.max_in_flight, 1, "never two runs of one check at once");
-    let starts = log.starts.len();
-    drop(log);
+    let (max_in_flight, starts) = {
+        let log = h.log.lock().unwrap();
+        (log.max_in_flight, log.starts.len())
+    };
+    assert_eq!(max_in_flight, 1, "never two runs of one check at once");
     // Runs take 25s on a 10s interval: each run covers two skipped slots.
     assert!((3..=4).contains(&starts), "{starts} runs");
     let metrics = h.metrics.render();
-    let skipped: u64 = metrics
-        .lines()
-        .find(|line| line.starts_with("nightjar_check_skipped_runs_total{check=\"slow\""))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .expect("skip counter");
-    assert!(skipped >= 5, "{skipped} skipped runs counted");
+    let skipped = sample(
+        &metrics,
+        "nightjar_check_skipped_runs_total",
+        &[("check", "slow")],
+    )
+    .expect("skip counter");
+    assert!(skipped >= 5.0, "{skipped} skipped runs counted");
     h.stop.send(true).unwrap();
     h.task.await.unwrap();
 }
@@ -187,14 +245,22 @@ async fn a_run_never_overlaps_its_previous_run_and_skips_are_counted() {
 #[tokio::test(start_paused = true)]
 async fn the_concurrency_cap_holds_and_waiting_shows_as_lag() {
     let names = ["c0", "c1", "c2", "c3", "c4", "c5"];
-    let checks: Vec<(&str, &str)> = names.iter().map(|n| (*n, "interval = \"1m\"\ntimeout = \"30s\"")).collect();
-    let run_for: HashMap<&'static str, Duration> = names.iter().map(|n| (*n, Duration::from_secs(20))).collect();
+    let checks: Vec<(&str, &str)> = names
+        .iter()
+        .map(|n| (*n, "interval = \"1m\"\ntimeout = \"30s\""))
+        .collect();
+    let run_for: HashMap<&'static str, Duration> = names
+        .iter()
+        .map(|n| (*n, Duration::from_secs(20)))
+        .collect();
     let h = start(&checks_text(&checks), 2, run_for, epoch(1_699_999_980));
     tokio::time::sleep(Duration::from_secs(130)).await;
-    let log = h.log.lock().unwrap();
-    assert_eq!(log.max_in_flight, 2, "at most 2 runs in flight");
-    assert!(log.starts.len() >= 6, "every check ran");
-    drop(log);
+    let (max_in_flight, starts) = {
+        let log = h.log.lock().unwrap();
+        (log.max_in_flight, log.starts.len())
+    };
+    assert_eq!(max_in_flight, 2, "at most 2 runs in flight");
+    assert!(starts >= 6, "every check ran");
     let metrics = h.metrics.render();
     let lag_count: u64 = metrics
         .lines()
@@ -205,11 +271,17 @@ async fn the_concurrency_cap_holds_and_waiting_shows_as_lag() {
     assert!(lag_count >= 6);
     let under_100us: u64 = metrics
         .lines()
-        .find(|line| line.starts_with("nightjar_scheduler_lag_seconds_bucket") && line.contains("le=\"0.0001\""))
+        .find(|line| {
+            line.starts_with("nightjar_scheduler_lag_seconds_bucket")
+                && line.contains("le=\"0.0001\"")
+        })
         .and_then(|line| line.rsplit(' ').next())
         .and_then(|n| n.parse().ok())
         .expect("lag bucket");
-    assert!(under_100us < lag_count, "runs that waited for a permit show lag");
+    assert!(
+        under_100us < lag_count,
+        "runs that waited for a permit show lag"
+    );
     h.stop.send(true).unwrap();
     h.task.await.unwrap();
 }
@@ -217,18 +289,33 @@ async fn the_concurrency_cap_holds_and_waiting_shows_as_lag() {
 #[tokio::test(start_paused = true)]
 async fn shutdown_waits_for_runs_in_flight_and_starts_no_new_ones() {
     let text = checks_text(&[("long", "interval = \"1m\"\ntimeout = \"50s\"")]);
-    let mut h = start(&text, 16, HashMap::from([("long", Duration::from_secs(40))]), epoch(1_699_999_980));
+    let mut h = start(
+        &text,
+        16,
+        HashMap::from([("long", Duration::from_secs(40))]),
+        epoch(1_699_999_980),
+    );
     let offset = offset_in("long", Duration::from_secs(60));
     tokio::time::sleep(offset + Duration::from_secs(1)).await;
-    assert_eq!(h.log.lock().unwrap().starts.len(), 1, "the run is in flight");
+    assert_eq!(
+        h.log.lock().unwrap().starts.len(),
+        1,
+        "the run is in flight"
+    );
     let stopped_at = Instant::now();
     h.stop.send(true).unwrap();
     h.task.await.unwrap();
-    let log = h.log.lock().unwrap();
-    assert_eq!(log.ends.len(), 1, "the run in flight finished before run() returned");
-    assert!(log.ends[0].1 >= stopped_at);
-    assert_eq!(log.starts.len(), 1, "no run started after shutdown");
-    drop(log);
+    let (ends, starts) = {
+        let log = h.log.lock().unwrap();
+        (log.ends.clone(), log.starts.len())
+    };
+    assert_eq!(
+        ends.len(),
+        1,
+        "the run in flight finished before run() returned"
+    );
+    assert!(ends[0].1 >= stopped_at);
+    assert_eq!(starts, 1, "no run started after shutdown");
     // The results channel closes once every run is done.
     assert!(h.results.recv().await.is_some());
     assert!(h.results.recv().await.is_none());

@@ -5,7 +5,10 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{Nginx, RunningAgent, encode, eventually, free_port, http_get, load, require, sample, wait_for_tcp};
+use crate::support::{
+    Nginx, RunningAgent, encode, eventually, free_port, http_get, load, require, sample,
+    wait_for_tcp,
+};
 
 fn two_checks(nginx: &Nginx) -> String {
     format!(
@@ -43,30 +46,82 @@ async fn health_readiness_json_api_and_promtool_lint() {
     // Counters exist at 0 before any run.
     let (status, metrics) = agent.get("/metrics").await;
     assert_eq!(status, 200);
-    let good_labels = [("check", "good"), ("team", "shop"), ("type", "http"), ("env", "ci"), ("region", "test-region")];
+    let good_labels = [
+        ("check", "good"),
+        ("team", "shop"),
+        ("type", "http"),
+        ("env", "ci"),
+        ("region", "test-region"),
+    ];
     let with = |extra: (&'static str, &'static str)| {
         let mut labels = good_labels.to_vec();
         labels.push(extra);
         labels
     };
-    assert!(sample(&metrics, "nightjar_check_runs_total", &with(("result", "failure"))).is_some(), "{metrics}");
-    assert!(sample(&metrics, "nightjar_check_failures_total", &with(("reason", "timeout"))).is_some(), "{metrics}");
-    assert_eq!(sample(&metrics, "nightjar_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), Some(1.0));
+    assert!(
+        sample(
+            &metrics,
+            "nightjar_check_runs_total",
+            &with(("result", "failure"))
+        )
+        .is_some(),
+        "{metrics}"
+    );
+    assert!(
+        sample(
+            &metrics,
+            "nightjar_check_failures_total",
+            &with(("reason", "timeout"))
+        )
+        .is_some(),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "nightjar_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        Some(1.0)
+    );
     let target = nginx.url("/unavailable");
     assert_eq!(
-        sample(&metrics, "nightjar_check_info", &[("check", "bad"), ("schedule", "every 1s"), ("target", &target)]),
+        sample(
+            &metrics,
+            "nightjar_check_info",
+            &[
+                ("check", "bad"),
+                ("schedule", "every 1s"),
+                ("target", &target)
+            ]
+        ),
         Some(1.0)
     );
 
-    let api = eventually(Duration::from_secs(10), "both checks to have run", || async {
-        let (_, body) = agent.get("/api/v1/checks").await;
-        let json: serde_json::Value = serde_json::from_str(&body).ok()?;
-        let checks = json["checks"].as_array()?;
-        checks.iter().all(|c| c["state"] != "unknown").then_some(json)
-    })
+    let api = eventually(
+        Duration::from_secs(10),
+        "both checks to have run",
+        || async {
+            let (_, body) = agent.get("/api/v1/checks").await;
+            let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let checks = json["checks"].as_array()?;
+            checks
+                .iter()
+                .all(|c| c["state"] != "unknown")
+                .then_some(json)
+        },
+    )
     .await;
     assert_eq!(api["region"], "test-region");
-    let by_name = |name: &str| api["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap().clone();
+    let by_name = |name: &str| {
+        api["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()
+            .clone()
+    };
     let good = by_name("good");
     assert_eq!(good["state"], "passing");
     assert_eq!(good["last_run"]["status_code"], 200);
@@ -75,13 +130,43 @@ async fn health_readiness_json_api_and_promtool_lint() {
     let bad = by_name("bad");
     assert_eq!(bad["state"], "failing");
     assert_eq!(bad["last_run"]["reason"], "status");
-    assert_eq!(bad["last_run"]["detail"], "expected status 2xx, got 503 Service Unavailable");
+    assert_eq!(
+        bad["last_run"]["detail"],
+        "expected status 2xx, got 503 Service Unavailable"
+    );
 
     let (_, metrics) = agent.get("/metrics").await;
-    assert_eq!(sample(&metrics, "probe_success", &good_labels), Some(1.0), "{metrics}");
-    assert_eq!(sample(&metrics, "probe_success", &[("check", "bad"), ("region", "test-region")]), Some(0.0));
-    assert!(sample(&metrics, "nightjar_check_failures_total", &[("check", "bad"), ("reason", "status")]).unwrap() >= 1.0);
-    assert!(sample(&metrics, "nightjar_check_runs_total", &with(("result", "success"))).unwrap() >= 1.0);
+    assert_eq!(
+        sample(&metrics, "probe_success", &good_labels),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "probe_success",
+            &[("check", "bad"), ("region", "test-region")]
+        ),
+        Some(0.0)
+    );
+    assert!(
+        sample(
+            &metrics,
+            "nightjar_check_failures_total",
+            &[("check", "bad"), ("reason", "status")]
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert!(
+        sample(
+            &metrics,
+            "nightjar_check_runs_total",
+            &with(("result", "success"))
+        )
+        .unwrap()
+            >= 1.0
+    );
     assert!(metrics.contains("nightjar_scheduler_lag_seconds_bucket"));
 
     // promtool lints the exposition.
@@ -94,7 +179,12 @@ async fn health_readiness_json_api_and_promtool_lint() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(metrics.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -115,15 +205,24 @@ struct Prometheus {
 impl Prometheus {
     fn start(target: std::net::SocketAddr) -> Prometheus {
         let prometheus = require("prometheus", "prometheus");
-        let dir = tempfile::Builder::new().prefix("nightjar-prom-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("nightjar-prom-")
+            .tempdir()
+            .unwrap();
         let config = format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: nightjar\n    scrape_interval: 1s\n    scrape_timeout: 900ms\n    static_configs:\n      - targets: ['{target}']\n"
         );
         std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
         let child = Command::new(prometheus)
-            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address={addr}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -131,22 +230,33 @@ impl Prometheus {
             .spawn()
             .unwrap();
         wait_for_tcp(addr, Duration::from_secs(30));
-        Prometheus { addr, child, _dir: dir }
+        Prometheus {
+            addr,
+            child,
+            _dir: dir,
+        }
     }
 
     async fn wait_ready(&self) {
-        eventually(Duration::from_secs(30), "Prometheus to be ready", || async {
-            (http_get(self.addr, "/-/ready").await.0 == 200).then_some(())
-        })
+        eventually(
+            Duration::from_secs(30),
+            "Prometheus to be ready",
+            || async { (http_get(self.addr, "/-/ready").await.0 == 200).then_some(()) },
+        )
         .await;
     }
 
     async fn query(&self, promql: &str) -> Vec<(serde_json::Value, f64)> {
-        self.fetch(&format!("/api/v1/query?query={}", encode(promql))).await
+        self.fetch(&format!("/api/v1/query?query={}", encode(promql)))
+            .await
     }
 
     async fn query_at(&self, promql: &str, at: f64) -> Vec<(serde_json::Value, f64)> {
-        self.fetch(&format!("/api/v1/query?query={}&time={at:.3}", encode(promql))).await
+        self.fetch(&format!(
+            "/api/v1/query?query={}&time={at:.3}",
+            encode(promql)
+        ))
+        .await
     }
 
     async fn fetch(&self, path: &str) -> Vec<(serde_json::Value, f64)> {
@@ -180,19 +290,32 @@ async fn prometheus_scrapes_the_agent_and_computes_an_availability_sli() {
     prometheus.wait_ready().await;
 
     // Wait until Prometheus holds a few scrapes of each check's counters.
-    eventually(Duration::from_secs(40), "three scrapes with runs of each check", || async {
-        let scrapes = prometheus.query("min by (check) (count_over_time(nightjar_check_runs_total[1m]))").await;
-        let runs = prometheus.query("sum by (check) (nightjar_check_runs_total)").await;
-        let enough = scrapes.len() == 2 && scrapes.iter().all(|(_, n)| *n >= 3.0);
-        (enough && runs.len() == 2 && runs.iter().all(|(_, n)| *n >= 3.0)).then_some(())
-    })
+    eventually(
+        Duration::from_secs(40),
+        "three scrapes with runs of each check",
+        || async {
+            let scrapes = prometheus
+                .query("min by (check) (count_over_time(nightjar_check_runs_total[1m]))")
+                .await;
+            let runs = prometheus
+                .query("sum by (check) (nightjar_check_runs_total)")
+                .await;
+            let enough = scrapes.len() == 2 && scrapes.iter().all(|(_, n)| *n >= 3.0);
+            (enough && runs.len() == 2 && runs.iter().all(|(_, n)| *n >= 3.0)).then_some(())
+        },
+    )
     .await;
 
     // Availability SLI per check: successful runs over all runs.
     let sli = prometheus
         .query("sum by (check) (nightjar_check_runs_total{result=\"success\"}) / sum by (check) (nightjar_check_runs_total)")
         .await;
-    let ratio = |name: &str| sli.iter().find(|(m, _)| m["check"] == name).map(|(_, v)| *v).unwrap();
+    let ratio = |name: &str| {
+        sli.iter()
+            .find(|(m, _)| m["check"] == name)
+            .map(|(_, v)| *v)
+            .unwrap()
+    };
     assert_eq!(ratio("good"), 1.0);
     assert_eq!(ratio("bad"), 0.0);
 
@@ -204,15 +327,31 @@ async fn prometheus_scrapes_the_agent_and_computes_an_availability_sli() {
         assert_eq!(metric["job"], "nightjar");
     }
     // Evaluate all three at one fixed instant so the counters cannot move in between.
-    let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() - 1.0;
-    let success = prometheus.query_at("sum(nightjar_check_runs_total{result=\"success\"})", at).await[0].1;
-    let total = prometheus.query_at("sum(nightjar_check_runs_total)", at).await[0].1;
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        - 1.0;
+    let success = prometheus
+        .query_at("sum(nightjar_check_runs_total{result=\"success\"})", at)
+        .await[0]
+        .1;
+    let total = prometheus
+        .query_at("sum(nightjar_check_runs_total)", at)
+        .await[0]
+        .1;
     let overall = prometheus
-        .query_at("sum(nightjar_check_runs_total{result=\"success\"}) / sum(nightjar_check_runs_total)", at)
+        .query_at(
+            "sum(nightjar_check_runs_total{result=\"success\"}) / sum(nightjar_check_runs_total)",
+            at,
+        )
         .await[0]
         .1;
     assert!(total >= 6.0);
     assert_eq!(overall, success / total);
-    assert!(overall > 0.3 && overall < 0.7, "one of two checks fails: {overall}");
+    assert!(
+        overall > 0.3 && overall < 0.7,
+        "one of two checks fails: {overall}"
+    );
     agent.stop().await;
 }

@@ -40,7 +40,9 @@ impl Drop for Hostile {
 
 impl Hostile {
     pub async fn start(behaviour: Behaviour) -> Hostile {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind hostile server");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind hostile server");
         let addr = listener.local_addr().expect("address");
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -101,7 +103,9 @@ async fn serve(mut stream: TcpStream, behaviour: Behaviour) {
             }
         }
         Behaviour::NotHttp => {
-            let _ = stream.write_all(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n").await;
+            let _ = stream
+                .write_all(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
+                .await;
             read_request(&mut stream).await;
         }
         Behaviour::Reset => {
@@ -112,7 +116,9 @@ async fn serve(mut stream: TcpStream, behaviour: Behaviour) {
         Behaviour::Silent => {
             let mut buf = [0u8; 1024];
             // Read and discard until the client gives up; never answer.
-            while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(60), stream.read(&mut buf)).await {
+            while let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_secs(60), stream.read(&mut buf)).await
+            {
                 if n == 0 {
                     return;
                 }

@@ -56,7 +56,10 @@ where
         if let Some(value) = probe().await {
             return value;
         }
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -138,6 +141,8 @@ pub struct Nginx {
     pub http: SocketAddr,
     pub https: SocketAddr,
     pub mtls: SocketAddr,
+    /// Plain-text HTTP/2 (h2c, prior knowledge).
+    pub h2c: SocketAddr,
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -149,18 +154,26 @@ impl Nginx {
     pub fn start() -> Nginx {
         let nginx = require("nginx", "nginx-light");
         let certs = certs();
-        let dir = tempfile::Builder::new().prefix("nightjar-nginx-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("nightjar-nginx-")
+            .tempdir()
+            .expect("temp dir");
         let root = dir.path();
         std::fs::create_dir_all(root.join("www")).expect("www dir");
         std::fs::create_dir_all(root.join("tmp")).expect("tmp dir");
         let large = std::fs::File::create(root.join("www/large")).expect("large file");
         large.set_len(LARGE_BODY).expect("size large file");
         std::fs::write(root.join("www/slow"), vec![b'x'; 256 * 1024]).expect("slow file");
-        std::fs::write(root.join("www/page.html"), "<html><body><h1>Add to cart</h1></body></html>\n").expect("page");
+        std::fs::write(
+            root.join("www/page.html"),
+            "<html><body><h1>Add to cart</h1></body></html>\n",
+        )
+        .expect("page");
 
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let https = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mtls = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let h2c = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let d = root.display();
         let conf = format!(
             r#"daemon off;
@@ -183,6 +196,7 @@ http {{
   server {{
     listen {http};
     listen {https} ssl http2;
+    listen {h2c} http2;
     server_name localhost;
     root {d}/www;
     location = /ok {{ return 200 "hello from nginx\n"; }}
@@ -225,13 +239,14 @@ http {{
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start nginx");
-        for addr in [http, https, mtls] {
+        for addr in [http, https, mtls, h2c] {
             wait_for_tcp(addr, Duration::from_secs(10));
         }
         Nginx {
             http,
             https,
             mtls,
+            h2c,
             child,
             _dir: dir,
         }
@@ -255,7 +270,11 @@ impl Drop for Nginx {
 
 /// Loads config text with a fixed environment.
 pub fn load(text: &str, env: &[(&str, &str)]) -> Config {
-    let env = MapEnv(env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    let env = MapEnv(
+        env.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
     match config::load_str(Path::new("test.toml"), text, &env, &Overrides::default()) {
         Ok(config) => config,
         Err(errors) => panic!("config does not load:\n{errors}"),
@@ -276,7 +295,9 @@ pub async fn run_check_env(text: &str, env: &[(&str, &str)]) -> CheckResult {
 
 /// An `http` check's config text.
 pub fn http_check(url: &str, extra: &str) -> String {
-    format!("[[check]]\nname = \"t\"\ntype = \"http\"\nurl = \"{url}\"\ninterval = \"30s\"\ntimeout = \"5s\"\n{extra}\n")
+    format!(
+        "[[check]]\nname = \"t\"\ntype = \"http\"\nurl = \"{url}\"\ninterval = \"30s\"\ntimeout = \"5s\"\n{extra}\n"
+    )
 }
 
 /// The metrics text after observing `res` for the check in `text`.
@@ -311,21 +332,38 @@ pub fn assert_check_contract(res: &CheckResult, metrics_text: &str) {
     assert!(
         metrics_text
             .lines()
-            .any(|line| line.starts_with("probe_success{") && line.contains(&check) && line.ends_with(&format!(" {success}"))),
+            .any(|line| line.starts_with("probe_success{")
+                && line.contains(&check)
+                && line.ends_with(&format!(" {success}"))),
         "probe_success is not {success}"
     );
-    let reasons: Vec<&str> = nightjar::result::FailureReason::ALL.iter().map(|r| r.as_str()).collect();
-    for line in metrics_text.lines().filter(|line| line.contains("reason=\"")) {
-        let reason = line.split("reason=\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap_or("");
-        assert!(reasons.contains(&reason), "unbounded reason label in {line}");
+    let reasons: Vec<&str> = nightjar::result::FailureReason::ALL
+        .iter()
+        .map(|r| r.as_str())
+        .collect();
+    for line in metrics_text
+        .lines()
+        .filter(|line| line.contains("reason=\""))
+    {
+        let reason = line
+            .split("reason=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or("");
+        assert!(
+            reasons.contains(&reason),
+            "unbounded reason label in {line}"
+        );
     }
     if let Some(reason) = res.reason() {
         let needle = format!("reason=\"{}\"", reason.as_str());
         assert!(
-            metrics_text.lines().any(|line| line.starts_with("nightjar_check_failures_total")
-                && line.contains(&needle)
-                && line.contains(&check)
-                && line.ends_with(" 1")),
+            metrics_text
+                .lines()
+                .any(|line| line.starts_with("nightjar_check_failures_total")
+                    && line.contains(&needle)
+                    && line.contains(&check)
+                    && line.ends_with(" 1")),
             "failure counter for {reason} not incremented"
         );
     }
@@ -344,7 +382,9 @@ impl RunningAgent {
     }
 
     pub async fn start_with(config: Config, runner: nightjar::schedule::Runner) -> RunningAgent {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind agent");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind agent");
         let addr = listener.local_addr().expect("agent address");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(nightjar::agent::run(config, listener, runner, async move {
@@ -376,7 +416,10 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("write request");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("write request");
     let mut raw = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
         .await
@@ -389,7 +432,10 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|code| code.parse().ok())
         .unwrap_or(0);
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_string()
@@ -401,7 +447,9 @@ fn dechunk(body: &str) -> String {
     let mut out = String::new();
     let mut rest = body;
     while let Some((size, tail)) = rest.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if size == 0 || tail.len() < size {
             break;
         }
@@ -420,21 +468,26 @@ pub fn encode(value: &str) -> String {
 /// the text exposition (label order does not matter).
 pub fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     static LABEL: OnceLock<regex::Regex> = OnceLock::new();
-    let label = LABEL.get_or_init(|| regex::Regex::new(r#"([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)""#).unwrap());
-    metrics.lines().filter(|line| !line.starts_with('#')).find_map(|line| {
-        let (series, value) = line.rsplit_once(' ')?;
-        let (series_name, rest) = series.split_once('{').unwrap_or((series, ""));
-        if series_name != name {
-            return None;
-        }
-        let found: Vec<(&str, &str)> = label
-            .captures_iter(rest)
-            .map(|c| (c.get(1).unwrap().as_str(), c.get(2).unwrap().as_str()))
-            .collect();
-        labels
-            .iter()
-            .all(|pair| found.contains(pair))
-            .then(|| value.parse().ok())
-            .flatten()
-    })
+    let label = LABEL.get_or_init(|| {
+        regex::Regex::new(r#"([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)""#).unwrap()
+    });
+    metrics
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (series_name, rest) = series.split_once('{').unwrap_or((series, ""));
+            if series_name != name {
+                return None;
+            }
+            let found: Vec<(&str, &str)> = label
+                .captures_iter(rest)
+                .map(|c| (c.get(1).unwrap().as_str(), c.get(2).unwrap().as_str()))
+                .collect();
+            labels
+                .iter()
+                .all(|pair| found.contains(pair))
+                .then(|| value.parse().ok())
+                .flatten()
+        })
 }

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs nightjar's whole test suite. The tests use real servers on loopback, so this first
+# installs what they need from Debian's packages when it is missing: nginx, Prometheus (with
+# promtool), openssl and the CA bundle. It is idempotent: a second run installs nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+
+missing=()
+have nginx || missing+=(nginx)
+have prometheus || missing+=(prometheus)
+have promtool || missing+=(prometheus)
+have openssl || missing+=(openssl)
+[ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  echo "scripts/test.sh: installing ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  # Packages may try to start their services; the tests start their own on loopback.
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    $(printf '%s\n' "${missing[@]}" | sort -u) >/dev/null
+fi
+
+exec cargo test --locked "$@"
