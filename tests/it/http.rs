@@ -281,7 +281,11 @@ async fn https_with_a_test_ca_http2_and_tls_options() {
     assert_fail(&res, FailureReason::CertInvalid, "invalid peer certificate");
 
     // Plain-text HTTP/2 with prior knowledge.
-    let res = run_check(&http_check(&format!("http://{}/ok", nginx.h2c), "http_version = \"2\"")).await;
+    let res = run_check(&http_check(
+        &format!("http://{}/ok", nginx.h2c),
+        "http_version = \"2\"",
+    ))
+    .await;
     assert_pass(&res);
     assert_eq!(http(&res).http_version, Some(2.0));
 
