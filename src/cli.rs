@@ -70,8 +70,9 @@ struct RunArgs {
     region: Option<String>,
 }
 
+/// `--config` for the commands that need one.
 #[derive(Debug, Args)]
-struct CheckArgs {
+struct RequiredConfig {
     /// Config file or directory of *.toml files; may repeat.
     #[arg(
         long,
@@ -81,6 +82,12 @@ struct CheckArgs {
         required = true
     )]
     config: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    config: RequiredConfig,
     /// Run only the check with this name; may repeat.
     #[arg(long)]
     only: Vec<String>,
@@ -94,15 +101,8 @@ struct CheckArgs {
 
 #[derive(Debug, Args)]
 struct ValidateArgs {
-    /// Config file or directory of *.toml files; may repeat.
-    #[arg(
-        long,
-        short = 'c',
-        env = "NIGHTJAR_CONFIG",
-        value_delimiter = ',',
-        required = true
-    )]
-    config: Vec<PathBuf>,
+    #[command(flatten)]
+    config: RequiredConfig,
 }
 
 /// Parses the command line, runs the command, and returns the process exit code.
@@ -241,7 +241,7 @@ async fn cmd_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         region: args.region.clone(),
         listen: None,
     };
-    let config = match load(&args.config, &overrides) {
+    let config = match load(&args.config.config, &overrides) {
         Ok(config) => config,
         Err(errors) => {
             print_config_errors(&errors);
@@ -313,7 +313,7 @@ async fn cmd_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn cmd_validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
-    match load(&args.config, &Overrides::default()) {
+    match load(&args.config.config, &Overrides::default()) {
         Ok(config) => {
             let n = config.checks.len();
             println!(

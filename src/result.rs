@@ -108,6 +108,23 @@ pub struct HttpDetails {
     pub remote_addr: Option<std::net::SocketAddr>,
 }
 
+impl HttpDetails {
+    /// Names of the HTTP phases, in the order blackbox_exporter reports them.
+    pub const PHASES: [&'static str; 5] = ["resolve", "connect", "tls", "processing", "transfer"];
+
+    /// Each phase with its duration, in [`HttpDetails::PHASES`] order.
+    pub fn phases(&self) -> [(&'static str, Duration); 5] {
+        let took = [
+            self.resolve,
+            self.connect,
+            self.tls,
+            self.processing,
+            self.transfer,
+        ];
+        std::array::from_fn(|idx| (Self::PHASES[idx], took[idx]))
+    }
+}
+
 /// Why a run failed. Bounded on purpose: it is a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FailureReason {

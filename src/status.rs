@@ -8,7 +8,6 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::config::{CheckDef, Config};
-use crate::metrics::HTTP_PHASES;
 use crate::result::{CheckResult, Details, Status};
 
 /// How many past results each check keeps for the history strip.
@@ -240,14 +239,7 @@ impl RunView {
         match &res.details {
             Details::None => {}
             Details::Http(http) => {
-                let phases = [
-                    http.resolve,
-                    http.connect,
-                    http.tls,
-                    http.processing,
-                    http.transfer,
-                ];
-                for (phase, took) in HTTP_PHASES.iter().zip(phases) {
+                for (phase, took) in http.phases() {
                     view.phases.insert(phase, took.as_secs_f64());
                 }
                 view.status_code = http.status_code;

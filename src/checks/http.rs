@@ -214,10 +214,10 @@ async fn run_inner(spec: &HttpSpec, ctx: &CheckCtx, details: &mut HttpDetails) -
     evaluate(spec, &received, started.elapsed(), details)
 }
 
-fn timed_out(phase: &str, url: &Url, ctx_deadline_hint: &str) -> Status {
+fn timed_out(phase: &str, url: &Url) -> Status {
     Status::fail(
         FailureReason::Timeout,
-        format!("timed out {phase} {}{ctx_deadline_hint}", show_url(url)),
+        format!("timed out {phase} {}", show_url(url)),
     )
 }
 
@@ -252,7 +252,7 @@ async fn exchange(
                     details.resolve += resolve_start.elapsed();
                     return Err(Status::fail(FailureReason::Dns, message));
                 }
-                Err(_) => return Err(timed_out("resolving", url, "")),
+                Err(_) => return Err(timed_out("resolving", url)),
             }
         }
     };
@@ -306,7 +306,7 @@ async fn exchange(
         }
         Err(_) => {
             details.tls += tls_start.elapsed();
-            return Err(timed_out("during the TLS handshake with", url, ""));
+            return Err(timed_out("during the TLS handshake with", url));
         }
     };
     details.tls += tls_start.elapsed();
@@ -342,6 +342,24 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// The request half of an HTTP/1.1 or HTTP/2 connection.
+enum Sender {
+    Http1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    Http2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+impl Sender {
+    async fn send(
+        &mut self,
+        request: Request<Full<Bytes>>,
+    ) -> hyper::Result<http::Response<hyper::body::Incoming>> {
+        match self {
+            Sender::Http1(sender) => sender.send_request(request).await,
+            Sender::Http2(sender) => sender.send_request(request).await,
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn request<S>(
     spec: &HttpSpec,
@@ -361,53 +379,46 @@ where
     let io = TokioIo::new(stream);
     let request = build_request(url, method, headers, body, use_h2, ctx.user_agent)?;
     let processing_start = Instant::now();
-    let response = if use_h2 {
-        let handshake = hyper::client::conn::http2::handshake(TokioExecutor::new(), io);
-        let (mut sender, connection) = match timeout_at(deadline, handshake).await {
-            Ok(Ok(pair)) => pair,
-            Ok(Err(error)) => return Err(classify_hyper(&error, "starting HTTP/2 with", url)),
-            Err(_) => return Err(timed_out("starting HTTP/2 with", url, "")),
-        };
-        let _driver = AbortOnDrop(tokio::spawn(async move {
-            let _ = connection.await;
-        }));
-        let sent = timeout_at(deadline, sender.send_request(request)).await;
-        finish_response(
-            spec,
-            url,
-            sent,
-            processing_start,
-            deadline,
-            details,
-            _driver,
-        )
-        .await?
+    let doing = if use_h2 {
+        "starting HTTP/2 with"
     } else {
-        let mut builder = hyper::client::conn::http1::Builder::new();
-        // The defaults (100 headers) already bound memory; a response with more is a
-        // protocol failure, not something to buffer.
-        builder.max_headers(100);
-        let (mut sender, connection) = match timeout_at(deadline, builder.handshake(io)).await {
-            Ok(Ok(pair)) => pair,
-            Ok(Err(error)) => return Err(classify_hyper(&error, "starting HTTP/1.1 with", url)),
-            Err(_) => return Err(timed_out("starting HTTP/1.1 with", url, "")),
-        };
-        let _driver = AbortOnDrop(tokio::spawn(async move {
-            let _ = connection.await;
-        }));
-        let sent = timeout_at(deadline, sender.send_request(request)).await;
-        finish_response(
-            spec,
-            url,
-            sent,
-            processing_start,
-            deadline,
-            details,
-            _driver,
-        )
-        .await?
+        "starting HTTP/1.1 with"
     };
-    Ok(response)
+    let (mut sender, driver) = match timeout_at(deadline, handshake(io, use_h2)).await {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(error)) => return Err(classify_hyper(&error, doing, url)),
+        Err(_) => return Err(timed_out(doing, url)),
+    };
+    // The connection task ends with this exchange, whatever the outcome.
+    let _driver = AbortOnDrop(driver);
+    let sent = timeout_at(deadline, sender.send(request)).await;
+    finish_response(spec, url, sent, processing_start, deadline, details).await
+}
+
+/// Starts HTTP/1.1 or HTTP/2 on `io` and spawns the task that drives the connection.
+async fn handshake<S>(
+    io: TokioIo<S>,
+    use_h2: bool,
+) -> hyper::Result<(Sender, tokio::task::JoinHandle<()>)>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    if use_h2 {
+        let (sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+        let driver = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok((Sender::Http2(sender), driver))
+    } else {
+        // hyper's defaults (at most 100 headers, a head of about 400 KiB) bound memory; a
+        // larger head is a failure, not something to buffer.
+        let (sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+        let driver = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok((Sender::Http1(sender), driver))
+    }
 }
 
 async fn finish_response(
@@ -420,7 +431,6 @@ async fn finish_response(
     processing_start: Instant,
     deadline: Instant,
     details: &mut HttpDetails,
-    _driver: AbortOnDrop,
 ) -> Result<Received, Status> {
     let response = match sent {
         Ok(Ok(response)) => response,
@@ -430,7 +440,7 @@ async fn finish_response(
         }
         Err(_) => {
             details.processing += processing_start.elapsed();
-            return Err(timed_out("waiting for the response headers from", url, ""));
+            return Err(timed_out("waiting for the response headers from", url));
         }
     };
     details.processing += processing_start.elapsed();

@@ -487,6 +487,14 @@ pub(crate) fn type_name(value: &DeValue<'_>) -> &'static str {
 }
 
 /// Parses `"30s"`, `"1h 30m"`, `"21d"`, `"250ms"`. A bare number is rejected: units are required.
+///
+/// ```
+/// use std::time::Duration;
+/// use nightjar::config::parse_duration;
+///
+/// assert_eq!(parse_duration("1h 30m"), Some(Duration::from_secs(5400)));
+/// assert_eq!(parse_duration("30"), None);
+/// ```
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     if text.is_empty() || text.chars().all(|c| c.is_ascii_digit() || c == '.') {
@@ -496,6 +504,11 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 }
 
 /// Parses `"10MiB"`, `"1MB"`, `"512KiB"`, `"4096B"` or a bare byte count.
+///
+/// ```
+/// assert_eq!(nightjar::config::parse_size("10MiB"), Some(10 * 1024 * 1024));
+/// assert_eq!(nightjar::config::parse_size("ten"), None);
+/// ```
 pub fn parse_size(text: &str) -> Option<u64> {
     let text = text.trim();
     let split = text

@@ -22,9 +22,6 @@ const LAG_BUCKETS: &[f64] = &[
     0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0,
 ];
 
-/// HTTP phases in the order blackbox_exporter reports them.
-pub const HTTP_PHASES: &[&str] = &["resolve", "connect", "tls", "processing", "transfer"];
-
 /// The agent's metrics registry.
 pub struct Metrics {
     registry: Registry,
@@ -351,14 +348,7 @@ impl Metrics {
                 self.probe_ip_protocol
                     .with_label_values(&refs)
                     .set(ip_protocol);
-                let phases = [
-                    http.resolve,
-                    http.connect,
-                    http.tls,
-                    http.processing,
-                    http.transfer,
-                ];
-                for (phase, took) in HTTP_PHASES.iter().zip(phases) {
+                for (phase, took) in http.phases() {
                     self.http_duration
                         .with_label_values(&extend(&refs, phase))
                         .set(took.as_secs_f64());

@@ -141,16 +141,21 @@ fn check_prints_a_table_and_exits_1_when_any_check_fails() {
     );
 }
 
-#[test]
-fn check_json_output() {
+/// `nightjar check --format FORMAT` on one passing and one failing check.
+fn check_with_format(format: &str) -> Output {
     let nginx = Nginx::start();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &check_config(&nginx));
-    let out = run(nightjar()
+    run(nightjar()
         .arg("check")
         .arg("--config")
         .arg(&config)
-        .args(["--format", "json"]));
+        .args(["--format", format]))
+}
+
+#[test]
+fn check_json_output() {
+    let out = check_with_format("json");
     assert_eq!(out.status.code(), Some(1));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
     let items = json.as_array().unwrap();
@@ -164,14 +169,7 @@ fn check_json_output() {
 
 #[test]
 fn check_junit_output_parses_as_junit_xml() {
-    let nginx = Nginx::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &check_config(&nginx));
-    let out = run(nightjar()
-        .arg("check")
-        .arg("--config")
-        .arg(&config)
-        .args(["--format", "junit"]));
+    let out = check_with_format("junit");
     assert_eq!(out.status.code(), Some(1));
     let xml = String::from_utf8(out.stdout).unwrap();
     let doc = roxmltree::Document::parse(&xml).expect("well-formed XML");
