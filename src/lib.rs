@@ -12,9 +12,10 @@
 //! - [`schedule`]: one task per check; interval at a stable offset or cron; no overlap; a
 //!   concurrency cap; graceful shutdown.
 //! - [`runner`]: run one check once under its timeout; redact secrets from the outcome.
-//! - [`checks`]: the check kinds (`http`), each returning a value, never an `Err`, for a
+//! - [`checks`]: the check kinds (`http`, `tls`), each returning a value, never an `Err`, for a
 //!   failing target.
 //! - [`net`]: resolver, timed connects, rustls client configurations.
+//! - [`tlsinfo`]: the presented certificate chain, parsed, and the verdicts on it.
 //! - [`result`]: [`result::CheckResult`], [`result::Status`], the bounded
 //!   [`result::FailureReason`].
 //! - [`metrics`]: the only place metric names exist.
@@ -46,3 +47,4 @@ pub mod runner;
 pub mod schedule;
 pub mod server;
 pub mod status;
+pub mod tlsinfo;

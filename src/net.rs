@@ -202,29 +202,24 @@ pub fn bundled_roots() -> Arc<RootCertStore> {
 
 /// How a check's TLS client is set up.
 pub struct TlsSetup {
-    /// Trusted roots.
-    pub roots: Arc<RootCertStore>,
-    /// Accept any certificate (handshake signatures are still checked).
-    pub insecure_skip_verify: bool,
     /// Client certificate chain and key for mTLS.
     pub client_auth: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
     /// ALPN protocols to offer, in preference order.
     pub alpn: Vec<Vec<u8>>,
 }
 
-/// Builds a rustls client configuration.
+/// Builds a rustls client configuration for probing.
+///
+/// Its verifier accepts any chain during the handshake (the handshake signature is still
+/// checked), so the whole presented chain can be read even when it is invalid. Callers MUST
+/// judge the chain with `tlsinfo::inspect` before sending anything over the connection.
 pub fn client_config(setup: TlsSetup) -> Result<ClientConfig, String> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|error| format!("cannot set up TLS: {error}"))?;
-    let builder = if setup.insecure_skip_verify {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCert { provider }))
-    } else {
-        builder.with_root_certificates(setup.roots)
-    };
+        .map_err(|error| format!("cannot set up TLS: {error}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCert { provider }));
     let mut config = match setup.client_auth {
         Some((chain, key)) => builder
             .with_client_auth_cert(chain, key)
@@ -235,8 +230,8 @@ pub fn client_config(setup: TlsSetup) -> Result<ClientConfig, String> {
     Ok(config)
 }
 
-/// A verifier for `insecure_skip_verify`: any chain is accepted, but the handshake signature
-/// is still verified so the connection is at least to the key holder of the presented cert.
+/// Accepts any chain during the handshake, but still verifies the handshake signature, so the
+/// peer holds the key of the certificate it presented. The chain is judged afterwards.
 #[derive(Debug)]
 struct AcceptAnyCert {
     provider: Arc<CryptoProvider>,

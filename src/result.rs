@@ -75,6 +75,99 @@ pub enum Details {
     None,
     /// An HTTP check's measurements.
     Http(HttpDetails),
+    /// A TLS check's measurements.
+    Tls(TlsDetails),
+}
+
+impl Details {
+    /// What the TLS handshake showed, if the run got that far over TLS.
+    pub fn tls_info(&self) -> Option<&TlsInfo> {
+        match self {
+            Details::None => None,
+            Details::Http(http) => http.tls_info.as_ref(),
+            Details::Tls(tls) => tls.info.as_ref(),
+        }
+    }
+}
+
+/// What a `tls` check measured.
+#[derive(Debug, Clone, Default)]
+pub struct TlsDetails {
+    /// Time spent resolving the target.
+    pub resolve: Duration,
+    /// Time spent in TCP connect.
+    pub connect: Duration,
+    /// Time spent in the STARTTLS conversation, if any.
+    pub starttls: Duration,
+    /// Time spent in the TLS handshake.
+    pub handshake: Duration,
+    /// The address connected to.
+    pub remote_addr: Option<std::net::SocketAddr>,
+    /// What the handshake showed.
+    pub info: Option<TlsInfo>,
+}
+
+impl TlsDetails {
+    /// Names of the phases of a `tls` check.
+    pub const PHASES: [&'static str; 4] = ["resolve", "connect", "starttls", "tls"];
+
+    /// Each phase with its duration, in [`TlsDetails::PHASES`] order.
+    pub fn phases(&self) -> [(&'static str, Duration); 4] {
+        let took = [self.resolve, self.connect, self.starttls, self.handshake];
+        std::array::from_fn(|idx| (Self::PHASES[idx], took[idx]))
+    }
+}
+
+/// The presented certificate chain and the verdicts on it, recorded whether or not it is
+/// valid.
+#[derive(Debug, Clone, Default)]
+pub struct TlsInfo {
+    /// Negotiated protocol version, e.g. "TLS 1.3".
+    pub version: &'static str,
+    /// Negotiated ALPN protocol.
+    pub alpn: Option<String>,
+    /// The chain as presented, leaf first.
+    pub chain: Vec<CertInfo>,
+    /// Whether the chain validates to the configured roots (ignoring the name).
+    pub chain_valid: bool,
+    /// Why the chain or name did not verify, if it did not.
+    pub verify_error: Option<String>,
+    /// Whether the leaf is valid for the server name.
+    pub hostname_match: bool,
+}
+
+impl TlsInfo {
+    /// The earliest `notAfter` in the presented chain (Unix seconds).
+    pub fn earliest_expiry(&self) -> Option<i64> {
+        self.chain.iter().map(|cert| cert.not_after).min()
+    }
+
+    /// The certificate that expires first.
+    pub fn earliest_cert(&self) -> Option<(usize, &CertInfo)> {
+        self.chain
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, cert)| cert.not_after)
+    }
+}
+
+/// One certificate of a presented chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertInfo {
+    /// Subject distinguished name, e.g. "CN=shop.example.com".
+    pub subject: String,
+    /// Issuer distinguished name.
+    pub issuer: String,
+    /// Serial number, lowercase hex.
+    pub serial: String,
+    /// DNS and IP subject alternative names.
+    pub sans: Vec<String>,
+    /// `notBefore`, Unix seconds.
+    pub not_before: i64,
+    /// `notAfter`, Unix seconds.
+    pub not_after: i64,
+    /// SHA-256 of the DER encoding, lowercase hex.
+    pub fingerprint_sha256: String,
 }
 
 /// What an HTTP check measured, summed over every redirect hop like blackbox_exporter does.
@@ -106,6 +199,8 @@ pub struct HttpDetails {
     pub failed_due_to_regex: bool,
     /// The address connected to on the last hop.
     pub remote_addr: Option<std::net::SocketAddr>,
+    /// What the TLS handshake of the last `https` hop showed.
+    pub tls_info: Option<TlsInfo>,
 }
 
 impl HttpDetails {
@@ -138,6 +233,8 @@ pub enum FailureReason {
     Tls,
     /// The server's certificate did not verify (chain or hostname).
     CertInvalid,
+    /// A certificate in the chain expires sooner than `min_days_left`.
+    CertExpiring,
     /// The server closed or reset the connection before the response was complete.
     Closed,
     /// The server answered something that is not valid HTTP.
@@ -166,6 +263,7 @@ impl FailureReason {
         FailureReason::Connect,
         FailureReason::Tls,
         FailureReason::CertInvalid,
+        FailureReason::CertExpiring,
         FailureReason::Closed,
         FailureReason::Protocol,
         FailureReason::Redirect,
@@ -177,6 +275,36 @@ impl FailureReason {
         FailureReason::TooLarge,
     ];
 
+    /// The reasons an `http` check can produce.
+    pub const HTTP: &'static [FailureReason] = &[
+        FailureReason::Timeout,
+        FailureReason::Dns,
+        FailureReason::Connect,
+        FailureReason::Tls,
+        FailureReason::CertInvalid,
+        FailureReason::Closed,
+        FailureReason::Protocol,
+        FailureReason::Redirect,
+        FailureReason::Status,
+        FailureReason::Body,
+        FailureReason::Header,
+        FailureReason::Json,
+        FailureReason::TooSlow,
+        FailureReason::TooLarge,
+    ];
+
+    /// The reasons a `tls` check can produce.
+    pub const TLS: &'static [FailureReason] = &[
+        FailureReason::Timeout,
+        FailureReason::Dns,
+        FailureReason::Connect,
+        FailureReason::Tls,
+        FailureReason::CertInvalid,
+        FailureReason::CertExpiring,
+        FailureReason::Closed,
+        FailureReason::Protocol,
+    ];
+
     /// The metric label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -185,6 +313,7 @@ impl FailureReason {
             FailureReason::Connect => "connect",
             FailureReason::Tls => "tls",
             FailureReason::CertInvalid => "cert_invalid",
+            FailureReason::CertExpiring => "cert_expiring",
             FailureReason::Closed => "closed",
             FailureReason::Protocol => "protocol",
             FailureReason::Redirect => "redirect",

@@ -3,12 +3,12 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
 use crate::config::{CheckDef, Config};
-use crate::result::{CheckResult, Details, Status};
+use crate::result::{CheckResult, Details, Status, TlsInfo};
 
 /// How many past results each check keeps for the history strip.
 const HISTORY: usize = 30;
@@ -181,6 +181,87 @@ pub struct RunView {
     /// TLS version of the last hop.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_version: Option<&'static str>,
+    /// The certificate chain and verdicts, when the run completed a TLS handshake.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsView>,
+}
+
+/// What a TLS handshake showed, for the JSON API.
+#[derive(Debug, Clone, Serialize)]
+pub struct TlsView {
+    /// Negotiated version.
+    pub version: &'static str,
+    /// Whether the chain validates to the configured roots.
+    pub chain_valid: bool,
+    /// Whether the leaf is valid for the server name.
+    pub hostname_match: bool,
+    /// Why verification failed, if it did.
+    pub verify_error: Option<String>,
+    /// Earliest expiry in the chain (RFC 3339).
+    pub earliest_expiry: Option<String>,
+    /// Days until then (negative once expired).
+    pub days_left: Option<f64>,
+    /// The chain, leaf first.
+    pub chain: Vec<CertView>,
+}
+
+/// One certificate, for the JSON API.
+#[derive(Debug, Clone, Serialize)]
+pub struct CertView {
+    /// Position in the chain; 0 is the leaf.
+    pub position: usize,
+    /// Subject.
+    pub subject: String,
+    /// Issuer.
+    pub issuer: String,
+    /// Serial number, hex.
+    pub serial: String,
+    /// DNS and IP names.
+    pub sans: Vec<String>,
+    /// notBefore (RFC 3339).
+    pub not_before: String,
+    /// notAfter (RFC 3339).
+    pub not_after: String,
+    /// SHA-256 fingerprint, hex.
+    pub fingerprint_sha256: String,
+}
+
+impl TlsView {
+    fn new(info: &TlsInfo) -> TlsView {
+        let at = |secs: i64| rfc3339(UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64));
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()) as i64;
+        TlsView {
+            version: info.version,
+            chain_valid: info.chain_valid,
+            hostname_match: info.hostname_match,
+            verify_error: info.verify_error.clone(),
+            earliest_expiry: info.earliest_expiry().map(at),
+            days_left: info
+                .earliest_expiry()
+                .map(|secs| ((secs - now) as f64 / 86_400.0 * 10.0).round() / 10.0),
+            chain: info
+                .chain
+                .iter()
+                .enumerate()
+                .map(|(position, cert)| CertView {
+                    position,
+                    subject: cert.subject.clone(),
+                    issuer: cert.issuer.clone(),
+                    serial: cert.serial.clone(),
+                    sans: cert.sans.clone(),
+                    not_before: at(cert.not_before),
+                    not_after: at(cert.not_after),
+                    fingerprint_sha256: cert.fingerprint_sha256.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn info_version(res: &CheckResult) -> Option<&'static str> {
+    res.details.tls_info().map(|info| info.version)
 }
 
 impl CheckView {
@@ -235,9 +316,19 @@ impl RunView {
             redirects: None,
             content_length: None,
             tls_version: None,
+            tls: None,
         };
+        if let Some(info) = res.details.tls_info() {
+            view.tls = Some(TlsView::new(info));
+        }
         match &res.details {
             Details::None => {}
+            Details::Tls(tls) => {
+                for (phase, took) in tls.phases() {
+                    view.phases.insert(phase, took.as_secs_f64());
+                }
+                view.tls_version = info_version(res);
+            }
             Details::Http(http) => {
                 for (phase, took) in http.phases() {
                     view.phases.insert(phase, took.as_secs_f64());

@@ -21,8 +21,9 @@ use tokio_rustls::TlsConnector;
 use url::Url;
 
 use super::CheckCtx;
-use crate::net::{self, ConnectError, IpPreference};
+use crate::net::{self, IpPreference};
 use crate::result::{Details, FailureReason, HttpDetails, Status};
+use crate::tlsinfo;
 
 /// A validated `http` check.
 #[derive(Debug, Clone)]
@@ -43,8 +44,12 @@ pub struct HttpSpec {
     pub ip: IpPreference,
     /// Which HTTP version to speak.
     pub version: HttpVersionPref,
-    /// The TLS client (roots, client certificate, ALPN) for `https` URLs.
+    /// The TLS client (client certificate, ALPN) for `https` URLs.
     pub tls: Arc<rustls::ClientConfig>,
+    /// Judges the server's chain against the configured roots, right after the handshake.
+    pub verifier: Arc<rustls::client::WebPkiServerVerifier>,
+    /// Go on when the chain or name does not verify (the verdict is still reported).
+    pub insecure_skip_verify: bool,
     /// Name sent in SNI and verified against the certificate, instead of the URL's host.
     pub server_name: Option<ServerName<'static>>,
     /// At most this many body bytes are kept for body assertions; the rest is read and
@@ -240,41 +245,22 @@ async fn exchange(
         .port_or_known_default()
         .unwrap_or(if https { 443 } else { 80 });
 
-    // Resolve.
-    let resolve_start = Instant::now();
-    let addrs = match host {
-        url::Host::Ipv4(ip) => vec![ip.into()],
-        url::Host::Ipv6(ip) => vec![ip.into()],
-        url::Host::Domain(name) => {
-            match timeout_at(deadline, ctx.resolver.lookup(name, spec.ip)).await {
-                Ok(Ok(addrs)) => addrs,
-                Ok(Err(message)) => {
-                    details.resolve += resolve_start.elapsed();
-                    return Err(Status::fail(FailureReason::Dns, message));
-                }
-                Err(_) => return Err(timed_out("resolving", url)),
-            }
-        }
+    let host_text = match host {
+        url::Host::Domain(name) => name.to_string(),
+        url::Host::Ipv4(ip) => ip.to_string(),
+        url::Host::Ipv6(ip) => ip.to_string(),
     };
-    details.resolve += resolve_start.elapsed();
-
-    // Connect.
-    let connect_start = Instant::now();
-    let (tcp, remote) = match net::connect(&addrs, port, deadline).await {
-        Ok(connected) => connected,
-        Err(ConnectError::Timeout(addr)) => {
-            details.connect += connect_start.elapsed();
-            return Err(Status::fail(
-                FailureReason::Timeout,
-                format!("timed out connecting to {addr} for {}", show_url(url)),
-            ));
-        }
-        Err(ConnectError::Failed(message)) => {
-            details.connect += connect_start.elapsed();
-            return Err(Status::fail(FailureReason::Connect, message));
-        }
-    };
-    details.connect += connect_start.elapsed();
+    let target = show_url(url);
+    let (tcp, remote) = super::dial(
+        ctx,
+        &host_text,
+        port,
+        spec.ip,
+        &target,
+        &mut details.resolve,
+        &mut details.connect,
+    )
+    .await?;
     details.remote_addr = Some(remote);
 
     // TLS, then HTTP.
@@ -297,7 +283,7 @@ async fn exchange(
         }
     };
     let connector = TlsConnector::from(spec.tls.clone());
-    let tls = match timeout_at(deadline, connector.connect(server_name, tcp)).await {
+    let tls = match timeout_at(deadline, connector.connect(server_name.clone(), tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(error)) => {
             details.tls += tls_start.elapsed();
@@ -311,7 +297,22 @@ async fn exchange(
     };
     details.tls += tls_start.elapsed();
     let (_, session) = tls.get_ref();
-    details.tls_version = session.protocol_version().map(net::tls_version_name);
+    let info = tlsinfo::inspect(session, &server_name, &spec.verifier);
+    details.tls_version = Some(info.version);
+    let verify_error = info.verify_error.clone();
+    details.tls_info = Some(info);
+    // Nothing is sent to a server whose certificate did not verify, unless asked to.
+    if let Some(error) = verify_error
+        && !spec.insecure_skip_verify
+    {
+        return Err(Status::fail(
+            FailureReason::CertInvalid,
+            format!(
+                "the certificate of {} did not verify: {error}",
+                show_url(url)
+            ),
+        ));
+    }
     let use_h2 = session.alpn_protocol() == Some(b"h2");
     if spec.version == HttpVersionPref::Http2 && !use_h2 {
         return Err(Status::fail(

@@ -4,38 +4,47 @@
 //! Nothing here knows about metrics, the status store or the server.
 
 pub mod http;
+pub mod tls;
 
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
+use std::time::Duration;
 
-use tokio::time::Instant;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout_at};
 
-use crate::net::Resolver;
+use crate::net::{self, ConnectError, IpPreference, Resolver};
 use crate::result::{Details, FailureReason, Status};
 
 pub use http::HttpSpec;
+pub use tls::TlsSpec;
 
 /// The type of a check, as written in `type = "..."`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CheckKind {
     /// An HTTP(S) request with assertions.
     Http,
+    /// A TLS handshake: certificate chain, expiry, version.
+    Tls,
 }
 
 impl CheckKind {
     /// Every supported kind.
-    pub const ALL: &'static [CheckKind] = &[CheckKind::Http];
+    pub const ALL: &'static [CheckKind] = &[CheckKind::Http, CheckKind::Tls];
 
     /// The name used in config and as the `type` label.
     pub fn as_str(self) -> &'static str {
         match self {
             CheckKind::Http => "http",
+            CheckKind::Tls => "tls",
         }
     }
 
     /// The failure reasons a check of this kind can produce; their counters start at 0.
     pub fn reasons(self) -> &'static [FailureReason] {
         match self {
-            CheckKind::Http => FailureReason::ALL,
+            CheckKind::Http => FailureReason::HTTP,
+            CheckKind::Tls => FailureReason::TLS,
         }
     }
 }
@@ -56,7 +65,9 @@ impl FromStr for CheckKind {
 #[derive(Debug, Clone)]
 pub enum CheckSpec {
     /// `type = "http"`.
-    Http(HttpSpec),
+    Http(Box<HttpSpec>),
+    /// `type = "tls"`.
+    Tls(Box<TlsSpec>),
 }
 
 impl CheckSpec {
@@ -64,6 +75,7 @@ impl CheckSpec {
     pub fn kind(&self) -> CheckKind {
         match self {
             CheckSpec::Http(_) => CheckKind::Http,
+            CheckSpec::Tls(_) => CheckKind::Tls,
         }
     }
 
@@ -71,7 +83,50 @@ impl CheckSpec {
     pub async fn run(&self, ctx: &CheckCtx) -> (Status, Details) {
         match self {
             CheckSpec::Http(spec) => http::run(spec, ctx).await,
+            CheckSpec::Tls(spec) => tls::run(spec, ctx).await,
         }
+    }
+}
+
+/// Resolves `host` (unless it is an IP address) and connects to `port`, adding the time
+/// spent to `resolve` and `connect`. `target` names the endpoint in failure details.
+pub(crate) async fn dial(
+    ctx: &CheckCtx,
+    host: &str,
+    port: u16,
+    ip: IpPreference,
+    target: &str,
+    resolve: &mut Duration,
+    connect: &mut Duration,
+) -> Result<(TcpStream, SocketAddr), Status> {
+    let resolve_start = Instant::now();
+    let addrs = match host.parse::<IpAddr>() {
+        Ok(addr) => vec![addr],
+        Err(_) => {
+            let lookup = timeout_at(ctx.deadline, ctx.resolver.lookup(host, ip)).await;
+            *resolve += resolve_start.elapsed();
+            match lookup {
+                Ok(Ok(addrs)) => addrs,
+                Ok(Err(message)) => return Err(Status::fail(FailureReason::Dns, message)),
+                Err(_) => {
+                    return Err(Status::fail(
+                        FailureReason::Timeout,
+                        format!("timed out resolving {host} for {target}"),
+                    ));
+                }
+            }
+        }
+    };
+    let connect_start = Instant::now();
+    let connected = net::connect(&addrs, port, ctx.deadline).await;
+    *connect += connect_start.elapsed();
+    match connected {
+        Ok(connected) => Ok(connected),
+        Err(ConnectError::Timeout(addr)) => Err(Status::fail(
+            FailureReason::Timeout,
+            format!("timed out connecting to {addr} for {target}"),
+        )),
+        Err(ConnectError::Failed(message)) => Err(Status::fail(FailureReason::Connect, message)),
     }
 }
 

@@ -1,22 +1,17 @@
 //! Reading and validating the keys of an `http` check, including its TLS files.
 
 use std::ops::Range;
-use std::path::Path;
-use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
 use regex::Regex;
-use rustls::RootCertStore;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use toml::de::DeValue;
 
 use super::reader::{Diags, Table, as_int, type_name};
 use crate::checks::http::{
     HttpExpect, HttpSpec, HttpVersionPref, JsonExpect, JsonTest, StatusMatch, show_url,
 };
-use crate::net::{self, IpFamily, IpPreference, TlsSetup};
+use crate::net::{IpFamily, IpPreference};
 
 const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
 const DEFAULT_MAX_REDIRECTS: i64 = 10;
@@ -176,20 +171,7 @@ pub(super) fn read_http(
         None => DEFAULT_MAX_REDIRECTS as u32,
     };
 
-    let prefer = match table.str("ip_protocol") {
-        Some(("ip4", _)) => IpFamily::V4,
-        Some(("ip6", _)) | None => IpFamily::V6,
-        Some((other, span)) => {
-            d.error_hint(
-                &span,
-                format!("unknown ip_protocol {other:?}"),
-                "use \"ip4\" or \"ip6\"",
-            );
-            ok = false;
-            IpFamily::V6
-        }
-    };
-    let fallback = table.bool("ip_protocol_fallback").unwrap_or(true);
+    let ip = read_ip_preference(table);
 
     let version = match table.str("http_version") {
         Some(("auto", _)) | None => HttpVersionPref::Auto,
@@ -208,10 +190,15 @@ pub(super) fn read_http(
 
     let max_body = table.size("max_body").unwrap_or(DEFAULT_MAX_BODY);
 
-    let tls = read_tls(table, version);
+    let alpn: Vec<Vec<u8>> = match version {
+        HttpVersionPref::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        HttpVersionPref::Http1 => vec![b"http/1.1".to_vec()],
+        HttpVersionPref::Http2 => vec![b"h2".to_vec()],
+    };
+    let tls = super::tls::read_tls_options(table, alpn, true);
     let expect = read_expect(table);
 
-    let (Some(url), Some((tls, server_name)), Some(expect), true) = (url, tls, expect, ok) else {
+    let (Some(url), Some(tls), Some(expect), Some(ip), true) = (url, tls, expect, ip, ok) else {
         return None;
     };
     let target = show_url(&url);
@@ -223,15 +210,35 @@ pub(super) fn read_http(
             body,
             follow_redirects,
             max_redirects,
-            ip: IpPreference { prefer, fallback },
+            ip,
             version,
-            tls,
-            server_name,
+            tls: tls.client,
+            verifier: tls.verifier,
+            insecure_skip_verify: tls.insecure_skip_verify,
+            server_name: tls.server_name,
             max_body,
             expect,
         },
         target,
     ))
+}
+
+/// `ip_protocol` and `ip_protocol_fallback`, shared by every check that connects.
+pub(super) fn read_ip_preference(table: &Table<'_>) -> Option<IpPreference> {
+    let prefer = match table.str("ip_protocol") {
+        Some(("ip4", _)) => IpFamily::V4,
+        Some(("ip6", _)) | None => IpFamily::V6,
+        Some((other, span)) => {
+            table.diags().error_hint(
+                &span,
+                format!("unknown ip_protocol {other:?}"),
+                "use \"ip4\" or \"ip6\"",
+            );
+            return None;
+        }
+    };
+    let fallback = table.bool("ip_protocol_fallback").unwrap_or(true);
+    Some(IpPreference { prefer, fallback })
 }
 
 fn parse_url(
@@ -265,175 +272,6 @@ fn parse_url(
             None
         }
     }
-}
-
-type TlsBuilt = (Arc<rustls::ClientConfig>, Option<ServerName<'static>>);
-
-fn read_tls(table: &Table<'_>, version: HttpVersionPref) -> Option<TlsBuilt> {
-    let d = table.diags();
-    let alpn: Vec<Vec<u8>> = match version {
-        HttpVersionPref::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
-        HttpVersionPref::Http1 => vec![b"http/1.1".to_vec()],
-        HttpVersionPref::Http2 => vec![b"h2".to_vec()],
-    };
-    let Some(tls) = table.table("tls", format!("`tls` of {}", table.what())) else {
-        // The common case: bundled roots, no client certificate.
-        let config = net::client_config(TlsSetup {
-            roots: net::bundled_roots(),
-            insecure_skip_verify: false,
-            client_auth: None,
-            alpn,
-        })
-        .ok()?;
-        return Some((Arc::new(config), None));
-    };
-    let mut ok = true;
-    let roots = match (tls.str("ca"), tls.str("ca_file")) {
-        (Some((_, span)), Some(_)) => {
-            d.error_hint(
-                &span,
-                "`ca` and `ca_file` are both set",
-                "ca_file replaces the roots; keep one",
-            );
-            ok = false;
-            net::bundled_roots()
-        }
-        (_, Some((path, span))) => match load_ca_file(Path::new(path)) {
-            Ok(roots) => roots,
-            Err(message) => {
-                d.error_hint(
-                    &span,
-                    message,
-                    "give a PEM file with one or more CA certificates",
-                );
-                ok = false;
-                net::bundled_roots()
-            }
-        },
-        (Some(("bundled", _)), None) | (None, None) => net::bundled_roots(),
-        (Some(("system", span)), None) => match system_roots() {
-            Ok(roots) => roots,
-            Err(message) => {
-                d.error_hint(&span, message, "install the system CA bundle (Debian: ca-certificates) or use ca = \"bundled\"");
-                ok = false;
-                net::bundled_roots()
-            }
-        },
-        (Some((other, span)), None) => {
-            d.error_hint(
-                &span,
-                format!("unknown ca {other:?}"),
-                "use \"bundled\" (Mozilla's roots, built in) or \"system\", or set ca_file",
-            );
-            ok = false;
-            net::bundled_roots()
-        }
-    };
-    let insecure_skip_verify = tls.bool("insecure_skip_verify").unwrap_or(false);
-    let client_auth = match (tls.str("cert_file"), tls.str("key_file")) {
-        (Some((cert, cert_span)), Some((key, key_span))) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .map_err(|error| error.to_string())
-                .and_then(|iter| {
-                    iter.collect::<Result<Vec<_>, _>>()
-                        .map_err(|error| error.to_string())
-                });
-            let key_pem = PrivateKeyDer::from_pem_file(key).map_err(|error| error.to_string());
-            match (chain, key_pem) {
-                (Ok(chain), Ok(key)) if !chain.is_empty() => Some((chain, key)),
-                (Ok(_), Ok(_)) => {
-                    d.error(
-                        &cert_span,
-                        format!("client certificate file {cert} holds no certificate"),
-                    );
-                    ok = false;
-                    None
-                }
-                (Err(error), _) => {
-                    d.error(
-                        &cert_span,
-                        format!("cannot read client certificate {cert}: {error}"),
-                    );
-                    ok = false;
-                    None
-                }
-                (_, Err(error)) => {
-                    d.error(&key_span, format!("cannot read client key {key}: {error}"));
-                    ok = false;
-                    None
-                }
-            }
-        }
-        (Some((_, span)), None) | (None, Some((_, span))) => {
-            d.error_hint(
-                &span,
-                "`cert_file` and `key_file` go together",
-                "set both for a client certificate (mTLS)",
-            );
-            ok = false;
-            None
-        }
-        (None, None) => None,
-    };
-    let server_name = match tls.str("server_name") {
-        Some((name, span)) => match ServerName::try_from(name.to_string()) {
-            Ok(name) => Some(name),
-            Err(_) => {
-                d.error(&span, format!("{name:?} is not a valid TLS server name"));
-                ok = false;
-                None
-            }
-        },
-        None => None,
-    };
-    let span = tls.span();
-    tls.finish();
-    if !ok {
-        return None;
-    }
-    match net::client_config(TlsSetup {
-        roots,
-        insecure_skip_verify,
-        client_auth,
-        alpn,
-    }) {
-        Ok(config) => Some((Arc::new(config), server_name)),
-        Err(message) => {
-            d.error(&span, message);
-            None
-        }
-    }
-}
-
-fn load_ca_file(path: &Path) -> Result<Arc<RootCertStore>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|error| format!("cannot read CA file {}: {error}", path.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| format!("cannot parse CA file {}: {error}", path.display()))?;
-    let mut store = RootCertStore::empty();
-    let (added, _ignored) = store.add_parsable_certificates(certs);
-    if added == 0 {
-        return Err(format!(
-            "CA file {} holds no usable certificate",
-            path.display()
-        ));
-    }
-    Ok(Arc::new(store))
-}
-
-fn system_roots() -> Result<Arc<RootCertStore>, String> {
-    static ROOTS: OnceLock<Result<Arc<RootCertStore>, String>> = OnceLock::new();
-    ROOTS
-        .get_or_init(|| {
-            let loaded = rustls_native_certs::load_native_certs();
-            let mut store = RootCertStore::empty();
-            let (added, _ignored) = store.add_parsable_certificates(loaded.certs);
-            if added == 0 {
-                return Err("no system CA certificates were found".to_string());
-            }
-            Ok(Arc::new(store))
-        })
-        .clone()
 }
 
 fn read_expect(table: &Table<'_>) -> Option<HttpExpect> {
@@ -596,7 +434,7 @@ fn parse_status_class(text: &str) -> Option<StatusMatch> {
         .map(StatusMatch::Code)
 }
 
-fn compile_regex(pattern: &str) -> Result<Regex, String> {
+pub(super) fn compile_regex(pattern: &str) -> Result<Regex, String> {
     regex::RegexBuilder::new(pattern)
         .size_limit(1 << 20)
         .build()

@@ -6,6 +6,7 @@
 
 mod http;
 mod reader;
+mod tls;
 mod validate;
 
 use std::collections::{BTreeMap, HashMap};

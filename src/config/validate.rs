@@ -335,7 +335,7 @@ fn read_check(
             }
         },
         None => {
-            table.missing("type", "set type = \"http\"");
+            table.missing("type", "set type = \"http\" or \"tls\"");
             None
         }
     };
@@ -419,7 +419,9 @@ fn read_check(
     let mut secrets = Vec::new();
     let built = match kind {
         Some(CheckKind::Http) => super::http::read_http(&table, &mut secrets)
-            .map(|(spec, target)| (CheckSpec::Http(spec), target)),
+            .map(|(spec, target)| (CheckSpec::Http(Box::new(spec)), target)),
+        Some(CheckKind::Tls) => super::tls::read_tls_check(&table)
+            .map(|(spec, target)| (CheckSpec::Tls(Box::new(spec)), target)),
         None => None,
     };
     let defined_at = d.location(&table.span());

@@ -6,7 +6,7 @@
 //! from the first scrape.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus::{
@@ -15,7 +15,7 @@ use prometheus::{
 };
 
 use crate::config::{CheckDef, Config};
-use crate::result::{CheckResult, Details};
+use crate::result::{CheckResult, Details, TlsInfo};
 
 /// Buckets of `nightjar_scheduler_lag_seconds`: from 100 µs to 10 s.
 const LAG_BUCKETS: &[f64] = &[
@@ -46,6 +46,40 @@ pub struct Metrics {
     reload_ok: IntGauge,
     reload_timestamp: prometheus::Gauge,
     checks_configured: IntGauge,
+    tls: TlsFamilies,
+    /// Label sets currently exported per check and per family whose series come and go
+    /// with each run (certificate details, versions), so stale ones can be removed.
+    dynamic: Mutex<HashMap<(Arc<str>, Family), LabelSets>>,
+}
+
+/// Label value lists, one per series.
+type LabelSets = Vec<Vec<String>>;
+
+/// Families whose series depend on what the last run saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Family {
+    SslEarliest,
+    SslLastChainExpiry,
+    SslLastChainInfo,
+    TlsVersionInfo,
+    CertNotBefore,
+    CertNotAfter,
+    ChainValid,
+    HostnameMatch,
+    Expiry,
+}
+
+struct TlsFamilies {
+    ssl_earliest: GaugeVec,
+    ssl_last_chain_expiry: GaugeVec,
+    ssl_last_chain_info: GaugeVec,
+    tls_version_info: GaugeVec,
+    cert_not_before: GaugeVec,
+    cert_not_after: GaugeVec,
+    chain_valid: GaugeVec,
+    hostname_match: GaugeVec,
+    tls_duration: GaugeVec,
+    expiry: GaugeVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -196,6 +230,65 @@ impl Metrics {
             .register(Box::new(scheduler_lag.clone()))
             .expect("metric names are unique");
 
+        let tls = TlsFamilies {
+            ssl_earliest: gauge(
+                "probe_ssl_earliest_cert_expiry",
+                "Earliest notAfter (Unix time) among the certificates the server presented.",
+                &base,
+            ),
+            ssl_last_chain_expiry: gauge(
+                "probe_ssl_last_chain_expiry_timestamp_seconds",
+                "Expiry (Unix time) of the presented chain: the earliest notAfter in it.",
+                &base,
+            ),
+            ssl_last_chain_info: gauge(
+                "probe_ssl_last_chain_info",
+                "The leaf certificate of the presented chain; always 1.",
+                &with(&[
+                    "fingerprint_sha256",
+                    "subject",
+                    "issuer",
+                    "subjectalternative",
+                    "serialnumber",
+                ]),
+            ),
+            tls_version_info: gauge(
+                "probe_tls_version_info",
+                "The negotiated TLS version; always 1.",
+                &with(&["version"]),
+            ),
+            cert_not_before: gauge(
+                "nightjar_tls_cert_not_before_timestamp_seconds",
+                "notBefore (Unix time) of each certificate in the presented chain; position 0 is the leaf.",
+                &with(&["position", "subject", "issuer"]),
+            ),
+            cert_not_after: gauge(
+                "nightjar_tls_cert_not_after_timestamp_seconds",
+                "notAfter (Unix time) of each certificate in the presented chain; position 0 is the leaf.",
+                &with(&["position", "subject", "issuer"]),
+            ),
+            chain_valid: gauge(
+                "nightjar_tls_chain_valid",
+                "Whether the presented chain validates to the configured roots.",
+                &base,
+            ),
+            hostname_match: gauge(
+                "nightjar_tls_hostname_match",
+                "Whether the leaf certificate is valid for the server name.",
+                &base,
+            ),
+            tls_duration: gauge(
+                "nightjar_tls_duration_seconds",
+                "Duration of each phase of the last run of a tls check.",
+                &with(&["phase"]),
+            ),
+            expiry: gauge(
+                "nightjar_expiry_timestamp_seconds",
+                "When the first thing the check watches expires (Unix time), by what expires: certificate.",
+                &with(&["expires"]),
+            ),
+        };
+
         let mut info_labels = base.clone();
         info_labels.extend(["target", "schedule"]);
         let check_info = IntGaugeVec::new(
@@ -304,6 +397,8 @@ impl Metrics {
             reload_ok,
             reload_timestamp,
             checks_configured,
+            tls,
+            dynamic: Mutex::new(HashMap::new()),
         }
     }
 
@@ -334,20 +429,30 @@ impl Metrics {
                 .inc();
         }
 
+        self.observe_tls(&res.check, &refs, res.details.tls_info());
         match &res.details {
             Details::None => {}
+            Details::Tls(tls) => {
+                self.probe_dns_lookup
+                    .with_label_values(&refs)
+                    .set(tls.resolve.as_secs_f64());
+                self.probe_ip_protocol
+                    .with_label_values(&refs)
+                    .set(ip_protocol(tls.remote_addr));
+                for (phase, took) in tls.phases() {
+                    self.tls
+                        .tls_duration
+                        .with_label_values(&extend(&refs, phase))
+                        .set(took.as_secs_f64());
+                }
+            }
             Details::Http(http) => {
                 self.probe_dns_lookup
                     .with_label_values(&refs)
                     .set(http.resolve.as_secs_f64());
-                let ip_protocol = match http.remote_addr {
-                    Some(addr) if addr.is_ipv4() => 4.0,
-                    Some(_) => 6.0,
-                    None => 0.0,
-                };
                 self.probe_ip_protocol
                     .with_label_values(&refs)
-                    .set(ip_protocol);
+                    .set(ip_protocol(http.remote_addr));
                 for (phase, took) in http.phases() {
                     self.http_duration
                         .with_label_values(&extend(&refs, phase))
@@ -372,6 +477,120 @@ impl Metrics {
                     .with_label_values(&refs)
                     .set(if http.failed_due_to_regex { 1.0 } else { 0.0 });
             }
+        }
+    }
+
+    /// Sets the certificate and TLS series from what the run saw, and removes the ones it no
+    /// longer sees (a renewed certificate, or a run that failed before the handshake).
+    fn observe_tls(&self, check: &Arc<str>, base: &[&str], info: Option<&TlsInfo>) {
+        let owned = |extra: &[&str]| -> Vec<String> {
+            base.iter()
+                .chain(extra)
+                .map(|value| (*value).to_string())
+                .collect()
+        };
+        let mut earliest = Vec::new();
+        let mut chain_info = Vec::new();
+        let mut version = Vec::new();
+        let mut not_before = Vec::new();
+        let mut not_after = Vec::new();
+        let mut chain_valid = Vec::new();
+        let mut hostname_match = Vec::new();
+        let mut expiry = Vec::new();
+        if let Some(info) = info {
+            if let Some(first) = info.earliest_expiry() {
+                earliest.push((owned(&[]), first as f64));
+                expiry.push((owned(&["certificate"]), first as f64));
+            }
+            if let Some(leaf) = info.chain.first() {
+                let sans = leaf.sans.join(",");
+                chain_info.push((
+                    owned(&[
+                        &leaf.fingerprint_sha256,
+                        &leaf.subject,
+                        &leaf.issuer,
+                        &sans,
+                        &leaf.serial,
+                    ]),
+                    1.0,
+                ));
+            }
+            version.push((owned(&[info.version]), 1.0));
+            for (position, cert) in info.chain.iter().enumerate() {
+                let position = position.to_string();
+                let labels = owned(&[&position, &cert.subject, &cert.issuer]);
+                not_before.push((labels.clone(), cert.not_before as f64));
+                not_after.push((labels, cert.not_after as f64));
+            }
+            chain_valid.push((owned(&[]), f64::from(u8::from(info.chain_valid))));
+            hostname_match.push((owned(&[]), f64::from(u8::from(info.hostname_match))));
+        }
+        let tls = &self.tls;
+        self.replace(
+            check,
+            Family::SslEarliest,
+            &tls.ssl_earliest,
+            earliest.clone(),
+        );
+        self.replace(
+            check,
+            Family::SslLastChainExpiry,
+            &tls.ssl_last_chain_expiry,
+            earliest,
+        );
+        self.replace(
+            check,
+            Family::SslLastChainInfo,
+            &tls.ssl_last_chain_info,
+            chain_info,
+        );
+        self.replace(
+            check,
+            Family::TlsVersionInfo,
+            &tls.tls_version_info,
+            version,
+        );
+        self.replace(
+            check,
+            Family::CertNotBefore,
+            &tls.cert_not_before,
+            not_before,
+        );
+        self.replace(check, Family::CertNotAfter, &tls.cert_not_after, not_after);
+        self.replace(check, Family::ChainValid, &tls.chain_valid, chain_valid);
+        self.replace(
+            check,
+            Family::HostnameMatch,
+            &tls.hostname_match,
+            hostname_match,
+        );
+        self.replace(check, Family::Expiry, &tls.expiry, expiry);
+    }
+
+    /// Makes `series` the exact set of this check's series in `vec`: sets the new ones, then
+    /// removes those of the previous run that are not among them (never a gap in between).
+    fn replace(
+        &self,
+        check: &Arc<str>,
+        family: Family,
+        vec: &GaugeVec,
+        series: Vec<(Vec<String>, f64)>,
+    ) {
+        for (labels, value) in &series {
+            let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+            vec.with_label_values(&refs).set(*value);
+        }
+        let current: Vec<Vec<String>> = series.into_iter().map(|(labels, _)| labels).collect();
+        let mut dynamic = self
+            .dynamic
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let previous = dynamic
+            .insert((check.clone(), family), current.clone())
+            .unwrap_or_default();
+        for labels in previous.iter().filter(|labels| !current.contains(labels)) {
+            let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+            let _ = vec.remove_label_values(&refs);
         }
     }
 
@@ -409,6 +628,14 @@ impl Metrics {
             .encode(&families, &mut buffer)
             .expect("encoding into a Vec cannot fail");
         String::from_utf8(buffer).expect("the text format is UTF-8")
+    }
+}
+
+fn ip_protocol(remote: Option<std::net::SocketAddr>) -> f64 {
+    match remote {
+        Some(addr) if addr.is_ipv4() => 4.0,
+        Some(_) => 6.0,
+        None => 0.0,
     }
 }
 

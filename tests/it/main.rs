@@ -7,3 +7,4 @@ mod http;
 mod schedule;
 mod server;
 mod support;
+mod tls;

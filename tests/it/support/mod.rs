@@ -1,7 +1,8 @@
 //! Test support: real servers on loopback (nginx, Prometheus), a test CA made at test time
-//! with openssl, an in-process agent, and the contract every check kind's results satisfy.
+//! with rcgen, an in-process agent, and the contract every check kind's results satisfy.
 
 pub mod hostile;
+pub mod pki;
 
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
 use std::path::{Path, PathBuf};
@@ -64,77 +65,21 @@ where
     }
 }
 
-/// A CA, a server certificate for localhost/127.0.0.1, and a client certificate, made with
-/// openssl once per test process.
-pub struct TestCerts {
-    pub ca: PathBuf,
-    pub leaf: PathBuf,
-    pub leaf_key: PathBuf,
-    pub client: PathBuf,
-    pub client_key: PathBuf,
-}
-
-pub fn certs() -> &'static TestCerts {
-    static CERTS: OnceLock<TestCerts> = OnceLock::new();
-    CERTS.get_or_init(|| {
-        let openssl = require("openssl", "openssl");
+/// The test PKI, made once per test process.
+pub fn pki() -> &'static pki::Pki {
+    static PKI: OnceLock<pki::Pki> = OnceLock::new();
+    PKI.get_or_init(|| {
         let dir = tempfile::Builder::new()
-            .prefix("nightjar-certs-")
+            .prefix("nightjar-pki-")
             .tempdir()
             .expect("temp dir")
             .keep();
-        let run = |args: &[&str]| {
-            let out = Command::new(&openssl)
-                .args(args)
-                .current_dir(&dir)
-                .output()
-                .expect("run openssl");
-            assert!(out.status.success(), "openssl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        };
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-        let mut args = vec!["req", "-x509"];
-        args.extend(ec);
-        args.extend([
-            "-keyout", "ca.key", "-out", "ca.pem", "-days", "30", "-subj", "/CN=nightjar test CA",
-            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        ]);
-        run(&args);
-        for (name, cn, ext) in [
-            (
-                "leaf",
-                "/CN=localhost",
-                "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
-            ),
-            (
-                "client",
-                "/CN=nightjar-probe",
-                "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
-            ),
-        ] {
-            std::fs::write(dir.join(format!("{name}.ext")), ext).expect("write ext");
-            let key = format!("{name}.key");
-            let csr = format!("{name}.csr");
-            let pem = format!("{name}.pem");
-            let extfile = format!("{name}.ext");
-            let mut args = vec!["req"];
-            args.extend(ec);
-            args.extend(["-keyout", &key, "-out", &csr, "-subj", cn]);
-            run(&args);
-            run(&[
-                "x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial", "4242", "-out",
-                &pem, "-days", "30", "-extfile", &extfile,
-            ]);
-        }
-        TestCerts {
-            ca: dir.join("ca.pem"),
-            leaf: dir.join("leaf.pem"),
-            leaf_key: dir.join("leaf.key"),
-            client: dir.join("client.pem"),
-            client_key: dir.join("client.key"),
-
-        }
+        pki::Pki::make(&dir)
     })
 }
+
+/// nginx's mail module, from Debian's libnginx-mod-mail.
+const MAIL_MODULE: &str = "/usr/lib/nginx/modules/ngx_mail_module.so";
 
 /// A real nginx on loopback with the routes the HTTP tests use. Stopped on drop.
 pub struct Nginx {
@@ -143,6 +88,16 @@ pub struct Nginx {
     pub mtls: SocketAddr,
     /// Plain-text HTTP/2 (h2c, prior knowledge).
     pub h2c: SocketAddr,
+    /// HTTPS with a chain whose intermediate expires in 10 days.
+    pub short_intermediate: SocketAddr,
+    /// HTTPS with an expired leaf.
+    pub expired: SocketAddr,
+    /// HTTPS with a certificate for other.example.
+    pub wrong_host: SocketAddr,
+    /// HTTPS with a self-signed certificate.
+    pub self_signed: SocketAddr,
+    /// SMTP with STARTTLS (nginx's mail module).
+    pub smtp: SocketAddr,
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -153,7 +108,11 @@ pub const LARGE_BODY: u64 = 20 * 1024 * 1024;
 impl Nginx {
     pub fn start() -> Nginx {
         let nginx = require("nginx", "nginx-light");
-        let certs = certs();
+        let pki = pki();
+        assert!(
+            Path::new(MAIL_MODULE).exists(),
+            "{MAIL_MODULE} is missing: run `bash .ci/run` once, or `apt-get install libnginx-mod-mail`"
+        );
         let dir = tempfile::Builder::new()
             .prefix("nightjar-nginx-")
             .tempdir()
@@ -174,9 +133,34 @@ impl Nginx {
         let https = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mtls = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let h2c = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let short_intermediate = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let expired = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let wrong_host = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let self_signed = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let smtp = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let tls_server = |addr: SocketAddr, served: &pki::Served, protocols: &str| {
+            format!(
+                "  server {{\n    listen {addr} ssl;\n    ssl_protocols {protocols};\n    ssl_certificate {};\n    ssl_certificate_key {};\n    location / {{ return 200 \"ok\\n\"; }}\n  }}\n",
+                served.chain.display(),
+                served.key.display()
+            )
+        };
+        let extra_servers = [
+            tls_server(
+                short_intermediate,
+                &pki.short_intermediate,
+                "TLSv1.2 TLSv1.3",
+            ),
+            tls_server(expired, &pki.expired, "TLSv1.2 TLSv1.3"),
+            // Also the one server that offers TLS 1.2 only.
+            tls_server(wrong_host, &pki.wrong_host, "TLSv1.2"),
+            tls_server(self_signed, &pki.self_signed, "TLSv1.2 TLSv1.3"),
+        ]
+        .concat();
         let d = root.display();
         let conf = format!(
-            r#"daemon off;
+            r#"load_module {MAIL_MODULE};
+daemon off;
 master_process off;
 worker_processes 1;
 error_log {d}/error.log warn;
@@ -218,11 +202,23 @@ http {{
     ssl_verify_client on;
     location / {{ return 200 "client $ssl_client_s_dn\n"; }}
   }}
+{extra_servers}}}
+mail {{
+  server_name localhost;
+  auth_http 127.0.0.1:9/auth;
+  server {{
+    listen {smtp};
+    protocol smtp;
+    smtp_auth none;
+    starttls on;
+    ssl_certificate {leaf};
+    ssl_certificate_key {leaf_key};
+  }}
 }}
 "#,
-            leaf = certs.leaf.display(),
-            leaf_key = certs.leaf_key.display(),
-            ca = certs.ca.display(),
+            leaf = pki.leaf.chain.display(),
+            leaf_key = pki.leaf.key.display(),
+            ca = pki.ca.display(),
             https_port = https.port(),
         );
         let conf_path = root.join("nginx.conf");
@@ -239,7 +235,17 @@ http {{
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start nginx");
-        for addr in [http, https, mtls, h2c] {
+        for addr in [
+            http,
+            https,
+            mtls,
+            h2c,
+            short_intermediate,
+            expired,
+            wrong_host,
+            self_signed,
+            smtp,
+        ] {
             wait_for_tcp(addr, Duration::from_secs(10));
         }
         Nginx {
@@ -247,6 +253,11 @@ http {{
             https,
             mtls,
             h2c,
+            short_intermediate,
+            expired,
+            wrong_host,
+            self_signed,
+            smtp,
             child,
             _dir: dir,
         }

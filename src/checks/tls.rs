@@ -1,0 +1,418 @@
+//! The `tls` check: connect (optionally after an SMTP STARTTLS exchange), complete a TLS
+//! handshake whatever the certificate, read the whole presented chain, and judge it.
+//!
+//! Success means: the handshake completed, and every expectation held: the earliest expiry
+//! in the chain is at least `min_days_left` away, the chain validates to the configured roots,
+//! the leaf is valid for the server name, and the version is at least `min_version`.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout_at};
+use tokio_rustls::TlsConnector;
+
+use super::CheckCtx;
+use crate::net::{self, IpPreference};
+use crate::result::{Details, FailureReason, Status, TlsDetails, TlsInfo};
+use crate::tlsinfo;
+
+/// A validated `tls` check.
+#[derive(Debug, Clone)]
+pub struct TlsSpec {
+    /// Host name or IP address to connect to.
+    pub host: String,
+    /// Port to connect to.
+    pub port: u16,
+    /// Name sent in SNI and verified against the certificate.
+    pub server_name: ServerName<'static>,
+    /// Address family preference.
+    pub ip: IpPreference,
+    /// The TLS client (client certificate).
+    pub client: Arc<rustls::ClientConfig>,
+    /// Judges the presented chain against the configured roots.
+    pub verifier: Arc<WebPkiServerVerifier>,
+    /// A plain-text protocol to upgrade from first.
+    pub starttls: Option<StartTls>,
+    /// What must hold.
+    pub expect: TlsExpect,
+}
+
+/// Plain-text protocols that upgrade to TLS in-band.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartTls {
+    /// SMTP (RFC 3207): greeting, EHLO, STARTTLS.
+    Smtp,
+}
+
+/// A TLS protocol version, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    /// TLS 1.2.
+    Tls12,
+    /// TLS 1.3.
+    Tls13,
+}
+
+impl TlsVersion {
+    fn name(self) -> &'static str {
+        match self {
+            TlsVersion::Tls12 => "TLS 1.2",
+            TlsVersion::Tls13 => "TLS 1.3",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<TlsVersion> {
+        match name {
+            "TLS 1.2" => Some(TlsVersion::Tls12),
+            "TLS 1.3" => Some(TlsVersion::Tls13),
+            _ => None,
+        }
+    }
+}
+
+/// Expectations of a `tls` check.
+#[derive(Debug, Clone)]
+pub struct TlsExpect {
+    /// The earliest expiry in the chain must be at least this many days away.
+    pub min_days_left: Option<f64>,
+    /// The chain must validate to the configured roots.
+    pub chain_valid: bool,
+    /// The leaf must be valid for the server name.
+    pub hostname_match: bool,
+    /// The negotiated version must be at least this.
+    pub min_version: Option<TlsVersion>,
+}
+
+impl Default for TlsExpect {
+    fn default() -> Self {
+        TlsExpect {
+            min_days_left: None,
+            chain_valid: true,
+            hostname_match: true,
+            min_version: None,
+        }
+    }
+}
+
+/// Runs a `tls` check once.
+pub async fn run(spec: &TlsSpec, ctx: &CheckCtx) -> (Status, Details) {
+    let mut details = TlsDetails::default();
+    let status = match handshake(spec, ctx, &mut details).await {
+        Ok(info) => {
+            let status = evaluate(&spec.expect, &info, &spec.server_name, SystemTime::now());
+            details.info = Some(info);
+            status
+        }
+        Err(status) => status,
+    };
+    (status, Details::Tls(details))
+}
+
+async fn handshake(
+    spec: &TlsSpec,
+    ctx: &CheckCtx,
+    details: &mut TlsDetails,
+) -> Result<TlsInfo, Status> {
+    let target = format!("{}:{}", spec.host, spec.port);
+    let (mut tcp, remote) = super::dial(
+        ctx,
+        &spec.host,
+        spec.port,
+        spec.ip,
+        &target,
+        &mut details.resolve,
+        &mut details.connect,
+    )
+    .await?;
+    details.remote_addr = Some(remote);
+
+    if let Some(StartTls::Smtp) = spec.starttls {
+        let start = Instant::now();
+        let upgraded = smtp_starttls(&mut tcp, ctx.deadline, &target).await;
+        details.starttls = start.elapsed();
+        upgraded?;
+    }
+
+    let start = Instant::now();
+    let connector = TlsConnector::from(spec.client.clone());
+    let connected = timeout_at(
+        ctx.deadline,
+        connector.connect(spec.server_name.clone(), tcp),
+    )
+    .await;
+    details.handshake = start.elapsed();
+    let mut tls = match connected {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => {
+            let (reason, message) = net::classify_tls_error(&error);
+            return Err(Status::fail(reason, format!("{message} ({remote})")));
+        }
+        Err(_) => {
+            return Err(Status::fail(
+                FailureReason::Timeout,
+                format!("timed out during the TLS handshake with {target}"),
+            ));
+        }
+    };
+    let info = tlsinfo::inspect(tls.get_ref().1, &spec.server_name, &spec.verifier);
+    // Say goodbye politely; the verdict does not depend on it.
+    let _ = timeout_at(ctx.deadline, tls.shutdown()).await;
+    Ok(info)
+}
+
+/// Judges what the handshake showed; the first expectation that fails decides.
+pub fn evaluate(
+    expect: &TlsExpect,
+    info: &TlsInfo,
+    server_name: &ServerName<'_>,
+    now: SystemTime,
+) -> Status {
+    if let (Some(min_days), Some((position, cert))) = (expect.min_days_left, info.earliest_cert()) {
+        let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+        let days_left = (cert.not_after - now_secs) as f64 / 86_400.0;
+        if days_left < min_days {
+            let when = if days_left < 0.0 {
+                format!("expired {:.1} days ago", -days_left)
+            } else {
+                format!("expires in {days_left:.1} days")
+            };
+            return Status::fail(
+                FailureReason::CertExpiring,
+                format!(
+                    "certificate #{position} ({}) {when} (not after {}), less than min_days_left {min_days}",
+                    cert.subject,
+                    crate::status::rfc3339(
+                        UNIX_EPOCH + Duration::from_secs(cert.not_after.max(0) as u64)
+                    ),
+                ),
+            );
+        }
+    }
+    if expect.chain_valid && !info.chain_valid {
+        return Status::fail(
+            FailureReason::CertInvalid,
+            format!(
+                "the chain does not validate: {}",
+                info.verify_error.as_deref().unwrap_or("unknown error")
+            ),
+        );
+    }
+    if expect.hostname_match && !info.hostname_match {
+        let sans = info
+            .chain
+            .first()
+            .map(|leaf| leaf.sans.join(", "))
+            .unwrap_or_default();
+        return Status::fail(
+            FailureReason::CertInvalid,
+            format!(
+                "the certificate is not valid for {} (it names: {})",
+                tlsinfo::name_text(server_name),
+                if sans.is_empty() {
+                    "no DNS or IP names"
+                } else {
+                    &sans
+                }
+            ),
+        );
+    }
+    if let Some(min) = expect.min_version {
+        let negotiated = TlsVersion::from_name(info.version);
+        if negotiated.is_none_or(|version| version < min) {
+            return Status::fail(
+                FailureReason::Tls,
+                format!(
+                    "negotiated {}, expected at least {}",
+                    info.version,
+                    min.name()
+                ),
+            );
+        }
+    }
+    Status::Pass
+}
+
+/// Longest SMTP reply nightjar reads before calling the server broken.
+const MAX_SMTP_REPLY: usize = 16 * 1024;
+
+/// RFC 3207: read the greeting, say EHLO, ask for STARTTLS.
+async fn smtp_starttls(
+    stream: &mut TcpStream,
+    deadline: Instant,
+    target: &str,
+) -> Result<(), Status> {
+    let greeting = smtp_reply(stream, deadline, target, "the greeting").await?;
+    expect_code(&greeting, 220, target, "greeting")?;
+    smtp_send(stream, deadline, target, b"EHLO nightjar.invalid\r\n").await?;
+    let ehlo = smtp_reply(stream, deadline, target, "the EHLO reply").await?;
+    expect_code(&ehlo, 250, target, "EHLO")?;
+    let offers_starttls = ehlo.lines().any(|line| {
+        line.get(4..)
+            .is_some_and(|word| word.trim().eq_ignore_ascii_case("STARTTLS"))
+    });
+    if !offers_starttls {
+        return Err(Status::fail(
+            FailureReason::Protocol,
+            format!("{target} does not offer STARTTLS in its EHLO reply"),
+        ));
+    }
+    smtp_send(stream, deadline, target, b"STARTTLS\r\n").await?;
+    let ready = smtp_reply(stream, deadline, target, "the STARTTLS reply").await?;
+    expect_code(&ready, 220, target, "STARTTLS")
+}
+
+async fn smtp_send(
+    stream: &mut TcpStream,
+    deadline: Instant,
+    target: &str,
+    line: &[u8],
+) -> Result<(), Status> {
+    match timeout_at(deadline, stream.write_all(line)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(Status::fail(
+            FailureReason::Closed,
+            format!("SMTP with {target}: {error}"),
+        )),
+        Err(_) => Err(Status::fail(
+            FailureReason::Timeout,
+            format!("timed out writing to {target}"),
+        )),
+    }
+}
+
+/// Reads one (possibly multi-line) SMTP reply. Reads byte chunks, but the server sends
+/// nothing past the final line before the client speaks, so nothing is lost.
+async fn smtp_reply(
+    stream: &mut TcpStream,
+    deadline: Instant,
+    target: &str,
+    what: &str,
+) -> Result<String, Status> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        let text = String::from_utf8_lossy(&raw);
+        let complete = text.ends_with("\r\n")
+            && text
+                .trim_end()
+                .lines()
+                .last()
+                .is_some_and(|line| line.len() >= 4 && line.as_bytes()[3] == b' ');
+        if complete {
+            return Ok(text.into_owned());
+        }
+        if raw.len() > MAX_SMTP_REPLY {
+            return Err(Status::fail(
+                FailureReason::Protocol,
+                format!("{target} sent more than {MAX_SMTP_REPLY} bytes for {what}"),
+            ));
+        }
+        match timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) => {
+                return Err(Status::fail(
+                    FailureReason::Closed,
+                    format!("{target} closed the connection before {what}"),
+                ));
+            }
+            Ok(Ok(n)) => raw.extend_from_slice(&buf[..n]),
+            Ok(Err(error)) => {
+                return Err(Status::fail(
+                    FailureReason::Closed,
+                    format!("SMTP with {target}: {error}"),
+                ));
+            }
+            Err(_) => {
+                return Err(Status::fail(
+                    FailureReason::Timeout,
+                    format!("timed out waiting for {what} from {target}"),
+                ));
+            }
+        }
+    }
+}
+
+fn expect_code(reply: &str, code: u16, target: &str, step: &str) -> Result<(), Status> {
+    let last = reply.trim_end().lines().last().unwrap_or("");
+    if last.get(..3).and_then(|c| c.parse::<u16>().ok()) == Some(code) {
+        return Ok(());
+    }
+    let shown: String = last.chars().take(120).collect();
+    Err(Status::fail(
+        FailureReason::Protocol,
+        format!("expected SMTP {code} after the {step} from {target}, got {shown:?}"),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::result::CertInfo;
+
+    fn info(not_after: i64) -> TlsInfo {
+        TlsInfo {
+            version: "TLS 1.2",
+            chain: vec![
+                CertInfo {
+                    subject: "CN=leaf".into(),
+                    not_after: not_after + 1000,
+                    ..CertInfo::default()
+                },
+                CertInfo {
+                    subject: "CN=intermediate".into(),
+                    not_after,
+                    ..CertInfo::default()
+                },
+            ],
+            chain_valid: true,
+            hostname_match: true,
+            ..TlsInfo::default()
+        }
+    }
+
+    #[test]
+    fn expiry_is_judged_on_the_earliest_certificate() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        let name = ServerName::try_from("example.com").unwrap();
+        let expect = TlsExpect {
+            min_days_left: Some(21.0),
+            ..TlsExpect::default()
+        };
+        let soon = info(1_000_000_000 + 5 * 86_400);
+        let Status::Fail { reason, detail } = evaluate(&expect, &soon, &name, now) else {
+            panic!()
+        };
+        assert_eq!(reason, FailureReason::CertExpiring);
+        assert!(
+            detail.starts_with("certificate #1 (CN=intermediate) expires in 5.0 days"),
+            "{detail}"
+        );
+        assert_eq!(
+            evaluate(&expect, &info(1_000_000_000 + 30 * 86_400), &name, now),
+            Status::Pass
+        );
+        let expired = info(1_000_000_000 - 2 * 86_400);
+        let Status::Fail { detail, .. } = evaluate(&expect, &expired, &name, now) else {
+            panic!()
+        };
+        assert!(detail.contains("expired 2.0 days ago"), "{detail}");
+    }
+
+    #[test]
+    fn minimum_version() {
+        let now = UNIX_EPOCH;
+        let name = ServerName::try_from("example.com").unwrap();
+        let expect = TlsExpect {
+            min_version: Some(TlsVersion::Tls13),
+            ..TlsExpect::default()
+        };
+        let Status::Fail { reason, detail } = evaluate(&expect, &info(10), &name, now) else {
+            panic!()
+        };
+        assert_eq!(reason, FailureReason::Tls);
+        assert_eq!(detail, "negotiated TLS 1.2, expected at least TLS 1.3");
+    }
+}

@@ -1,0 +1,375 @@
+//! The `tls` table shared by `http` and `tls` checks (roots, CA file, client certificate,
+//! server name), and the keys of a `tls` check.
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use rustls::RootCertStore;
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+use super::http::read_ip_preference;
+use super::reader::Table;
+use crate::checks::tls::{StartTls, TlsExpect, TlsSpec, TlsVersion};
+use crate::net::{self, TlsSetup};
+use crate::tlsinfo;
+
+/// Reads the keys of a `tls` check. Returns the spec and the target as shown to humans.
+pub(super) fn read_tls_check(table: &Table<'_>) -> Option<(TlsSpec, String)> {
+    let d = table.diags();
+    let mut ok = true;
+    let target = match table.str("target") {
+        Some((text, span)) => match split_target(text) {
+            Some(target) => Some(target),
+            None => {
+                d.error_hint(
+                    &span,
+                    format!("target {text:?} is not HOST:PORT"),
+                    "write it like \"shop.example.com:443\" or \"[2001:db8::1]:443\"",
+                );
+                None
+            }
+        },
+        None => {
+            table.missing(
+                "target",
+                "set the endpoint to check, like target = \"shop.example.com:443\"",
+            );
+            None
+        }
+    };
+    let starttls = match table.str("starttls") {
+        None => None,
+        Some(("smtp", _)) => Some(StartTls::Smtp),
+        Some((other, span)) => {
+            d.error_hint(
+                &span,
+                format!("unknown starttls {other:?}"),
+                "use \"smtp\" (ports 25 and 587)",
+            );
+            ok = false;
+            None
+        }
+    };
+    let ip = read_ip_preference(table);
+    let tls = read_tls_options(table, Vec::new(), false);
+    let expect = read_tls_expect(table);
+    let (Some((host, port)), Some(ip), Some(tls), Some(expect), true) =
+        (target, ip, tls, expect, ok)
+    else {
+        return None;
+    };
+    let server_name = match tls.server_name {
+        Some(name) => name,
+        None => match ServerName::try_from(host.clone()) {
+            Ok(name) => name,
+            Err(_) => {
+                let span = table.key_span("target").unwrap_or_else(|| table.span());
+                d.error_hint(
+                    &span,
+                    format!("{host:?} is not a valid TLS server name"),
+                    "set tls = { server_name = \"...\" }",
+                );
+                return None;
+            }
+        },
+    };
+    let shown = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    Some((
+        TlsSpec {
+            host,
+            port,
+            server_name,
+            ip,
+            client: tls.client,
+            verifier: tls.verifier,
+            starttls,
+            expect,
+        },
+        shown,
+    ))
+}
+
+/// Splits `host:port` (`[v6]:port`); the port defaults to 443.
+fn split_target(text: &str) -> Option<(String, u16)> {
+    if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(port) => port.parse().ok()?,
+            None if after.is_empty() => 443,
+            None => return None,
+        };
+        host.parse::<std::net::Ipv6Addr>().ok()?;
+        return Some((host.to_string(), port));
+    }
+    let (host, port) = match text.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse().ok()?),
+        None => (text, 443),
+    };
+    let valid_host = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+    valid_host
+        .then(|| (host.to_ascii_lowercase(), port))
+        .filter(|(_, port)| *port != 0)
+}
+
+fn read_tls_expect(table: &Table<'_>) -> Option<TlsExpect> {
+    let d = table.diags();
+    let Some(expect) = table.table("expect", format!("`expect` of {}", table.what())) else {
+        return Some(TlsExpect::default());
+    };
+    let mut ok = true;
+    let min_days_left = match expect.get("min_days_left") {
+        None => None,
+        Some(value) => {
+            let days = match value.get_ref() {
+                toml::de::DeValue::Integer(_) => {
+                    super::reader::as_int(value.get_ref()).map(|n| n as f64)
+                }
+                toml::de::DeValue::Float(f) => f.as_str().replace('_', "").parse::<f64>().ok(),
+                _ => None,
+            };
+            match days {
+                Some(days) if days >= 0.0 && days.is_finite() => Some(days),
+                _ => {
+                    d.error_hint(
+                        &value.span(),
+                        "`min_days_left` must be a number of days",
+                        "like min_days_left = 21",
+                    );
+                    ok = false;
+                    None
+                }
+            }
+        }
+    };
+    let chain_valid = expect.bool("chain_valid").unwrap_or(true);
+    let hostname_match = expect.bool("hostname_match").unwrap_or(true);
+    let min_version = match expect.str("min_version") {
+        None => None,
+        Some(("1.2", _)) => Some(TlsVersion::Tls12),
+        Some(("1.3", _)) => Some(TlsVersion::Tls13),
+        Some((other, span)) => {
+            d.error_hint(
+                &span,
+                format!("unknown min_version {other:?}"),
+                "use \"1.2\" or \"1.3\"",
+            );
+            ok = false;
+            None
+        }
+    };
+    expect.finish();
+    ok.then_some(TlsExpect {
+        min_days_left,
+        chain_valid,
+        hostname_match,
+        min_version,
+    })
+}
+
+/// The `tls` table shared by `http` and `tls` checks, built.
+pub(super) struct TlsOptions {
+    /// The client configuration: any chain accepted during the handshake (the verdict is
+    /// taken afterwards), client certificate, ALPN.
+    pub client: Arc<rustls::ClientConfig>,
+    /// Judges the presented chain against the configured roots.
+    pub verifier: Arc<WebPkiServerVerifier>,
+    /// `tls.server_name`, if set.
+    pub server_name: Option<ServerName<'static>>,
+    /// `tls.insecure_skip_verify`.
+    pub insecure_skip_verify: bool,
+}
+
+/// Reads the optional `tls` table of a check. `allow_insecure` says whether
+/// `insecure_skip_verify` is a key of this check type.
+pub(super) fn read_tls_options(
+    table: &Table<'_>,
+    alpn: Vec<Vec<u8>>,
+    allow_insecure: bool,
+) -> Option<TlsOptions> {
+    let d = table.diags();
+    let Some(tls) = table.table("tls", format!("`tls` of {}", table.what())) else {
+        // The common case: bundled roots, no client certificate.
+        return build(table, net::bundled_roots(), None, alpn, None, false);
+    };
+    let mut ok = true;
+    let roots = match (tls.str("ca"), tls.str("ca_file")) {
+        (Some((_, span)), Some(_)) => {
+            d.error_hint(
+                &span,
+                "`ca` and `ca_file` are both set",
+                "ca_file replaces the roots; keep one",
+            );
+            ok = false;
+            net::bundled_roots()
+        }
+        (_, Some((path, span))) => match load_ca_file(Path::new(path)) {
+            Ok(roots) => roots,
+            Err(message) => {
+                d.error_hint(
+                    &span,
+                    message,
+                    "give a PEM file with one or more CA certificates",
+                );
+                ok = false;
+                net::bundled_roots()
+            }
+        },
+        (Some(("bundled", _)), None) | (None, None) => net::bundled_roots(),
+        (Some(("system", span)), None) => match system_roots() {
+            Ok(roots) => roots,
+            Err(message) => {
+                d.error_hint(&span, message, "install the system CA bundle (Debian: ca-certificates) or use ca = \"bundled\"");
+                ok = false;
+                net::bundled_roots()
+            }
+        },
+        (Some((other, span)), None) => {
+            d.error_hint(
+                &span,
+                format!("unknown ca {other:?}"),
+                "use \"bundled\" (Mozilla's roots, built in) or \"system\", or set ca_file",
+            );
+            ok = false;
+            net::bundled_roots()
+        }
+    };
+    let insecure_skip_verify = if allow_insecure {
+        tls.bool("insecure_skip_verify").unwrap_or(false)
+    } else {
+        false
+    };
+    let client_auth = match (tls.str("cert_file"), tls.str("key_file")) {
+        (Some((cert, cert_span)), Some((key, key_span))) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .map_err(|error| error.to_string())
+                .and_then(|iter| {
+                    iter.collect::<Result<Vec<_>, _>>()
+                        .map_err(|error| error.to_string())
+                });
+            let key_pem = PrivateKeyDer::from_pem_file(key).map_err(|error| error.to_string());
+            match (chain, key_pem) {
+                (Ok(chain), Ok(key)) if !chain.is_empty() => Some((chain, key)),
+                (Ok(_), Ok(_)) => {
+                    d.error(
+                        &cert_span,
+                        format!("client certificate file {cert} holds no certificate"),
+                    );
+                    ok = false;
+                    None
+                }
+                (Err(error), _) => {
+                    d.error(
+                        &cert_span,
+                        format!("cannot read client certificate {cert}: {error}"),
+                    );
+                    ok = false;
+                    None
+                }
+                (_, Err(error)) => {
+                    d.error(&key_span, format!("cannot read client key {key}: {error}"));
+                    ok = false;
+                    None
+                }
+            }
+        }
+        (Some((_, span)), None) | (None, Some((_, span))) => {
+            d.error_hint(
+                &span,
+                "`cert_file` and `key_file` go together",
+                "set both for a client certificate (mTLS)",
+            );
+            ok = false;
+            None
+        }
+        (None, None) => None,
+    };
+    let server_name = match tls.str("server_name") {
+        Some((name, span)) => match ServerName::try_from(name.to_string()) {
+            Ok(name) => Some(name),
+            Err(_) => {
+                d.error(&span, format!("{name:?} is not a valid TLS server name"));
+                ok = false;
+                None
+            }
+        },
+        None => None,
+    };
+    tls.finish();
+    if !ok {
+        return None;
+    }
+    build(
+        table,
+        roots,
+        client_auth,
+        alpn,
+        server_name,
+        insecure_skip_verify,
+    )
+}
+
+fn build(
+    table: &Table<'_>,
+    roots: Arc<RootCertStore>,
+    client_auth: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    alpn: Vec<Vec<u8>>,
+    server_name: Option<ServerName<'static>>,
+    insecure_skip_verify: bool,
+) -> Option<TlsOptions> {
+    let built = tlsinfo::verifier(roots).and_then(|verifier| {
+        let client = net::client_config(TlsSetup { client_auth, alpn })?;
+        Ok((verifier, client))
+    });
+    match built {
+        Ok((verifier, client)) => Some(TlsOptions {
+            client: Arc::new(client),
+            verifier,
+            server_name,
+            insecure_skip_verify,
+        }),
+        Err(message) => {
+            table.diags().error(&table.span(), message);
+            None
+        }
+    }
+}
+
+fn load_ca_file(path: &Path) -> Result<Arc<RootCertStore>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|error| format!("cannot read CA file {}: {error}", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| format!("cannot parse CA file {}: {error}", path.display()))?;
+    let mut store = RootCertStore::empty();
+    let (added, _ignored) = store.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(format!(
+            "CA file {} holds no usable certificate",
+            path.display()
+        ));
+    }
+    Ok(Arc::new(store))
+}
+
+fn system_roots() -> Result<Arc<RootCertStore>, String> {
+    static ROOTS: OnceLock<Result<Arc<RootCertStore>, String>> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let loaded = rustls_native_certs::load_native_certs();
+            let mut store = RootCertStore::empty();
+            let (added, _ignored) = store.add_parsable_certificates(loaded.certs);
+            if added == 0 {
+                return Err("no system CA certificates were found".to_string());
+            }
+            Ok(Arc::new(store))
+        })
+        .clone()
+}
