@@ -77,17 +77,32 @@ pub enum Details {
     Http(HttpDetails),
     /// A TLS check's measurements.
     Tls(TlsDetails),
+    /// A domain check's measurements.
+    Domain(DomainDetails),
 }
 
 impl Details {
     /// What the TLS handshake showed, if the run got that far over TLS.
     pub fn tls_info(&self) -> Option<&TlsInfo> {
         match self {
-            Details::None => None,
+            Details::None | Details::Domain(_) => None,
             Details::Http(http) => http.tls_info.as_ref(),
             Details::Tls(tls) => tls.info.as_ref(),
         }
     }
+}
+
+/// What a `domain` check found.
+#[derive(Debug, Clone, Default)]
+pub struct DomainDetails {
+    /// When the registration expires (Unix seconds), if found.
+    pub expiry: Option<i64>,
+    /// The RDAP server asked (scheme, host and path).
+    pub server: Option<String>,
+    /// Whether the answer came from the cache instead of a request.
+    pub cached: bool,
+    /// Timings of the RDAP requests made in this run (bootstrap and lookup).
+    pub http: HttpDetails,
 }
 
 /// What a `tls` check measured.
@@ -253,6 +268,10 @@ pub enum FailureReason {
     TooSlow,
     /// The response was larger than allowed.
     TooLarge,
+    /// RDAP gave no usable answer (not found, malformed, no expiration, rate-limited).
+    Rdap,
+    /// The domain's registration expires sooner than `min_days_left`.
+    DomainExpiring,
 }
 
 impl FailureReason {
@@ -273,6 +292,8 @@ impl FailureReason {
         FailureReason::Json,
         FailureReason::TooSlow,
         FailureReason::TooLarge,
+        FailureReason::Rdap,
+        FailureReason::DomainExpiring,
     ];
 
     /// The reasons an `http` check can produce.
@@ -305,6 +326,21 @@ impl FailureReason {
         FailureReason::Protocol,
     ];
 
+    /// The reasons a `domain` check can produce.
+    pub const DOMAIN: &'static [FailureReason] = &[
+        FailureReason::Timeout,
+        FailureReason::Dns,
+        FailureReason::Connect,
+        FailureReason::Tls,
+        FailureReason::CertInvalid,
+        FailureReason::Closed,
+        FailureReason::Protocol,
+        FailureReason::Redirect,
+        FailureReason::TooLarge,
+        FailureReason::Rdap,
+        FailureReason::DomainExpiring,
+    ];
+
     /// The metric label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -323,6 +359,8 @@ impl FailureReason {
             FailureReason::Json => "json",
             FailureReason::TooSlow => "too_slow",
             FailureReason::TooLarge => "too_large",
+            FailureReason::Rdap => "rdap",
+            FailureReason::DomainExpiring => "domain_expiring",
         }
     }
 }

@@ -8,6 +8,7 @@ use tokio::time::{Instant, timeout_at};
 use tracing::{Instrument, debug, debug_span};
 
 use crate::checks::CheckCtx;
+use crate::checks::domain::RdapState;
 use crate::config::CheckDef;
 use crate::net::Resolver;
 use crate::result::{CheckResult, Details, FailureReason, Status};
@@ -20,13 +21,16 @@ pub const USER_AGENT: &str = concat!("nightjar/", env!("CARGO_PKG_VERSION"));
 pub struct RunEnv {
     /// Name resolution.
     pub resolver: Resolver,
+    /// RDAP state shared by every `domain` check.
+    pub rdap: Arc<RdapState>,
 }
 
 impl RunEnv {
-    /// The environment for real runs: the system resolver.
+    /// The environment for real runs: the system resolver, empty RDAP caches.
     pub fn system() -> RunEnv {
         RunEnv {
             resolver: Resolver::system(),
+            rdap: Arc::new(RdapState::new()),
         }
     }
 }
@@ -41,6 +45,7 @@ pub async fn run_one(def: &Arc<CheckDef>, env: &RunEnv) -> CheckResult {
         let deadline = start + def.timeout;
         let ctx = CheckCtx {
             resolver: env.resolver.clone(),
+            rdap: env.rdap.clone(),
             deadline,
             user_agent: USER_AGENT,
         };

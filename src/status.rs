@@ -184,6 +184,30 @@ pub struct RunView {
     /// The certificate chain and verdicts, when the run completed a TLS handshake.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsView>,
+    /// What RDAP said, for domain checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<DomainView>,
+}
+
+/// A domain check's answer, for the JSON API.
+#[derive(Debug, Clone, Serialize)]
+pub struct DomainView {
+    /// When the registration expires (RFC 3339).
+    pub expiry: Option<String>,
+    /// Days until then (negative once expired).
+    pub days_left: Option<f64>,
+    /// The RDAP server asked.
+    pub server: Option<String>,
+    /// Whether the answer came from the cache.
+    pub cached: bool,
+}
+
+/// Days from now until `secs` (Unix time), to one decimal.
+fn days_left(secs: i64) -> f64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    ((secs - now) as f64 / 86_400.0 * 10.0).round() / 10.0
 }
 
 /// What a TLS handshake showed, for the JSON API.
@@ -229,18 +253,13 @@ pub struct CertView {
 impl TlsView {
     fn new(info: &TlsInfo) -> TlsView {
         let at = |secs: i64| rfc3339(UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64));
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()) as i64;
         TlsView {
             version: info.version,
             chain_valid: info.chain_valid,
             hostname_match: info.hostname_match,
             verify_error: info.verify_error.clone(),
             earliest_expiry: info.earliest_expiry().map(at),
-            days_left: info
-                .earliest_expiry()
-                .map(|secs| ((secs - now) as f64 / 86_400.0 * 10.0).round() / 10.0),
+            days_left: info.earliest_expiry().map(days_left),
             chain: info
                 .chain
                 .iter()
@@ -317,12 +336,26 @@ impl RunView {
             content_length: None,
             tls_version: None,
             tls: None,
+            domain: None,
         };
         if let Some(info) = res.details.tls_info() {
             view.tls = Some(TlsView::new(info));
         }
         match &res.details {
             Details::None => {}
+            Details::Domain(domain) => {
+                for (phase, took) in domain.http.phases() {
+                    view.phases.insert(phase, took.as_secs_f64());
+                }
+                view.domain = Some(DomainView {
+                    expiry: domain
+                        .expiry
+                        .map(|secs| rfc3339(UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64))),
+                    days_left: domain.expiry.map(days_left),
+                    server: domain.server.clone(),
+                    cached: domain.cached,
+                });
+            }
             Details::Tls(tls) => {
                 for (phase, took) in tls.phases() {
                     view.phases.insert(phase, took.as_secs_f64());

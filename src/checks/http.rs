@@ -150,16 +150,34 @@ pub async fn run(spec: &HttpSpec, ctx: &CheckCtx) -> (Status, Details) {
 }
 
 /// One received response, head and (capped) body.
-struct Received {
-    status: StatusCode,
-    version: Version,
-    headers: http::HeaderMap,
-    body: Vec<u8>,
-    total_len: u64,
+pub(crate) struct Received {
+    /// Status code.
+    pub status: StatusCode,
+    /// HTTP version.
+    pub version: Version,
+    /// Response headers.
+    pub headers: http::HeaderMap,
+    /// The body, at most `max_body` bytes of it.
+    pub body: Vec<u8>,
+    /// Body bytes received in all.
+    pub total_len: u64,
 }
 
 async fn run_inner(spec: &HttpSpec, ctx: &CheckCtx, details: &mut HttpDetails) -> Status {
     let started = Instant::now();
+    match fetch(spec, ctx, details).await {
+        Ok(received) => evaluate(spec, &received, started.elapsed(), details),
+        Err(status) => status,
+    }
+}
+
+/// Sends the request, following redirects as the spec says, and returns the final response.
+/// Used by the `http` check and by other checks that speak HTTP (RDAP).
+pub(crate) async fn fetch(
+    spec: &HttpSpec,
+    ctx: &CheckCtx,
+    details: &mut HttpDetails,
+) -> Result<Received, Status> {
     let mut url = spec.url.clone();
     let mut method = spec.method.clone();
     let mut body = spec.body.clone();
@@ -168,7 +186,7 @@ async fn run_inner(spec: &HttpSpec, ctx: &CheckCtx, details: &mut HttpDetails) -
         let response =
             match exchange(spec, ctx, &url, &method, &headers, body.clone(), details).await {
                 Ok(response) => response,
-                Err(status) => return status,
+                Err(status) => return Err(status),
             };
         let code = response.status.as_u16();
         let is_redirect = matches!(code, 301 | 302 | 303 | 307 | 308);
@@ -176,25 +194,25 @@ async fn run_inner(spec: &HttpSpec, ctx: &CheckCtx, details: &mut HttpDetails) -
             break response;
         }
         let Some(location) = response.headers.get(LOCATION).and_then(|v| v.to_str().ok()) else {
-            return Status::fail(
+            return Err(Status::fail(
                 FailureReason::Redirect,
                 format!(
                     "{} {code} redirect has no usable Location header",
                     show_url(&url)
                 ),
-            );
+            ));
         };
         let next = match url.join(location) {
             Ok(next) if matches!(next.scheme(), "http" | "https") => next,
             _ => {
-                return Status::fail(
+                return Err(Status::fail(
                     FailureReason::Redirect,
                     format!("{} redirected to an unusable location", show_url(&url)),
-                );
+                ));
             }
         };
         if details.redirects >= spec.max_redirects {
-            return Status::fail(
+            return Err(Status::fail(
                 FailureReason::Redirect,
                 format!(
                     "stopped after {} redirects (max_redirects = {}); the last pointed to {}",
@@ -202,7 +220,7 @@ async fn run_inner(spec: &HttpSpec, ctx: &CheckCtx, details: &mut HttpDetails) -
                     spec.max_redirects,
                     show_url(&next)
                 ),
-            );
+            ));
         }
         details.redirects += 1;
         // 303, and 301/302 after a POST, turn into a GET without a body, as browsers do.
@@ -216,7 +234,7 @@ async fn run_inner(spec: &HttpSpec, ctx: &CheckCtx, details: &mut HttpDetails) -
         }
         url = next;
     };
-    evaluate(spec, &received, started.elapsed(), details)
+    Ok(received)
 }
 
 fn timed_out(phase: &str, url: &Url) -> Status {

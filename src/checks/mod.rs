@@ -3,6 +3,7 @@
 //!
 //! Nothing here knows about metrics, the status store or the server.
 
+pub mod domain;
 pub mod http;
 pub mod tls;
 
@@ -16,6 +17,7 @@ use tokio::time::{Instant, timeout_at};
 use crate::net::{self, ConnectError, IpPreference, Resolver};
 use crate::result::{Details, FailureReason, Status};
 
+pub use domain::DomainSpec;
 pub use http::HttpSpec;
 pub use tls::TlsSpec;
 
@@ -26,17 +28,20 @@ pub enum CheckKind {
     Http,
     /// A TLS handshake: certificate chain, expiry, version.
     Tls,
+    /// Domain registration expiry from RDAP.
+    Domain,
 }
 
 impl CheckKind {
     /// Every supported kind.
-    pub const ALL: &'static [CheckKind] = &[CheckKind::Http, CheckKind::Tls];
+    pub const ALL: &'static [CheckKind] = &[CheckKind::Http, CheckKind::Tls, CheckKind::Domain];
 
     /// The name used in config and as the `type` label.
     pub fn as_str(self) -> &'static str {
         match self {
             CheckKind::Http => "http",
             CheckKind::Tls => "tls",
+            CheckKind::Domain => "domain",
         }
     }
 
@@ -45,6 +50,7 @@ impl CheckKind {
         match self {
             CheckKind::Http => FailureReason::HTTP,
             CheckKind::Tls => FailureReason::TLS,
+            CheckKind::Domain => FailureReason::DOMAIN,
         }
     }
 }
@@ -68,6 +74,8 @@ pub enum CheckSpec {
     Http(Box<HttpSpec>),
     /// `type = "tls"`.
     Tls(Box<TlsSpec>),
+    /// `type = "domain"`.
+    Domain(Box<DomainSpec>),
 }
 
 impl CheckSpec {
@@ -76,6 +84,7 @@ impl CheckSpec {
         match self {
             CheckSpec::Http(_) => CheckKind::Http,
             CheckSpec::Tls(_) => CheckKind::Tls,
+            CheckSpec::Domain(_) => CheckKind::Domain,
         }
     }
 
@@ -84,6 +93,7 @@ impl CheckSpec {
         match self {
             CheckSpec::Http(spec) => http::run(spec, ctx).await,
             CheckSpec::Tls(spec) => tls::run(spec, ctx).await,
+            CheckSpec::Domain(spec) => domain::run(spec, ctx).await,
         }
     }
 }
@@ -135,6 +145,8 @@ pub(crate) async fn dial(
 pub struct CheckCtx {
     /// Name resolution.
     pub resolver: Resolver,
+    /// RDAP bootstrap, answers and backoffs, shared across runs.
+    pub rdap: std::sync::Arc<domain::RdapState>,
     /// When the run must be over.
     pub deadline: Instant,
     /// The `User-Agent` to send.

@@ -4,6 +4,7 @@
 //! values: everything downstream receives validated, built values ([`Config`], [`CheckDef`]).
 //! Every problem in every file is reported at once, each as `file:line:column: message`.
 
+mod domain;
 mod http;
 mod reader;
 mod tls;
@@ -62,6 +63,10 @@ pub struct AgentConfig {
     pub concurrency: usize,
     /// Bucket upper bounds of `nightjar_check_duration_seconds`, in seconds.
     pub duration_buckets: Vec<f64>,
+    /// Where `domain` checks find the RDAP bootstrap registry.
+    pub rdap_bootstrap: url::Url,
+    /// RDAP base URLs by TLD, used before the bootstrap registry.
+    pub rdap_servers: BTreeMap<String, url::Url>,
 }
 
 /// One validated check.

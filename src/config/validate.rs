@@ -23,6 +23,7 @@ pub(crate) const RESERVED_LABELS: &[&str] = &[
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_CONCURRENCY: usize = 256;
+const DOMAIN_INTERVAL: Duration = Duration::from_secs(12 * 3600);
 
 struct Defaults {
     interval: Duration,
@@ -110,6 +111,8 @@ pub(super) fn build(
         labels: BTreeMap::new(),
         concurrency: DEFAULT_CONCURRENCY,
         duration_buckets: DEFAULT_DURATION_BUCKETS.to_vec(),
+        rdap_bootstrap: default_bootstrap(),
+        rdap_servers: BTreeMap::new(),
     });
     if let Some(region) = &overrides.region {
         agent.region = region.clone();
@@ -130,7 +133,7 @@ pub(super) fn build(
             let Some(table) = Table::new(d, item, format!("check #{}", n + 1)) else {
                 continue;
             };
-            if let Some(check) = read_check(table, &defaults, &mut seen) {
+            if let Some(check) = read_check(table, &defaults, &agent, &mut seen) {
                 checks.push(Arc::new(check));
             }
         }
@@ -224,6 +227,18 @@ fn read_agent(d: &Diags<'_>, value: &Value<'_>) -> Option<AgentConfig> {
         }
         None => DEFAULT_DURATION_BUCKETS.to_vec(),
     };
+    let rdap_bootstrap = match table.str("rdap_bootstrap") {
+        Some((text, span)) => {
+            super::domain::read_base_url(d, text, &span).unwrap_or_else(default_bootstrap)
+        }
+        None => default_bootstrap(),
+    };
+    let mut rdap_servers = BTreeMap::new();
+    for entry in table.str_map("rdap_servers").unwrap_or_default() {
+        if let Some(url) = super::domain::read_base_url(d, entry.value, &entry.value_span) {
+            rdap_servers.insert(entry.key.trim_matches('.').to_ascii_lowercase(), url);
+        }
+    }
     table.finish();
     Some(AgentConfig {
         region,
@@ -231,7 +246,13 @@ fn read_agent(d: &Diags<'_>, value: &Value<'_>) -> Option<AgentConfig> {
         labels,
         concurrency,
         duration_buckets,
+        rdap_bootstrap,
+        rdap_servers,
     })
+}
+
+fn default_bootstrap() -> url::Url {
+    url::Url::parse(crate::checks::domain::IANA_BOOTSTRAP).expect("the IANA bootstrap URL parses")
 }
 
 fn read_defaults(d: &Diags<'_>, value: &Value<'_>) -> Option<Defaults> {
@@ -278,6 +299,7 @@ pub(crate) fn valid_check_name(name: &str) -> bool {
 fn read_check(
     table: Table<'_>,
     defaults: &Defaults,
+    agent: &AgentConfig,
     seen: &mut HashMap<String, String>,
 ) -> Option<CheckDef> {
     let d = table.diags();
@@ -363,6 +385,11 @@ fn read_check(
             },
             |schedule| Some(Schedule::Cron(Box::new(schedule))),
         ),
+        // RDAP servers rate-limit and registrations change slowly: domain checks default to
+        // twice a day.
+        (None, None) if kind == Some(CheckKind::Domain) => {
+            Some(Schedule::Interval(DOMAIN_INTERVAL))
+        }
         (None, None) => Some(Schedule::Interval(defaults.interval)),
     };
 
@@ -422,6 +449,8 @@ fn read_check(
             .map(|(spec, target)| (CheckSpec::Http(Box::new(spec)), target)),
         Some(CheckKind::Tls) => super::tls::read_tls_check(&table)
             .map(|(spec, target)| (CheckSpec::Tls(Box::new(spec)), target)),
+        Some(CheckKind::Domain) => super::domain::read_domain_check(&table, agent)
+            .map(|(spec, target)| (CheckSpec::Domain(Box::new(spec)), target)),
         None => None,
     };
     let defined_at = d.location(&table.span());

@@ -67,6 +67,7 @@ enum Family {
     ChainValid,
     HostnameMatch,
     Expiry,
+    DomainExpiry,
 }
 
 struct TlsFamilies {
@@ -80,6 +81,7 @@ struct TlsFamilies {
     hostname_match: GaugeVec,
     tls_duration: GaugeVec,
     expiry: GaugeVec,
+    domain_expiry: GaugeVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -284,8 +286,13 @@ impl Metrics {
             ),
             expiry: gauge(
                 "nightjar_expiry_timestamp_seconds",
-                "When the first thing the check watches expires (Unix time), by what expires: certificate.",
+                "When the first thing the check watches expires (Unix time), by what expires: certificate, domain.",
                 &with(&["expires"]),
+            ),
+            domain_expiry: gauge(
+                "nightjar_domain_expiry_timestamp_seconds",
+                "When the domain's registration expires (Unix time), from RDAP.",
+                &base,
             ),
         };
 
@@ -430,8 +437,16 @@ impl Metrics {
         }
 
         self.observe_tls(&res.check, &refs, res.details.tls_info());
+        self.observe_expiry(&res.check, &refs, &res.details);
         match &res.details {
             Details::None => {}
+            Details::Domain(domain) => {
+                for (phase, took) in domain.http.phases() {
+                    self.http_duration
+                        .with_label_values(&extend(&refs, phase))
+                        .set(took.as_secs_f64());
+                }
+            }
             Details::Tls(tls) => {
                 self.probe_dns_lookup
                     .with_label_values(&refs)
@@ -496,11 +511,9 @@ impl Metrics {
         let mut not_after = Vec::new();
         let mut chain_valid = Vec::new();
         let mut hostname_match = Vec::new();
-        let mut expiry = Vec::new();
         if let Some(info) = info {
             if let Some(first) = info.earliest_expiry() {
                 earliest.push((owned(&[]), first as f64));
-                expiry.push((owned(&["certificate"]), first as f64));
             }
             if let Some(leaf) = info.chain.first() {
                 let sans = leaf.sans.join(",");
@@ -564,7 +577,30 @@ impl Metrics {
             &tls.hostname_match,
             hostname_match,
         );
-        self.replace(check, Family::Expiry, &tls.expiry, expiry);
+    }
+
+    /// Sets `nightjar_expiry_timestamp_seconds` from everything the run saw expire, and the
+    /// domain series.
+    fn observe_expiry(&self, check: &Arc<str>, base: &[&str], details: &Details) {
+        let owned = |extra: &[&str]| -> Vec<String> {
+            base.iter()
+                .chain(extra)
+                .map(|value| (*value).to_string())
+                .collect()
+        };
+        let mut expiry = Vec::new();
+        if let Some(first) = details.tls_info().and_then(TlsInfo::earliest_expiry) {
+            expiry.push((owned(&["certificate"]), first as f64));
+        }
+        let mut domain = Vec::new();
+        if let Details::Domain(found) = details
+            && let Some(at) = found.expiry
+        {
+            expiry.push((owned(&["domain"]), at as f64));
+            domain.push((owned(&[]), at as f64));
+        }
+        self.replace(check, Family::Expiry, &self.tls.expiry, expiry);
+        self.replace(check, Family::DomainExpiry, &self.tls.domain_expiry, domain);
     }
 
     /// Makes `series` the exact set of this check's series in `vec`: sets the new ones, then

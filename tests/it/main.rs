@@ -2,6 +2,7 @@
 
 mod cli;
 mod config;
+mod domain;
 mod hostile;
 mod http;
 mod schedule;

@@ -130,6 +130,7 @@ impl Nginx {
         .expect("page");
 
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        write_rdap_fixtures(&root.join("www"), http);
         let https = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mtls = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let h2c = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -194,6 +195,8 @@ http {{
     location = /large {{ }}
     location = /slow {{ limit_rate 2k; }}
     location = /page.html {{ }}
+    location /rdap/ {{ default_type application/rdap+json; }}
+    location /limited/ {{ add_header Retry-After 120 always; return 429; }}
   }}
   server {{
     listen {mtls} ssl;
@@ -277,6 +280,59 @@ impl Drop for Nginx {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Days from now, as an RFC 3339 date.
+fn days_from_now(days: i64) -> String {
+    let at = time::OffsetDateTime::now_utc() + time::Duration::days(days);
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+/// RDAP fixtures (RFC 9083 domain objects and an RFC 9224 bootstrap registry) under
+/// `www/rdap/`, served by nginx as `application/rdap+json`.
+fn write_rdap_fixtures(www: &Path, http: SocketAddr) {
+    let dir = www.join("rdap/domain");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bootstrap = format!(
+        r#"{{"version":"1.0","publication":"2026-01-01T00:00:00Z","services":[[["test"],["http://{http}/rdap/"]],[["limited"],["http://{http}/limited/"]]]}}"#
+    );
+    std::fs::write(www.join("rdap/dns.json"), bootstrap).unwrap();
+    let domain = |name: &str, events: &str| {
+        format!(
+            r#"{{"objectClassName":"domain","ldhName":"{name}","status":["active"],"events":[{events}]}}"#
+        )
+    };
+    let registered = r#"{"eventAction":"registration","eventDate":"2001-05-04T00:00:00Z"}"#;
+    let expires = |days: i64| {
+        format!(
+            r#"{{"eventAction":"expiration","eventDate":"{}"}}"#,
+            days_from_now(days)
+        )
+    };
+    let fixtures = [
+        (
+            "good.test",
+            domain("good.test", &format!("{registered},{}", expires(200))),
+        ),
+        (
+            "soon.test",
+            domain("soon.test", &format!("{registered},{}", expires(10))),
+        ),
+        ("noexp.test", domain("noexp.test", registered)),
+        (
+            "garbage.test",
+            "<html>Service temporarily unavailable</html>".to_string(),
+        ),
+    ];
+    for (name, body) in fixtures {
+        std::fs::write(dir.join(name), body).unwrap();
+    }
+    // Larger than nightjar reads for RDAP (4 MiB).
+    std::fs::File::create(dir.join("huge.test"))
+        .unwrap()
+        .set_len(8 * 1024 * 1024)
+        .unwrap();
 }
 
 /// Loads config text with a fixed environment.

@@ -1,0 +1,521 @@
+//! The `domain` check: when a domain's registration expires, from RDAP (RFC 9083, the
+//! `expiration` event), with the RDAP server found through the IANA bootstrap registry
+//! (RFC 9224) unless configured.
+//!
+//! RDAP servers rate-limit, so answers are cached ([`RdapState`]), and a 429 stops requests to
+//! that server for the time it asks (`Retry-After`) while the last known answer keeps being
+//! reported. Success means: an expiration date was found and is at least `min_days_left` away.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::header::{ACCEPT, RETRY_AFTER};
+use http::{HeaderValue, Method};
+use tokio::time::Instant;
+use url::Url;
+
+use super::CheckCtx;
+use super::http::{HttpExpect, HttpSpec, HttpVersionPref, Received, fetch, show_url};
+use crate::net::{self, IpPreference, TlsSetup};
+use crate::result::{Details, DomainDetails, FailureReason, HttpDetails, Status};
+
+/// The IANA RDAP bootstrap registry for domains.
+pub const IANA_BOOTSTRAP: &str = "https://data.iana.org/rdap/dns.json";
+
+/// How long a fetched bootstrap registry is used before it is fetched again.
+const BOOTSTRAP_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// How long a cached answer may stand in while a server asks us to back off.
+const STALE_LIMIT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Backoff after a 429 without a usable `Retry-After`.
+const DEFAULT_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Largest RDAP or bootstrap document read; anything larger is a failure.
+const MAX_DOCUMENT: u64 = 4 * 1024 * 1024;
+
+/// A validated `domain` check.
+#[derive(Debug, Clone)]
+pub struct DomainSpec {
+    /// The registered domain, lowercase, without a trailing dot.
+    pub domain: String,
+    /// The RDAP base URL to ask, if set for this check.
+    pub server: Option<Url>,
+    /// RDAP base URLs by TLD, from `[agent] rdap_servers`.
+    pub tld_servers: BTreeMap<String, Url>,
+    /// Where the bootstrap registry is, from `[agent] rdap_bootstrap`.
+    pub bootstrap: Url,
+    /// How long an answer is reused before RDAP is asked again.
+    pub cache_for: Duration,
+    /// Address family preference for the RDAP requests.
+    pub ip: IpPreference,
+    /// The registration must not expire within this many days.
+    pub min_days_left: Option<f64>,
+}
+
+/// A bootstrap registry's services: domain suffixes and their RDAP base URL.
+type Services = Arc<Vec<(Vec<String>, Url)>>;
+
+/// What RDAP lookups share across runs: the bootstrap registry, answers and backoffs.
+#[derive(Debug)]
+pub struct RdapState {
+    tls: Arc<rustls::ClientConfig>,
+    verifier: Arc<rustls::client::WebPkiServerVerifier>,
+    bootstraps: Mutex<HashMap<Url, (Instant, Services)>>,
+    answers: Mutex<HashMap<String, Answer>>,
+    backoff: Mutex<HashMap<String, Instant>>,
+}
+
+#[derive(Debug, Clone)]
+struct Answer {
+    at: Instant,
+    expiry: i64,
+    server: String,
+}
+
+impl RdapState {
+    /// Fresh state, with the bundled roots for HTTPS.
+    pub fn new() -> RdapState {
+        let tls = net::client_config(TlsSetup {
+            client_auth: None,
+            alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        })
+        .expect("a client configuration without a client certificate always builds");
+        let verifier = crate::tlsinfo::verifier(net::bundled_roots())
+            .expect("a verifier over the bundled roots always builds");
+        RdapState {
+            tls: Arc::new(tls),
+            verifier,
+            bootstraps: Mutex::new(HashMap::new()),
+            answers: Mutex::new(HashMap::new()),
+            backoff: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Default for RdapState {
+    fn default() -> Self {
+        RdapState::new()
+    }
+}
+
+/// Runs a `domain` check once.
+pub async fn run(spec: &DomainSpec, ctx: &CheckCtx) -> (Status, Details) {
+    let mut details = DomainDetails::default();
+    let status = match lookup(spec, ctx, &mut details).await {
+        Ok(expiry) => {
+            details.expiry = Some(expiry);
+            evaluate(spec, expiry, SystemTime::now())
+        }
+        Err(status) => status,
+    };
+    (status, Details::Domain(details))
+}
+
+async fn lookup(
+    spec: &DomainSpec,
+    ctx: &CheckCtx,
+    details: &mut DomainDetails,
+) -> Result<i64, Status> {
+    let state = &ctx.rdap;
+    if let Some(answer) = cached(state, &spec.domain, spec.cache_for) {
+        details.cached = true;
+        details.server = Some(answer.server);
+        return Ok(answer.expiry);
+    }
+    let base = server_for(spec, ctx, details).await?;
+    let origin = base.origin().ascii_serialization();
+    details.server = Some(show_url(&base));
+    if let Some(until) = backing_off(state, &origin) {
+        return stale_or(state, spec, details, || {
+            Status::fail(
+                FailureReason::Rdap,
+                format!(
+                    "{origin} asked for a pause (HTTP 429); next request in {}s",
+                    until.saturating_duration_since(Instant::now()).as_secs()
+                ),
+            )
+        });
+    }
+    let url = base
+        .join(&format!("domain/{}", spec.domain))
+        .map_err(|error| {
+            Status::fail(
+                FailureReason::Rdap,
+                format!("cannot build the RDAP URL: {error}"),
+            )
+        })?;
+    let received = get(state, spec, ctx, &url, &mut details.http).await?;
+    match received.status.as_u16() {
+        200 => {}
+        404 => {
+            return Err(Status::fail(
+                FailureReason::Rdap,
+                format!(
+                    "{} does not know {} (HTTP 404)",
+                    show_url(&url),
+                    spec.domain
+                ),
+            ));
+        }
+        429 => {
+            let wait = retry_after(&received).unwrap_or(DEFAULT_BACKOFF);
+            state
+                .backoff
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert(origin.clone(), Instant::now() + wait);
+            return stale_or(state, spec, details, || {
+                Status::fail(
+                    FailureReason::Rdap,
+                    format!(
+                        "{origin} is rate-limiting (HTTP 429); no request before {}s from now",
+                        wait.as_secs()
+                    ),
+                )
+            });
+        }
+        code => {
+            return Err(Status::fail(
+                FailureReason::Rdap,
+                format!(
+                    "{} answered HTTP {code} for {}",
+                    show_url(&url),
+                    spec.domain
+                ),
+            ));
+        }
+    }
+    let expiry = parse_expiration(&received.body).map_err(|message| {
+        Status::fail(
+            FailureReason::Rdap,
+            format!("RDAP answer from {} {message}", show_url(&url)),
+        )
+    })?;
+    state
+        .answers
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .insert(
+            spec.domain.clone(),
+            Answer {
+                at: Instant::now(),
+                expiry,
+                server: show_url(&base),
+            },
+        );
+    Ok(expiry)
+}
+
+fn cached(state: &RdapState, domain: &str, max_age: Duration) -> Option<Answer> {
+    let answers = state
+        .answers
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    answers
+        .get(domain)
+        .filter(|answer| answer.at.elapsed() < max_age)
+        .cloned()
+}
+
+fn backing_off(state: &RdapState, origin: &str) -> Option<Instant> {
+    let backoff = state
+        .backoff
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    backoff
+        .get(origin)
+        .copied()
+        .filter(|until| *until > Instant::now())
+}
+
+/// While a server asks for a pause, the last answer (up to a week old) stands in.
+fn stale_or(
+    state: &RdapState,
+    spec: &DomainSpec,
+    details: &mut DomainDetails,
+    otherwise: impl FnOnce() -> Status,
+) -> Result<i64, Status> {
+    match cached(state, &spec.domain, STALE_LIMIT) {
+        Some(answer) => {
+            details.cached = true;
+            Ok(answer.expiry)
+        }
+        None => Err(otherwise()),
+    }
+}
+
+fn retry_after(received: &Received) -> Option<Duration> {
+    let value = received.headers.get(RETRY_AFTER)?.to_str().ok()?;
+    let seconds: u64 = value.trim().parse().ok()?;
+    Some(Duration::from_secs(seconds.clamp(1, 24 * 3600)))
+}
+
+/// The RDAP base URL for the check's domain: the check's own, `[agent] rdap_servers`, or the
+/// bootstrap registry (longest matching suffix).
+async fn server_for(
+    spec: &DomainSpec,
+    ctx: &CheckCtx,
+    details: &mut DomainDetails,
+) -> Result<Url, Status> {
+    if let Some(server) = &spec.server {
+        return Ok(server.clone());
+    }
+    if let Some(server) = longest_match(
+        &spec.domain,
+        spec.tld_servers.iter().map(|(k, v)| (k.as_str(), v)),
+    ) {
+        return Ok(server.clone());
+    }
+    let services = bootstrap(spec, ctx, details).await?;
+    let found = longest_match(
+        &spec.domain,
+        services
+            .iter()
+            .flat_map(|(suffixes, url)| suffixes.iter().map(move |suffix| (suffix.as_str(), url))),
+    );
+    found.cloned().ok_or_else(|| {
+        Status::fail(
+            FailureReason::Rdap,
+            format!(
+                "the RDAP bootstrap registry names no server for {}; set rdap_server on the check or [agent] rdap_servers",
+                spec.domain
+            ),
+        )
+    })
+}
+
+fn longest_match<'a>(
+    domain: &str,
+    candidates: impl Iterator<Item = (&'a str, &'a Url)>,
+) -> Option<&'a Url> {
+    candidates
+        .filter(|(suffix, _)| {
+            let suffix = suffix.trim_matches('.').to_ascii_lowercase();
+            !suffix.is_empty() && (domain == suffix || domain.ends_with(&format!(".{suffix}")))
+        })
+        .max_by_key(|(suffix, _)| suffix.len())
+        .map(|(_, url)| url)
+}
+
+async fn bootstrap(
+    spec: &DomainSpec,
+    ctx: &CheckCtx,
+    details: &mut DomainDetails,
+) -> Result<Services, Status> {
+    let state = &ctx.rdap;
+    {
+        let cache = state
+            .bootstraps
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((at, services)) = cache.get(&spec.bootstrap)
+            && at.elapsed() < BOOTSTRAP_TTL
+        {
+            return Ok(services.clone());
+        }
+    }
+    let shown = show_url(&spec.bootstrap);
+    let received = get(state, spec, ctx, &spec.bootstrap, &mut details.http)
+        .await
+        .map_err(|status| match status {
+            Status::Fail { detail, .. } => Status::fail(
+                FailureReason::Rdap,
+                format!("cannot load the RDAP bootstrap registry {shown}: {detail}"),
+            ),
+            Status::Pass => status,
+        })?;
+    if received.status.as_u16() != 200 {
+        return Err(Status::fail(
+            FailureReason::Rdap,
+            format!(
+                "the RDAP bootstrap registry {shown} answered HTTP {}",
+                received.status.as_u16()
+            ),
+        ));
+    }
+    let services = Arc::new(parse_bootstrap(&received.body).map_err(|message| {
+        Status::fail(
+            FailureReason::Rdap,
+            format!("the RDAP bootstrap registry {shown} {message}"),
+        )
+    })?);
+    state
+        .bootstraps
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .insert(spec.bootstrap.clone(), (Instant::now(), services.clone()));
+    Ok(services)
+}
+
+async fn get(
+    state: &RdapState,
+    spec: &DomainSpec,
+    ctx: &CheckCtx,
+    url: &Url,
+    timings: &mut HttpDetails,
+) -> Result<Received, Status> {
+    let request = HttpSpec {
+        url: url.clone(),
+        method: Method::GET,
+        headers: vec![(
+            ACCEPT,
+            HeaderValue::from_static("application/rdap+json, application/json"),
+        )],
+        body: None,
+        follow_redirects: true,
+        max_redirects: 5,
+        ip: spec.ip,
+        version: HttpVersionPref::Auto,
+        tls: state.tls.clone(),
+        verifier: state.verifier.clone(),
+        insecure_skip_verify: false,
+        server_name: None,
+        max_body: MAX_DOCUMENT,
+        expect: HttpExpect {
+            max_size: Some(MAX_DOCUMENT),
+            ..HttpExpect::default()
+        },
+    };
+    let mut hop = HttpDetails::default();
+    let result = fetch(&request, ctx, &mut hop).await;
+    timings.resolve += hop.resolve;
+    timings.connect += hop.connect;
+    timings.tls += hop.tls;
+    timings.processing += hop.processing;
+    timings.transfer += hop.transfer;
+    timings.status_code = hop.status_code;
+    result
+}
+
+/// The `expiration` event's date (Unix seconds) from an RFC 9083 domain object.
+pub fn parse_expiration(body: &[u8]) -> Result<i64, String> {
+    let document: serde_json::Value =
+        serde_json::from_slice(body).map_err(|error| format!("is not valid JSON: {error}"))?;
+    let events = document
+        .get("events")
+        .and_then(|events| events.as_array())
+        .ok_or("has no events")?;
+    let date = events
+        .iter()
+        .find(|event| event.get("eventAction").and_then(|a| a.as_str()) == Some("expiration"))
+        .ok_or("has no expiration event")?
+        .get("eventDate")
+        .and_then(|date| date.as_str())
+        .ok_or("has an expiration event without an eventDate")?;
+    chrono::DateTime::parse_from_rfc3339(date)
+        .map(|date| date.timestamp())
+        .map_err(|error| format!("has an expiration date {date:?} that is not RFC 3339: {error}"))
+}
+
+/// The services of an RFC 9224 bootstrap registry: suffixes and the first HTTPS (else HTTP)
+/// base URL of each.
+pub fn parse_bootstrap(body: &[u8]) -> Result<Vec<(Vec<String>, Url)>, String> {
+    let document: serde_json::Value =
+        serde_json::from_slice(body).map_err(|error| format!("is not valid JSON: {error}"))?;
+    let services = document
+        .get("services")
+        .and_then(|services| services.as_array())
+        .ok_or("has no services")?;
+    let mut out = Vec::new();
+    for service in services {
+        let Some([suffixes, urls]) = service.as_array().map(Vec::as_slice) else {
+            continue;
+        };
+        let suffixes: Vec<String> = suffixes
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_ascii_lowercase))
+            .collect();
+        let urls: Vec<Url> = urls
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|u| u.as_str())
+            .filter_map(|u| {
+                Url::parse(&if u.ends_with('/') {
+                    u.to_string()
+                } else {
+                    format!("{u}/")
+                })
+                .ok()
+            })
+            .collect();
+        let best = urls
+            .iter()
+            .find(|u| u.scheme() == "https")
+            .or_else(|| urls.iter().find(|u| u.scheme() == "http"));
+        if let Some(url) = best {
+            out.push((suffixes, url.clone()));
+        }
+    }
+    Ok(out)
+}
+
+fn evaluate(spec: &DomainSpec, expiry: i64, now: SystemTime) -> Status {
+    let Some(min_days) = spec.min_days_left else {
+        return Status::Pass;
+    };
+    let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let days_left = (expiry - now_secs) as f64 / 86_400.0;
+    if days_left >= min_days {
+        return Status::Pass;
+    }
+    let when = crate::status::rfc3339(UNIX_EPOCH + Duration::from_secs(expiry.max(0) as u64));
+    let state = if days_left < 0.0 {
+        format!("expired {:.1} days ago ({when})", -days_left)
+    } else {
+        format!("expires in {days_left:.1} days ({when})")
+    };
+    Status::fail(
+        FailureReason::DomainExpiring,
+        format!(
+            "the registration of {} {state}, less than min_days_left {min_days}",
+            spec.domain
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiration_events() {
+        let body = br#"{"events":[{"eventAction":"registration","eventDate":"1995-08-14T04:00:00Z"},{"eventAction":"expiration","eventDate":"2027-08-13T04:00:00Z"}]}"#;
+        assert_eq!(parse_expiration(body), Ok(1_818_129_600));
+        assert_eq!(
+            parse_expiration(br#"{"events":[]}"#),
+            Err("has no expiration event".to_string())
+        );
+        assert!(
+            parse_expiration(b"<html>")
+                .unwrap_err()
+                .starts_with("is not valid JSON")
+        );
+    }
+
+    #[test]
+    fn bootstrap_longest_suffix() {
+        let body = br#"{"services":[[["com","net"],["http://a.example/rdap/","https://a.example/rdap/"]],[["co.uk"],["https://b.example/"]],[["uk"],["https://c.example"]]]}"#;
+        let services = parse_bootstrap(body).unwrap();
+        let find = |domain: &str| {
+            longest_match(
+                domain,
+                services
+                    .iter()
+                    .flat_map(|(s, u)| s.iter().map(move |x| (x.as_str(), u))),
+            )
+            .map(|u| u.to_string())
+        };
+        assert_eq!(
+            find("example.com").as_deref(),
+            Some("https://a.example/rdap/")
+        );
+        assert_eq!(find("shop.co.uk").as_deref(), Some("https://b.example/"));
+        assert_eq!(find("gov.uk").as_deref(), Some("https://c.example/"));
+        assert_eq!(find("example.org"), None);
+    }
+}
