@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs nightjar's whole test suite. The tests use real servers on loopback, so this first
 # installs what they need from Debian's packages when it is missing: nginx with its mail module
-# (SMTP STARTTLS), Prometheus with promtool, and the CA bundle. It is idempotent: a second run
-# installs nothing.
+# (SMTP STARTTLS), BIND 9 with dnssec-keygen/dnssec-signzone, Prometheus with promtool, and the
+# CA bundle. It is idempotent: a second run installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +13,8 @@ have nginx || missing+=(nginx)
 have prometheus || missing+=(prometheus)
 have promtool || missing+=(prometheus)
 [ -e /usr/lib/nginx/modules/ngx_mail_module.so ] || missing+=(libnginx-mod-mail)
+have named || missing+=(bind9)
+have dnssec-signzone || missing+=(bind9-utils)
 [ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 
 if [ "${#missing[@]}" -gt 0 ]; then

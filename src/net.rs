@@ -121,6 +121,25 @@ impl Resolver {
     }
 }
 
+/// The name servers of the system configuration (`/etc/resolv.conf`), in order, on port 53
+/// unless configured otherwise. Read once.
+pub fn system_nameservers() -> Vec<SocketAddr> {
+    static SERVERS: OnceLock<Vec<SocketAddr>> = OnceLock::new();
+    SERVERS
+        .get_or_init(|| match hickory_resolver::system_conf::read_system_conf() {
+            Ok((config, _)) => config
+                .name_servers
+                .iter()
+                .map(|server| {
+                    let port = server.connections.first().map_or(53, |c| c.port);
+                    SocketAddr::new(server.ip, port)
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        })
+        .clone()
+}
+
 /// Orders addresses by family preference, dropping the other family without fallback.
 pub fn order_addresses(all: &[IpAddr], pref: IpPreference) -> Vec<IpAddr> {
     let preferred = all.iter().filter(|ip| pref.prefer.matches(ip));

@@ -79,6 +79,8 @@ pub enum Details {
     Tls(TlsDetails),
     /// A domain check's measurements.
     Domain(DomainDetails),
+    /// A DNS check's measurements.
+    Dns(DnsDetails),
 }
 
 impl Details {
@@ -87,9 +89,90 @@ impl Details {
         match self {
             Details::None | Details::Domain(_) => None,
             Details::Http(http) => http.tls_info.as_ref(),
+            Details::Dns(dns) => dns.tls_info.as_ref(),
             Details::Tls(tls) => tls.info.as_ref(),
         }
     }
+}
+
+/// What a `dns` check measured and was told.
+#[derive(Debug, Clone, Default)]
+pub struct DnsDetails {
+    /// The server asked (address, or URL for DNS over HTTPS).
+    pub server: String,
+    /// Time spent resolving the server's name.
+    pub resolve: Duration,
+    /// Time spent connecting (TCP, TLS and HTTPS transports).
+    pub connect: Duration,
+    /// Time spent in TLS handshakes (TLS and HTTPS transports).
+    pub tls: Duration,
+    /// From sending the query to having the answer.
+    pub request: Duration,
+    /// The response code, e.g. "NOERROR".
+    pub rcode: Option<String>,
+    /// The AA flag.
+    pub authoritative: bool,
+    /// Whether the UDP answer was truncated (and asked again over TCP).
+    pub truncated: bool,
+    /// Records in the answer section.
+    pub answer_rrs: usize,
+    /// Records in the authority section.
+    pub authority_rrs: usize,
+    /// Records in the additional section.
+    pub additional_rrs: usize,
+    /// The answers of the queried type.
+    pub answers: Vec<DnsAnswer>,
+    /// The serial of an SOA in the answer section.
+    pub soa_serial: Option<u32>,
+    /// The earliest RRSIG expiration among the answers (Unix seconds).
+    pub earliest_rrsig: Option<i64>,
+    /// In consistency mode: each authoritative server and its SOA serial.
+    pub soa_servers: Vec<SoaServer>,
+    /// What the TLS handshake showed (TLS and HTTPS transports).
+    pub tls_info: Option<TlsInfo>,
+}
+
+impl DnsDetails {
+    /// Names of the phases of a `dns` check, as blackbox_exporter names them.
+    pub const PHASES: [&'static str; 3] = ["resolve", "connect", "request"];
+
+    /// Each phase with its duration; `connect` includes the TLS handshake.
+    pub fn phases(&self) -> [(&'static str, Duration); 3] {
+        [
+            ("resolve", self.resolve),
+            ("connect", self.connect + self.tls),
+            ("request", self.request),
+        ]
+    }
+
+    /// The smallest and largest TTL among the answers.
+    pub fn ttl_range(&self) -> Option<(u32, u32)> {
+        let min = self.answers.iter().map(|answer| answer.ttl).min()?;
+        let max = self.answers.iter().map(|answer| answer.ttl).max()?;
+        Some((min, max))
+    }
+}
+
+/// One answer record of the queried type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsAnswer {
+    /// Owner name.
+    pub name: String,
+    /// Record type, e.g. "A".
+    pub kind: String,
+    /// TTL in seconds.
+    pub ttl: u32,
+    /// The record data in zone-file form, e.g. "203.0.113.5" or "10 mx1.example.com.".
+    pub data: String,
+}
+
+/// One authoritative server's SOA serial (consistency mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SoaServer {
+    /// The server, as "name (address)" or "address:port".
+    pub server: String,
+    /// Its serial, if it answered.
+    pub serial: Option<u32>,
 }
 
 /// What a `domain` check found.
@@ -272,6 +355,14 @@ pub enum FailureReason {
     Rdap,
     /// The domain's registration expires sooner than `min_days_left`.
     DomainExpiring,
+    /// The DNS response code was not an expected one.
+    Rcode,
+    /// A DNS answer expectation failed (answers, AA flag, TTLs).
+    Answer,
+    /// A DNSSEC signature among the answers expires sooner than `min_rrsig_days_left`.
+    RrsigExpiring,
+    /// The authoritative servers of a zone disagree on its SOA serial.
+    Inconsistent,
 }
 
 impl FailureReason {
@@ -294,6 +385,27 @@ impl FailureReason {
         FailureReason::TooLarge,
         FailureReason::Rdap,
         FailureReason::DomainExpiring,
+        FailureReason::Rcode,
+        FailureReason::Answer,
+        FailureReason::RrsigExpiring,
+        FailureReason::Inconsistent,
+    ];
+
+    /// The reasons a `dns` check can produce.
+    pub const DNS: &'static [FailureReason] = &[
+        FailureReason::Timeout,
+        FailureReason::Dns,
+        FailureReason::Connect,
+        FailureReason::Tls,
+        FailureReason::CertInvalid,
+        FailureReason::Closed,
+        FailureReason::Protocol,
+        FailureReason::Status,
+        FailureReason::TooLarge,
+        FailureReason::Rcode,
+        FailureReason::Answer,
+        FailureReason::RrsigExpiring,
+        FailureReason::Inconsistent,
     ];
 
     /// The reasons an `http` check can produce.
@@ -361,6 +473,10 @@ impl FailureReason {
             FailureReason::TooLarge => "too_large",
             FailureReason::Rdap => "rdap",
             FailureReason::DomainExpiring => "domain_expiring",
+            FailureReason::Rcode => "rcode",
+            FailureReason::Answer => "answer",
+            FailureReason::RrsigExpiring => "rrsig_expiring",
+            FailureReason::Inconsistent => "inconsistent",
         }
     }
 }

@@ -187,6 +187,46 @@ pub struct RunView {
     /// What RDAP said, for domain checks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub domain: Option<DomainView>,
+    /// What the DNS server said, for dns checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsView>,
+}
+
+/// A DNS answer, for the JSON API.
+#[derive(Debug, Clone, Serialize)]
+pub struct DnsView {
+    /// The server asked.
+    pub server: String,
+    /// The response code.
+    pub rcode: Option<String>,
+    /// The AA flag.
+    pub authoritative: bool,
+    /// Whether the UDP answer was truncated and asked again over TCP.
+    pub truncated: bool,
+    /// Answers of the queried type.
+    pub answers: Vec<AnswerView>,
+    /// The SOA serial in the answer, if any.
+    pub soa_serial: Option<u32>,
+    /// The earliest RRSIG expiration among the answers (RFC 3339).
+    pub rrsig_expiry: Option<String>,
+    /// Days until then.
+    pub rrsig_days_left: Option<f64>,
+    /// Consistency mode: each server and its serial.
+    pub soa_servers: BTreeMap<String, Option<u32>>,
+}
+
+/// One answer record, for the JSON API.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnswerView {
+    /// Owner name.
+    pub name: String,
+    /// Record type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// TTL in seconds.
+    pub ttl: u32,
+    /// Record data in zone-file form.
+    pub data: String,
 }
 
 /// A domain check's answer, for the JSON API.
@@ -337,12 +377,44 @@ impl RunView {
             tls_version: None,
             tls: None,
             domain: None,
+            dns: None,
         };
         if let Some(info) = res.details.tls_info() {
             view.tls = Some(TlsView::new(info));
         }
         match &res.details {
             Details::None => {}
+            Details::Dns(dns) => {
+                for (phase, took) in dns.phases() {
+                    view.phases.insert(phase, took.as_secs_f64());
+                }
+                view.dns = Some(DnsView {
+                    server: dns.server.clone(),
+                    rcode: dns.rcode.clone(),
+                    authoritative: dns.authoritative,
+                    truncated: dns.truncated,
+                    answers: dns
+                        .answers
+                        .iter()
+                        .map(|answer| AnswerView {
+                            name: answer.name.clone(),
+                            kind: answer.kind.clone(),
+                            ttl: answer.ttl,
+                            data: answer.data.clone(),
+                        })
+                        .collect(),
+                    soa_serial: dns.soa_serial,
+                    rrsig_expiry: dns
+                        .earliest_rrsig
+                        .map(|secs| rfc3339(UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64))),
+                    rrsig_days_left: dns.earliest_rrsig.map(days_left),
+                    soa_servers: dns
+                        .soa_servers
+                        .iter()
+                        .map(|server| (server.server.clone(), server.serial))
+                        .collect(),
+                });
+            }
             Details::Domain(domain) => {
                 for (phase, took) in domain.http.phases() {
                     view.phases.insert(phase, took.as_secs_f64());

@@ -3,6 +3,7 @@
 //!
 //! Nothing here knows about metrics, the status store or the server.
 
+pub mod dns;
 pub mod domain;
 pub mod http;
 pub mod tls;
@@ -17,6 +18,7 @@ use tokio::time::{Instant, timeout_at};
 use crate::net::{self, ConnectError, IpPreference, Resolver};
 use crate::result::{Details, FailureReason, Status};
 
+pub use dns::DnsSpec;
 pub use domain::DomainSpec;
 pub use http::HttpSpec;
 pub use tls::TlsSpec;
@@ -30,11 +32,18 @@ pub enum CheckKind {
     Tls,
     /// Domain registration expiry from RDAP.
     Domain,
+    /// A DNS query with expectations, or SOA consistency across a zone's servers.
+    Dns,
 }
 
 impl CheckKind {
     /// Every supported kind.
-    pub const ALL: &'static [CheckKind] = &[CheckKind::Http, CheckKind::Tls, CheckKind::Domain];
+    pub const ALL: &'static [CheckKind] = &[
+        CheckKind::Http,
+        CheckKind::Tls,
+        CheckKind::Dns,
+        CheckKind::Domain,
+    ];
 
     /// The name used in config and as the `type` label.
     pub fn as_str(self) -> &'static str {
@@ -42,6 +51,7 @@ impl CheckKind {
             CheckKind::Http => "http",
             CheckKind::Tls => "tls",
             CheckKind::Domain => "domain",
+            CheckKind::Dns => "dns",
         }
     }
 
@@ -51,6 +61,7 @@ impl CheckKind {
             CheckKind::Http => FailureReason::HTTP,
             CheckKind::Tls => FailureReason::TLS,
             CheckKind::Domain => FailureReason::DOMAIN,
+            CheckKind::Dns => FailureReason::DNS,
         }
     }
 }
@@ -76,6 +87,8 @@ pub enum CheckSpec {
     Tls(Box<TlsSpec>),
     /// `type = "domain"`.
     Domain(Box<DomainSpec>),
+    /// `type = "dns"`.
+    Dns(Box<DnsSpec>),
 }
 
 impl CheckSpec {
@@ -85,6 +98,7 @@ impl CheckSpec {
             CheckSpec::Http(_) => CheckKind::Http,
             CheckSpec::Tls(_) => CheckKind::Tls,
             CheckSpec::Domain(_) => CheckKind::Domain,
+            CheckSpec::Dns(_) => CheckKind::Dns,
         }
     }
 
@@ -94,6 +108,7 @@ impl CheckSpec {
             CheckSpec::Http(spec) => http::run(spec, ctx).await,
             CheckSpec::Tls(spec) => tls::run(spec, ctx).await,
             CheckSpec::Domain(spec) => domain::run(spec, ctx).await,
+            CheckSpec::Dns(spec) => dns::run(spec, ctx).await,
         }
     }
 }

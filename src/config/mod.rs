@@ -4,6 +4,7 @@
 //! values: everything downstream receives validated, built values ([`Config`], [`CheckDef`]).
 //! Every problem in every file is reported at once, each as `file:line:column: message`.
 
+mod dns;
 mod domain;
 mod http;
 mod reader;

@@ -15,7 +15,7 @@ use prometheus::{
 };
 
 use crate::config::{CheckDef, Config};
-use crate::result::{CheckResult, Details, TlsInfo};
+use crate::result::{CheckResult, Details, DnsDetails, TlsInfo};
 
 /// Buckets of `nightjar_scheduler_lag_seconds`: from 100 µs to 10 s.
 const LAG_BUCKETS: &[f64] = &[
@@ -47,6 +47,7 @@ pub struct Metrics {
     reload_timestamp: prometheus::Gauge,
     checks_configured: IntGauge,
     tls: TlsFamilies,
+    dns: DnsFamilies,
     /// Label sets currently exported per check and per family whose series come and go
     /// with each run (certificate details, versions), so stale ones can be removed.
     dynamic: Mutex<HashMap<(Arc<str>, Family), LabelSets>>,
@@ -68,6 +69,26 @@ enum Family {
     HostnameMatch,
     Expiry,
     DomainExpiry,
+    DnsSerial,
+    DnsRcode,
+    DnsMinTtl,
+    DnsMaxTtl,
+    DnsRrsigExpiry,
+    DnsSoaServers,
+}
+
+struct DnsFamilies {
+    duration: GaugeVec,
+    answer_rrs: GaugeVec,
+    authority_rrs: GaugeVec,
+    additional_rrs: GaugeVec,
+    serial: GaugeVec,
+    rcode: GaugeVec,
+    authoritative: GaugeVec,
+    min_ttl: GaugeVec,
+    max_ttl: GaugeVec,
+    rrsig_expiry: GaugeVec,
+    soa_serial: GaugeVec,
 }
 
 struct TlsFamilies {
@@ -296,6 +317,64 @@ impl Metrics {
             ),
         };
 
+        let dns = DnsFamilies {
+            duration: gauge(
+                "probe_dns_duration_seconds",
+                "Duration of each phase of the last DNS query: resolve (the server's name), connect (including TLS), request.",
+                &with(&["phase"]),
+            ),
+            answer_rrs: gauge(
+                "probe_dns_answer_rrs",
+                "Records in the answer section.",
+                &base,
+            ),
+            authority_rrs: gauge(
+                "probe_dns_authority_rrs",
+                "Records in the authority section.",
+                &base,
+            ),
+            additional_rrs: gauge(
+                "probe_dns_additional_rrs",
+                "Records in the additional section.",
+                &base,
+            ),
+            serial: gauge(
+                "probe_dns_serial",
+                "The SOA serial in the answer, if any.",
+                &base,
+            ),
+            rcode: gauge(
+                "nightjar_dns_rcode_info",
+                "The response code of the last answer; always 1.",
+                &with(&["rcode"]),
+            ),
+            authoritative: gauge(
+                "nightjar_dns_authoritative",
+                "Whether the last answer had the AA flag.",
+                &base,
+            ),
+            min_ttl: gauge(
+                "nightjar_dns_answer_min_ttl_seconds",
+                "The smallest TTL among the answers of the queried type.",
+                &base,
+            ),
+            max_ttl: gauge(
+                "nightjar_dns_answer_max_ttl_seconds",
+                "The largest TTL among the answers of the queried type.",
+                &base,
+            ),
+            rrsig_expiry: gauge(
+                "nightjar_dns_rrsig_expiry_timestamp_seconds",
+                "The earliest RRSIG expiration (Unix time) among the answers.",
+                &base,
+            ),
+            soa_serial: gauge(
+                "nightjar_dns_soa_serial",
+                "Consistency mode: the SOA serial each authoritative server gave.",
+                &with(&["server"]),
+            ),
+        };
+
         let mut info_labels = base.clone();
         info_labels.extend(["target", "schedule"]);
         let check_info = IntGaugeVec::new(
@@ -405,6 +484,7 @@ impl Metrics {
             reload_timestamp,
             checks_configured,
             tls,
+            dns,
             dynamic: Mutex::new(HashMap::new()),
         }
     }
@@ -440,6 +520,7 @@ impl Metrics {
         self.observe_expiry(&res.check, &refs, &res.details);
         match &res.details {
             Details::None => {}
+            Details::Dns(dns) => self.observe_dns(&res.check, &refs, dns),
             Details::Domain(domain) => {
                 for (phase, took) in domain.http.phases() {
                     self.http_duration
@@ -592,6 +673,11 @@ impl Metrics {
         if let Some(first) = details.tls_info().and_then(TlsInfo::earliest_expiry) {
             expiry.push((owned(&["certificate"]), first as f64));
         }
+        if let Details::Dns(dns) = details
+            && let Some(at) = dns.earliest_rrsig
+        {
+            expiry.push((owned(&["dnssec_signature"]), at as f64));
+        }
         let mut domain = Vec::new();
         if let Details::Domain(found) = details
             && let Some(at) = found.expiry
@@ -601,6 +687,84 @@ impl Metrics {
         }
         self.replace(check, Family::Expiry, &self.tls.expiry, expiry);
         self.replace(check, Family::DomainExpiry, &self.tls.domain_expiry, domain);
+    }
+
+    fn observe_dns(&self, check: &Arc<str>, base: &[&str], dns: &DnsDetails) {
+        let owned = |extra: &[&str]| -> Vec<String> {
+            base.iter()
+                .chain(extra)
+                .map(|value| (*value).to_string())
+                .collect()
+        };
+        let families = &self.dns;
+        self.probe_dns_lookup
+            .with_label_values(base)
+            .set(dns.resolve.as_secs_f64());
+        for (phase, took) in dns.phases() {
+            families
+                .duration
+                .with_label_values(&extend(base, phase))
+                .set(took.as_secs_f64());
+        }
+        families
+            .answer_rrs
+            .with_label_values(base)
+            .set(dns.answer_rrs as f64);
+        families
+            .authority_rrs
+            .with_label_values(base)
+            .set(dns.authority_rrs as f64);
+        families
+            .additional_rrs
+            .with_label_values(base)
+            .set(dns.additional_rrs as f64);
+        families
+            .authoritative
+            .with_label_values(base)
+            .set(f64::from(u8::from(dns.authoritative)));
+        let one = |value: Option<f64>| {
+            value
+                .map(|v| (owned(&[]), v))
+                .into_iter()
+                .collect::<Vec<_>>()
+        };
+        self.replace(
+            check,
+            Family::DnsSerial,
+            &families.serial,
+            one(dns.soa_serial.map(f64::from)),
+        );
+        let rcode = dns.rcode.iter().map(|code| (owned(&[code]), 1.0)).collect();
+        self.replace(check, Family::DnsRcode, &families.rcode, rcode);
+        let ttl = dns.ttl_range();
+        self.replace(
+            check,
+            Family::DnsMinTtl,
+            &families.min_ttl,
+            one(ttl.map(|(min, _)| f64::from(min))),
+        );
+        self.replace(
+            check,
+            Family::DnsMaxTtl,
+            &families.max_ttl,
+            one(ttl.map(|(_, max)| f64::from(max))),
+        );
+        self.replace(
+            check,
+            Family::DnsRrsigExpiry,
+            &families.rrsig_expiry,
+            one(dns.earliest_rrsig.map(|at| at as f64)),
+        );
+        let servers = dns
+            .soa_servers
+            .iter()
+            .filter_map(|server| {
+                server
+                    .serial
+                    .map(|serial| (owned(&[&server.server]), f64::from(serial)))
+            })
+            .collect();
+        self.replace(check, Family::DnsSoaServers, &families.soa_serial, servers);
     }
 
     /// Makes `series` the exact set of this check's series in `vec`: sets the new ones, then

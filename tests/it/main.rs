@@ -2,6 +2,7 @@
 
 mod cli;
 mod config;
+mod dns;
 mod domain;
 mod hostile;
 mod http;

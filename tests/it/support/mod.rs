@@ -1,7 +1,9 @@
 //! Test support: real servers on loopback (nginx, Prometheus), a test CA made at test time
 //! with rcgen, an in-process agent, and the contract every check kind's results satisfy.
 
+pub mod bind;
 pub mod hostile;
+pub mod hostile_dns;
 pub mod pki;
 
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
@@ -25,13 +27,23 @@ pub fn require(program: &str, package: &str) -> PathBuf {
     panic!("{program} is not installed: run `bash .ci/run` once, or `apt-get install {package}`");
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// A port free on 127.0.0.1 for a server the test starts.
+///
+/// Ports come from a counter below Linux's ephemeral range (32768 and up), so no `bind(:0)`
+/// or outgoing connection elsewhere in the suite can take one between this call and the
+/// server binding it; each is checked free before it is handed out.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .expect("bind an ephemeral port")
-        .local_addr()
-        .expect("local address")
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 10_000 + (std::process::id() % 200) as u16 * 50;
+    for _ in 0..2000 {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % 12_000;
+        let port = base + offset;
+        if StdListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 below the ephemeral range");
 }
 
 /// Polls until `addr` accepts a TCP connection; panics after `limit`.

@@ -1,0 +1,1020 @@
+//! The `dns` check: one query of any record type to the system resolver or a given server,
+//! over UDP, TCP, DNS-over-TLS or DNS-over-HTTPS, checked against expectations on the rcode,
+//! the answers, the authoritative flag, TTLs and DNSSEC signature expiry. In `consistency`
+//! mode it asks every authoritative server of a zone for the SOA and compares the serials.
+//!
+//! Messages are built and parsed with hickory-proto; the transports are thin and local so
+//! each phase is timed and each misbehaviour (a mismatched ID, a truncated or malformed
+//! answer) becomes a precise failure reason.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use hickory_proto::dnssec::rdata::DNSSECRData;
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, RecordType};
+use http::header::{ACCEPT, CONTENT_TYPE};
+use http::{HeaderValue, Method};
+use regex::Regex;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::UdpSocket;
+use tokio::time::{Instant, timeout_at};
+use tokio_rustls::TlsConnector;
+use url::Url;
+
+use super::CheckCtx;
+use super::http::{HttpExpect, HttpSpec, HttpVersionPref, fetch, show_url};
+use crate::net::{self, IpPreference};
+use crate::result::{
+    Details, DnsAnswer, DnsDetails, FailureReason, HttpDetails, SoaServer, Status,
+};
+use crate::tlsinfo;
+
+/// Largest DNS message nightjar reads (the protocol maximum).
+const MAX_MESSAGE: usize = 65_535;
+
+/// A validated `dns` check.
+#[derive(Debug, Clone)]
+pub struct DnsSpec {
+    /// The name asked about.
+    pub query: Name,
+    /// The record type asked for.
+    pub record: RecordType,
+    /// Where to ask.
+    pub server: DnsServer,
+    /// Set the RD bit (ask for recursion).
+    pub recursion_desired: bool,
+    /// Set the DO bit, so signed zones return their RRSIGs.
+    pub dnssec_ok: bool,
+    /// Address family preference for resolving a server given by name.
+    pub ip: IpPreference,
+    /// Compare the SOA serials of the zone's authoritative servers instead.
+    pub consistency: Option<Consistency>,
+    /// What must hold.
+    pub expect: DnsExpect,
+}
+
+/// Where queries go.
+#[derive(Debug, Clone)]
+pub enum DnsServer {
+    /// The first name server of the system configuration (`/etc/resolv.conf`).
+    System {
+        /// Over TCP instead of UDP.
+        tcp: bool,
+    },
+    /// Plain DNS over UDP (falling back to TCP when the answer is truncated).
+    Udp(HostPort),
+    /// Plain DNS over TCP.
+    Tcp(HostPort),
+    /// DNS over TLS (RFC 7858).
+    Tls(Box<TlsServer>),
+    /// DNS over HTTPS (RFC 8484), POST.
+    Https(Box<HttpsServer>),
+}
+
+/// A host (name or address) and port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    /// Host name or IP address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+impl std::fmt::Display for HostPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// A DNS-over-TLS server.
+#[derive(Debug, Clone)]
+pub struct TlsServer {
+    /// Where it listens.
+    pub addr: HostPort,
+    /// Name verified against its certificate.
+    pub server_name: ServerName<'static>,
+    /// The TLS client.
+    pub client: Arc<rustls::ClientConfig>,
+    /// Judges its chain.
+    pub verifier: Arc<rustls::client::WebPkiServerVerifier>,
+    /// Go on when the certificate does not verify.
+    pub insecure_skip_verify: bool,
+}
+
+/// A DNS-over-HTTPS endpoint.
+#[derive(Debug, Clone)]
+pub struct HttpsServer {
+    /// The endpoint, e.g. `https://dns.example/dns-query`.
+    pub url: Url,
+    /// The TLS client.
+    pub client: Arc<rustls::ClientConfig>,
+    /// Judges its chain.
+    pub verifier: Arc<rustls::client::WebPkiServerVerifier>,
+    /// Go on when the certificate does not verify.
+    pub insecure_skip_verify: bool,
+    /// Name verified against its certificate, instead of the URL's host.
+    pub server_name: Option<ServerName<'static>>,
+}
+
+/// The servers whose SOA serials must agree.
+#[derive(Debug, Clone)]
+pub struct Consistency {
+    /// Explicit servers; empty means the zone's NS records, on port 53.
+    pub servers: Vec<HostPort>,
+}
+
+/// Expectations of a `dns` check.
+#[derive(Debug, Clone)]
+pub struct DnsExpect {
+    /// Accepted response codes.
+    pub rcodes: Vec<ResponseCode>,
+    /// Every answer of the queried type must match each regex.
+    pub answers_match: Vec<Regex>,
+    /// Each regex must match at least one answer.
+    pub answers_match_any: Vec<Regex>,
+    /// No answer may match any regex.
+    pub answers_match_none: Vec<Regex>,
+    /// The answers, exactly (order does not matter).
+    pub answers: Option<Vec<String>>,
+    /// At least this many answers of the queried type.
+    pub min_answers: Option<usize>,
+    /// The AA flag must be this.
+    pub authoritative: Option<bool>,
+    /// Every answer's TTL must be at least this.
+    pub min_ttl: Option<u32>,
+    /// Every answer's TTL must be at most this.
+    pub max_ttl: Option<u32>,
+    /// The earliest RRSIG among the answers must expire at least this many days away.
+    pub min_rrsig_days_left: Option<f64>,
+}
+
+impl Default for DnsExpect {
+    fn default() -> Self {
+        DnsExpect {
+            rcodes: vec![ResponseCode::NoError],
+            answers_match: Vec::new(),
+            answers_match_any: Vec::new(),
+            answers_match_none: Vec::new(),
+            answers: None,
+            min_answers: None,
+            authoritative: None,
+            min_ttl: None,
+            max_ttl: None,
+            min_rrsig_days_left: None,
+        }
+    }
+}
+
+/// Runs a `dns` check once.
+pub async fn run(spec: &DnsSpec, ctx: &CheckCtx) -> (Status, Details) {
+    let mut details = DnsDetails::default();
+    let status = match &spec.consistency {
+        Some(consistency) => run_consistency(spec, consistency, ctx, &mut details).await,
+        None => match ask(
+            spec,
+            ctx,
+            &spec.server,
+            &spec.query,
+            spec.record,
+            spec.recursion_desired,
+            &mut details,
+        )
+        .await
+        {
+            Ok(answer) => {
+                record(&answer, spec.record, &mut details);
+                evaluate(&spec.expect, &details, SystemTime::now())
+            }
+            Err(status) => status,
+        },
+    };
+    (status, Details::Dns(details))
+}
+
+/// Fills the details from an answer.
+fn record(message: &Message, record: RecordType, details: &mut DnsDetails) {
+    details.rcode = Some(rcode_name(message.metadata.response_code));
+    details.authoritative = message.metadata.authoritative;
+    details.answer_rrs = message.answers.len();
+    details.authority_rrs = message.authorities.len();
+    details.additional_rrs = message.additionals.len();
+    for answer in &message.answers {
+        match &answer.data {
+            RData::DNSSEC(DNSSECRData::RRSIG(sig)) => {
+                let expiry = i64::from(sig.input().sig_expiration.get());
+                details.earliest_rrsig =
+                    Some(details.earliest_rrsig.map_or(expiry, |e| e.min(expiry)));
+            }
+            RData::SOA(soa) if details.soa_serial.is_none() => {
+                details.soa_serial = Some(soa.serial)
+            }
+            _ => {}
+        }
+        if answer.record_type() == record {
+            details.answers.push(DnsAnswer {
+                name: answer.name.to_string(),
+                kind: answer.record_type().to_string(),
+                ttl: answer.ttl,
+                data: answer.data.to_string(),
+            });
+        }
+    }
+}
+
+/// Judges an answer; the first expectation that fails decides.
+pub fn evaluate(expect: &DnsExpect, details: &DnsDetails, now: SystemTime) -> Status {
+    let rcode = details.rcode.as_deref().unwrap_or("none");
+    if !expect
+        .rcodes
+        .iter()
+        .any(|wanted| rcode_name(*wanted) == rcode)
+    {
+        let wanted: Vec<String> = expect.rcodes.iter().map(|code| rcode_name(*code)).collect();
+        return Status::fail(
+            FailureReason::Rcode,
+            format!("expected rcode {}, got {rcode}", wanted.join(" or ")),
+        );
+    }
+    let answers: Vec<&str> = details
+        .answers
+        .iter()
+        .map(|answer| answer.data.as_str())
+        .collect();
+    let shown = || {
+        if answers.is_empty() {
+            "no answers".to_string()
+        } else {
+            let listed: Vec<String> = answers.iter().take(10).map(|a| format!("{a:?}")).collect();
+            format!("answers {}", listed.join(", "))
+        }
+    };
+    if let Some(min) = expect.min_answers
+        && answers.len() < min
+    {
+        return Status::fail(
+            FailureReason::Answer,
+            format!("expected at least {min} answers, got {}", shown()),
+        );
+    }
+    for regex in &expect.answers_match {
+        if answers.is_empty() || answers.iter().any(|answer| !regex.is_match(answer)) {
+            return Status::fail(
+                FailureReason::Answer,
+                format!("expected every answer to match /{regex}/, got {}", shown()),
+            );
+        }
+    }
+    for regex in &expect.answers_match_any {
+        if !answers.iter().any(|answer| regex.is_match(answer)) {
+            return Status::fail(
+                FailureReason::Answer,
+                format!("expected an answer matching /{regex}/, got {}", shown()),
+            );
+        }
+    }
+    for regex in &expect.answers_match_none {
+        if let Some(found) = answers.iter().find(|answer| regex.is_match(answer)) {
+            return Status::fail(
+                FailureReason::Answer,
+                format!("expected no answer matching /{regex}/, got {found:?}"),
+            );
+        }
+    }
+    if let Some(exact) = &expect.answers {
+        let mut got: Vec<&str> = answers.clone();
+        let mut wanted: Vec<&str> = exact.iter().map(String::as_str).collect();
+        got.sort_unstable();
+        wanted.sort_unstable();
+        if got != wanted {
+            return Status::fail(
+                FailureReason::Answer,
+                format!("expected exactly the answers {wanted:?}, got {}", shown()),
+            );
+        }
+    }
+    if let Some(want) = expect.authoritative
+        && want != details.authoritative
+    {
+        let detail = if want {
+            "expected an authoritative answer (AA flag), got a non-authoritative one"
+        } else {
+            "expected a non-authoritative answer, got one with the AA flag"
+        };
+        return Status::fail(FailureReason::Answer, detail);
+    }
+    for answer in &details.answers {
+        if let Some(min) = expect.min_ttl
+            && answer.ttl < min
+        {
+            return Status::fail(
+                FailureReason::Answer,
+                format!(
+                    "TTL {} of {:?} is below min_ttl {min}s",
+                    answer.ttl, answer.data
+                ),
+            );
+        }
+        if let Some(max) = expect.max_ttl
+            && answer.ttl > max
+        {
+            return Status::fail(
+                FailureReason::Answer,
+                format!(
+                    "TTL {} of {:?} is above max_ttl {max}s",
+                    answer.ttl, answer.data
+                ),
+            );
+        }
+    }
+    if let Some(min_days) = expect.min_rrsig_days_left {
+        let Some(expiry) = details.earliest_rrsig else {
+            return Status::fail(
+                FailureReason::RrsigExpiring,
+                "expected RRSIG records among the answers (a signed zone), found none",
+            );
+        };
+        let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+        let days_left = (expiry - now_secs) as f64 / 86_400.0;
+        if days_left < min_days {
+            let when =
+                crate::status::rfc3339(UNIX_EPOCH + Duration::from_secs(expiry.max(0) as u64));
+            let state = if days_left < 0.0 {
+                format!("expired {:.1} days ago ({when})", -days_left)
+            } else {
+                format!("expires in {days_left:.1} days ({when})")
+            };
+            return Status::fail(
+                FailureReason::RrsigExpiring,
+                format!("the earliest RRSIG {state}, less than min_rrsig_days_left {min_days}"),
+            );
+        }
+    }
+    Status::Pass
+}
+
+/// The mnemonic of a response code, as dig prints it: `NOERROR`, `NXDOMAIN`, ...
+pub fn rcode_name(code: ResponseCode) -> String {
+    match code {
+        ResponseCode::NoError => "NOERROR".to_string(),
+        ResponseCode::FormErr => "FORMERR".to_string(),
+        ResponseCode::ServFail => "SERVFAIL".to_string(),
+        ResponseCode::NXDomain => "NXDOMAIN".to_string(),
+        ResponseCode::NotImp => "NOTIMP".to_string(),
+        ResponseCode::Refused => "REFUSED".to_string(),
+        ResponseCode::YXDomain => "YXDOMAIN".to_string(),
+        ResponseCode::YXRRSet => "YXRRSET".to_string(),
+        ResponseCode::NXRRSet => "NXRRSET".to_string(),
+        ResponseCode::NotAuth => "NOTAUTH".to_string(),
+        ResponseCode::NotZone => "NOTZONE".to_string(),
+        ResponseCode::BADVERS => "BADVERS".to_string(),
+        other => format!("RCODE{}", u16::from(other)),
+    }
+}
+
+async fn run_consistency(
+    spec: &DnsSpec,
+    consistency: &Consistency,
+    ctx: &CheckCtx,
+    details: &mut DnsDetails,
+) -> Status {
+    let servers = if consistency.servers.is_empty() {
+        match discover(spec, ctx, details).await {
+            Ok(servers) => servers,
+            Err(status) => return status,
+        }
+    } else {
+        consistency
+            .servers
+            .iter()
+            .map(|server| (server.to_string(), server.clone()))
+            .collect()
+    };
+    for (label, server) in servers {
+        let endpoint = DnsServer::Udp(server);
+        let mut scratch = DnsDetails::default();
+        let serial = match ask(
+            spec,
+            ctx,
+            &endpoint,
+            &spec.query,
+            RecordType::SOA,
+            false,
+            &mut scratch,
+        )
+        .await
+        {
+            Ok(answer) => answer.answers.iter().find_map(|record| match &record.data {
+                RData::SOA(soa) => Some(soa.serial),
+                _ => None,
+            }),
+            Err(Status::Fail {
+                reason: FailureReason::Timeout,
+                ..
+            }) if Instant::now() >= ctx.deadline => {
+                details.soa_servers.push(SoaServer {
+                    server: label,
+                    serial: None,
+                });
+                break;
+            }
+            Err(_) => None,
+        };
+        details.soa_servers.push(SoaServer {
+            server: label,
+            serial,
+        });
+    }
+    details.soa_serial = details.soa_servers.iter().find_map(|server| server.serial);
+    let listing = || {
+        details
+            .soa_servers
+            .iter()
+            .map(|server| match server.serial {
+                Some(serial) => format!("{} has {serial}", server.server),
+                None => format!("{} gave no SOA", server.server),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if details
+        .soa_servers
+        .iter()
+        .any(|server| server.serial.is_none())
+    {
+        return Status::fail(
+            FailureReason::Inconsistent,
+            format!(
+                "not every server answered the SOA of {}: {}",
+                spec.query,
+                listing()
+            ),
+        );
+    }
+    let first = details.soa_servers.first().and_then(|server| server.serial);
+    if details
+        .soa_servers
+        .iter()
+        .any(|server| server.serial != first)
+    {
+        return Status::fail(
+            FailureReason::Inconsistent,
+            format!("SOA serials of {} differ: {}", spec.query, listing()),
+        );
+    }
+    Status::Pass
+}
+
+/// The zone's authoritative servers: its NS records, their addresses from the glue or a
+/// query, on port 53.
+async fn discover(
+    spec: &DnsSpec,
+    ctx: &CheckCtx,
+    details: &mut DnsDetails,
+) -> Result<Vec<(String, HostPort)>, Status> {
+    let ns = ask(
+        spec,
+        ctx,
+        &spec.server,
+        &spec.query,
+        RecordType::NS,
+        true,
+        details,
+    )
+    .await?;
+    let names: Vec<Name> = ns
+        .answers
+        .iter()
+        .filter_map(|record| match &record.data {
+            RData::NS(ns) => Some(ns.0.clone()),
+            _ => None,
+        })
+        .collect();
+    if names.is_empty() {
+        return Err(Status::fail(
+            FailureReason::Answer,
+            format!("{} has no NS records", spec.query),
+        ));
+    }
+    let mut servers = Vec::new();
+    for name in names {
+        let glue: Vec<IpAddr> = ns
+            .additionals
+            .iter()
+            .filter(|record| record.name == name)
+            .filter_map(|record| match &record.data {
+                RData::A(a) => Some(IpAddr::V4(a.0)),
+                RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
+                _ => None,
+            })
+            .collect();
+        let addrs = if glue.is_empty() {
+            let mut scratch = DnsDetails::default();
+            let answer = ask(
+                spec,
+                ctx,
+                &spec.server,
+                &name,
+                RecordType::A,
+                true,
+                &mut scratch,
+            )
+            .await?;
+            answer
+                .answers
+                .iter()
+                .filter_map(|record| match &record.data {
+                    RData::A(a) => Some(IpAddr::V4(a.0)),
+                    _ => None,
+                })
+                .collect()
+        } else {
+            glue
+        };
+        let Some(addr) = net::order_addresses(&addrs, spec.ip).first().copied() else {
+            details.soa_servers.push(SoaServer {
+                server: name.to_string(),
+                serial: None,
+            });
+            continue;
+        };
+        servers.push((
+            format!("{name} ({addr})"),
+            HostPort {
+                host: addr.to_string(),
+                port: 53,
+            },
+        ));
+    }
+    Ok(servers)
+}
+
+/// Sends one query and returns the answer whose ID and question match.
+async fn ask(
+    spec: &DnsSpec,
+    ctx: &CheckCtx,
+    server: &DnsServer,
+    name: &Name,
+    record: RecordType,
+    recursion_desired: bool,
+    details: &mut DnsDetails,
+) -> Result<Message, Status> {
+    let id = if matches!(server, DnsServer::Https(_)) {
+        0
+    } else {
+        random_id()
+    };
+    let mut query = Message::new(id, MessageType::Query, OpCode::Query);
+    query.metadata.recursion_desired = recursion_desired;
+    query.add_query(Query::query(name.clone(), record));
+    let mut edns = Edns::new();
+    edns.set_max_payload(4096);
+    edns.set_dnssec_ok(spec.dnssec_ok);
+    query.set_edns(edns);
+    let wire = query.to_vec().map_err(|error| {
+        Status::fail(
+            FailureReason::Protocol,
+            format!("cannot encode the query: {error}"),
+        )
+    })?;
+
+    let started = Instant::now();
+    let answer = match server {
+        DnsServer::System { tcp } => {
+            let Some(addr) = net::system_nameservers().first().copied() else {
+                return Err(Status::fail(
+                    FailureReason::Connect,
+                    "the system has no name server configured (/etc/resolv.conf); set server",
+                ));
+            };
+            details.server = addr.to_string();
+            if *tcp {
+                over_tcp(ctx, addr, &wire, id, details).await
+            } else {
+                over_udp(ctx, addr, &wire, id, details).await
+            }
+        }
+        DnsServer::Udp(target) => {
+            let addr = resolve(spec, ctx, target, details).await?;
+            over_udp(ctx, addr, &wire, id, details).await
+        }
+        DnsServer::Tcp(target) => {
+            let addr = resolve(spec, ctx, target, details).await?;
+            over_tcp(ctx, addr, &wire, id, details).await
+        }
+        DnsServer::Tls(tls) => over_tls(spec, ctx, tls, &wire, id, details).await,
+        DnsServer::Https(https) => over_https(spec, ctx, https, wire, details).await,
+    }?;
+    details.request += started
+        .elapsed()
+        .saturating_sub(details.connect + details.tls);
+    let message = Message::from_vec(&answer).map_err(|error| {
+        Status::fail(
+            FailureReason::Protocol,
+            format!("malformed DNS answer from {}: {error}", details.server),
+        )
+    })?;
+    if message.metadata.message_type != MessageType::Response {
+        return Err(Status::fail(
+            FailureReason::Protocol,
+            format!("{} sent a query, not a response", details.server),
+        ));
+    }
+    let asked = message.queries.first();
+    if asked.is_some_and(|q| q.name() != name || q.query_type() != record) {
+        return Err(Status::fail(
+            FailureReason::Protocol,
+            format!("{} answered a different question", details.server),
+        ));
+    }
+    Ok(message)
+}
+
+fn random_id() -> u16 {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 2];
+    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
+    u16::from_be_bytes(bytes)
+}
+
+async fn resolve(
+    spec: &DnsSpec,
+    ctx: &CheckCtx,
+    target: &HostPort,
+    details: &mut DnsDetails,
+) -> Result<SocketAddr, Status> {
+    if let Ok(ip) = target.host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, target.port));
+    }
+    let start = Instant::now();
+    let found = timeout_at(ctx.deadline, ctx.resolver.lookup(&target.host, spec.ip)).await;
+    details.resolve += start.elapsed();
+    match found {
+        Ok(Ok(addrs)) => Ok(SocketAddr::new(addrs[0], target.port)),
+        Ok(Err(message)) => Err(Status::fail(FailureReason::Dns, message)),
+        Err(_) => Err(Status::fail(
+            FailureReason::Timeout,
+            format!("timed out resolving {}", target.host),
+        )),
+    }
+}
+
+/// UDP: one datagram; answers with another ID are ignored (and counted); a truncated answer
+/// is asked again over TCP, as resolvers do.
+async fn over_udp(
+    ctx: &CheckCtx,
+    addr: SocketAddr,
+    wire: &[u8],
+    id: u16,
+    details: &mut DnsDetails,
+) -> Result<Vec<u8>, Status> {
+    details.server = addr.to_string();
+    let local: SocketAddr = if addr.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = UdpSocket::bind(local).await.map_err(|error| {
+        Status::fail(
+            FailureReason::Connect,
+            format!("cannot open a UDP socket: {error}"),
+        )
+    })?;
+    socket.connect(addr).await.map_err(|error| {
+        Status::fail(
+            FailureReason::Connect,
+            format!("cannot reach {addr} over UDP: {error}"),
+        )
+    })?;
+    socket.send(wire).await.map_err(|error| {
+        Status::fail(
+            FailureReason::Connect,
+            format!("cannot send to {addr} over UDP: {error}"),
+        )
+    })?;
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    let mut mismatched = 0usize;
+    loop {
+        let received = match timeout_at(ctx.deadline, socket.recv(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(error)) => {
+                return Err(Status::fail(
+                    FailureReason::Connect,
+                    format!("{addr} over UDP: {error}"),
+                ));
+            }
+            Err(_) => {
+                let note = if mismatched > 0 {
+                    format!(" ({mismatched} answers with a mismatched ID were ignored)")
+                } else {
+                    String::new()
+                };
+                return Err(Status::fail(
+                    FailureReason::Timeout,
+                    format!("timed out waiting for {addr} over UDP{note}"),
+                ));
+            }
+        };
+        let answer = &buf[..received];
+        if answer.len() < 12 || u16::from_be_bytes([answer[0], answer[1]]) != id {
+            mismatched += 1;
+            continue;
+        }
+        // The TC bit: the answer did not fit in a datagram.
+        if answer[2] & 0x02 != 0 {
+            details.truncated = true;
+            return over_tcp(ctx, addr, wire, id, details).await.map_err(|status| match status {
+                Status::Fail { reason, detail } => Status::fail(
+                    reason,
+                    format!("the UDP answer from {addr} was truncated and the TCP retry failed: {detail}"),
+                ),
+                Status::Pass => Status::Pass,
+            });
+        }
+        return Ok(answer.to_vec());
+    }
+}
+
+async fn over_tcp(
+    ctx: &CheckCtx,
+    addr: SocketAddr,
+    wire: &[u8],
+    id: u16,
+    details: &mut DnsDetails,
+) -> Result<Vec<u8>, Status> {
+    details.server = addr.to_string();
+    let start = Instant::now();
+    let connected = net::connect(&[addr.ip()], addr.port(), ctx.deadline).await;
+    details.connect += start.elapsed();
+    let (mut stream, _) = connected.map_err(|error| match error {
+        net::ConnectError::Timeout(addr) => Status::fail(
+            FailureReason::Timeout,
+            format!("timed out connecting to {addr}"),
+        ),
+        net::ConnectError::Failed(message) => Status::fail(FailureReason::Connect, message),
+    })?;
+    exchange_framed(&mut stream, ctx.deadline, wire, id, &addr.to_string()).await
+}
+
+async fn over_tls(
+    spec: &DnsSpec,
+    ctx: &CheckCtx,
+    server: &TlsServer,
+    wire: &[u8],
+    id: u16,
+    details: &mut DnsDetails,
+) -> Result<Vec<u8>, Status> {
+    let target = server.addr.to_string();
+    details.server = target.clone();
+    let (tcp, _) = super::dial(
+        ctx,
+        &server.addr.host,
+        server.addr.port,
+        spec.ip,
+        &target,
+        &mut details.resolve,
+        &mut details.connect,
+    )
+    .await?;
+    let start = Instant::now();
+    let connector = TlsConnector::from(server.client.clone());
+    let connected = timeout_at(
+        ctx.deadline,
+        connector.connect(server.server_name.clone(), tcp),
+    )
+    .await;
+    details.tls += start.elapsed();
+    let mut tls = match connected {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => {
+            let (reason, message) = net::classify_tls_error(&error);
+            return Err(Status::fail(reason, format!("{message} ({target})")));
+        }
+        Err(_) => {
+            return Err(Status::fail(
+                FailureReason::Timeout,
+                format!("timed out during the TLS handshake with {target}"),
+            ));
+        }
+    };
+    let info = tlsinfo::inspect(tls.get_ref().1, &server.server_name, &server.verifier);
+    let verify_error = info.verify_error.clone();
+    details.tls_info = Some(info);
+    if let Some(error) = verify_error
+        && !server.insecure_skip_verify
+    {
+        return Err(Status::fail(
+            FailureReason::CertInvalid,
+            format!("the certificate of {target} did not verify: {error}"),
+        ));
+    }
+    exchange_framed(&mut tls, ctx.deadline, wire, id, &target).await
+}
+
+/// DNS over a stream: a two-byte length, then the message (RFC 1035 §4.2.2).
+async fn exchange_framed<S>(
+    stream: &mut S,
+    deadline: Instant,
+    wire: &[u8],
+    id: u16,
+    target: &str,
+) -> Result<Vec<u8>, Status>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut framed = Vec::with_capacity(wire.len() + 2);
+    framed.extend_from_slice(&(wire.len() as u16).to_be_bytes());
+    framed.extend_from_slice(wire);
+    match timeout_at(deadline, stream.write_all(&framed)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            return Err(Status::fail(
+                FailureReason::Closed,
+                format!("cannot send the query to {target}: {error}"),
+            ));
+        }
+        Err(_) => {
+            return Err(Status::fail(
+                FailureReason::Timeout,
+                format!("timed out sending the query to {target}"),
+            ));
+        }
+    }
+    // A server may send other messages first; a bounded number are skipped.
+    for _ in 0..16 {
+        let mut length = [0u8; 2];
+        read_exact(stream, deadline, &mut length, target).await?;
+        let mut answer = vec![0u8; usize::from(u16::from_be_bytes(length))];
+        read_exact(stream, deadline, &mut answer, target).await?;
+        if answer.len() >= 12 && u16::from_be_bytes([answer[0], answer[1]]) == id {
+            return Ok(answer);
+        }
+    }
+    Err(Status::fail(
+        FailureReason::Protocol,
+        format!("{target} sent 16 messages, none with the query's ID"),
+    ))
+}
+
+async fn read_exact<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    deadline: Instant,
+    buf: &mut [u8],
+    target: &str,
+) -> Result<(), Status> {
+    match timeout_at(deadline, stream.read_exact(buf)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(Status::fail(
+            FailureReason::Closed,
+            format!("{target} closed the connection mid-answer: {error}"),
+        )),
+        Err(_) => Err(Status::fail(
+            FailureReason::Timeout,
+            format!("timed out waiting for the answer from {target}"),
+        )),
+    }
+}
+
+async fn over_https(
+    spec: &DnsSpec,
+    ctx: &CheckCtx,
+    server: &HttpsServer,
+    wire: Vec<u8>,
+    details: &mut DnsDetails,
+) -> Result<Vec<u8>, Status> {
+    details.server = show_url(&server.url);
+    let request = HttpSpec {
+        url: server.url.clone(),
+        method: Method::POST,
+        headers: vec![
+            (
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/dns-message"),
+            ),
+            (ACCEPT, HeaderValue::from_static("application/dns-message")),
+        ],
+        body: Some(Bytes::from(wire)),
+        follow_redirects: false,
+        max_redirects: 0,
+        ip: spec.ip,
+        version: HttpVersionPref::Auto,
+        tls: server.client.clone(),
+        verifier: server.verifier.clone(),
+        insecure_skip_verify: server.insecure_skip_verify,
+        server_name: server.server_name.clone(),
+        max_body: MAX_MESSAGE as u64,
+        expect: HttpExpect {
+            max_size: Some(MAX_MESSAGE as u64),
+            ..HttpExpect::default()
+        },
+    };
+    let mut http = HttpDetails::default();
+    let received = fetch(&request, ctx, &mut http).await;
+    details.resolve += http.resolve;
+    details.connect += http.connect;
+    details.tls += http.tls;
+    details.tls_info = http.tls_info.take();
+    let received = received?;
+    if received.status.as_u16() != 200 {
+        return Err(Status::fail(
+            FailureReason::Status,
+            format!(
+                "{} answered HTTP {} to the DNS query",
+                details.server,
+                received.status.as_u16()
+            ),
+        ));
+    }
+    Ok(received.body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn details(answers: &[(&str, u32)]) -> DnsDetails {
+        DnsDetails {
+            rcode: Some("NOERROR".into()),
+            answers: answers
+                .iter()
+                .map(|(data, ttl)| DnsAnswer {
+                    name: "x.".into(),
+                    kind: "A".into(),
+                    ttl: *ttl,
+                    data: (*data).into(),
+                })
+                .collect(),
+            ..DnsDetails::default()
+        }
+    }
+
+    fn fails(expect: &DnsExpect, details: &DnsDetails) -> String {
+        match evaluate(expect, details, UNIX_EPOCH + Duration::from_secs(1_000_000)) {
+            Status::Fail { detail, .. } => detail,
+            Status::Pass => panic!("passed"),
+        }
+    }
+
+    #[test]
+    fn answer_expectations() {
+        let got = details(&[("203.0.113.5", 300), ("203.0.113.6", 300)]);
+        let re = |p: &str| Regex::new(p).unwrap();
+        let pass = DnsExpect {
+            answers_match: vec![re(r"^203\.0\.113\.")],
+            answers_match_any: vec![re(r"\.6$")],
+            answers_match_none: vec![re(r"^10\.")],
+            answers: Some(vec!["203.0.113.6".into(), "203.0.113.5".into()]),
+            min_ttl: Some(60),
+            max_ttl: Some(3600),
+            ..DnsExpect::default()
+        };
+        assert_eq!(evaluate(&pass, &got, SystemTime::now()), Status::Pass);
+        let all = DnsExpect {
+            answers_match: vec![re(r"\.5$")],
+            ..DnsExpect::default()
+        };
+        assert!(fails(&all, &got).starts_with("expected every answer to match /\\.5$/"));
+        let exact = DnsExpect {
+            answers: Some(vec!["203.0.113.5".into()]),
+            ..DnsExpect::default()
+        };
+        assert!(fails(&exact, &got).starts_with("expected exactly the answers"));
+        let ttl = DnsExpect {
+            min_ttl: Some(600),
+            ..DnsExpect::default()
+        };
+        assert_eq!(
+            fails(&ttl, &got),
+            "TTL 300 of \"203.0.113.5\" is below min_ttl 600s"
+        );
+        let rcode = DnsExpect {
+            rcodes: vec![ResponseCode::NXDomain],
+            ..DnsExpect::default()
+        };
+        assert_eq!(fails(&rcode, &got), "expected rcode NXDOMAIN, got NOERROR");
+    }
+
+    #[test]
+    fn rrsig_expiry() {
+        let mut got = details(&[("203.0.113.5", 300)]);
+        let expect = DnsExpect {
+            min_rrsig_days_left: Some(7.0),
+            ..DnsExpect::default()
+        };
+        assert!(fails(&expect, &got).contains("found none"));
+        got.earliest_rrsig = Some(1_000_000 + 3 * 86_400);
+        assert!(fails(&expect, &got).starts_with("the earliest RRSIG expires in 3.0 days"));
+        got.earliest_rrsig = Some(1_000_000 + 8 * 86_400);
+        assert_eq!(
+            evaluate(&expect, &got, UNIX_EPOCH + Duration::from_secs(1_000_000)),
+            Status::Pass
+        );
+    }
+}

@@ -1,0 +1,397 @@
+//! The keys of a `dns` check.
+
+use std::str::FromStr;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{Name, RecordType};
+use rustls::pki_types::ServerName;
+use toml::de::DeValue;
+
+use super::http::{compile_regex, read_ip_preference};
+use super::reader::{Table, as_int};
+use super::tls::read_tls_options;
+use crate::checks::dns::{
+    Consistency, DnsExpect, DnsServer, DnsSpec, HostPort, HttpsServer, TlsServer,
+};
+
+/// Record types a `dns` check may ask for.
+const RECORD_TYPES: &[&str] = &[
+    "A", "AAAA", "CNAME", "MX", "TXT", "NS", "SOA", "CAA", "SRV", "PTR", "DS", "DNSKEY", "HTTPS",
+    "SVCB", "TLSA", "NAPTR",
+];
+
+/// Reads the keys of a `dns` check. Returns the spec and the target as shown to humans.
+pub(super) fn read_dns_check(table: &Table<'_>) -> Option<(DnsSpec, String)> {
+    let d = table.diags();
+    let mut ok = true;
+    let query = match table.str("query") {
+        Some((text, span)) => match Name::from_str_relaxed(text) {
+            Ok(name) if !text.trim().is_empty() => {
+                let mut name = name;
+                name.set_fqdn(true);
+                Some(name)
+            }
+            _ => {
+                d.error_hint(
+                    &span,
+                    format!("{text:?} is not a domain name"),
+                    "like query = \"shop.example.com\"",
+                );
+                None
+            }
+        },
+        None => {
+            table.missing(
+                "query",
+                "set the name to ask about, like query = \"shop.example.com\"",
+            );
+            None
+        }
+    };
+    let record = match table.str("record") {
+        None => Some(RecordType::A),
+        Some((text, span)) => {
+            let upper = text.to_ascii_uppercase();
+            match RecordType::from_str(&upper) {
+                Ok(record) if RECORD_TYPES.contains(&upper.as_str()) => Some(record),
+                _ => {
+                    d.error_hint(
+                        &span,
+                        format!("unknown record type {text:?}"),
+                        format!("use one of {}", RECORD_TYPES.join(", ")),
+                    );
+                    None
+                }
+            }
+        }
+    };
+    let transport = match table.str("transport") {
+        None => "udp",
+        Some((text @ ("udp" | "tcp" | "tls" | "https"), _)) => text,
+        Some((other, span)) => {
+            d.error_hint(
+                &span,
+                format!("unknown transport {other:?}"),
+                "use \"udp\", \"tcp\", \"tls\" or \"https\"",
+            );
+            ok = false;
+            "udp"
+        }
+    };
+    let server_text = table.str("server");
+    let tls = if matches!(transport, "tls" | "https") {
+        read_tls_options(
+            table,
+            if transport == "https" {
+                vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+            } else {
+                Vec::new()
+            },
+            true,
+        )
+    } else {
+        None
+    };
+    let server = match (transport, server_text) {
+        ("udp", None) => Some(DnsServer::System { tcp: false }),
+        ("tcp", None) => Some(DnsServer::System { tcp: true }),
+        ("udp" | "tcp", Some((text, span))) => match split_host_port(text, 53) {
+            Some(addr) if transport == "udp" => Some(DnsServer::Udp(addr)),
+            Some(addr) => Some(DnsServer::Tcp(addr)),
+            None => {
+                d.error_hint(
+                    &span,
+                    format!("server {text:?} is not HOST[:PORT]"),
+                    "like server = \"192.0.2.53:53\"",
+                );
+                None
+            }
+        },
+        ("tls", Some((text, span))) => match (split_host_port(text, 853), tls.as_ref()) {
+            (Some(addr), Some(tls)) => {
+                let name = tls
+                    .server_name
+                    .clone()
+                    .or_else(|| ServerName::try_from(addr.host.clone()).ok());
+                match name {
+                    Some(server_name) => Some(DnsServer::Tls(Box::new(TlsServer {
+                        addr,
+                        server_name,
+                        client: tls.client.clone(),
+                        verifier: tls.verifier.clone(),
+                        insecure_skip_verify: tls.insecure_skip_verify,
+                    }))),
+                    None => {
+                        d.error_hint(
+                            &span,
+                            format!("{text:?} is not a TLS server name"),
+                            "set tls = { server_name = \"...\" }",
+                        );
+                        None
+                    }
+                }
+            }
+            (None, _) => {
+                d.error_hint(
+                    &span,
+                    format!("server {text:?} is not HOST[:PORT]"),
+                    "like server = \"dns.example.net:853\"",
+                );
+                None
+            }
+            (Some(_), None) => None,
+        },
+        ("https", Some((text, span))) => match (url::Url::parse(text), tls.as_ref()) {
+            (Ok(url), Some(tls)) if url.scheme() == "https" && url.host().is_some() => {
+                Some(DnsServer::Https(Box::new(HttpsServer {
+                    url,
+                    client: tls.client.clone(),
+                    verifier: tls.verifier.clone(),
+                    insecure_skip_verify: tls.insecure_skip_verify,
+                    server_name: tls.server_name.clone(),
+                })))
+            }
+            (_, None) => None,
+            _ => {
+                d.error_hint(
+                    &span,
+                    format!("server {text:?} is not an https URL"),
+                    "like server = \"https://dns.example.net/dns-query\"",
+                );
+                None
+            }
+        },
+        (_, None) => {
+            table.missing(
+                "server",
+                "DNS over TLS and HTTPS need a server, like server = \"dns.example.net:853\"",
+            );
+            None
+        }
+        _ => None,
+    };
+    let recursion_desired = table.bool("recursion_desired").unwrap_or(true);
+    let dnssec_ok = table.bool("dnssec").unwrap_or(true);
+    let ip = read_ip_preference(table);
+    let consistency = match table.str("mode") {
+        None | Some(("query", _)) => {
+            if let Some(span) = table.key_span("servers") {
+                d.error_hint(
+                    &span,
+                    "`servers` goes with mode = \"consistency\"",
+                    "set mode = \"consistency\", or remove servers",
+                );
+                ok = false;
+            }
+            None
+        }
+        Some(("consistency", _)) => {
+            let mut servers = Vec::new();
+            for (text, span) in table.str_list("servers").unwrap_or_default() {
+                match split_host_port(text, 53) {
+                    Some(addr) => servers.push(addr),
+                    None => {
+                        d.error_hint(
+                            &span,
+                            format!("server {text:?} is not HOST[:PORT]"),
+                            "like \"192.0.2.53:53\"",
+                        );
+                        ok = false;
+                    }
+                }
+            }
+            Some(Consistency { servers })
+        }
+        Some((other, span)) => {
+            d.error_hint(
+                &span,
+                format!("unknown mode {other:?}"),
+                "use \"query\" or \"consistency\"",
+            );
+            ok = false;
+            None
+        }
+    };
+    let expect = read_dns_expect(table);
+    let (Some(query), Some(record), Some(server), Some(ip), Some(expect), true) =
+        (query, record, server, ip, expect, ok)
+    else {
+        return None;
+    };
+    let where_to = match &server {
+        DnsServer::System { .. } => "system resolver".to_string(),
+        DnsServer::Udp(addr) | DnsServer::Tcp(addr) => addr.to_string(),
+        DnsServer::Tls(tls) => format!("tls://{}", tls.addr),
+        DnsServer::Https(https) => super::super::checks::http::show_url(&https.url),
+    };
+    let shown = format!("{} {record} @ {where_to} ({transport})", query);
+    Some((
+        DnsSpec {
+            query,
+            record,
+            server,
+            recursion_desired,
+            dnssec_ok,
+            ip,
+            consistency,
+            expect,
+        },
+        shown,
+    ))
+}
+
+/// `host[:port]`, `ip[:port]` or `[v6][:port]`.
+fn split_host_port(text: &str, default_port: u16) -> Option<HostPort> {
+    if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        host.parse::<std::net::Ipv6Addr>().ok()?;
+        let port = match after.strip_prefix(':') {
+            Some(port) => port.parse().ok()?,
+            None if after.is_empty() => default_port,
+            None => return None,
+        };
+        return Some(HostPort {
+            host: host.to_string(),
+            port,
+        });
+    }
+    if text.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Some(HostPort {
+            host: text.to_string(),
+            port: default_port,
+        });
+    }
+    let (host, port) = match text.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse().ok()?),
+        None => (text, default_port),
+    };
+    let valid = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+    (valid && port != 0).then(|| HostPort {
+        host: host.to_ascii_lowercase(),
+        port,
+    })
+}
+
+fn read_dns_expect(table: &Table<'_>) -> Option<DnsExpect> {
+    let d = table.diags();
+    let Some(expect) = table.table("expect", format!("`expect` of {}", table.what())) else {
+        return Some(DnsExpect::default());
+    };
+    let mut ok = true;
+    let mut out = DnsExpect::default();
+    if let Some(value) = expect.get("rcode") {
+        let texts: Vec<(String, std::ops::Range<usize>)> = match value.get_ref() {
+            DeValue::String(s) => vec![(s.to_string(), value.span())],
+            DeValue::Array(items) => items
+                .iter()
+                .filter_map(|item| {
+                    item.get_ref()
+                        .as_str()
+                        .map(|s| (s.to_string(), item.span()))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        if texts.is_empty() {
+            d.error_hint(
+                &value.span(),
+                "`rcode` must be a response code or a list of them",
+                "like rcode = \"NOERROR\"",
+            );
+            ok = false;
+        }
+        out.rcodes.clear();
+        for (text, span) in texts {
+            match parse_rcode(&text) {
+                Some(code) => out.rcodes.push(code),
+                None => {
+                    d.error_hint(
+                        &span,
+                        format!("unknown rcode {text:?}"),
+                        "use NOERROR, NXDOMAIN, SERVFAIL, REFUSED, FORMERR or NOTIMP",
+                    );
+                    ok = false;
+                }
+            }
+        }
+    }
+    let mut regexes = |key: &'static str| -> Vec<regex::Regex> {
+        let mut compiled = Vec::new();
+        for (pattern, span) in expect.str_list(key).unwrap_or_default() {
+            match compile_regex(pattern) {
+                Ok(regex) => compiled.push(regex),
+                Err(message) => {
+                    d.error(&span, format!("invalid regex in `{key}`: {message}"));
+                    ok = false;
+                }
+            }
+        }
+        compiled
+    };
+    out.answers_match = regexes("answers_match");
+    out.answers_match_any = regexes("answers_match_any");
+    out.answers_match_none = regexes("answers_match_none");
+    out.answers = expect.str_list("answers").map(|items| {
+        items
+            .into_iter()
+            .map(|(text, _)| text.to_string())
+            .collect()
+    });
+    out.min_answers = match expect.int("min_answers") {
+        Some((n, _)) if n >= 0 => Some(n as usize),
+        Some((_, span)) => {
+            d.error(&span, "`min_answers` cannot be negative");
+            ok = false;
+            None
+        }
+        None => None,
+    };
+    out.authoritative = expect.bool("authoritative");
+    out.min_ttl = expect
+        .duration("min_ttl")
+        .map(|(ttl, _)| ttl.as_secs() as u32);
+    out.max_ttl = expect
+        .duration("max_ttl")
+        .map(|(ttl, _)| ttl.as_secs() as u32);
+    out.min_rrsig_days_left = match expect.get("min_rrsig_days_left") {
+        None => None,
+        Some(value) => {
+            let days = match value.get_ref() {
+                DeValue::Integer(_) => as_int(value.get_ref()).map(|n| n as f64),
+                DeValue::Float(f) => f.as_str().replace('_', "").parse::<f64>().ok(),
+                _ => None,
+            };
+            match days {
+                Some(days) if days >= 0.0 && days.is_finite() => Some(days),
+                _ => {
+                    d.error_hint(
+                        &value.span(),
+                        "`min_rrsig_days_left` must be a number of days",
+                        "like min_rrsig_days_left = 7",
+                    );
+                    ok = false;
+                    None
+                }
+            }
+        }
+    };
+    expect.finish();
+    ok.then_some(out)
+}
+
+fn parse_rcode(text: &str) -> Option<ResponseCode> {
+    Some(match text.to_ascii_uppercase().as_str() {
+        "NOERROR" => ResponseCode::NoError,
+        "FORMERR" => ResponseCode::FormErr,
+        "SERVFAIL" => ResponseCode::ServFail,
+        "NXDOMAIN" => ResponseCode::NXDomain,
+        "NOTIMP" => ResponseCode::NotImp,
+        "REFUSED" => ResponseCode::Refused,
+        "YXDOMAIN" => ResponseCode::YXDomain,
+        "NOTAUTH" => ResponseCode::NotAuth,
+        _ => return None,
+    })
+}
