@@ -127,8 +127,10 @@ pub struct HttpsServer {
 /// The servers whose SOA serials must agree.
 #[derive(Debug, Clone)]
 pub struct Consistency {
-    /// Explicit servers; empty means the zone's NS records, on port 53.
+    /// Explicit servers; empty means the zone's NS records.
     pub servers: Vec<HostPort>,
+    /// The port of the servers found through NS records (53).
+    pub ns_port: u16,
 }
 
 /// Expectations of a `dns` check.
@@ -386,7 +388,7 @@ async fn run_consistency(
     details: &mut DnsDetails,
 ) -> Status {
     let servers = if consistency.servers.is_empty() {
-        match discover(spec, ctx, details).await {
+        match discover(spec, ctx, consistency.ns_port, details).await {
             Ok(servers) => servers,
             Err(status) => return status,
         }
@@ -473,10 +475,11 @@ async fn run_consistency(
 }
 
 /// The zone's authoritative servers: its NS records, their addresses from the glue or a
-/// query, on port 53.
+/// query, on `port`.
 async fn discover(
     spec: &DnsSpec,
     ctx: &CheckCtx,
+    port: u16,
     details: &mut DnsDetails,
 ) -> Result<Vec<(String, HostPort)>, Status> {
     let ns = ask(
@@ -489,7 +492,7 @@ async fn discover(
         details,
     )
     .await?;
-    let names: Vec<Name> = ns
+    let mut names: Vec<Name> = ns
         .answers
         .iter()
         .filter_map(|record| match &record.data {
@@ -497,6 +500,9 @@ async fn discover(
             _ => None,
         })
         .collect();
+    // Servers rotate their NS records; a stable order keeps details and labels stable.
+    names.sort();
+    names.dedup();
     if names.is_empty() {
         return Err(Status::fail(
             FailureReason::Answer,
@@ -549,7 +555,7 @@ async fn discover(
             format!("{name} ({addr})"),
             HostPort {
                 host: addr.to_string(),
-                port: 53,
+                port,
             },
         ));
     }

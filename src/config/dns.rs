@@ -175,13 +175,15 @@ pub(super) fn read_dns_check(table: &Table<'_>) -> Option<(DnsSpec, String)> {
     let ip = read_ip_preference(table);
     let consistency = match table.str("mode") {
         None | Some(("query", _)) => {
-            if let Some(span) = table.key_span("servers") {
-                d.error_hint(
-                    &span,
-                    "`servers` goes with mode = \"consistency\"",
-                    "set mode = \"consistency\", or remove servers",
-                );
-                ok = false;
+            for key in ["servers", "ns_port"] {
+                if let Some(span) = table.key_span(key) {
+                    d.error_hint(
+                        &span,
+                        format!("`{key}` goes with mode = \"consistency\""),
+                        format!("set mode = \"consistency\", or remove {key}"),
+                    );
+                    ok = false;
+                }
             }
             None
         }
@@ -200,7 +202,16 @@ pub(super) fn read_dns_check(table: &Table<'_>) -> Option<(DnsSpec, String)> {
                     }
                 }
             }
-            Some(Consistency { servers })
+            let ns_port = match table.int("ns_port") {
+                None => 53,
+                Some((port, _)) if (1..=65_535).contains(&port) => port as u16,
+                Some((port, span)) => {
+                    d.error(&span, format!("ns_port {port} is not a port"));
+                    ok = false;
+                    53
+                }
+            };
+            Some(Consistency { servers, ns_port })
         }
         Some((other, span)) => {
             d.error_hint(

@@ -373,6 +373,38 @@ async fn consistency_across_authoritative_servers() {
 }
 
 #[tokio::test]
+async fn consistency_discovers_the_zone_name_servers() {
+    // The zone's NS records (ns1, ns2) have in-zone glue pointing at 127.0.0.1; the servers
+    // listen on the test's port instead of 53.
+    let primary = bind(false).await;
+    let text = format!(
+        "[[check]]\nname = \"soa\"\ntype = \"dns\"\nquery = \"{ZONE}\"\nmode = \"consistency\"\nserver = \"{}\"\nns_port = {}\ntimeout = \"3s\"\n",
+        primary.dns,
+        primary.dns.port()
+    );
+    let res = run_check(&text).await;
+    assert_pass(&res);
+    let servers: Vec<String> = found(&res)
+        .soa_servers
+        .iter()
+        .map(|server| server.server.clone())
+        .collect();
+    assert_eq!(
+        servers,
+        [
+            format!("ns1.{ZONE}. (127.0.0.1)"),
+            format!("ns2.{ZONE}. (127.0.0.1)")
+        ]
+    );
+    assert!(
+        found(&res)
+            .soa_servers
+            .iter()
+            .all(|server| server.serial == Some(SERIAL))
+    );
+}
+
+#[tokio::test]
 async fn hostile_answers_fail_with_a_precise_reason_in_time() {
     for (answer, reason, part) in [
         (
