@@ -56,6 +56,63 @@ impl IpFamily {
     }
 }
 
+/// A host (name or address) and port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    /// Host name or IP address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+impl HostPort {
+    /// Parses `host[:port]`, `ip[:port]`, `[v6][:port]` or a bare IPv6 address.
+    pub fn parse(text: &str, default_port: u16) -> Option<HostPort> {
+        if let Some(rest) = text.strip_prefix('[') {
+            let (host, after) = rest.split_once(']')?;
+            host.parse::<std::net::Ipv6Addr>().ok()?;
+            let port = match after.strip_prefix(':') {
+                Some(port) => port.parse().ok()?,
+                None if after.is_empty() => default_port,
+                None => return None,
+            };
+            return Some(HostPort {
+                host: host.to_string(),
+                port,
+            })
+            .filter(|hp| hp.port != 0);
+        }
+        if text.parse::<std::net::Ipv6Addr>().is_ok() {
+            return Some(HostPort {
+                host: text.to_string(),
+                port: default_port,
+            });
+        }
+        let (host, port) = match text.rsplit_once(':') {
+            Some((host, port)) => (host, port.parse().ok()?),
+            None => (text, default_port),
+        };
+        let valid = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+        (valid && port != 0).then(|| HostPort {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for HostPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
 /// Resolves names for checks. Built once per agent; it does not cache, so every run measures
 /// a real resolve phase.
 #[derive(Clone)]

@@ -22,16 +22,15 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UdpSocket;
 use tokio::time::{Instant, timeout_at};
-use tokio_rustls::TlsConnector;
 use url::Url;
 
 use super::CheckCtx;
 use super::http::{HttpExpect, HttpSpec, HttpVersionPref, fetch, show_url};
+pub use crate::net::HostPort;
 use crate::net::{self, IpPreference};
 use crate::result::{
     Details, DnsAnswer, DnsDetails, FailureReason, HttpDetails, SoaServer, Status,
 };
-use crate::tlsinfo;
 
 /// Largest DNS message nightjar reads (the protocol maximum).
 const MAX_MESSAGE: usize = 65_535;
@@ -73,25 +72,6 @@ pub enum DnsServer {
     Tls(Box<TlsServer>),
     /// DNS over HTTPS (RFC 8484), POST.
     Https(Box<HttpsServer>),
-}
-
-/// A host (name or address) and port.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostPort {
-    /// Host name or IP address.
-    pub host: String,
-    /// Port.
-    pub port: u16,
-}
-
-impl std::fmt::Display for HostPort {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
-    }
 }
 
 /// A DNS-over-TLS server.
@@ -592,6 +572,7 @@ async fn ask(
     })?;
 
     let started = Instant::now();
+    let spent_before = details.resolve + details.connect + details.tls;
     let answer = match server {
         DnsServer::System { tcp } => {
             let Some(addr) = net::system_nameservers().first().copied() else {
@@ -618,9 +599,9 @@ async fn ask(
         DnsServer::Tls(tls) => over_tls(spec, ctx, tls, &wire, id, details).await,
         DnsServer::Https(https) => over_https(spec, ctx, https, wire, details).await,
     }?;
-    details.request += started
-        .elapsed()
-        .saturating_sub(details.connect + details.tls);
+    // The request phase is what is left once resolving, connecting and TLS are counted.
+    let setting_up = (details.resolve + details.connect + details.tls).saturating_sub(spent_before);
+    details.request += started.elapsed().saturating_sub(setting_up);
     let message = Message::from_vec(&answer).map_err(|error| {
         Status::fail(
             FailureReason::Protocol,
@@ -789,38 +770,19 @@ async fn over_tls(
         &mut details.connect,
     )
     .await?;
-    let start = Instant::now();
-    let connector = TlsConnector::from(server.client.clone());
-    let connected = timeout_at(
+    let (mut tls, info) = super::tls_handshake(
+        &server.client,
+        &server.verifier,
+        &server.server_name,
+        tcp,
         ctx.deadline,
-        connector.connect(server.server_name.clone(), tcp),
+        &target,
+        &mut details.tls,
     )
-    .await;
-    details.tls += start.elapsed();
-    let mut tls = match connected {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(error)) => {
-            let (reason, message) = net::classify_tls_error(&error);
-            return Err(Status::fail(reason, format!("{message} ({target})")));
-        }
-        Err(_) => {
-            return Err(Status::fail(
-                FailureReason::Timeout,
-                format!("timed out during the TLS handshake with {target}"),
-            ));
-        }
-    };
-    let info = tlsinfo::inspect(tls.get_ref().1, &server.server_name, &server.verifier);
-    let verify_error = info.verify_error.clone();
+    .await?;
+    let verified = super::require_verified(&info, server.insecure_skip_verify, &target);
     details.tls_info = Some(info);
-    if let Some(error) = verify_error
-        && !server.insecure_skip_verify
-    {
-        return Err(Status::fail(
-            FailureReason::CertInvalid,
-            format!("the certificate of {target} did not verify: {error}"),
-        ));
-    }
+    verified?;
     exchange_framed(&mut tls, ctx.deadline, wire, id, &target).await
 }
 

@@ -17,13 +17,11 @@ use regex::Regex;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, timeout_at};
-use tokio_rustls::TlsConnector;
 use url::Url;
 
 use super::CheckCtx;
 use crate::net::{self, IpPreference};
 use crate::result::{Details, FailureReason, HttpDetails, Status};
-use crate::tlsinfo;
 
 /// A validated `http` check.
 #[derive(Debug, Clone)]
@@ -287,7 +285,6 @@ async fn exchange(
         let use_h2 = spec.version == HttpVersionPref::Http2;
         return request(spec, ctx, url, method, headers, body, tcp, use_h2, details).await;
     }
-    let tls_start = Instant::now();
     let server_name = match &spec.server_name {
         Some(name) => name.clone(),
         None => {
@@ -300,37 +297,22 @@ async fn exchange(
             })?
         }
     };
-    let connector = TlsConnector::from(spec.tls.clone());
-    let tls = match timeout_at(deadline, connector.connect(server_name.clone(), tcp)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(error)) => {
-            details.tls += tls_start.elapsed();
-            let (reason, message) = net::classify_tls_error(&error);
-            return Err(Status::fail(reason, format!("{message} ({remote})")));
-        }
-        Err(_) => {
-            details.tls += tls_start.elapsed();
-            return Err(timed_out("during the TLS handshake with", url));
-        }
-    };
-    details.tls += tls_start.elapsed();
-    let (_, session) = tls.get_ref();
-    let info = tlsinfo::inspect(session, &server_name, &spec.verifier);
+    let target = format!("{} at {remote}", show_url(url));
+    let (tls, info) = super::tls_handshake(
+        &spec.tls,
+        &spec.verifier,
+        &server_name,
+        tcp,
+        deadline,
+        &target,
+        &mut details.tls,
+    )
+    .await?;
     details.tls_version = Some(info.version);
-    let verify_error = info.verify_error.clone();
+    let verified = super::require_verified(&info, spec.insecure_skip_verify, &target);
     details.tls_info = Some(info);
-    // Nothing is sent to a server whose certificate did not verify, unless asked to.
-    if let Some(error) = verify_error
-        && !spec.insecure_skip_verify
-    {
-        return Err(Status::fail(
-            FailureReason::CertInvalid,
-            format!(
-                "the certificate of {} did not verify: {error}",
-                show_url(url)
-            ),
-        ));
-    }
+    verified?;
+    let (_, session) = tls.get_ref();
     let use_h2 = session.alpn_protocol() == Some(b"h2");
     if spec.version == HttpVersionPref::Http2 && !use_h2 {
         return Err(Status::fail(

@@ -10,13 +10,18 @@ pub mod tls;
 
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 use crate::net::{self, ConnectError, IpPreference, Resolver};
-use crate::result::{Details, FailureReason, Status};
+use crate::result::{Details, FailureReason, Status, TlsInfo};
+use crate::tlsinfo;
 
 pub use dns::DnsSpec;
 pub use domain::DomainSpec;
@@ -152,6 +157,54 @@ pub(crate) async fn dial(
             format!("timed out connecting to {addr} for {target}"),
         )),
         Err(ConnectError::Failed(message)) => Err(Status::fail(FailureReason::Connect, message)),
+    }
+}
+
+/// Completes a TLS handshake over `tcp` whatever the certificate (its signature is still
+/// checked), then reads and judges the presented chain. Adds the handshake time to `took`.
+/// `target` names the endpoint in failure details.
+pub(crate) async fn tls_handshake(
+    client: &Arc<rustls::ClientConfig>,
+    verifier: &rustls::client::WebPkiServerVerifier,
+    server_name: &ServerName<'static>,
+    tcp: TcpStream,
+    deadline: Instant,
+    target: &str,
+    took: &mut Duration,
+) -> Result<(TlsStream<TcpStream>, TlsInfo), Status> {
+    let start = Instant::now();
+    let connector = TlsConnector::from(client.clone());
+    let connected = timeout_at(deadline, connector.connect(server_name.clone(), tcp)).await;
+    *took += start.elapsed();
+    match connected {
+        Ok(Ok(tls)) => {
+            let info = tlsinfo::inspect(tls.get_ref().1, server_name, verifier);
+            Ok((tls, info))
+        }
+        Ok(Err(error)) => {
+            let (reason, message) = net::classify_tls_error(&error);
+            Err(Status::fail(reason, format!("{message} ({target})")))
+        }
+        Err(_) => Err(Status::fail(
+            FailureReason::Timeout,
+            format!("timed out during the TLS handshake with {target}"),
+        )),
+    }
+}
+
+/// Fails when the chain or name did not verify, unless told to go on: nothing is sent to
+/// an unverified server.
+pub(crate) fn require_verified(
+    info: &TlsInfo,
+    insecure_skip_verify: bool,
+    target: &str,
+) -> Result<(), Status> {
+    match &info.verify_error {
+        Some(error) if !insecure_skip_verify => Err(Status::fail(
+            FailureReason::CertInvalid,
+            format!("the certificate of {target} did not verify: {error}"),
+        )),
+        _ => Ok(()),
     }
 }
 

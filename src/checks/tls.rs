@@ -13,10 +13,9 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
-use tokio_rustls::TlsConnector;
 
 use super::CheckCtx;
-use crate::net::{self, IpPreference};
+use crate::net::IpPreference;
 use crate::result::{Details, FailureReason, Status, TlsDetails, TlsInfo};
 use crate::tlsinfo;
 
@@ -137,28 +136,16 @@ async fn handshake(
         upgraded?;
     }
 
-    let start = Instant::now();
-    let connector = TlsConnector::from(spec.client.clone());
-    let connected = timeout_at(
+    let (mut tls, info) = super::tls_handshake(
+        &spec.client,
+        &spec.verifier,
+        &spec.server_name,
+        tcp,
         ctx.deadline,
-        connector.connect(spec.server_name.clone(), tcp),
+        &format!("{target} at {remote}"),
+        &mut details.handshake,
     )
-    .await;
-    details.handshake = start.elapsed();
-    let mut tls = match connected {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(error)) => {
-            let (reason, message) = net::classify_tls_error(&error);
-            return Err(Status::fail(reason, format!("{message} ({remote})")));
-        }
-        Err(_) => {
-            return Err(Status::fail(
-                FailureReason::Timeout,
-                format!("timed out during the TLS handshake with {target}"),
-            ));
-        }
-    };
-    let info = tlsinfo::inspect(tls.get_ref().1, &spec.server_name, &spec.verifier);
+    .await?;
     // Say goodbye politely; the verdict does not depend on it.
     let _ = timeout_at(ctx.deadline, tls.shutdown()).await;
     Ok(info)

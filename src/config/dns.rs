@@ -7,8 +7,8 @@ use hickory_proto::rr::{Name, RecordType};
 use rustls::pki_types::ServerName;
 use toml::de::DeValue;
 
-use super::http::{compile_regex, read_ip_preference};
-use super::reader::{Table, as_int};
+use super::http::read_ip_preference;
+use super::reader::Table;
 use super::tls::read_tls_options;
 use crate::checks::dns::{
     Consistency, DnsExpect, DnsServer, DnsSpec, HostPort, HttpsServer, TlsServer,
@@ -95,7 +95,7 @@ pub(super) fn read_dns_check(table: &Table<'_>) -> Option<(DnsSpec, String)> {
     let server = match (transport, server_text) {
         ("udp", None) => Some(DnsServer::System { tcp: false }),
         ("tcp", None) => Some(DnsServer::System { tcp: true }),
-        ("udp" | "tcp", Some((text, span))) => match split_host_port(text, 53) {
+        ("udp" | "tcp", Some((text, span))) => match HostPort::parse(text, 53) {
             Some(addr) if transport == "udp" => Some(DnsServer::Udp(addr)),
             Some(addr) => Some(DnsServer::Tcp(addr)),
             None => {
@@ -107,7 +107,7 @@ pub(super) fn read_dns_check(table: &Table<'_>) -> Option<(DnsSpec, String)> {
                 None
             }
         },
-        ("tls", Some((text, span))) => match (split_host_port(text, 853), tls.as_ref()) {
+        ("tls", Some((text, span))) => match (HostPort::parse(text, 853), tls.as_ref()) {
             (Some(addr), Some(tls)) => {
                 let name = tls
                     .server_name
@@ -190,7 +190,7 @@ pub(super) fn read_dns_check(table: &Table<'_>) -> Option<(DnsSpec, String)> {
         Some(("consistency", _)) => {
             let mut servers = Vec::new();
             for (text, span) in table.str_list("servers").unwrap_or_default() {
-                match split_host_port(text, 53) {
+                match HostPort::parse(text, 53) {
                     Some(addr) => servers.push(addr),
                     None => {
                         d.error_hint(
@@ -251,41 +251,6 @@ pub(super) fn read_dns_check(table: &Table<'_>) -> Option<(DnsSpec, String)> {
     ))
 }
 
-/// `host[:port]`, `ip[:port]` or `[v6][:port]`.
-fn split_host_port(text: &str, default_port: u16) -> Option<HostPort> {
-    if let Some(rest) = text.strip_prefix('[') {
-        let (host, after) = rest.split_once(']')?;
-        host.parse::<std::net::Ipv6Addr>().ok()?;
-        let port = match after.strip_prefix(':') {
-            Some(port) => port.parse().ok()?,
-            None if after.is_empty() => default_port,
-            None => return None,
-        };
-        return Some(HostPort {
-            host: host.to_string(),
-            port,
-        });
-    }
-    if text.parse::<std::net::Ipv6Addr>().is_ok() {
-        return Some(HostPort {
-            host: text.to_string(),
-            port: default_port,
-        });
-    }
-    let (host, port) = match text.rsplit_once(':') {
-        Some((host, port)) => (host, port.parse().ok()?),
-        None => (text, default_port),
-    };
-    let valid = !host.is_empty()
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
-    (valid && port != 0).then(|| HostPort {
-        host: host.to_ascii_lowercase(),
-        port,
-    })
-}
-
 fn read_dns_expect(table: &Table<'_>) -> Option<DnsExpect> {
     let d = table.diags();
     let Some(expect) = table.table("expect", format!("`expect` of {}", table.what())) else {
@@ -329,22 +294,9 @@ fn read_dns_expect(table: &Table<'_>) -> Option<DnsExpect> {
             }
         }
     }
-    let mut regexes = |key: &'static str| -> Vec<regex::Regex> {
-        let mut compiled = Vec::new();
-        for (pattern, span) in expect.str_list(key).unwrap_or_default() {
-            match compile_regex(pattern) {
-                Ok(regex) => compiled.push(regex),
-                Err(message) => {
-                    d.error(&span, format!("invalid regex in `{key}`: {message}"));
-                    ok = false;
-                }
-            }
-        }
-        compiled
-    };
-    out.answers_match = regexes("answers_match");
-    out.answers_match_any = regexes("answers_match_any");
-    out.answers_match_none = regexes("answers_match_none");
+    out.answers_match = expect.regex_list("answers_match");
+    out.answers_match_any = expect.regex_list("answers_match_any");
+    out.answers_match_none = expect.regex_list("answers_match_none");
     out.answers = expect.str_list("answers").map(|items| {
         items
             .into_iter()
@@ -367,28 +319,7 @@ fn read_dns_expect(table: &Table<'_>) -> Option<DnsExpect> {
     out.max_ttl = expect
         .duration("max_ttl")
         .map(|(ttl, _)| ttl.as_secs() as u32);
-    out.min_rrsig_days_left = match expect.get("min_rrsig_days_left") {
-        None => None,
-        Some(value) => {
-            let days = match value.get_ref() {
-                DeValue::Integer(_) => as_int(value.get_ref()).map(|n| n as f64),
-                DeValue::Float(f) => f.as_str().replace('_', "").parse::<f64>().ok(),
-                _ => None,
-            };
-            match days {
-                Some(days) if days >= 0.0 && days.is_finite() => Some(days),
-                _ => {
-                    d.error_hint(
-                        &value.span(),
-                        "`min_rrsig_days_left` must be a number of days",
-                        "like min_rrsig_days_left = 7",
-                    );
-                    ok = false;
-                    None
-                }
-            }
-        }
-    };
+    out.min_rrsig_days_left = expect.days("min_rrsig_days_left");
     expect.finish();
     ok.then_some(out)
 }

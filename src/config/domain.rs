@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::AgentConfig;
 use super::http::read_ip_preference;
-use super::reader::{Diags, Table, as_int};
+use super::reader::{Diags, Table};
 use crate::checks::domain::DomainSpec;
 
 const DEFAULT_CACHE: Duration = Duration::from_secs(3600);
@@ -59,30 +59,7 @@ pub(super) fn read_domain_check(
     let min_days_left = match table.table("expect", format!("`expect` of {}", table.what())) {
         None => None,
         Some(expect) => {
-            let days = match expect.get("min_days_left") {
-                None => None,
-                Some(value) => {
-                    let days = match value.get_ref() {
-                        toml::de::DeValue::Integer(_) => as_int(value.get_ref()).map(|n| n as f64),
-                        toml::de::DeValue::Float(f) => {
-                            f.as_str().replace('_', "").parse::<f64>().ok()
-                        }
-                        _ => None,
-                    };
-                    match days {
-                        Some(days) if days >= 0.0 && days.is_finite() => Some(days),
-                        _ => {
-                            d.error_hint(
-                                &value.span(),
-                                "`min_days_left` must be a number of days",
-                                "like min_days_left = 30",
-                            );
-                            ok = false;
-                            None
-                        }
-                    }
-                }
-            };
+            let days = expect.days("min_days_left");
             expect.finish();
             days
         }

@@ -4,7 +4,6 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
-use regex::Regex;
 use toml::de::DeValue;
 
 use super::reader::{Diags, Table, as_int, type_name};
@@ -315,21 +314,8 @@ fn read_expect(table: &Table<'_>) -> Option<HttpExpect> {
     };
     out.body_contains = strings("body_contains");
     out.body_not_contains = strings("body_not_contains");
-    let mut regexes = |key: &'static str| -> Vec<Regex> {
-        let mut compiled = Vec::new();
-        for (pattern, span) in expect.str_list(key).unwrap_or_default() {
-            match compile_regex(pattern) {
-                Ok(regex) => compiled.push(regex),
-                Err(message) => {
-                    d.error(&span, format!("invalid regex in `{key}`: {message}"));
-                    ok = false;
-                }
-            }
-        }
-        compiled
-    };
-    out.body_matches = regexes("body_matches");
-    out.body_not_matches = regexes("body_not_matches");
+    out.body_matches = expect.regex_list("body_matches");
+    out.body_not_matches = expect.regex_list("body_not_matches");
 
     if let Some(entries) = expect.str_map("headers") {
         for entry in entries {
@@ -341,7 +327,7 @@ fn read_expect(table: &Table<'_>) -> Option<HttpExpect> {
                 ok = false;
                 continue;
             };
-            match compile_regex(entry.value) {
+            match super::reader::compile_regex(entry.value) {
                 Ok(regex) => out.headers.push((name, regex)),
                 Err(message) => {
                     d.error(
@@ -396,7 +382,7 @@ fn read_expect(table: &Table<'_>) -> Option<HttpExpect> {
                         None
                     }
                 },
-                (None, Some((pattern, span))) => match compile_regex(pattern) {
+                (None, Some((pattern, span))) => match super::reader::compile_regex(pattern) {
                     Ok(regex) => Some(JsonTest::Matches(regex)),
                     Err(message) => {
                         d.error(&span, format!("invalid regex in `matches`: {message}"));
@@ -432,21 +418,6 @@ fn parse_status_class(text: &str) -> Option<StatusMatch> {
         .ok()
         .filter(|code| (100..=599).contains(code))
         .map(StatusMatch::Code)
-}
-
-pub(super) fn compile_regex(pattern: &str) -> Result<Regex, String> {
-    regex::RegexBuilder::new(pattern)
-        .size_limit(1 << 20)
-        .build()
-        .map_err(|error| {
-            error
-                .to_string()
-                .lines()
-                .last()
-                .unwrap_or("invalid")
-                .trim()
-                .to_string()
-        })
 }
 
 fn describe(value: &DeValue<'_>) -> String {

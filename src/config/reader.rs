@@ -365,6 +365,41 @@ impl<'a> Table<'a> {
         }
     }
 
+    /// A list of regexes; each invalid one is reported at its place.
+    pub fn regex_list(&self, key: &'static str) -> Vec<regex::Regex> {
+        let mut compiled = Vec::new();
+        for (pattern, span) in self.str_list(key).unwrap_or_default() {
+            match compile_regex(pattern) {
+                Ok(regex) => compiled.push(regex),
+                Err(message) => self
+                    .d
+                    .error(&span, format!("invalid regex in `{key}`: {message}")),
+            }
+        }
+        compiled
+    }
+
+    /// A number of days (integer or float, not negative), like `min_days_left = 21`.
+    pub fn days(&self, key: &'static str) -> Option<f64> {
+        let value = self.get(key)?;
+        let days = match value.get_ref() {
+            DeValue::Integer(_) => as_int(value.get_ref()).map(|n| n as f64),
+            DeValue::Float(f) => f.as_str().replace('_', "").parse::<f64>().ok(),
+            _ => None,
+        };
+        match days {
+            Some(days) if days >= 0.0 && days.is_finite() => Some(days),
+            _ => {
+                self.d.error_hint(
+                    &value.span(),
+                    format!("`{key}` must be a number of days"),
+                    format!("like {key} = 21"),
+                );
+                None
+            }
+        }
+    }
+
     pub fn array(&self, key: &'static str) -> Option<Vec<&'a Value<'a>>> {
         let value = self.get(key)?;
         match value.get_ref() {
@@ -465,6 +500,22 @@ pub(crate) struct MapEntry<'a> {
     pub key_span: Range<usize>,
     pub value: &'a str,
     pub value_span: Range<usize>,
+}
+
+/// Compiles a regex with a size limit, so a config cannot make the agent build a huge one.
+pub(crate) fn compile_regex(pattern: &str) -> Result<regex::Regex, String> {
+    regex::RegexBuilder::new(pattern)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|error| {
+            error
+                .to_string()
+                .lines()
+                .last()
+                .unwrap_or("invalid")
+                .trim()
+                .to_string()
+        })
 }
 
 pub(crate) fn as_int(value: &DeValue<'_>) -> Option<i64> {

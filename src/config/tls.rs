@@ -12,7 +12,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use super::http::read_ip_preference;
 use super::reader::Table;
 use crate::checks::tls::{StartTls, TlsExpect, TlsSpec, TlsVersion};
-use crate::net::{self, TlsSetup};
+use crate::net::{self, HostPort, TlsSetup};
 use crate::tlsinfo;
 
 /// Reads the keys of a `tls` check. Returns the spec and the target as shown to humans.
@@ -20,8 +20,8 @@ pub(super) fn read_tls_check(table: &Table<'_>) -> Option<(TlsSpec, String)> {
     let d = table.diags();
     let mut ok = true;
     let target = match table.str("target") {
-        Some((text, span)) => match split_target(text) {
-            Some(target) => Some(target),
+        Some((text, span)) => match HostPort::parse(text, 443) {
+            Some(target) => Some((target.host, target.port)),
             None => {
                 d.error_hint(
                     &span,
@@ -95,61 +95,13 @@ pub(super) fn read_tls_check(table: &Table<'_>) -> Option<(TlsSpec, String)> {
     ))
 }
 
-/// Splits `host:port` (`[v6]:port`); the port defaults to 443.
-fn split_target(text: &str) -> Option<(String, u16)> {
-    if let Some(rest) = text.strip_prefix('[') {
-        let (host, after) = rest.split_once(']')?;
-        let port = match after.strip_prefix(':') {
-            Some(port) => port.parse().ok()?,
-            None if after.is_empty() => 443,
-            None => return None,
-        };
-        host.parse::<std::net::Ipv6Addr>().ok()?;
-        return Some((host.to_string(), port));
-    }
-    let (host, port) = match text.rsplit_once(':') {
-        Some((host, port)) => (host, port.parse().ok()?),
-        None => (text, 443),
-    };
-    let valid_host = !host.is_empty()
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
-    valid_host
-        .then(|| (host.to_ascii_lowercase(), port))
-        .filter(|(_, port)| *port != 0)
-}
-
 fn read_tls_expect(table: &Table<'_>) -> Option<TlsExpect> {
     let d = table.diags();
     let Some(expect) = table.table("expect", format!("`expect` of {}", table.what())) else {
         return Some(TlsExpect::default());
     };
     let mut ok = true;
-    let min_days_left = match expect.get("min_days_left") {
-        None => None,
-        Some(value) => {
-            let days = match value.get_ref() {
-                toml::de::DeValue::Integer(_) => {
-                    super::reader::as_int(value.get_ref()).map(|n| n as f64)
-                }
-                toml::de::DeValue::Float(f) => f.as_str().replace('_', "").parse::<f64>().ok(),
-                _ => None,
-            };
-            match days {
-                Some(days) if days >= 0.0 && days.is_finite() => Some(days),
-                _ => {
-                    d.error_hint(
-                        &value.span(),
-                        "`min_days_left` must be a number of days",
-                        "like min_days_left = 21",
-                    );
-                    ok = false;
-                    None
-                }
-            }
-        }
-    };
+    let min_days_left = expect.days("min_days_left");
     let chain_valid = expect.bool("chain_valid").unwrap_or(true);
     let hostname_match = expect.bool("hostname_match").unwrap_or(true);
     let min_version = match expect.str("min_version") {
