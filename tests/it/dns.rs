@@ -7,7 +7,10 @@ use nightjar::result::{CheckResult, Details, DnsDetails, FailureReason, Status};
 
 use crate::support::bind::{Bind, RRSIG_DAYS, SERIAL, STALE_SERIAL, ZONE};
 use crate::support::hostile_dns::{Answer, HostileDns};
-use crate::support::{assert_check_contract, eventually, metrics_after, pki, run_check, sample};
+use crate::support::{
+    assert_check_contract, assert_fail, assert_pass, eventually, metrics_after, pki, run_check,
+    sample,
+};
 
 fn dns_check(server: &str, query: &str, record: &str, extra: &str) -> String {
     format!(
@@ -19,25 +22,6 @@ fn found(res: &CheckResult) -> &DnsDetails {
     match &res.details {
         Details::Dns(found) => found,
         other => panic!("no DNS details in {other:?}"),
-    }
-}
-
-#[track_caller]
-fn assert_pass(res: &CheckResult) {
-    assert!(res.is_success(), "{:?}", res.status);
-}
-
-#[track_caller]
-fn assert_fail(res: &CheckResult, reason: FailureReason, part: &str) {
-    match &res.status {
-        Status::Fail {
-            reason: got,
-            detail,
-        } => {
-            assert_eq!(*got, reason, "{detail}");
-            assert!(detail.contains(part), "{detail:?} lacks {part:?}");
-        }
-        Status::Pass => panic!("expected a {reason} failure"),
     }
 }
 
@@ -463,14 +447,7 @@ async fn hostile_answers_fail_with_a_precise_reason_in_time() {
 #[test]
 fn dns_config_errors() {
     let text = "[[check]]\nname = \"d\"\ntype = \"dns\"\nquery = \"example.com\"\nrecord = \"AXFR\"\ntransport = \"quic\"\nservers = [\"1.2.3.4\"]\nexpect = { rcode = \"NOPE\", answers_match = ['('] }\n";
-    let err = nightjar::config::load_str(
-        std::path::Path::new("d.toml"),
-        text,
-        &nightjar::config::MapEnv::default(),
-        &Default::default(),
-    )
-    .unwrap_err()
-    .to_string();
+    let err = crate::support::config_errors("d.toml", text);
     for part in [
         "d.toml:5:10: unknown record type \"AXFR\"",
         "d.toml:6:13: unknown transport \"quic\"",
@@ -480,13 +457,9 @@ fn dns_config_errors() {
     ] {
         assert!(err.contains(part), "{part:?} missing from:\n{err}");
     }
-    let err = nightjar::config::load_str(
-        std::path::Path::new("d.toml"),
+    let err = crate::support::config_errors(
+        "d.toml",
         "[[check]]\nname = \"d\"\ntype = \"dns\"\nquery = \"example.com\"\ntransport = \"tls\"\n",
-        &nightjar::config::MapEnv::default(),
-        &Default::default(),
-    )
-    .unwrap_err()
-    .to_string();
+    );
     assert!(err.contains("missing the required key `server`"), "{err}");
 }

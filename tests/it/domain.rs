@@ -4,10 +4,12 @@
 use std::sync::Arc;
 
 use nightjar::config::CheckDef;
-use nightjar::result::{CheckResult, Details, DomainDetails, FailureReason, Status};
+use nightjar::result::{CheckResult, Details, DomainDetails, FailureReason};
 use nightjar::runner::{RunEnv, run_one};
 
-use crate::support::{Nginx, assert_check_contract, free_port, load, metrics_after, sample};
+use crate::support::{
+    Nginx, assert_check_contract, assert_fail, assert_pass, free_port, load, metrics_after, sample,
+};
 
 fn domain_check(domain: &str, extra: &str) -> String {
     format!(
@@ -33,20 +35,6 @@ fn found(res: &CheckResult) -> &DomainDetails {
     }
 }
 
-#[track_caller]
-fn assert_fail(res: &CheckResult, reason: FailureReason, part: &str) {
-    match &res.status {
-        Status::Fail {
-            reason: got,
-            detail,
-        } => {
-            assert_eq!(*got, reason, "{detail}");
-            assert!(detail.contains(part), "{detail:?} lacks {part:?}");
-        }
-        Status::Pass => panic!("expected a {reason} failure"),
-    }
-}
-
 #[tokio::test]
 async fn expiry_through_the_bootstrap_registry_then_from_the_cache() {
     let nginx = Nginx::start();
@@ -57,7 +45,7 @@ async fn expiry_through_the_bootstrap_registry_then_from_the_cache() {
     );
     let check = def(&text);
     let res = run_one(&check, &env).await;
-    assert!(res.is_success(), "{:?}", res.status);
+    assert_pass(&res);
     let details = found(&res);
     assert!(!details.cached);
     let expiry = details.expiry.expect("an expiry");
@@ -129,14 +117,14 @@ async fn servers_can_be_set_per_check_or_per_tld_without_the_bootstrap() {
         )
     );
     let res = run_one(&def(&per_check), &RunEnv::system()).await;
-    assert!(res.is_success(), "{:?}", res.status);
+    assert_pass(&res);
     let per_tld = format!(
         "[agent]\nrdap_bootstrap = \"{closed}\"\nrdap_servers = {{ test = \"{}\" }}\n\n{}",
         nginx.url("/rdap/"),
         domain_check("good.test", "")
     );
     let res = run_one(&def(&per_tld), &RunEnv::system()).await;
-    assert!(res.is_success(), "{:?}", res.status);
+    assert_pass(&res);
     let neither = format!(
         "[agent]\nrdap_bootstrap = \"{closed}\"\n\n{}",
         domain_check("good.test", "")
@@ -203,7 +191,7 @@ async fn a_rate_limited_server_is_left_alone_and_the_last_answer_stands_in() {
         ),
     ));
     let first = run_one(&good, &env).await;
-    assert!(first.is_success(), "{:?}", first.status);
+    assert_pass(&first);
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let paused = def(&domain_check(
         "good.test",
@@ -213,7 +201,7 @@ async fn a_rate_limited_server_is_left_alone_and_the_last_answer_stands_in() {
         ),
     ));
     let res = run_one(&paused, &env).await;
-    assert!(res.is_success(), "{:?}", res.status);
+    assert_pass(&res);
     assert!(found(&res).cached);
     assert_eq!(found(&res).expiry, found(&first).expiry);
 }
@@ -226,14 +214,10 @@ fn domain_config_errors_and_defaults() {
     assert!(
         matches!(check.schedule, nightjar::config::Schedule::Interval(every) if every.as_secs() == 12 * 3600)
     );
-    let err = nightjar::config::load_str(
-        std::path::Path::new("d.toml"),
+    let err = crate::support::config_errors(
+        "d.toml",
         "[agent]\nrdap_servers = { com = \"ftp://x\" }\n\n[[check]]\nname = \"d\"\ntype = \"domain\"\ndomain = \"not a domain\"\nexpect = { min_days_left = \"soon\" }\n",
-        &nightjar::config::MapEnv::default(),
-        &Default::default(),
-    )
-    .unwrap_err()
-    .to_string();
+    );
     for part in [
         "d.toml:2:24: \"ftp://x\" is not an http(s) URL",
         "d.toml:7:10: \"not a domain\" is not a registered domain name",

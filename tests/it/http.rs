@@ -5,8 +5,8 @@ use std::time::Duration;
 use nightjar::result::{Details, FailureReason, HttpDetails, Status};
 
 use crate::support::{
-    LARGE_BODY, Nginx, assert_check_contract, free_port, http_check, metrics_after, pki, run_check,
-    run_check_env, sample,
+    LARGE_BODY, Nginx, assert_check_contract, assert_fail, assert_pass, free_port, http_check,
+    metrics_after, pki, run_check, run_check_env, sample,
 };
 
 fn http(res: &nightjar::result::CheckResult) -> &HttpDetails {
@@ -20,28 +20,6 @@ fn detail(res: &nightjar::result::CheckResult) -> &str {
     match &res.status {
         Status::Pass => "",
         Status::Fail { detail, .. } => detail,
-    }
-}
-
-#[track_caller]
-fn assert_pass(res: &nightjar::result::CheckResult) {
-    assert!(res.is_success(), "expected a pass, got {:?}", res.status);
-}
-
-#[track_caller]
-fn assert_fail(res: &nightjar::result::CheckResult, reason: FailureReason, detail_part: &str) {
-    match &res.status {
-        Status::Fail {
-            reason: got,
-            detail,
-        } => {
-            assert_eq!(*got, reason, "detail: {detail}");
-            assert!(
-                detail.contains(detail_part),
-                "detail {detail:?} lacks {detail_part:?}"
-            );
-        }
-        Status::Pass => panic!("expected {reason} failure, got a pass"),
     }
 }
 

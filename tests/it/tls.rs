@@ -3,10 +3,11 @@
 
 use std::net::SocketAddr;
 
-use nightjar::result::{CheckResult, Details, FailureReason, Status, TlsInfo};
+use nightjar::result::{CheckResult, Details, FailureReason, TlsInfo};
 
 use crate::support::{
-    Nginx, assert_check_contract, free_port, metrics_after, pki, run_check, sample,
+    Nginx, assert_check_contract, assert_fail, assert_pass, free_port, metrics_after, pki,
+    run_check, sample,
 };
 
 fn tls_check(addr: SocketAddr, extra: &str) -> String {
@@ -26,20 +27,6 @@ fn info(res: &CheckResult) -> &TlsInfo {
         .unwrap_or_else(|| panic!("no TLS info in {res:?}"))
 }
 
-#[track_caller]
-fn assert_fail(res: &CheckResult, reason: FailureReason, part: &str) {
-    match &res.status {
-        Status::Fail {
-            reason: got,
-            detail,
-        } => {
-            assert_eq!(*got, reason, "{detail}");
-            assert!(detail.contains(part), "{detail:?} lacks {part:?}");
-        }
-        Status::Pass => panic!("expected a {reason} failure"),
-    }
-}
-
 #[tokio::test]
 async fn a_valid_chain_passes_and_is_reported_in_full() {
     let nginx = Nginx::start();
@@ -48,7 +35,7 @@ async fn a_valid_chain_passes_and_is_reported_in_full() {
         &with_ca("expect = { min_days_left = 21, min_version = \"1.3\" }"),
     );
     let res = run_check(&text).await;
-    assert!(res.is_success(), "{:?}", res.status);
+    assert_pass(&res);
     let info = info(&res);
     assert_eq!(info.version, "TLS 1.3");
     assert!(info.chain_valid && info.hostname_match);
@@ -196,7 +183,7 @@ async fn an_intermediate_expiring_before_the_leaf_decides_the_expiry() {
         &with_ca("expect = { min_days_left = 7 }"),
     ))
     .await;
-    assert!(res.is_success(), "{:?}", res.status);
+    assert_pass(&res);
 }
 
 #[tokio::test]
@@ -220,7 +207,7 @@ async fn an_expired_certificate() {
         &with_ca("expect = { chain_valid = false }"),
     ))
     .await;
-    assert!(res.is_success(), "{:?}", res.status);
+    assert_pass(&res);
     assert!(!info(&res).chain_valid);
 }
 
@@ -256,7 +243,7 @@ async fn a_certificate_for_another_name() {
         ),
     ))
     .await;
-    assert!(res.is_success(), "{:?}", res.status);
+    assert_pass(&res);
     assert_eq!(info(&res).version, "TLS 1.2");
     let res = run_check(&tls_check(
         nginx.wrong_host,
@@ -297,7 +284,7 @@ async fn smtp_starttls() {
         pki().ca.display()
     );
     let res = run_check(&text).await;
-    assert!(res.is_success(), "{:?}", res.status);
+    assert_pass(&res);
     let Details::Tls(details) = &res.details else {
         panic!()
     };
@@ -362,14 +349,7 @@ async fn unreachable_targets_and_stale_series() {
 #[test]
 fn tls_config_errors() {
     let text = "[[check]]\nname = \"c\"\ntype = \"tls\"\ntarget = \"no port here:x\"\nstarttls = \"imap\"\ntls = { insecure_skip_verify = true }\nexpect = { min_days_left = \"soon\", min_version = \"1.1\" }\n";
-    let err = nightjar::config::load_str(
-        std::path::Path::new("t.toml"),
-        text,
-        &nightjar::config::MapEnv::default(),
-        &Default::default(),
-    )
-    .unwrap_err()
-    .to_string();
+    let err = crate::support::config_errors("t.toml", text);
     for part in [
         "t.toml:4:10: target \"no port here:x\" is not HOST:PORT",
         "t.toml:5:12: unknown starttls \"imap\"",

@@ -387,6 +387,40 @@ pub fn metrics_after(text: &str, res: &CheckResult) -> String {
     metrics.render()
 }
 
+/// Asserts the run passed.
+#[track_caller]
+pub fn assert_pass(res: &CheckResult) {
+    assert!(res.is_success(), "expected a pass, got {:?}", res.status);
+}
+
+/// Asserts the run failed with `reason` and a detail containing `part`.
+#[track_caller]
+pub fn assert_fail(res: &CheckResult, reason: nightjar::result::FailureReason, part: &str) {
+    match &res.status {
+        nightjar::result::Status::Fail {
+            reason: got,
+            detail,
+        } => {
+            assert_eq!(*got, reason, "detail: {detail}");
+            assert!(detail.contains(part), "detail {detail:?} lacks {part:?}");
+        }
+        nightjar::result::Status::Pass => panic!("expected a {reason} failure, got a pass"),
+    }
+}
+
+/// Validates `text` as the file `file` and returns every problem, rendered; panics if it is
+/// valid.
+pub fn config_errors(file: &str, text: &str) -> String {
+    config::load_str(
+        Path::new(file),
+        text,
+        &MapEnv::default(),
+        &Overrides::default(),
+    )
+    .expect_err("the config is invalid")
+    .to_string()
+}
+
 /// The standard series exist for the result's check and every label comes from a bounded
 /// set: the contract every check kind keeps.
 pub fn assert_check_contract(res: &CheckResult, metrics_text: &str) {
