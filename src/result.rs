@@ -81,18 +81,44 @@ pub enum Details {
     Domain(DomainDetails),
     /// A DNS check's measurements.
     Dns(DnsDetails),
+    /// A flow check's steps.
+    Flow(FlowDetails),
 }
 
 impl Details {
     /// What the TLS handshake showed, if the run got that far over TLS.
     pub fn tls_info(&self) -> Option<&TlsInfo> {
         match self {
-            Details::None | Details::Domain(_) => None,
+            Details::None | Details::Domain(_) | Details::Flow(_) => None,
             Details::Http(http) => http.tls_info.as_ref(),
             Details::Dns(dns) => dns.tls_info.as_ref(),
             Details::Tls(tls) => tls.info.as_ref(),
         }
     }
+}
+
+/// What a `flow` check's steps did.
+#[derive(Debug, Clone, Default)]
+pub struct FlowDetails {
+    /// The steps that ran, in order.
+    pub steps: Vec<StepResult>,
+    /// The step that failed, if one did.
+    pub failed_step: Option<String>,
+}
+
+/// One step of a flow run.
+#[derive(Debug, Clone, Default)]
+pub struct StepResult {
+    /// The step's name.
+    pub name: String,
+    /// How long it took, redirects included.
+    pub duration: Duration,
+    /// Whether it passed.
+    pub success: bool,
+    /// The final status code, if a response came.
+    pub status_code: Option<u16>,
+    /// Its HTTP phase timings.
+    pub http: HttpDetails,
 }
 
 /// What a `dns` check measured and was told.
@@ -363,6 +389,8 @@ pub enum FailureReason {
     RrsigExpiring,
     /// The authoritative servers of a zone disagree on its SOA serial.
     Inconsistent,
+    /// A flow step could not extract a variable from its response.
+    Extract,
 }
 
 impl FailureReason {
@@ -389,6 +417,26 @@ impl FailureReason {
         FailureReason::Answer,
         FailureReason::RrsigExpiring,
         FailureReason::Inconsistent,
+        FailureReason::Extract,
+    ];
+
+    /// The reasons a `flow` check can produce: an `http` check's, and extraction.
+    pub const FLOW: &'static [FailureReason] = &[
+        FailureReason::Timeout,
+        FailureReason::Dns,
+        FailureReason::Connect,
+        FailureReason::Tls,
+        FailureReason::CertInvalid,
+        FailureReason::Closed,
+        FailureReason::Protocol,
+        FailureReason::Redirect,
+        FailureReason::Status,
+        FailureReason::Body,
+        FailureReason::Header,
+        FailureReason::Json,
+        FailureReason::TooSlow,
+        FailureReason::TooLarge,
+        FailureReason::Extract,
     ];
 
     /// The reasons a `dns` check can produce.
@@ -477,6 +525,7 @@ impl FailureReason {
             FailureReason::Answer => "answer",
             FailureReason::RrsigExpiring => "rrsig_expiring",
             FailureReason::Inconsistent => "inconsistent",
+            FailureReason::Extract => "extract",
         }
     }
 }

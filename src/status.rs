@@ -190,6 +190,24 @@ pub struct RunView {
     /// What the DNS server said, for dns checks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns: Option<DnsView>,
+    /// The steps that ran, for flow checks.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepView>,
+}
+
+/// One flow step, for the JSON API.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepView {
+    /// The step's name.
+    pub name: String,
+    /// Whether it passed.
+    pub success: bool,
+    /// How long it took, in seconds.
+    pub duration_seconds: f64,
+    /// The final status code.
+    pub status_code: Option<u16>,
+    /// HTTP phase timings, in seconds.
+    pub phases: BTreeMap<&'static str, f64>,
 }
 
 /// A DNS answer, for the JSON API.
@@ -378,12 +396,31 @@ impl RunView {
             tls: None,
             domain: None,
             dns: None,
+            steps: Vec::new(),
         };
         if let Some(info) = res.details.tls_info() {
             view.tls = Some(TlsView::new(info));
         }
         match &res.details {
             Details::None => {}
+            Details::Flow(flow) => {
+                view.steps = flow
+                    .steps
+                    .iter()
+                    .map(|step| StepView {
+                        name: step.name.clone(),
+                        success: step.success,
+                        duration_seconds: step.duration.as_secs_f64(),
+                        status_code: step.status_code,
+                        phases: step
+                            .http
+                            .phases()
+                            .into_iter()
+                            .map(|(phase, took)| (phase, took.as_secs_f64()))
+                            .collect(),
+                    })
+                    .collect();
+            }
             Details::Dns(dns) => {
                 for (phase, took) in dns.phases() {
                     view.phases.insert(phase, took.as_secs_f64());

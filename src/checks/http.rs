@@ -176,16 +176,57 @@ pub(crate) async fn fetch(
     ctx: &CheckCtx,
     details: &mut HttpDetails,
 ) -> Result<Received, Status> {
+    fetch_with_cookies(spec, ctx, details, None).await
+}
+
+/// [`fetch`], with a cookie jar applied to every hop: its cookies are sent, and every
+/// `Set-Cookie`, redirects included, is stored.
+pub(crate) async fn fetch_with_cookies(
+    spec: &HttpSpec,
+    ctx: &CheckCtx,
+    details: &mut HttpDetails,
+    mut jar: Option<&mut cookie_store::CookieStore>,
+) -> Result<Received, Status> {
     let mut url = spec.url.clone();
     let mut method = spec.method.clone();
     let mut body = spec.body.clone();
     let mut headers = spec.headers.clone();
     let received = loop {
-        let response =
-            match exchange(spec, ctx, &url, &method, &headers, body.clone(), details).await {
-                Ok(response) => response,
-                Err(status) => return Err(status),
-            };
+        let mut hop_headers = headers.clone();
+        if let Some(jar) = jar.as_deref() {
+            let cookies: Vec<String> = jar
+                .get_request_values(&url)
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect();
+            if !cookies.is_empty()
+                && let Ok(mut value) = HeaderValue::from_str(&cookies.join("; "))
+            {
+                value.set_sensitive(true);
+                hop_headers.retain(|(name, _)| name != COOKIE);
+                hop_headers.push((COOKIE, value));
+            }
+        }
+        let response = match exchange(
+            spec,
+            ctx,
+            &url,
+            &method,
+            &hop_headers,
+            body.clone(),
+            details,
+        )
+        .await
+        {
+            Ok(response) => response,
+            Err(status) => return Err(status),
+        };
+        if let Some(jar) = jar.as_deref_mut() {
+            for set_cookie in response.headers.get_all(http::header::SET_COOKIE) {
+                if let Ok(text) = set_cookie.to_str() {
+                    let _ = jar.parse(text, &url);
+                }
+            }
+        }
         let code = response.status.as_u16();
         let is_redirect = matches!(code, 301 | 302 | 303 | 307 | 308);
         if !(spec.follow_redirects && is_redirect) {
@@ -665,7 +706,7 @@ pub fn show_url(url: &Url) -> String {
 }
 
 /// Checks the final response against the expectations; the first that fails decides.
-fn evaluate(
+pub(crate) fn evaluate(
     spec: &HttpSpec,
     received: &Received,
     elapsed: Duration,

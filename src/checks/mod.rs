@@ -5,6 +5,7 @@
 
 pub mod dns;
 pub mod domain;
+pub mod flow;
 pub mod http;
 pub mod tls;
 
@@ -25,6 +26,7 @@ use crate::tlsinfo;
 
 pub use dns::DnsSpec;
 pub use domain::DomainSpec;
+pub use flow::FlowSpec;
 pub use http::HttpSpec;
 pub use tls::TlsSpec;
 
@@ -39,6 +41,8 @@ pub enum CheckKind {
     Domain,
     /// A DNS query with expectations, or SOA consistency across a zone's servers.
     Dns,
+    /// HTTP steps in order, sharing cookies and variables: a login.
+    Flow,
 }
 
 impl CheckKind {
@@ -48,6 +52,7 @@ impl CheckKind {
         CheckKind::Tls,
         CheckKind::Dns,
         CheckKind::Domain,
+        CheckKind::Flow,
     ];
 
     /// The name used in config and as the `type` label.
@@ -57,6 +62,7 @@ impl CheckKind {
             CheckKind::Tls => "tls",
             CheckKind::Domain => "domain",
             CheckKind::Dns => "dns",
+            CheckKind::Flow => "flow",
         }
     }
 
@@ -67,6 +73,7 @@ impl CheckKind {
             CheckKind::Tls => FailureReason::TLS,
             CheckKind::Domain => FailureReason::DOMAIN,
             CheckKind::Dns => FailureReason::DNS,
+            CheckKind::Flow => FailureReason::FLOW,
         }
     }
 }
@@ -94,6 +101,8 @@ pub enum CheckSpec {
     Domain(Box<DomainSpec>),
     /// `type = "dns"`.
     Dns(Box<DnsSpec>),
+    /// `type = "flow"`.
+    Flow(Box<FlowSpec>),
 }
 
 impl CheckSpec {
@@ -104,6 +113,7 @@ impl CheckSpec {
             CheckSpec::Tls(_) => CheckKind::Tls,
             CheckSpec::Domain(_) => CheckKind::Domain,
             CheckSpec::Dns(_) => CheckKind::Dns,
+            CheckSpec::Flow(_) => CheckKind::Flow,
         }
     }
 
@@ -114,6 +124,7 @@ impl CheckSpec {
             CheckSpec::Tls(spec) => tls::run(spec, ctx).await,
             CheckSpec::Domain(spec) => domain::run(spec, ctx).await,
             CheckSpec::Dns(spec) => dns::run(spec, ctx).await,
+            CheckSpec::Flow(spec) => flow::run(spec, ctx).await,
         }
     }
 }

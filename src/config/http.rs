@@ -41,18 +41,6 @@ pub(super) fn read_http(
         }
     };
 
-    let method = match table.str("method") {
-        Some((text, span)) => match Method::from_bytes(text.to_ascii_uppercase().as_bytes()) {
-            Ok(method) => method,
-            Err(_) => {
-                d.error(&span, format!("{text:?} is not an HTTP method"));
-                ok = false;
-                Method::GET
-            }
-        },
-        None => Method::GET,
-    };
-
     let mut headers = Vec::new();
     if let Some(entries) = table.str_map("headers") {
         for entry in entries {
@@ -156,6 +144,60 @@ pub(super) fn read_http(
         None => None,
     };
 
+    let options = read_request_options(table);
+
+    let (Some(url), Some(options), true) = (url, options, ok) else {
+        return None;
+    };
+    let target = show_url(&url);
+    Some((
+        HttpSpec {
+            url,
+            method: options.method,
+            headers,
+            body,
+            follow_redirects: options.follow_redirects,
+            max_redirects: options.max_redirects,
+            ip: options.ip,
+            version: options.version,
+            tls: options.tls.client,
+            verifier: options.tls.verifier,
+            insecure_skip_verify: options.tls.insecure_skip_verify,
+            server_name: options.tls.server_name,
+            max_body: options.max_body,
+            expect: options.expect,
+        },
+        target,
+    ))
+}
+
+/// What an HTTP request can set besides its URL, headers and body, and what it expects:
+/// shared by `http` checks and `flow` steps.
+pub(super) struct RequestOptions {
+    pub method: Method,
+    pub follow_redirects: bool,
+    pub max_redirects: u32,
+    pub ip: IpPreference,
+    pub version: HttpVersionPref,
+    pub max_body: u64,
+    pub tls: super::tls::TlsOptions,
+    pub expect: HttpExpect,
+}
+
+pub(super) fn read_request_options(table: &Table<'_>) -> Option<RequestOptions> {
+    let d = table.diags();
+    let mut ok = true;
+    let method = match table.str("method") {
+        Some((text, span)) => match Method::from_bytes(text.to_ascii_uppercase().as_bytes()) {
+            Ok(method) => method,
+            Err(_) => {
+                d.error(&span, format!("{text:?} is not an HTTP method"));
+                ok = false;
+                Method::GET
+            }
+        },
+        None => Method::GET,
+    };
     let follow_redirects = table.bool("follow_redirects").unwrap_or(true);
     let max_redirects = match table.int("max_redirects") {
         Some((n, _)) if (0..=100).contains(&n) => n as u32,
@@ -169,9 +211,7 @@ pub(super) fn read_http(
         }
         None => DEFAULT_MAX_REDIRECTS as u32,
     };
-
     let ip = read_ip_preference(table);
-
     let version = match table.str("http_version") {
         Some(("auto", _)) | None => HttpVersionPref::Auto,
         Some(("1.1", _)) => HttpVersionPref::Http1,
@@ -186,9 +226,7 @@ pub(super) fn read_http(
             HttpVersionPref::Auto
         }
     };
-
     let max_body = table.size("max_body").unwrap_or(DEFAULT_MAX_BODY);
-
     let alpn: Vec<Vec<u8>> = match version {
         HttpVersionPref::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
         HttpVersionPref::Http1 => vec![b"http/1.1".to_vec()],
@@ -196,30 +234,19 @@ pub(super) fn read_http(
     };
     let tls = super::tls::read_tls_options(table, alpn, true);
     let expect = read_expect(table);
-
-    let (Some(url), Some(tls), Some(expect), Some(ip), true) = (url, tls, expect, ip, ok) else {
+    let (Some(ip), Some(tls), Some(expect), true) = (ip, tls, expect, ok) else {
         return None;
     };
-    let target = show_url(&url);
-    Some((
-        HttpSpec {
-            url,
-            method,
-            headers,
-            body,
-            follow_redirects,
-            max_redirects,
-            ip,
-            version,
-            tls: tls.client,
-            verifier: tls.verifier,
-            insecure_skip_verify: tls.insecure_skip_verify,
-            server_name: tls.server_name,
-            max_body,
-            expect,
-        },
-        target,
-    ))
+    Some(RequestOptions {
+        method,
+        follow_redirects,
+        max_redirects,
+        ip,
+        version,
+        max_body,
+        tls,
+        expect,
+    })
 }
 
 /// `ip_protocol` and `ip_protocol_fallback`, shared by every check that connects.

@@ -6,6 +6,7 @@
 
 mod dns;
 mod domain;
+mod flow;
 mod http;
 mod reader;
 mod tls;

@@ -113,18 +113,49 @@ impl<'s> Diags<'s> {
     pub fn interpolate(&self, text: &str, span: &Range<usize>) -> Option<Interpolated> {
         let mut out = String::with_capacity(text.len());
         let mut secrets = Vec::new();
-        let mut rest = text;
         let mut ok = true;
+        for piece in self.pieces(text, span)? {
+            match piece {
+                Piece::Text(literal) => out.push_str(&literal),
+                Piece::Ref(reference) => match self.secret(&reference, span) {
+                    Some(Some(value)) => {
+                        out.push_str(&value);
+                        secrets.push(value);
+                    }
+                    Some(None) => {
+                        ok = false;
+                        self.error_hint(
+                            span,
+                            format!("unknown reference ${{{reference}}}"),
+                            "use ${env:NAME} or ${file:PATH}; flow variables like ${name} exist only in flow checks; write $${ for a literal ${",
+                        );
+                    }
+                    None => ok = false,
+                },
+            }
+        }
+        secrets.retain(|secret| !secret.is_empty());
+        ok.then_some(Interpolated {
+            value: out,
+            secrets,
+        })
+    }
+
+    /// Splits `text` into literal text and `${...}` references (`$${` is a literal `${`).
+    pub fn pieces(&self, text: &str, span: &Range<usize>) -> Option<Vec<Piece>> {
+        let mut pieces = Vec::new();
+        let mut literal = String::new();
+        let mut rest = text;
         while let Some(idx) = rest.find('$') {
-            out.push_str(&rest[..idx]);
+            literal.push_str(&rest[..idx]);
             let tail = &rest[idx..];
             if let Some(after) = tail.strip_prefix("$${") {
-                out.push_str("${");
+                literal.push_str("${");
                 rest = after;
                 continue;
             }
             let Some(body) = tail.strip_prefix("${") else {
-                out.push('$');
+                literal.push('$');
                 rest = &tail[1..];
                 continue;
             };
@@ -136,55 +167,59 @@ impl<'s> Diags<'s> {
                 );
                 return None;
             };
-            let reference = &body[..end];
+            if !literal.is_empty() {
+                pieces.push(Piece::Text(std::mem::take(&mut literal)));
+            }
+            pieces.push(Piece::Ref(body[..end].to_string()));
             rest = &body[end + 1..];
-            match reference.split_once(':') {
-                Some(("env", name)) if !name.is_empty() => match self.env.var(name) {
-                    Some(value) => {
-                        out.push_str(&value);
-                        secrets.push(value);
-                    }
+        }
+        literal.push_str(rest);
+        if !literal.is_empty() {
+            pieces.push(Piece::Text(literal));
+        }
+        Some(pieces)
+    }
+
+    /// Resolves a secret reference: `env:NAME` or `file:PATH`. `Some(None)` when `reference`
+    /// is not a secret reference at all; `None` (with the problem reported) when it cannot be
+    /// resolved.
+    pub fn secret(&self, reference: &str, span: &Range<usize>) -> Option<Option<String>> {
+        match reference.split_once(':') {
+            Some(("env", name)) if !name.is_empty() => {
+                match self.env.var(name) {
+                    Some(value) => Some(Some(value)),
                     None => {
-                        ok = false;
                         self.error_hint(
-                            span,
-                            format!("environment variable {name} is not set (referenced as ${{env:{name}}})"),
-                            format!("set {name} in the agent's environment, or use ${{file:PATH}}"),
-                        );
-                    }
-                },
-                Some(("file", path)) if !path.is_empty() => match std::fs::read_to_string(path) {
-                    Ok(value) => {
-                        let value = value.trim_end_matches(['\n', '\r']).to_string();
-                        out.push_str(&value);
-                        secrets.push(value);
-                    }
-                    Err(error) => {
-                        ok = false;
-                        self.error_hint(
-                            span,
-                            format!("cannot read secret file {path} (referenced as ${{file:{path}}}): {error}"),
-                            "check the path and that the agent's user may read it",
-                        );
-                    }
-                },
-                _ => {
-                    ok = false;
-                    self.error_hint(
                         span,
-                        format!("unknown reference ${{{reference}}}"),
-                        "use ${env:NAME} or ${file:PATH}; flow variables like ${name} exist only in flow checks; write $${ for a literal ${",
+                        format!("environment variable {name} is not set (referenced as ${{env:{name}}})"),
+                        format!("set {name} in the agent's environment, or use ${{file:PATH}}"),
                     );
+                        None
+                    }
                 }
             }
+            Some(("file", path)) if !path.is_empty() => match std::fs::read_to_string(path) {
+                Ok(value) => Some(Some(value.trim_end_matches(['\n', '\r']).to_string())),
+                Err(error) => {
+                    self.error_hint(
+                        span,
+                        format!("cannot read secret file {path} (referenced as ${{file:{path}}}): {error}"),
+                        "check the path and that the agent's user may read it",
+                    );
+                    None
+                }
+            },
+            _ => Some(None),
         }
-        out.push_str(rest);
-        secrets.retain(|secret| !secret.is_empty());
-        ok.then_some(Interpolated {
-            value: out,
-            secrets,
-        })
     }
+}
+
+/// A piece of a string with references.
+pub(crate) enum Piece {
+    /// Literal text.
+    Text(String),
+    /// The inside of a `${...}`.
+    Ref(String),
 }
 
 /// A string with its `${...}` references expanded.
@@ -200,6 +235,8 @@ pub(crate) struct Table<'a> {
     span: Range<usize>,
     what: String,
     known: RefCell<Vec<&'static str>>,
+    /// Set when every key is a name of the user's (like variable names): none is unknown.
+    open: std::cell::Cell<bool>,
 }
 
 pub(crate) type Value<'a> = Spanned<DeValue<'a>>;
@@ -219,6 +256,7 @@ impl<'a> Table<'a> {
                 span: value.span(),
                 what,
                 known: RefCell::new(Vec::new()),
+                open: std::cell::Cell::new(false),
             }),
             other => {
                 d.error(
@@ -237,6 +275,7 @@ impl<'a> Table<'a> {
             span,
             what: "the file".to_string(),
             known: RefCell::new(Vec::new()),
+            open: std::cell::Cell::new(false),
         }
     }
 
@@ -465,8 +504,23 @@ impl<'a> Table<'a> {
         Table::new(self.d, value, what)
     }
 
+    /// Every entry as a table, for tables whose keys are the user's names (variables).
+    pub fn subtables(&self, what: impl Fn(&str) -> String) -> Vec<(&'a str, Table<'a>)> {
+        self.open.set(true);
+        self.table
+            .iter()
+            .filter_map(|(key, value)| {
+                let name: &'a str = key.get_ref().as_ref();
+                Table::new(self.d, value, what(name)).map(|table| (name, table))
+            })
+            .collect()
+    }
+
     /// Reports every key that no accessor asked for, with a "did you mean" hint.
     pub fn finish(self) {
+        if self.open.get() {
+            return;
+        }
         let known = self.known.into_inner();
         for (key, _) in self.table.iter() {
             let name = key.get_ref().as_ref();

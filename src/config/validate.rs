@@ -451,6 +451,8 @@ fn read_check(
             .map(|(spec, target)| (CheckSpec::Tls(Box::new(spec)), target)),
         Some(CheckKind::Dns) => super::dns::read_dns_check(&table)
             .map(|(spec, target)| (CheckSpec::Dns(Box::new(spec)), target)),
+        Some(CheckKind::Flow) => super::flow::read_flow_check(&table, &mut secrets)
+            .map(|(spec, target)| (CheckSpec::Flow(Box::new(spec)), target)),
         Some(CheckKind::Domain) => super::domain::read_domain_check(&table, agent)
             .map(|(spec, target)| (CheckSpec::Domain(Box::new(spec)), target)),
         None => None,

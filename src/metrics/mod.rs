@@ -48,6 +48,10 @@ pub struct Metrics {
     checks_configured: IntGauge,
     tls: TlsFamilies,
     dns: DnsFamilies,
+    flow_step_duration: GaugeVec,
+    flow_step_success: GaugeVec,
+    /// The step names of each flow check, in order.
+    flow_steps: HashMap<Arc<str>, Vec<String>>,
     /// Label sets currently exported per check and per family whose series come and go
     /// with each run (certificate details, versions), so stale ones can be removed.
     dynamic: Mutex<HashMap<(Arc<str>, Family), LabelSets>>,
@@ -375,6 +379,27 @@ impl Metrics {
             ),
         };
 
+        let flow_step_duration = gauge(
+            "nightjar_flow_step_duration_seconds",
+            "Duration of each step of the last run of a flow check; 0 for steps not reached.",
+            &with(&["step"]),
+        );
+        let flow_step_success = gauge(
+            "nightjar_flow_step_success",
+            "Whether each step of the last run of a flow check passed; 0 for steps not reached.",
+            &with(&["step"]),
+        );
+        let flow_steps: HashMap<Arc<str>, Vec<String>> = checks
+            .iter()
+            .filter_map(|def| match &def.spec {
+                crate::checks::CheckSpec::Flow(flow) => Some((
+                    def.name.clone(),
+                    flow.steps.iter().map(|step| step.name.clone()).collect(),
+                )),
+                _ => None,
+            })
+            .collect();
+
         let mut info_labels = base.clone();
         info_labels.extend(["target", "schedule"]);
         let check_info = IntGaugeVec::new(
@@ -485,6 +510,9 @@ impl Metrics {
             checks_configured,
             tls,
             dns,
+            flow_step_duration,
+            flow_step_success,
+            flow_steps,
             dynamic: Mutex::new(HashMap::new()),
         }
     }
@@ -521,6 +549,18 @@ impl Metrics {
         match &res.details {
             Details::None => {}
             Details::Dns(dns) => self.observe_dns(&res.check, &refs, dns),
+            Details::Flow(flow) => {
+                for name in self.flow_steps.get(&res.check).into_iter().flatten() {
+                    let ran = flow.steps.iter().find(|step| &step.name == name);
+                    let labels = extend(&refs, name);
+                    self.flow_step_duration
+                        .with_label_values(&labels)
+                        .set(ran.map_or(0.0, |step| step.duration.as_secs_f64()));
+                    self.flow_step_success
+                        .with_label_values(&labels)
+                        .set(f64::from(u8::from(ran.is_some_and(|step| step.success))));
+                }
+            }
             Details::Domain(domain) => {
                 for (phase, took) in domain.http.phases() {
                     self.http_duration

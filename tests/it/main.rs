@@ -4,6 +4,7 @@ mod cli;
 mod config;
 mod dns;
 mod domain;
+mod flow;
 mod hostile;
 mod http;
 mod schedule;

@@ -604,3 +604,40 @@ pub fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64>
                 .flatten()
         })
 }
+
+/// The login application (tests/fixtures/login_app.py) on loopback; stopped on drop.
+pub struct LoginApp {
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl LoginApp {
+    pub fn start(password: &str, totp_secret: &str) -> LoginApp {
+        let python = require("python3", "python3");
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/login_app.py");
+        let child = Command::new(python)
+            .arg(script)
+            .arg(addr.port().to_string())
+            .arg(password)
+            .arg(totp_secret)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the login app");
+        wait_for_tcp(addr, Duration::from_secs(20));
+        LoginApp { addr, child }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for LoginApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,443 @@
+//! The `flow` check: HTTP steps run in order in one run, sharing a cookie jar and a table of
+//! variables extracted from earlier responses, with secrets and TOTP codes filled in. The run
+//! fails at the first failing step, and says which.
+//!
+//! Nothing a flow handles (secrets, TOTP codes, cookies, extracted values) leaves it: every
+//! detail is redacted of them before it is returned, and none becomes a label.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderName, HeaderValue, Method};
+use regex::Regex;
+use tokio::time::Instant;
+use url::Url;
+
+use super::CheckCtx;
+use super::http::{HttpExpect, HttpSpec, HttpVersionPref, evaluate, fetch_with_cookies};
+use crate::net::IpPreference;
+use crate::result::{Details, FailureReason, FlowDetails, HttpDetails, Status, StepResult};
+
+/// A validated `flow` check.
+#[derive(Debug, Clone)]
+pub struct FlowSpec {
+    /// The steps, in order.
+    pub steps: Vec<FlowStep>,
+}
+
+/// One HTTP request of a flow.
+#[derive(Debug, Clone)]
+pub struct FlowStep {
+    /// Unique within the flow; the `step` label.
+    pub name: String,
+    /// Request method.
+    pub method: Method,
+    /// The URL, with variables.
+    pub url: Template,
+    /// Request headers, with variables.
+    pub headers: Vec<(HeaderName, Template)>,
+    /// The request body.
+    pub body: FlowBody,
+    /// Whether redirects are followed (cookies are applied on every hop).
+    pub follow_redirects: bool,
+    /// How many redirects are followed.
+    pub max_redirects: u32,
+    /// This step's own time limit, within the check's.
+    pub timeout: Option<Duration>,
+    /// Address family preference.
+    pub ip: IpPreference,
+    /// HTTP version.
+    pub version: HttpVersionPref,
+    /// TLS client.
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Judges certificates.
+    pub verifier: Arc<rustls::client::WebPkiServerVerifier>,
+    /// Go on when a certificate does not verify.
+    pub insecure_skip_verify: bool,
+    /// SNI and verified name, instead of the URL's host.
+    pub server_name: Option<rustls::pki_types::ServerName<'static>>,
+    /// Body bytes kept for assertions and extraction.
+    pub max_body: u64,
+    /// What the response must look like.
+    pub expect: HttpExpect,
+    /// Variables taken from the response.
+    pub extract: Vec<(String, Extractor)>,
+}
+
+/// A request body.
+#[derive(Debug, Clone)]
+pub enum FlowBody {
+    /// No body.
+    None,
+    /// A raw body.
+    Raw(Template),
+    /// `application/x-www-form-urlencoded` fields.
+    Form(Vec<(String, Template)>),
+    /// A JSON document built from a TOML table.
+    Json(JsonTemplate),
+}
+
+/// Where a variable's value comes from.
+#[derive(Debug, Clone)]
+pub enum Extractor {
+    /// The first capture group (or the whole match) of a regex on the body.
+    Regex(Regex),
+    /// A JSON pointer into the body; strings as they are, other values as JSON text.
+    JsonPointer(String),
+    /// A response header.
+    Header(HeaderName),
+    /// A cookie from the jar, after this step.
+    Cookie(String),
+    /// The `value` of the first `input`, `select` or `textarea` with this `name`, found by
+    /// an HTML parser.
+    FormField(String),
+}
+
+/// A string with `${variable}` and `${totp:...}` parts, filled in at run time.
+#[derive(Debug, Clone, Default)]
+pub struct Template {
+    /// The parts, in order.
+    pub parts: Vec<Part>,
+}
+
+/// A part of a [`Template`].
+#[derive(Clone)]
+pub enum Part {
+    /// Literal text (secrets from `${env:..}`/`${file:..}` are already in it).
+    Text(String),
+    /// A variable extracted by an earlier step.
+    Var(String),
+    /// The current TOTP code of a secret.
+    Totp(Arc<totp_rs::Totp>),
+}
+
+impl std::fmt::Debug for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Part::Text(_) => f.write_str("Text(..)"),
+            Part::Var(name) => write!(f, "Var({name})"),
+            Part::Totp(_) => f.write_str("Totp(..)"),
+        }
+    }
+}
+
+/// A JSON body whose strings are templates.
+#[derive(Debug, Clone)]
+pub enum JsonTemplate {
+    /// A literal value (number, boolean).
+    Literal(serde_json::Value),
+    /// A string with variables.
+    String(Template),
+    /// An array.
+    Array(Vec<JsonTemplate>),
+    /// An object, in order.
+    Object(Vec<(String, JsonTemplate)>),
+}
+
+/// Values a run has seen that must not appear in any output.
+#[derive(Default)]
+struct Sensitive {
+    values: Vec<String>,
+}
+
+impl Sensitive {
+    fn add(&mut self, value: &str) {
+        // Very short values (a "1", a "ok") would redact ordinary words; they are not
+        // secrets worth the noise.
+        if value.len() >= 4 && !self.values.iter().any(|known| known == value) {
+            self.values.push(value.to_string());
+        }
+    }
+
+    fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for value in &self.values {
+            out = out.replace(value.as_str(), "<redacted>");
+        }
+        out
+    }
+}
+
+impl Template {
+    fn render(&self, vars: &HashMap<String, String>, sensitive: &mut Sensitive) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(text) => out.push_str(text),
+                Part::Var(name) => out.push_str(vars.get(name).map_or("", String::as_str)),
+                Part::Totp(totp) => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    let code = totp.generate(now).to_string();
+                    sensitive.add(&code);
+                    out.push_str(&code);
+                }
+            }
+        }
+        out
+    }
+}
+
+impl JsonTemplate {
+    fn render(
+        &self,
+        vars: &HashMap<String, String>,
+        sensitive: &mut Sensitive,
+    ) -> serde_json::Value {
+        match self {
+            JsonTemplate::Literal(value) => value.clone(),
+            JsonTemplate::String(template) => {
+                serde_json::Value::String(template.render(vars, sensitive))
+            }
+            JsonTemplate::Array(items) => serde_json::Value::Array(
+                items
+                    .iter()
+                    .map(|item| item.render(vars, sensitive))
+                    .collect(),
+            ),
+            JsonTemplate::Object(fields) => serde_json::Value::Object(
+                fields
+                    .iter()
+                    .map(|(key, value)| (key.clone(), value.render(vars, sensitive)))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// Runs a `flow` check once.
+pub async fn run(spec: &FlowSpec, ctx: &CheckCtx) -> (Status, Details) {
+    let mut details = FlowDetails::default();
+    let mut sensitive = Sensitive::default();
+    let mut jar = cookie_store::CookieStore::new();
+    let mut vars: HashMap<String, String> = HashMap::new();
+    let mut status = Status::Pass;
+    for step in &spec.steps {
+        let started = Instant::now();
+        let step_deadline = step
+            .timeout
+            .map_or(ctx.deadline, |limit| ctx.deadline.min(started + limit));
+        let step_ctx = CheckCtx {
+            deadline: step_deadline,
+            ..ctx.clone()
+        };
+        let mut http = HttpDetails::default();
+        let outcome = run_step(
+            step,
+            &step_ctx,
+            &mut jar,
+            &mut vars,
+            &mut sensitive,
+            &mut http,
+        )
+        .await;
+        let duration = started.elapsed();
+        let ok = outcome.is_ok();
+        details.steps.push(StepResult {
+            name: step.name.clone(),
+            duration,
+            success: ok,
+            status_code: http.status_code,
+            http,
+        });
+        if let Err(Status::Fail { reason, detail }) = outcome {
+            // A step that ran out of its own time is a timeout, whatever phase it was in.
+            let detail = if reason == FailureReason::Timeout && step_deadline < ctx.deadline {
+                format!("{detail} (the step's timeout)")
+            } else {
+                detail
+            };
+            details.failed_step = Some(step.name.clone());
+            status = Status::fail(
+                reason,
+                format!("step {:?}: {}", step.name, sensitive.redact(&detail)),
+            );
+            break;
+        }
+    }
+    (status, Details::Flow(details))
+}
+
+async fn run_step(
+    step: &FlowStep,
+    ctx: &CheckCtx,
+    jar: &mut cookie_store::CookieStore,
+    vars: &mut HashMap<String, String>,
+    sensitive: &mut Sensitive,
+    http: &mut HttpDetails,
+) -> Result<(), Status> {
+    let url_text = step.url.render(vars, sensitive);
+    let url = match Url::parse(&url_text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => url,
+        _ => {
+            return Err(Status::fail(
+                FailureReason::Protocol,
+                format!("the URL is not a usable http(s) URL once filled in: {url_text:?}"),
+            ));
+        }
+    };
+    let mut headers = Vec::with_capacity(step.headers.len() + 1);
+    for (name, template) in &step.headers {
+        let value = template.render(vars, sensitive);
+        let Ok(mut value) = HeaderValue::from_str(&value) else {
+            return Err(Status::fail(
+                FailureReason::Protocol,
+                format!("header {name} is not a valid header value once filled in"),
+            ));
+        };
+        value.set_sensitive(true);
+        headers.push((name.clone(), value));
+    }
+    let body = match &step.body {
+        FlowBody::None => None,
+        FlowBody::Raw(template) => Some(Bytes::from(template.render(vars, sensitive))),
+        FlowBody::Form(fields) => {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            for (name, template) in fields {
+                form.append_pair(name, &template.render(vars, sensitive));
+            }
+            set_default_header(&mut headers, "application/x-www-form-urlencoded");
+            Some(Bytes::from(form.finish()))
+        }
+        FlowBody::Json(template) => {
+            set_default_header(&mut headers, "application/json");
+            Some(Bytes::from(template.render(vars, sensitive).to_string()))
+        }
+    };
+    let spec = HttpSpec {
+        url,
+        method: step.method.clone(),
+        headers,
+        body,
+        follow_redirects: step.follow_redirects,
+        max_redirects: step.max_redirects,
+        ip: step.ip,
+        version: step.version,
+        tls: step.tls.clone(),
+        verifier: step.verifier.clone(),
+        insecure_skip_verify: step.insecure_skip_verify,
+        server_name: step.server_name.clone(),
+        max_body: step.max_body,
+        expect: step.expect.clone(),
+    };
+    let started = Instant::now();
+    let received = fetch_with_cookies(&spec, ctx, http, Some(jar)).await?;
+    match evaluate(&spec, &received, started.elapsed(), http) {
+        Status::Pass => {}
+        failed => return Err(failed),
+    }
+    for (name, extractor) in &step.extract {
+        let value = extract(extractor, &received, jar, &spec.url).ok_or_else(|| {
+            Status::fail(
+                FailureReason::Extract,
+                format!("could not extract ${{{name}}}: {}", describe(extractor)),
+            )
+        })?;
+        sensitive.add(&value);
+        vars.insert(name.clone(), value);
+    }
+    // Cookie values are secrets too.
+    for cookie in jar.iter_unexpired() {
+        sensitive.add(cookie.value());
+    }
+    Ok(())
+}
+
+fn set_default_header(headers: &mut Vec<(HeaderName, HeaderValue)>, content_type: &'static str) {
+    if !headers.iter().any(|(name, _)| name == CONTENT_TYPE) {
+        headers.push((CONTENT_TYPE, HeaderValue::from_static(content_type)));
+    }
+}
+
+fn describe(extractor: &Extractor) -> String {
+    match extractor {
+        Extractor::Regex(regex) => format!("the body does not match /{regex}/"),
+        Extractor::JsonPointer(pointer) => format!("no value at JSON pointer {pointer}"),
+        Extractor::Header(name) => format!("the response has no {name} header"),
+        Extractor::Cookie(name) => format!("no cookie named {name:?} in the jar"),
+        Extractor::FormField(name) => format!("no form field named {name:?} in the page"),
+    }
+}
+
+fn extract(
+    extractor: &Extractor,
+    received: &super::http::Received,
+    jar: &cookie_store::CookieStore,
+    url: &Url,
+) -> Option<String> {
+    match extractor {
+        Extractor::Regex(regex) => {
+            let body = String::from_utf8_lossy(&received.body);
+            let captures = regex.captures(&body)?;
+            let found = captures.get(1).or_else(|| captures.get(0))?;
+            Some(found.as_str().to_string())
+        }
+        Extractor::JsonPointer(pointer) => {
+            let document: serde_json::Value = serde_json::from_slice(&received.body).ok()?;
+            match document.pointer(pointer)? {
+                serde_json::Value::String(text) => Some(text.clone()),
+                other => Some(other.to_string()),
+            }
+        }
+        Extractor::Header(name) => received
+            .headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string),
+        Extractor::Cookie(name) => jar
+            .matches(url)
+            .into_iter()
+            .find(|cookie| cookie.name() == name)
+            .map(|cookie| cookie.value().to_string()),
+        Extractor::FormField(name) => form_field(&String::from_utf8_lossy(&received.body), name),
+    }
+}
+
+/// The value of the first form control named `name`, found by an HTML parser.
+pub fn form_field(html: &str, name: &str) -> Option<String> {
+    let document = scraper::Html::parse_document(html);
+    // Names are checked at load time to hold no quote or backslash.
+    let selector = scraper::Selector::parse(&format!(
+        "input[name=\"{name}\"], select[name=\"{name}\"], textarea[name=\"{name}\"]"
+    ))
+    .ok()?;
+    let element = document.select(&selector).next()?;
+    match element.value().name() {
+        "textarea" => Some(element.text().collect()),
+        "select" => {
+            let option = scraper::Selector::parse("option[selected], option").ok()?;
+            element
+                .select(&option)
+                .next()
+                .and_then(|opt| opt.value().attr("value").map(str::to_string))
+        }
+        _ => Some(element.value().attr("value").unwrap_or("").to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_fields_come_from_the_html_parser() {
+        let html = r#"<form><input type="hidden" name='csrf_token' value="a&amp;b">
+            <!-- <input name="csrf_token" value="commented-out"> -->
+            <textarea name="note">hi</textarea></form>"#;
+        assert_eq!(form_field(html, "csrf_token").as_deref(), Some("a&b"));
+        assert_eq!(form_field(html, "note").as_deref(), Some("hi"));
+        assert_eq!(form_field(html, "missing"), None);
+    }
+
+    #[test]
+    fn short_values_are_not_redacted() {
+        let mut sensitive = Sensitive::default();
+        sensitive.add("ok");
+        sensitive.add("s3cr3t-token");
+        assert_eq!(sensitive.redact("ok s3cr3t-token"), "ok <redacted>");
+    }
+}
