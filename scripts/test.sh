@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs nightjar's whole test suite. The tests use real servers on loopback, so this first
 # installs what they need from Debian's packages when it is missing: nginx with its mail module
-# (SMTP STARTTLS), BIND 9 with dnssec-keygen/dnssec-signzone, Prometheus with promtool, and the
-# CA bundle. It is idempotent: a second run installs nothing.
+# (SMTP STARTTLS), BIND 9 with dnssec-keygen/dnssec-signzone, Prometheus with promtool,
+# Python 3 (the login application the flow tests sign in to), and the CA bundle. It is
+# idempotent: a second run installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,7 @@ have promtool || missing+=(prometheus)
 [ -e /usr/lib/nginx/modules/ngx_mail_module.so ] || missing+=(libnginx-mod-mail)
 have named || missing+=(bind9)
 have dnssec-signzone || missing+=(bind9-utils)
+have python3 || missing+=(python3)
 [ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 
 if [ "${#missing[@]}" -gt 0 ]; then

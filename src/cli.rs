@@ -154,7 +154,11 @@ fn init_logging(cli: &Cli) {
         .clone()
         .and_then(|level| tracing_subscriber::EnvFilter::try_new(level).ok())
         .or_else(|| tracing_subscriber::EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default));
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default))
+        // Libraries that could log cookie or header values stay quiet whatever the level.
+        .add_directive("cookie_store=warn".parse().expect("a valid directive"))
+        .add_directive("hyper=info".parse().expect("a valid directive"))
+        .add_directive("h2=info".parse().expect("a valid directive"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -37,8 +37,10 @@ pub struct FlowStep {
     pub method: Method,
     /// The URL, with variables.
     pub url: Template,
-    /// Request headers, with variables.
+    /// Request headers, with variables (`bearer_token` arrives here as `Authorization`).
     pub headers: Vec<(HeaderName, Template)>,
+    /// `basic_auth` username and password, with variables.
+    pub basic_auth: Option<(Template, Template)>,
     /// The request body.
     pub body: FlowBody,
     /// Whether redirects are followed (cookies are applied on every hop).
@@ -283,6 +285,9 @@ async fn run_step(
     let mut headers = Vec::with_capacity(step.headers.len() + 1);
     for (name, template) in &step.headers {
         let value = template.render(vars, sensitive);
+        if name == http::header::AUTHORIZATION {
+            sensitive.add(&value);
+        }
         let Ok(mut value) = HeaderValue::from_str(&value) else {
             return Err(Status::fail(
                 FailureReason::Protocol,
@@ -291,6 +296,21 @@ async fn run_step(
         };
         value.set_sensitive(true);
         headers.push((name.clone(), value));
+    }
+    if let Some((user, password)) = &step.basic_auth {
+        let credentials = super::http::basic_auth(
+            &user.render(vars, sensitive),
+            &password.render(vars, sensitive),
+        );
+        sensitive.add(&credentials);
+        let mut value = HeaderValue::from_str(&credentials).map_err(|_| {
+            Status::fail(
+                FailureReason::Protocol,
+                "basic_auth is not a valid header value once filled in",
+            )
+        })?;
+        value.set_sensitive(true);
+        headers.push((http::header::AUTHORIZATION, value));
     }
     let body = match &step.body {
         FlowBody::None => None,

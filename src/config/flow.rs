@@ -132,6 +132,32 @@ fn read_step(
             headers.push((name, value));
         }
     }
+    if let Some((token, span)) = step.str("bearer_token")
+        && let Some(token) = template(d, token, &span, defined, secrets)
+    {
+        let mut parts = vec![Part::Text("Bearer ".to_string())];
+        parts.extend(token.parts);
+        headers.push((http::header::AUTHORIZATION, Template { parts }));
+    }
+    let basic_auth = match step.table("basic_auth", format!("`basic_auth` of {}", step.what())) {
+        None => None,
+        Some(auth) => {
+            let user = auth.str("username");
+            let password = auth.str("password");
+            let built = match (user, password) {
+                (Some((user, user_span)), Some((password, password_span))) => template(
+                    d, user, &user_span, defined, secrets,
+                )
+                .zip(template(d, password, &password_span, defined, secrets)),
+                _ => {
+                    auth.missing("username` and `password", "basic_auth = { username = \"probe\", password = \"${env:PROBE_PASSWORD}\" }");
+                    None
+                }
+            };
+            auth.finish();
+            built
+        }
+    };
     let raw = step.str("body");
     let form = step.str_map("form");
     let json = step.get("json");
@@ -202,6 +228,7 @@ fn read_step(
         method: options.method,
         url: url?,
         headers,
+        basic_auth,
         body,
         follow_redirects: options.follow_redirects,
         max_redirects: options.max_redirects,

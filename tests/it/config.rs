@@ -309,6 +309,8 @@ fn every_file_in_checks_loads() {
         [
             ("SHOP_API_TOKEN", "example-token"),
             ("STATUS_PASSWORD", "example-password"),
+            ("SHOP_PROBE_PASSWORD", "example-password"),
+            ("SHOP_PROBE_TOTP", "JBSWY3DPEHPK3PXP"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -56,7 +56,7 @@ timeout = "10s"
   [[check.steps]]
   name = "api-me"
   url = "{base}/api/me"
-  headers = {{ authorization = "Bearer ${{token}}" }}
+  bearer_token = "${{token}}"
   expect = {{ json = [{{ pointer = "/email", equals = "probe@example.com" }}] }}
 "#,
         login = app.url("/login"),
@@ -276,6 +276,32 @@ fn no_secret_reaches_the_cli_output_or_logs() {
         }
         assert!(!all.contains("session="), "a cookie leaked:\n{all}");
     }
+}
+
+#[tokio::test]
+async fn basic_auth_and_json_bodies_carry_variables() {
+    let nginx = crate::support::Nginx::start();
+    let text = format!(
+        r#"[[check]]
+name = "f"
+type = "flow"
+  [[check.steps]]
+  name = "first"
+  url = "{json}"
+  extract = {{ status = {{ json_pointer = "/status" }}, count = {{ json_pointer = "/count" }} }}
+  [[check.steps]]
+  name = "second"
+  method = "PUT"
+  url = "{echo}?n=${{count}}"
+  basic_auth = {{ username = "probe-${{status}}", password = "${{env:PW}}" }}
+  json = {{ state = "${{status}}", nested = {{ list = [1, "${{count}}"] }} }}
+  expect = {{ body_contains = ["method=PUT", "auth=Basic cHJvYmUtb2s6b3BlbiBzZXNhbWU="] }}
+"#,
+        json = nginx.url("/json"),
+        echo = nginx.url("/echo"),
+    );
+    let res = run_check_env(&text, &[("PW", "open sesame")]).await;
+    assert_pass(&res);
 }
 
 #[test]
