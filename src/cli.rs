@@ -41,6 +41,8 @@ enum Command {
     Check(CheckArgs),
     /// Validate the configuration and print every problem.
     Validate(ValidateArgs),
+    /// Write Prometheus recording and alerting rules for the SLOs, expiries and regions.
+    Rules(RulesArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -100,6 +102,15 @@ struct CheckArgs {
 }
 
 #[derive(Debug, Args)]
+struct RulesArgs {
+    #[command(flatten)]
+    config: RequiredConfig,
+    /// Write the rule file here instead of to standard output.
+    #[arg(long, short = 'o')]
+    output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 struct ValidateArgs {
     #[command(flatten)]
     config: RequiredConfig,
@@ -133,6 +144,7 @@ pub fn main() -> ExitCode {
             Command::Run(args) => cmd_run(args).await,
             Command::Check(args) => cmd_check(args).await,
             Command::Validate(args) => cmd_validate(&args),
+            Command::Rules(args) => cmd_rules(&args),
         }
     });
     match outcome {
@@ -146,7 +158,7 @@ pub fn main() -> ExitCode {
 
 fn init_logging(cli: &Cli) {
     let default = match &cli.command {
-        Some(Command::Check(_) | Command::Validate(_)) => "warn",
+        Some(Command::Check(_) | Command::Validate(_) | Command::Rules(_)) => "warn",
         _ => "info",
     };
     let filter = cli
@@ -331,6 +343,26 @@ fn cmd_validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(2))
         }
     }
+}
+
+fn cmd_rules(args: &RulesArgs) -> anyhow::Result<ExitCode> {
+    let config = match load(&args.config.config, &Overrides::default()) {
+        Ok(config) => config,
+        Err(errors) => {
+            print_config_errors(&errors);
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let rules = crate::rules::generate(&config);
+    match &args.output {
+        Some(path) => std::fs::write(path, rules)
+            .with_context(|| format!("failed to write the rule file {}", path.display()))?,
+        None => std::io::stdout()
+            .lock()
+            .write_all(rules.as_bytes())
+            .context("cannot write the rules")?,
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn render_text(defs: &[Arc<CheckDef>], results: &[CheckResult]) -> String {

@@ -21,6 +21,7 @@
 //! - [`metrics`]: the only place metric names exist.
 //! - [`status`]: the latest result per check and the JSON views.
 //! - [`server`]: `/metrics`, `/-/healthy`, `/-/ready`, `/api/v1/checks`.
+//! - [`rules`]: `nightjar rules`: burn-rate, expiry, quorum and agent alerts for Prometheus.
 //! - [`agent`]: wires the stages together for `nightjar run`.
 //! - [`cli`]: the command line.
 //!
@@ -43,6 +44,7 @@ pub mod config;
 pub mod metrics;
 pub mod net;
 pub mod result;
+pub mod rules;
 pub mod runner;
 pub mod schedule;
 pub mod server;

@@ -9,6 +9,7 @@ mod domain;
 mod flow;
 mod http;
 mod reader;
+mod slo;
 mod tls;
 mod validate;
 
@@ -39,6 +40,10 @@ pub struct Config {
     pub agent: AgentConfig,
     /// Every check, in file order.
     pub checks: Vec<Arc<CheckDef>>,
+    /// Every `[[slo]]`, in file order.
+    pub slos: Vec<Slo>,
+    /// The `[rules]` table: settings of `nightjar rules`.
+    pub rules: RulesConfig,
     /// Where the configuration came from.
     pub origin: Origin,
 }
@@ -114,6 +119,69 @@ impl CheckDef {
             }
         }
         out
+    }
+}
+
+/// A service level objective: `[[slo]]`.
+#[derive(Debug, Clone)]
+pub struct Slo {
+    /// Unique name; the `slo` label of its rules.
+    pub name: String,
+    /// The target ratio of good events, e.g. 0.999.
+    pub objective: f64,
+    /// The SLO period, e.g. 30 days.
+    pub window: Duration,
+    /// Where good and bad events are counted.
+    pub source: SliSource,
+    /// How many failures in a tier's long window must not page: the traffic floor's `k`.
+    pub tolerated_failures: u32,
+    /// Divide by at least the floor's request count (the "virtual floor").
+    pub virtual_floor: bool,
+    /// Extra labels on the SLO's rules.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The events an SLI counts.
+#[derive(Debug, Clone)]
+pub enum SliSource {
+    /// nightjar's own runs of these checks: availability, or latency under a threshold.
+    Checks {
+        /// The checks.
+        names: Vec<String>,
+        /// Latency threshold in seconds (a bucket edge), for a latency SLI.
+        latency: Option<f64>,
+    },
+    /// The service's own metrics: PromQL with a `$window` placeholder.
+    Queries {
+        /// Failed events per second over `$window`.
+        errors: String,
+        /// All events per second over `$window`.
+        total: String,
+    },
+}
+
+/// The `[rules]` table.
+#[derive(Debug, Clone)]
+pub struct RulesConfig {
+    /// Lead time of the warning expiry alerts.
+    pub expiry_warning: Duration,
+    /// Lead time of the critical expiry alerts.
+    pub expiry_critical: Duration,
+    /// Regions that must fail for the region-quorum alert; default: more than half of the
+    /// regions the check runs in.
+    pub quorum: Option<usize>,
+    /// How long the quorum must hold.
+    pub quorum_for: Duration,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            expiry_warning: Duration::from_secs(21 * 86_400),
+            expiry_critical: Duration::from_secs(7 * 86_400),
+            quorum: None,
+            quorum_for: Duration::from_secs(300),
+        }
     }
 }
 

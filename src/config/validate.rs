@@ -74,6 +74,8 @@ pub(super) fn build(
         timeout: None,
     };
     let mut defaults_at: Option<String> = None;
+    let mut rules = super::RulesConfig::default();
+    let mut rules_at: Option<String> = None;
     for (idx, root) in &roots {
         let d = &diags[*idx];
         if let Some(value) = root.get("agent") {
@@ -86,6 +88,20 @@ pub(super) fn build(
             } else {
                 agent_at = Some(d.location(&value.span()));
                 agent = read_agent(d, value);
+            }
+        }
+        if let Some(value) = root.get("rules") {
+            if let Some(first) = &rules_at {
+                d.error_hint(
+                    &value.span(),
+                    "a second [rules] table",
+                    format!("[rules] is already defined at {first}; keep one"),
+                );
+            } else {
+                rules_at = Some(d.location(&value.span()));
+                if let Some(read) = super::slo::read_rules(d, value) {
+                    rules = read;
+                }
             }
         }
         if let Some(value) = root.get("defaults") {
@@ -138,6 +154,35 @@ pub(super) fn build(
             }
         }
     }
+    // Pass 3: the SLOs, which name checks.
+    let check_names: Vec<String> = checks
+        .iter()
+        .map(|def: &Arc<CheckDef>| def.name.to_string())
+        .collect();
+    let mut slos: Vec<super::Slo> = Vec::new();
+    for (idx, root) in &roots {
+        let d = &diags[*idx];
+        let Some(list) = root.array("slo") else {
+            continue;
+        };
+        for (n, item) in list.into_iter().enumerate() {
+            let Some(table) = Table::new(d, item, format!("SLO #{}", n + 1)) else {
+                continue;
+            };
+            let span = table.span();
+            if let Some(slo) = super::slo::read_slo(table, &check_names, &agent.duration_buckets) {
+                if slos.iter().any(|known| known.name == slo.name) {
+                    d.error_hint(
+                        &span,
+                        format!("duplicate SLO name {:?}", slo.name),
+                        "SLO names are unique",
+                    );
+                } else {
+                    slos.push(slo);
+                }
+            }
+        }
+    }
     for (_, root) in roots {
         root.finish();
     }
@@ -152,6 +197,8 @@ pub(super) fn build(
     Ok(Config {
         agent,
         checks,
+        slos,
+        rules,
         origin,
     })
 }

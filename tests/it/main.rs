@@ -7,6 +7,7 @@ mod domain;
 mod flow;
 mod hostile;
 mod http;
+mod rules;
 mod schedule;
 mod server;
 mod support;

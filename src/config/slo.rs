@@ -1,0 +1,271 @@
+//! The `[[slo]]` tables and the `[rules]` table.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use toml::de::DeValue;
+
+use super::reader::{Diags, Table, Value, as_int, read_labels};
+use super::{RulesConfig, SliSource, Slo};
+use crate::rules::{TIERS, tier_factor};
+
+/// Label names the generated rules set themselves.
+const RESERVED: &[&str] = &["slo", "severity", "check", "region", "type", "tier"];
+
+pub(super) fn read_rules(d: &Diags<'_>, value: &Value<'_>) -> Option<RulesConfig> {
+    let table = Table::new(d, value, "[rules]")?;
+    let mut rules = RulesConfig::default();
+    if let Some((lead, _)) = table.duration("expiry_warning") {
+        rules.expiry_warning = lead;
+    }
+    if let Some((lead, _)) = table.duration("expiry_critical") {
+        rules.expiry_critical = lead;
+    }
+    if rules.expiry_critical >= rules.expiry_warning {
+        let span = table
+            .key_span("expiry_critical")
+            .unwrap_or_else(|| table.span());
+        d.error_hint(
+            &span,
+            "`expiry_critical` must be shorter than `expiry_warning`",
+            "like expiry_warning = \"21d\", expiry_critical = \"7d\"",
+        );
+    }
+    rules.quorum = match table.int("quorum") {
+        None => None,
+        Some((n, _)) if n >= 1 => Some(n as usize),
+        Some((n, span)) => {
+            d.error(&span, format!("`quorum` must be at least 1, found {n}"));
+            None
+        }
+    };
+    if let Some((every, _)) = table.duration("quorum_for") {
+        rules.quorum_for = every;
+    }
+    table.finish();
+    Some(rules)
+}
+
+pub(super) fn read_slo(table: Table<'_>, check_names: &[String], buckets: &[f64]) -> Option<Slo> {
+    let d = table.diags();
+    let errors_before = d.error_count();
+    let name = match table.str("name") {
+        Some((name, span)) => {
+            if !super::validate::valid_check_name(name) {
+                d.error_hint(
+                    &span,
+                    format!("SLO name {name:?} is not valid"),
+                    "use lowercase letters, digits, `-` and `_`",
+                );
+            }
+            Some(name.to_string())
+        }
+        None => {
+            table.missing("name", "name the SLO, like name = \"shop-availability\"");
+            None
+        }
+    };
+    let table = match &name {
+        Some(name) => table.renamed(format!("SLO {name:?}")),
+        None => table,
+    };
+    let objective = match table.get("objective") {
+        None => {
+            table.missing("objective", "set the target, like objective = 0.999");
+            None
+        }
+        Some(value) => {
+            let number = match value.get_ref() {
+                DeValue::Float(f) => f.as_str().replace('_', "").parse::<f64>().ok(),
+                DeValue::Integer(_) => as_int(value.get_ref()).map(|n| n as f64),
+                _ => None,
+            };
+            match number {
+                Some(objective) if objective > 0.0 && objective < 1.0 => Some(objective),
+                Some(objective) if objective > 1.0 && objective < 100.0 => {
+                    d.error_hint(
+                        &value.span(),
+                        format!("objective {objective} is not a ratio"),
+                        format!(
+                            "write it as a ratio, like objective = {}",
+                            objective / 100.0
+                        ),
+                    );
+                    None
+                }
+                _ => {
+                    d.error_hint(
+                        &value.span(),
+                        "the objective must be a ratio between 0 and 1, like 0.999",
+                        "an objective of 1 has no error budget: any failure burns it all and the alert can never clear",
+                    );
+                    None
+                }
+            }
+        }
+    };
+    let window = match table.duration("window") {
+        Some((window, span)) => {
+            let longest = TIERS.iter().map(|tier| tier.long).max().unwrap_or_default();
+            if window < longest {
+                d.error_hint(
+                    &span,
+                    format!(
+                        "window {} is shorter than the longest alert window (3d)",
+                        humantime::format_duration(window)
+                    ),
+                    "SLO windows are usually 28d or 30d",
+                );
+            }
+            Some(window)
+        }
+        None => Some(Duration::from_secs(30 * 86_400)),
+    };
+    let checks = table.str_list("checks");
+    let errors = table.str("errors");
+    let total = table.str("total");
+    let latency = table.duration("latency");
+    let source = match (checks, errors, total) {
+        (Some(list), None, None) => {
+            let mut names = Vec::new();
+            for (check, span) in list {
+                if check_names.iter().any(|known| known == check) {
+                    names.push(check.to_string());
+                } else {
+                    let candidates: Vec<&str> = check_names.iter().map(String::as_str).collect();
+                    let hint = match super::reader::closest(check, &candidates) {
+                        Some(best) => format!("did you mean {best:?}?"),
+                        None => "list checks defined in [[check]] tables".to_string(),
+                    };
+                    d.error_hint(&span, format!("no check named {check:?}"), hint);
+                }
+            }
+            if names.is_empty() {
+                let span = table.key_span("checks").unwrap_or_else(|| table.span());
+                d.error(&span, "`checks` lists no check");
+            }
+            let latency = match latency {
+                None => None,
+                Some((threshold, span)) => {
+                    let seconds = threshold.as_secs_f64();
+                    if buckets.iter().any(|edge| (edge - seconds).abs() < 1e-9) {
+                        Some(seconds)
+                    } else {
+                        let edges: Vec<String> =
+                            buckets.iter().map(|edge| format!("{edge}s")).collect();
+                        d.error_hint(
+                            &span,
+                            format!("latency threshold {} is not a bucket edge of nightjar_check_duration_seconds", humantime::format_duration(threshold)),
+                            format!("add it to [agent] duration_buckets, or pick one of {}", edges.join(", ")),
+                        );
+                        None
+                    }
+                }
+            };
+            Some(SliSource::Checks { names, latency })
+        }
+        (None, Some((errors, errors_span)), Some((total, total_span))) => {
+            for (query, span, key) in [
+                (errors, &errors_span, "errors"),
+                (total, &total_span, "total"),
+            ] {
+                if !query.contains("$window") {
+                    d.error_hint(
+                        span,
+                        format!("`{key}` has no $window placeholder"),
+                        "write the range as [$window], like sum(rate(http_requests_total{job=\"shop\"}[$window]))",
+                    );
+                }
+            }
+            if let Some((_, span)) = latency {
+                d.error_hint(
+                    &span,
+                    "`latency` goes with `checks`",
+                    "for a latency SLI from service metrics, write it in errors/total",
+                );
+            }
+            Some(SliSource::Queries {
+                errors: errors.to_string(),
+                total: total.to_string(),
+            })
+        }
+        (None, None, None) => {
+            table.missing(
+                "checks",
+                "give the checks the SLI comes from, or errors and total PromQL queries",
+            );
+            None
+        }
+        _ => {
+            d.error_hint(
+                &table.span(),
+                format!(
+                    "{} must have either `checks`, or both `errors` and `total`",
+                    table.what()
+                ),
+                "keep one SLI source",
+            );
+            None
+        }
+    };
+    let tolerated_failures = match table.int("tolerated_failures") {
+        None => 1,
+        Some((k, _)) if (0..=1000).contains(&k) => k as u32,
+        Some((k, span)) => {
+            d.error(
+                &span,
+                format!("`tolerated_failures` must be between 0 and 1000, found {k}"),
+            );
+            1
+        }
+    };
+    let virtual_floor = match table.str("floor") {
+        None | Some(("none", _)) => false,
+        Some(("virtual", _)) => true,
+        Some((other, span)) => {
+            d.error_hint(
+                &span,
+                format!("unknown floor {other:?}"),
+                "use \"none\" or \"virtual\"",
+            );
+            false
+        }
+    };
+    let labels: BTreeMap<String, String> = read_labels(&table, "labels", RESERVED);
+
+    // An alert whose threshold needs an error ratio above 1 can never fire.
+    if let (Some(objective), Some(window)) = (objective, window) {
+        let budget = 1.0 - objective;
+        for tier in TIERS {
+            let factor = tier_factor(tier, window);
+            if factor * budget >= 1.0 {
+                let span = table.key_span("objective").unwrap_or_else(|| table.span());
+                d.error_hint(
+                    &span,
+                    format!(
+                        "with objective {objective} the {} alert ({} window, {:.1}x burn) needs an error ratio of {:.2}, above 1: it could never fire",
+                        tier.severity,
+                        humantime::format_duration(tier.long),
+                        factor,
+                        factor * budget
+                    ),
+                    "raise the objective (an objective below about 0.93 cannot page on the 1h window)",
+                );
+                break;
+            }
+        }
+    }
+    table.finish();
+    if d.error_count() > errors_before {
+        return None;
+    }
+    Some(Slo {
+        name: name?,
+        objective: objective?,
+        window: window?,
+        source: source?,
+        tolerated_failures,
+        virtual_floor,
+        labels,
+    })
+}

@@ -1,0 +1,328 @@
+//! `nightjar rules` through the real binary, checked and unit-tested with the real promtool
+//! (Debian's Prometheus 2.42): SLO burn-rate alerts with the virtual floor, outage detection
+//! by night and by day, recovery, zero traffic, expiry and region quorum.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::{config_errors, require};
+
+const CONFIG: &str = r#"
+[agent]
+duration_buckets = ["100ms", "500ms", "1s", "5s"]
+
+[rules]
+expiry_warning = "21d"
+expiry_critical = "7d"
+
+[[check]]
+name = "shop-home"
+type = "http"
+url = "https://shop.example.com/"
+regions = ["eu", "us", "ap"]
+
+[[check]]
+name = "shop-cert"
+type = "tls"
+target = "shop.example.com:443"
+
+[[slo]]
+name = "shop-availability"
+objective = 0.999
+window = "30d"
+checks = ["shop-home"]
+tolerated_failures = 1
+floor = "virtual"
+"#;
+
+const SERVICE_SLOS: &str = r#"
+[[check]]
+name = "api-home"
+type = "http"
+url = "https://api.example.com/"
+
+[[slo]]
+name = "api-availability"
+objective = 0.995
+window = "28d"
+errors = 'sum(rate(http_requests_total{job="api",code=~"5.."}[$window]))'
+total = 'sum(rate(http_requests_total{job="api"}[$window]))'
+labels = { team = "api" }
+
+[[slo]]
+name = "api-latency"
+objective = 0.99
+checks = ["api-home"]
+latency = "500ms"
+"#;
+
+fn write_rules(dir: &Path, config: &str) -> std::path::PathBuf {
+    let config_path = dir.join("nightjar.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let rules = dir.join("rules.yml");
+    let out = Command::new(env!("CARGO_BIN_EXE_nightjar"))
+        .args(["rules", "--config"])
+        .arg(&config_path)
+        .arg("--output")
+        .arg(&rules)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "nightjar rules failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let promtool = require("promtool", "prometheus");
+    let check = Command::new(&promtool)
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "promtool check rules failed:\n{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    rules
+}
+
+/// An expression test: `alert` is firing with exactly `labels` (or not at all when `None`).
+fn alert_at(alert: &str, minute: u32, firing: &[&str]) -> String {
+    let samples = if firing.is_empty() {
+        "        exp_samples: []\n".to_string()
+    } else {
+        let mut text = String::from("        exp_samples:\n");
+        for labels in firing {
+            text.push_str(&format!(
+                "          - labels: 'ALERTS{{alertname=\"{alert}\",alertstate=\"firing\",{labels}}}'\n            value: 1\n"
+            ));
+        }
+        text
+    };
+    format!(
+        "      - expr: 'ALERTS{{alertname=\"{alert}\",alertstate=\"firing\"}}'\n        eval_time: {minute}m\n{samples}"
+    )
+}
+
+fn group(name: &str, series: &[(&str, &str)], tests: &[String]) -> String {
+    let mut text = format!("  - name: {name:?}\n    interval: 1m\n    input_series:\n");
+    for (series, values) in series {
+        text.push_str(&format!(
+            "      - series: '{series}'\n        values: '{values}'\n"
+        ));
+    }
+    text.push_str("    promql_expr_test:\n");
+    for test in tests {
+        text.push_str(test);
+    }
+    text
+}
+
+const OK: &str = r#"nightjar_check_runs_total{check="shop-home",result="success"}"#;
+const FAILED: &str = r#"nightjar_check_runs_total{check="shop-home",result="failure"}"#;
+const SLO: &str = r#"severity="page",slo="shop-availability""#;
+const PAGE: &str = "NightjarSLOBurnRatePage";
+
+#[test]
+fn generated_rules_pass_promtool_and_behave_by_night_and_by_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(dir.path(), CONFIG);
+    let groups = [
+        // 10 requests an hour at night; one failure at minute 90: the floor keeps it quiet.
+        group(
+            "night, one failure",
+            &[(OK, "0+0.16666x180"), (FAILED, "0x90 1x89")],
+            &[
+                alert_at(PAGE, 92, &[]),
+                alert_at(PAGE, 120, &[]),
+                alert_at("NightjarSLOBurnRateTicket", 120, &[]),
+            ],
+        ),
+        // k + 1 = 2 failures within a minute at night: that pages.
+        group(
+            "night, two failures",
+            &[(OK, "0+0.16666x180"), (FAILED, "0x90 1 2x88")],
+            &[alert_at(PAGE, 93, &[SLO])],
+        ),
+        // A real outage at night, with the traffic floor applied (84 requests an hour):
+        // it pages within 5 minutes.
+        group(
+            "night outage",
+            &[(OK, "0+1.4x60 84x60"), (FAILED, "0x60 1.4+1.4x59")],
+            &[alert_at(PAGE, 59, &[]), alert_at(PAGE, 65, &[SLO])],
+        ),
+        // A real outage by day (3,600 requests an hour) pages within 5 minutes too.
+        group(
+            "day outage",
+            &[(OK, "0+60x60 3600x60"), (FAILED, "0x60 60+60x59")],
+            &[alert_at(PAGE, 59, &[]), alert_at(PAGE, 63, &[SLO])],
+        ),
+        // A ten-minute outage by day, then health: the page clears once the short windows
+        // hold no errors.
+        group(
+            "recovery",
+            &[
+                (OK, "0+60x60 3600x10 3600+60x120"),
+                (FAILED, "0x60 60+60x9 600x120"),
+            ],
+            &[alert_at(PAGE, 65, &[SLO]), alert_at(PAGE, 110, &[])],
+        ),
+        // Zero traffic: the burn alerts are NaN-silent, the no-traffic alert is not.
+        group(
+            "zero traffic",
+            &[(OK, "5x40"), (FAILED, "0x40")],
+            &[
+                alert_at(PAGE, 30, &[]),
+                alert_at(
+                    "NightjarSLONoTraffic",
+                    30,
+                    &[r#"severity="ticket",slo="shop-availability""#],
+                ),
+            ],
+        ),
+        group(
+            "no series at all",
+            &[(r#"up{job="other"}"#, "1x40")],
+            &[alert_at(
+                "NightjarSLONoTraffic",
+                30,
+                &[r#"severity="ticket",slo="shop-availability""#],
+            )],
+        ),
+        // Certificates 6 and 20 days from expiry (the value is the expiry time; time()
+        // starts at 0, and the test looks at minute 10).
+        group(
+            "certificate expiry",
+            &[
+                (
+                    r#"nightjar_expiry_timestamp_seconds{check="shop-cert",expires="certificate",region="eu"}"#,
+                    "519000x20",
+                ),
+                (
+                    r#"nightjar_expiry_timestamp_seconds{check="other-cert",expires="certificate",region="eu"}"#,
+                    "1728600x20",
+                ),
+                (
+                    r#"nightjar_expiry_timestamp_seconds{check="far-cert",expires="certificate",region="eu"}"#,
+                    "5184600x20",
+                ),
+            ],
+            &[alert_at(
+                "NightjarCertificateExpiringSoon",
+                10,
+                &[
+                    r#"check="other-cert",expires="certificate",region="eu",severity="warning""#,
+                    r#"check="shop-cert",expires="certificate",region="eu",severity="critical""#,
+                ],
+            )],
+        ),
+        // Two of three regions failing pages after 5 minutes; one region alone never does.
+        group(
+            "region quorum",
+            &[
+                (r#"probe_success{check="shop-home",region="eu"}"#, "0x20"),
+                (
+                    r#"probe_success{check="shop-home",region="us"}"#,
+                    "1x5 0x15",
+                ),
+                (r#"probe_success{check="shop-home",region="ap"}"#, "1x20"),
+            ],
+            &[
+                alert_at("NightjarCheckFailingInRegions", 4, &[]),
+                alert_at(
+                    "NightjarCheckFailingInRegions",
+                    12,
+                    &[r#"check="shop-home",severity="page""#],
+                ),
+            ],
+        ),
+    ];
+    let test_file = dir.path().join("rules_test.yml");
+    std::fs::write(
+        &test_file,
+        format!(
+            "rule_files: [rules.yml]\nevaluation_interval: 1m\ntests:\n{}",
+            groups.concat()
+        ),
+    )
+    .unwrap();
+    let promtool = require("promtool", "prometheus");
+    let out = Command::new(promtool)
+        .args(["test", "rules"])
+        .arg(&test_file)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool test rules failed:\n{}{}\n--- rules ---\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(&rules).unwrap()
+    );
+}
+
+#[test]
+fn service_metric_and_latency_slos_generate_valid_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = std::fs::read_to_string(write_rules(dir.path(), SERVICE_SLOS)).unwrap();
+    assert!(
+        rules.contains(r#"sum(rate(http_requests_total{job=\"api\",code=~\"5..\"}[1h]))"#),
+        "{rules}"
+    );
+    assert!(
+        rules.contains(r#"le=\"0.5\""#),
+        "the latency threshold is a bucket edge: {rules}"
+    );
+    // 28 days: the fast page factor is 2% × 28d / 1h = 13.44, so the threshold is 13.44 × 0.005.
+    assert!(rules.contains("> 0.0672"), "{rules}");
+    assert!(rules.contains("team: \"api\""));
+}
+
+#[test]
+fn slo_validation() {
+    let base = "[[check]]\nname = \"c\"\ntype = \"http\"\nurl = \"https://example.com/\"\n";
+    let cases = [
+        ("objective = 0.9", "it could never fire"),
+        (
+            "objective = 1.0",
+            "the objective must be a ratio between 0 and 1",
+        ),
+        (
+            "objective = 99.9",
+            "write it as a ratio, like objective = 0.999",
+        ),
+        (
+            "objective = 0.999\nwindow = \"1d\"",
+            "shorter than the longest alert window",
+        ),
+        (
+            "objective = 0.999\nlatency = \"300ms\"",
+            "latency threshold 300ms is not a bucket edge",
+        ),
+    ];
+    for (keys, expected) in cases {
+        let text = format!("{base}\n[[slo]]\nname = \"s\"\nchecks = [\"c\"]\n{keys}\n");
+        let err = config_errors("s.toml", &text);
+        assert!(
+            err.contains(expected),
+            "{keys}: {expected:?} missing from:\n{err}"
+        );
+    }
+    let err = config_errors(
+        "s.toml",
+        &format!("{base}\n[[slo]]\nname = \"s\"\nobjective = 0.999\nchecks = [\"cc\"]\n"),
+    );
+    assert!(
+        err.contains("no check named \"cc\" (hint: did you mean \"c\"?)"),
+        "{err}"
+    );
+    let err = config_errors(
+        "s.toml",
+        &format!(
+            "{base}\n[[slo]]\nname = \"s\"\nobjective = 0.999\nerrors = 'sum(rate(x[5m]))'\ntotal = 'sum(rate(y[$window]))'\n"
+        ),
+    );
+    assert!(err.contains("`errors` has no $window placeholder"), "{err}");
+}
