@@ -57,6 +57,12 @@ pub async fn run(
         config.agent.concurrency,
         WallClock::now(),
     );
+    let injectors = tokio::spawn(crate::traffic::run(
+        config.traffic.clone(),
+        crate::runner::RunEnv::system(),
+        metrics.clone(),
+        stop_rx.clone(),
+    ));
     let scheduler = tokio::spawn(scheduler.run(stop_rx));
 
     let state = AppState {
@@ -94,6 +100,7 @@ pub async fn run(
     ready.store(false, Ordering::Release);
     let _ = stop_tx.send(true);
     let _ = scheduler.await;
+    let _ = injectors.await;
     let _ = sink.await;
     let _ = server_stop_tx.send(true);
     match server.await {

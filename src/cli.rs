@@ -43,6 +43,22 @@ enum Command {
     Validate(ValidateArgs),
     /// Write Prometheus recording and alerting rules for the SLOs, expiries and regions.
     Rules(RulesArgs),
+    /// SLO helpers.
+    #[command(subcommand)]
+    Slo(SloCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SloCommand {
+    /// Per SLO and alert tier: the traffic that keeps one failure from paging, and what the
+    /// traffic injector will add.
+    Plan(PlanArgs),
+}
+
+#[derive(Debug, Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    config: RequiredConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -145,6 +161,7 @@ pub fn main() -> ExitCode {
             Command::Check(args) => cmd_check(args).await,
             Command::Validate(args) => cmd_validate(&args),
             Command::Rules(args) => cmd_rules(&args),
+            Command::Slo(SloCommand::Plan(args)) => cmd_slo_plan(&args).await,
         }
     });
     match outcome {
@@ -158,7 +175,9 @@ pub fn main() -> ExitCode {
 
 fn init_logging(cli: &Cli) {
     let default = match &cli.command {
-        Some(Command::Check(_) | Command::Validate(_) | Command::Rules(_)) => "warn",
+        Some(Command::Check(_) | Command::Validate(_) | Command::Rules(_) | Command::Slo(_)) => {
+            "warn"
+        }
         _ => "info",
     };
     let filter = cli
@@ -362,6 +381,125 @@ fn cmd_rules(args: &RulesArgs) -> anyhow::Result<ExitCode> {
             .write_all(rules.as_bytes())
             .context("cannot write the rules")?,
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn cmd_slo_plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
+    let config = match load(&args.config.config, &Overrides::default()) {
+        Ok(config) => config,
+        Err(errors) => {
+            print_config_errors(&errors);
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let env = RunEnv::system();
+    let mut out = String::new();
+    if config.slos.is_empty() {
+        out.push_str("no [[slo]] in the configuration\n");
+    }
+    for slo in &config.slos {
+        let budget = 1.0 - slo.objective;
+        out.push_str(&format!(
+            "SLO {}: objective {}, window {}, tolerated failures k = {}\n",
+            slo.name,
+            slo.objective,
+            crate::rules::prom_duration(slo.window),
+            slo.tolerated_failures
+        ));
+        // The real rate, from the first injector of this SLO that can ask Prometheus.
+        let injector = config
+            .traffic
+            .iter()
+            .find(|def| def.slo.as_deref() == Some(slo.name.as_str()));
+        let real =
+            match injector.and_then(|def| def.prometheus.as_ref().zip(def.real_rate.as_ref())) {
+                Some((prometheus, query)) => {
+                    match crate::traffic::query_rate(&env, prometheus, query).await {
+                        Ok(rate) => Some(rate),
+                        Err(error) => {
+                            out.push_str(&format!("  real rate: unknown ({error})\n"));
+                            None
+                        }
+                    }
+                }
+                None => None,
+            };
+        if let Some(real) = real {
+            out.push_str(&format!(
+                "  real rate: {:.4}/s = {:.1}/h\n",
+                real,
+                real * 3600.0
+            ));
+        }
+        out.push_str(&format!(
+            "  {:<7} {:>6} {:>7} {:>7}  {:>17}  {:>10}  {:>10}  {:>18}\n",
+            "tier",
+            "long",
+            "short",
+            "burn",
+            "min requests/long",
+            "floor/h",
+            "floor/s",
+            "1 failure now burns"
+        ));
+        for tier in crate::rules::TIERS {
+            let factor = crate::rules::tier_factor(tier, slo.window);
+            let rate = crate::rules::floor_rate(slo, tier);
+            let min_requests = f64::from(slo.tolerated_failures) / (factor * budget);
+            let one_failure = real.map_or_else(
+                || "-".to_string(),
+                |real| {
+                    let requests = real * tier.long.as_secs_f64();
+                    if requests > 0.0 {
+                        format!("{:.1}x", 1.0 / (requests * budget))
+                    } else {
+                        "all of it".to_string()
+                    }
+                },
+            );
+            out.push_str(&format!(
+                "  {:<7} {:>6} {:>7} {:>6.1}x  {:>17.1}  {:>10.1}  {:>10.5}  {:>18}\n",
+                tier.severity,
+                crate::rules::prom_duration(tier.long),
+                crate::rules::prom_duration(tier.short),
+                factor,
+                min_requests,
+                rate * 3600.0,
+                rate,
+                one_failure
+            ));
+        }
+        let floor = crate::rules::binding_floor(slo);
+        out.push_str(&format!(
+            "  floor with a {:.0}% margin: {:.4}/s = {:.1}/h (one request every {:.1}s)\n",
+            crate::rules::FLOOR_MARGIN * 100.0,
+            floor,
+            floor * 3600.0,
+            1.0 / floor
+        ));
+        match injector {
+            Some(def) => {
+                let planned = crate::traffic::plan(def, real, true);
+                let when = if real.is_some() {
+                    "now"
+                } else {
+                    "with the real rate unknown (fallback)"
+                };
+                out.push_str(&format!(
+                    "  injector {}: adds {:.4}/s = {:.1}/h {when}, at most {}/s\n",
+                    def.name,
+                    planned.inject,
+                    planned.inject * 3600.0,
+                    def.max_rate
+                ));
+            }
+            None => out.push_str("  no [[traffic]] injects for this SLO\n"),
+        }
+    }
+    std::io::stdout()
+        .lock()
+        .write_all(out.as_bytes())
+        .context("cannot write the plan")?;
     Ok(ExitCode::SUCCESS)
 }
 

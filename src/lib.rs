@@ -22,6 +22,7 @@
 //! - [`status`]: the latest result per check and the JSON views.
 //! - [`server`]: `/metrics`, `/-/healthy`, `/-/ready`, `/api/v1/checks`.
 //! - [`rules`]: `nightjar rules`: burn-rate, expiry, quorum and agent alerts for Prometheus.
+//! - [`traffic`]: the synthetic good-traffic injector for quiet hours.
 //! - [`agent`]: wires the stages together for `nightjar run`.
 //! - [`cli`]: the command line.
 //!
@@ -50,3 +51,4 @@ pub mod schedule;
 pub mod server;
 pub mod status;
 pub mod tlsinfo;
+pub mod traffic;

@@ -11,6 +11,7 @@ mod http;
 mod reader;
 mod slo;
 mod tls;
+mod traffic;
 mod validate;
 
 use std::collections::{BTreeMap, HashMap};
@@ -44,6 +45,8 @@ pub struct Config {
     pub slos: Vec<Slo>,
     /// The `[rules]` table: settings of `nightjar rules`.
     pub rules: RulesConfig,
+    /// Every `[[traffic]]`: synthetic good traffic for quiet hours.
+    pub traffic: Vec<Arc<TrafficDef>>,
     /// Where the configuration came from.
     pub origin: Origin,
 }
@@ -158,6 +161,89 @@ pub enum SliSource {
         /// All events per second over `$window`.
         total: String,
     },
+}
+
+/// A `[[traffic]]` injector.
+#[derive(Debug, Clone)]
+pub struct TrafficDef {
+    /// Unique name; the `traffic` label.
+    pub name: String,
+    /// The request sent, marked as synthetic: an inline HTTP request or a check's (http or flow).
+    pub request: CheckSpec,
+    /// The SLO the floor comes from, if any.
+    pub slo: Option<String>,
+    /// The traffic floor, requests per second.
+    pub floor: f64,
+    /// Prometheus's base URL, for the real rate.
+    pub prometheus: Option<url::Url>,
+    /// PromQL giving the real request rate per second.
+    pub real_rate: Option<String>,
+    /// Never inject faster than this, requests per second.
+    pub max_rate: f64,
+    /// How often the real rate is read again.
+    pub refresh: Duration,
+    /// Poisson arrivals (true) or evenly spaced ones.
+    pub poisson: bool,
+    /// Inject only inside this daily window (UTC).
+    pub active: Option<ActiveWindow>,
+    /// What to inject when Prometheus cannot be asked.
+    pub fallback: Fallback,
+    /// Upper bound on one request (or flow).
+    pub timeout: Duration,
+    /// Secret values in the request, redacted from any output.
+    pub secrets: Vec<String>,
+}
+
+impl TrafficDef {
+    /// Replaces every secret value in `text` with `<redacted>`.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for secret in &self.secrets {
+            out = out.replace(secret.as_str(), "<redacted>");
+        }
+        out
+    }
+}
+
+/// A daily window in UTC, e.g. 22:00 to 07:00 (it may wrap midnight).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveWindow {
+    /// Start, minutes after midnight.
+    pub from: u32,
+    /// End, minutes after midnight.
+    pub to: u32,
+}
+
+impl ActiveWindow {
+    /// Whether `at` falls inside the window.
+    pub fn contains(&self, at: chrono::DateTime<chrono::Utc>) -> bool {
+        use chrono::Timelike;
+        let minute = at.hour() * 60 + at.minute();
+        if self.from <= self.to {
+            (self.from..self.to).contains(&minute)
+        } else {
+            minute >= self.from || minute < self.to
+        }
+    }
+}
+
+/// What an injector does when Prometheus cannot be asked for the real rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    /// Inject the whole floor (capped by `max_rate`).
+    Floor,
+    /// Inject nothing.
+    None,
+}
+
+impl Fallback {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fallback::Floor => "floor",
+            Fallback::None => "none",
+        }
+    }
 }
 
 /// The `[rules]` table.

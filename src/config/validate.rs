@@ -183,6 +183,31 @@ pub(super) fn build(
             }
         }
     }
+    // Pass 4: the traffic injectors, which name SLOs and checks.
+    let mut traffic: Vec<Arc<super::TrafficDef>> = Vec::new();
+    for (idx, root) in &roots {
+        let d = &diags[*idx];
+        let Some(list) = root.array("traffic") else {
+            continue;
+        };
+        for (n, item) in list.into_iter().enumerate() {
+            let Some(table) = Table::new(d, item, format!("traffic #{}", n + 1)) else {
+                continue;
+            };
+            let span = table.span();
+            if let Some(def) = super::traffic::read_traffic(table, &checks, &slos) {
+                if traffic.iter().any(|known| known.name == def.name) {
+                    d.error_hint(
+                        &span,
+                        format!("duplicate traffic name {:?}", def.name),
+                        "traffic names are unique",
+                    );
+                } else {
+                    traffic.push(Arc::new(def));
+                }
+            }
+        }
+    }
     for (_, root) in roots {
         root.finish();
     }
@@ -199,6 +224,7 @@ pub(super) fn build(
         checks,
         slos,
         rules,
+        traffic,
         origin,
     })
 }

@@ -50,6 +50,11 @@ pub struct Metrics {
     dns: DnsFamilies,
     flow_step_duration: GaugeVec,
     flow_step_success: GaugeVec,
+    traffic_requests: IntCounterVec,
+    traffic_target: GaugeVec,
+    traffic_real: GaugeVec,
+    traffic_floor: GaugeVec,
+    traffic_prometheus_up: GaugeVec,
     /// The step names of each flow check, in order.
     flow_steps: HashMap<Arc<str>, Vec<String>>,
     /// Label sets currently exported per check and per family whose series come and go
@@ -389,6 +394,44 @@ impl Metrics {
             "Whether each step of the last run of a flow check passed; 0 for steps not reached.",
             &with(&["step"]),
         );
+        let traffic_requests = counter(
+            "nightjar_traffic_requests_total",
+            "Synthetic requests sent by each injector, by result (success, failure, dropped).",
+            &["traffic"]
+                .into_iter()
+                .chain(["result"])
+                .collect::<Vec<_>>(),
+        );
+        let traffic_target = gauge(
+            "nightjar_traffic_target_rate",
+            "The rate (requests per second) each injector is sending at: max(0, floor - real rate), capped.",
+            &["traffic"],
+        );
+        let traffic_real = gauge(
+            "nightjar_traffic_observed_rate",
+            "The real request rate (per second) Prometheus last reported to each injector.",
+            &["traffic"],
+        );
+        let traffic_floor = gauge(
+            "nightjar_traffic_floor_rate",
+            "The traffic floor (requests per second) of each injector.",
+            &["traffic"],
+        );
+        let traffic_prometheus_up = gauge(
+            "nightjar_traffic_prometheus_up",
+            "Whether each injector could read the real rate from Prometheus at its last refresh.",
+            &["traffic"],
+        );
+        for def in &config.traffic {
+            for result in ["success", "failure", "dropped"] {
+                traffic_requests
+                    .with_label_values(&[def.name.as_str(), result])
+                    .inc_by(0);
+            }
+            traffic_floor
+                .with_label_values(&[def.name.as_str()])
+                .set(def.floor);
+        }
         let flow_steps: HashMap<Arc<str>, Vec<String>> = checks
             .iter()
             .filter_map(|def| match &def.spec {
@@ -513,6 +556,11 @@ impl Metrics {
             flow_step_duration,
             flow_step_success,
             flow_steps,
+            traffic_requests,
+            traffic_target,
+            traffic_real,
+            traffic_floor,
+            traffic_prometheus_up,
             dynamic: Mutex::new(HashMap::new()),
         }
     }
@@ -832,6 +880,34 @@ impl Metrics {
             let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
             let _ = vec.remove_label_values(&refs);
         }
+    }
+
+    /// Records one injector refresh.
+    pub fn traffic_plan(
+        &self,
+        traffic: &str,
+        floor: f64,
+        real: Option<f64>,
+        inject: f64,
+        prometheus_up: bool,
+    ) {
+        self.traffic_floor.with_label_values(&[traffic]).set(floor);
+        self.traffic_target
+            .with_label_values(&[traffic])
+            .set(inject);
+        if let Some(real) = real {
+            self.traffic_real.with_label_values(&[traffic]).set(real);
+        }
+        self.traffic_prometheus_up
+            .with_label_values(&[traffic])
+            .set(f64::from(u8::from(prometheus_up)));
+    }
+
+    /// Counts one injected request.
+    pub fn traffic_request(&self, traffic: &str, result: &str) {
+        self.traffic_requests
+            .with_label_values(&[traffic, result])
+            .inc();
     }
 
     /// Records how late a run started.

@@ -12,3 +12,4 @@ mod schedule;
 mod server;
 mod support;
 mod tls;
+mod traffic;

@@ -2,13 +2,10 @@
 //! `promtool check metrics` on the real exposition, and a real Prometheus scraping the agent
 //! and computing an availability SLI from the counters.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{
-    Nginx, RunningAgent, encode, eventually, free_port, http_get, load, require, sample,
-    wait_for_tcp,
-};
+use crate::support::{Nginx, Prometheus, RunningAgent, eventually, load, require, sample};
 
 fn two_checks(nginx: &Nginx) -> String {
     format!(
@@ -195,98 +192,11 @@ async fn health_readiness_json_api_and_promtool_lint() {
     agent.stop().await;
 }
 
-/// A real Prometheus on loopback; stopped on drop.
-struct Prometheus {
-    addr: std::net::SocketAddr,
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    fn start(target: std::net::SocketAddr) -> Prometheus {
-        let prometheus = require("prometheus", "prometheus");
-        let dir = tempfile::Builder::new()
-            .prefix("nightjar-prom-")
-            .tempdir()
-            .unwrap();
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: nightjar\n    scrape_interval: 1s\n    scrape_timeout: 900ms\n    static_configs:\n      - targets: ['{target}']\n"
-        );
-        std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let child = Command::new(prometheus)
-            .arg(format!(
-                "--config.file={}",
-                dir.path().join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for_tcp(addr, Duration::from_secs(30));
-        Prometheus {
-            addr,
-            child,
-            _dir: dir,
-        }
-    }
-
-    async fn wait_ready(&self) {
-        eventually(
-            Duration::from_secs(30),
-            "Prometheus to be ready",
-            || async { (http_get(self.addr, "/-/ready").await.0 == 200).then_some(()) },
-        )
-        .await;
-    }
-
-    async fn query(&self, promql: &str) -> Vec<(serde_json::Value, f64)> {
-        self.fetch(&format!("/api/v1/query?query={}", encode(promql)))
-            .await
-    }
-
-    async fn query_at(&self, promql: &str, at: f64) -> Vec<(serde_json::Value, f64)> {
-        self.fetch(&format!(
-            "/api/v1/query?query={}&time={at:.3}",
-            encode(promql)
-        ))
-        .await
-    }
-
-    async fn fetch(&self, path: &str) -> Vec<(serde_json::Value, f64)> {
-        let (status, body) = http_get(self.addr, path).await;
-        assert_eq!(status, 200, "{body}");
-        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
-        json["data"]["result"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|sample| {
-                let value: f64 = sample["value"][1].as_str().unwrap().parse().unwrap();
-                (sample["metric"].clone(), value)
-            })
-            .collect()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_agent_and_computes_an_availability_sli() {
     let nginx = Nginx::start();
     let agent = RunningAgent::start(load(&two_checks(&nginx), &[])).await;
-    let prometheus = Prometheus::start(agent.addr);
+    let prometheus = Prometheus::start(&[("nightjar", agent.addr)]);
     prometheus.wait_ready().await;
 
     // Wait until Prometheus holds a few scrapes of each check's counters.

@@ -641,3 +641,96 @@ impl Drop for LoginApp {
         let _ = self.child.wait();
     }
 }
+
+/// A real Prometheus on loopback; stopped on drop.
+pub struct Prometheus {
+    pub addr: std::net::SocketAddr,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Scrapes each `(job, address)` every second.
+    pub fn start(targets: &[(&str, std::net::SocketAddr)]) -> Prometheus {
+        let prometheus = require("prometheus", "prometheus");
+        let dir = tempfile::Builder::new()
+            .prefix("nightjar-prom-")
+            .tempdir()
+            .unwrap();
+        let mut config = String::from(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n",
+        );
+        for (job, target) in targets {
+            config.push_str(&format!(
+                "  - job_name: {job}\n    scrape_interval: 1s\n    scrape_timeout: 900ms\n    static_configs:\n      - targets: ['{target}']\n"
+            ));
+        }
+        std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let child = Command::new(prometheus)
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_tcp(addr, Duration::from_secs(30));
+        Prometheus {
+            addr,
+            child,
+            _dir: dir,
+        }
+    }
+
+    pub async fn wait_ready(&self) {
+        eventually(
+            Duration::from_secs(30),
+            "Prometheus to be ready",
+            || async { (http_get(self.addr, "/-/ready").await.0 == 200).then_some(()) },
+        )
+        .await;
+    }
+
+    pub async fn query(&self, promql: &str) -> Vec<(serde_json::Value, f64)> {
+        self.fetch(&format!("/api/v1/query?query={}", encode(promql)))
+            .await
+    }
+
+    pub async fn query_at(&self, promql: &str, at: f64) -> Vec<(serde_json::Value, f64)> {
+        self.fetch(&format!(
+            "/api/v1/query?query={}&time={at:.3}",
+            encode(promql)
+        ))
+        .await
+    }
+
+    pub async fn fetch(&self, path: &str) -> Vec<(serde_json::Value, f64)> {
+        let (status, body) = http_get(self.addr, path).await;
+        assert_eq!(status, 200, "{body}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        json["data"]["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|sample| {
+                let value: f64 = sample["value"][1].as_str().unwrap().parse().unwrap();
+                (sample["metric"].clone(), value)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,282 @@
+//! The `[[traffic]]` tables: synthetic good traffic for quiet hours.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::reader::Table;
+use super::{ActiveWindow, CheckDef, Fallback, Slo, TrafficDef};
+use crate::checks::CheckSpec;
+use crate::checks::flow::{Part, Template};
+use crate::traffic::synthetic_header;
+
+const DEFAULT_MAX_RATE: f64 = 5.0;
+const DEFAULT_REFRESH: Duration = Duration::from_secs(60);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(super) fn read_traffic(
+    table: Table<'_>,
+    checks: &[Arc<CheckDef>],
+    slos: &[Slo],
+) -> Option<TrafficDef> {
+    let d = table.diags();
+    let errors_before = d.error_count();
+    let name = match table.str("name") {
+        Some((name, span)) => {
+            if !super::validate::valid_check_name(name) {
+                d.error_hint(
+                    &span,
+                    format!("traffic name {name:?} is not valid"),
+                    "use lowercase letters, digits, `-` and `_`",
+                );
+            }
+            Some(name.to_string())
+        }
+        None => {
+            table.missing(
+                "name",
+                "name the injector, like name = \"shop-night-floor\"",
+            );
+            None
+        }
+    };
+    let table = match &name {
+        Some(name) => table.renamed(format!("traffic {name:?}")),
+        None => table,
+    };
+
+    // The floor: from an SLO's alert tiers, or given.
+    let slo = table.str("slo");
+    let floor = table.str("floor");
+    let (slo_name, floor) = match (slo, floor) {
+        (Some((slo_name, span)), None) => match slos.iter().find(|slo| slo.name == slo_name) {
+            Some(slo) => (
+                Some(slo.name.clone()),
+                Some(crate::rules::binding_floor(slo)),
+            ),
+            None => {
+                let names: Vec<&str> = slos.iter().map(|slo| slo.name.as_str()).collect();
+                let hint = match super::reader::closest(slo_name, &names) {
+                    Some(best) => format!("did you mean {best:?}?"),
+                    None => "name an SLO defined in [[slo]], or set floor = \"100/h\"".to_string(),
+                };
+                d.error_hint(&span, format!("no SLO named {slo_name:?}"), hint);
+                (None, None)
+            }
+        },
+        (None, Some((text, span))) => match parse_rate(text) {
+            Some(rate) => (None, Some(rate)),
+            None => {
+                d.error_hint(
+                    &span,
+                    format!("floor {text:?} is not a rate"),
+                    "write it like \"100/h\", \"2/m\" or \"0.5/s\"",
+                );
+                (None, None)
+            }
+        },
+        (Some((_, span)), Some(_)) => {
+            d.error_hint(
+                &span,
+                format!("{} sets both `slo` and `floor`", table.what()),
+                "keep one",
+            );
+            (None, None)
+        }
+        (None, None) => {
+            table.missing("slo", "derive the floor from an SLO (slo = \"shop-availability\"), or set floor = \"100/h\"");
+            (None, None)
+        }
+    };
+
+    // The request: a check's, or an inline one with the keys of an http check.
+    let mut secrets = Vec::new();
+    let request = match (table.str("check"), table.key_span("url")) {
+        (Some((check, span)), None) => match checks.iter().find(|def| &*def.name == check) {
+            Some(def) => match &def.spec {
+                CheckSpec::Http(_) | CheckSpec::Flow(_) => {
+                    secrets.extend(def.secrets.iter().cloned());
+                    Some(def.spec.clone())
+                }
+                _ => {
+                    d.error_hint(
+                        &span,
+                        format!("check {check:?} is a {} check", def.kind().as_str()),
+                        "traffic sends the request of an http or flow check",
+                    );
+                    None
+                }
+            },
+            None => {
+                d.error(&span, format!("no check named {check:?}"));
+                None
+            }
+        },
+        (None, Some(_)) => super::http::read_http(&table, &mut secrets)
+            .map(|(spec, _)| CheckSpec::Http(Box::new(spec))),
+        (Some((_, span)), Some(_)) => {
+            d.error_hint(
+                &span,
+                format!("{} sets both `check` and `url`", table.what()),
+                "keep one",
+            );
+            None
+        }
+        (None, None) => {
+            table.missing(
+                "url",
+                "give the request to send (url = ..., as in an http check) or check = \"NAME\"",
+            );
+            None
+        }
+    };
+
+    let prometheus = table
+        .str("prometheus")
+        .and_then(|(text, span)| super::domain::read_base_url(d, text, &span));
+    let real_rate = table.str("real_rate").map(|(query, _)| query.to_string());
+    match (&prometheus, &real_rate) {
+        (Some(_), None) => table.missing("real_rate", "give the PromQL of the real request rate per second, like real_rate = 'sum(rate(http_requests_total{job=\"shop\"}[5m]))'"),
+        (None, Some(_)) => table.missing("prometheus", "give the Prometheus to ask, like prometheus = \"http://prometheus:9090\""),
+        _ => {}
+    }
+    let max_rate = match table.str("max_rate") {
+        Some((text, span)) => parse_rate(text).unwrap_or_else(|| {
+            d.error_hint(
+                &span,
+                format!("max_rate {text:?} is not a rate"),
+                "write it like \"5/s\"",
+            );
+            DEFAULT_MAX_RATE
+        }),
+        None => DEFAULT_MAX_RATE,
+    };
+    let refresh = table
+        .duration("refresh")
+        .map_or(DEFAULT_REFRESH, |(every, _)| every);
+    let timeout = table
+        .duration("timeout")
+        .map_or(DEFAULT_TIMEOUT, |(limit, _)| limit);
+    let poisson = match table.str("arrivals") {
+        None | Some(("poisson", _)) => true,
+        Some(("even", _)) => false,
+        Some((other, span)) => {
+            d.error_hint(
+                &span,
+                format!("unknown arrivals {other:?}"),
+                "use \"poisson\" or \"even\"",
+            );
+            true
+        }
+    };
+    let fallback = match table.str("fallback") {
+        None | Some(("floor", _)) => Fallback::Floor,
+        Some(("none", _)) => Fallback::None,
+        Some((other, span)) => {
+            d.error_hint(
+                &span,
+                format!("unknown fallback {other:?}"),
+                "use \"floor\" or \"none\"",
+            );
+            Fallback::Floor
+        }
+    };
+    let active = table.str("active_hours").and_then(|(text, span)| {
+        let window = parse_window(text);
+        if window.is_none() {
+            d.error_hint(
+                &span,
+                format!("active_hours {text:?} is not a daily window"),
+                "write it like \"22:00-07:00\" (UTC)",
+            );
+        }
+        window
+    });
+    table.finish();
+    if d.error_count() > errors_before {
+        return None;
+    }
+    Some(TrafficDef {
+        name: name?,
+        request: mark(request?),
+        slo: slo_name,
+        floor: floor?,
+        prometheus,
+        real_rate,
+        max_rate,
+        refresh,
+        poisson,
+        active,
+        fallback,
+        timeout,
+        secrets,
+    })
+}
+
+/// Adds the synthetic marker header to every request the spec sends.
+fn mark(spec: CheckSpec) -> CheckSpec {
+    let (name, value) = synthetic_header();
+    match spec {
+        CheckSpec::Http(mut http) => {
+            http.headers.push((name, value));
+            CheckSpec::Http(http)
+        }
+        CheckSpec::Flow(mut flow) => {
+            for step in &mut flow.steps {
+                step.headers.push((
+                    name.clone(),
+                    Template {
+                        parts: vec![Part::Text("1".to_string())],
+                    },
+                ));
+            }
+            CheckSpec::Flow(flow)
+        }
+        other => other,
+    }
+}
+
+/// `"100/h"`, `"2/m"`, `"0.5/s"` (or a bare number per second) as requests per second.
+pub(crate) fn parse_rate(text: &str) -> Option<f64> {
+    let (number, per) = text.trim().split_once('/').unwrap_or((text.trim(), "s"));
+    let count: f64 = number.trim().parse().ok()?;
+    let seconds = match per.trim() {
+        "s" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        _ => return None,
+    };
+    let rate = count / seconds;
+    (rate.is_finite() && rate >= 0.0).then_some(rate)
+}
+
+fn parse_window(text: &str) -> Option<ActiveWindow> {
+    let (from, to) = text.split_once('-')?;
+    let minutes = |clock: &str| -> Option<u32> {
+        let (hours, minutes) = clock.trim().split_once(':')?;
+        let (hours, minutes): (u32, u32) = (hours.parse().ok()?, minutes.parse().ok()?);
+        (hours < 24 && minutes < 60).then_some(hours * 60 + minutes)
+    };
+    let window = ActiveWindow {
+        from: minutes(from)?,
+        to: minutes(to)?,
+    };
+    (window.from != window.to).then_some(window)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_and_windows() {
+        assert_eq!(parse_rate("3600/h"), Some(1.0));
+        assert_eq!(parse_rate("2/m"), Some(2.0 / 60.0));
+        assert_eq!(parse_rate("5"), Some(5.0));
+        assert_eq!(parse_rate("fast"), None);
+        let night = parse_window("22:00-07:00").unwrap();
+        let at = |h: u32| chrono::DateTime::from_timestamp(i64::from(h) * 3600, 0).unwrap();
+        assert!(night.contains(at(23)) && night.contains(at(3)) && !night.contains(at(12)));
+        assert_eq!(parse_window("25:00-01:00"), None);
+    }
+}

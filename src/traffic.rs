@@ -1,0 +1,323 @@
+//! The synthetic good-traffic injector: for each `[[traffic]]`, send requests to the service at
+//! `max(0, floor − real rate)`, so that quiet hours carry enough requests for one failure not
+//! to page (see README, "SLOs and quiet hours").
+//!
+//! The real rate comes from a PromQL query against Prometheus's HTTP API, re-evaluated every
+//! `refresh`. Arrivals are spread evenly or as a Poisson process, never above `max_rate`,
+//! optionally only inside an active time window. Every request is marked (a header and the
+//! user agent) and counted; failed injected requests are real failures and are counted and
+//! logged as such. If Prometheus cannot be asked, the configured fallback applies, and a metric
+//! and a log line say so.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::ACCEPT;
+use http::{HeaderName, HeaderValue, Method};
+use tokio::sync::{Semaphore, watch};
+use tokio::time::{Instant, sleep_until};
+use tracing::{debug, info, warn};
+use url::Url;
+
+use crate::checks::CheckCtx;
+use crate::checks::http::{HttpExpect, HttpSpec, HttpVersionPref, fetch};
+use crate::config::{Fallback, TrafficDef};
+use crate::metrics::Metrics;
+use crate::net::{self, IpPreference, TlsSetup};
+use crate::result::Status;
+use crate::runner::RunEnv;
+
+/// The header every injected request carries.
+pub const SYNTHETIC_HEADER: &str = "x-nightjar-synthetic";
+/// The user agent of injected requests.
+pub const SYNTHETIC_USER_AGENT: &str =
+    concat!("nightjar/", env!("CARGO_PKG_VERSION"), " (synthetic)");
+
+/// At most this many injected requests of one `[[traffic]]` in flight at once; arrivals beyond
+/// it are dropped and counted, so a slow service cannot pile requests up.
+const MAX_IN_FLIGHT: usize = 64;
+
+/// Runs every injector until `shutdown` turns true.
+pub async fn run(
+    defs: Vec<Arc<TrafficDef>>,
+    env: RunEnv,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let tasks: Vec<_> = defs
+        .into_iter()
+        .map(|def| tokio::spawn(inject(def, env.clone(), metrics.clone(), shutdown.clone())))
+        .collect();
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+/// What one refresh decided.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Plan {
+    /// The real rate Prometheus reported, if it could be asked (requests per second).
+    pub real: Option<f64>,
+    /// The rate to inject (requests per second).
+    pub inject: f64,
+}
+
+/// The rate to inject: `max(0, floor − real)`, capped; the fallback when the real rate is
+/// unknown; nothing outside the active window.
+pub fn plan(def: &TrafficDef, real: Option<f64>, active: bool) -> Plan {
+    let inject = if !active {
+        0.0
+    } else {
+        match real {
+            Some(real) => (def.floor - real).max(0.0),
+            None => match def.fallback {
+                Fallback::Floor => def.floor,
+                Fallback::None => 0.0,
+            },
+        }
+    };
+    Plan {
+        real,
+        inject: inject.min(def.max_rate),
+    }
+}
+
+async fn inject(
+    def: Arc<TrafficDef>,
+    env: RunEnv,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut prometheus_was_up = true;
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let refresh_end = Instant::now() + def.refresh;
+        let active = def
+            .active
+            .is_none_or(|window| window.contains(chrono::Utc::now()));
+        let real = match (&def.prometheus, &def.real_rate) {
+            (Some(prometheus), Some(query)) if active => {
+                match query_rate(&env, prometheus, query).await {
+                    Ok(rate) => {
+                        if !prometheus_was_up {
+                            info!(message = "Prometheus answers again; injecting from the real rate.", traffic = %def.name);
+                        }
+                        prometheus_was_up = true;
+                        Some(rate)
+                    }
+                    Err(error) => {
+                        if prometheus_was_up {
+                            warn!(
+                                message = "Cannot read the real rate from Prometheus; using the fallback.",
+                                traffic = %def.name,
+                                fallback = def.fallback.as_str(),
+                                %error
+                            );
+                        }
+                        prometheus_was_up = false;
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let planned = plan(&def, real, active);
+        metrics.traffic_plan(
+            &def.name,
+            def.floor,
+            planned.real,
+            planned.inject,
+            prometheus_was_up,
+        );
+        debug!(message = "Traffic planned.", traffic = %def.name, real = ?planned.real, inject = planned.inject);
+
+        // Send until the next refresh.
+        let mut next = Instant::now();
+        loop {
+            if planned.inject <= 0.0 {
+                next = refresh_end;
+            } else {
+                next += gap(planned.inject, def.poisson);
+            }
+            if next >= refresh_end {
+                tokio::select! {
+                    () = sleep_until(refresh_end) => {}
+                    _ = shutdown.changed() => {}
+                }
+                break;
+            }
+            tokio::select! {
+                () = sleep_until(next) => {}
+                _ = shutdown.changed() => break,
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                metrics.traffic_request(&def.name, "dropped");
+                continue;
+            };
+            let def = def.clone();
+            let env = env.clone();
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let ok = send(&def, &env).await;
+                metrics.traffic_request(&def.name, if ok { "success" } else { "failure" });
+            });
+        }
+    }
+    // Let requests in flight finish (each is bounded by its timeout).
+    let _ = permits.acquire_many(MAX_IN_FLIGHT as u32).await;
+}
+
+/// The time to the next arrival at `rate` per second: fixed, or exponential (Poisson).
+fn gap(rate: f64, poisson: bool) -> Duration {
+    let mean = 1.0 / rate;
+    let seconds = if poisson {
+        use ring::rand::SecureRandom;
+        let mut bytes = [0u8; 8];
+        let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
+        // Uniform in (0, 1], then inverse-transform sampling.
+        let uniform = ((u64::from_be_bytes(bytes) >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        -mean * uniform.ln()
+    } else {
+        mean
+    };
+    Duration::from_secs_f64(seconds.clamp(0.000_1, 3600.0))
+}
+
+/// Sends one marked request; true if it passed.
+async fn send(def: &TrafficDef, env: &RunEnv) -> bool {
+    let ctx = CheckCtx {
+        resolver: env.resolver.clone(),
+        rdap: env.rdap.clone(),
+        deadline: Instant::now() + def.timeout,
+        user_agent: SYNTHETIC_USER_AGENT,
+    };
+    let (status, _) = def.request.run(&ctx).await;
+    match status {
+        Status::Pass => true,
+        Status::Fail { reason, detail } => {
+            debug!(message = "Injected request failed.", traffic = %def.name, reason = reason.as_str(), detail = %def.redact(&detail));
+            false
+        }
+    }
+}
+
+/// Asks Prometheus for the real request rate (`GET /api/v1/query`): the sum of the vector, or
+/// the scalar.
+pub async fn query_rate(env: &RunEnv, prometheus: &Url, query: &str) -> Result<f64, String> {
+    let mut url = prometheus
+        .join("api/v1/query")
+        .map_err(|error| format!("cannot build the query URL: {error}"))?;
+    url.query_pairs_mut().append_pair("query", query);
+    let client = net::client_config(TlsSetup {
+        client_auth: None,
+        alpn: vec![b"http/1.1".to_vec()],
+    })?;
+    let spec = HttpSpec {
+        url,
+        method: Method::GET,
+        headers: vec![(ACCEPT, HeaderValue::from_static("application/json"))],
+        body: None,
+        follow_redirects: true,
+        max_redirects: 3,
+        ip: IpPreference::default(),
+        version: HttpVersionPref::Http1,
+        tls: Arc::new(client),
+        verifier: crate::tlsinfo::verifier(net::bundled_roots())?,
+        insecure_skip_verify: false,
+        server_name: None,
+        max_body: 1024 * 1024,
+        expect: HttpExpect::default(),
+    };
+    let ctx = CheckCtx {
+        resolver: env.resolver.clone(),
+        rdap: env.rdap.clone(),
+        deadline: Instant::now() + Duration::from_secs(10),
+        user_agent: crate::runner::USER_AGENT,
+    };
+    let mut details = crate::result::HttpDetails::default();
+    let received = fetch(&spec, &ctx, &mut details)
+        .await
+        .map_err(|status| match status {
+            Status::Fail { detail, .. } => detail,
+            Status::Pass => String::new(),
+        })?;
+    if received.status.as_u16() != 200 {
+        return Err(format!(
+            "Prometheus answered HTTP {}",
+            received.status.as_u16()
+        ));
+    }
+    parse_query_result(&received.body)
+}
+
+/// The sum of an instant-query result (a vector or a scalar); an empty vector is 0.
+pub fn parse_query_result(body: &[u8]) -> Result<f64, String> {
+    let document: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|error| format!("Prometheus's answer is not JSON: {error}"))?;
+    if document["status"] != "success" {
+        return Err(format!(
+            "the query failed: {}",
+            document["error"].as_str().unwrap_or("unknown error")
+        ));
+    }
+    let value = |sample: &serde_json::Value| -> Option<f64> {
+        sample.get(1)?.as_str()?.parse::<f64>().ok()
+    };
+    let data = &document["data"];
+    let total = match data["resultType"].as_str() {
+        Some("vector") => data["result"]
+            .as_array()
+            .ok_or("no result")?
+            .iter()
+            .filter_map(|series| value(&series["value"]))
+            .filter(|v| v.is_finite())
+            .sum(),
+        Some("scalar") => value(&data["result"]).ok_or("no scalar")?,
+        other => {
+            return Err(format!(
+                "the query gave a {other:?}, not a vector or scalar"
+            ));
+        }
+    };
+    Ok(total)
+}
+
+/// The header name injected requests carry, parsed.
+pub fn synthetic_header() -> (HeaderName, HeaderValue) {
+    (
+        HeaderName::from_static(SYNTHETIC_HEADER),
+        HeaderValue::from_static("1"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_results() {
+        let vector = br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"2.5"]},{"metric":{},"value":[1,"0.5"]}]}}"#;
+        assert_eq!(parse_query_result(vector), Ok(3.0));
+        let empty = br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+        assert_eq!(parse_query_result(empty), Ok(0.0));
+        let scalar = br#"{"status":"success","data":{"resultType":"scalar","result":[1,"7"]}}"#;
+        assert_eq!(parse_query_result(scalar), Ok(7.0));
+        assert!(parse_query_result(br#"{"status":"error","error":"bad"}"#).is_err());
+    }
+
+    #[test]
+    fn poisson_gaps_average_to_the_rate() {
+        let n = 20_000;
+        let total: f64 = (0..n).map(|_| gap(10.0, true).as_secs_f64()).sum();
+        let mean = total / f64::from(n);
+        assert!((mean - 0.1).abs() < 0.01, "{mean}");
+        assert_eq!(gap(4.0, false), Duration::from_millis(250));
+    }
+}

@@ -1,0 +1,184 @@
+//! The traffic injector end to end: a real Prometheus scrapes a loopback service's request
+//! counter; the injector reads the real rate from it and tops traffic up to the floor, and
+//! sends nothing when real traffic is above the floor.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::support::{LoginApp, Prometheus, RunningAgent, http_get, load, sample};
+
+/// The service's request counters: (real, synthetic).
+async fn counters(app: SocketAddr) -> (f64, f64) {
+    let (_, metrics) = http_get(app, "/metrics").await;
+    let real = sample(&metrics, "http_requests_total", &[("synthetic", "false")]).unwrap_or(0.0);
+    let synthetic =
+        sample(&metrics, "http_requests_total", &[("synthetic", "true")]).unwrap_or(0.0);
+    (real, synthetic)
+}
+
+/// Sends real (unmarked) requests at `rate` per second, evenly, until told to stop.
+fn real_traffic(
+    app: SocketAddr,
+    rate: Arc<AtomicU32>,
+    stop: Arc<AtomicU32>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let mut sent = 0u64;
+        // Bounded: at most two minutes of traffic.
+        while stop.load(Ordering::Relaxed) == 0 && started.elapsed() < Duration::from_secs(120) {
+            let per_second = f64::from(rate.load(Ordering::Relaxed));
+            let _ = http_get(app, "/ping").await;
+            sent += 1;
+            tokio::time::sleep(Duration::from_secs_f64(1.0 / per_second)).await;
+        }
+        let _ = sent;
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_injector_tops_real_traffic_up_to_the_floor_and_no_further() {
+    let app = LoginApp::start("unused-password", "JBSWY3DPEHPK3PXP");
+    let prometheus = Prometheus::start(&[("app", app.addr)]);
+    prometheus.wait_ready().await;
+    let text = format!(
+        r#"[[traffic]]
+name = "floor"
+floor = "8/s"
+url = "{ping}"
+prometheus = "http://{prom}/"
+real_rate = 'sum(rate(http_requests_total{{job="app",synthetic="false"}}[5s]))'
+max_rate = "50/s"
+refresh = "1s"
+arrivals = "even"
+"#,
+        ping = app.url("/ping"),
+        prom = prometheus.addr,
+    );
+    let rate = Arc::new(AtomicU32::new(2));
+    let stop = Arc::new(AtomicU32::new(0));
+    let sender = real_traffic(app.addr, rate.clone(), stop.clone());
+    let agent = RunningAgent::start(load(&text, &[])).await;
+
+    // Real traffic at 2/s, below the 8/s floor: the service sees about 8/s in all.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let (real_before, synthetic_before) = counters(app.addr).await;
+    let window = Instant::now();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (real_after, synthetic_after) = counters(app.addr).await;
+    let seconds = window.elapsed().as_secs_f64();
+    let total_rate = (real_after - real_before + synthetic_after - synthetic_before) / seconds;
+    let synthetic_rate = (synthetic_after - synthetic_before) / seconds;
+    assert!(
+        (8.0 * 0.85..=8.0 * 1.15).contains(&total_rate),
+        "total {total_rate:.2}/s (synthetic {synthetic_rate:.2}/s) is not within 15% of the 8/s floor"
+    );
+    assert!(
+        synthetic_rate > 4.0,
+        "the injector topped up: {synthetic_rate:.2}/s"
+    );
+    let (_, metrics) = agent.get("/metrics").await;
+    assert!(
+        sample(
+            &metrics,
+            "nightjar_traffic_requests_total",
+            &[("traffic", "floor"), ("result", "success")]
+        )
+        .unwrap()
+            > 30.0
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "nightjar_traffic_prometheus_up",
+            &[("traffic", "floor")]
+        ),
+        Some(1.0)
+    );
+    let observed = sample(
+        &metrics,
+        "nightjar_traffic_observed_rate",
+        &[("traffic", "floor")],
+    )
+    .unwrap();
+    assert!(
+        (1.0..=3.5).contains(&observed),
+        "observed real rate {observed}"
+    );
+
+    // Real traffic at 12/s, above the floor: nothing is injected.
+    rate.store(12, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let (_, synthetic_before) = counters(app.addr).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (_, synthetic_after) = counters(app.addr).await;
+    assert_eq!(
+        synthetic_after - synthetic_before,
+        0.0,
+        "no injected traffic above the floor"
+    );
+    let (_, metrics) = agent.get("/metrics").await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "nightjar_traffic_target_rate",
+            &[("traffic", "floor")]
+        ),
+        Some(0.0)
+    );
+
+    stop.store(1, Ordering::Relaxed);
+    let _ = sender.await;
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_prometheus_the_fallback_applies_and_says_so() {
+    let app = LoginApp::start("unused-password", "JBSWY3DPEHPK3PXP");
+    let closed = crate::support::free_port();
+    let text = format!(
+        "[[traffic]]\nname = \"blind\"\nfloor = \"4/s\"\nurl = \"{}\"\nprometheus = \"http://127.0.0.1:{closed}/\"\nreal_rate = 'sum(rate(x[5m]))'\nrefresh = \"1s\"\narrivals = \"even\"\n",
+        app.url("/ping")
+    );
+    let agent = RunningAgent::start(load(&text, &[])).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (_, metrics) = agent.get("/metrics").await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "nightjar_traffic_prometheus_up",
+            &[("traffic", "blind")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "nightjar_traffic_target_rate",
+            &[("traffic", "blind")]
+        ),
+        Some(4.0)
+    );
+    let (_, synthetic) = counters(app.addr).await;
+    assert!(
+        synthetic >= 8.0,
+        "the full floor is injected: {synthetic} requests"
+    );
+    agent.stop().await;
+}
+
+#[test]
+fn traffic_config_errors() {
+    let text = "[[check]]\nname = \"dns-check\"\ntype = \"dns\"\nquery = \"example.com\"\n\n[[traffic]]\nname = \"t\"\nslo = \"nope\"\ncheck = \"dns-check\"\nprometheus = \"http://p:9090/\"\nactive_hours = \"25:00-01:00\"\n";
+    let err = crate::support::config_errors("t.toml", text);
+    for part in [
+        "t.toml:8:7: no SLO named \"nope\"",
+        "t.toml:9:9: check \"dns-check\" is a dns check",
+        "is missing the required key `real_rate`",
+        "t.toml:11:16: active_hours \"25:00-01:00\" is not a daily window",
+    ] {
+        assert!(err.contains(part), "{part:?} missing from:\n{err}");
+    }
+}
