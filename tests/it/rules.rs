@@ -326,3 +326,38 @@ fn slo_validation() {
     );
     assert!(err.contains("`errors` has no $window placeholder"), "{err}");
 }
+
+/// The rules of the shipped examples are valid Prometheus rules.
+#[test]
+fn the_examples_generate_valid_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    let out = Command::new(env!("CARGO_BIN_EXE_nightjar"))
+        .args(["rules", "--config"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("checks"))
+        .arg("--output")
+        .arg(&rules)
+        .envs([
+            ("SHOP_API_TOKEN", "x"),
+            ("STATUS_PASSWORD", "x"),
+            ("SHOP_PROBE_PASSWORD", "x"),
+            ("SHOP_PROBE_TOTP", "JBSWY3DPEHPK3PXP"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let check = Command::new(require("promtool", "prometheus"))
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+}
