@@ -130,6 +130,8 @@ impl CheckDef {
 pub struct Slo {
     /// Unique name; the `slo` label of its rules.
     pub name: String,
+    /// The service it belongs to (Sloth's `sloth_service`); defaults to the name.
+    pub service: String,
     /// The target ratio of good events, e.g. 0.999.
     pub objective: f64,
     /// The SLO period, e.g. 30 days.
@@ -258,6 +260,8 @@ pub struct RulesConfig {
     pub quorum: Option<usize>,
     /// How long the quorum must hold.
     pub quorum_for: Duration,
+    /// Name the SLO series as Sloth does, so Sloth's dashboards work.
+    pub sloth_naming: bool,
 }
 
 impl Default for RulesConfig {
@@ -267,6 +271,7 @@ impl Default for RulesConfig {
             expiry_critical: Duration::from_secs(7 * 86_400),
             quorum: None,
             quorum_for: Duration::from_secs(300),
+            sloth_naming: false,
         }
     }
 }

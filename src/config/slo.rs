@@ -10,7 +10,18 @@ use super::{RulesConfig, SliSource, Slo};
 use crate::rules::{TIERS, tier_factor};
 
 /// Label names the generated rules set themselves.
-const RESERVED: &[&str] = &["slo", "severity", "check", "region", "type", "tier"];
+const RESERVED: &[&str] = &[
+    "slo",
+    "severity",
+    "check",
+    "region",
+    "type",
+    "tier",
+    "sloth_id",
+    "sloth_service",
+    "sloth_slo",
+    "sloth_window",
+];
 
 pub(super) fn read_rules(d: &Diags<'_>, value: &Value<'_>) -> Option<RulesConfig> {
     let table = Table::new(d, value, "[rules]")?;
@@ -42,6 +53,18 @@ pub(super) fn read_rules(d: &Diags<'_>, value: &Value<'_>) -> Option<RulesConfig
     if let Some((every, _)) = table.duration("quorum_for") {
         rules.quorum_for = every;
     }
+    rules.sloth_naming = match table.str("naming") {
+        None | Some(("nightjar", _)) => false,
+        Some(("sloth", _)) => true,
+        Some((other, span)) => {
+            d.error_hint(
+                &span,
+                format!("unknown naming {other:?}"),
+                "use \"nightjar\" or \"sloth\"",
+            );
+            false
+        }
+    };
     table.finish();
     Some(rules)
 }
@@ -232,6 +255,15 @@ pub(super) fn read_slo(table: Table<'_>, check_names: &[String], buckets: &[f64]
         }
     };
     let labels: BTreeMap<String, String> = read_labels(&table, "labels", RESERVED);
+    let service = match table.str("service") {
+        Some((service, span)) => {
+            if !super::validate::valid_check_name(service) {
+                d.error(&span, format!("service name {service:?} is not valid"));
+            }
+            Some(service.to_string())
+        }
+        None => None,
+    };
 
     // An alert whose threshold needs an error ratio above 1 can never fire.
     if let (Some(objective), Some(window)) = (objective, window) {
@@ -259,8 +291,10 @@ pub(super) fn read_slo(table: Table<'_>, check_names: &[String], buckets: &[f64]
     if d.error_count() > errors_before {
         return None;
     }
+    let name = name?;
     Some(Slo {
-        name: name?,
+        service: service.unwrap_or_else(|| name.clone()),
+        name,
         objective: objective?,
         window: window?,
         source: source?,

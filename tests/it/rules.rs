@@ -361,3 +361,63 @@ fn the_examples_generate_valid_rules() {
         String::from_utf8_lossy(&check.stdout)
     );
 }
+
+/// With `[rules] naming = "sloth"` the series carry Sloth's names and labels, so Sloth's
+/// dashboards work, and the alerts still fire.
+#[test]
+fn sloth_naming() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CONFIG
+        .replace("quorum_for", "naming = \"sloth\"\nquorum_for")
+        .replace("[rules]\n", "[rules]\nnaming = \"sloth\"\n");
+    let config = config.replace(
+        "naming = \"sloth\"\nnaming = \"sloth\"\n",
+        "naming = \"sloth\"\n",
+    );
+    let config = config.replace(
+        "floor = \"virtual\"",
+        "floor = \"virtual\"\nservice = \"shop\"",
+    );
+    let rules = write_rules(dir.path(), &config);
+    let text = std::fs::read_to_string(&rules).unwrap();
+    for name in [
+        "slo:sli_error:ratio_rate5m",
+        "slo:sli_error:ratio_rate30d",
+        "slo:current_burn_rate:ratio",
+        "slo:period_error_budget_remaining:ratio",
+        "sloth_slo_info",
+    ] {
+        assert!(
+            text.contains(&format!("record: {name}")),
+            "{name} missing:\n{text}"
+        );
+    }
+    let labels = r#"severity="page",slo="shop-availability",sloth_id="shop-shop-availability",sloth_service="shop",sloth_slo="shop-availability""#;
+    let test = group(
+        "day outage, sloth naming",
+        &[(OK, "0+60x60 3600x60"), (FAILED, "0x60 60+60x59")],
+        &[
+            alert_at(PAGE, 59, &[]),
+            alert_at(PAGE, 63, &[labels]),
+            "      - expr: 'count(slo:current_burn_rate:ratio)'\n        eval_time: 63m\n        exp_samples:\n          - labels: '{}'\n            value: 1\n".to_string(),
+        ],
+    );
+    let test_file = dir.path().join("sloth_test.yml");
+    std::fs::write(
+        &test_file,
+        format!("rule_files: [rules.yml]\nevaluation_interval: 1m\ntests:\n{test}"),
+    )
+    .unwrap();
+    let out = Command::new(require("promtool", "prometheus"))
+        .args(["test", "rules"])
+        .arg(&test_file)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
