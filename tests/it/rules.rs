@@ -367,13 +367,7 @@ fn the_examples_generate_valid_rules() {
 #[test]
 fn sloth_naming() {
     let dir = tempfile::tempdir().unwrap();
-    let config = CONFIG
-        .replace("quorum_for", "naming = \"sloth\"\nquorum_for")
-        .replace("[rules]\n", "[rules]\nnaming = \"sloth\"\n");
-    let config = config.replace(
-        "naming = \"sloth\"\nnaming = \"sloth\"\n",
-        "naming = \"sloth\"\n",
-    );
+    let config = CONFIG.replace("[rules]\n", "[rules]\nnaming = \"sloth\"\n");
     let config = config.replace(
         "floor = \"virtual\"",
         "floor = \"virtual\"\nservice = \"shop\"",
