@@ -86,6 +86,35 @@ struct RunArgs {
     /// Region label on every series [default: from [agent], else "default"].
     #[arg(long, env = "NIGHTJAR_REGION")]
     region: Option<String>,
+    /// Run only shard I of N (1-based, e.g. 2/3): the checks whose stable name hash falls in
+    /// it, so N agents in a region split the checks with no coordination.
+    #[arg(long, env = "NIGHTJAR_SHARD", value_parser = parse_shard)]
+    shard: Option<Shard>,
+}
+
+/// `--shard I/N`.
+#[derive(Debug, Clone, Copy)]
+struct Shard {
+    index: u64,
+    count: u64,
+}
+
+fn parse_shard(text: &str) -> Result<Shard, String> {
+    let (index, count) = text
+        .split_once('/')
+        .ok_or_else(|| format!("{text:?} is not I/N, like 2/3"))?;
+    let index: u64 = index
+        .trim()
+        .parse()
+        .map_err(|_| format!("{index:?} is not a number"))?;
+    let count: u64 = count
+        .trim()
+        .parse()
+        .map_err(|_| format!("{count:?} is not a number"))?;
+    if count == 0 || index == 0 || index > count {
+        return Err(format!("shard {index}/{count} is not between 1/N and N/N"));
+    }
+    Ok(Shard { index, count })
 }
 
 /// `--config` for the commands that need one.
@@ -233,6 +262,15 @@ async fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         }
     };
+    let mut config = config;
+    if let Some(shard) = args.shard {
+        config.select_shard(shard.index - 1, shard.count);
+        tracing::info!(
+            message = "Running one shard of the checks.",
+            shard = %format!("{}/{}", shard.index, shard.count),
+            checks = config.checks.len()
+        );
+    }
     let listen = config.agent.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await

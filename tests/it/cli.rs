@@ -342,3 +342,15 @@ fn a_bad_config_at_startup_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is missing the required key `url`"));
 }
+
+#[test]
+fn a_bad_shard_is_a_usage_error() {
+    for shard in ["0/3", "4/3", "1/0", "two"] {
+        let out = run(nightjar().args(["run", "--shard", shard]));
+        assert_eq!(out.status.code(), Some(2), "{shard}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--shard"),
+            "{shard}"
+        );
+    }
+}

@@ -330,3 +330,44 @@ fn every_file_in_checks_loads() {
         .unwrap_or_else(|errors| panic!("checks/ does not load:\n{errors}"));
     assert!(all.checks.len() >= 3);
 }
+
+/// N shards cover every check exactly once, and the split is stable.
+#[test]
+fn shards_cover_every_check_exactly_once() {
+    let text: String = (0..200)
+        .map(|idx| format!("[[check]]\nname = \"check-{idx}\"\ntype = \"http\"\nurl = \"https://example.com/{idx}\"\n\n"))
+        .collect();
+    let config = super::support::load(&text, &[]);
+    for count in [1u64, 2, 3, 7] {
+        let mut seen: Vec<String> = Vec::new();
+        for index in 0..count {
+            let mut shard = config.clone();
+            shard.select_shard(index, count);
+            assert!(
+                count == 1 || shard.checks.len() < 200,
+                "a shard holds a share"
+            );
+            seen.extend(shard.checks.iter().map(|def| def.name.to_string()));
+        }
+        seen.sort();
+        let mut all: Vec<String> = config
+            .checks
+            .iter()
+            .map(|def| def.name.to_string())
+            .collect();
+        all.sort();
+        assert_eq!(seen, all, "{count} shards");
+    }
+    // The same names land in the same shard every time (the hash is fixed).
+    let mut first = config.clone();
+    first.select_shard(0, 3);
+    let mut again = config.clone();
+    again.select_shard(0, 3);
+    let names = |c: &nightjar::config::Config| {
+        c.checks
+            .iter()
+            .map(|d| d.name.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&first), names(&again));
+}
