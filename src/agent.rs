@@ -63,6 +63,13 @@ pub async fn run(
         metrics.clone(),
         stop_rx.clone(),
     ));
+    let pushers = tokio::spawn(crate::remote_write::run(
+        config.remote_write.clone(),
+        config.agent.name.clone(),
+        crate::runner::RunEnv::system(),
+        metrics.clone(),
+        stop_rx.clone(),
+    ));
     let scheduler = tokio::spawn(scheduler.run(stop_rx));
 
     let state = AppState {
@@ -102,6 +109,8 @@ pub async fn run(
     let _ = scheduler.await;
     let _ = injectors.await;
     let _ = sink.await;
+    // A last push after the last results.
+    let _ = pushers.await;
     let _ = server_stop_tx.send(true);
     match server.await {
         Ok(result) => result?,

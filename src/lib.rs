@@ -22,6 +22,7 @@
 //! - [`status`]: the latest result per check and the JSON views.
 //! - [`server`]: `/metrics`, `/-/healthy`, `/-/ready`, `/api/v1/checks`.
 //! - [`rules`]: `nightjar rules`: burn-rate, expiry, quorum and agent alerts for Prometheus.
+//! - [`remote_write`]: push every series to Prometheus remote-write endpoints.
 //! - [`traffic`]: the synthetic good-traffic injector for quiet hours.
 //! - [`agent`]: wires the stages together for `nightjar run`.
 //! - [`cli`]: the command line.
@@ -44,6 +45,7 @@ pub mod cli;
 pub mod config;
 pub mod metrics;
 pub mod net;
+pub mod remote_write;
 pub mod result;
 pub mod rules;
 pub mod runner;

@@ -41,6 +41,58 @@ pub(super) fn read_http(
         }
     };
 
+    let (headers, headers_ok) = read_headers(table, secrets);
+    ok &= headers_ok;
+
+    let body = match table.str("body") {
+        Some((text, span)) => match d.interpolate(text, &span) {
+            Some(expanded) => {
+                secrets.extend(expanded.secrets);
+                Some(Bytes::from(expanded.value))
+            }
+            None => {
+                ok = false;
+                None
+            }
+        },
+        None => None,
+    };
+
+    let options = read_request_options(table);
+
+    let (Some(url), Some(options), true) = (url, options, ok) else {
+        return None;
+    };
+    let target = show_url(&url);
+    Some((
+        HttpSpec {
+            url,
+            method: options.method,
+            headers,
+            body,
+            follow_redirects: options.follow_redirects,
+            max_redirects: options.max_redirects,
+            ip: options.ip,
+            version: options.version,
+            tls: options.tls.client,
+            verifier: options.tls.verifier,
+            insecure_skip_verify: options.tls.insecure_skip_verify,
+            server_name: options.tls.server_name,
+            max_body: options.max_body,
+            expect: options.expect,
+        },
+        target,
+    ))
+}
+
+/// `headers`, `basic_auth` and `bearer_token` of a request, with secrets substituted.
+/// Returns the headers and whether all of them were valid.
+pub(super) fn read_headers(
+    table: &Table<'_>,
+    secrets: &mut Vec<String>,
+) -> (Vec<(HeaderName, HeaderValue)>, bool) {
+    let d = table.diags();
+    let mut ok = true;
     let mut headers = Vec::new();
     if let Some(entries) = table.str_map("headers") {
         for entry in entries {
@@ -130,45 +182,7 @@ pub(super) fn read_http(
         }
     }
 
-    let body = match table.str("body") {
-        Some((text, span)) => match d.interpolate(text, &span) {
-            Some(expanded) => {
-                secrets.extend(expanded.secrets);
-                Some(Bytes::from(expanded.value))
-            }
-            None => {
-                ok = false;
-                None
-            }
-        },
-        None => None,
-    };
-
-    let options = read_request_options(table);
-
-    let (Some(url), Some(options), true) = (url, options, ok) else {
-        return None;
-    };
-    let target = show_url(&url);
-    Some((
-        HttpSpec {
-            url,
-            method: options.method,
-            headers,
-            body,
-            follow_redirects: options.follow_redirects,
-            max_redirects: options.max_redirects,
-            ip: options.ip,
-            version: options.version,
-            tls: options.tls.client,
-            verifier: options.tls.verifier,
-            insecure_skip_verify: options.tls.insecure_skip_verify,
-            server_name: options.tls.server_name,
-            max_body: options.max_body,
-            expect: options.expect,
-        },
-        target,
-    ))
+    (headers, ok)
 }
 
 /// What an HTTP request can set besides its URL, headers and body, and what it expects:

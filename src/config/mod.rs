@@ -9,6 +9,7 @@ mod domain;
 mod flow;
 mod http;
 mod reader;
+mod remote_write;
 mod slo;
 mod tls;
 mod traffic;
@@ -47,6 +48,8 @@ pub struct Config {
     pub rules: RulesConfig,
     /// Every `[[traffic]]`: synthetic good traffic for quiet hours.
     pub traffic: Vec<Arc<TrafficDef>>,
+    /// Every `[[remote_write]]` endpoint.
+    pub remote_write: Vec<Arc<RemoteWriteDef>>,
     /// Where the configuration came from.
     pub origin: Origin,
 }
@@ -75,6 +78,8 @@ pub enum Origin {
 pub struct AgentConfig {
     /// Region label on every series.
     pub region: String,
+    /// This agent's name: the `agent` label of pushed series (default: the host name).
+    pub name: String,
     /// Address of the agent's own server.
     pub listen: SocketAddr,
     /// Extra labels on every series.
@@ -173,6 +178,48 @@ pub enum SliSource {
         /// All events per second over `$window`.
         total: String,
     },
+}
+
+/// A `[[remote_write]]` endpoint.
+#[derive(Debug, Clone)]
+pub struct RemoteWriteDef {
+    /// Name; the `remote` label of its metrics.
+    pub name: String,
+    /// The endpoint, e.g. `http://prometheus:9090/api/v1/write`.
+    pub url: url::Url,
+    /// Extra headers (authentication), secrets substituted.
+    pub headers: Vec<(::http::HeaderName, ::http::HeaderValue)>,
+    /// How often every series is pushed.
+    pub interval: Duration,
+    /// Upper bound on one push.
+    pub timeout: Duration,
+    /// Samples kept while the endpoint is down; the oldest are dropped beyond it.
+    pub max_queue: usize,
+    /// Samples per request.
+    pub max_batch: usize,
+    /// Address family preference.
+    pub ip: crate::net::IpPreference,
+    /// TLS client.
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Judges the endpoint's certificate.
+    pub verifier: Arc<rustls::client::WebPkiServerVerifier>,
+    /// Go on when the certificate does not verify.
+    pub insecure_skip_verify: bool,
+    /// SNI and verified name.
+    pub server_name: Option<rustls::pki_types::ServerName<'static>>,
+    /// Secret values to redact from logs.
+    pub secrets: Vec<String>,
+}
+
+impl RemoteWriteDef {
+    /// Replaces every secret value in `text` with `<redacted>`.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for secret in &self.secrets {
+            out = out.replace(secret.as_str(), "<redacted>");
+        }
+        out
+    }
 }
 
 /// A `[[traffic]]` injector.

@@ -121,6 +121,7 @@ pub(super) fn build(
     }
     let mut agent = agent.unwrap_or_else(|| AgentConfig {
         region: "default".to_string(),
+        name: host_name(),
         listen: DEFAULT_LISTEN
             .parse()
             .expect("the default listen address parses"),
@@ -208,6 +209,23 @@ pub(super) fn build(
             }
         }
     }
+    let mut remote_write: Vec<Arc<super::RemoteWriteDef>> = Vec::new();
+    for (idx, root) in &roots {
+        let d = &diags[*idx];
+        let Some(list) = root.array("remote_write") else {
+            continue;
+        };
+        for item in list {
+            let Some(table) =
+                Table::new(d, item, format!("remote_write #{}", remote_write.len() + 1))
+            else {
+                continue;
+            };
+            if let Some(def) = super::remote_write::read_remote_write(table, remote_write.len()) {
+                remote_write.push(Arc::new(def));
+            }
+        }
+    }
     for (_, root) in roots {
         root.finish();
     }
@@ -225,6 +243,7 @@ pub(super) fn build(
         slos,
         rules,
         traffic,
+        remote_write,
         origin,
     })
 }
@@ -312,9 +331,14 @@ fn read_agent(d: &Diags<'_>, value: &Value<'_>) -> Option<AgentConfig> {
             rdap_servers.insert(entry.key.trim_matches('.').to_ascii_lowercase(), url);
         }
     }
+    let name = match table.str("name") {
+        Some((name, _)) => name.to_string(),
+        None => host_name(),
+    };
     table.finish();
     Some(AgentConfig {
         region,
+        name,
         listen,
         labels,
         concurrency,
@@ -322,6 +346,16 @@ fn read_agent(d: &Diags<'_>, value: &Value<'_>) -> Option<AgentConfig> {
         rdap_bootstrap,
         rdap_servers,
     })
+}
+
+/// The host name, for the `agent` label of pushed series.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "nightjar".to_string())
 }
 
 fn default_bootstrap() -> url::Url {

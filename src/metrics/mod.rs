@@ -55,6 +55,9 @@ pub struct Metrics {
     traffic_real: GaugeVec,
     traffic_floor: GaugeVec,
     traffic_prometheus_up: GaugeVec,
+    remote_samples: IntCounterVec,
+    remote_retries: IntCounterVec,
+    remote_queue: GaugeVec,
     /// The step names of each flow check, in order.
     flow_steps: HashMap<Arc<str>, Vec<String>>,
     /// Label sets currently exported per check and per family whose series come and go
@@ -422,6 +425,34 @@ impl Metrics {
             "Whether each injector could read the real rate from Prometheus at its last refresh.",
             &["traffic"],
         );
+        let remote_samples = counter(
+            "nightjar_remote_write_samples_total",
+            "Samples handled by each remote-write endpoint: sent, dropped (queue full) or rejected (4xx).",
+            &["remote", "result"],
+        );
+        let remote_retries = counter(
+            "nightjar_remote_write_retries_total",
+            "Failed remote-write requests that will be retried (5xx, 429, network errors).",
+            &["remote"],
+        );
+        let remote_queue = gauge(
+            "nightjar_remote_write_queue_samples",
+            "Samples waiting to be sent to each remote-write endpoint.",
+            &["remote"],
+        );
+        for def in &config.remote_write {
+            for result in ["sent", "dropped", "rejected"] {
+                remote_samples
+                    .with_label_values(&[def.name.as_str(), result])
+                    .inc_by(0);
+            }
+            remote_retries
+                .with_label_values(&[def.name.as_str()])
+                .inc_by(0);
+            remote_queue
+                .with_label_values(&[def.name.as_str()])
+                .set(0.0);
+        }
         for def in &config.traffic {
             for result in ["success", "failure", "dropped"] {
                 traffic_requests
@@ -561,6 +592,9 @@ impl Metrics {
             traffic_real,
             traffic_floor,
             traffic_prometheus_up,
+            remote_samples,
+            remote_retries,
+            remote_queue,
             dynamic: Mutex::new(HashMap::new()),
         }
     }
@@ -908,6 +942,30 @@ impl Metrics {
         self.traffic_requests
             .with_label_values(&[traffic, result])
             .inc();
+    }
+
+    /// Counts remote-write samples by result.
+    pub fn remote_write(&self, remote: &str, result: &str, samples: usize) {
+        self.remote_samples
+            .with_label_values(&[remote, result])
+            .inc_by(samples as u64);
+    }
+
+    /// Counts a remote-write request that will be retried.
+    pub fn remote_write_retry(&self, remote: &str) {
+        self.remote_retries.with_label_values(&[remote]).inc();
+    }
+
+    /// Records the remote-write queue length.
+    pub fn remote_write_queue(&self, remote: &str, samples: usize) {
+        self.remote_queue
+            .with_label_values(&[remote])
+            .set(samples as f64);
+    }
+
+    /// Every family, structured (for remote write).
+    pub fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.registry.gather()
     }
 
     /// Records how late a run started.

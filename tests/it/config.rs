@@ -311,6 +311,7 @@ fn every_file_in_checks_loads() {
             ("STATUS_PASSWORD", "example-password"),
             ("SHOP_PROBE_PASSWORD", "example-password"),
             ("SHOP_PROBE_TOTP", "JBSWY3DPEHPK3PXP"),
+            ("REMOTE_WRITE_TOKEN", "example-token"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -342,6 +342,7 @@ fn the_examples_generate_valid_rules() {
             ("STATUS_PASSWORD", "x"),
             ("SHOP_PROBE_PASSWORD", "x"),
             ("SHOP_PROBE_TOTP", "JBSWY3DPEHPK3PXP"),
+            ("REMOTE_WRITE_TOKEN", "x"),
         ])
         .output()
         .unwrap();

@@ -652,6 +652,15 @@ pub struct Prometheus {
 impl Prometheus {
     /// Scrapes each `(job, address)` every second.
     pub fn start(targets: &[(&str, std::net::SocketAddr)]) -> Prometheus {
+        Prometheus::start_with(targets, &[])
+    }
+
+    /// A Prometheus that accepts remote writes and scrapes nothing.
+    pub fn receiver() -> Prometheus {
+        Prometheus::start_with(&[], &["--web.enable-remote-write-receiver"])
+    }
+
+    fn start_with(targets: &[(&str, std::net::SocketAddr)], extra: &[&str]) -> Prometheus {
         let prometheus = require("prometheus", "prometheus");
         let dir = tempfile::Builder::new()
             .prefix("nightjar-prom-")
@@ -677,6 +686,7 @@ impl Prometheus {
                 dir.path().join("data").display()
             ))
             .arg(format!("--web.listen-address={addr}"))
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
