@@ -130,13 +130,7 @@ impl CheckDef {
 
     /// Replaces every secret value in `text` with `<redacted>`.
     pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for secret in &self.secrets {
-            if out.contains(secret.as_str()) {
-                out = out.replace(secret.as_str(), "<redacted>");
-            }
-        }
-        out
+        redact(&self.secrets, text)
     }
 }
 
@@ -214,11 +208,7 @@ pub struct RemoteWriteDef {
 impl RemoteWriteDef {
     /// Replaces every secret value in `text` with `<redacted>`.
     pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for secret in &self.secrets {
-            out = out.replace(secret.as_str(), "<redacted>");
-        }
-        out
+        redact(&self.secrets, text)
     }
 }
 
@@ -256,11 +246,7 @@ pub struct TrafficDef {
 impl TrafficDef {
     /// Replaces every secret value in `text` with `<redacted>`.
     pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for secret in &self.secrets {
-            out = out.replace(secret.as_str(), "<redacted>");
-        }
-        out
+        redact(&self.secrets, text)
     }
 }
 
@@ -331,6 +317,17 @@ impl Default for RulesConfig {
             sloth_naming: false,
         }
     }
+}
+
+/// Replaces every value of `secrets` in `text` with `<redacted>`.
+pub fn redact(secrets: &[String], text: &str) -> String {
+    let mut out = text.to_string();
+    for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
+        if out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), "<redacted>");
+        }
+    }
+    out
 }
 
 /// When a check runs.

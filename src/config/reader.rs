@@ -404,6 +404,26 @@ impl<'a> Table<'a> {
         }
     }
 
+    /// The required `name` of a `what` (`[a-z0-9_-]+`), reported when missing or invalid.
+    pub fn name(&self, what: &str, hint: &str) -> Option<String> {
+        match self.str("name") {
+            Some((name, span)) => {
+                if !super::validate::valid_check_name(name) {
+                    self.d.error_hint(
+                        &span,
+                        format!("{what} name {name:?} is not valid"),
+                        "use lowercase letters, digits, `-` and `_`",
+                    );
+                }
+                Some(name.to_string())
+            }
+            None => {
+                self.missing("name", hint);
+                None
+            }
+        }
+    }
+
     /// A list of regexes; each invalid one is reported at its place.
     pub fn regex_list(&self, key: &'static str) -> Vec<regex::Regex> {
         let mut compiled = Vec::new();

@@ -13,17 +13,8 @@ const DEFAULT_MAX_BATCH: usize = 5_000;
 pub(super) fn read_remote_write(table: Table<'_>, index: usize) -> Option<RemoteWriteDef> {
     let d = table.diags();
     let errors_before = d.error_count();
-    let name = match table.str("name") {
-        Some((name, span)) => {
-            if !super::validate::valid_check_name(name) {
-                d.error_hint(
-                    &span,
-                    format!("remote_write name {name:?} is not valid"),
-                    "use lowercase letters, digits, `-` and `_`",
-                );
-            }
-            name.to_string()
-        }
+    let name = match table.key_span("name") {
+        Some(_) => table.name("remote_write", "")?,
         None => format!("remote-{}", index + 1),
     };
     let table = table.renamed(format!("remote_write {name:?}"));

@@ -72,22 +72,7 @@ pub(super) fn read_rules(d: &Diags<'_>, value: &Value<'_>) -> Option<RulesConfig
 pub(super) fn read_slo(table: Table<'_>, check_names: &[String], buckets: &[f64]) -> Option<Slo> {
     let d = table.diags();
     let errors_before = d.error_count();
-    let name = match table.str("name") {
-        Some((name, span)) => {
-            if !super::validate::valid_check_name(name) {
-                d.error_hint(
-                    &span,
-                    format!("SLO name {name:?} is not valid"),
-                    "use lowercase letters, digits, `-` and `_`",
-                );
-            }
-            Some(name.to_string())
-        }
-        None => {
-            table.missing("name", "name the SLO, like name = \"shop-availability\"");
-            None
-        }
-    };
+    let name = table.name("SLO", "name the SLO, like name = \"shop-availability\"");
     let table = match &name {
         Some(name) => table.renamed(format!("SLO {name:?}")),
         None => table,

@@ -20,25 +20,10 @@ pub(super) fn read_traffic(
 ) -> Option<TrafficDef> {
     let d = table.diags();
     let errors_before = d.error_count();
-    let name = match table.str("name") {
-        Some((name, span)) => {
-            if !super::validate::valid_check_name(name) {
-                d.error_hint(
-                    &span,
-                    format!("traffic name {name:?} is not valid"),
-                    "use lowercase letters, digits, `-` and `_`",
-                );
-            }
-            Some(name.to_string())
-        }
-        None => {
-            table.missing(
-                "name",
-                "name the injector, like name = \"shop-night-floor\"",
-            );
-            None
-        }
-    };
+    let name = table.name(
+        "traffic",
+        "name the injector, like name = \"shop-night-floor\"",
+    );
     let table = match &name {
         Some(name) => table.renamed(format!("traffic {name:?}")),
         None => table,

@@ -572,9 +572,7 @@ fn read_check(
     }
     let (spec, target) = built?;
     // A secret in the URL's path must not reach the `target` label or the status page.
-    let target = secrets.iter().fold(target, |shown, secret| {
-        shown.replace(secret.as_str(), "<redacted>")
-    });
+    let target = super::redact(&secrets, &target);
     Some(CheckDef {
         name: Arc::from(name?.as_str()),
         schedule: schedule?,
