@@ -7,6 +7,7 @@ mod domain;
 mod flow;
 mod hostile;
 mod http;
+mod regions;
 mod remote_write;
 mod rules;
 mod schedule;

@@ -652,23 +652,35 @@ pub struct Prometheus {
 impl Prometheus {
     /// Scrapes each `(job, address)` every second.
     pub fn start(targets: &[(&str, std::net::SocketAddr)]) -> Prometheus {
-        Prometheus::start_with(targets, &[])
+        Prometheus::start_with(targets, &[], None)
+    }
+
+    /// Scrapes the targets and evaluates the rules in `rules` every second.
+    pub fn with_rules(targets: &[(&str, std::net::SocketAddr)], rules: &Path) -> Prometheus {
+        Prometheus::start_with(targets, &[], Some(rules))
     }
 
     /// A Prometheus that accepts remote writes and scrapes nothing.
     pub fn receiver() -> Prometheus {
-        Prometheus::start_with(&[], &["--web.enable-remote-write-receiver"])
+        Prometheus::start_with(&[], &["--web.enable-remote-write-receiver"], None)
     }
 
-    fn start_with(targets: &[(&str, std::net::SocketAddr)], extra: &[&str]) -> Prometheus {
+    fn start_with(
+        targets: &[(&str, std::net::SocketAddr)],
+        extra: &[&str],
+        rules: Option<&Path>,
+    ) -> Prometheus {
         let prometheus = require("prometheus", "prometheus");
         let dir = tempfile::Builder::new()
             .prefix("nightjar-prom-")
             .tempdir()
             .unwrap();
-        let mut config = String::from(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n",
-        );
+        let mut config =
+            String::from("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n");
+        if let Some(rules) = rules {
+            config.push_str(&format!("rule_files: ['{}']\n", rules.display()));
+        }
+        config.push_str("scrape_configs:\n");
         for (job, target) in targets {
             config.push_str(&format!(
                 "  - job_name: {job}\n    scrape_interval: 1s\n    scrape_timeout: 900ms\n    static_configs:\n      - targets: ['{target}']\n"

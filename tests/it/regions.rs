@@ -1,0 +1,125 @@
+//! Three agents in three regions, scraped by a real Prometheus that evaluates the rules of
+//! `nightjar rules`: one region cut off from the target does not page; every region failing
+//! does (read from Prometheus's alerts API).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::{Nginx, Prometheus, RunningAgent, eventually, free_port, http_get, load};
+
+fn agent_config(region: &str, url: &str) -> String {
+    format!(
+        "[agent]\nregion = \"{region}\"\n\n[rules]\nquorum_for = \"3s\"\n\n[[check]]\nname = \"shop\"\ntype = \"http\"\nurl = \"{url}\"\ninterval = \"1s\"\ntimeout = \"800ms\"\nregions = [\"eu\", \"us\", \"ap\"]\n"
+    )
+}
+
+/// Names of the firing alerts, with their `check` label.
+async fn firing(prometheus: &Prometheus) -> Vec<(String, String)> {
+    let (status, body) = http_get(prometheus.addr, "/api/v1/alerts").await;
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    json["data"]["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|alert| alert["state"] == "firing")
+        .map(|alert| {
+            (
+                alert["labels"]["alertname"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                alert["labels"]["check"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_region_cut_off_does_not_page_all_regions_failing_does() {
+    let mut nginx = Some(Nginx::start());
+    let shop = nginx.as_ref().unwrap().url("/ok");
+    // The ap agent's path to the shop is broken: its requests are refused (a closed port
+    // stands in for the cut-off route), while eu and us reach it.
+    let cut_off = format!("http://127.0.0.1:{}/ok", free_port());
+    let eu = RunningAgent::start(load(&agent_config("eu", &shop), &[])).await;
+    let us = RunningAgent::start(load(&agent_config("us", &shop), &[])).await;
+    let ap = RunningAgent::start(load(&agent_config("ap", &cut_off), &[])).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("nightjar.toml");
+    std::fs::write(&config, agent_config("eu", &shop)).unwrap();
+    let rules = dir.path().join("rules.yml");
+    let out = Command::new(env!("CARGO_BIN_EXE_nightjar"))
+        .args(["rules", "--config"])
+        .arg(&config)
+        .arg("--output")
+        .arg(&rules)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let prometheus = Prometheus::with_rules(
+        &[
+            ("nightjar-eu", eu.addr),
+            ("nightjar-us", us.addr),
+            ("nightjar-ap", ap.addr),
+        ],
+        Path::new(&rules),
+    );
+    prometheus.wait_ready().await;
+
+    // One region failing, for longer than quorum_for: no page.
+    eventually(
+        Duration::from_secs(30),
+        "probe_success from the three regions",
+        || async {
+            let found = prometheus.query(r#"probe_success{check="shop"}"#).await;
+            let failing: Vec<&str> = found
+                .iter()
+                .filter(|(_, value)| *value == 0.0)
+                .filter_map(|(metric, _)| metric["region"].as_str())
+                .collect();
+            (found.len() == 3 && failing == ["ap"]).then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let alerts = firing(&prometheus).await;
+    assert!(
+        !alerts
+            .iter()
+            .any(|(name, _)| name == "NightjarCheckFailingInRegions"),
+        "one region must not page: {alerts:?}"
+    );
+    let failing = prometheus
+        .query(r#"count by (check) (probe_success{check="shop"} == 0)"#)
+        .await;
+    assert_eq!(failing[0].1, 1.0);
+
+    // The shop goes down for everyone: the quorum alert fires.
+    drop(nginx.take());
+    let alerts = eventually(
+        Duration::from_secs(30),
+        "the region-quorum alert to fire",
+        || async {
+            let alerts = firing(&prometheus).await;
+            alerts
+                .iter()
+                .any(|(name, check)| name == "NightjarCheckFailingInRegions" && check == "shop")
+                .then_some(alerts)
+        },
+    )
+    .await;
+    assert!(
+        alerts.iter().all(|(name, _)| name != "NightjarAgentDown"),
+        "{alerts:?}"
+    );
+    for agent in [eu, us, ap] {
+        agent.stop().await;
+    }
+}
