@@ -6,23 +6,66 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
-use tracing::{info, warn};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{error, info, warn};
 
-use crate::config::{Config, Origin};
+use crate::config::{Config, ConfigErrors, Origin};
 use crate::metrics::Metrics;
 use crate::result::{CheckResult, Status};
 use crate::schedule::{Runner, Scheduler, WallClock};
 use crate::server::{AppState, router};
 use crate::status::{StatusStore, Transition};
 
+/// Loads the configuration again, from the same files and overrides, for a reload.
+pub type Reloader = Arc<dyn Fn() -> Result<Config, ConfigErrors> + Send + Sync>;
+
+/// A reload request; the reply says what happened.
+pub type ReloadRequest = Option<oneshot::Sender<Result<String, String>>>;
+
+/// The running scheduler of the current configuration.
+struct Running {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts a scheduler for the checks of `config` that run in its region.
+fn start_scheduler(
+    config: &Config,
+    runner: &Runner,
+    metrics: &Arc<Metrics>,
+    results: &mpsc::Sender<CheckResult>,
+) -> Running {
+    let region = &config.agent.region;
+    let checks: Vec<_> = config
+        .checks
+        .iter()
+        .filter(|def| def.runs_in(region))
+        .cloned()
+        .collect();
+    let (stop, stop_rx) = watch::channel(false);
+    let scheduler = Scheduler::new(
+        checks,
+        runner.clone(),
+        metrics.clone(),
+        results.clone(),
+        config.agent.concurrency,
+        WallClock::now(),
+    );
+    Running {
+        stop,
+        task: tokio::spawn(scheduler.run(stop_rx)),
+    }
+}
+
 /// Runs the agent on `listener` until `shutdown` resolves; then stops scheduling, lets runs in
-/// flight finish within their timeouts, and returns.
+/// flight finish within their timeouts, and returns. With a `reloader`, SIGHUP, `POST
+/// /-/reload` and (with `[agent] watch_config`) changed files reload the configuration.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     runner: Runner,
     shutdown: impl Future<Output = ()>,
+    reloader: Option<Reloader>,
 ) -> std::io::Result<()> {
     let metrics = Arc::new(Metrics::new(&config));
     let status = Arc::new(StatusStore::new(&config));
@@ -30,12 +73,7 @@ pub async fn run(
     let local = listener.local_addr()?;
 
     let region = config.agent.region.clone();
-    let (checks, elsewhere): (Vec<_>, Vec<_>) = config
-        .checks
-        .iter()
-        .cloned()
-        .partition(|def| def.runs_in(&region));
-    for def in &elsewhere {
+    for def in config.checks.iter().filter(|def| !def.runs_in(&region)) {
         info!(message = "Check not scheduled: it does not run in this region.", check = %def.name, region = %region, regions = ?def.regions);
     }
 
@@ -47,16 +85,8 @@ pub async fn run(
         region.clone(),
     ));
 
+    // Traffic and remote write run for the agent's life; a reload does not change them.
     let (stop_tx, stop_rx) = watch::channel(false);
-    let n_checks = checks.len();
-    let scheduler = Scheduler::new(
-        checks,
-        runner,
-        metrics.clone(),
-        results_tx,
-        config.agent.concurrency,
-        WallClock::now(),
-    );
     let injectors = tokio::spawn(crate::traffic::run(
         config.traffic.clone(),
         crate::runner::RunEnv::system(),
@@ -68,14 +98,21 @@ pub async fn run(
         config.agent.name.clone(),
         crate::runner::RunEnv::system(),
         metrics.clone(),
-        stop_rx.clone(),
+        stop_rx,
     ));
-    let scheduler = tokio::spawn(scheduler.run(stop_rx));
+    let mut running = start_scheduler(&config, &runner, &metrics, &results_tx);
+    let n_checks = config
+        .checks
+        .iter()
+        .filter(|def| def.runs_in(&region))
+        .count();
 
+    let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(8);
     let state = AppState {
         metrics: metrics.clone(),
         status: status.clone(),
         ready: ready.clone(),
+        reload: reloader.as_ref().map(|_| reload_tx.clone()),
     };
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
     let server = tokio::spawn(async move {
@@ -86,6 +123,19 @@ pub async fn run(
             })
             .await
     });
+    let mut triggers = Vec::new();
+    if reloader.is_some() {
+        triggers.push(tokio::spawn(on_sighup(reload_tx.clone())));
+        if let (Some(every), Origin::Files(_)) = (config.agent.watch_config, &config.origin) {
+            triggers.push(tokio::spawn(watch_files(
+                config.origin.clone(),
+                config.fingerprint,
+                every,
+                reload_tx.clone(),
+            )));
+        }
+    }
+    drop(reload_tx);
     ready.store(true, Ordering::Release);
 
     match &config.origin {
@@ -102,12 +152,55 @@ pub async fn run(
     }
     info!(message = "Agent started.", listen = %local, region = %region, checks = n_checks, version = env!("CARGO_PKG_VERSION"));
 
-    shutdown.await;
+    let mut current = config;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(reply) = reload_rx.recv() => {
+                let Some(reloader) = &reloader else { continue };
+                let outcome = match reloader() {
+                    Ok(next) => apply(&current, &next, &metrics, &status).map(|summary| (next, summary)),
+                    Err(errors) => {
+                        for error in &errors.0 {
+                            error!(message = "The new configuration is invalid; keeping the old one.", error = %error);
+                        }
+                        Err(errors.to_string())
+                    }
+                };
+                metrics.config_reloaded(outcome.is_ok());
+                let answer = match outcome {
+                    Ok((next, summary)) => {
+                        // Restart the scheduler: offsets are wall-anchored, so unchanged
+                        // checks keep their firing times.
+                        let _ = running.stop.send(true);
+                        let _ = (&mut running.task).await;
+                        running = start_scheduler(&next, &runner, &metrics, &results_tx);
+                        current = next;
+                        info!(message = "Configuration reloaded.", changes = %summary);
+                        Ok(summary)
+                    }
+                    Err(message) => {
+                        warn!(message = "Reload rejected; the old configuration keeps running.", reason = %message);
+                        Err(message)
+                    }
+                };
+                if let Some(reply) = reply {
+                    let _ = reply.send(answer);
+                }
+            }
+        }
+    }
     info!(message = "Shutting down: no new runs; waiting for runs in flight.");
     ready.store(false, Ordering::Release);
+    for trigger in triggers {
+        trigger.abort();
+    }
+    let _ = running.stop.send(true);
     let _ = stop_tx.send(true);
-    let _ = scheduler.await;
+    let _ = running.task.await;
     let _ = injectors.await;
+    drop(results_tx);
     let _ = sink.await;
     // A last push after the last results.
     let _ = pushers.await;
@@ -118,6 +211,71 @@ pub async fn run(
     }
     info!(message = "Agent stopped.");
     Ok(())
+}
+
+/// Checks that `next` can replace `current` in place and reconfigures metrics and status.
+/// Returns a summary of the changes.
+fn apply(
+    current: &Config,
+    next: &Config,
+    metrics: &Metrics,
+    status: &StatusStore,
+) -> Result<String, String> {
+    let agent_changed = current.agent.listen != next.agent.listen
+        || current.agent.region != next.agent.region
+        || current.agent.labels != next.agent.labels
+        || current.agent.duration_buckets != next.agent.duration_buckets;
+    if agent_changed {
+        return Err("[agent] listen, region, labels or duration_buckets changed; restart the agent to apply that".to_string());
+    }
+    metrics.reconfigure(next)?;
+    status.reconfigure(next);
+    let before: Vec<&str> = current.checks.iter().map(|def| &*def.name).collect();
+    let after: Vec<&str> = next.checks.iter().map(|def| &*def.name).collect();
+    let added = after.iter().filter(|name| !before.contains(name)).count();
+    let removed = before.iter().filter(|name| !after.contains(name)).count();
+    Ok(format!(
+        "{} checks: {added} added, {removed} removed",
+        after.len()
+    ))
+}
+
+#[cfg(unix)]
+async fn on_sighup(requests: mpsc::Sender<ReloadRequest>) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        info!(message = "SIGHUP: reloading the configuration.");
+        if requests.send(None).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn on_sighup(_requests: mpsc::Sender<ReloadRequest>) {}
+
+/// Reloads when the config files change (checked every `every`).
+async fn watch_files(
+    origin: Origin,
+    loaded: u64,
+    every: std::time::Duration,
+    requests: mpsc::Sender<ReloadRequest>,
+) {
+    let mut last = loaded;
+    loop {
+        tokio::time::sleep(every).await;
+        let now = crate::config::fingerprint(&origin);
+        if now != last {
+            last = now;
+            info!(message = "The configuration files changed: reloading.");
+            if requests.send(None).await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 /// Consumes results: metrics, status store, and one log line per state change.

@@ -275,11 +275,25 @@ async fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("failed to bind the agent's server on {listen}"))?;
+    // A reload reads the same files with the same overrides and shard.
+    let reloader: Option<crate::agent::Reloader> = (!args.config.is_empty()).then(|| {
+        let paths = args.config.clone();
+        let shard = args.shard;
+        let reload: crate::agent::Reloader = std::sync::Arc::new(move || {
+            let mut config = load(&paths, &overrides)?;
+            if let Some(shard) = shard {
+                config.select_shard(shard.index - 1, shard.count);
+            }
+            Ok(config)
+        });
+        reload
+    });
     crate::agent::run(
         config,
         listener,
         real_runner(RunEnv::system()),
         shutdown_signal(),
+        reloader,
     )
     .await
     .context("the agent's server failed")?;

@@ -23,6 +23,8 @@ pub struct AppState {
     pub status: Arc<StatusStore>,
     /// True once the config is loaded and the scheduler runs.
     pub ready: Arc<AtomicBool>,
+    /// Where reload requests go; `None` when the agent cannot reload (the embedded default).
+    pub reload: Option<tokio::sync::mpsc::Sender<crate::agent::ReloadRequest>>,
 }
 
 /// The router; exposed so tests can serve it on any listener.
@@ -33,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .route("/api/v1/checks", get(checks))
+        .route("/-/reload", axum::routing::post(reload))
         .with_state(state)
 }
 
@@ -45,6 +48,35 @@ async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
+}
+
+/// `POST /-/reload`: 200 with a summary, or 400 with every problem of the new configuration
+/// (the old one keeps running).
+async fn reload(State(state): State<AppState>) -> Response {
+    let Some(requests) = state.reload else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "This agent runs the embedded default; there is nothing to reload.\n",
+        )
+            .into_response();
+    };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    if requests.send(Some(reply)).await.is_err() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The agent is shutting down.\n",
+        )
+            .into_response();
+    }
+    match answer.await {
+        Ok(Ok(summary)) => (StatusCode::OK, format!("Reloaded: {summary}\n")).into_response(),
+        Ok(Err(problems)) => (StatusCode::BAD_REQUEST, format!("{problems}\n")).into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The agent is shutting down.\n",
+        )
+            .into_response(),
+    }
 }
 
 async fn healthy() -> &'static str {

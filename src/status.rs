@@ -68,6 +68,32 @@ impl StatusStore {
         }
     }
 
+    /// Applies a reloaded configuration: unchanged checks keep their history, removed ones
+    /// go, new ones are "not run yet".
+    pub fn reconfigure(&self, config: &Config) {
+        let mut checks = self
+            .checks
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let wanted: Vec<&Arc<CheckDef>> = config
+            .checks
+            .iter()
+            .filter(|def| def.runs_in(&config.agent.region))
+            .collect();
+        checks.retain(|name, _| wanted.iter().any(|def| &def.name == name));
+        for def in wanted {
+            checks
+                .entry(def.name.clone())
+                .and_modify(|entry| entry.def = def.clone())
+                .or_insert_with(|| Entry {
+                    def: def.clone(),
+                    last: None,
+                    since: None,
+                    history: VecDeque::new(),
+                });
+        }
+    }
+
     /// Stores a result and says whether the check changed state.
     pub fn update(&self, res: CheckResult) -> Transition {
         let mut checks = self

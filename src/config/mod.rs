@@ -52,6 +52,8 @@ pub struct Config {
     pub remote_write: Vec<Arc<RemoteWriteDef>>,
     /// Where the configuration came from.
     pub origin: Origin,
+    /// [`fingerprint`] of the files as they were when loaded, for `watch_config`.
+    pub fingerprint: u64,
 }
 
 impl Config {
@@ -62,6 +64,37 @@ impl Config {
         self.checks.retain(|def| mine(&def.name));
         self.traffic.retain(|def| mine(&def.name));
     }
+}
+
+/// A fingerprint of the config files (paths, sizes, modification times, and the listing of
+/// directories), to notice edits, additions, removals and ConfigMap-style renames.
+pub fn fingerprint(origin: &Origin) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    if let Origin::Files(files) = origin {
+        let mut paths: Vec<PathBuf> = files.clone();
+        for file in files {
+            if let Some(dir) = file.parent()
+                && let Ok(entries) = std::fs::read_dir(dir)
+            {
+                paths.extend(
+                    entries
+                        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+                        .filter(|path| path.extension().is_some_and(|ext| ext == "toml")),
+                );
+            }
+        }
+        paths.sort();
+        paths.dedup();
+        for path in paths {
+            path.hash(&mut hasher);
+            if let Ok(metadata) = std::fs::metadata(&path) {
+                metadata.len().hash(&mut hasher);
+                metadata.modified().ok().hash(&mut hasher);
+            }
+        }
+    }
+    hasher.finish()
 }
 
 /// Where a [`Config`] came from.
@@ -88,6 +121,8 @@ pub struct AgentConfig {
     pub concurrency: usize,
     /// Bucket upper bounds of `nightjar_check_duration_seconds`, in seconds.
     pub duration_buckets: Vec<f64>,
+    /// Reload when the config files change, checking this often (off when `None`).
+    pub watch_config: Option<Duration>,
     /// Where `domain` checks find the RDAP bootstrap registry.
     pub rdap_bootstrap: url::Url,
     /// RDAP base URLs by TLD, used before the bootstrap registry.
@@ -453,7 +488,13 @@ pub fn load(
             )),
         }
     }
-    let result = validate::build(&sources, env, overrides, Origin::Files(files));
+    // Taken before reading, so an edit racing the load is seen as a change.
+    let fingerprint = fingerprint(&Origin::Files(files.clone()));
+    let result =
+        validate::build(&sources, env, overrides, Origin::Files(files)).map(|mut config| {
+            config.fingerprint = fingerprint;
+            config
+        });
     match result {
         Ok(config) if errors.is_empty() => Ok(config),
         Ok(_) => Err(ConfigErrors(errors)),

@@ -130,6 +130,7 @@ pub(super) fn build(
         duration_buckets: DEFAULT_DURATION_BUCKETS.to_vec(),
         rdap_bootstrap: default_bootstrap(),
         rdap_servers: BTreeMap::new(),
+        watch_config: None,
     });
     if let Some(region) = &overrides.region {
         agent.region = region.clone();
@@ -245,6 +246,7 @@ pub(super) fn build(
         traffic,
         remote_write,
         origin,
+        fingerprint: 0,
     })
 }
 
@@ -335,6 +337,7 @@ fn read_agent(d: &Diags<'_>, value: &Value<'_>) -> Option<AgentConfig> {
         Some((name, _)) => name.to_string(),
         None => host_name(),
     };
+    let watch_config = table.duration("watch_config").map(|(every, _)| every);
     table.finish();
     Some(AgentConfig {
         region,
@@ -345,6 +348,7 @@ fn read_agent(d: &Diags<'_>, value: &Value<'_>) -> Option<AgentConfig> {
         duration_buckets,
         rdap_bootstrap,
         rdap_servers,
+        watch_config,
     })
 }
 

@@ -6,7 +6,7 @@
 //! from the first scrape.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use prometheus::{
@@ -15,7 +15,7 @@ use prometheus::{
 };
 
 use crate::config::{CheckDef, Config};
-use crate::result::{CheckResult, Details, DnsDetails, TlsInfo};
+use crate::result::{CheckResult, Details, DnsDetails, HttpDetails, TlsDetails, TlsInfo};
 
 /// Buckets of `nightjar_scheduler_lag_seconds`: from 100 µs to 10 s.
 const LAG_BUCKETS: &[f64] = &[
@@ -25,8 +25,11 @@ const LAG_BUCKETS: &[f64] = &[
 /// The agent's metrics registry.
 pub struct Metrics {
     registry: Registry,
-    /// Label values (check, type, then the check's extra labels) per check.
-    checks: HashMap<Arc<str>, Vec<String>>,
+    /// Per loaded check: its label values and what else it registered.
+    checks: RwLock<HashMap<Arc<str>, CheckSeries>>,
+    /// The check label names every family carries, after `check` and `type`.
+    extra: Vec<String>,
+    check_info: IntGaugeVec,
     probe_success: GaugeVec,
     probe_duration: GaugeVec,
     probe_dns_lookup: GaugeVec,
@@ -58,11 +61,23 @@ pub struct Metrics {
     remote_samples: IntCounterVec,
     remote_retries: IntCounterVec,
     remote_queue: GaugeVec,
-    /// The step names of each flow check, in order.
-    flow_steps: HashMap<Arc<str>, Vec<String>>,
+
     /// Label sets currently exported per check and per family whose series come and go
     /// with each run (certificate details, versions), so stale ones can be removed.
     dynamic: Mutex<HashMap<(Arc<str>, Family), LabelSets>>,
+}
+
+/// The series a check registered when it was loaded.
+#[derive(Debug, Clone, PartialEq)]
+struct CheckSeries {
+    /// Label values: check, type, then the extra labels.
+    values: Vec<String>,
+    /// The extra values of `nightjar_check_info`: target and schedule.
+    info: Vec<String>,
+    /// Its kind, for the reasons and phases it has.
+    kind: crate::checks::CheckKind,
+    /// Flow step names, in order.
+    steps: Vec<String>,
 }
 
 /// Label value lists, one per series.
@@ -120,7 +135,7 @@ struct TlsFamilies {
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics")
-            .field("checks", &self.checks.len())
+            .field("checks", &self.read_checks().len())
             .finish()
     }
 }
@@ -463,17 +478,6 @@ impl Metrics {
                 .with_label_values(&[def.name.as_str()])
                 .set(def.floor);
         }
-        let flow_steps: HashMap<Arc<str>, Vec<String>> = checks
-            .iter()
-            .filter_map(|def| match &def.spec {
-                crate::checks::CheckSpec::Flow(flow) => Some((
-                    def.name.clone(),
-                    flow.steps.iter().map(|step| step.name.clone()).collect(),
-                )),
-                _ => None,
-            })
-            .collect();
-
         let mut info_labels = base.clone();
         info_labels.extend(["target", "schedule"]);
         let check_info = IntGaugeVec::new(
@@ -530,39 +534,12 @@ impl Metrics {
         reload_timestamp.set(unix_now());
         checks_configured.set(checks.len() as i64);
 
-        let mut values_by_check = HashMap::new();
-        for def in &checks {
-            let mut values: Vec<String> =
-                vec![def.name.to_string(), def.kind().as_str().to_string()];
-            values.extend(
-                extra
-                    .iter()
-                    .map(|key| def.labels.get(*key).cloned().unwrap_or_default()),
-            );
-            let refs: Vec<&str> = values.iter().map(String::as_str).collect();
-
-            let mut info = refs.clone();
-            let schedule = def.schedule.to_string();
-            info.extend([def.target.as_str(), schedule.as_str()]);
-            check_info.with_label_values(&info).set(1);
-
-            for result in ["success", "failure"] {
-                let labelled = extend(&refs, result);
-                runs.with_label_values(&labelled).inc_by(0);
-                duration.with_label_values(&labelled);
-            }
-            for reason in def.kind().reasons() {
-                failures
-                    .with_label_values(&extend(&refs, reason.as_str()))
-                    .inc_by(0);
-            }
-            skipped.with_label_values(&refs).inc_by(0);
-            values_by_check.insert(def.name.clone(), values);
-        }
-
-        Metrics {
+        let extra: Vec<String> = extra.iter().map(|key| (*key).to_string()).collect();
+        let metrics = Metrics {
             registry,
-            checks: values_by_check,
+            checks: RwLock::new(HashMap::new()),
+            extra,
+            check_info,
             probe_success,
             probe_duration,
             probe_dns_lookup,
@@ -586,7 +563,6 @@ impl Metrics {
             dns,
             flow_step_duration,
             flow_step_success,
-            flow_steps,
             traffic_requests,
             traffic_target,
             traffic_real,
@@ -596,14 +572,209 @@ impl Metrics {
             remote_retries,
             remote_queue,
             dynamic: Mutex::new(HashMap::new()),
+        };
+        for def in &checks {
+            metrics.register_check(def);
         }
+        metrics
+    }
+
+    fn read_checks(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, CheckSeries>> {
+        self.checks
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// What `def` registers: its label values, info values, kind and steps.
+    fn series_of(&self, def: &CheckDef) -> CheckSeries {
+        let mut values: Vec<String> = vec![def.name.to_string(), def.kind().as_str().to_string()];
+        values.extend(
+            self.extra
+                .iter()
+                .map(|key| def.labels.get(key).cloned().unwrap_or_default()),
+        );
+        let steps = match &def.spec {
+            crate::checks::CheckSpec::Flow(flow) => {
+                flow.steps.iter().map(|step| step.name.clone()).collect()
+            }
+            _ => Vec::new(),
+        };
+        CheckSeries {
+            values,
+            info: vec![def.target.clone(), def.schedule.to_string()],
+            kind: def.kind(),
+            steps,
+        }
+    }
+
+    /// Creates a check's counters at 0 and its info series.
+    fn register_check(&self, def: &CheckDef) {
+        let series = self.series_of(def);
+        let refs: Vec<&str> = series.values.iter().map(String::as_str).collect();
+        let mut info = refs.clone();
+        info.extend(series.info.iter().map(String::as_str));
+        self.check_info.with_label_values(&info).set(1);
+        for result in ["success", "failure"] {
+            let labelled = extend(&refs, result);
+            self.runs.with_label_values(&labelled).inc_by(0);
+            self.duration.with_label_values(&labelled);
+        }
+        for reason in def.kind().reasons() {
+            self.failures
+                .with_label_values(&extend(&refs, reason.as_str()))
+                .inc_by(0);
+        }
+        self.skipped.with_label_values(&refs).inc_by(0);
+        self.checks
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(def.name.clone(), series);
+    }
+
+    /// Removes every series of a check.
+    fn forget_check(&self, name: &Arc<str>, series: &CheckSeries) {
+        let refs: Vec<&str> = series.values.iter().map(String::as_str).collect();
+        let base = [
+            &self.probe_success,
+            &self.probe_duration,
+            &self.probe_dns_lookup,
+            &self.probe_ip_protocol,
+            &self.http_status_code,
+            &self.http_content_length,
+            &self.http_version,
+            &self.http_redirects,
+            &self.http_ssl,
+            &self.failed_due_to_regex,
+            &self.dns.answer_rrs,
+            &self.dns.authority_rrs,
+            &self.dns.additional_rrs,
+            &self.dns.authoritative,
+        ];
+        for vec in base {
+            let _ = vec.remove_label_values(&refs);
+        }
+        let _ = self.skipped.remove_label_values(&refs);
+        let phased: [(&GaugeVec, &[&str]); 3] = [
+            (&self.http_duration, &HttpDetails::PHASES),
+            (&self.tls.tls_duration, &TlsDetails::PHASES),
+            (&self.dns.duration, &DnsDetails::PHASES),
+        ];
+        for (vec, phases) in phased {
+            for phase in phases {
+                let _ = vec.remove_label_values(&extend(&refs, phase));
+            }
+        }
+        for result in ["success", "failure"] {
+            let _ = self.runs.remove_label_values(&extend(&refs, result));
+            let _ = self.duration.remove_label_values(&extend(&refs, result));
+        }
+        for reason in series.kind.reasons() {
+            let _ = self
+                .failures
+                .remove_label_values(&extend(&refs, reason.as_str()));
+        }
+        for step in &series.steps {
+            let _ = self
+                .flow_step_duration
+                .remove_label_values(&extend(&refs, step));
+            let _ = self
+                .flow_step_success
+                .remove_label_values(&extend(&refs, step));
+        }
+        let mut info = refs.clone();
+        info.extend(series.info.iter().map(String::as_str));
+        let _ = self.check_info.remove_label_values(&info);
+        let mut dynamic = self
+            .dynamic
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let families: Vec<Family> = dynamic
+            .keys()
+            .filter(|(check, _)| check == name)
+            .map(|(_, family)| *family)
+            .collect();
+        for family in families {
+            for labels in dynamic.remove(&(name.clone(), family)).unwrap_or_default() {
+                let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+                let _ = self.family_vec(family).remove_label_values(&label_refs);
+            }
+        }
+        self.checks
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(name);
+    }
+
+    fn family_vec(&self, family: Family) -> &GaugeVec {
+        match family {
+            Family::SslEarliest => &self.tls.ssl_earliest,
+            Family::SslLastChainExpiry => &self.tls.ssl_last_chain_expiry,
+            Family::SslLastChainInfo => &self.tls.ssl_last_chain_info,
+            Family::TlsVersionInfo => &self.tls.tls_version_info,
+            Family::CertNotBefore => &self.tls.cert_not_before,
+            Family::CertNotAfter => &self.tls.cert_not_after,
+            Family::ChainValid => &self.tls.chain_valid,
+            Family::HostnameMatch => &self.tls.hostname_match,
+            Family::Expiry => &self.tls.expiry,
+            Family::DomainExpiry => &self.tls.domain_expiry,
+            Family::DnsSerial => &self.dns.serial,
+            Family::DnsRcode => &self.dns.rcode,
+            Family::DnsMinTtl => &self.dns.min_ttl,
+            Family::DnsMaxTtl => &self.dns.max_ttl,
+            Family::DnsRrsigExpiry => &self.dns.rrsig_expiry,
+            Family::DnsSoaServers => &self.dns.soa_serial,
+        }
+    }
+
+    /// Applies a reloaded configuration: the series of unchanged checks stay (counters
+    /// included), those of removed or changed checks go, new checks start at 0. Fails, changing
+    /// nothing, when the set of label names would change: that needs a restart.
+    pub fn reconfigure(&self, config: &Config) -> Result<(), String> {
+        let checks: Vec<&Arc<CheckDef>> = config
+            .checks
+            .iter()
+            .filter(|def| def.runs_in(&config.agent.region))
+            .collect();
+        let extra: BTreeSet<&str> = checks
+            .iter()
+            .flat_map(|def| def.labels.keys().map(String::as_str))
+            .collect();
+        let extra: Vec<String> = extra.into_iter().map(str::to_string).collect();
+        if extra != self.extra {
+            return Err(format!(
+                "the check label names change from [{}] to [{}]; restart the agent to apply that",
+                self.extra.join(", "),
+                extra.join(", ")
+            ));
+        }
+        let current: Vec<(Arc<str>, CheckSeries)> = self
+            .read_checks()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (name, series) in &current {
+            let keep = checks
+                .iter()
+                .any(|def| &def.name == name && self.series_of(def) == *series);
+            if !keep {
+                self.forget_check(name, series);
+            }
+        }
+        for def in checks.iter().copied() {
+            if !self.read_checks().contains_key(&def.name) {
+                self.register_check(def);
+            }
+        }
+        self.checks_configured.set(checks.len() as i64);
+        Ok(())
     }
 
     /// Records one check result. Results of checks this registry does not know are ignored.
     pub fn observe(&self, res: &CheckResult) {
-        let Some(values) = self.checks.get(&res.check) else {
+        let Some(series) = self.read_checks().get(&res.check).cloned() else {
             return;
         };
+        let values = &series.values;
         let refs: Vec<&str> = values.iter().map(String::as_str).collect();
         let result = if res.is_success() {
             "success"
@@ -632,7 +803,7 @@ impl Metrics {
             Details::None => {}
             Details::Dns(dns) => self.observe_dns(&res.check, &refs, dns),
             Details::Flow(flow) => {
-                for name in self.flow_steps.get(&res.check).into_iter().flatten() {
+                for name in &series.steps {
                     let ran = flow.steps.iter().find(|step| &step.name == name);
                     let labels = extend(&refs, name);
                     self.flow_step_duration
@@ -975,7 +1146,8 @@ impl Metrics {
 
     /// Counts a run skipped because the previous one was still in flight.
     pub fn skipped(&self, check: &str) {
-        if let Some(values) = self.checks.get(check) {
+        if let Some(series) = self.read_checks().get(check).cloned() {
+            let values = &series.values;
             let refs: Vec<&str> = values.iter().map(String::as_str).collect();
             self.skipped.with_label_values(&refs).inc();
         }

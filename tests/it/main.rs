@@ -8,6 +8,7 @@ mod flow;
 mod hostile;
 mod http;
 mod regions;
+mod reload;
 mod remote_write;
 mod rules;
 mod schedule;

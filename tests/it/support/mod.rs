@@ -495,14 +495,53 @@ impl RunningAgent {
     }
 
     pub async fn start_with(config: Config, runner: nightjar::schedule::Runner) -> RunningAgent {
+        RunningAgent::launch(config, runner, None).await
+    }
+
+    /// An agent that reloads its configuration from `path` (SIGHUP aside: that signal would
+    /// reach the whole test process).
+    pub async fn start_reloadable(path: &Path) -> RunningAgent {
+        let path = path.to_path_buf();
+        let config = config::load(
+            std::slice::from_ref(&path),
+            &MapEnv::default(),
+            &Overrides::default(),
+        )
+        .unwrap_or_else(|errors| panic!("config does not load:\n{errors}"));
+        let reloader: nightjar::agent::Reloader = std::sync::Arc::new(move || {
+            config::load(
+                std::slice::from_ref(&path),
+                &MapEnv::default(),
+                &Overrides::default(),
+            )
+        });
+        RunningAgent::launch(
+            config,
+            nightjar::schedule::real_runner(RunEnv::system()),
+            Some(reloader),
+        )
+        .await
+    }
+
+    async fn launch(
+        config: Config,
+        runner: nightjar::schedule::Runner,
+        reloader: Option<nightjar::agent::Reloader>,
+    ) -> RunningAgent {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind agent");
         let addr = listener.local_addr().expect("agent address");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(nightjar::agent::run(config, listener, runner, async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(nightjar::agent::run(
+            config,
+            listener,
+            runner,
+            async move {
+                let _ = stopped.await;
+            },
+            reloader,
+        ));
         RunningAgent {
             addr,
             stop: Some(stop),
@@ -526,9 +565,20 @@ impl RunningAgent {
 
 /// A minimal HTTP/1.1 GET for talking to the agent and Prometheus in tests.
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_request(addr, "GET", path).await
+}
+
+/// A minimal HTTP/1.1 POST without a body.
+pub async fn http_post(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_request(addr, "POST", path).await
+}
+
+async fn http_request(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
     stream
         .write_all(request.as_bytes())
         .await

@@ -1,0 +1,183 @@
+//! Hot reload: `POST /-/reload`, SIGHUP and watched files. A bad configuration keeps the old
+//! one running; unchanged checks keep their counters; removed checks' series go; new checks
+//! start at 0.
+
+use std::time::Duration;
+
+use crate::support::{
+    Nginx, RunningAgent, eventually, free_port, http_get, http_post, sample, wait_for_tcp,
+};
+
+fn checks(nginx: &Nginx, names: &[&str], extra_agent: &str) -> String {
+    let mut text = format!("[agent]\nregion = \"lab\"\n{extra_agent}\n");
+    for name in names {
+        text.push_str(&format!(
+            "\n[[check]]\nname = \"{name}\"\ntype = \"http\"\nurl = \"{}\"\ninterval = \"1s\"\ntimeout = \"900ms\"\n",
+            nginx.url("/ok")
+        ));
+    }
+    text
+}
+
+fn runs(metrics: &str, check: &str) -> Option<f64> {
+    sample(
+        metrics,
+        "nightjar_check_runs_total",
+        &[("check", check), ("result", "success")],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_reload_keeps_unchanged_counters_drops_removed_starts_new_and_rejects_bad_configs() {
+    let nginx = Nginx::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("checks.toml");
+    std::fs::write(&path, checks(&nginx, &["keep", "gone"], "")).unwrap();
+    let agent = RunningAgent::start_reloadable(&path).await;
+    let before = eventually(
+        Duration::from_secs(10),
+        "two runs of each check",
+        || async {
+            let (_, metrics) = agent.get("/metrics").await;
+            let keep = runs(&metrics, "keep")?;
+            (keep >= 2.0 && runs(&metrics, "gone")? >= 2.0).then_some(keep)
+        },
+    )
+    .await;
+
+    std::fs::write(&path, checks(&nginx, &["keep", "new"], "")).unwrap();
+    let (status, body) = http_post(agent.addr, "/-/reload").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("1 added, 1 removed"), "{body}");
+    let (_, metrics) = agent.get("/metrics").await;
+    assert!(
+        runs(&metrics, "keep").unwrap() >= before,
+        "the unchanged check kept its counter"
+    );
+    assert!(
+        !metrics.contains("check=\"gone\""),
+        "the removed check's series are gone:\n{metrics}"
+    );
+    assert_eq!(
+        runs(&metrics, "new"),
+        Some(0.0),
+        "the new check starts at 0"
+    );
+    assert_eq!(
+        sample(&metrics, "nightjar_config_last_reload_successful", &[]),
+        Some(1.0)
+    );
+    eventually(Duration::from_secs(10), "the new check to run", || async {
+        let (_, metrics) = agent.get("/metrics").await;
+        (runs(&metrics, "new")? >= 1.0).then_some(())
+    })
+    .await;
+    let (_, api) = agent.get("/api/v1/checks").await;
+    assert!(
+        api.contains("\"name\":\"new\"") && !api.contains("\"name\":\"gone\""),
+        "{api}"
+    );
+
+    // A broken file: rejected with every problem, the old configuration keeps running.
+    std::fs::write(&path, "[[check]]\nname = \"Bad Name\"\ntype = \"htp\"\n").unwrap();
+    let (status, body) = http_post(agent.addr, "/-/reload").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("checks.toml:2:8: check name \"Bad Name\" is not valid"),
+        "{body}"
+    );
+    assert!(body.contains("unknown check type \"htp\""), "{body}");
+    let (_, metrics) = agent.get("/metrics").await;
+    assert_eq!(
+        sample(&metrics, "nightjar_config_last_reload_successful", &[]),
+        Some(0.0)
+    );
+    let keep = runs(&metrics, "keep").unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the old checks to keep running",
+        || async {
+            let (_, metrics) = agent.get("/metrics").await;
+            (runs(&metrics, "keep")? > keep).then_some(())
+        },
+    )
+    .await;
+    // GET is not a reload.
+    assert_eq!(http_get(agent.addr, "/-/reload").await.0, 405);
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watched_files_reload_by_themselves() {
+    let nginx = Nginx::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("checks.toml");
+    std::fs::write(
+        &path,
+        checks(&nginx, &["first"], "watch_config = \"500ms\""),
+    )
+    .unwrap();
+    let agent = RunningAgent::start_reloadable(&path).await;
+    // A new file in the same directory counts too (directories are listed, files renamed in).
+    std::fs::write(
+        &path,
+        checks(&nginx, &["first", "second"], "watch_config = \"500ms\""),
+    )
+    .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the watched change to load",
+        || async {
+            let (_, api) = agent.get("/api/v1/checks").await;
+            api.contains("\"name\":\"second\"").then_some(())
+        },
+    )
+    .await;
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_real_binary() {
+    let nginx = Nginx::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("checks.toml");
+    std::fs::write(&path, checks(&nginx, &["one"], "")).unwrap();
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nightjar"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .arg("--listen")
+        .arg(listen.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_tcp(listen, Duration::from_secs(20));
+    std::fs::write(&path, checks(&nginx, &["one", "two"], "")).unwrap();
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    eventually(
+        Duration::from_secs(10),
+        "SIGHUP to load the new check",
+        || async {
+            let (_, api) = http_get(listen, "/api/v1/checks").await;
+            api.contains("\"name\":\"two\"").then_some(())
+        },
+    )
+    .await;
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
