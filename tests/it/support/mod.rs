@@ -208,6 +208,8 @@ http {{
     location = /slow {{ limit_rate 2k; }}
     location = /page.html {{ }}
     location /rdap/ {{ default_type application/rdap+json; }}
+    # Refuses (closes the connection on) the agent of region ap only.
+    location = /regional {{ if ($http_x_probe_region = "ap") {{ return 444; }} return 200 "ok\n"; }}
     location /limited/ {{ add_header Retry-After 120 always; return 429; }}
   }}
   server {{
