@@ -2,6 +2,7 @@
 
 mod cli;
 mod config;
+mod deploy;
 mod dns;
 mod domain;
 mod flow;

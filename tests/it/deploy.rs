@@ -1,0 +1,158 @@
+//! deploy/: every YAML and JSON file parses, the Prometheus configuration passes `promtool check
+//! config` with the generated rules, the PrometheusRule is what `nightjar rules` writes, and
+//! the dashboard queries only series nightjar exports or records.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::require;
+
+fn deploy() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
+}
+
+fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+fn yaml(path: &Path) -> Vec<yaml_rust2::Yaml> {
+    let text = std::fs::read_to_string(path).unwrap();
+    yaml_rust2::YamlLoader::load_from_str(&text)
+        .unwrap_or_else(|error| panic!("{} is not YAML: {error}", path.display()))
+}
+
+fn nightjar_rules(config: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_nightjar"))
+        .args(["rules", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn every_yaml_and_json_file_parses() {
+    let mut all = Vec::new();
+    files(&deploy(), &mut all);
+    let mut yaml_files = 0;
+    let mut json_files = 0;
+    for path in &all {
+        match path.extension().and_then(|ext| ext.to_str()) {
+            Some("yaml" | "yml") => {
+                assert!(!yaml(path).is_empty(), "{} is empty", path.display());
+                yaml_files += 1;
+            }
+            Some("json") => {
+                let text = std::fs::read_to_string(path).unwrap();
+                serde_json::from_str::<serde_json::Value>(&text)
+                    .unwrap_or_else(|error| panic!("{} is not JSON: {error}", path.display()));
+                json_files += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        yaml_files >= 8 && json_files >= 1,
+        "{yaml_files} YAML, {json_files} JSON"
+    );
+}
+
+#[test]
+fn the_prometheus_config_passes_promtool_with_the_generated_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        deploy().join("prometheus/prometheus.yml"),
+        dir.path().join("prometheus.yml"),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    let rules = nightjar_rules(&deploy().join("kubernetes/base/checks.toml"));
+    std::fs::write(dir.path().join("rules/nightjar.yml"), rules).unwrap();
+    let out = Command::new(require("promtool", "prometheus"))
+        .args(["check", "config"])
+        .arg(dir.path().join("prometheus.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_prometheus_rule_is_what_nightjar_rules_writes() {
+    let generated = yaml_rust2::YamlLoader::load_from_str(&nightjar_rules(
+        &deploy().join("kubernetes/base/checks.toml"),
+    ))
+    .unwrap();
+    let resource = yaml(&deploy().join("kubernetes/base/prometheusrule.yaml"));
+    assert_eq!(
+        resource[0]["spec"]["groups"], generated[0]["groups"],
+        "regenerate deploy/kubernetes/base/prometheusrule.yaml from checks.toml"
+    );
+}
+
+/// Every series name in the dashboard's queries is one nightjar exports or records.
+#[test]
+fn the_dashboard_only_queries_what_nightjar_exports() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sources = ["src/metrics/mod.rs", "src/rules.rs"]
+        .iter()
+        .map(|file| std::fs::read_to_string(root.join(file)).unwrap())
+        .collect::<String>();
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(deploy().join("grafana/nightjar-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            queries.push(target["expr"].as_str().unwrap().to_string());
+        }
+    }
+    for variable in dashboard["templating"]["list"].as_array().unwrap() {
+        if let Some(query) = variable["query"].as_str() {
+            queries.push(query.to_string());
+        }
+    }
+    assert!(queries.len() >= 10);
+    let name = regex::Regex::new(r"\b(probe_[a-z_]+|nightjar_[a-z_]+|nightjar:[a-z_]+:[a-z_0-9]+)")
+        .unwrap();
+    let window = regex::Regex::new(r"\d+[smhd]$").unwrap();
+    let mut checked = 0;
+    for query in &queries {
+        for found in name.find_iter(query) {
+            let series = found.as_str();
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| series.strip_suffix(suffix))
+                .unwrap_or(series);
+            // Recording rules are named in rules.rs, some with a window appended (ratio_rate5m).
+            let recorded = window.replace(base, "");
+            let known = sources.contains(&format!("\"{base}\""))
+                || sources.contains(&format!("record: {base}"))
+                || (base.starts_with("nightjar:")
+                    && sources.contains(&format!("{recorded}{{window}}")));
+            assert!(
+                known,
+                "{series} (in {query}) is not a series nightjar exports"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10);
+}
