@@ -815,38 +815,15 @@ impl Metrics {
                 }
             }
             Details::Domain(domain) => {
-                for (phase, took) in domain.http.phases() {
-                    self.http_duration
-                        .with_label_values(&extend(&refs, phase))
-                        .set(took.as_secs_f64());
-                }
+                set_phases(&self.http_duration, &refs, &domain.http.phases())
             }
             Details::Tls(tls) => {
-                self.probe_dns_lookup
-                    .with_label_values(&refs)
-                    .set(tls.resolve.as_secs_f64());
-                self.probe_ip_protocol
-                    .with_label_values(&refs)
-                    .set(ip_protocol(tls.remote_addr));
-                for (phase, took) in tls.phases() {
-                    self.tls
-                        .tls_duration
-                        .with_label_values(&extend(&refs, phase))
-                        .set(took.as_secs_f64());
-                }
+                self.set_connection(&refs, tls.resolve, tls.remote_addr);
+                set_phases(&self.tls.tls_duration, &refs, &tls.phases());
             }
             Details::Http(http) => {
-                self.probe_dns_lookup
-                    .with_label_values(&refs)
-                    .set(http.resolve.as_secs_f64());
-                self.probe_ip_protocol
-                    .with_label_values(&refs)
-                    .set(ip_protocol(http.remote_addr));
-                for (phase, took) in http.phases() {
-                    self.http_duration
-                        .with_label_values(&extend(&refs, phase))
-                        .set(took.as_secs_f64());
-                }
+                self.set_connection(&refs, http.resolve, http.remote_addr);
+                set_phases(&self.http_duration, &refs, &http.phases());
                 self.http_status_code
                     .with_label_values(&refs)
                     .set(f64::from(http.status_code.unwrap_or(0)));
@@ -993,12 +970,7 @@ impl Metrics {
         self.probe_dns_lookup
             .with_label_values(base)
             .set(dns.resolve.as_secs_f64());
-        for (phase, took) in dns.phases() {
-            families
-                .duration
-                .with_label_values(&extend(base, phase))
-                .set(took.as_secs_f64());
-        }
+        set_phases(&families.duration, base, &dns.phases());
         families
             .answer_rrs
             .with_label_values(base)
@@ -1058,6 +1030,21 @@ impl Metrics {
             })
             .collect();
         self.replace(check, Family::DnsSoaServers, &families.soa_serial, servers);
+    }
+
+    /// The blackbox connection gauges: resolve time and the IP version connected over.
+    fn set_connection(
+        &self,
+        refs: &[&str],
+        resolve: Duration,
+        remote: Option<std::net::SocketAddr>,
+    ) {
+        self.probe_dns_lookup
+            .with_label_values(refs)
+            .set(resolve.as_secs_f64());
+        self.probe_ip_protocol
+            .with_label_values(refs)
+            .set(ip_protocol(remote));
     }
 
     /// Makes `series` the exact set of this check's series in `vec`: sets the new ones, then
@@ -1174,6 +1161,14 @@ impl Metrics {
             .encode(&families, &mut buffer)
             .expect("encoding into a Vec cannot fail");
         String::from_utf8(buffer).expect("the text format is UTF-8")
+    }
+}
+
+/// Sets a `{phase}` gauge family from a check's phase timings.
+fn set_phases(vec: &GaugeVec, refs: &[&str], phases: &[(&'static str, Duration)]) {
+    for (phase, took) in phases {
+        vec.with_label_values(&extend(refs, phase))
+            .set(took.as_secs_f64());
     }
 }
 
