@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::require;
+use crate::support::{nightjar_rules, require, run_ok};
 
 fn deploy() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
@@ -26,20 +26,6 @@ fn yaml(path: &Path) -> Vec<yaml_rust2::Yaml> {
     let text = std::fs::read_to_string(path).unwrap();
     yaml_rust2::YamlLoader::load_from_str(&text)
         .unwrap_or_else(|error| panic!("{} is not YAML: {error}", path.display()))
-}
-
-fn nightjar_rules(config: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_nightjar"))
-        .args(["rules", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]
@@ -80,16 +66,10 @@ fn the_prometheus_config_passes_promtool_with_the_generated_rules() {
     std::fs::create_dir(dir.path().join("rules")).unwrap();
     let rules = nightjar_rules(&deploy().join("kubernetes/base/checks.toml"));
     std::fs::write(dir.path().join("rules/nightjar.yml"), rules).unwrap();
-    let out = Command::new(require("promtool", "prometheus"))
-        .args(["check", "config"])
-        .arg(dir.path().join("prometheus.yml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new(require("promtool", "prometheus"))
+            .args(["check", "config"])
+            .arg(dir.path().join("prometheus.yml")),
     );
 }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{Nginx, Prometheus, RunningAgent, eventually, http_get, load};
+use crate::support::{Nginx, Prometheus, RunningAgent, eventually, http_get, load, run_ok};
 
 /// The same check in every region; each agent says which region it probes from, and the
 /// target refuses the ap agent only (nginx closes its connections).
@@ -50,17 +50,12 @@ async fn one_region_cut_off_does_not_page_all_regions_failing_does() {
     let config = dir.path().join("nightjar.toml");
     std::fs::write(&config, agent_config("eu", &shop)).unwrap();
     let rules = dir.path().join("rules.yml");
-    let out = Command::new(env!("CARGO_BIN_EXE_nightjar"))
-        .args(["rules", "--config"])
-        .arg(&config)
-        .arg("--output")
-        .arg(&rules)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new(env!("CARGO_BIN_EXE_nightjar"))
+            .args(["rules", "--config"])
+            .arg(&config)
+            .arg("--output")
+            .arg(&rules),
     );
     let prometheus = Prometheus::with_rules(
         &[

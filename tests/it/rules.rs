@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{config_errors, require};
+use crate::support::{config_errors, require, run_ok};
 
 const CONFIG: &str = r#"
 [agent]
@@ -60,31 +60,40 @@ fn write_rules(dir: &Path, config: &str) -> std::path::PathBuf {
     let config_path = dir.join("nightjar.toml");
     std::fs::write(&config_path, config).unwrap();
     let rules = dir.join("rules.yml");
-    let out = Command::new(env!("CARGO_BIN_EXE_nightjar"))
-        .args(["rules", "--config"])
-        .arg(&config_path)
-        .arg("--output")
-        .arg(&rules)
+    run_ok(
+        Command::new(env!("CARGO_BIN_EXE_nightjar"))
+            .args(["rules", "--config"])
+            .arg(&config_path)
+            .arg("--output")
+            .arg(&rules),
+    );
+    promtool_check_rules(&rules);
+    rules
+}
+
+fn promtool_check_rules(rules: &Path) {
+    run_ok(
+        Command::new(require("promtool", "prometheus"))
+            .args(["check", "rules"])
+            .arg(rules),
+    );
+}
+
+/// Runs `promtool test rules` on `test_file` from `dir`, where its `rules.yml` lies.
+fn promtool_test_rules(dir: &Path, test_file: &Path) {
+    let out = Command::new(require("promtool", "prometheus"))
+        .args(["test", "rules"])
+        .arg(test_file)
+        .current_dir(dir)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "nightjar rules failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        "promtool test rules failed:\n{}{}\n--- rules ---\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(dir.join("rules.yml")).unwrap_or_default()
     );
-    let promtool = require("promtool", "prometheus");
-    let check = Command::new(&promtool)
-        .args(["check", "rules"])
-        .arg(&rules)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "promtool check rules failed:\n{}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
-    rules
 }
 
 /// An expression test: `alert` is firing with exactly `labels` (or not at all when `None`).
@@ -127,7 +136,7 @@ const PAGE: &str = "NightjarSLOBurnRatePage";
 #[test]
 fn generated_rules_pass_promtool_and_behave_by_night_and_by_day() {
     let dir = tempfile::tempdir().unwrap();
-    let rules = write_rules(dir.path(), CONFIG);
+    write_rules(dir.path(), CONFIG);
     let groups = [
         // 10 requests an hour at night; one failure at minute 90: the floor keeps it quiet.
         group(
@@ -247,20 +256,7 @@ fn generated_rules_pass_promtool_and_behave_by_night_and_by_day() {
         ),
     )
     .unwrap();
-    let promtool = require("promtool", "prometheus");
-    let out = Command::new(promtool)
-        .args(["test", "rules"])
-        .arg(&test_file)
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "promtool test rules failed:\n{}{}\n--- rules ---\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        std::fs::read_to_string(&rules).unwrap()
-    );
+    promtool_test_rules(dir.path(), &test_file);
 }
 
 #[test]
@@ -332,35 +328,21 @@ fn slo_validation() {
 fn the_examples_generate_valid_rules() {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.yml");
-    let out = Command::new(env!("CARGO_BIN_EXE_nightjar"))
-        .args(["rules", "--config"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("checks"))
-        .arg("--output")
-        .arg(&rules)
-        .envs([
-            ("SHOP_API_TOKEN", "x"),
-            ("STATUS_PASSWORD", "x"),
-            ("SHOP_PROBE_PASSWORD", "x"),
-            ("SHOP_PROBE_TOTP", "JBSWY3DPEHPK3PXP"),
-            ("REMOTE_WRITE_TOKEN", "x"),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new(env!("CARGO_BIN_EXE_nightjar"))
+            .args(["rules", "--config"])
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("checks"))
+            .arg("--output")
+            .arg(&rules)
+            .envs([
+                ("SHOP_API_TOKEN", "x"),
+                ("STATUS_PASSWORD", "x"),
+                ("SHOP_PROBE_PASSWORD", "x"),
+                ("SHOP_PROBE_TOTP", "JBSWY3DPEHPK3PXP"),
+                ("REMOTE_WRITE_TOKEN", "x"),
+            ]),
     );
-    let check = Command::new(require("promtool", "prometheus"))
-        .args(["check", "rules"])
-        .arg(&rules)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    promtool_check_rules(&rules);
 }
 
 /// With `[rules] naming = "sloth"` the series carry Sloth's names and labels, so Sloth's
@@ -403,16 +385,5 @@ fn sloth_naming() {
         format!("rule_files: [rules.yml]\nevaluation_interval: 1m\ntests:\n{test}"),
     )
     .unwrap();
-    let out = Command::new(require("promtool", "prometheus"))
-        .args(["test", "rules"])
-        .arg(&test_file)
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_test_rules(dir.path(), &test_file);
 }

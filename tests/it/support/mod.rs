@@ -27,6 +27,29 @@ pub fn require(program: &str, package: &str) -> PathBuf {
     panic!("{program} is not installed: run `bash .ci/run` once, or `apt-get install {package}`");
 }
 
+/// Runs `command` to completion, fails the test with its output unless it exits 0, and
+/// returns its stdout.
+pub fn run_ok(command: &mut Command) -> String {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{command:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs `nightjar rules` on the config file `config` and returns the rule file it prints.
+pub fn nightjar_rules(config: &Path) -> String {
+    run_ok(
+        Command::new(env!("CARGO_BIN_EXE_nightjar"))
+            .args(["rules", "--config"])
+            .arg(config),
+    )
+}
+
 /// A port free on 127.0.0.1 for a server the test starts.
 ///
 /// Ports come from a counter below Linux's ephemeral range (32768 and up), so no `bind(:0)`
