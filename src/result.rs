@@ -77,6 +77,8 @@ pub enum Details {
     Http(HttpDetails),
     /// A TLS check's measurements.
     Tls(TlsDetails),
+    /// A TCP check's measurements.
+    Tcp(TcpDetails),
     /// A domain check's measurements.
     Domain(DomainDetails),
     /// A DNS check's measurements.
@@ -89,7 +91,7 @@ impl Details {
     /// What the TLS handshake showed, if the run got that far over TLS.
     pub fn tls_info(&self) -> Option<&TlsInfo> {
         match self {
-            Details::None | Details::Domain(_) | Details::Flow(_) => None,
+            Details::None | Details::Domain(_) | Details::Flow(_) | Details::Tcp(_) => None,
             Details::Http(http) => http.tls_info.as_ref(),
             Details::Dns(dns) => dns.tls_info.as_ref(),
             Details::Tls(tls) => tls.info.as_ref(),
@@ -212,6 +214,21 @@ pub struct DomainDetails {
     pub cached: bool,
     /// Timings of the RDAP requests made in this run (bootstrap and lookup).
     pub http: HttpDetails,
+}
+
+/// What a `tls` check measured.
+#[derive(Debug, Clone, Default)]
+pub struct TcpDetails {
+    /// Time spent resolving the target.
+    pub resolve: Duration,
+    /// Time spent in TCP connect.
+    pub connect: Duration,
+    /// Time spent sending and reading until the expected answer came.
+    pub exchange: Duration,
+    /// Bytes read from the target.
+    pub received: u64,
+    /// The address connected to.
+    pub remote_addr: Option<std::net::SocketAddr>,
 }
 
 /// What a `tls` check measured.
@@ -484,6 +501,15 @@ impl FailureReason {
         FailureReason::CertExpiring,
         FailureReason::Closed,
         FailureReason::Protocol,
+    ];
+
+    /// The reasons a `tcp` check can produce.
+    pub const TCP: &'static [FailureReason] = &[
+        FailureReason::Timeout,
+        FailureReason::Dns,
+        FailureReason::Connect,
+        FailureReason::Closed,
+        FailureReason::Body,
     ];
 
     /// The reasons a `domain` check can produce.

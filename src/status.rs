@@ -491,6 +491,11 @@ impl RunView {
                     cached: domain.cached,
                 });
             }
+            Details::Tcp(tcp) => {
+                for (phase, took) in tcp.phases() {
+                    view.phases.insert(phase, took.as_secs_f64());
+                }
+            }
             Details::Tls(tls) => {
                 for (phase, took) in tls.phases() {
                     view.phases.insert(phase, took.as_secs_f64());

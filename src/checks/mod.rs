@@ -7,6 +7,7 @@ pub mod dns;
 pub mod domain;
 pub mod flow;
 pub mod http;
+pub mod tcp;
 pub mod tls;
 
 use std::net::{IpAddr, SocketAddr};
@@ -28,6 +29,7 @@ pub use dns::DnsSpec;
 pub use domain::DomainSpec;
 pub use flow::FlowSpec;
 pub use http::HttpSpec;
+pub use tcp::TcpSpec;
 pub use tls::TlsSpec;
 
 /// The type of a check, as written in `type = "..."`.
@@ -37,6 +39,8 @@ pub enum CheckKind {
     Http,
     /// A TLS handshake: certificate chain, expiry, version.
     Tls,
+    /// A TCP connect, optionally with a request and an expected answer.
+    Tcp,
     /// Domain registration expiry from RDAP.
     Domain,
     /// A DNS query with expectations, or SOA consistency across a zone's servers.
@@ -50,6 +54,7 @@ impl CheckKind {
     pub const ALL: &'static [CheckKind] = &[
         CheckKind::Http,
         CheckKind::Tls,
+        CheckKind::Tcp,
         CheckKind::Dns,
         CheckKind::Domain,
         CheckKind::Flow,
@@ -60,6 +65,7 @@ impl CheckKind {
         match self {
             CheckKind::Http => "http",
             CheckKind::Tls => "tls",
+            CheckKind::Tcp => "tcp",
             CheckKind::Domain => "domain",
             CheckKind::Dns => "dns",
             CheckKind::Flow => "flow",
@@ -71,6 +77,7 @@ impl CheckKind {
         match self {
             CheckKind::Http => FailureReason::HTTP,
             CheckKind::Tls => FailureReason::TLS,
+            CheckKind::Tcp => FailureReason::TCP,
             CheckKind::Domain => FailureReason::DOMAIN,
             CheckKind::Dns => FailureReason::DNS,
             CheckKind::Flow => FailureReason::FLOW,
@@ -97,6 +104,8 @@ pub enum CheckSpec {
     Http(Box<HttpSpec>),
     /// `type = "tls"`.
     Tls(Box<TlsSpec>),
+    /// `type = "tcp"`.
+    Tcp(Box<TcpSpec>),
     /// `type = "domain"`.
     Domain(Box<DomainSpec>),
     /// `type = "dns"`.
@@ -111,6 +120,7 @@ impl CheckSpec {
         match self {
             CheckSpec::Http(_) => CheckKind::Http,
             CheckSpec::Tls(_) => CheckKind::Tls,
+            CheckSpec::Tcp(_) => CheckKind::Tcp,
             CheckSpec::Domain(_) => CheckKind::Domain,
             CheckSpec::Dns(_) => CheckKind::Dns,
             CheckSpec::Flow(_) => CheckKind::Flow,
@@ -122,6 +132,7 @@ impl CheckSpec {
         match self {
             CheckSpec::Http(spec) => http::run(spec, ctx).await,
             CheckSpec::Tls(spec) => tls::run(spec, ctx).await,
+            CheckSpec::Tcp(spec) => tcp::run(spec, ctx).await,
             CheckSpec::Domain(spec) => domain::run(spec, ctx).await,
             CheckSpec::Dns(spec) => dns::run(spec, ctx).await,
             CheckSpec::Flow(spec) => flow::run(spec, ctx).await,

@@ -11,6 +11,7 @@ mod http;
 mod reader;
 mod remote_write;
 mod slo;
+mod tcp;
 mod tls;
 mod traffic;
 mod validate;

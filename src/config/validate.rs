@@ -560,6 +560,8 @@ fn read_check(
             .map(|(spec, target)| (CheckSpec::Http(Box::new(spec)), target)),
         Some(CheckKind::Tls) => super::tls::read_tls_check(&table)
             .map(|(spec, target)| (CheckSpec::Tls(Box::new(spec)), target)),
+        Some(CheckKind::Tcp) => super::tcp::read_tcp_check(&table)
+            .map(|(spec, target)| (CheckSpec::Tcp(Box::new(spec)), target)),
         Some(CheckKind::Dns) => super::dns::read_dns_check(&table)
             .map(|(spec, target)| (CheckSpec::Dns(Box::new(spec)), target)),
         Some(CheckKind::Flow) => super::flow::read_flow_check(&table, &mut secrets)

@@ -15,7 +15,9 @@ use prometheus::{
 };
 
 use crate::config::{CheckDef, Config};
-use crate::result::{CheckResult, Details, DnsDetails, HttpDetails, TlsDetails, TlsInfo};
+use crate::result::{
+    CheckResult, Details, DnsDetails, HttpDetails, TcpDetails, TlsDetails, TlsInfo,
+};
 
 /// Buckets of `nightjar_scheduler_lag_seconds`: from 100 µs to 10 s.
 const LAG_BUCKETS: &[f64] = &[
@@ -128,6 +130,7 @@ struct TlsFamilies {
     chain_valid: GaugeVec,
     hostname_match: GaugeVec,
     tls_duration: GaugeVec,
+    tcp_duration: GaugeVec,
     expiry: GaugeVec,
     domain_expiry: GaugeVec,
 }
@@ -330,6 +333,11 @@ impl Metrics {
             tls_duration: gauge(
                 "nightjar_tls_duration_seconds",
                 "Duration of each phase of the last run of a tls check.",
+                &with(&["phase"]),
+            ),
+            tcp_duration: gauge(
+                "nightjar_tcp_duration_seconds",
+                "Duration of each phase of the last run of a tcp check.",
                 &with(&["phase"]),
             ),
             expiry: gauge(
@@ -654,9 +662,10 @@ impl Metrics {
             let _ = vec.remove_label_values(&refs);
         }
         let _ = self.skipped.remove_label_values(&refs);
-        let phased: [(&GaugeVec, &[&str]); 3] = [
+        let phased: [(&GaugeVec, &[&str]); 4] = [
             (&self.http_duration, &HttpDetails::PHASES),
             (&self.tls.tls_duration, &TlsDetails::PHASES),
+            (&self.tls.tcp_duration, &TcpDetails::PHASES),
             (&self.dns.duration, &DnsDetails::PHASES),
         ];
         for (vec, phases) in phased {
@@ -816,6 +825,10 @@ impl Metrics {
             }
             Details::Domain(domain) => {
                 set_phases(&self.http_duration, &refs, &domain.http.phases())
+            }
+            Details::Tcp(tcp) => {
+                self.set_connection(&refs, tcp.resolve, tcp.remote_addr);
+                set_phases(&self.tls.tcp_duration, &refs, &tcp.phases());
             }
             Details::Tls(tls) => {
                 self.set_connection(&refs, tls.resolve, tls.remote_addr);

@@ -15,5 +15,6 @@ mod rules;
 mod schedule;
 mod server;
 mod support;
+mod tcp;
 mod tls;
 mod traffic;
