@@ -39,15 +39,40 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// `GET /metrics`, streamed: a blocking task renders chunk by chunk while the client reads,
+/// so a scrape of many thousand checks never holds the whole exposition in memory.
 async fn metrics(State(state): State<AppState>) -> Response {
+    let (chunks, receiver) = tokio::sync::mpsc::channel::<String>(2);
+    tokio::task::spawn_blocking(move || {
+        state
+            .metrics
+            .write_text(&mut |chunk| chunks.blocking_send(chunk).is_ok());
+    });
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(),
+        axum::body::Body::new(Chunks(receiver)),
     )
         .into_response()
+}
+
+/// A response body fed by a channel of text chunks.
+struct Chunks(tokio::sync::mpsc::Receiver<String>);
+
+impl http_body::Body for Chunks {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|text| Ok(http_body::Frame::data(bytes::Bytes::from(text)))))
+    }
 }
 
 /// `POST /-/reload`: 200 with a summary, or 400 with every problem of the new configuration

@@ -90,7 +90,7 @@ fn the_prometheus_rule_is_what_nightjar_rules_writes() {
 #[test]
 fn the_dashboard_only_queries_what_nightjar_exports() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let sources = ["src/metrics/mod.rs", "src/rules.rs"]
+    let sources = ["src/metrics/mod.rs", "src/metrics/store.rs", "src/rules.rs"]
         .iter()
         .map(|file| std::fs::read_to_string(root.join(file)).unwrap())
         .collect::<String>();

@@ -1,0 +1,782 @@
+//! The per-check series: a compact store with its own text writer.
+//!
+//! With thousands of checks, per-check series are nearly all of an agent's series (about 60
+//! per HTTP check). Kept in the prometheus crate's vectors they cost ~800 bytes each and a
+//! scrape allocated the whole exposition twice, so they live here instead: one cell per check
+//! with its label set rendered once, counters and histogram buckets as plain numbers, and the
+//! last run's gauges as one sorted list that each run replaces (so series a run no longer
+//! sees, like a renewed certificate, disappear with no bookkeeping). `write_text` renders
+//! family by family, one check at a time, into chunks, so a scrape never holds the whole
+//! exposition. Agent-wide metrics stay in the prometheus registry.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use prometheus::proto::{
+    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
+};
+
+use crate::result::FailureReason;
+
+/// Families of per-check gauges that describe the last run, in exposition order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Fam {
+    ProbeSuccess,
+    ProbeDuration,
+    ProbeDnsLookup,
+    ProbeIpProtocol,
+    HttpStatusCode,
+    HttpDuration,
+    HttpContentLength,
+    HttpVersion,
+    HttpRedirects,
+    HttpSsl,
+    FailedDueToRegex,
+    SslEarliest,
+    SslLastChainExpiry,
+    SslLastChainInfo,
+    TlsVersionInfo,
+    CertNotBefore,
+    CertNotAfter,
+    ChainValid,
+    HostnameMatch,
+    TlsDuration,
+    TcpDuration,
+    Expiry,
+    DomainExpiry,
+    DnsDuration,
+    DnsAnswerRrs,
+    DnsAuthorityRrs,
+    DnsAdditionalRrs,
+    DnsSerial,
+    DnsRcode,
+    DnsAuthoritative,
+    DnsMinTtl,
+    DnsMaxTtl,
+    DnsRrsigExpiry,
+    DnsSoaSerial,
+    FlowStepDuration,
+    FlowStepSuccess,
+}
+
+/// Name and help of every gauge family, indexed by [`Fam`].
+const GAUGES: &[(Fam, &str, &str)] = &[
+    (
+        Fam::ProbeSuccess,
+        "probe_success",
+        "Whether the last run of the check succeeded (1) or failed (0).",
+    ),
+    (
+        Fam::ProbeDuration,
+        "probe_duration_seconds",
+        "How long the last run of the check took.",
+    ),
+    (
+        Fam::ProbeDnsLookup,
+        "probe_dns_lookup_time_seconds",
+        "Time spent resolving the target's name in the last run.",
+    ),
+    (
+        Fam::ProbeIpProtocol,
+        "probe_ip_protocol",
+        "IP protocol version (4 or 6) used in the last run; 0 if no connection was made.",
+    ),
+    (
+        Fam::HttpStatusCode,
+        "probe_http_status_code",
+        "Status code of the last response; 0 if none arrived.",
+    ),
+    (
+        Fam::HttpDuration,
+        "probe_http_duration_seconds",
+        "Duration of each HTTP phase of the last run, summed over redirects.",
+    ),
+    (
+        Fam::HttpContentLength,
+        "probe_http_content_length",
+        "Body bytes received in the last response.",
+    ),
+    (
+        Fam::HttpVersion,
+        "probe_http_version",
+        "HTTP version of the last response.",
+    ),
+    (
+        Fam::HttpRedirects,
+        "probe_http_redirects",
+        "Redirects followed in the last run.",
+    ),
+    (
+        Fam::HttpSsl,
+        "probe_http_ssl",
+        "Whether TLS was used for the final request.",
+    ),
+    (
+        Fam::FailedDueToRegex,
+        "probe_failed_due_to_regex",
+        "Whether the last run failed a body regex expectation.",
+    ),
+    (
+        Fam::SslEarliest,
+        "probe_ssl_earliest_cert_expiry",
+        "Earliest notAfter (Unix time) among the certificates the server presented.",
+    ),
+    (
+        Fam::SslLastChainExpiry,
+        "probe_ssl_last_chain_expiry_timestamp_seconds",
+        "Expiry (Unix time) of the presented chain: the earliest notAfter in it.",
+    ),
+    (
+        Fam::SslLastChainInfo,
+        "probe_ssl_last_chain_info",
+        "The leaf certificate of the presented chain; always 1.",
+    ),
+    (
+        Fam::TlsVersionInfo,
+        "probe_tls_version_info",
+        "The negotiated TLS version; always 1.",
+    ),
+    (
+        Fam::CertNotBefore,
+        "nightjar_tls_cert_not_before_timestamp_seconds",
+        "notBefore (Unix time) of each certificate in the presented chain; position 0 is the leaf.",
+    ),
+    (
+        Fam::CertNotAfter,
+        "nightjar_tls_cert_not_after_timestamp_seconds",
+        "notAfter (Unix time) of each certificate in the presented chain; position 0 is the leaf.",
+    ),
+    (
+        Fam::ChainValid,
+        "nightjar_tls_chain_valid",
+        "Whether the presented chain validates to the configured roots.",
+    ),
+    (
+        Fam::HostnameMatch,
+        "nightjar_tls_hostname_match",
+        "Whether the leaf certificate is valid for the server name.",
+    ),
+    (
+        Fam::TlsDuration,
+        "nightjar_tls_duration_seconds",
+        "Duration of each phase of the last run of a tls check.",
+    ),
+    (
+        Fam::TcpDuration,
+        "nightjar_tcp_duration_seconds",
+        "Duration of each phase of the last run of a tcp check.",
+    ),
+    (
+        Fam::Expiry,
+        "nightjar_expiry_timestamp_seconds",
+        "When the first thing the check watches expires (Unix time), by what expires: certificate, dnssec_signature, domain.",
+    ),
+    (
+        Fam::DomainExpiry,
+        "nightjar_domain_expiry_timestamp_seconds",
+        "When the domain's registration expires (Unix time), from RDAP.",
+    ),
+    (
+        Fam::DnsDuration,
+        "probe_dns_duration_seconds",
+        "Duration of each phase of the last DNS query: resolve (the server's name), connect (including TLS), request.",
+    ),
+    (
+        Fam::DnsAnswerRrs,
+        "probe_dns_answer_rrs",
+        "Records in the answer section.",
+    ),
+    (
+        Fam::DnsAuthorityRrs,
+        "probe_dns_authority_rrs",
+        "Records in the authority section.",
+    ),
+    (
+        Fam::DnsAdditionalRrs,
+        "probe_dns_additional_rrs",
+        "Records in the additional section.",
+    ),
+    (
+        Fam::DnsSerial,
+        "probe_dns_serial",
+        "The SOA serial in the answer, if any.",
+    ),
+    (
+        Fam::DnsRcode,
+        "nightjar_dns_rcode_info",
+        "The response code of the last answer; always 1.",
+    ),
+    (
+        Fam::DnsAuthoritative,
+        "nightjar_dns_authoritative",
+        "Whether the last answer had the AA flag.",
+    ),
+    (
+        Fam::DnsMinTtl,
+        "nightjar_dns_answer_min_ttl_seconds",
+        "The smallest TTL among the answers of the queried type.",
+    ),
+    (
+        Fam::DnsMaxTtl,
+        "nightjar_dns_answer_max_ttl_seconds",
+        "The largest TTL among the answers of the queried type.",
+    ),
+    (
+        Fam::DnsRrsigExpiry,
+        "nightjar_dns_rrsig_expiry_timestamp_seconds",
+        "The earliest RRSIG expiration (Unix time) among the answers.",
+    ),
+    (
+        Fam::DnsSoaSerial,
+        "nightjar_dns_soa_serial",
+        "Consistency mode: the SOA serial each authoritative server gave.",
+    ),
+    (
+        Fam::FlowStepDuration,
+        "nightjar_flow_step_duration_seconds",
+        "Duration of each step of the last run of a flow check; 0 for steps not reached.",
+    ),
+    (
+        Fam::FlowStepSuccess,
+        "nightjar_flow_step_success",
+        "Whether each step of the last run of a flow check passed; 0 for steps not reached.",
+    ),
+];
+
+const INFO: (&str, &str) = (
+    "nightjar_check_info",
+    "Information about each loaded check; always 1.",
+);
+const RUNS: (&str, &str) = (
+    "nightjar_check_runs_total",
+    "Check runs by result; the availability SLI.",
+);
+const FAILURES: (&str, &str) = (
+    "nightjar_check_failures_total",
+    "Failed check runs by reason.",
+);
+const DURATION: (&str, &str) = (
+    "nightjar_check_duration_seconds",
+    "Duration of check runs by result; the latency SLI.",
+);
+const SKIPPED: (&str, &str) = (
+    "nightjar_check_skipped_runs_total",
+    "Runs not started because the previous run of the same check was still in flight.",
+);
+const RESULTS: [&str; 2] = ["success", "failure"];
+
+/// A label value of a gauge beyond the check's own labels.
+pub(super) type Extra = Vec<(&'static str, Cow<'static, str>)>;
+
+/// One gauge of the last run.
+#[derive(Debug, Clone)]
+pub(super) struct Sample {
+    pub fam: Fam,
+    pub extra: Extra,
+    pub value: f64,
+}
+
+impl Sample {
+    pub fn new(fam: Fam, value: f64) -> Sample {
+        Sample {
+            fam,
+            extra: Vec::new(),
+            value,
+        }
+    }
+
+    pub fn with(
+        fam: Fam,
+        label: &'static str,
+        value_of_label: impl Into<Cow<'static, str>>,
+        value: f64,
+    ) -> Sample {
+        Sample {
+            fam,
+            extra: vec![(label, value_of_label.into())],
+            value,
+        }
+    }
+}
+
+/// What identifies a check's series: when it changes on reload, the series start over.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Identity {
+    /// Label pairs: check, type, the check's extra labels, then the agent's.
+    pub labels: Vec<(String, String)>,
+    /// `nightjar_check_info`'s target and schedule.
+    pub info: [String; 2],
+    /// The reasons its failure counters exist for.
+    pub reasons: &'static [FailureReason],
+    /// Flow step names, in order: each has its gauges whether or not a run reached it.
+    pub steps: Vec<String>,
+}
+
+struct Cell {
+    identity: Identity,
+    /// `labels` rendered: `check="x",type="http",...` (no braces).
+    prefix: String,
+    state: Mutex<State>,
+}
+
+struct State {
+    runs: [u64; 2],
+    failures: Vec<u64>,
+    skipped: u64,
+    /// Per result: observations per bucket (not cumulative; the last is +Inf), sum.
+    histograms: [(Vec<u64>, f64); 2],
+    /// The last run's gauges, sorted by family.
+    gauges: Vec<Sample>,
+}
+
+impl Cell {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Every loaded check's series.
+pub(super) struct Store {
+    cells: RwLock<BTreeMap<Arc<str>, Arc<Cell>>>,
+    buckets: Vec<f64>,
+}
+
+impl Store {
+    pub fn new(buckets: Vec<f64>) -> Store {
+        Store {
+            cells: RwLock::new(BTreeMap::new()),
+            buckets,
+        }
+    }
+
+    fn cells(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Arc<str>, Arc<Cell>>> {
+        self.cells
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn cell(&self, check: &str) -> Option<Arc<Cell>> {
+        self.cells().get(check).cloned()
+    }
+
+    /// The identities of the loaded checks.
+    pub fn identities(&self) -> Vec<(Arc<str>, Identity)> {
+        self.cells()
+            .iter()
+            .map(|(name, cell)| (name.clone(), cell.identity.clone()))
+            .collect()
+    }
+
+    /// The flow steps of a loaded check; `None` for a check that is not loaded.
+    pub fn steps(&self, check: &str) -> Option<Vec<String>> {
+        self.cell(check).map(|cell| cell.identity.steps.clone())
+    }
+
+    pub fn contains(&self, check: &str) -> bool {
+        self.cells().contains_key(check)
+    }
+
+    /// Adds a check with its counters at 0.
+    pub fn insert(&self, name: Arc<str>, identity: Identity) {
+        let mut prefix = String::new();
+        for (idx, (label, value)) in identity.labels.iter().enumerate() {
+            if idx > 0 {
+                prefix.push(',');
+            }
+            push_pair(&mut prefix, label, value);
+        }
+        let empty = || (vec![0; self.buckets.len() + 1], 0.0);
+        let state = State {
+            runs: [0; 2],
+            failures: vec![0; identity.reasons.len()],
+            skipped: 0,
+            histograms: [empty(), empty()],
+            gauges: Vec::new(),
+        };
+        let cell = Arc::new(Cell {
+            identity,
+            prefix,
+            state: Mutex::new(state),
+        });
+        self.cells
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(name, cell);
+    }
+
+    pub fn remove(&self, name: &str) {
+        self.cells
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(name);
+    }
+
+    /// Records a run: its result, duration, reason, and the gauges that now describe it.
+    pub fn observe(
+        &self,
+        check: &str,
+        success: bool,
+        seconds: f64,
+        reason: Option<FailureReason>,
+        mut gauges: Vec<Sample>,
+    ) {
+        let Some(cell) = self.cell(check) else {
+            return;
+        };
+        gauges.sort_by_key(|sample| sample.fam);
+        let result = usize::from(!success);
+        let bucket = self
+            .buckets
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(self.buckets.len());
+        let reason =
+            reason.and_then(|reason| cell.identity.reasons.iter().position(|r| *r == reason));
+        let mut state = cell.lock();
+        state.runs[result] += 1;
+        let (counts, sum) = &mut state.histograms[result];
+        counts[bucket] += 1;
+        *sum += seconds;
+        if let Some(idx) = reason {
+            state.failures[idx] += 1;
+        }
+        state.gauges = gauges;
+    }
+
+    pub fn skipped(&self, check: &str) {
+        if let Some(cell) = self.cell(check) {
+            cell.lock().skipped += 1;
+        }
+    }
+
+    /// Writes every per-check family in the text format, handing over a chunk whenever it
+    /// holds `chunk` bytes or more. `emit` returns false to stop (the client went away).
+    pub fn write_text(&self, chunk: usize, emit: &mut dyn FnMut(String) -> bool) {
+        let cells: Vec<Arc<Cell>> = self.cells().values().cloned().collect();
+        let mut out = Writer {
+            buf: String::with_capacity(chunk + 4096),
+            chunk,
+            emit,
+            stopped: false,
+        };
+        // Counters, the histogram and the info series, then the last run's gauges.
+        out.family(INFO, "gauge", &cells, |buf, cell, _| {
+            line(
+                buf,
+                INFO.0,
+                "",
+                &cell.prefix,
+                &[
+                    ("target", &cell.identity.info[0]),
+                    ("schedule", &cell.identity.info[1]),
+                ],
+                "1",
+            );
+        });
+        out.family(RUNS, "counter", &cells, |buf, cell, state| {
+            for (idx, result) in RESULTS.iter().enumerate() {
+                line(
+                    buf,
+                    RUNS.0,
+                    "",
+                    &cell.prefix,
+                    &[("result", result)],
+                    Int(state.runs[idx]),
+                );
+            }
+        });
+        out.family(FAILURES, "counter", &cells, |buf, cell, state| {
+            for (reason, count) in cell.identity.reasons.iter().zip(&state.failures) {
+                line(
+                    buf,
+                    FAILURES.0,
+                    "",
+                    &cell.prefix,
+                    &[("reason", reason.as_str())],
+                    Int(*count),
+                );
+            }
+        });
+        let buckets = &self.buckets;
+        let les: Vec<String> = buckets.iter().map(|b| format!("{b}")).collect();
+        out.family(DURATION, "histogram", &cells, |buf, cell, state| {
+            for (idx, result) in RESULTS.iter().enumerate() {
+                let (counts, sum) = &state.histograms[idx];
+                let mut cumulative = 0;
+                for (le, count) in les.iter().map(String::as_str).chain(["+Inf"]).zip(counts) {
+                    cumulative += count;
+                    line(
+                        buf,
+                        DURATION.0,
+                        "_bucket",
+                        &cell.prefix,
+                        &[("result", result), ("le", le)],
+                        Int(cumulative),
+                    );
+                }
+                line(
+                    buf,
+                    DURATION.0,
+                    "_sum",
+                    &cell.prefix,
+                    &[("result", result)],
+                    Float(*sum),
+                );
+                line(
+                    buf,
+                    DURATION.0,
+                    "_count",
+                    &cell.prefix,
+                    &[("result", result)],
+                    Int(cumulative),
+                );
+            }
+        });
+        out.family(SKIPPED, "counter", &cells, |buf, cell, state| {
+            line(buf, SKIPPED.0, "", &cell.prefix, &[], Int(state.skipped));
+        });
+        for (fam, name, help) in GAUGES {
+            out.family((name, help), "gauge", &cells, |buf, cell, state| {
+                let start = state.gauges.partition_point(|sample| sample.fam < *fam);
+                for sample in state.gauges[start..]
+                    .iter()
+                    .take_while(|sample| sample.fam == *fam)
+                {
+                    let extra: Vec<(&str, &str)> =
+                        sample.extra.iter().map(|(k, v)| (*k, v.as_ref())).collect();
+                    line(buf, name, "", &cell.prefix, &extra, Float(sample.value));
+                }
+            });
+        }
+        out.flush();
+    }
+
+    /// Every per-check family as protobuf structures (for remote write).
+    pub fn families(&self) -> Vec<MetricFamily> {
+        let cells: Vec<Arc<Cell>> = self.cells().values().cloned().collect();
+        let mut families = Vec::new();
+        let mut family = |(name, help): (&str, &str), kind: MetricType, metrics: Vec<Metric>| {
+            if metrics.is_empty() {
+                return;
+            }
+            let mut family = MetricFamily::default();
+            family.set_name(name.to_string());
+            family.set_help(help.to_string());
+            family.set_field_type(kind);
+            family.set_metric(metrics);
+            families.push(family);
+        };
+        let metric = |cell: &Cell, extra: &[(&str, &str)]| {
+            let mut metric = Metric::default();
+            let pairs = cell
+                .identity
+                .labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .chain(extra.iter().copied())
+                .map(|(name, value)| {
+                    let mut pair = LabelPair::default();
+                    pair.set_name(name.to_string());
+                    pair.set_value(value.to_string());
+                    pair
+                })
+                .collect();
+            metric.set_label(pairs);
+            metric
+        };
+        let counter = |cell: &Cell, extra: &[(&str, &str)], value: u64| {
+            let mut m = metric(cell, extra);
+            let mut counter = Counter::default();
+            counter.set_value(value as f64);
+            m.set_counter(counter);
+            m
+        };
+        let gauge = |cell: &Cell, extra: &[(&str, &str)], value: f64| {
+            let mut m = metric(cell, extra);
+            let mut gauge = Gauge::default();
+            gauge.set_value(value);
+            m.set_gauge(gauge);
+            m
+        };
+        let mut info = Vec::new();
+        let mut runs = Vec::new();
+        let mut failures = Vec::new();
+        let mut durations = Vec::new();
+        let mut skipped = Vec::new();
+        let mut gauges: Vec<Vec<Metric>> = vec![Vec::new(); GAUGES.len()];
+        for cell in &cells {
+            let state = cell.lock();
+            let [target, schedule] = &cell.identity.info;
+            info.push(gauge(
+                cell,
+                &[("target", target), ("schedule", schedule)],
+                1.0,
+            ));
+            for (idx, result) in RESULTS.iter().enumerate() {
+                runs.push(counter(cell, &[("result", result)], state.runs[idx]));
+                let (counts, sum) = &state.histograms[idx];
+                let mut histogram = Histogram::default();
+                let mut cumulative = 0;
+                let mut buckets = Vec::new();
+                for (bound, count) in self.buckets.iter().zip(counts) {
+                    cumulative += count;
+                    let mut bucket = Bucket::default();
+                    bucket.set_upper_bound(*bound);
+                    bucket.set_cumulative_count(cumulative);
+                    buckets.push(bucket);
+                }
+                histogram.set_bucket(buckets);
+                histogram.set_sample_count(counts.iter().sum());
+                histogram.set_sample_sum(*sum);
+                let mut m = metric(cell, &[("result", result)]);
+                m.set_histogram(histogram);
+                durations.push(m);
+            }
+            for (reason, count) in cell.identity.reasons.iter().zip(&state.failures) {
+                failures.push(counter(cell, &[("reason", reason.as_str())], *count));
+            }
+            skipped.push(counter(cell, &[], state.skipped));
+            for sample in &state.gauges {
+                let extra: Vec<(&str, &str)> =
+                    sample.extra.iter().map(|(k, v)| (*k, v.as_ref())).collect();
+                gauges[sample.fam as usize].push(gauge(cell, &extra, sample.value));
+            }
+        }
+        family(INFO, MetricType::GAUGE, info);
+        family(RUNS, MetricType::COUNTER, runs);
+        family(FAILURES, MetricType::COUNTER, failures);
+        family(DURATION, MetricType::HISTOGRAM, durations);
+        family(SKIPPED, MetricType::COUNTER, skipped);
+        for ((_, name, help), metrics) in GAUGES.iter().zip(gauges) {
+            family((name, help), MetricType::GAUGE, metrics);
+        }
+        families
+    }
+}
+
+/// Chunked text output.
+struct Writer<'a> {
+    buf: String,
+    chunk: usize,
+    emit: &'a mut dyn FnMut(String) -> bool,
+    stopped: bool,
+}
+
+impl Writer<'_> {
+    /// Writes one family: its header (only if a check has a sample in it), then each check's
+    /// samples from `write`.
+    fn family(
+        &mut self,
+        (name, help): (&str, &str),
+        kind: &str,
+        cells: &[Arc<Cell>],
+        mut write: impl FnMut(&mut String, &Cell, &State),
+    ) {
+        let mut header = false;
+        for cell in cells {
+            if self.stopped {
+                return;
+            }
+            let mark = self.buf.len();
+            {
+                let state = cell.lock();
+                write(&mut self.buf, cell, &state);
+            }
+            if !header && self.buf.len() > mark {
+                let lines = self.buf.split_off(mark);
+                let _ = writeln!(self.buf, "# HELP {name} {help}\n# TYPE {name} {kind}");
+                self.buf.push_str(&lines);
+                header = true;
+            }
+            if self.buf.len() >= self.chunk {
+                self.flush();
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.stopped || self.buf.is_empty() {
+            return;
+        }
+        let full = std::mem::replace(&mut self.buf, String::with_capacity(self.chunk + 4096));
+        self.stopped = !(self.emit)(full);
+    }
+}
+
+/// A sample value in the text format.
+trait Value {
+    fn write(&self, buf: &mut String);
+}
+
+struct Int(u64);
+struct Float(f64);
+
+impl Value for Int {
+    fn write(&self, buf: &mut String) {
+        let _ = write!(buf, "{}", self.0);
+    }
+}
+
+impl Value for Float {
+    fn write(&self, buf: &mut String) {
+        let value = self.0;
+        if value.is_nan() {
+            buf.push_str("NaN");
+        } else if value.is_infinite() {
+            buf.push_str(if value > 0.0 { "+Inf" } else { "-Inf" });
+        } else {
+            let _ = write!(buf, "{value}");
+        }
+    }
+}
+
+impl Value for &str {
+    fn write(&self, buf: &mut String) {
+        buf.push_str(self);
+    }
+}
+
+/// `name{prefix,extra...} value\n`.
+fn line(
+    buf: &mut String,
+    name: &str,
+    suffix: &str,
+    prefix: &str,
+    extra: &[(&str, &str)],
+    value: impl Value,
+) {
+    buf.push_str(name);
+    buf.push_str(suffix);
+    buf.push('{');
+    buf.push_str(prefix);
+    for (label, label_value) in extra {
+        buf.push(',');
+        push_pair(buf, label, label_value);
+    }
+    buf.push_str("} ");
+    value.write(buf);
+    buf.push('\n');
+}
+
+/// `label="value"`, the value escaped as the text format wants.
+fn push_pair(buf: &mut String, label: &str, value: &str) {
+    buf.push_str(label);
+    buf.push_str("=\"");
+    if value.contains(['\\', '"', '\n']) {
+        for ch in value.chars() {
+            match ch {
+                '\\' => buf.push_str("\\\\"),
+                '"' => buf.push_str("\\\""),
+                '\n' => buf.push_str("\\n"),
+                other => buf.push(other),
+            }
+        }
+    } else {
+        buf.push_str(value);
+    }
+    buf.push('"');
+}
