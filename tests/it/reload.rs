@@ -181,3 +181,48 @@ async fn sighup_reloads_the_real_binary() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_can_gain_labels_on_reload_without_touching_the_others() {
+    let nginx = Nginx::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("checks.toml");
+    std::fs::write(&path, checks(&nginx, &["plain", "tagged"], "")).unwrap();
+    let agent = RunningAgent::start_reloadable(&path).await;
+    let before = eventually(Duration::from_secs(10), "a run of each check", || async {
+        let (_, metrics) = agent.get("/metrics").await;
+        (runs(&metrics, "plain")? >= 1.0 && runs(&metrics, "tagged")? >= 1.0)
+            .then(|| runs(&metrics, "plain"))
+            .flatten()
+    })
+    .await;
+
+    let tagged = checks(&nginx, &["plain", "tagged"], "").replace(
+        "name = \"tagged\"",
+        "name = \"tagged\"\nlabels = { team = \"web\" }",
+    );
+    std::fs::write(&path, tagged).unwrap();
+    let (status, body) = http_post(agent.addr, "/-/reload").await;
+    assert_eq!(status, 200, "{body}");
+    let (_, metrics) = agent.get("/metrics").await;
+    assert!(
+        runs(&metrics, "plain").unwrap() >= before,
+        "plain kept its counter"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "nightjar_check_runs_total",
+            &[("check", "tagged"), ("team", "web"), ("result", "success")]
+        ),
+        Some(0.0),
+        "the relabelled check starts over with its new label:\n{metrics}"
+    );
+    assert!(
+        !metrics
+            .lines()
+            .any(|line| line.contains("check=\"plain\"") && line.contains("team=")),
+        "the other check has no team label"
+    );
+    agent.stop().await;
+}
