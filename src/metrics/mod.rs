@@ -3,7 +3,7 @@
 //! [`Metrics::observe`] is the single entry point for check results. The blackbox-compatible
 //! `probe_*` gauges describe the last run; the `nightjar_*` counters and histogram are the
 //! SLI source and exist at 0 from the moment a check is loaded, so `rate()` and ratios work
-//! from the first scrape. Per-check series live in [`store`]; agent-wide ones in a
+//! from the first scrape. Per-check series live in `store.rs`; agent-wide ones in a
 //! prometheus registry.
 
 mod store;
