@@ -198,7 +198,7 @@ async fn one_probe(
             if socket.connect(target).await.is_err() {
                 return false;
             }
-            let mut query = Message::new(rand_id(), MessageType::Query, OpCode::Query);
+            let mut query = Message::new(next_id(), MessageType::Query, OpCode::Query);
             query.add_query(Query::query(
                 Name::from_ascii(crate::targets::QUERY_NAME).expect("query name"),
                 RecordType::A,
@@ -218,7 +218,7 @@ async fn one_probe(
     }
 }
 
-fn rand_id() -> u16 {
+fn next_id() -> u16 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     NEXT.fetch_add(1, Ordering::Relaxed) as u16
 }

@@ -228,7 +228,7 @@ fn apply(
     if agent_changed {
         return Err("[agent] listen, region, labels or duration_buckets changed; restart the agent to apply that".to_string());
     }
-    metrics.reconfigure(next)?;
+    metrics.reconfigure(next);
     status.reconfigure(next);
     let before: Vec<&str> = current.checks.iter().map(|def| &*def.name).collect();
     let after: Vec<&str> = next.checks.iter().map(|def| &*def.name).collect();

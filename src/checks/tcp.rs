@@ -24,6 +24,8 @@ pub struct TcpSpec {
     pub host: String,
     /// Port to connect to.
     pub port: u16,
+    /// `HOST:PORT` as shown in failure details.
+    pub target: String,
     /// Address family preference.
     pub ip: IpPreference,
     /// Bytes written once connected.
@@ -43,17 +45,12 @@ pub async fn run(spec: &TcpSpec, ctx: &CheckCtx) -> (Status, Details) {
 }
 
 async fn exchange(spec: &TcpSpec, ctx: &CheckCtx, details: &mut TcpDetails) -> Result<(), Status> {
-    let target = if spec.host.contains(':') {
-        format!("[{}]:{}", spec.host, spec.port)
-    } else {
-        format!("{}:{}", spec.host, spec.port)
-    };
     let (mut tcp, remote) = super::dial(
         ctx,
         &spec.host,
         spec.port,
         spec.ip,
-        &target,
+        &spec.target,
         &mut details.resolve,
         &mut details.connect,
     )
@@ -63,48 +60,49 @@ async fn exchange(spec: &TcpSpec, ctx: &CheckCtx, details: &mut TcpDetails) -> R
         return Ok(());
     }
     let start = Instant::now();
-    let result = talk(spec, &mut tcp, ctx.deadline, &target).await;
+    let mut received = Vec::with_capacity(1024);
+    let result = talk(spec, &mut tcp, ctx.deadline, &mut received).await;
     details.exchange = start.elapsed();
-    details.received = result.as_ref().map_or_else(|(_, n)| *n, |n| *n) as u64;
-    result.map(|_| ()).map_err(|(status, _)| status)
+    details.received = received.len() as u64;
+    result
 }
 
-/// Sends, then reads until every pattern matched. Returns how many bytes came back.
+/// Sends, then reads into `received` until every pattern matched.
 async fn talk(
     spec: &TcpSpec,
     tcp: &mut tokio::net::TcpStream,
     deadline: Instant,
-    target: &str,
-) -> Result<usize, (Status, usize)> {
+    received: &mut Vec<u8>,
+) -> Result<(), Status> {
+    let target = &spec.target;
     if let Some(send) = &spec.send {
         match timeout_at(deadline, tcp.write_all(send)).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
                 let message = format!("sending to {target} failed: {error}");
-                return Err((Status::fail(FailureReason::Closed, message), 0));
+                return Err(Status::fail(FailureReason::Closed, message));
             }
             Err(_) => {
                 let message = format!("timed out sending to {target}");
-                return Err((Status::fail(FailureReason::Timeout, message), 0));
+                return Err(Status::fail(FailureReason::Timeout, message));
             }
         }
     }
-    let mut received = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     loop {
-        let text = String::from_utf8_lossy(&received);
+        let text = String::from_utf8_lossy(received);
         let missing = spec.matches.iter().find(|pattern| !pattern.is_match(&text));
         let Some(missing) = missing else {
-            return Ok(received.len());
+            return Ok(());
         };
         if received.len() >= MAX_READ {
             let message = format!(
                 "no match for {:?} in the first {} KiB from {target}: {}",
                 missing.as_str(),
                 MAX_READ / 1024,
-                excerpt(&received)
+                excerpt(received)
             );
-            return Err((Status::fail(FailureReason::Body, message), received.len()));
+            return Err(Status::fail(FailureReason::Body, message));
         }
         let want = chunk.len().min(MAX_READ - received.len());
         match timeout_at(deadline, tcp.read(&mut chunk[..want])).await {
@@ -112,25 +110,22 @@ async fn talk(
                 let message = format!(
                     "{target} closed the connection before sending a match for {:?}; it sent: {}",
                     missing.as_str(),
-                    excerpt(&received)
+                    excerpt(received)
                 );
-                return Err((Status::fail(FailureReason::Body, message), received.len()));
+                return Err(Status::fail(FailureReason::Body, message));
             }
             Ok(Ok(n)) => received.extend_from_slice(&chunk[..n]),
             Ok(Err(error)) => {
                 let message = format!("reading from {target} failed: {error}");
-                return Err((Status::fail(FailureReason::Closed, message), received.len()));
+                return Err(Status::fail(FailureReason::Closed, message));
             }
             Err(_) => {
                 let message = format!(
                     "timed out waiting for {:?} from {target}; it sent: {}",
                     missing.as_str(),
-                    excerpt(&received)
+                    excerpt(received)
                 );
-                return Err((
-                    Status::fail(FailureReason::Timeout, message),
-                    received.len(),
-                ));
+                return Err(Status::fail(FailureReason::Timeout, message));
             }
         }
     }

@@ -41,15 +41,12 @@ pub(super) fn read_tcp_check(table: &Table<'_>) -> Option<(TcpSpec, String)> {
     let (Some(target), Some(ip)) = (target, ip) else {
         return None;
     };
-    let shown = if target.host.contains(':') {
-        format!("[{}]:{}", target.host, target.port)
-    } else {
-        format!("{}:{}", target.host, target.port)
-    };
+    let shown = target.to_string();
     Some((
         TcpSpec {
             host: target.host,
             port: target.port,
+            target: shown.clone(),
             ip,
             send,
             matches,

@@ -75,11 +75,11 @@ pub(super) fn read_tls_check(table: &Table<'_>) -> Option<(TlsSpec, String)> {
             }
         },
     };
-    let shown = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
+    let shown = HostPort {
+        host: host.clone(),
+        port,
+    }
+    .to_string();
     Some((
         TlsSpec {
             host,

@@ -203,7 +203,8 @@ impl Metrics {
             .expect("metric names are unique");
         reload_ok.set(1);
         reload_timestamp.set(unix_now());
-        checks_configured.set(regional(config).len() as i64);
+        let checks = regional(config);
+        checks_configured.set(checks.len() as i64);
 
         let metrics = Metrics {
             registry,
@@ -222,7 +223,7 @@ impl Metrics {
             remote_retries,
             remote_queue,
         };
-        for def in regional(config) {
+        for def in checks {
             metrics.register_check(def);
         }
         metrics
@@ -263,7 +264,7 @@ impl Metrics {
 
     /// Applies a reloaded configuration: the series of unchanged checks stay (counters
     /// included), those of removed or changed checks go, new checks start at 0.
-    pub fn reconfigure(&self, config: &Config) -> Result<(), String> {
+    pub fn reconfigure(&self, config: &Config) {
         let checks = regional(config);
         for (name, identity) in self.store.identities() {
             let keep = checks
@@ -279,70 +280,16 @@ impl Metrics {
             }
         }
         self.checks_configured.set(checks.len() as i64);
-        Ok(())
     }
 
     /// Records one check result. Results of checks this registry does not know are ignored.
     pub fn observe(&self, res: &CheckResult) {
-        let Some(steps) = self.store.steps(&res.check) else {
-            return;
-        };
-        let mut gauges = vec![
-            Sample::new(Fam::ProbeSuccess, f64::from(u8::from(res.is_success()))),
-            Sample::new(Fam::ProbeDuration, res.duration.as_secs_f64()),
-        ];
-        tls_gauges(&mut gauges, res.details.tls_info());
-        expiry_gauges(&mut gauges, &res.details);
-        match &res.details {
-            Details::None => {}
-            Details::Dns(dns) => dns_gauges(&mut gauges, dns),
-            Details::Flow(flow) => {
-                for name in steps.iter() {
-                    let ran = flow.steps.iter().find(|step| &step.name == name);
-                    let step = || Cow::Owned(name.clone());
-                    let took = ran.map_or(0.0, |step| step.duration.as_secs_f64());
-                    let passed = f64::from(u8::from(ran.is_some_and(|step| step.success)));
-                    gauges.push(Sample::with(Fam::FlowStepDuration, "step", step(), took));
-                    gauges.push(Sample::with(Fam::FlowStepSuccess, "step", step(), passed));
-                }
-            }
-            Details::Domain(domain) => {
-                phases(&mut gauges, Fam::HttpDuration, &domain.http.phases())
-            }
-            Details::Tcp(tcp) => {
-                connection(&mut gauges, tcp.resolve, tcp.remote_addr);
-                phases(&mut gauges, Fam::TcpDuration, &tcp.phases());
-            }
-            Details::Tls(tls) => {
-                connection(&mut gauges, tls.resolve, tls.remote_addr);
-                phases(&mut gauges, Fam::TlsDuration, &tls.phases());
-            }
-            Details::Http(http) => {
-                connection(&mut gauges, http.resolve, http.remote_addr);
-                phases(&mut gauges, Fam::HttpDuration, &http.phases());
-                let flag = |on: bool| f64::from(u8::from(on));
-                gauges.extend([
-                    Sample::new(
-                        Fam::HttpStatusCode,
-                        f64::from(http.status_code.unwrap_or(0)),
-                    ),
-                    Sample::new(
-                        Fam::HttpContentLength,
-                        http.content_length.map_or(-1.0, |n| n as f64),
-                    ),
-                    Sample::new(Fam::HttpVersion, http.http_version.unwrap_or(0.0)),
-                    Sample::new(Fam::HttpRedirects, f64::from(http.redirects)),
-                    Sample::new(Fam::HttpSsl, flag(http.tls_used)),
-                    Sample::new(Fam::FailedDueToRegex, flag(http.failed_due_to_regex)),
-                ]);
-            }
-        }
         self.store.observe(
             &res.check,
             res.is_success(),
             res.duration.as_secs_f64(),
             res.reason(),
-            gauges,
+            |identity| gauges_of(res, &identity.steps),
         );
     }
 
@@ -446,6 +393,60 @@ impl Metrics {
         });
         text
     }
+}
+
+/// The gauges that describe `res`; `steps` are the check's flow steps (each gets its
+/// gauges whether or not the run reached it).
+fn gauges_of(res: &CheckResult, steps: &[String]) -> Vec<Sample> {
+    let mut gauges = vec![
+        Sample::new(Fam::ProbeSuccess, f64::from(u8::from(res.is_success()))),
+        Sample::new(Fam::ProbeDuration, res.duration.as_secs_f64()),
+    ];
+    tls_gauges(&mut gauges, res.details.tls_info());
+    expiry_gauges(&mut gauges, &res.details);
+    match &res.details {
+        Details::None => {}
+        Details::Dns(dns) => dns_gauges(&mut gauges, dns),
+        Details::Flow(flow) => {
+            for name in steps {
+                let ran = flow.steps.iter().find(|step| &step.name == name);
+                let step = || Cow::Owned(name.clone());
+                let took = ran.map_or(0.0, |step| step.duration.as_secs_f64());
+                let passed = f64::from(u8::from(ran.is_some_and(|step| step.success)));
+                gauges.push(Sample::with(Fam::FlowStepDuration, "step", step(), took));
+                gauges.push(Sample::with(Fam::FlowStepSuccess, "step", step(), passed));
+            }
+        }
+        Details::Domain(domain) => phases(&mut gauges, Fam::HttpDuration, &domain.http.phases()),
+        Details::Tcp(tcp) => {
+            connection(&mut gauges, tcp.resolve, tcp.remote_addr);
+            phases(&mut gauges, Fam::TcpDuration, &tcp.phases());
+        }
+        Details::Tls(tls) => {
+            connection(&mut gauges, tls.resolve, tls.remote_addr);
+            phases(&mut gauges, Fam::TlsDuration, &tls.phases());
+        }
+        Details::Http(http) => {
+            connection(&mut gauges, http.resolve, http.remote_addr);
+            phases(&mut gauges, Fam::HttpDuration, &http.phases());
+            let flag = |on: bool| f64::from(u8::from(on));
+            gauges.extend([
+                Sample::new(
+                    Fam::HttpStatusCode,
+                    f64::from(http.status_code.unwrap_or(0)),
+                ),
+                Sample::new(
+                    Fam::HttpContentLength,
+                    http.content_length.map_or(-1.0, |n| n as f64),
+                ),
+                Sample::new(Fam::HttpVersion, http.http_version.unwrap_or(0.0)),
+                Sample::new(Fam::HttpRedirects, f64::from(http.redirects)),
+                Sample::new(Fam::HttpSsl, flag(http.tls_used)),
+                Sample::new(Fam::FailedDueToRegex, flag(http.failed_due_to_regex)),
+            ]);
+        }
+    }
+    gauges
 }
 
 /// The checks of `config` that run in the agent's region.

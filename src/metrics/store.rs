@@ -371,11 +371,6 @@ impl Store {
             .collect()
     }
 
-    /// The flow steps of a loaded check; `None` for a check that is not loaded.
-    pub fn steps(&self, check: &str) -> Option<Vec<String>> {
-        self.cell(check).map(|cell| cell.identity.steps.clone())
-    }
-
     pub fn contains(&self, check: &str) -> bool {
         self.cells().contains_key(check)
     }
@@ -415,18 +410,20 @@ impl Store {
             .remove(name);
     }
 
-    /// Records a run: its result, duration, reason, and the gauges that now describe it.
+    /// Records a run of a loaded check: its result, duration, reason, and the gauges that now
+    /// describe it, which `gauges` builds from the check's identity (its flow steps).
     pub fn observe(
         &self,
         check: &str,
         success: bool,
         seconds: f64,
         reason: Option<FailureReason>,
-        mut gauges: Vec<Sample>,
+        gauges: impl FnOnce(&Identity) -> Vec<Sample>,
     ) {
         let Some(cell) = self.cell(check) else {
             return;
         };
+        let mut gauges = gauges(&cell.identity);
         gauges.sort_by_key(|sample| sample.fam);
         let result = usize::from(!success);
         let bucket = self
