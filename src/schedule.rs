@@ -180,6 +180,12 @@ async fn check_loop(def: Arc<CheckDef>, shared: Arc<Shared>, mut shutdown: watch
         }
         tokio::select! {
             () = sleep_until(due) => {}
+            // Let go of a finished run at once: its handle holds the task's memory.
+            _ = async { running.as_mut().expect("guarded by the condition").await },
+                if running.is_some() => {
+                running = None;
+                continue;
+            }
             changed = shutdown.changed() => {
                 if changed.is_err() || *shutdown.borrow() {
                     break;

@@ -318,6 +318,8 @@ struct Cell {
     identity: Identity,
     /// `labels` rendered: `check="x",type="http",...` (no braces).
     prefix: String,
+    /// The rest of its `nightjar_check_info` line: `,target="...",schedule="..."} `.
+    info_tail: String,
     state: Mutex<State>,
 }
 
@@ -392,9 +394,14 @@ impl Store {
             histograms: [empty(), empty()],
             gauges: Vec::new(),
         };
+        let info_tail = tail(&[
+            ("target", &identity.info[0]),
+            ("schedule", &identity.info[1]),
+        ]);
         let cell = Arc::new(Cell {
             identity,
             prefix,
+            info_tail,
             state: Mutex::new(state),
         });
         self.cells
@@ -452,6 +459,10 @@ impl Store {
 
     /// Writes every per-check family in the text format, handing over a chunk whenever it
     /// holds `chunk` bytes or more. `emit` returns false to stop (the client went away).
+    ///
+    /// A line is `head` (`name{`), the check's rendered labels, a `tail` (`,label="v"} `) and
+    /// the value; every head and tail that does not depend on the run is rendered once per
+    /// scrape here, so the loop over checks only copies bytes and formats numbers.
     pub fn write_text(&self, chunk: usize, emit: &mut dyn FnMut(String) -> bool) {
         let cells: Vec<Arc<Cell>> = self.cells().values().cloned().collect();
         let mut out = Writer {
@@ -460,92 +471,92 @@ impl Store {
             emit,
             stopped: false,
         };
-        // Counters, the histogram and the info series, then the last run's gauges.
+        let head = |name: &str, suffix: &str| format!("{name}{suffix}{{");
+        let by_result = |more: &[(&str, &str)]| {
+            RESULTS.map(|result| tail(&[&[("result", result)], more].concat()))
+        };
+
+        let info = head(INFO.0, "");
         out.family(INFO, "gauge", &cells, |buf, cell, _| {
-            line(
-                buf,
-                INFO.0,
-                "",
-                &cell.prefix,
-                &[
-                    ("target", &cell.identity.info[0]),
-                    ("schedule", &cell.identity.info[1]),
-                ],
-                "1",
-            );
+            line(buf, &info, &cell.prefix, &cell.info_tail, Int(1));
         });
+        let runs = head(RUNS.0, "");
+        let run_tails = by_result(&[]);
         out.family(RUNS, "counter", &cells, |buf, cell, state| {
-            for (idx, result) in RESULTS.iter().enumerate() {
-                line(
-                    buf,
-                    RUNS.0,
-                    "",
-                    &cell.prefix,
-                    &[("result", result)],
-                    Int(state.runs[idx]),
-                );
+            for (tail, count) in run_tails.iter().zip(state.runs) {
+                line(buf, &runs, &cell.prefix, tail, Int(count));
             }
         });
+        let failures = head(FAILURES.0, "");
+        // Indexed by the reason's discriminant.
+        let mut reason_tails: Vec<String> = Vec::new();
+        for reason in crate::checks::CheckKind::ALL
+            .iter()
+            .flat_map(|kind| kind.reasons())
+        {
+            let idx = *reason as usize;
+            if reason_tails.len() <= idx {
+                reason_tails.resize(idx + 1, String::new());
+            }
+            reason_tails[idx] = tail(&[("reason", reason.as_str())]);
+        }
         out.family(FAILURES, "counter", &cells, |buf, cell, state| {
             for (reason, count) in cell.identity.reasons.iter().zip(&state.failures) {
-                line(
-                    buf,
-                    FAILURES.0,
-                    "",
-                    &cell.prefix,
-                    &[("reason", reason.as_str())],
-                    Int(*count),
-                );
+                let tail = &reason_tails[*reason as usize];
+                line(buf, &failures, &cell.prefix, tail, Int(*count));
             }
         });
-        let buckets = &self.buckets;
-        let les: Vec<String> = buckets.iter().map(|b| format!("{b}")).collect();
+        let (bucket, sum, count) = (
+            head(DURATION.0, "_bucket"),
+            head(DURATION.0, "_sum"),
+            head(DURATION.0, "_count"),
+        );
+        let les: Vec<String> = self
+            .buckets
+            .iter()
+            .map(|bound| bound.to_string())
+            .chain(["+Inf".to_string()])
+            .collect();
+        let bucket_tails: Vec<[String; 2]> =
+            les.iter().map(|le| by_result(&[("le", le)])).collect();
+        let result_tails = by_result(&[]);
         out.family(DURATION, "histogram", &cells, |buf, cell, state| {
-            for (idx, result) in RESULTS.iter().enumerate() {
-                let (counts, sum) = &state.histograms[idx];
+            for (idx, (counts, total)) in state.histograms.iter().enumerate() {
                 let mut cumulative = 0;
-                for (le, count) in les.iter().map(String::as_str).chain(["+Inf"]).zip(counts) {
-                    cumulative += count;
-                    line(
-                        buf,
-                        DURATION.0,
-                        "_bucket",
-                        &cell.prefix,
-                        &[("result", result), ("le", le)],
-                        Int(cumulative),
-                    );
+                for (tails, n) in bucket_tails.iter().zip(counts) {
+                    cumulative += n;
+                    line(buf, &bucket, &cell.prefix, &tails[idx], Int(cumulative));
                 }
+                line(buf, &sum, &cell.prefix, &result_tails[idx], Float(*total));
                 line(
                     buf,
-                    DURATION.0,
-                    "_sum",
+                    &count,
                     &cell.prefix,
-                    &[("result", result)],
-                    Float(*sum),
-                );
-                line(
-                    buf,
-                    DURATION.0,
-                    "_count",
-                    &cell.prefix,
-                    &[("result", result)],
+                    &result_tails[idx],
                     Int(cumulative),
                 );
             }
         });
+        let skipped = head(SKIPPED.0, "");
         out.family(SKIPPED, "counter", &cells, |buf, cell, state| {
-            line(buf, SKIPPED.0, "", &cell.prefix, &[], Int(state.skipped));
+            line(buf, &skipped, &cell.prefix, "} ", Int(state.skipped));
         });
+        let mut extra = String::new();
         for (fam, name, help) in GAUGES {
+            let gauge = head(name, "");
             out.family((name, help), "gauge", &cells, |buf, cell, state| {
                 let start = state.gauges.partition_point(|sample| sample.fam < *fam);
                 for sample in state.gauges[start..]
                     .iter()
                     .take_while(|sample| sample.fam == *fam)
                 {
-                    let extra: Vec<(&str, &str)> =
-                        sample.extra.iter().map(|(k, v)| (*k, v.as_ref())).collect();
-                    line(buf, name, "", &cell.prefix, &extra, Float(sample.value));
+                    extra.clear();
+                    for (label, value) in &sample.extra {
+                        extra.push(',');
+                        push_pair(&mut extra, label, value);
+                    }
+                    extra.push_str("} ");
+                    line(buf, &gauge, &cell.prefix, &extra, Float(sample.value));
                 }
             });
         }
@@ -714,7 +725,7 @@ struct Float(f64);
 
 impl Value for Int {
     fn write(&self, buf: &mut String) {
-        let _ = write!(buf, "{}", self.0);
+        buf.push_str(itoa::Buffer::new().format(self.0));
     }
 }
 
@@ -725,38 +736,36 @@ impl Value for Float {
             buf.push_str("NaN");
         } else if value.is_infinite() {
             buf.push_str(if value > 0.0 { "+Inf" } else { "-Inf" });
+        } else if value.fract() == 0.0 && value.abs() < 1e15 {
+            // Whole numbers (status codes, timestamps, counts) as integers.
+            if value < 0.0 {
+                buf.push('-');
+            }
+            buf.push_str(itoa::Buffer::new().format(value.abs() as u64));
         } else {
             let _ = write!(buf, "{value}");
         }
     }
 }
 
-impl Value for &str {
-    fn write(&self, buf: &mut String) {
-        buf.push_str(self);
-    }
-}
-
-/// `name{prefix,extra...} value\n`.
-fn line(
-    buf: &mut String,
-    name: &str,
-    suffix: &str,
-    prefix: &str,
-    extra: &[(&str, &str)],
-    value: impl Value,
-) {
-    buf.push_str(name);
-    buf.push_str(suffix);
-    buf.push('{');
+/// `head` (`name{`), the check's labels, `tail` (`,label="value"} `), the value.
+fn line(buf: &mut String, head: &str, prefix: &str, tail: &str, value: impl Value) {
+    buf.push_str(head);
     buf.push_str(prefix);
-    for (label, label_value) in extra {
-        buf.push(',');
-        push_pair(buf, label, label_value);
-    }
-    buf.push_str("} ");
+    buf.push_str(tail);
     value.write(buf);
     buf.push('\n');
+}
+
+/// `,label="value",...} `: what follows the check's labels on a line.
+fn tail(pairs: &[(&str, &str)]) -> String {
+    let mut text = String::new();
+    for (label, value) in pairs {
+        text.push(',');
+        push_pair(&mut text, label, value);
+    }
+    text.push_str("} ");
+    text
 }
 
 /// `label="value"`, the value escaped as the text format wants.
