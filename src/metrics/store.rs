@@ -12,6 +12,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use prometheus::proto::{
@@ -59,6 +60,12 @@ pub(super) enum Fam {
     DnsSoaSerial,
     FlowStepDuration,
     FlowStepSuccess,
+}
+
+impl Fam {
+    fn bit(self) -> u64 {
+        1 << self as u32
+    }
 }
 
 /// Name and help of every gauge family, indexed by [`Fam`].
@@ -320,6 +327,9 @@ struct Cell {
     prefix: String,
     /// The rest of its `nightjar_check_info` line: `,target="...",schedule="..."} `.
     info_tail: String,
+    /// Bit `Fam as u32` is set when the last run's gauges include that family, so a scrape
+    /// passes over the families a check does not have without touching its state.
+    fams: AtomicU64,
     state: Mutex<State>,
 }
 
@@ -331,6 +341,9 @@ struct State {
     histograms: [(Vec<u64>, f64); 2],
     /// The last run's gauges, sorted by family.
     gauges: Vec<Sample>,
+    /// Where each family's gauges start in `gauges` (by `Fam as usize`; one past the end last),
+    /// so a scrape reads them without searching.
+    starts: [u16; GAUGES.len() + 1],
 }
 
 impl Cell {
@@ -393,6 +406,7 @@ impl Store {
             skipped: 0,
             histograms: [empty(), empty()],
             gauges: Vec::new(),
+            starts: [0; GAUGES.len() + 1],
         };
         let info_tail = tail(&[
             ("target", &identity.info[0]),
@@ -402,6 +416,7 @@ impl Store {
             identity,
             prefix,
             info_tail,
+            fams: AtomicU64::new(0),
             state: Mutex::new(state),
         });
         self.cells
@@ -448,7 +463,16 @@ impl Store {
         if let Some(idx) = reason {
             state.failures[idx] += 1;
         }
+        let fams = gauges
+            .iter()
+            .fold(0, |mask, sample| mask | sample.fam.bit());
+        for (fam, start) in state.starts.iter_mut().enumerate() {
+            let before = gauges.partition_point(|sample| (sample.fam as usize) < fam);
+            *start = u16::try_from(before).unwrap_or(u16::MAX);
+        }
+        gauges.truncate(usize::from(u16::MAX));
         state.gauges = gauges;
+        cell.fams.store(fams, Ordering::Relaxed);
     }
 
     pub fn skipped(&self, check: &str) {
@@ -477,12 +501,12 @@ impl Store {
         };
 
         let info = head(INFO.0, "");
-        out.family(INFO, "gauge", &cells, |buf, cell, _| {
+        out.family(INFO, "gauge", &cells, None, |buf, cell, _| {
             line(buf, &info, &cell.prefix, &cell.info_tail, Int(1));
         });
         let runs = head(RUNS.0, "");
         let run_tails = by_result(&[]);
-        out.family(RUNS, "counter", &cells, |buf, cell, state| {
+        out.family(RUNS, "counter", &cells, None, |buf, cell, state| {
             for (tail, count) in run_tails.iter().zip(state.runs) {
                 line(buf, &runs, &cell.prefix, tail, Int(count));
             }
@@ -500,7 +524,7 @@ impl Store {
             }
             reason_tails[idx] = tail(&[("reason", reason.as_str())]);
         }
-        out.family(FAILURES, "counter", &cells, |buf, cell, state| {
+        out.family(FAILURES, "counter", &cells, None, |buf, cell, state| {
             for (reason, count) in cell.identity.reasons.iter().zip(&state.failures) {
                 let tail = &reason_tails[*reason as usize];
                 line(buf, &failures, &cell.prefix, tail, Int(*count));
@@ -520,7 +544,7 @@ impl Store {
         let bucket_tails: Vec<[String; 2]> =
             les.iter().map(|le| by_result(&[("le", le)])).collect();
         let result_tails = by_result(&[]);
-        out.family(DURATION, "histogram", &cells, |buf, cell, state| {
+        out.family(DURATION, "histogram", &cells, None, |buf, cell, state| {
             for (idx, (counts, total)) in state.histograms.iter().enumerate() {
                 let mut cumulative = 0;
                 for (tails, n) in bucket_tails.iter().zip(counts) {
@@ -538,27 +562,31 @@ impl Store {
             }
         });
         let skipped = head(SKIPPED.0, "");
-        out.family(SKIPPED, "counter", &cells, |buf, cell, state| {
+        out.family(SKIPPED, "counter", &cells, None, |buf, cell, state| {
             line(buf, &skipped, &cell.prefix, "} ", Int(state.skipped));
         });
         let mut extra = String::new();
         for (fam, name, help) in GAUGES {
             let gauge = head(name, "");
-            out.family((name, help), "gauge", &cells, |buf, cell, state| {
-                let start = state.gauges.partition_point(|sample| sample.fam < *fam);
-                for sample in state.gauges[start..]
-                    .iter()
-                    .take_while(|sample| sample.fam == *fam)
-                {
-                    extra.clear();
-                    for (label, value) in &sample.extra {
-                        extra.push(',');
-                        push_pair(&mut extra, label, value);
+            out.family(
+                (name, help),
+                "gauge",
+                &cells,
+                Some(*fam),
+                |buf, cell, state| {
+                    let idx = *fam as usize;
+                    let range = usize::from(state.starts[idx])..usize::from(state.starts[idx + 1]);
+                    for sample in &state.gauges[range] {
+                        extra.clear();
+                        for (label, value) in &sample.extra {
+                            extra.push(',');
+                            push_pair(&mut extra, label, value);
+                        }
+                        extra.push_str("} ");
+                        line(buf, &gauge, &cell.prefix, &extra, Float(sample.value));
                     }
-                    extra.push_str("} ");
-                    line(buf, &gauge, &cell.prefix, &extra, Float(sample.value));
-                }
-            });
+                },
+            );
         }
         out.flush();
     }
@@ -682,12 +710,16 @@ impl Writer<'_> {
         (name, help): (&str, &str),
         kind: &str,
         cells: &[Arc<Cell>],
+        only: Option<Fam>,
         mut write: impl FnMut(&mut String, &Cell, &State),
     ) {
         let mut header = false;
         for cell in cells {
             if self.stopped {
                 return;
+            }
+            if only.is_some_and(|fam| cell.fams.load(Ordering::Relaxed) & fam.bit() == 0) {
+                continue;
             }
             let mark = self.buf.len();
             {
@@ -785,4 +817,66 @@ fn push_pair(buf: &mut String, label: &str, value: &str) {
         buf.push_str(value);
     }
     buf.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gauge_families_are_listed_in_fam_order() {
+        // `starts` and `families` index GAUGES by `Fam as usize`.
+        for (idx, (fam, _, _)) in GAUGES.iter().enumerate() {
+            assert_eq!(*fam as usize, idx, "{fam:?}");
+        }
+    }
+
+    #[test]
+    fn a_run_replaces_the_gauges_and_scrapes_find_each_family() {
+        let store = Store::new(vec![0.1, 1.0]);
+        let identity = Identity {
+            labels: vec![("check".into(), "a".into()), ("type".into(), "http".into())],
+            info: ["http://x/".into(), "every 1m".into()],
+            reasons: FailureReason::HTTP,
+            steps: Vec::new(),
+        };
+        store.insert("a".into(), identity);
+        let phases = |_: &Identity| {
+            vec![
+                Sample::with(Fam::HttpDuration, "phase", "connect", 0.25),
+                Sample::new(Fam::ProbeSuccess, 1.0),
+                Sample::with(Fam::HttpDuration, "phase", "tls", 0.5),
+            ]
+        };
+        store.observe("a", true, 0.05, None, phases);
+        store.observe("a", false, 2.0, Some(FailureReason::Status), |_| {
+            vec![Sample::new(Fam::ProbeSuccess, 0.0)]
+        });
+        let mut text = String::new();
+        store.write_text(64, &mut |chunk| {
+            text.push_str(&chunk);
+            true
+        });
+        let labels = "check=\"a\",type=\"http\"";
+        for line in [
+            format!("nightjar_check_runs_total{{{labels},result=\"success\"}} 1"),
+            format!("nightjar_check_failures_total{{{labels},reason=\"status\"}} 1"),
+            format!(
+                "nightjar_check_duration_seconds_bucket{{{labels},result=\"failure\",le=\"+Inf\"}} 1"
+            ),
+            format!(
+                "nightjar_check_duration_seconds_bucket{{{labels},result=\"success\",le=\"0.1\"}} 1"
+            ),
+            format!("probe_success{{{labels}}} 0"),
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from:\n{text}"
+            );
+        }
+        assert!(
+            !text.contains("probe_http_duration_seconds"),
+            "the second run's gauges replaced the first's:\n{text}"
+        );
+    }
 }
