@@ -154,6 +154,22 @@ fn sum_of(metrics: &str, name: &str, having: &str) -> f64 {
         .sum()
 }
 
+/// How long a scrape of `/metrics` takes to arrive in full, read as a scraper reads it (into
+/// a reused buffer), and its size.
+fn timed_scrape(addr: SocketAddr) -> (Duration, usize) {
+    let start = Instant::now();
+    let mut stream = TcpStream::connect(addr).expect("connect to the agent");
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("send request");
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut size = 0;
+    loop {
+        match stream.read(&mut buffer).expect("read /metrics") {
+            0 => return (start.elapsed(), size),
+            n => size += n,
+        }
+    }
+}
+
 fn scrape(addr: SocketAddr) -> String {
     String::from_utf8(get(addr, "/metrics").1).expect("metrics are UTF-8")
 }
@@ -582,13 +598,7 @@ fn scale(opts: &Opts) {
         let elapsed = start.elapsed().as_secs_f64();
         let lag1 = buckets(&last, "nightjar_scheduler_lag_seconds");
         let (ok1, failed1) = runs(&last);
-        let mut renders: Vec<(Duration, usize)> = (0..5)
-            .map(|_| {
-                let t = Instant::now();
-                let size = get(listen, "/metrics").1.len();
-                (t.elapsed(), size)
-            })
-            .collect();
+        let mut renders: Vec<(Duration, usize)> = (0..5).map(|_| timed_scrape(listen)).collect();
         renders.sort();
         let (render, size) = renders[2];
         let peak = Usage::of(process.pid()).peak_rss_kib;

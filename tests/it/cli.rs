@@ -82,6 +82,29 @@ fn usage_errors_exit_2_without_a_backtrace() {
         "{stderr}"
     );
     assert!(!stderr.contains("stack backtrace"), "{stderr}");
+    let out = run(nightjar().args(["--threads", "0", "validate", "--config", "checks"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("0 is not in 1..=256"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn more_threads_run_the_same_checks() {
+    let nginx = Nginx::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &check_config(&nginx));
+    let out = run(nightjar()
+        .args(["check", "--threads", "4", "--config"])
+        .arg(&config));
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.ends_with("2 checks: 1 passed, 1 failed\n"),
+        "{stdout}"
+    );
 }
 
 fn check_config(nginx: &Nginx) -> String {
