@@ -82,11 +82,18 @@ pub fn stable_hash(name: &str) -> u64 {
     hash
 }
 
-/// The check's offset inside its interval, derived from its name.
+/// The check's offset inside its interval, derived from its name, in whole slots of
+/// [`OFFSET_SLOT`] (or a hundredth of the interval, if that is shorter): the checks due in one
+/// slot start together, so the agent wakes once for all of them rather than once each.
 pub fn offset_in(name: &str, interval: Duration) -> Duration {
     let nanos = interval.as_nanos().max(1);
-    Duration::from_nanos((u128::from(stable_hash(name)) % nanos) as u64)
+    let slot = (nanos / 100).clamp(1, OFFSET_SLOT.as_nanos());
+    let offset = u128::from(stable_hash(name)) % nanos;
+    Duration::from_nanos((offset - offset % slot) as u64)
 }
+
+/// The granularity of check offsets.
+pub const OFFSET_SLOT: Duration = Duration::from_millis(50);
 
 /// The first instant at or after `now` when a check with this interval and offset is due:
 /// the wall-clock time t where (t − offset) is a multiple of the interval. Anchoring to the
@@ -248,6 +255,22 @@ mod tests {
         // Fixed values: changing the hash would move every check's offset and shard.
         assert_eq!(stable_hash(""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(stable_hash("a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn offsets_are_whole_slots_spread_over_the_interval() {
+        let minute = Duration::from_secs(60);
+        let mut slots = std::collections::BTreeSet::new();
+        for idx in 0..10_000 {
+            let offset = offset_in(&format!("check-{idx}"), minute);
+            assert_eq!(offset.as_nanos() % OFFSET_SLOT.as_nanos(), 0, "{offset:?}");
+            slots.insert(offset);
+        }
+        // 1,200 slots in a minute; 10,000 hashed names fill nearly all of them.
+        assert!(slots.len() > 1_100, "{} slots used", slots.len());
+        // A short interval gets a hundredth of it as its slot.
+        let offset = offset_in("fast", Duration::from_secs(1));
+        assert_eq!(offset.as_nanos() % Duration::from_millis(10).as_nanos(), 0);
     }
 
     #[test]
