@@ -25,7 +25,9 @@ struct Entry {
     def: Arc<CheckDef>,
     last: Option<CheckResult>,
     since: Option<SystemTime>,
-    history: VecDeque<(bool, f64)>,
+    /// The last [`HISTORY`] results: success and duration in microseconds (saturating at
+    /// 71 minutes). Allocated in full up front, so memory does not creep up as it fills.
+    history: VecDeque<(bool, u32)>,
 }
 
 /// A change of a check's state, for logging.
@@ -57,7 +59,7 @@ impl StatusStore {
                         def: def.clone(),
                         last: None,
                         since: None,
-                        history: VecDeque::new(),
+                        history: VecDeque::with_capacity(HISTORY),
                     },
                 )
             })
@@ -89,7 +91,7 @@ impl StatusStore {
                     def: def.clone(),
                     last: None,
                     since: None,
-                    history: VecDeque::new(),
+                    history: VecDeque::with_capacity(HISTORY),
                 });
         }
     }
@@ -117,9 +119,10 @@ impl StatusStore {
         if entry.history.len() == HISTORY {
             entry.history.pop_front();
         }
-        entry
-            .history
-            .push_back((now_ok, res.duration.as_secs_f64()));
+        entry.history.push_back((
+            now_ok,
+            u32::try_from(res.duration.as_micros()).unwrap_or(u32::MAX),
+        ));
         entry.last = Some(res);
         transition
     }
@@ -373,7 +376,7 @@ impl CheckView {
         def: &CheckDef,
         last: Option<&CheckResult>,
         since: Option<SystemTime>,
-        history: &VecDeque<(bool, f64)>,
+        history: &VecDeque<(bool, u32)>,
     ) -> CheckView {
         let state = match last {
             None => "unknown",
@@ -391,9 +394,9 @@ impl CheckView {
             last_run: last.map(RunView::new),
             history: history
                 .iter()
-                .map(|(success, duration_seconds)| HistoryPoint {
+                .map(|(success, micros)| HistoryPoint {
                     success: *success,
-                    duration_seconds: *duration_seconds,
+                    duration_seconds: f64::from(*micros) / 1e6,
                 })
                 .collect(),
         }

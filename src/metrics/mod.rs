@@ -35,8 +35,6 @@ pub struct Metrics {
     registry: Registry,
     /// Every loaded check's series.
     store: Store,
-    /// Label pairs every series carries: `region` and the `[agent]` labels.
-    agent_labels: Vec<(String, String)>,
     scheduler_lag: Histogram,
     reload_ok: IntGauge,
     reload_timestamp: prometheus::Gauge,
@@ -208,8 +206,7 @@ impl Metrics {
 
         let metrics = Metrics {
             registry,
-            store: Store::new(config.agent.duration_buckets.clone()),
-            agent_labels,
+            store: Store::new(config.agent.duration_buckets.clone(), agent_labels),
             scheduler_lag,
             reload_ok,
             reload_timestamp,
@@ -232,17 +229,16 @@ impl Metrics {
     /// What identifies `def`'s series: its labels, info values, reasons and flow steps.
     fn identity_of(&self, def: &CheckDef) -> Identity {
         let mut labels = vec![
-            ("check".to_string(), def.name.to_string()),
-            ("type".to_string(), def.kind().as_str().to_string()),
+            (Cow::Borrowed("check"), def.name.to_string()),
+            (Cow::Borrowed("type"), def.kind().as_str().to_string()),
         ];
-        let mut own: Vec<(String, String)> = def
+        let mut own: Vec<(Cow<'static, str>, String)> = def
             .labels
             .iter()
-            .map(|(key, value)| (key.clone(), value.clone()))
+            .map(|(key, value)| (Cow::Owned(key.clone()), value.clone()))
             .collect();
         own.sort();
         labels.extend(own);
-        labels.extend(self.agent_labels.iter().cloned());
         let steps = match &def.spec {
             crate::checks::CheckSpec::Flow(flow) => {
                 flow.steps.iter().map(|step| step.name.clone()).collect()

@@ -311,8 +311,8 @@ impl Sample {
 /// What identifies a check's series: when it changes on reload, the series start over.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Identity {
-    /// Label pairs: check, type, the check's extra labels, then the agent's.
-    pub labels: Vec<(String, String)>,
+    /// Label pairs: check, type, then the check's own labels (the agent's are the store's).
+    pub labels: Vec<(Cow<'static, str>, String)>,
     /// `nightjar_check_info`'s target and schedule.
     pub info: [String; 2],
     /// The reasons its failure counters exist for.
@@ -325,8 +325,6 @@ struct Cell {
     identity: Identity,
     /// `labels` rendered: `check="x",type="http",...` (no braces).
     prefix: String,
-    /// The rest of its `nightjar_check_info` line: `,target="...",schedule="..."} `.
-    info_tail: String,
     /// Bit `Fam as u32` is set when the last run's gauges include that family, so a scrape
     /// passes over the families a check does not have without touching its state.
     fams: AtomicU64,
@@ -358,13 +356,16 @@ impl Cell {
 pub(super) struct Store {
     cells: RwLock<BTreeMap<Arc<str>, Arc<Cell>>>,
     buckets: Vec<f64>,
+    /// Label pairs every check's series carry: `region` and the `[agent]` labels.
+    agent: Vec<(String, String)>,
 }
 
 impl Store {
-    pub fn new(buckets: Vec<f64>) -> Store {
+    pub fn new(buckets: Vec<f64>, agent: Vec<(String, String)>) -> Store {
         Store {
             cells: RwLock::new(BTreeMap::new()),
             buckets,
+            agent,
         }
     }
 
@@ -393,7 +394,15 @@ impl Store {
     /// Adds a check with its counters at 0.
     pub fn insert(&self, name: Arc<str>, identity: Identity) {
         let mut prefix = String::new();
-        for (idx, (label, value)) in identity.labels.iter().enumerate() {
+        let pairs = identity
+            .labels
+            .iter()
+            .map(|(label, value)| (label.as_ref(), value));
+        let agent = self
+            .agent
+            .iter()
+            .map(|(label, value)| (label.as_str(), value));
+        for (idx, (label, value)) in pairs.chain(agent).enumerate() {
             if idx > 0 {
                 prefix.push(',');
             }
@@ -408,14 +417,9 @@ impl Store {
             gauges: Vec::new(),
             starts: [0; GAUGES.len() + 1],
         };
-        let info_tail = tail(&[
-            ("target", &identity.info[0]),
-            ("schedule", &identity.info[1]),
-        ]);
         let cell = Arc::new(Cell {
             identity,
             prefix,
-            info_tail,
             fams: AtomicU64::new(0),
             state: Mutex::new(state),
         });
@@ -501,8 +505,12 @@ impl Store {
         };
 
         let info = head(INFO.0, "");
+        let mut info_tail = String::new();
         out.family(INFO, "gauge", &cells, None, |buf, cell, _| {
-            line(buf, &info, &cell.prefix, &cell.info_tail, Int(1));
+            let [target, schedule] = &cell.identity.info;
+            let pairs = [("target", target.as_str()), ("schedule", schedule.as_str())];
+            write_tail(&mut info_tail, pairs);
+            line(buf, &info, &cell.prefix, &info_tail, Int(1));
         });
         let runs = head(RUNS.0, "");
         let run_tails = by_result(&[]);
@@ -577,12 +585,8 @@ impl Store {
                     let idx = *fam as usize;
                     let range = usize::from(state.starts[idx])..usize::from(state.starts[idx + 1]);
                     for sample in &state.gauges[range] {
-                        extra.clear();
-                        for (label, value) in &sample.extra {
-                            extra.push(',');
-                            push_pair(&mut extra, label, value);
-                        }
-                        extra.push_str("} ");
+                        let pairs = sample.extra.iter().map(|(k, v)| (*k, v.as_ref()));
+                        write_tail(&mut extra, pairs);
                         line(buf, &gauge, &cell.prefix, &extra, Float(sample.value));
                     }
                 },
@@ -612,7 +616,8 @@ impl Store {
                 .identity
                 .labels
                 .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .map(|(k, v)| (k.as_ref(), v.as_str()))
+                .chain(self.agent.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                 .chain(extra.iter().copied())
                 .map(|(name, value)| {
                     let mut pair = LabelPair::default();
@@ -792,12 +797,18 @@ fn line(buf: &mut String, head: &str, prefix: &str, tail: &str, value: impl Valu
 /// `,label="value",...} `: what follows the check's labels on a line.
 fn tail(pairs: &[(&str, &str)]) -> String {
     let mut text = String::new();
+    write_tail(&mut text, pairs.iter().copied());
+    text
+}
+
+/// Replaces `text` with the tail of `pairs`.
+fn write_tail<'a>(text: &mut String, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) {
+    text.clear();
     for (label, value) in pairs {
         text.push(',');
-        push_pair(&mut text, label, value);
+        push_pair(text, label, value);
     }
     text.push_str("} ");
-    text
 }
 
 /// `label="value"`, the value escaped as the text format wants.
@@ -833,7 +844,7 @@ mod tests {
 
     #[test]
     fn a_run_replaces_the_gauges_and_scrapes_find_each_family() {
-        let store = Store::new(vec![0.1, 1.0]);
+        let store = Store::new(vec![0.1, 1.0], vec![("region".into(), "lab".into())]);
         let identity = Identity {
             labels: vec![("check".into(), "a".into()), ("type".into(), "http".into())],
             info: ["http://x/".into(), "every 1m".into()],
@@ -857,7 +868,7 @@ mod tests {
             text.push_str(&chunk);
             true
         });
-        let labels = "check=\"a\",type=\"http\"";
+        let labels = "check=\"a\",type=\"http\",region=\"lab\"";
         for line in [
             format!("nightjar_check_runs_total{{{labels},result=\"success\"}} 1"),
             format!("nightjar_check_failures_total{{{labels},reason=\"status\"}} 1"),
