@@ -2,8 +2,9 @@
 # Runs nightjar's whole test suite. The tests use real servers on loopback, so this first
 # installs what they need from Debian's packages when it is missing: nginx with its mail module
 # (SMTP STARTTLS), BIND 9 with dnssec-keygen/dnssec-signzone, Prometheus with promtool,
-# Python 3 (the login application the flow tests sign in to), and the CA bundle. It is
-# idempotent: a second run installs nothing.
+# Python 3 (the login application the flow tests sign in to), the CA bundle, and Chromium
+# with ChromeDriver (the status page's browser tests). It is idempotent: a second run
+# installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,10 @@ have named || missing+=(bind9)
 have dnssec-signzone || missing+=(bind9-utils)
 have python3 || missing+=(python3)
 [ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+have chromium || missing+=(chromium)
+have chromedriver || missing+=(chromium-driver)
+# A font, so screenshots show text wherever the tests run.
+[ -d /usr/share/fonts/truetype/dejavu ] || missing+=(fonts-dejavu-core)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo=""

@@ -45,6 +45,7 @@ pub mod cli;
 pub mod config;
 pub mod metrics;
 pub mod net;
+pub mod page;
 pub mod remote_write;
 pub mod result;
 pub mod rules;

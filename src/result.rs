@@ -97,6 +97,49 @@ impl Details {
             Details::Tls(tls) => tls.info.as_ref(),
         }
     }
+
+    /// What expires first among the things this run saw (a certificate of any TLS
+    /// handshake, a DNSSEC signature, a domain registration), and when (Unix seconds).
+    pub fn earliest_expiry(&self) -> Option<(Expiring, i64)> {
+        let certificate = |info: Option<&TlsInfo>| {
+            info.and_then(TlsInfo::earliest_expiry)
+                .map(|at| (Expiring::Certificate, at))
+        };
+        let mut found = vec![certificate(self.tls_info())];
+        match self {
+            Details::Dns(dns) => found.push(dns.earliest_rrsig.map(|at| (Expiring::Signature, at))),
+            Details::Domain(domain) => found.push(domain.expiry.map(|at| (Expiring::Domain, at))),
+            Details::Flow(flow) => found.extend(
+                flow.steps
+                    .iter()
+                    .map(|step| certificate(step.http.tls_info.as_ref())),
+            ),
+            _ => {}
+        }
+        found.into_iter().flatten().min_by_key(|(_, at)| *at)
+    }
+}
+
+/// What can expire: the status page names it beside the days left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiring {
+    /// A certificate of the presented chain.
+    Certificate,
+    /// A DNSSEC RRSIG.
+    Signature,
+    /// A domain registration.
+    Domain,
+}
+
+impl Expiring {
+    /// A short lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Expiring::Certificate => "certificate",
+            Expiring::Signature => "DNSSEC signature",
+            Expiring::Domain => "domain",
+        }
+    }
 }
 
 /// What a `flow` check's steps did.

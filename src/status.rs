@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::config::{CheckDef, Config};
-use crate::result::{CheckResult, Details, Status, TlsInfo};
+use crate::result::{CheckResult, Details, Expiring, Status, TlsInfo};
 
 /// How many past results each check keeps for the history strip.
 const HISTORY: usize = 30;
@@ -17,6 +17,8 @@ const HISTORY: usize = 30;
 #[derive(Debug)]
 pub struct StatusStore {
     region: String,
+    /// `[rules]` expiry lead times: the page marks what expires within them.
+    expiry: RwLock<(Duration, Duration)>,
     checks: RwLock<BTreeMap<Arc<str>, Entry>>,
 }
 
@@ -66,6 +68,7 @@ impl StatusStore {
             .collect();
         StatusStore {
             region: config.agent.region.clone(),
+            expiry: RwLock::new((config.rules.expiry_warning, config.rules.expiry_critical)),
             checks: RwLock::new(checks),
         }
     }
@@ -73,6 +76,11 @@ impl StatusStore {
     /// Applies a reloaded configuration: unchanged checks keep their history, removed ones
     /// go, new ones are "not run yet".
     pub fn reconfigure(&self, config: &Config) {
+        *self
+            .expiry
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            (config.rules.expiry_warning, config.rules.expiry_critical);
         let mut checks = self
             .checks
             .write()
@@ -141,10 +149,106 @@ impl StatusStore {
             .collect()
     }
 
+    /// The view of one check, if the agent runs it.
+    pub fn view(&self, name: &str) -> Option<CheckView> {
+        let checks = self
+            .checks
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        checks.get(name).map(|entry| {
+            CheckView::new(&entry.def, entry.last.as_ref(), entry.since, &entry.history)
+        })
+    }
+
+    /// What the status page needs of every check to filter, sort and show a row: cheaper
+    /// than [`StatusStore::views`] for thousands of checks.
+    pub fn summaries(&self) -> Vec<Summary> {
+        let checks = self
+            .checks
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        checks
+            .values()
+            .map(|entry| {
+                let last = entry.last.as_ref();
+                Summary {
+                    def: entry.def.clone(),
+                    state: State::of(last),
+                    since: entry.since,
+                    duration: last.map(|res| res.duration),
+                    failure: last.and_then(|res| match &res.status {
+                        Status::Pass => None,
+                        Status::Fail { reason, detail } => Some((reason.as_str(), detail.clone())),
+                    }),
+                    expiry: last.and_then(|res| res.details.earliest_expiry()),
+                    history: entry.history.iter().copied().collect(),
+                }
+            })
+            .collect()
+    }
+
     /// The agent's region.
     pub fn region(&self) -> &str {
         &self.region
     }
+
+    /// The `[rules]` expiry lead times, warning and critical.
+    pub fn expiry_leads(&self) -> (Duration, Duration) {
+        *self
+            .expiry
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Whether a check passes, fails, or has not run yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// The last run passed.
+    Passing,
+    /// The last run failed.
+    Failing,
+    /// No run has finished yet.
+    Unknown,
+}
+
+impl State {
+    /// The state of a check whose last result is `last`.
+    pub fn of(last: Option<&CheckResult>) -> State {
+        match last {
+            None => State::Unknown,
+            Some(res) if res.is_success() => State::Passing,
+            Some(_) => State::Failing,
+        }
+    }
+
+    /// `passing`, `failing` or `unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Passing => "passing",
+            State::Failing => "failing",
+            State::Unknown => "unknown",
+        }
+    }
+}
+
+/// One check as the status page's table needs it.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// The check's definition.
+    pub def: Arc<CheckDef>,
+    /// Its state.
+    pub state: State,
+    /// When it entered that state.
+    pub since: Option<SystemTime>,
+    /// How long the last run took.
+    pub duration: Option<Duration>,
+    /// The last run's failure reason and detail (secrets redacted), if it failed.
+    pub failure: Option<(&'static str, String)>,
+    /// What the last run saw expire first, and when (Unix seconds).
+    pub expiry: Option<(Expiring, i64)>,
+    /// Recent results, oldest first: success and duration in microseconds.
+    pub history: Vec<(bool, u32)>,
 }
 
 /// One check as the JSON API shows it.
@@ -378,11 +482,7 @@ impl CheckView {
         since: Option<SystemTime>,
         history: &VecDeque<(bool, u32)>,
     ) -> CheckView {
-        let state = match last {
-            None => "unknown",
-            Some(res) if res.is_success() => "passing",
-            Some(_) => "failing",
-        };
+        let state = State::of(last).as_str();
         CheckView {
             name: def.name.to_string(),
             kind: def.kind().as_str(),

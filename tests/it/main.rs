@@ -8,6 +8,7 @@ mod domain;
 mod flow;
 mod hostile;
 mod http;
+mod page;
 mod regions;
 mod reload;
 mod remote_write;

@@ -2,6 +2,7 @@
 //! with rcgen, an in-process agent, and the contract every check kind's results satisfy.
 
 pub mod bind;
+pub mod browser;
 pub mod hostile;
 pub mod hostile_dns;
 pub mod pki;
@@ -309,6 +310,11 @@ mail {{
 
     pub fn https_url(&self, path: &str) -> String {
         format!("https://localhost:{}{path}", self.https.port())
+    }
+
+    /// The directory nginx serves at `/`; a test may add or remove files to break a target.
+    pub fn www(&self) -> PathBuf {
+        self._dir.path().join("www")
     }
 }
 

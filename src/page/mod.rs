@@ -1,0 +1,887 @@
+//! The status page: `/` lists every check, what needs attention first, filtered and paged;
+//! `/checks/{name}` shows one check in full. Plain server-rendered HTML with its CSS and a
+//! little JavaScript embedded (agents run in closed networks), usable without script, on a
+//! phone and with a screen reader (semantic tables, labelled controls, state in words).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+
+use crate::status::{RunView, State, StatusStore, Summary};
+
+const STYLE: &str = include_str!("style.css");
+const SCRIPT: &str = include_str!("page.js");
+
+/// Rows per page of the list.
+pub const PAGE_SIZE: usize = 100;
+/// Seconds between the page's in-place refreshes.
+const REFRESH_SECONDS: u32 = 5;
+/// At most this many `key=value` suggestions in the label filter.
+const LABEL_SUGGESTIONS: usize = 200;
+/// The list shows this many characters of a failure detail; the check's page shows it all.
+const DETAIL_CHARS: usize = 240;
+
+/// The list's query string. Every field is optional and an unknown value matches nothing, so
+/// a hand-edited URL never errors.
+#[derive(Debug, Default, Deserialize)]
+pub struct Filter {
+    /// `attention` (failing or expiring), `failing`, `expiring`, `unknown` or `passing`.
+    pub state: Option<String>,
+    /// A check type.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// `key=value`, or `key` for any value.
+    pub label: Option<String>,
+    /// Part of the check's name or target.
+    pub q: Option<String>,
+    /// 1-based page number.
+    pub page: Option<String>,
+}
+
+impl Filter {
+    fn get(field: &Option<String>) -> &str {
+        field.as_deref().map_or("", str::trim)
+    }
+
+    /// The query string for `page`, keeping the filters.
+    fn href(&self, page: usize) -> String {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for (key, value) in [
+            ("state", &self.state),
+            ("type", &self.kind),
+            ("label", &self.label),
+            ("q", &self.q),
+        ] {
+            let value = Filter::get(value);
+            if !value.is_empty() {
+                query.append_pair(key, value);
+            }
+        }
+        if page > 1 {
+            query.append_pair("page", &page.to_string());
+        }
+        let query = query.finish();
+        if query.is_empty() {
+            "/".to_string()
+        } else {
+            format!("/?{query}")
+        }
+    }
+
+    fn matches(&self, row: &Summary, expiring: bool) -> bool {
+        let state = Filter::get(&self.state);
+        let state_ok = match state {
+            "" => true,
+            "attention" => row.state == State::Failing || expiring,
+            "expiring" => expiring,
+            other => row.state.as_str() == other,
+        };
+        let kind = Filter::get(&self.kind);
+        let kind_ok = kind.is_empty() || row.def.kind().as_str() == kind;
+        let label = Filter::get(&self.label);
+        let label_ok = label.is_empty()
+            || match label.split_once('=') {
+                Some((key, value)) => {
+                    row.def.labels.get(key.trim()).map(String::as_str) == Some(value.trim())
+                }
+                None => row.def.labels.contains_key(label),
+            };
+        let q = Filter::get(&self.q);
+        let q_ok = q.is_empty()
+            || row.def.name.contains(&q.to_lowercase())
+            || row.def.target.to_lowercase().contains(&q.to_lowercase());
+        state_ok && kind_ok && label_ok && q_ok
+    }
+}
+
+/// Seconds from now until `at` (Unix seconds); negative once past.
+fn seconds_until(at: i64, now: SystemTime) -> i64 {
+    let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    at - now
+}
+
+/// Whether `at` falls within the warning lead time.
+fn within(at: i64, now: SystemTime, lead: Duration) -> bool {
+    seconds_until(at, now) < lead.as_secs() as i64
+}
+
+/// The list page.
+pub fn list(store: &StatusStore, filter: &Filter) -> String {
+    let now = SystemTime::now();
+    let (warning, critical) = store.expiry_leads();
+    let mut rows = store.summaries();
+    let expiring = |row: &Summary| row.expiry.is_some_and(|(_, at)| within(at, now, warning));
+
+    let mut counts = [0usize; 4]; // failing, expiring, unknown, passing
+    let mut kinds = BTreeSet::new();
+    let mut labels = BTreeSet::new();
+    for row in &rows {
+        match row.state {
+            State::Failing => counts[0] += 1,
+            State::Unknown => counts[2] += 1,
+            State::Passing => counts[3] += 1,
+        }
+        if expiring(row) {
+            counts[1] += 1;
+        }
+        kinds.insert(row.def.kind().as_str());
+        for (key, value) in &row.def.labels {
+            if labels.len() < LABEL_SUGGESTIONS {
+                labels.insert(format!("{key}={value}"));
+            }
+        }
+    }
+    let total = rows.len();
+
+    rows.retain(|row| filter.matches(row, expiring(row)));
+    // What needs attention first: failing (the newest failure first), then expiring (the
+    // soonest first), then not run yet, then passing; by name within each.
+    rows.sort_by_cached_key(|row| {
+        let rank = match row.state {
+            State::Failing => 0,
+            _ if expiring(row) => 1,
+            State::Unknown => 2,
+            State::Passing => 3,
+        };
+        let order = match rank {
+            0 => row.since.map_or(0, |since| {
+                -(since.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64)
+            }),
+            1 => row.expiry.map_or(0, |(_, at)| at),
+            _ => 0,
+        };
+        (rank, order, row.def.name.clone())
+    });
+    let matching = rows.len();
+    let pages = matching.div_ceil(PAGE_SIZE).max(1);
+    let page = Filter::get(&filter.page)
+        .parse::<usize>()
+        .unwrap_or(1)
+        .clamp(1, pages);
+    let first = (page - 1) * PAGE_SIZE;
+    let shown = &rows[first.min(matching)..(first + PAGE_SIZE).min(matching)];
+
+    let title = if counts[0] > 0 {
+        format!("{} failing · nightjar {}", counts[0], store.region())
+    } else {
+        format!("nightjar {}", store.region())
+    };
+    let mut html = head(&title);
+    let _ = write!(
+        html,
+        "<header><h1>nightjar</h1><p class=\"agent\">Region <strong>{region}</strong> · version {version} · \
+<a href=\"/metrics\">metrics</a> · <a href=\"/api/v1/checks\">JSON</a></p></header>\n<main id=\"main\">\n",
+        region = escape(store.region()),
+        version = env!("CARGO_PKG_VERSION"),
+    );
+    filter_form(&mut html, filter, &kinds, &labels);
+
+    let _ = write!(
+        html,
+        "<div id=\"live\" data-refresh=\"{REFRESH_SECONDS}\">\n<ul class=\"counts\" aria-label=\"Summary\">\
+<li class=\"failing\">{} failing</li><li class=\"warn\">{} expiring within {}</li>\
+<li class=\"unknown\">{} not run yet</li><li class=\"passing\">{} passing</li><li class=\"muted\">{total} checks</li></ul>\n",
+        counts[0],
+        counts[1],
+        days_text(warning.as_secs() as i64),
+        counts[2],
+        counts[3],
+    );
+    if matching == 0 {
+        html.push_str(if total == 0 {
+            "<p>This agent runs no checks in its region.</p>\n"
+        } else {
+            "<p>No check matches these filters. <a href=\"/\">Show all checks</a>.</p>\n"
+        });
+    } else {
+        let _ = write!(
+            html,
+            "<div class=\"scroll\"><table id=\"checks\">\n<caption>Checks {}–{} of {matching}{}, what needs attention first</caption>\n\
+<thead><tr><th scope=\"col\">State</th><th scope=\"col\">Check</th><th scope=\"col\" class=\"wide\">Type</th>\
+<th scope=\"col\" class=\"wide\">Target</th><th scope=\"col\">For</th><th scope=\"col\">Last run</th>\
+<th scope=\"col\" class=\"wide\">History</th><th scope=\"col\">Expires</th><th scope=\"col\">Reason</th></tr></thead>\n<tbody>\n",
+            first + 1,
+            first + shown.len(),
+            if matching < total { " matching" } else { "" },
+        );
+        for row in shown {
+            list_row(&mut html, row, now, warning, critical);
+        }
+        html.push_str("</tbody></table></div>\n");
+    }
+    if pages > 1 {
+        html.push_str("<nav class=\"pages\" aria-label=\"Pages\">");
+        if page > 1 {
+            let _ = write!(
+                html,
+                "<a href=\"{}\" rel=\"prev\">← Previous</a>",
+                escape(&filter.href(page - 1))
+            );
+        }
+        let _ = write!(html, "<span>Page {page} of {pages}</span>");
+        if page < pages {
+            let _ = write!(
+                html,
+                "<a href=\"{}\" rel=\"next\">Next →</a>",
+                escape(&filter.href(page + 1))
+            );
+        }
+        html.push_str("</nav>\n");
+    }
+    html.push_str("</div>\n</main>\n");
+    foot(&mut html);
+    html
+}
+
+fn filter_form(
+    html: &mut String,
+    filter: &Filter,
+    kinds: &BTreeSet<&str>,
+    labels: &BTreeSet<String>,
+) {
+    let state = Filter::get(&filter.state);
+    let kind = Filter::get(&filter.kind);
+    html.push_str(
+        "<form class=\"filters\" method=\"get\" action=\"/\" role=\"search\" aria-label=\"Filter checks\">\n\
+<div><label for=\"f-state\">State</label><select id=\"f-state\" name=\"state\">",
+    );
+    for (value, text) in [
+        ("", "All"),
+        ("attention", "Needs attention"),
+        ("failing", "Failing"),
+        ("expiring", "Expiring"),
+        ("unknown", "Not run yet"),
+        ("passing", "Passing"),
+    ] {
+        option(html, value, text, value == state);
+    }
+    html.push_str("</select></div>\n<div><label for=\"f-type\">Type</label><select id=\"f-type\" name=\"type\">");
+    option(html, "", "All", kind.is_empty());
+    for each in kinds {
+        option(html, each, each, *each == kind);
+    }
+    let _ = write!(
+        html,
+        "</select></div>\n<div><label for=\"f-label\">Label</label><input id=\"f-label\" name=\"label\" \
+list=\"f-labels\" placeholder=\"env=prod\" value=\"{}\" autocomplete=\"off\"><datalist id=\"f-labels\">",
+        escape(Filter::get(&filter.label))
+    );
+    for label in labels {
+        let _ = write!(html, "<option value=\"{}\">", escape(label));
+    }
+    let _ = write!(
+        html,
+        "</datalist></div>\n<div><label for=\"f-q\">Name or target</label><input id=\"f-q\" name=\"q\" type=\"search\" value=\"{}\"></div>\n\
+<button type=\"submit\">Filter</button><a href=\"/\">Clear filters</a>\n</form>\n",
+        escape(Filter::get(&filter.q))
+    );
+}
+
+fn option(html: &mut String, value: &str, text: &str, selected: bool) {
+    let _ = write!(
+        html,
+        "<option value=\"{}\"{}>{}</option>",
+        escape(value),
+        if selected { " selected" } else { "" },
+        escape(text)
+    );
+}
+
+fn list_row(
+    html: &mut String,
+    row: &Summary,
+    now: SystemTime,
+    warning: Duration,
+    critical: Duration,
+) {
+    let name = escape(&row.def.name);
+    let _ = write!(
+        html,
+        "<tr data-state=\"{state}\" data-check=\"{name}\"><td>{badge}</td><th scope=\"row\"><a href=\"/checks/{name}\">{name}</a>",
+        state = row.state.as_str(),
+        badge = badge(row.state),
+    );
+    if !row.def.labels.is_empty() {
+        html.push_str("<br><span class=\"muted mono\">");
+        for (i, (key, value)) in row.def.labels.iter().enumerate() {
+            if i > 0 {
+                html.push(' ');
+            }
+            let _ = write!(html, "{}={}", escape(key), escape(value));
+        }
+        html.push_str("</span>");
+    }
+    let _ = write!(
+        html,
+        "</th><td class=\"wide\">{}</td><td class=\"target wide\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"wide\">",
+        row.def.kind().as_str(),
+        escape(&row.def.target),
+        row.since
+            .map_or_else(String::new, |since| since_cell(since, now)),
+        row.duration
+            .map_or_else(String::new, |took| took_text(took.as_secs_f64())),
+    );
+    strip(html, &row.history);
+    html.push_str("</td>");
+    match row.expiry {
+        Some((what, at)) => {
+            let left = seconds_until(at, now);
+            let _ = write!(
+                html,
+                "<td class=\"num {}\">{}<br><span class=\"muted\">{}</span></td>",
+                expiry_class(left, warning, critical),
+                left_text(left),
+                what.as_str()
+            );
+        }
+        None => html.push_str("<td></td>"),
+    }
+    match &row.failure {
+        Some((reason, detail)) => {
+            let shown: String = detail.chars().take(DETAIL_CHARS).collect();
+            let more = if shown.len() < detail.len() {
+                "…"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                html,
+                "<td class=\"detail\"><span class=\"reason\">{reason}</span> {}{more}</td></tr>",
+                escape(&shown)
+            );
+        }
+        None => html.push_str("<td></td></tr>\n"),
+    }
+}
+
+fn badge(state: State) -> &'static str {
+    match state {
+        State::Passing => "<span class=\"badge passing\">✓ Passing</span>",
+        State::Failing => "<span class=\"badge failing\">✗ Failing</span>",
+        State::Unknown => "<span class=\"badge unknown\">… Not run yet</span>",
+    }
+}
+
+fn expiry_class(left: i64, warning: Duration, critical: Duration) -> &'static str {
+    if left < critical.as_secs() as i64 {
+        "crit"
+    } else if left < warning.as_secs() as i64 {
+        "warn"
+    } else {
+        ""
+    }
+}
+
+/// "12 days left", "expired 3 days ago".
+fn left_text(seconds: i64) -> String {
+    if seconds < 0 {
+        format!("expired {} ago", days_text(-seconds))
+    } else {
+        format!("{} left", days_text(seconds))
+    }
+}
+
+fn days_text(seconds: i64) -> String {
+    let days = seconds as f64 / 86_400.0;
+    if days >= 10.0 {
+        format!("{days:.0} days")
+    } else if days >= 1.0 {
+        format!("{days:.1} days")
+    } else {
+        format!("{:.1} hours", seconds as f64 / 3600.0)
+    }
+}
+
+/// A duration in the unit that reads best: "0.4 ms", "87 ms", "1.24 s".
+fn took_text(seconds: f64) -> String {
+    if seconds < 0.001 {
+        format!("{:.2} ms", seconds * 1000.0)
+    } else if seconds < 0.01 {
+        format!("{:.1} ms", seconds * 1000.0)
+    } else if seconds < 1.0 {
+        format!("{:.0} ms", seconds * 1000.0)
+    } else {
+        format!("{seconds:.2} s")
+    }
+}
+
+/// "45s", "12m 3s", "3h 4m", "2d 5h".
+fn ago_text(seconds: u64) -> String {
+    let (d, h, m, s) = (
+        seconds / 86_400,
+        seconds / 3600 % 24,
+        seconds / 60 % 60,
+        seconds % 60,
+    );
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
+fn since_cell(since: SystemTime, now: SystemTime) -> String {
+    let stamp = crate::status::rfc3339(since);
+    format!(
+        "<time datetime=\"{stamp}\" title=\"since {stamp}\">{}</time>",
+        ago_text(now.duration_since(since).map_or(0, |d| d.as_secs()))
+    )
+}
+
+/// The history strip: one bar per run, oldest first, its height the run's duration relative to
+/// the slowest shown, red when it failed; screen readers get the counts in words.
+fn strip(html: &mut String, history: &[(bool, u32)]) {
+    if history.is_empty() {
+        return;
+    }
+    let failed = history.iter().filter(|(ok, _)| !ok).count();
+    let slowest = history
+        .iter()
+        .map(|(_, micros)| *micros)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let _ = write!(
+        html,
+        "<span class=\"strip\" role=\"img\" aria-label=\"Last {} runs: {} passed, {failed} failed\">",
+        history.len(),
+        history.len() - failed
+    );
+    for (ok, micros) in history {
+        let height = 15 + u64::from(*micros) * 85 / u64::from(slowest);
+        let _ = write!(
+            html,
+            "<span{} style=\"height:{height}%\" title=\"{}, {}\"></span>",
+            if *ok { "" } else { " class=\"f\"" },
+            if *ok { "passed" } else { "failed" },
+            took_text(f64::from(*micros) / 1e6)
+        );
+    }
+    html.push_str("</span>");
+}
+
+/// The page of one check, or `None` when the agent does not run it.
+pub fn detail(store: &StatusStore, name: &str) -> Option<String> {
+    let view = store.view(name)?;
+    let now = SystemTime::now();
+    let (warning, critical) = store.expiry_leads();
+    let state = match view.state {
+        "passing" => State::Passing,
+        "failing" => State::Failing,
+        _ => State::Unknown,
+    };
+    let mut html = head(&format!(
+        "{} {} · nightjar {}",
+        view.name,
+        state.as_str(),
+        store.region()
+    ));
+    let _ = write!(
+        html,
+        "<header><p><a href=\"/\">← All checks</a></p><h1>{name}</h1><p class=\"agent\">Region <strong>{region}</strong> · version {version}</p></header>\n\
+<main id=\"main\"><div id=\"live\" data-refresh=\"{REFRESH_SECONDS}\">\n<dl class=\"facts\">\n",
+        name = escape(&view.name),
+        region = escape(store.region()),
+        version = env!("CARGO_PKG_VERSION"),
+    );
+    let since = view
+        .since
+        .as_deref()
+        .and_then(|text| chrono::DateTime::parse_from_rfc3339(text).ok())
+        .map(|at| since_cell(SystemTime::from(at), now));
+    fact(
+        &mut html,
+        "State",
+        &format!(
+            "{} {}",
+            badge(state),
+            since.map(|s| format!("for {s}")).unwrap_or_default()
+        ),
+    );
+    fact(&mut html, "Type", view.kind);
+    fact(&mut html, "Target", &escape(&view.target));
+    fact(&mut html, "Schedule", &escape(&view.schedule));
+    if !view.labels.is_empty() {
+        let labels: Vec<String> = view
+            .labels
+            .iter()
+            .map(|(key, value)| format!("<code>{}={}</code>", escape(key), escape(value)))
+            .collect();
+        fact(&mut html, "Labels", &labels.join(" "));
+    }
+    html.push_str("</dl>\n");
+
+    match &view.last_run {
+        None => html.push_str("<h2>Last run</h2>\n<p>The check has not finished a run yet.</p>\n"),
+        Some(run) => last_run(&mut html, run, now, warning, critical),
+    }
+
+    if !view.history.is_empty() {
+        let points: Vec<(bool, u32)> = view
+            .history
+            .iter()
+            .map(|point| (point.success, (point.duration_seconds * 1e6) as u32))
+            .collect();
+        html.push_str("<h2>History</h2>\n<p>");
+        strip(&mut html, &points);
+        html.push_str("</p>\n<details><summary>Every run shown</summary><table class=\"compact\"><caption>Recent runs, newest first</caption>\
+<thead><tr><th scope=\"col\">Run</th><th scope=\"col\">Result</th><th scope=\"col\">Duration</th></tr></thead><tbody>\n");
+        for (age, point) in view.history.iter().rev().enumerate() {
+            let _ = writeln!(
+                html,
+                "<tr><td>{}</td><td class=\"{}\">{}</td><td class=\"num\">{}</td></tr>",
+                if age == 0 {
+                    "last".to_string()
+                } else {
+                    format!("{age} before")
+                },
+                if point.success { "passing" } else { "failing" },
+                if point.success { "passed" } else { "failed" },
+                took_text(point.duration_seconds)
+            );
+        }
+        html.push_str("</tbody></table></details>\n");
+    }
+    let _ = write!(
+        html,
+        "<p class=\"muted\">As JSON: <a href=\"/api/v1/checks/{0}\">/api/v1/checks/{0}</a></p>\n</div></main>\n",
+        escape(&view.name)
+    );
+    foot(&mut html);
+    Some(html)
+}
+
+fn fact(html: &mut String, term: &str, value: &str) {
+    let _ = writeln!(html, "<dt>{term}</dt><dd>{value}</dd>");
+}
+
+fn last_run(
+    html: &mut String,
+    run: &RunView,
+    now: SystemTime,
+    warning: Duration,
+    critical: Duration,
+) {
+    html.push_str("<h2>Last run</h2>\n<dl class=\"facts\">\n");
+    fact(
+        html,
+        "Started",
+        &format!("<time datetime=\"{0}\">{0}</time>", run.started_at),
+    );
+    fact(html, "Took", &took_text(run.duration_seconds));
+    fact(
+        html,
+        "Result",
+        if run.success {
+            "<span class=\"passing\">passed</span>"
+        } else {
+            "<span class=\"failing\">failed</span>"
+        },
+    );
+    if let Some(reason) = run.reason {
+        fact(
+            html,
+            "Reason",
+            &format!("<span class=\"reason\">{reason}</span>"),
+        );
+    }
+    if let Some(detail) = &run.detail {
+        fact(html, "Detail", &escape(detail));
+    }
+    if let Some(code) = run.status_code {
+        fact(html, "HTTP status", &code.to_string());
+    }
+    if let Some(version) = run.http_version {
+        fact(html, "HTTP version", &version.to_string());
+    }
+    if let Some(redirects) = run.redirects {
+        fact(html, "Redirects", &redirects.to_string());
+    }
+    if let Some(length) = run.content_length {
+        fact(html, "Body", &format!("{length} bytes"));
+    }
+    if let Some(version) = run.tls_version {
+        fact(html, "TLS", version);
+    }
+    html.push_str("</dl>\n");
+
+    if !run.phases.is_empty() {
+        html.push_str(
+            "<h2>Phases</h2>\n<table class=\"compact\"><caption>Time per phase of the last run</caption>\
+<thead><tr><th scope=\"col\">Phase</th><th scope=\"col\">Took</th></tr></thead><tbody>\n",
+        );
+        for (phase, seconds) in in_order(&run.phases) {
+            let _ = writeln!(
+                html,
+                "<tr><th scope=\"row\">{phase}</th><td class=\"num\">{}</td></tr>",
+                took_text(seconds)
+            );
+        }
+        html.push_str("</tbody></table>\n");
+    }
+
+    if !run.steps.is_empty() {
+        html.push_str(
+            "<h2>Steps</h2>\n<table><caption>The flow's steps, in order</caption><thead><tr>\
+<th scope=\"col\">Step</th><th scope=\"col\">State</th><th scope=\"col\">HTTP status</th>\
+<th scope=\"col\">Took</th><th scope=\"col\" class=\"wide\">Phases</th></tr></thead><tbody>\n",
+        );
+        for step in &run.steps {
+            let phases: Vec<String> = in_order(&step.phases)
+                .into_iter()
+                .map(|(phase, seconds)| format!("{phase} {}", took_text(seconds)))
+                .collect();
+            let _ = writeln!(
+                html,
+                "<tr><th scope=\"row\">{}</th><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"wide muted\">{}</td></tr>",
+                escape(&step.name),
+                badge(if step.success {
+                    State::Passing
+                } else {
+                    State::Failing
+                }),
+                step.status_code
+                    .map(|code| code.to_string())
+                    .unwrap_or_default(),
+                took_text(step.duration_seconds),
+                phases.join(", ")
+            );
+        }
+        html.push_str("</tbody></table>\n");
+    }
+
+    if let Some(tls) = &run.tls {
+        html.push_str("<h2>Certificates</h2>\n<dl class=\"facts\">\n");
+        fact(html, "Version", tls.version);
+        fact(
+            html,
+            "Chain",
+            if tls.chain_valid {
+                "valid"
+            } else {
+                "<span class=\"failing\">not valid</span>"
+            },
+        );
+        fact(
+            html,
+            "Name",
+            if tls.hostname_match {
+                "matches"
+            } else {
+                "<span class=\"failing\">does not match</span>"
+            },
+        );
+        if let Some(error) = &tls.verify_error {
+            fact(html, "Verification", &escape(error));
+        }
+        html.push_str("</dl>\n<div class=\"scroll\"><table><caption>The presented chain, leaf first</caption><thead><tr>\
+<th scope=\"col\">#</th><th scope=\"col\">Subject</th><th scope=\"col\" class=\"wide\">Issuer</th>\
+<th scope=\"col\">Expires</th><th scope=\"col\" class=\"wide\">Names</th><th scope=\"col\" class=\"wide\">SHA-256</th></tr></thead><tbody>\n");
+        for cert in &tls.chain {
+            let left = chrono::DateTime::parse_from_rfc3339(&cert.not_after)
+                .map(|at| seconds_until(at.timestamp(), now))
+                .unwrap_or(0);
+            let _ = writeln!(
+                html,
+                "<tr><td class=\"num\">{}</td><th scope=\"row\">{}</th><td class=\"wide\">{}</td>\
+<td class=\"{}\">{}<br><span class=\"muted\">{}</span></td><td class=\"wide\">{}</td><td class=\"wide mono detail\">{}</td></tr>",
+                cert.position,
+                escape(&cert.subject),
+                escape(&cert.issuer),
+                expiry_class(left, warning, critical),
+                left_text(left),
+                escape(&cert.not_after),
+                escape(&cert.sans.join(", ")),
+                escape(&cert.fingerprint_sha256),
+            );
+        }
+        html.push_str("</tbody></table></div>\n");
+    }
+
+    if let Some(dns) = &run.dns {
+        html.push_str("<h2>DNS</h2>\n<dl class=\"facts\">\n");
+        fact(html, "Server", &escape(&dns.server));
+        fact(
+            html,
+            "Response code",
+            &escape(dns.rcode.as_deref().unwrap_or("none")),
+        );
+        fact(
+            html,
+            "Authoritative",
+            if dns.authoritative { "yes" } else { "no" },
+        );
+        if dns.truncated {
+            fact(html, "Truncated", "yes, asked again over TCP");
+        }
+        if let Some(serial) = dns.soa_serial {
+            fact(html, "SOA serial", &serial.to_string());
+        }
+        if let (Some(expiry), Some(days)) = (&dns.rrsig_expiry, dns.rrsig_days_left) {
+            let left = (days * 86_400.0) as i64;
+            fact(
+                html,
+                "Signatures expire",
+                &format!(
+                    "<span class=\"{}\">{}</span> ({})",
+                    expiry_class(left, warning, critical),
+                    left_text(left),
+                    escape(expiry)
+                ),
+            );
+        }
+        html.push_str("</dl>\n");
+        if !dns.answers.is_empty() {
+            html.push_str("<div class=\"scroll\"><table><caption>Answers</caption><thead><tr><th scope=\"col\">Name</th>\
+<th scope=\"col\">Type</th><th scope=\"col\">TTL</th><th scope=\"col\">Data</th></tr></thead><tbody>\n");
+            for answer in &dns.answers {
+                let _ = writeln!(
+                    html,
+                    "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"mono detail\">{}</td></tr>",
+                    escape(&answer.name),
+                    escape(&answer.kind),
+                    answer.ttl,
+                    escape(&answer.data)
+                );
+            }
+            html.push_str("</tbody></table></div>\n");
+        }
+        if !dns.soa_servers.is_empty() {
+            html.push_str("<table class=\"compact\"><caption>SOA serial per server</caption><thead><tr><th scope=\"col\">Server</th>\
+<th scope=\"col\">Serial</th></tr></thead><tbody>\n");
+            for (server, serial) in &dns.soa_servers {
+                let _ = writeln!(
+                    html,
+                    "<tr><th scope=\"row\">{}</th><td class=\"num\">{}</td></tr>",
+                    escape(server),
+                    serial.map_or_else(|| "no answer".to_string(), |s| s.to_string())
+                );
+            }
+            html.push_str("</tbody></table>\n");
+        }
+    }
+
+    if let Some(domain) = &run.domain {
+        html.push_str("<h2>Registration</h2>\n<dl class=\"facts\">\n");
+        if let (Some(expiry), Some(days)) = (&domain.expiry, domain.days_left) {
+            let left = (days * 86_400.0) as i64;
+            fact(
+                html,
+                "Expires",
+                &format!(
+                    "<span class=\"{}\">{}</span> ({})",
+                    expiry_class(left, warning, critical),
+                    left_text(left),
+                    escape(expiry)
+                ),
+            );
+        }
+        if let Some(server) = &domain.server {
+            fact(html, "RDAP server", &escape(server));
+        }
+        fact(html, "From cache", if domain.cached { "yes" } else { "no" });
+        html.push_str("</dl>\n");
+    }
+}
+
+/// Phases in the order they happen, not alphabetical.
+fn in_order(phases: &BTreeMap<&'static str, f64>) -> Vec<(&'static str, f64)> {
+    const ORDER: [&str; 9] = [
+        "resolve",
+        "connect",
+        "starttls",
+        "tls",
+        "handshake",
+        "request",
+        "exchange",
+        "processing",
+        "transfer",
+    ];
+    let mut ordered: Vec<(&'static str, f64)> = phases.iter().map(|(k, v)| (*k, *v)).collect();
+    ordered.sort_by_key(|(phase, _)| ORDER.iter().position(|known| known == phase));
+    ordered
+}
+
+/// The page for an unknown check.
+pub fn not_found(name: &str) -> String {
+    let mut html = head("Not found · nightjar");
+    let _ = writeln!(
+        html,
+        "<main id=\"main\"><h1>No check named “{}”</h1><p>This agent does not run it (it may run in another region or shard). \
+<a href=\"/\">All checks</a></p></main>",
+        escape(name)
+    );
+    foot(&mut html);
+    html
+}
+
+fn head(title: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><meta name=\"color-scheme\" content=\"light dark\">\
+<title>{}</title><link rel=\"icon\" href=\"data:,\"><style>{STYLE}</style></head>\n<body>\
+<a class=\"skip\" href=\"#main\">Skip to content</a>\n",
+        escape(title)
+    )
+}
+
+fn foot(html: &mut String) {
+    let _ = write!(
+        html,
+        "<footer><p class=\"updated\" id=\"updated\">Updates every {REFRESH_SECONDS} seconds.</p></footer>\n<script>{SCRIPT}</script>\n</body></html>\n"
+    );
+}
+
+/// Escapes text for HTML content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(ago_text(45), "45s");
+        assert_eq!(ago_text(12 * 60 + 3), "12m 3s");
+        assert_eq!(ago_text(3 * 3600 + 4 * 60 + 9), "3h 4m");
+        assert_eq!(ago_text(2 * 86_400 + 5 * 3600), "2d 5h");
+        assert_eq!(took_text(0.0004), "0.40 ms");
+        assert_eq!(took_text(0.087), "87 ms");
+        assert_eq!(took_text(1.2449), "1.24 s");
+        assert_eq!(left_text(12 * 86_400), "12 days left");
+        assert_eq!(left_text(-3 * 86_400), "expired 3.0 days ago");
+        assert_eq!(left_text(7200), "2.0 hours left");
+    }
+
+    #[test]
+    fn paging_links_keep_the_filters() {
+        let filter = Filter {
+            state: Some("failing".into()),
+            kind: Some(String::new()),
+            label: Some("env=prod & more".into()),
+            q: None,
+            page: Some("3".into()),
+        };
+        assert_eq!(
+            filter.href(2),
+            "/?state=failing&label=env%3Dprod+%26+more&page=2"
+        );
+        assert_eq!(Filter::default().href(1), "/");
+    }
+}
