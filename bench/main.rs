@@ -4,7 +4,7 @@
 //! - `compare`: CPU per probe of nightjar, Prometheus blackbox_exporter and a floor reference
 //!   (the same network work with nothing else), per check type, at one fixed probe rate.
 //! - `scale`: one agent with many checks (10,000 at 60 s, 1,000 at 1 s): CPU share, memory,
-//!   scheduler lag, `/metrics` render time, config load and startup time.
+//!   scheduler lag, `/metrics` and status page render time, config load and startup time.
 //! - `floor` and `drive` are the helpers `compare` runs as their own processes.
 //!
 //! Every figure is read from /proc or from the agent's own metrics; see README, Performance.
@@ -154,16 +154,16 @@ fn sum_of(metrics: &str, name: &str, having: &str) -> f64 {
         .sum()
 }
 
-/// How long a scrape of `/metrics` takes to arrive in full, read as a scraper reads it (into
-/// a reused buffer), and its size.
-fn timed_scrape(addr: SocketAddr) -> (Duration, usize) {
+/// How long a GET of `path` (`/metrics`, the status page) takes to arrive in full, read as a
+/// scraper reads it (into a reused buffer), and its size.
+fn timed_get(addr: SocketAddr, path: &str) -> (Duration, usize) {
     let start = Instant::now();
     let mut stream = TcpStream::connect(addr).expect("connect to the agent");
-    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("send request");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("send request");
     let mut buffer = vec![0u8; 1 << 20];
     let mut size = 0;
     loop {
-        match stream.read(&mut buffer).expect("read /metrics") {
+        match stream.read(&mut buffer).expect("read the response") {
             0 => return (start.elapsed(), size),
             n => size += n,
         }
@@ -557,9 +557,9 @@ fn scale(opts: &Opts) {
     let nginx = Nginx::start(dir.path(), &pki);
     let check = format!("type = \"http\"\nurl = \"http://{}/\"", nginx.http);
     println!(
-        "| scenario | load+validate | startup | CPU % of one core | probes/s | success | RSS MiB (peak) | lag p50 | lag p99 | /metrics | /metrics size |"
+        "| scenario | load+validate | startup | CPU % of one core | probes/s | success | RSS MiB (peak) | lag p50 | lag p99 | /metrics | /metrics size | status page |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (count, every, window, warmup) in [
         (checks, interval, seconds, interval + 5.0),
         (fast_checks, 1.0, seconds.min(30.0), 5.0),
@@ -598,13 +598,19 @@ fn scale(opts: &Opts) {
         let elapsed = start.elapsed().as_secs_f64();
         let lag1 = buckets(&last, "nightjar_scheduler_lag_seconds");
         let (ok1, failed1) = runs(&last);
-        let mut renders: Vec<(Duration, usize)> = (0..5).map(|_| timed_scrape(listen)).collect();
-        renders.sort();
-        let (render, size) = renders[2];
+        let median = |path: &str| {
+            let mut times: Vec<(Duration, usize)> =
+                (0..5).map(|_| timed_get(listen, path)).collect();
+            times.sort();
+            times[2]
+        };
+        let (render, size) = median("/metrics");
+        // The status page sorts every check and renders one page of 100.
+        let (page, page_size) = median("/");
         let peak = Usage::of(process.pid()).peak_rss_kib;
         let probes = ok1 + failed1 - ok0 - failed0;
         println!(
-            "| {count} checks every {every} s | {:.0} ms | {:.0} ms | {:.2}% | {:.1} | {:.1}% | {:.1} ({:.1}) | {:.2} ms | {:.2} ms | {:.0} ms | {:.1} MiB |",
+            "| {count} checks every {every} s | {:.0} ms | {:.0} ms | {:.2}% | {:.1} | {:.1}% | {:.1} ({:.1}) | {:.2} ms | {:.2} ms | {:.0} ms | {:.1} MiB | {:.1} ms, {:.0} KiB |",
             validate.as_secs_f64() * 1e3,
             startup.as_secs_f64() * 1e3,
             (after.cpu_seconds - before.cpu_seconds) * 100.0 / elapsed,
@@ -616,6 +622,8 @@ fn scale(opts: &Opts) {
             quantile(0.99, &lag0, &lag1) * 1e3,
             render.as_secs_f64() * 1e3,
             size as f64 / (1024.0 * 1024.0),
+            page.as_secs_f64() * 1e3,
+            page_size as f64 / 1024.0,
         );
         drop(process);
     }

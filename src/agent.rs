@@ -141,12 +141,14 @@ pub async fn run(
     match &config.origin {
         Origin::Embedded => info!(
             message = "No --config given: running the embedded default, which checks this agent's own endpoints. Point nightjar at real checks with --config FILE_OR_DIR (see checks/ for examples).",
+            status_page = %format!("http://{local}/"),
             metrics = %format!("http://{local}/metrics"),
             checks_api = %format!("http://{local}/api/v1/checks"),
         ),
         Origin::Files(files) => info!(
             message = "Configuration loaded.",
             files = files.len(),
+            status_page = %format!("http://{local}/"),
             metrics = %format!("http://{local}/metrics"),
         ),
     }

@@ -51,6 +51,26 @@ enum Command {
     /// SLO helpers.
     #[command(subcommand)]
     Slo(SloCommand),
+    /// Print a shell completion script, e.g. `nightjar completions bash >
+    /// /etc/bash_completion.d/nightjar`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), e.g. `nightjar man | man -l -`; with --dir, write one page
+    /// per command there.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+struct ManArgs {
+    /// Write nightjar.1 and a page per command (nightjar-run.1, ...) into this directory.
+    #[arg(long)]
+    dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -176,6 +196,12 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // Generated from this definition; they need no runtime and no logging.
+    match &cli.command {
+        Some(Command::Completions(args)) => return cmd_completions(args),
+        Some(Command::Man(args)) => return cmd_man(args),
+        _ => {}
+    }
     init_logging(&cli);
     // One crypto provider for the whole process; later builders name it explicitly too.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -197,12 +223,60 @@ pub fn main() -> ExitCode {
             Command::Validate(args) => cmd_validate(&args),
             Command::Rules(args) => cmd_rules(&args),
             Command::Slo(SloCommand::Plan(args)) => cmd_slo_plan(&args).await,
+            Command::Completions(_) | Command::Man(_) => unreachable!("handled before the runtime"),
         }
     });
     match outcome {
         Ok(code) => code,
         Err(error) => {
             eprintln!("nightjar: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn cmd_completions(args: &CompletionsArgs) -> ExitCode {
+    use clap::CommandFactory as _;
+    let mut command = Cli::command();
+    let mut out = Vec::new();
+    clap_complete::generate(args.shell, &mut command, "nightjar", &mut out);
+    write_stdout(&out)
+}
+
+fn cmd_man(args: &ManArgs) -> ExitCode {
+    use clap::CommandFactory as _;
+    let command = Cli::command();
+    match &args.dir {
+        Some(dir) => {
+            if let Err(error) =
+                std::fs::create_dir_all(dir).and_then(|()| clap_mangen::generate_to(command, dir))
+            {
+                eprintln!(
+                    "nightjar: cannot write man pages to {}: {error}",
+                    dir.display()
+                );
+                return ExitCode::from(2);
+            }
+            ExitCode::SUCCESS
+        }
+        None => {
+            let mut out = Vec::new();
+            if let Err(error) = clap_mangen::Man::new(command).render(&mut out) {
+                eprintln!("nightjar: cannot render the man page: {error}");
+                return ExitCode::from(2);
+            }
+            write_stdout(&out)
+        }
+    }
+}
+
+/// Writes `bytes` to standard output; a closed pipe (`| head`) is not an error.
+fn write_stdout(bytes: &[u8]) -> ExitCode {
+    match std::io::stdout().lock().write_all(bytes) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("nightjar: cannot write to standard output: {error}");
             ExitCode::from(2)
         }
     }
@@ -225,8 +299,15 @@ fn init_logging(cli: &Cli) {
         .add_directive("cookie_store=warn".parse().expect("a valid directive"))
         .add_directive("hyper=info".parse().expect("a valid directive"))
         .add_directive("h2=info".parse().expect("a valid directive"));
+    // Colour only on a terminal and without NO_COLOR: journald, files and log shippers get
+    // plain text.
+    let ansi = {
+        use std::io::IsTerminal as _;
+        std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match cli.log_format {
         LogFormat::Text => builder.try_init(),
@@ -369,6 +450,8 @@ async fn cmd_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
 
     let env = RunEnv::system();
     let permits = Arc::new(Semaphore::new(config.agent.concurrency));
+    let progress = progress_bar(selected.len());
+    let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = std::time::Instant::now();
     let tasks: Vec<_> = selected
         .iter()
@@ -376,9 +459,17 @@ async fn cmd_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             let def = def.clone();
             let env = env.clone();
             let permits = permits.clone();
+            let progress = progress.clone();
+            let failed = failed.clone();
             tokio::spawn(async move {
                 let _permit = permits.acquire_owned().await;
-                run_one(&def, &env).await
+                let res = run_one(&def, &env).await;
+                if !res.is_success() {
+                    let failed = failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    progress.set_message(format!("{failed} failed, last {}", def.name));
+                }
+                progress.inc(1);
+                res
             })
         })
         .collect();
@@ -387,16 +478,21 @@ async fn cmd_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         results.push(task.await.context("a check task panicked")?);
     }
     let elapsed = started.elapsed();
+    progress.finish_and_clear();
 
-    let mut stdout = std::io::stdout().lock();
-    let text = match args.format {
-        OutputFormat::Text => render_text(&selected, &results),
-        OutputFormat::Json => render_json(&selected, &results)?,
-        OutputFormat::Junit => render_junit(&selected, &results, elapsed),
+    let written = match args.format {
+        // Colours only on a terminal, and never with NO_COLOR set (anstream strips them).
+        OutputFormat::Text => anstream::stdout()
+            .lock()
+            .write_all(render_text(&selected, &results).as_bytes()),
+        OutputFormat::Json => std::io::stdout()
+            .lock()
+            .write_all(render_json(&selected, &results)?.as_bytes()),
+        OutputFormat::Junit => std::io::stdout()
+            .lock()
+            .write_all(render_junit(&selected, &results, elapsed).as_bytes()),
     };
-    stdout
-        .write_all(text.as_bytes())
-        .context("cannot write the results")?;
+    written.context("cannot write the results")?;
     let all_passed = results.iter().all(CheckResult::is_success);
     Ok(if all_passed {
         ExitCode::SUCCESS
@@ -561,39 +657,83 @@ async fn cmd_slo_plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Live progress of `nightjar check`: a bar when standard output is a terminal, nothing when
+/// it is a pipe or a file.
+fn progress_bar(checks: usize) -> indicatif::ProgressBar {
+    use std::io::IsTerminal as _;
+    if !std::io::stdout().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(checks as u64),
+        indicatif::ProgressDrawTarget::stdout(),
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} [{bar:30}] {pos}/{len} checks  {elapsed}  {msg}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(100));
+    bar
+}
+
+/// Text wrapped in an ANSI style; anstream removes it where colours do not belong.
+fn paint(style: anstyle::Style, text: &str) -> String {
+    format!("{}{text}{}", style.render(), style.render_reset())
+}
+
 fn render_text(defs: &[Arc<CheckDef>], results: &[CheckResult]) -> String {
+    use anstyle::{AnsiColor, Style};
+    let red = Style::new().fg_color(Some(AnsiColor::Red.into())).bold();
+    let green = Style::new().fg_color(Some(AnsiColor::Green.into()));
+    let yellow = Style::new().fg_color(Some(AnsiColor::Yellow.into()));
+    let bold = Style::new().bold();
     let name_width = defs
         .iter()
         .map(|def| def.name.len())
         .max()
         .unwrap_or(5)
         .max(5);
-    let mut out = format!(
-        "{:<name_width$}  {:<6}  {:<6}  {:>9}  {:<12}  DETAIL\n",
+    let header = format!(
+        "{:<name_width$}  {:<6}  {:<6}  {:>9}  {:<12}  DETAIL",
         "CHECK", "TYPE", "RESULT", "DURATION", "REASON"
     );
+    let mut out = paint(bold, &header);
+    out.push('\n');
     for res in results {
         let (result, reason, detail) = match &res.status {
-            Status::Pass => ("pass", "", ""),
-            Status::Fail { reason, detail } => ("FAIL", reason.as_str(), detail.as_str()),
+            Status::Pass => (paint(green, "pass  "), String::new(), ""),
+            Status::Fail { reason, detail } => (
+                paint(red, "FAIL  "),
+                paint(yellow, &format!("{:<12}", reason.as_str())),
+                detail.as_str(),
+            ),
         };
-        out.push_str(&format!(
-            "{:<name_width$}  {:<6}  {:<6}  {:>9}  {:<12}  {}\n",
-            res.check,
-            res.kind.as_str(),
-            result,
-            format!("{:.1}ms", res.duration.as_secs_f64() * 1000.0),
-            reason,
-            detail
-        ));
+        let reason = if reason.is_empty() {
+            " ".repeat(12)
+        } else {
+            reason
+        };
+        out.push_str(
+            format!(
+                "{:<name_width$}  {:<6}  {result}  {:>9}  {reason}  {detail}",
+                res.check,
+                res.kind.as_str(),
+                format!("{:.1}ms", res.duration.as_secs_f64() * 1000.0),
+            )
+            .trim_end(),
+        );
+        out.push('\n');
     }
     let failed = results.iter().filter(|res| !res.is_success()).count();
-    out.push_str(&format!(
-        "{} checks: {} passed, {} failed\n",
+    let summary = format!(
+        "{} checks: {} passed, {} failed",
         results.len(),
         results.len() - failed,
         failed
-    ));
+    );
+    out.push_str(&paint(if failed > 0 { red } else { green }, &summary));
+    out.push('\n');
     out
 }
 

@@ -339,6 +339,10 @@ async fn the_embedded_default_probes_the_agent_itself() {
         "{stderr}"
     );
     assert!(
+        stderr.contains(&format!("status_page=http://{listen}/ ")),
+        "it names the status page: {stderr}"
+    );
+    assert!(
         stderr.contains("--config"),
         "it says how to point it at real checks"
     );
@@ -376,4 +380,252 @@ fn a_bad_shard_is_a_usage_error() {
             "{shard}"
         );
     }
+}
+
+/// Runs `nightjar check` on the nginx config under a pseudo-terminal (`script` from
+/// util-linux), as a person at a shell would, and returns what the terminal showed.
+fn check_on_a_terminal(env: &[(&str, &str)]) -> String {
+    let nginx = Nginx::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &check_config(&nginx));
+    let command = format!(
+        "{} check --config {}",
+        env!("CARGO_BIN_EXE_nightjar"),
+        config.display()
+    );
+    let script = crate::support::require("script", "bsdutils");
+    let mut cmd = Command::new(script);
+    cmd.args(["--quiet", "--return", "--command", &command, "/dev/null"])
+        .env_remove("NO_COLOR")
+        .env_remove("CLICOLOR_FORCE")
+        .env("TERM", "xterm-256color");
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(1), "one check fails");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn check_on_a_terminal_shows_progress_and_colours() {
+    let shown = check_on_a_terminal(&[]);
+    // The bar is drawn, then erased before the table.
+    assert!(
+        shown.contains("2/2 checks") || shown.contains("/2 checks"),
+        "{shown:?}"
+    );
+    assert!(shown.contains("\r\x1b[2K"), "the bar is erased: {shown:?}");
+    // Failures in red, the reason in yellow.
+    assert!(shown.contains("\x1b[31mFAIL"), "{shown:?}");
+    assert!(shown.contains("\x1b[33mstatus"), "{shown:?}");
+    assert!(shown.contains("2 checks: 1 passed, 1 failed"));
+
+    let plain = check_on_a_terminal(&[("NO_COLOR", "1")]);
+    assert!(
+        !plain.contains("\x1b[31m") && !plain.contains("\x1b[1m"),
+        "{plain:?}"
+    );
+    assert!(plain.contains("FAIL"));
+}
+
+#[test]
+fn check_piped_has_no_progress_and_no_colours() {
+    let out = check_with_format("text");
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains('\x1b') && !text.contains('\r'), "{text:?}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("CHECK"));
+    assert!(lines[1].starts_with("home") && lines[1].contains("pass"));
+    assert!(
+        lines[2].contains("FAIL") && lines[2].contains("status") && lines[2].contains("got 503")
+    );
+    assert_eq!(lines[3], "2 checks: 1 passed, 1 failed");
+}
+
+#[test]
+fn shell_completions_come_from_the_cli_definition() {
+    let bash = run(nightjar().args(["completions", "bash"]));
+    assert_eq!(bash.status.code(), Some(0));
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("nightjar.bash");
+    std::fs::write(&script, &bash.stdout).unwrap();
+    // bash loads it and registers the completion for `nightjar`.
+    let registered = crate::support::run_ok(Command::new("bash").args([
+        "-c",
+        &format!("source {} && complete -p nightjar", script.display()),
+    ]));
+    assert!(registered.contains("nightjar"), "{registered}");
+    let text = String::from_utf8(bash.stdout).unwrap();
+    for word in [
+        "run",
+        "check",
+        "validate",
+        "rules",
+        "--log-format",
+        "--shard",
+    ] {
+        assert!(
+            text.contains(word),
+            "{word} missing from the bash completion"
+        );
+    }
+    let zsh = run(nightjar().args(["completions", "zsh"]));
+    assert!(
+        String::from_utf8(zsh.stdout)
+            .unwrap()
+            .starts_with("#compdef nightjar")
+    );
+    let fish = run(nightjar().args(["completions", "fish"]));
+    assert!(
+        String::from_utf8(fish.stdout)
+            .unwrap()
+            .contains("complete -c nightjar")
+    );
+    let bad = run(nightjar().args(["completions", "tcsh"]));
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn the_man_page_renders() {
+    let out = run(nightjar().arg("man"));
+    assert_eq!(out.status.code(), Some(0));
+    let roff = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        roff.starts_with(".ie \\n(.g .ds Aq") || roff.contains(".TH nightjar 1"),
+        "{roff}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("nightjar.1");
+    std::fs::write(&page, &roff).unwrap();
+    // man renders it: the name, the synopsis and the subcommands.
+    let rendered = crate::support::run_ok(
+        Command::new("man")
+            .arg("-l")
+            .arg(&page)
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100"),
+    );
+    for part in [
+        "NAME",
+        "SYNOPSIS",
+        "SUBCOMMANDS",
+        "nightjar-check(1)",
+        "--log-format",
+    ] {
+        assert!(rendered.contains(part), "{part} missing:\n{rendered}");
+    }
+    let pages = dir.path().join("pages");
+    let out = run(nightjar().arg("man").arg("--dir").arg(&pages));
+    assert_eq!(out.status.code(), Some(0));
+    for name in [
+        "nightjar.1",
+        "nightjar-run.1",
+        "nightjar-check.1",
+        "nightjar-slo-plan.1",
+    ] {
+        assert!(pages.join(name).exists(), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn state_changes_are_logged_once_each_with_region_and_reason() {
+    let nginx = Nginx::start();
+    let flip = nginx.www().join("flip");
+    std::fs::write(&flip, "ok\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[agent]\nregion = \"lab\"\n\n[[check]]\nname = \"flip\"\ntype = \"http\"\nurl = \"{}\"\ninterval = \"1s\"\n",
+            nginx.url("/flip")
+        ),
+    );
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut child = spawn_agent(
+        &["--config", config.to_str().unwrap(), "--log-format", "json"],
+        listen,
+    );
+    let runs = |result: &'static str| async move {
+        let (_, metrics) = http_get(listen, "/metrics").await;
+        crate::support::sample(
+            &metrics,
+            "nightjar_check_runs_total",
+            &[("check", "flip"), ("result", result)],
+        )
+        .unwrap_or(0.0)
+    };
+    crate::support::eventually(Duration::from_secs(10), "a pass", || async {
+        (runs("success").await >= 1.0).then_some(())
+    })
+    .await;
+    std::fs::remove_file(&flip).unwrap();
+    crate::support::eventually(Duration::from_secs(15), "four failed runs", || async {
+        (runs("failure").await >= 4.0).then_some(())
+    })
+    .await;
+    std::fs::write(&flip, "ok\n").unwrap();
+    let passes = runs("success").await;
+    crate::support::eventually(Duration::from_secs(10), "passing again", || async {
+        (runs("success").await >= passes + 2.0).then_some(())
+    })
+    .await;
+    let out = terminate(&mut child);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON log line"))
+        .collect();
+    let about = |message: &str| -> Vec<&serde_json::Value> {
+        lines.iter().filter(|l| l["message"] == message).collect()
+    };
+    assert_eq!(about("Check is passing.").len(), 1, "{stderr}");
+    let failing = about("Check is failing.");
+    assert_eq!(failing.len(), 1, "four failures, one line: {stderr}");
+    assert_eq!(failing[0]["level"], "WARN");
+    assert_eq!(failing[0]["check"], "flip");
+    assert_eq!(failing[0]["region"], "lab");
+    assert_eq!(failing[0]["reason"], "status");
+    assert!(failing[0]["detail"].as_str().unwrap().contains("404"));
+    let recovered = about("Check recovered.");
+    assert_eq!(recovered.len(), 1, "{stderr}");
+    assert_eq!(recovered[0]["level"], "INFO");
+    assert_eq!(recovered[0]["region"], "lab");
+}
+
+#[tokio::test]
+async fn text_logs_are_one_readable_line_per_event() {
+    let nginx = Nginx::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[agent]\nregion = \"lab\"\n\n[[check]]\nname = \"down\"\ntype = \"http\"\nurl = \"{}\"\ninterval = \"1s\"\n",
+            nginx.url("/unavailable")
+        ),
+    );
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut child = spawn_agent(
+        &["--config", config.to_str().unwrap(), "--log-format", "text"],
+        listen,
+    );
+    crate::support::eventually(Duration::from_secs(10), "a failed run", || async {
+        let (_, body) = http_get(listen, "/api/v1/checks").await;
+        body.contains("\"state\":\"failing\"").then_some(())
+    })
+    .await;
+    let out = terminate(&mut child);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|line| line.contains("Check is failing."))
+        .unwrap_or_else(|| panic!("no state-change line in {stderr}"));
+    assert!(line.contains("WARN"), "{line}");
+    for field in ["check=down", "region=lab", "reason=\"status\"", "got 503"] {
+        assert!(line.contains(field), "{field} missing from {line}");
+    }
+    let bad = run(nightjar().args(["run", "--log-format", "xml"]));
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("possible values: text, json"));
 }
