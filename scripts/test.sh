@@ -2,8 +2,8 @@
 # Runs nightjar's whole test suite. The tests use real servers on loopback, so this first
 # installs what they need from Debian's packages when it is missing: nginx with its mail module
 # (SMTP STARTTLS), BIND 9 with dnssec-keygen/dnssec-signzone, Prometheus with promtool,
-# Python 3 (the login application the flow tests sign in to), the CA bundle, and Chromium
-# with ChromeDriver (the status page's browser tests). It is idempotent: a second run
+# Python 3 (the login application the flow tests sign in to), the CA bundle, man (renders
+# the generated man page), and Chromium with ChromeDriver (the status page's browser tests). It is idempotent: a second run
 # installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +19,7 @@ have named || missing+=(bind9)
 have dnssec-signzone || missing+=(bind9-utils)
 have python3 || missing+=(python3)
 [ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+have man || missing+=(man-db)
 have chromium || missing+=(chromium)
 have chromedriver || missing+=(chromium-driver)
 # A font, so screenshots show text wherever the tests run.

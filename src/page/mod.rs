@@ -70,7 +70,8 @@ impl Filter {
         }
     }
 
-    fn matches(&self, row: &Summary, expiring: bool) -> bool {
+    /// Whether `row` passes the filters; `q` is the lower-cased name-or-target filter.
+    fn matches(&self, row: &Summary, expiring: bool, q: &str) -> bool {
         let state = Filter::get(&self.state);
         let state_ok = match state {
             "" => true,
@@ -88,10 +89,8 @@ impl Filter {
                 }
                 None => row.def.labels.contains_key(label),
             };
-        let q = Filter::get(&self.q);
-        let q_ok = q.is_empty()
-            || row.def.name.contains(&q.to_lowercase())
-            || row.def.target.to_lowercase().contains(&q.to_lowercase());
+        let q_ok =
+            q.is_empty() || row.def.name.contains(q) || row.def.target.to_lowercase().contains(q);
         state_ok && kind_ok && label_ok && q_ok
     }
 }
@@ -135,7 +134,8 @@ pub fn list(store: &StatusStore, filter: &Filter) -> String {
     }
     let total = rows.len();
 
-    rows.retain(|row| filter.matches(row, expiring(row)));
+    let q = Filter::get(&filter.q).to_lowercase();
+    rows.retain(|row| filter.matches(row, expiring(row), &q));
     // What needs attention first: failing (the newest failure first), then expiring (the
     // soonest first), then not run yet, then passing; by name within each.
     rows.sort_by_cached_key(|row| {

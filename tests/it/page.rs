@@ -380,3 +380,98 @@ async fn names(browser: &Browser) -> Vec<String> {
     names.sort();
     names
 }
+
+#[tokio::test]
+async fn detail_pages_show_steps_and_answers_and_never_a_secret() {
+    use crate::support::bind::{Bind, ZONE};
+    let nginx = Nginx::start();
+    let bind = Bind::primary();
+    let secret = "s3cr3t-Pa55word";
+    let token = "tok-0123456789abcdef";
+    let config = format!(
+        "[agent]\nregion = \"lab\"\n\n\
+[[check]]\nname = \"zone-www\"\ntype = \"dns\"\nquery = \"www.{ZONE}\"\nrecord = \"A\"\nserver = \"{dns}\"\ninterval = \"1s\"\n\n\
+[[check]]\nname = \"login\"\ntype = \"flow\"\ninterval = \"1s\"\n\
+[[check.steps]]\nname = \"home\"\nurl = \"{ok}\"\n\
+[[check.steps]]\nname = \"account\"\nurl = \"{missing}\"\nbearer_token = \"${{env:TOKEN}}\"\n\n\
+[[check]]\nname = \"echo\"\ntype = \"http\"\nurl = \"http://probe:${{env:PASSWORD}}@{http}/echo?key=${{env:TOKEN}}\"\n\
+headers = {{ x-probe = \"${{env:PASSWORD}}\" }}\ninterval = \"1s\"\nexpect = {{ body_contains = [\"never there\"] }}\n",
+        dns = bind.dns,
+        ok = nginx.url("/ok"),
+        missing = nginx.url("/notfound"),
+        http = nginx.http,
+    );
+    let agent = RunningAgent::start(load(&config, &[("PASSWORD", secret), ("TOKEN", token)])).await;
+    eventually(Duration::from_secs(20), "every check to run", || async {
+        let (_, body) = agent.get("/?state=unknown").await;
+        rows(&body).is_empty().then_some(())
+    })
+    .await;
+
+    let (_, dns) = agent.get("/checks/zone-www").await;
+    let doc = Html::parse_document(&dns);
+    let answers: Vec<String> = select(&doc, "table")
+        .iter()
+        .filter(|table| text(&select_in(table, "caption")[0]) == "Answers")
+        .flat_map(|table| select_in(table, "tbody tr"))
+        .map(|row| text(&row))
+        .collect();
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    assert!(answers.iter().any(|row| row.contains("203.0.113.5")));
+    assert!(
+        dns.contains("NOERROR") || dns.contains("NoError"),
+        "the response code is shown"
+    );
+
+    let (_, flow) = agent.get("/checks/login").await;
+    let doc = Html::parse_document(&flow);
+    let steps: Vec<(String, String)> = select(&doc, "table")
+        .iter()
+        .filter(|table| text(&select_in(table, "caption")[0]) == "The flow's steps, in order")
+        .flat_map(|table| select_in(table, "tbody tr"))
+        .map(|row| {
+            let cells = select_in(&row, "th, td");
+            (text(&cells[0]), text(&cells[1]))
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("home".to_string(), "✓ Passing".to_string()),
+            ("account".to_string(), "✗ Failing".to_string())
+        ]
+    );
+    assert!(
+        flow.contains("step &quot;account&quot;"),
+        "the detail names the step, escaped"
+    );
+
+    // The secret went into userinfo, the query string, a header and a bearer token; the echo
+    // endpoint even sends the header back in the body the failing expectation looks at.
+    for path in [
+        "/",
+        "/checks/echo",
+        "/checks/login",
+        "/api/v1/checks",
+        "/api/v1/checks/echo",
+    ] {
+        let (status, body) = agent.get(path).await;
+        assert_eq!(status, 200, "{path}");
+        for needle in [secret, token] {
+            assert!(
+                !body.contains(needle),
+                "{needle} leaked into {path}:\n{body}"
+            );
+        }
+    }
+    let (_, echo) = agent.get("/checks/echo").await;
+    assert!(
+        echo.contains("body"),
+        "the echo check fails on its body: {echo}"
+    );
+    agent.stop().await;
+}
+
+fn select_in<'a>(element: &scraper::ElementRef<'a>, css: &str) -> Vec<scraper::ElementRef<'a>> {
+    element.select(&Selector::parse(css).unwrap()).collect()
+}
