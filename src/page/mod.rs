@@ -613,7 +613,11 @@ fn last_run(
             "<h2>Phases</h2>\n<table class=\"compact\"><caption>Time per phase of the last run</caption>\
 <thead><tr><th scope=\"col\">Phase</th><th scope=\"col\">Took</th></tr></thead><tbody>\n",
         );
-        for (phase, seconds) in in_order(&run.phases) {
+        // STARTTLS is a phase only of checks that use it.
+        for (phase, seconds) in in_order(&run.phases)
+            .into_iter()
+            .filter(|(phase, seconds)| *phase != "starttls" || *seconds > 0.0)
+        {
             let _ = writeln!(
                 html,
                 "<tr><th scope=\"row\">{phase}</th><td class=\"num\">{}</td></tr>",
@@ -693,7 +697,7 @@ fn last_run(
                 escape(&cert.issuer),
                 expiry_class(left, warning, critical),
                 left_text(left),
-                escape(&cert.not_after),
+                short_time(&cert.not_after),
                 escape(&cert.sans.join(", ")),
                 escape(&cert.fingerprint_sha256),
             );
@@ -729,7 +733,7 @@ fn last_run(
                     "<span class=\"{}\">{}</span> ({})",
                     expiry_class(left, warning, critical),
                     left_text(left),
-                    escape(expiry)
+                    short_time(expiry)
                 ),
             );
         }
@@ -775,7 +779,7 @@ fn last_run(
                     "<span class=\"{}\">{}</span> ({})",
                     expiry_class(left, warning, critical),
                     left_text(left),
-                    escape(expiry)
+                    short_time(expiry)
                 ),
             );
         }
@@ -785,6 +789,14 @@ fn last_run(
         fact(html, "From cache", if domain.cached { "yes" } else { "no" });
         html.push_str("</dl>\n");
     }
+}
+
+/// An RFC 3339 time as "2027-01-21 11:21 UTC".
+fn short_time(rfc3339: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(rfc3339).map_or_else(
+        |_| escape(rfc3339),
+        |at| at.format("%Y-%m-%d %H:%M UTC").to_string(),
+    )
 }
 
 /// Phases in the order they happen, not alphabetical.

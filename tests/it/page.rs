@@ -262,12 +262,7 @@ async fn a_browser_sees_a_target_break_and_recover_without_reloading() {
         same, "same document",
         "the page refreshed in place, not by reloading"
     );
-    let shot = browser.screenshot("status-page-failing").await;
-    if std::env::var_os("NIGHTJAR_UPDATE_SCREENSHOTS").is_some() {
-        let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
-        std::fs::create_dir_all(&docs).unwrap();
-        std::fs::copy(&shot, docs.join("status-page.png")).unwrap();
-    }
+    publish(browser.screenshot("status-page").await);
 
     // Fix it: the row recovers.
     std::fs::write(&flip, "ok\n").unwrap();
@@ -340,7 +335,8 @@ async fn a_browser_sees_a_target_break_and_recover_without_reloading() {
     let page = browser.client.source().await.unwrap();
     assert!(page.contains("The presented chain, leaf first"));
     assert!(page.contains("CN=localhost"));
-    browser.screenshot("status-page-detail").await;
+    browser.client.set_window_size(1280, 1500).await.unwrap();
+    publish(browser.screenshot("status-page-detail").await);
 
     // On a phone the page fits the screen's width.
     browser.client.set_window_size(390, 844).await.unwrap();
@@ -357,12 +353,21 @@ async fn a_browser_sees_a_target_break_and_recover_without_reloading() {
         overflow.as_i64().unwrap() <= 0,
         "the page is wider than a phone: {overflow}"
     );
-    browser.screenshot("status-page-phone").await;
+    publish(browser.screenshot("status-page-phone").await);
 
     let errors = browser.console_errors().await;
     assert!(errors.is_empty(), "console errors: {errors:?}");
     browser.close().await;
     agent.stop().await;
+}
+
+/// With `NIGHTJAR_UPDATE_SCREENSHOTS` set, copies a screenshot into `docs/` for the README.
+fn publish(shot: std::path::PathBuf) {
+    if std::env::var_os("NIGHTJAR_UPDATE_SCREENSHOTS").is_some() {
+        let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+        std::fs::create_dir_all(&docs).unwrap();
+        std::fs::copy(&shot, docs.join(shot.file_name().unwrap())).unwrap();
+    }
 }
 
 async fn names(browser: &Browser) -> Vec<String> {
