@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
+use crate::access::{Access, SharedAccess, SharedTls, TlsListener};
 use crate::config::{Config, ConfigErrors, Origin};
 use crate::metrics::Metrics;
 use crate::result::{CheckResult, Status};
@@ -108,21 +109,42 @@ pub async fn run(
         .count();
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(8);
+    let access = Access::shared(&config.agent.web);
+    let tls = config
+        .agent
+        .web
+        .tls
+        .clone()
+        .map(|tls| Arc::new(std::sync::RwLock::new(tls)));
     let state = AppState {
         metrics: metrics.clone(),
         status: status.clone(),
         ready: ready.clone(),
         reload: reloader.as_ref().map(|_| reload_tx.clone()),
+        access: access.clone(),
     };
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
-    let server = tokio::spawn(async move {
+    let app = router(state);
+    let stopped = async move {
         let mut server_stop_rx = server_stop_rx;
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(async move {
-                let _ = server_stop_rx.wait_for(|stop| *stop).await;
+        let _ = server_stop_rx.wait_for(|stop| *stop).await;
+    };
+    let server = match &tls {
+        Some(tls) => {
+            let listener = TlsListener::new(listener, tls.clone())?;
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
             })
-            .await
-    });
+        }
+        None => tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+        }),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let mut triggers = Vec::new();
     if reloader.is_some() {
         triggers.push(tokio::spawn(on_sighup(reload_tx.clone())));
@@ -141,15 +163,16 @@ pub async fn run(
     match &config.origin {
         Origin::Embedded => info!(
             message = "No --config given: running the embedded default, which checks this agent's own endpoints. Point nightjar at real checks with --config FILE_OR_DIR (see checks/ for examples).",
-            status_page = %format!("http://{local}/"),
-            metrics = %format!("http://{local}/metrics"),
-            checks_api = %format!("http://{local}/api/v1/checks"),
+            status_page = %format!("{scheme}://{local}/"),
+            metrics = %format!("{scheme}://{local}/metrics"),
+            checks_api = %format!("{scheme}://{local}/api/v1/checks"),
         ),
         Origin::Files(files) => info!(
             message = "Configuration loaded.",
             files = files.len(),
-            status_page = %format!("http://{local}/"),
-            metrics = %format!("http://{local}/metrics"),
+            status_page = %format!("{scheme}://{local}/"),
+            metrics = %format!("{scheme}://{local}/metrics"),
+            authentication = config.agent.web.requires_auth(),
         ),
     }
     info!(message = "Agent started.", listen = %local, region = %region, checks = n_checks, version = env!("CARGO_PKG_VERSION"));
@@ -162,7 +185,7 @@ pub async fn run(
             Some(reply) = reload_rx.recv() => {
                 let Some(reloader) = &reloader else { continue };
                 let outcome = match reloader() {
-                    Ok(next) => apply(&current, &next, &metrics, &status).map(|summary| (next, summary)),
+                    Ok(next) => apply(&current, &next, &metrics, &status, &access, tls.as_ref()).map(|summary| (next, summary)),
                     Err(errors) => {
                         for error in &errors.0 {
                             error!(message = "The new configuration is invalid; keeping the old one.", error = %error);
@@ -222,6 +245,8 @@ fn apply(
     next: &Config,
     metrics: &Metrics,
     status: &StatusStore,
+    access: &SharedAccess,
+    tls: Option<&SharedTls>,
 ) -> Result<String, String> {
     let agent_changed = current.agent.listen != next.agent.listen
         || current.agent.region != next.agent.region
@@ -229,6 +254,16 @@ fn apply(
         || current.agent.duration_buckets != next.agent.duration_buckets;
     if agent_changed {
         return Err("[agent] listen, region, labels or duration_buckets changed; restart the agent to apply that".to_string());
+    }
+    if tls.is_some() != next.agent.web.tls.is_some() {
+        return Err("[agent] tls_cert_file and tls_key_file were added or removed; restart the agent to switch between HTTP and HTTPS".to_string());
+    }
+    // Credentials and a renewed certificate apply to the next request and connection.
+    *access
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(Access::new(&next.agent.web));
+    if let (Some(tls), Some(next_tls)) = (tls, &next.agent.web.tls) {
+        *tls.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = next_tls.clone();
     }
     metrics.reconfigure(next);
     status.reconfigure(next);

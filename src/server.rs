@@ -26,6 +26,8 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// Where reload requests go; `None` when the agent cannot reload (the embedded default).
     pub reload: Option<tokio::sync::mpsc::Sender<crate::agent::ReloadRequest>>,
+    /// Who may use the server.
+    pub access: crate::access::SharedAccess,
 }
 
 /// The router; exposed so tests can serve it on any listener.
@@ -39,6 +41,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/checks", get(checks))
         .route("/api/v1/checks/{name}", get(check_json))
         .route("/-/reload", axum::routing::post(reload))
+        .layer(axum::middleware::from_fn_with_state(
+            state.access.clone(),
+            crate::access::require,
+        ))
         .with_state(state)
 }
 

@@ -15,6 +15,7 @@ mod tcp;
 mod tls;
 mod traffic;
 mod validate;
+pub mod web;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -128,6 +129,8 @@ pub struct AgentConfig {
     pub rdap_bootstrap: url::Url,
     /// RDAP base URLs by TLD, used before the bootstrap registry.
     pub rdap_servers: BTreeMap<String, url::Url>,
+    /// HTTPS and authentication of the agent's own server.
+    pub web: web::WebConfig,
 }
 
 /// One validated check.

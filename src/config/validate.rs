@@ -131,6 +131,7 @@ pub(super) fn build(
         rdap_bootstrap: default_bootstrap(),
         rdap_servers: BTreeMap::new(),
         watch_config: None,
+        web: super::web::WebConfig::default(),
     });
     if let Some(region) = &overrides.region {
         agent.region = region.clone();
@@ -338,6 +339,7 @@ fn read_agent(d: &Diags<'_>, value: &Value<'_>) -> Option<AgentConfig> {
         None => host_name(),
     };
     let watch_config = table.duration("watch_config").map(|(every, _)| every);
+    let web = super::web::read_web(&table);
     table.finish();
     Some(AgentConfig {
         region,
@@ -349,6 +351,7 @@ fn read_agent(d: &Diags<'_>, value: &Value<'_>) -> Option<AgentConfig> {
         rdap_bootstrap,
         rdap_servers,
         watch_config,
+        web,
     })
 }
 

@@ -1,5 +1,6 @@
 //! The single integration-test binary: real servers on loopback, the real agent, the real CLI.
 
+mod access;
 mod cli;
 mod config;
 mod deploy;

@@ -605,10 +605,20 @@ pub async fn http_post(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 async fn http_request(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    http_request_with(addr, method, path, "").await
+}
+
+/// A minimal HTTP/1.1 request with extra header lines (each ending in `\r\n`).
+pub async fn http_request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
     );
     stream
         .write_all(request.as_bytes())
@@ -733,23 +743,29 @@ pub struct Prometheus {
 impl Prometheus {
     /// Scrapes each `(job, address)` every second.
     pub fn start(targets: &[(&str, std::net::SocketAddr)]) -> Prometheus {
-        Prometheus::start_with(targets, &[], None)
+        Prometheus::start_with(targets, &[], None, "")
+    }
+
+    /// Scrapes with the given `scrape_configs` entries (YAML, indented as list items).
+    pub fn scraping(jobs: &str) -> Prometheus {
+        Prometheus::start_with(&[], &[], None, jobs)
     }
 
     /// Scrapes the targets and evaluates the rules in `rules` every second.
     pub fn with_rules(targets: &[(&str, std::net::SocketAddr)], rules: &Path) -> Prometheus {
-        Prometheus::start_with(targets, &[], Some(rules))
+        Prometheus::start_with(targets, &[], Some(rules), "")
     }
 
     /// A Prometheus that accepts remote writes and scrapes nothing.
     pub fn receiver() -> Prometheus {
-        Prometheus::start_with(&[], &["--web.enable-remote-write-receiver"], None)
+        Prometheus::start_with(&[], &["--web.enable-remote-write-receiver"], None, "")
     }
 
     fn start_with(
         targets: &[(&str, std::net::SocketAddr)],
         extra: &[&str],
         rules: Option<&Path>,
+        jobs: &str,
     ) -> Prometheus {
         let prometheus = require("prometheus", "prometheus");
         let dir = tempfile::Builder::new()
@@ -767,6 +783,7 @@ impl Prometheus {
                 "  - job_name: {job}\n    scrape_interval: 1s\n    scrape_timeout: 900ms\n    static_configs:\n      - targets: ['{target}']\n"
             ));
         }
+        config.push_str(jobs);
         std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
         let child = Command::new(prometheus)
