@@ -153,7 +153,8 @@ impl Access {
     }
 }
 
-/// The middleware: every path but [`OPEN_PATHS`] needs credentials when any are configured.
+/// The middleware: every path but `/-/healthy` and `/-/ready` needs credentials when any are
+/// configured.
 pub async fn require(State(access): State<SharedAccess>, request: Request, next: Next) -> Response {
     let access = access
         .read()
