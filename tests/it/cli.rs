@@ -224,7 +224,7 @@ fn check_junit_output_parses_as_junit_xml() {
 }
 
 /// Starts `nightjar run` and waits until it is ready.
-fn spawn_agent(args: &[&str], listen: std::net::SocketAddr) -> std::process::Child {
+pub(crate) fn spawn_agent(args: &[&str], listen: std::net::SocketAddr) -> std::process::Child {
     let child = nightjar()
         .arg("run")
         .args(args)
@@ -239,7 +239,7 @@ fn spawn_agent(args: &[&str], listen: std::net::SocketAddr) -> std::process::Chi
     child
 }
 
-fn terminate(child: &mut std::process::Child) -> Output {
+pub(crate) fn terminate(child: &mut std::process::Child) -> Output {
     let pid = child.id().to_string();
     let status = Command::new("kill")
         .args(["-TERM", &pid])

@@ -142,3 +142,175 @@ async fn a_non_tls_reply_to_a_tls_client() {
     )
     .await;
 }
+
+/// Peak resident memory of process `pid` in KiB (VmHWM).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// The agent's peak memory over a whole hostile suite. Headroom over the ~13 MiB an idle agent
+/// holds, far below what any one hostile target would take if the agent buffered it.
+const PEAK_RSS_BOUND_MIB: u64 = 64;
+
+#[tokio::test]
+async fn the_agent_survives_every_hostile_target_in_bounded_memory() {
+    use crate::support::hostile::LongChain;
+    use crate::support::hostile_dns::{Answer, HostileDns};
+
+    let mut servers = Vec::new();
+    let mut checks = Vec::new();
+    for (name, behaviour, https, reason) in [
+        (
+            "endless-headers",
+            Behaviour::EndlessHeaders,
+            false,
+            "too_large",
+        ),
+        ("many-headers", Behaviour::ManyHeaders, false, "too_large"),
+        ("slow-headers", Behaviour::SlowHeaders, false, "timeout"),
+        ("trickle-body", Behaviour::TrickleBody, false, "timeout"),
+        ("not-http", Behaviour::NotHttp, false, "protocol"),
+        ("reset", Behaviour::Reset, false, "closed"),
+        ("silent", Behaviour::Silent, false, "timeout"),
+        ("tls-stall", Behaviour::Silent, true, "timeout"),
+        ("redirect-loop", Behaviour::RedirectLoop, false, "redirect"),
+        ("huge-body", Behaviour::HugeBody, false, "too_large"),
+    ] {
+        let server = Hostile::start(behaviour).await;
+        let scheme = if https { "https" } else { "http" };
+        let extra = if name == "huge-body" {
+            "max_body = \"1MiB\"\nexpect = { max_size = \"1MiB\" }\n"
+        } else {
+            ""
+        };
+        checks.push((
+            name.to_string(),
+            reason,
+            format!(
+                "[[check]]\nname = \"{name}\"\ntype = \"http\"\nurl = \"{scheme}://{}/\"\n{extra}",
+                server.addr
+            ),
+        ));
+        servers.push(server);
+    }
+    // An RDAP server answering 100 MB.
+    let rdap = Hostile::start(Behaviour::HugeBody).await;
+    checks.push((
+        "rdap-100mb".to_string(),
+        "too_large",
+        format!(
+            "[[check]]\nname = \"rdap-100mb\"\ntype = \"domain\"\ndomain = \"example.test\"\nrdap_server = \"http://{}/\"\ncache_for = \"1s\"\ninterval = \"2s\"\n",
+            rdap.addr
+        ),
+    ));
+    // A chain of 100 certificates.
+    let long = LongChain::start().await;
+    checks.push((
+        "chain-of-100".to_string(),
+        "cert_invalid",
+        format!(
+            "[[check]]\nname = \"chain-of-100\"\ntype = \"tls\"\ntarget = \"localhost:{}\"\ntls = {{ ca_file = \"{}\" }}\n",
+            long.addr.port(),
+            long.ca.display()
+        ),
+    ));
+    let mut responders = Vec::new();
+    for (name, answer, reason) in [
+        ("dns-wrong-id", Answer::WrongId, "timeout"),
+        ("dns-truncated", Answer::Truncated, "connect"),
+        ("dns-garbage", Answer::Garbage, "protocol"),
+        ("dns-pointer-loop", Answer::PointerLoop, "protocol"),
+        ("dns-oversized", Answer::Oversized, "protocol"),
+    ] {
+        let responder = HostileDns::start(answer).await;
+        checks.push((
+            name.to_string(),
+            reason,
+            format!(
+                "[[check]]\nname = \"{name}\"\ntype = \"dns\"\nquery = \"www.example.test\"\nrecord = \"A\"\nserver = \"{}\"\n",
+                responder.addr
+            ),
+        ));
+        responders.push(responder);
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::from("[defaults]\ninterval = \"2s\"\ntimeout = \"1500ms\"\n\n");
+    for (_, _, check) in &checks {
+        text.push_str(check);
+        text.push('\n');
+    }
+    let config = dir.path().join("hostile.toml");
+    std::fs::write(&config, text).unwrap();
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], crate::support::free_port()));
+    let mut child = crate::cli::spawn_agent(&["--config", config.to_str().unwrap()], listen);
+
+    // Every check fails at least three times, each with its own reason.
+    let started = std::time::Instant::now();
+    let states = loop {
+        let (_, body) = crate::support::http_get(listen, "/api/v1/checks").await;
+        let json: serde_json::Value = serde_json::from_str(&body).expect("the checks API");
+        let checks = json["checks"].as_array().expect("checks").clone();
+        let runs = |check: &serde_json::Value| check["history"].as_array().map_or(0, Vec::len);
+        if checks.iter().all(|check| runs(check) >= 3) {
+            break checks;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let behind: Vec<String> = checks
+                .iter()
+                .filter(|check| runs(check) < 3)
+                .map(|check| {
+                    format!(
+                        "{} ran {} times: {}",
+                        check["name"],
+                        runs(check),
+                        check["last_run"]
+                    )
+                })
+                .collect();
+            panic!("not every hostile check ran three times in 60 s: {behind:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let took = started.elapsed();
+    for (name, reason, _) in &checks {
+        let state = states
+            .iter()
+            .find(|check| check["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("{name} missing"));
+        let history = state["history"].as_array().unwrap();
+        assert!(
+            history.iter().all(|run| run["success"] == false),
+            "{name} passed once: {state}"
+        );
+        assert!(
+            history
+                .iter()
+                .all(|run| run["duration_seconds"].as_f64().unwrap() < 2.0),
+            "{name} ran past its 1.5 s timeout: {state}"
+        );
+        assert_eq!(state["last_run"]["reason"], *reason, "{name}: {state}");
+    }
+    // Still responsive, and within the memory bound over the whole suite.
+    let (status, _) = crate::support::http_get(listen, "/-/healthy").await;
+    assert_eq!(status, 200);
+    let peak = peak_rss_kib(child.id());
+    eprintln!(
+        "hostile suite: {} checks failed 3+ times each in {took:?}; agent peak RSS {:.1} MiB",
+        checks.len(),
+        peak as f64 / 1024.0
+    );
+    assert!(
+        peak < PEAK_RSS_BOUND_MIB * 1024,
+        "the agent peaked at {} KiB, over {PEAK_RSS_BOUND_MIB} MiB",
+        peak
+    );
+    let out = crate::cli::terminate(&mut child);
+    assert_eq!(out.status.code(), Some(0));
+    drop((servers, rdap, long, responders));
+}

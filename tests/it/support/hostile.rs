@@ -24,6 +24,10 @@ pub enum Behaviour {
     Silent,
     /// A 200 with more headers than any client should keep.
     ManyHeaders,
+    /// A 200 `application/rdap+json` body of 100 MB, as fast as the client reads.
+    HugeBody,
+    /// A 302 to itself, forever.
+    RedirectLoop,
 }
 
 /// A running hostile server.
@@ -124,6 +128,33 @@ async fn serve(mut stream: TcpStream, behaviour: Behaviour) {
                 }
             }
         }
+        Behaviour::HugeBody => {
+            read_request(&mut stream).await;
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/rdap+json\r\nContent-Length: 104857600\r\n\r\n{\"objectClassName\":\"domain\",\"x\":\"")
+                .await;
+            let chunk = vec![b'x'; 64 * 1024];
+            for _ in 0..1600 {
+                if stream.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+        }
+        Behaviour::RedirectLoop => {
+            // Keep-alive: answer every request on the connection, at most 1,000.
+            for _ in 0..1000 {
+                read_request(&mut stream).await;
+                if stream
+                    .write_all(
+                        b"HTTP/1.1 302 Found\r\nLocation: /again\r\nContent-Length: 0\r\n\r\n",
+                    )
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
         Behaviour::ManyHeaders => {
             read_request(&mut stream).await;
             let mut head = String::from("HTTP/1.1 200 OK\r\n");
@@ -134,4 +165,94 @@ async fn serve(mut stream: TcpStream, behaviour: Behaviour) {
             let _ = stream.write_all(head.as_bytes()).await;
         }
     }
+}
+
+/// A TLS server presenting a chain of 100 certificates (the leaf and 99 intermediates under
+/// the returned root), for what a client does with a chain no real server sends.
+pub struct LongChain {
+    pub addr: SocketAddr,
+    /// The root, PEM, for `ca_file`.
+    pub ca: std::path::PathBuf,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for LongChain {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl LongChain {
+    pub async fn start() -> LongChain {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ca_params = |name: &str| {
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, name);
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params
+        };
+        let root_key = KeyPair::generate().unwrap();
+        let root_params = ca_params("long chain root");
+        let root = root_params.self_signed(&root_key).unwrap();
+        let ca = dir.path().join("root.pem");
+        std::fs::write(&ca, root.pem()).unwrap();
+        let mut issuer = rcgen::Issuer::new(root_params, root_key);
+        let mut intermediates = Vec::new();
+        for idx in 0..99 {
+            let key = KeyPair::generate().unwrap();
+            let params = ca_params(&format!("intermediate {idx}"));
+            let cert = params.signed_by(&key, &issuer).unwrap();
+            intermediates.push(cert.der().clone());
+            issuer = rcgen::Issuer::new(params, key);
+        }
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &issuer)
+            .unwrap();
+        let mut chain = vec![leaf.der().clone()];
+        chain.extend(intermediates.into_iter().rev());
+        let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    if let Ok(Ok(mut tls)) =
+                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await
+                    {
+                        read_request_tls(&mut tls).await;
+                        let _ = tls
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+                            .await;
+                    }
+                });
+            }
+        });
+        LongChain {
+            addr,
+            ca,
+            task,
+            _dir: dir,
+        }
+    }
+}
+
+async fn read_request_tls(stream: &mut tokio_rustls::server::TlsStream<TcpStream>) {
+    let mut buf = vec![0u8; 8192];
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await;
 }
