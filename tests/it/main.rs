@@ -15,6 +15,7 @@ mod reload;
 mod remote_write;
 mod rules;
 mod schedule;
+mod secrets;
 mod server;
 mod support;
 mod tcp;
