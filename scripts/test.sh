@@ -3,7 +3,8 @@
 # installs what they need from Debian's packages when it is missing: nginx with its mail module
 # (SMTP STARTTLS), BIND 9 with dnssec-keygen/dnssec-signzone, Prometheus with promtool,
 # Python 3 (the login application the flow tests sign in to), the CA bundle, man (renders
-# the generated man page), and Chromium with ChromeDriver (the status page's browser tests). It is idempotent: a second run
+# the generated man page), libfaketime (a wall-clock jump under the agent), and Chromium
+# with ChromeDriver (the status page's browser tests). It is idempotent: a second run
 # installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,8 @@ have dnssec-signzone || missing+=(bind9-utils)
 have python3 || missing+=(python3)
 [ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 have man || missing+=(man-db)
+# libfaketime: the clock-jump test moves the agent's wall clock and nothing else.
+[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || missing+=(faketime)
 have chromium || missing+=(chromium)
 have chromedriver || missing+=(chromium-driver)
 # A font, so screenshots show text wherever the tests run.

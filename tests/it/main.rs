@@ -6,6 +6,7 @@ mod config;
 mod deploy;
 mod dns;
 mod domain;
+mod faults;
 mod flow;
 mod hostile;
 mod http;

@@ -761,11 +761,27 @@ impl Prometheus {
         Prometheus::start_with(&[], &["--web.enable-remote-write-receiver"], None, "")
     }
 
+    /// A remote-write receiver on a given address (one an agent already pushes to).
+    pub fn receiver_on(addr: std::net::SocketAddr) -> Prometheus {
+        Prometheus::launch(&[], &["--web.enable-remote-write-receiver"], None, "", addr)
+    }
+
     fn start_with(
         targets: &[(&str, std::net::SocketAddr)],
         extra: &[&str],
         rules: Option<&Path>,
         jobs: &str,
+    ) -> Prometheus {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+        Prometheus::launch(targets, extra, rules, jobs, addr)
+    }
+
+    fn launch(
+        targets: &[(&str, std::net::SocketAddr)],
+        extra: &[&str],
+        rules: Option<&Path>,
+        jobs: &str,
+        addr: std::net::SocketAddr,
     ) -> Prometheus {
         let prometheus = require("prometheus", "prometheus");
         let dir = tempfile::Builder::new()
@@ -785,7 +801,6 @@ impl Prometheus {
         }
         config.push_str(jobs);
         std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
         let child = Command::new(prometheus)
             .arg(format!(
                 "--config.file={}",
