@@ -172,7 +172,7 @@ pub async fn run(spec: &DnsSpec, ctx: &CheckCtx) -> (Status, Details) {
         .await
         {
             Ok(answer) => {
-                record(&answer, spec.record, &mut details);
+                record_answer(&answer, spec.record, &mut details);
                 evaluate(&spec.expect, &details, SystemTime::now())
             }
             Err(status) => status,
@@ -182,7 +182,7 @@ pub async fn run(spec: &DnsSpec, ctx: &CheckCtx) -> (Status, Details) {
 }
 
 /// Fills the details from an answer.
-fn record(message: &Message, record: RecordType, details: &mut DnsDetails) {
+fn record_answer(message: &Message, record: RecordType, details: &mut DnsDetails) {
     details.rcode = Some(rcode_name(message.metadata.response_code));
     details.authoritative = message.metadata.authoritative;
     details.answer_rrs = message.answers.len();
@@ -602,26 +602,59 @@ async fn ask(
     // The request phase is what is left once resolving, connecting and TLS are counted.
     let setting_up = (details.resolve + details.connect + details.tls).saturating_sub(spent_before);
     details.request += started.elapsed().saturating_sub(setting_up);
-    let message = Message::from_vec(&answer).map_err(|error| {
+    parse_answer(&answer, &details.server, &name, record)
+}
+
+/// Parses an answer's bytes and checks it answers the question asked.
+fn parse_answer(
+    answer: &[u8],
+    server: &str,
+    name: &Name,
+    record: RecordType,
+) -> Result<Message, Status> {
+    let message = Message::from_vec(answer).map_err(|error| {
         Status::fail(
             FailureReason::Protocol,
-            format!("malformed DNS answer from {}: {error}", details.server),
+            format!("malformed DNS answer from {server}: {error}"),
         )
     })?;
     if message.metadata.message_type != MessageType::Response {
         return Err(Status::fail(
             FailureReason::Protocol,
-            format!("{} sent a query, not a response", details.server),
+            format!("{server} sent a query, not a response"),
         ));
     }
     let asked = message.queries.first();
     if asked.is_some_and(|q| q.name() != name || q.query_type() != record) {
         return Err(Status::fail(
             FailureReason::Protocol,
-            format!("{} answered a different question", details.server),
+            format!("{server} answered a different question"),
         ));
     }
     Ok(message)
+}
+
+/// What a run makes of an answer's bytes to `name`/`record`: parsed, recorded and judged
+/// against `expect`, exactly as after a real exchange. The fuzz target `dns_answer` feeds it
+/// arbitrary bytes.
+pub fn judge_answer(
+    answer: &[u8],
+    name: &Name,
+    record: RecordType,
+    expect: &DnsExpect,
+) -> (Status, DnsDetails) {
+    let mut details = DnsDetails {
+        server: "fuzz".to_string(),
+        ..DnsDetails::default()
+    };
+    let status = match parse_answer(answer, "fuzz", name, record) {
+        Ok(message) => {
+            record_answer(&message, record, &mut details);
+            evaluate(expect, &details, SystemTime::now())
+        }
+        Err(status) => status,
+    };
+    (status, details)
 }
 
 fn random_id() -> u16 {
