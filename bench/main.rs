@@ -5,12 +5,15 @@
 //!   (the same network work with nothing else), per check type, at one fixed probe rate.
 //! - `scale`: one agent with many checks (10,000 at 60 s, 1,000 at 1 s): CPU share, memory,
 //!   scheduler lag, `/metrics` and status page render time, config load and startup time.
+//! - `soak`: 1,000 checks against flapping targets for 30 minutes: memory, descriptors,
+//!   threads, runtime tasks and counter agreement every minute, and their trend.
 //! - `floor` and `drive` are the helpers `compare` runs as their own processes.
 //!
 //! Every figure is read from /proc or from the agent's own metrics; see README, Performance.
 
 mod load;
 mod proc;
+mod soak;
 mod targets;
 
 use std::collections::HashMap;
@@ -42,6 +45,7 @@ fn main() {
     match command.as_str() {
         "compare" => compare(&opts),
         "scale" => scale(&opts),
+        "soak" => soak::soak(&opts),
         "floor" => {
             let kind = Kind::parse(&opts.text("kind", "http")).unwrap_or_else(|| usage());
             let target: SocketAddr = opts.text("target", "").parse().unwrap_or_else(|_| usage());
@@ -67,7 +71,8 @@ fn main() {
 fn usage() -> ! {
     eprintln!(
         "usage: cargo bench --bench nightjar -- compare [--rate 200] [--seconds 20] [--warmup 5] [--kinds http,https,dns,tcp]\n\
-         \x20      cargo bench --bench nightjar -- scale [--checks 10000] [--interval 60] [--seconds 60] [--fast-checks 1000]"
+         \x20      cargo bench --bench nightjar -- scale [--checks 10000] [--interval 60] [--seconds 60] [--fast-checks 1000]\n\
+         \x20      cargo bench --bench nightjar -- soak [--checks 1000] [--interval 10] [--minutes 30] [--every 60] [--warmup SECONDS]"
     );
     std::process::exit(2)
 }

@@ -100,6 +100,8 @@ impl Pki {
 pub struct Nginx {
     pub http: SocketAddr,
     pub https: SocketAddr,
+    /// Served under `/flip/`; the soak adds and removes files here to make targets flap.
+    pub www: PathBuf,
     _process: Process,
 }
 
@@ -107,6 +109,7 @@ impl Nginx {
     pub fn start(dir: &Path, pki: &Pki) -> Nginx {
         let root = dir.join("nginx");
         std::fs::create_dir_all(root.join("tmp")).expect("nginx dir");
+        std::fs::create_dir_all(root.join("www/flip")).expect("nginx www dir");
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let https = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let d = root.display();
@@ -132,7 +135,9 @@ http {{
   server {{
     listen {http};
     listen {https} ssl;
+    root {d}/www;
     location / {{ return 200 "ok\n"; }}
+    location /flip/ {{ }}
   }}
 }}
 "#,
@@ -159,6 +164,7 @@ http {{
         Nginx {
             http,
             https,
+            www: root.join("www"),
             _process: process,
         }
     }

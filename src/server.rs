@@ -51,6 +51,11 @@ pub fn router(state: AppState) -> Router {
 /// `GET /metrics`, streamed: a blocking task renders chunk by chunk while the client reads,
 /// so a scrape of many thousand checks never holds the whole exposition in memory.
 async fn metrics(State(state): State<AppState>) -> Response {
+    state.metrics.runtime_tasks(
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks(),
+    );
     let (chunks, receiver) = tokio::sync::mpsc::channel::<String>(2);
     tokio::task::spawn_blocking(move || {
         state

@@ -602,7 +602,7 @@ async fn ask(
     // The request phase is what is left once resolving, connecting and TLS are counted.
     let setting_up = (details.resolve + details.connect + details.tls).saturating_sub(spent_before);
     details.request += started.elapsed().saturating_sub(setting_up);
-    parse_answer(&answer, &details.server, &name, record)
+    parse_answer(&answer, &details.server, name, record)
 }
 
 /// Parses an answer's bytes and checks it answers the question asked.

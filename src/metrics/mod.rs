@@ -38,6 +38,7 @@ pub struct Metrics {
     scheduler_lag: Histogram,
     reload_ok: IntGauge,
     reload_timestamp: prometheus::Gauge,
+    tasks: IntGauge,
     checks_configured: IntGauge,
     traffic_requests: IntCounterVec,
     traffic_target: GaugeVec,
@@ -94,6 +95,14 @@ impl Metrics {
         .expect("lag buckets are valid");
         registry
             .register(Box::new(scheduler_lag.clone()))
+            .expect("metric names are unique");
+        let tasks = IntGauge::new(
+            "nightjar_runtime_tasks",
+            "Tasks alive in the agent's async runtime, read at each scrape: steady with a steady configuration.",
+        )
+        .expect("a valid gauge");
+        registry
+            .register(Box::new(tasks.clone()))
             .expect("metric names are unique");
         let traffic_requests = counter(
             "nightjar_traffic_requests_total",
@@ -210,6 +219,7 @@ impl Metrics {
             scheduler_lag,
             reload_ok,
             reload_timestamp,
+            tasks,
             checks_configured,
             traffic_requests,
             traffic_target,
@@ -351,6 +361,11 @@ impl Metrics {
     /// Counts a run skipped because the previous one was still in flight.
     pub fn skipped(&self, check: &str) {
         self.store.skipped(check);
+    }
+
+    /// Records the async runtime's live task count (called at each scrape).
+    pub fn runtime_tasks(&self, alive: usize) {
+        self.tasks.set(i64::try_from(alive).unwrap_or(i64::MAX));
     }
 
     /// Records the outcome of a configuration reload.

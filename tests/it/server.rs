@@ -165,6 +165,10 @@ async fn health_readiness_json_api_and_promtool_lint() {
             >= 1.0
     );
     assert!(metrics.contains("nightjar_scheduler_lag_seconds_bucket"));
+    assert!(
+        metrics.contains("\nnightjar_runtime_tasks{"),
+        "the task gauge"
+    );
 
     // promtool lints the exposition.
     let promtool = require("promtool", "prometheus");
