@@ -11,6 +11,8 @@
 //!
 //! Every figure is read from /proc or from the agent's own metrics; see README, Performance.
 
+#![forbid(unsafe_code)]
+
 mod load;
 mod proc;
 mod soak;
