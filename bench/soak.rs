@@ -130,8 +130,12 @@ pub fn soak(opts: &Opts) {
     };
 
     let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    // A remote-write endpoint that is down for the whole soak: the queue must stay bounded
+    // and the drops counted.
+    let down = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let mut text = format!(
-        "[agent]\nlisten = \"{listen}\"\nconcurrency = 1024\n\n[defaults]\ninterval = \"{}ms\"\ntimeout = \"{}ms\"\n",
+        "[agent]\nlisten = \"{listen}\"\nconcurrency = 1024\n\n[defaults]\ninterval = \"{}ms\"\ntimeout = \"{}ms\"\n\n\
+[[remote_write]]\nurl = \"http://{down}/api/v1/write\"\ninterval = \"15s\"\nmax_queue = 200000\n",
         (interval * 1000.0) as u64,
         ((interval * 1000.0) as u64).min(5000)
     );
@@ -158,9 +162,9 @@ pub fn soak(opts: &Opts) {
         "soak: {checks} checks every {interval} s against {FLIPPERS} flapping paths for {minutes} min; a row every {every} s; trend after {warmup} s"
     );
     println!(
-        "| minute | RSS MiB | open fds | threads | runtime tasks | runs in period | expected | failing now | counters agree |"
+        "| minute | RSS MiB | open fds | threads | runtime tasks | runs in period | expected | failing now | counters agree | remote write queued / dropped |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|");
     let started = Instant::now();
     let mut last_runs = 0.0;
     let mut samples: Vec<(f64, f64, f64, f64)> = Vec::new();
@@ -181,9 +185,18 @@ pub fn soak(opts: &Opts) {
         let fds = open_fds(pid);
         let tasks = gauge(&metrics, "nightjar_runtime_tasks");
         let (seen, bad) = consistency(&metrics);
+        let queued = gauge(&metrics, "nightjar_remote_write_queue_samples");
+        let dropped: f64 = metrics
+            .lines()
+            .filter(|line| {
+                line.starts_with("nightjar_remote_write_samples_total{")
+                    && label(line, "result") == Some("dropped")
+            })
+            .map(value)
+            .sum();
         let at = started.elapsed().as_secs_f64();
         println!(
-            "| {:.1} | {:.1} | {fds} | {} | {tasks} | {:.0} | {:.0} | {failing} | {} |",
+            "| {:.1} | {:.1} | {fds} | {} | {tasks} | {:.0} | {:.0} | {failing} | {} | {queued} / {dropped} |",
             at / 60.0,
             usage.rss_kib as f64 / 1024.0,
             threads(pid),
