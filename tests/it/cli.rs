@@ -224,7 +224,10 @@ fn check_junit_output_parses_as_junit_xml() {
 }
 
 /// Starts `nightjar run` and waits until it is ready.
-pub(crate) fn spawn_agent(args: &[&str], listen: std::net::SocketAddr) -> std::process::Child {
+pub(crate) fn spawn_agent(
+    args: &[&str],
+    listen: std::net::SocketAddr,
+) -> crate::support::KillOnDrop {
     let child = nightjar()
         .arg("run")
         .args(args)
@@ -234,6 +237,7 @@ pub(crate) fn spawn_agent(args: &[&str], listen: std::net::SocketAddr) -> std::p
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
+        .map(crate::support::KillOnDrop)
         .expect("start nightjar run");
     wait_for_tcp(listen, Duration::from_secs(20));
     child

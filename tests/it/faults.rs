@@ -180,6 +180,7 @@ async fn a_wall_clock_jump_moves_timestamps_not_the_schedule() {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
+        .map(crate::support::KillOnDrop)
         .unwrap();
     crate::support::wait_for_tcp(listen, Duration::from_secs(20));
     eventually(Duration::from_secs(10), "a first run", || async {

@@ -151,6 +151,7 @@ async fn sighup_reloads_the_real_binary() {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
+        .map(crate::support::KillOnDrop)
         .unwrap();
     wait_for_tcp(listen, Duration::from_secs(20));
     std::fs::write(&path, checks(&nginx, &["one", "two"], "")).unwrap();

@@ -172,6 +172,7 @@ async fn no_secret_reaches_any_output() {
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
+            .map(crate::support::KillOnDrop)
             .unwrap();
         crate::support::wait_for_tcp(listen, Duration::from_secs(20));
         crate::support::eventually(

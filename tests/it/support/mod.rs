@@ -70,6 +70,29 @@ pub fn free_port() -> u16 {
     panic!("no free port on 127.0.0.1 below the ephemeral range");
 }
 
+/// A child process killed when dropped, so a test that fails half-way leaves no agent running.
+pub struct KillOnDrop(pub Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Polls until `addr` accepts a TCP connection; panics after `limit`.
 pub fn wait_for_tcp(addr: SocketAddr, limit: Duration) {
     let start = Instant::now();
