@@ -75,6 +75,20 @@ pub fn to_series(
     timestamp_ms: i64,
 ) -> Vec<TimeSeries> {
     let mut out = Vec::new();
+    each_series(families, extra, timestamp_ms, &mut |series| {
+        out.push(series)
+    });
+    out
+}
+
+/// Hands every series of `families` to `each`, one at a time, so a caller can encode batches
+/// without holding every series' labels at once.
+pub fn each_series(
+    families: &[prometheus::proto::MetricFamily],
+    extra: &[(String, String)],
+    timestamp_ms: i64,
+    each: &mut dyn FnMut(TimeSeries),
+) {
     for family in families {
         let name = family.name();
         for metric in family.get_metric() {
@@ -103,7 +117,7 @@ pub fn to_series(
                     });
                 }
                 labels.sort_by(|a, b| a.name.cmp(&b.name));
-                out.push(TimeSeries {
+                each(TimeSeries {
                     labels,
                     samples: vec![Sample {
                         value,
@@ -135,7 +149,6 @@ pub fn to_series(
             }
         }
     }
-    out
 }
 
 fn format_le(bound: f64) -> String {
@@ -208,15 +221,24 @@ async fn push_loop(
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        let series = to_series(&metrics.gather(), &extra, now_ms);
-        for batch in series.chunks(def.max_batch) {
-            queued += batch.len();
-            queue.push_back(Batch {
-                samples: batch.len(),
-                body: Bytes::from(encode(batch)),
-            });
-        }
-        drop(series);
+        let mut batch = Vec::with_capacity(def.max_batch.min(5_000));
+        let mut seal = |batch: &mut Vec<TimeSeries>| {
+            if !batch.is_empty() {
+                queued += batch.len();
+                queue.push_back(Batch {
+                    samples: batch.len(),
+                    body: Bytes::from(encode(batch)),
+                });
+                batch.clear();
+            }
+        };
+        each_series(&metrics.gather(), &extra, now_ms, &mut |series| {
+            batch.push(series);
+            if batch.len() >= def.max_batch {
+                seal(&mut batch);
+            }
+        });
+        seal(&mut batch);
         while queued > def.max_queue {
             let Some(oldest) = queue.pop_front() else {
                 break;
