@@ -16,7 +16,7 @@ pub enum Behaviour {
     SlowHeaders,
     /// Headers promising a large body, then one byte every 100 ms.
     TrickleBody,
-    /// An SSH banner instead of HTTP.
+    /// An SSH banner in answer to the request.
     NotHttp,
     /// Reads the request, then resets the connection.
     Reset,
@@ -107,10 +107,15 @@ async fn serve(mut stream: TcpStream, behaviour: Behaviour) {
             }
         }
         Behaviour::NotHttp => {
+            // After the request, so the client is waiting for a response when it comes (a
+            // banner sent first may reach an idle client connection, which just closes).
+            // The first bytes of the request (an HTTP head or a TLS ClientHello) will do.
+            let mut first = [0u8; 4096];
+            let _ = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut first)).await;
             let _ = stream
                 .write_all(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
                 .await;
-            read_request(&mut stream).await;
+            let _ = stream.shutdown().await;
         }
         Behaviour::Reset => {
             read_request(&mut stream).await;
