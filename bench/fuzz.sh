@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Fuzzes nightjar's parsers with cargo-fuzz (libFuzzer with AddressSanitizer): config loading
 # and validation, DNS answers, RDAP bodies, HTML form extraction, template interpolation and
-# the rule generator. Each target runs for a set time from the seeds in fuzz/seeds/ plus what
-# earlier runs found (fuzz/corpus/, not committed); a crash stops the script with the input
-# that caused it under fuzz/artifacts/.
+# the rule generator. Each target runs for a set time from the seeds in fuzz/seeds/ and the
+# minimised corpora of earlier runs (fuzz/corpora/*.tar.xz, unpacked into fuzz/corpus/); a
+# crash is reported with the input that caused it under fuzz/artifacts/. To refresh the
+# committed corpora after a long run: cargo fuzz cmin TARGET, then tar the directory again.
 #   bash bench/fuzz.sh [--seconds 600] [--jobs 2] [TARGET ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +33,10 @@ mkdir -p logs
 run() {
   local target="$1"
   mkdir -p "corpus/$target"
+  # Start from the committed, minimised corpus of earlier runs.
+  if [ -z "$(ls -A "corpus/$target")" ] && [ -f "corpora/$target.tar.xz" ]; then
+    tar -C corpus -xJf "corpora/$target.tar.xz"
+  fi
   # -rss_limit_mb: a leak or a huge allocation is a finding too.
   if cargo fuzz run -O "$target" "corpus/$target" "seeds/$target" -- \
       -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
