@@ -74,7 +74,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: cargo bench --bench nightjar -- compare [--rate 200] [--seconds 20] [--warmup 5] [--kinds http,https,dns,tcp]\n\
          \x20      cargo bench --bench nightjar -- scale [--checks 10000] [--interval 60] [--seconds 60] [--fast-checks 1000]\n\
-         \x20      cargo bench --bench nightjar -- soak [--checks 1000] [--interval 10] [--minutes 30] [--every 60] [--warmup SECONDS]"
+         \x20      cargo bench --bench nightjar -- soak [--checks 1000] [--interval 10] [--minutes 30] [--every 60] [--warmup SECONDS] [--remote-write no]"
     );
     std::process::exit(2)
 }

@@ -138,11 +138,16 @@ pub fn soak(opts: &Opts) {
     // and the drops counted.
     let down = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let mut text = format!(
-        "[agent]\nlisten = \"{listen}\"\nconcurrency = 1024\n\n[defaults]\ninterval = \"{}ms\"\ntimeout = \"{}ms\"\n\n\
-[[remote_write]]\nurl = \"http://{down}/api/v1/write\"\ninterval = \"15s\"\nmax_queue = 200000\n",
+        "[agent]\nlisten = \"{listen}\"\nconcurrency = 1024\n\n[defaults]\ninterval = \"{}ms\"\ntimeout = \"{}ms\"\n",
         (interval * 1000.0) as u64,
         ((interval * 1000.0) as u64).min(5000)
     );
+    // `--remote-write no` leaves it out, to tell its memory from the checks'.
+    if opts.text("remote-write", "yes") != "no" {
+        text.push_str(&format!(
+            "\n[[remote_write]]\nurl = \"http://{down}/api/v1/write\"\ninterval = \"15s\"\nmax_queue = 200000\n"
+        ));
+    }
     // Nine in ten plain HTTP, one in ten HTTPS through the test CA, all on flapping paths.
     for idx in 0..checks {
         let k = idx % FLIPPERS;

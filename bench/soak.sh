@@ -4,6 +4,7 @@
 # runs, counter agreement) and the trend of each after the warm-up; exits 1 if anything
 # grows or a check's counters disagree. Options go to the benchmark:
 #   bash bench/soak.sh [--checks 1000] [--interval 10] [--minutes 30] [--every 60] [--warmup SECONDS]
+#                      [--remote-write no]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/install.sh
