@@ -205,7 +205,7 @@ pub fn soak(opts: &Opts) {
             .sum();
         let at = started.elapsed().as_secs_f64();
         println!(
-            "| {:.1} | {:.1} | {fds} | {} | {tasks} | {:.0} | {:.0} | {failing} | {} | {queued} / {dropped} |",
+            "| {:.1} | {:.1} | {fds} | {} | {tasks} | {:.0} | {:.0} | {failing} | {} | {} |",
             at / 60.0,
             usage.rss_kib as f64 / 1024.0,
             threads(pid),
@@ -219,6 +219,11 @@ pub fn soak(opts: &Opts) {
                     bad.len(),
                     bad.iter().take(3).collect::<Vec<_>>()
                 )
+            },
+            if queued.is_nan() {
+                "-".to_string()
+            } else {
+                format!("{queued} / {dropped}")
             }
         );
         if !bad.is_empty() || seen != checks {
