@@ -130,19 +130,8 @@ pub async fn run(
         let _ = server_stop_rx.wait_for(|stop| *stop).await;
     };
     let server = match &tls {
-        Some(tls) => {
-            let listener = TlsListener::new(listener, tls.clone())?;
-            tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stopped)
-                    .await
-            })
-        }
-        None => tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stopped)
-                .await
-        }),
+        Some(tls) => serve(TlsListener::new(listener, tls.clone())?, app, stopped),
+        None => serve(listener, app, stopped),
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let mut triggers = Vec::new();
@@ -236,6 +225,23 @@ pub async fn run(
     }
     info!(message = "Agent stopped.");
     Ok(())
+}
+
+/// Serves `app` on `listener` (plain TCP or TLS) until `stopped` resolves.
+fn serve<L>(
+    listener: L,
+    app: axum::Router,
+    stopped: impl Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<std::io::Result<()>>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stopped)
+            .await
+    })
 }
 
 /// Checks that `next` can replace `current` in place and reconfigures metrics and status.

@@ -67,21 +67,8 @@ pub struct Sample {
     pub timestamp: i64,
 }
 
-/// Every series of `families` as remote-write series at `timestamp_ms`, each with the extra
-/// `labels` (the agent's name).
-pub fn to_series(
-    families: &[prometheus::proto::MetricFamily],
-    extra: &[(String, String)],
-    timestamp_ms: i64,
-) -> Vec<TimeSeries> {
-    let mut out = Vec::new();
-    each_series(families, extra, timestamp_ms, &mut |series| {
-        out.push(series)
-    });
-    out
-}
-
-/// Hands every series of `families` to `each`, one at a time, so a caller can encode batches
+/// Hands every series of `families` to `each` as a remote-write series at `timestamp_ms`,
+/// with the `extra` labels (the agent's name), one at a time, so a caller can encode batches
 /// without holding every series' labels at once.
 pub fn each_series(
     families: &[prometheus::proto::MetricFamily],

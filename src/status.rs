@@ -32,6 +32,12 @@ struct Entry {
     history: VecDeque<(bool, u32)>,
 }
 
+impl Entry {
+    fn view(&self) -> CheckView {
+        CheckView::new(&self.def, self.last.as_ref(), self.since, &self.history)
+    }
+}
+
 /// A change of a check's state, for logging.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
@@ -81,10 +87,7 @@ impl StatusStore {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) =
             (config.rules.expiry_warning, config.rules.expiry_critical);
-        let mut checks = self
-            .checks
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut checks = self.write();
         let wanted: Vec<&Arc<CheckDef>> = config
             .checks
             .iter()
@@ -106,10 +109,7 @@ impl StatusStore {
 
     /// Stores a result and says whether the check changed state.
     pub fn update(&self, res: CheckResult) -> Transition {
-        let mut checks = self
-            .checks
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut checks = self.write();
         let Some(entry) = checks.get_mut(&res.check) else {
             return Transition::Unchanged;
         };
@@ -137,36 +137,20 @@ impl StatusStore {
 
     /// Views of every check, in name order.
     pub fn views(&self) -> Vec<CheckView> {
-        let checks = self
-            .checks
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        checks
-            .values()
-            .map(|entry| {
-                CheckView::new(&entry.def, entry.last.as_ref(), entry.since, &entry.history)
-            })
-            .collect()
+        let checks = self.read();
+        checks.values().map(Entry::view).collect()
     }
 
     /// The view of one check, if the agent runs it.
     pub fn view(&self, name: &str) -> Option<CheckView> {
-        let checks = self
-            .checks
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        checks.get(name).map(|entry| {
-            CheckView::new(&entry.def, entry.last.as_ref(), entry.since, &entry.history)
-        })
+        let checks = self.read();
+        checks.get(name).map(Entry::view)
     }
 
     /// What the status page needs of every check to filter, sort and show a row: cheaper
     /// than [`StatusStore::views`] for thousands of checks.
     pub fn summaries(&self) -> Vec<Summary> {
-        let checks = self
-            .checks
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let checks = self.read();
         checks
             .values()
             .map(|entry| {
@@ -187,6 +171,19 @@ impl StatusStore {
             .collect()
     }
 
+    /// The checks, for reading; a panic elsewhere never locks the status page out.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Arc<str>, Entry>> {
+        self.checks
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Arc<str>, Entry>> {
+        self.checks
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// The agent's region.
     pub fn region(&self) -> &str {
         &self.region
@@ -201,8 +198,10 @@ impl StatusStore {
     }
 }
 
-/// Whether a check passes, fails, or has not run yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Whether a check passes, fails, or has not run yet; `passing`, `failing` or `unknown` in
+/// JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum State {
     /// The last run passed.
     Passing,
@@ -262,7 +261,7 @@ pub struct CheckView {
     /// The target, without credentials or query string.
     pub target: String,
     /// `passing`, `failing` or `unknown` (not run yet).
-    pub state: &'static str,
+    pub state: State,
     /// When the check entered its current state (RFC 3339).
     pub since: Option<String>,
     /// The check's schedule, e.g. "every 30s".
@@ -482,7 +481,7 @@ impl CheckView {
         since: Option<SystemTime>,
         history: &VecDeque<(bool, u32)>,
     ) -> CheckView {
-        let state = State::of(last).as_str();
+        let state = State::of(last);
         CheckView {
             name: def.name.to_string(),
             kind: def.kind().as_str(),

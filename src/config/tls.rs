@@ -16,6 +16,25 @@ use crate::checks::tls::{StartTls, TlsExpect, TlsSpec, TlsVersion};
 use crate::net::{self, HostPort, TlsSetup};
 use crate::tlsinfo;
 
+/// A certificate chain and a private key, both PEM files: a client certificate here, the
+/// agent's own server certificate in `web`.
+pub(super) type PemPair = (
+    Result<Vec<CertificateDer<'static>>, String>,
+    Result<PrivateKeyDer<'static>, String>,
+);
+
+/// Reads the chain in `cert` and the key in `key`, each with its own error.
+pub(super) fn read_pem_pair(cert: &str, key: &str) -> PemPair {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|error| error.to_string())
+        .and_then(|iter| {
+            iter.collect::<Result<Vec<_>, _>>()
+                .map_err(|error| error.to_string())
+        });
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|error| error.to_string());
+    (chain, key)
+}
+
 /// Reads the keys of a `tls` check. Returns the spec and the target as shown to humans.
 pub(super) fn read_tls_check(table: &Table<'_>) -> Option<(TlsSpec, String)> {
     let d = table.diags();
@@ -212,39 +231,30 @@ pub(super) fn read_tls_options(
         false
     };
     let client_auth = match (tls.str("cert_file"), tls.str("key_file")) {
-        (Some((cert, cert_span)), Some((key, key_span))) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .map_err(|error| error.to_string())
-                .and_then(|iter| {
-                    iter.collect::<Result<Vec<_>, _>>()
-                        .map_err(|error| error.to_string())
-                });
-            let key_pem = PrivateKeyDer::from_pem_file(key).map_err(|error| error.to_string());
-            match (chain, key_pem) {
-                (Ok(chain), Ok(key)) if !chain.is_empty() => Some((chain, key)),
-                (Ok(_), Ok(_)) => {
-                    d.error(
-                        &cert_span,
-                        format!("client certificate file {cert} holds no certificate"),
-                    );
-                    ok = false;
-                    None
-                }
-                (Err(error), _) => {
-                    d.error(
-                        &cert_span,
-                        format!("cannot read client certificate {cert}: {error}"),
-                    );
-                    ok = false;
-                    None
-                }
-                (_, Err(error)) => {
-                    d.error(&key_span, format!("cannot read client key {key}: {error}"));
-                    ok = false;
-                    None
-                }
+        (Some((cert, cert_span)), Some((key, key_span))) => match read_pem_pair(cert, key) {
+            (Ok(chain), Ok(key)) if !chain.is_empty() => Some((chain, key)),
+            (Ok(_), Ok(_)) => {
+                d.error(
+                    &cert_span,
+                    format!("client certificate file {cert} holds no certificate"),
+                );
+                ok = false;
+                None
             }
-        }
+            (Err(error), _) => {
+                d.error(
+                    &cert_span,
+                    format!("cannot read client certificate {cert}: {error}"),
+                );
+                ok = false;
+                None
+            }
+            (_, Err(error)) => {
+                d.error(&key_span, format!("cannot read client key {key}: {error}"));
+                ok = false;
+                None
+            }
+        },
         (Some((_, span)), None) | (None, Some((_, span))) => {
             d.error_hint(
                 &span,

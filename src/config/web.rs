@@ -6,9 +6,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
 use super::reader::Table;
 
 /// How the agent's server is protected. The default is plain HTTP with no authentication
@@ -17,8 +14,6 @@ use super::reader::Table;
 pub struct WebConfig {
     /// The server's TLS configuration, when `tls_cert_file` and `tls_key_file` are set.
     pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// The certificate and key files, to tell a reload that changes them.
-    pub tls_files: Option<(String, String)>,
     /// User name → bcrypt hash.
     pub basic_auth_users: BTreeMap<String, String>,
     /// A token accepted as `Authorization: Bearer TOKEN`.
@@ -32,18 +27,10 @@ impl WebConfig {
     }
 }
 
-impl PartialEq for WebConfig {
-    fn eq(&self, other: &WebConfig) -> bool {
-        self.tls_files == other.tls_files
-            && self.basic_auth_users == other.basic_auth_users
-            && self.bearer_token == other.bearer_token
-    }
-}
-
 impl fmt::Debug for WebConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebConfig")
-            .field("tls_files", &self.tls_files)
+            .field("tls", &self.tls.is_some())
             .field(
                 "basic_auth_users",
                 &self.basic_auth_users.keys().collect::<Vec<_>>(),
@@ -63,14 +50,7 @@ pub(super) fn read_web(table: &Table<'_>) -> WebConfig {
     let mut web = WebConfig::default();
     match (table.str("tls_cert_file"), table.str("tls_key_file")) {
         (Some((cert, cert_span)), Some((key, key_span))) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .map_err(|error| error.to_string())
-                .and_then(|iter| {
-                    iter.collect::<Result<Vec<_>, _>>()
-                        .map_err(|error| error.to_string())
-                });
-            let private = PrivateKeyDer::from_pem_file(key).map_err(|error| error.to_string());
-            match (chain, private) {
+            match super::tls::read_pem_pair(cert, key) {
                 (Ok(chain), _) if chain.is_empty() => d.error_hint(
                     &cert_span,
                     format!("{cert} holds no PEM certificate"),
@@ -100,7 +80,6 @@ pub(super) fn read_web(table: &Table<'_>) -> WebConfig {
                         Ok(mut config) => {
                             config.alpn_protocols = vec![b"http/1.1".to_vec()];
                             web.tls = Some(Arc::new(config));
-                            web.tls_files = Some((cert.to_string(), key.to_string()));
                         }
                         Err(error) => d.error_hint(
                             &key_span,

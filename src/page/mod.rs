@@ -468,11 +468,7 @@ pub fn detail(store: &StatusStore, name: &str) -> Option<String> {
     let view = store.view(name)?;
     let now = SystemTime::now();
     let (warning, critical) = store.expiry_leads();
-    let state = match view.state {
-        "passing" => State::Passing,
-        "failing" => State::Failing,
-        _ => State::Unknown,
-    };
+    let state = view.state;
     let mut html = head(&format!(
         "{} {} · nightjar {}",
         view.name,
@@ -685,9 +681,7 @@ fn last_run(
 <th scope=\"col\">#</th><th scope=\"col\">Subject</th><th scope=\"col\" class=\"wide\">Issuer</th>\
 <th scope=\"col\">Expires</th><th scope=\"col\" class=\"wide\">Names</th><th scope=\"col\" class=\"wide\">SHA-256</th></tr></thead><tbody>\n");
         for cert in &tls.chain {
-            let left = chrono::DateTime::parse_from_rfc3339(&cert.not_after)
-                .map(|at| seconds_until(at.timestamp(), now))
-                .unwrap_or(0);
+            let left = seconds_left(&cert.not_after, now);
             let _ = writeln!(
                 html,
                 "<tr><td class=\"num\">{}</td><th scope=\"row\">{}</th><td class=\"wide\">{}</td>\
@@ -724,18 +718,8 @@ fn last_run(
         if let Some(serial) = dns.soa_serial {
             fact(html, "SOA serial", &serial.to_string());
         }
-        if let (Some(expiry), Some(days)) = (&dns.rrsig_expiry, dns.rrsig_days_left) {
-            let left = (days * 86_400.0) as i64;
-            fact(
-                html,
-                "Signatures expire",
-                &format!(
-                    "<span class=\"{}\">{}</span> ({})",
-                    expiry_class(left, warning, critical),
-                    left_text(left),
-                    short_time(expiry)
-                ),
-            );
+        if let Some(expiry) = &dns.rrsig_expiry {
+            expiry_fact(html, "Signatures expire", expiry, now, (warning, critical));
         }
         html.push_str("</dl>\n");
         if !dns.answers.is_empty() {
@@ -770,18 +754,8 @@ fn last_run(
 
     if let Some(domain) = &run.domain {
         html.push_str("<h2>Registration</h2>\n<dl class=\"facts\">\n");
-        if let (Some(expiry), Some(days)) = (&domain.expiry, domain.days_left) {
-            let left = (days * 86_400.0) as i64;
-            fact(
-                html,
-                "Expires",
-                &format!(
-                    "<span class=\"{}\">{}</span> ({})",
-                    expiry_class(left, warning, critical),
-                    left_text(left),
-                    short_time(expiry)
-                ),
-            );
+        if let Some(expiry) = &domain.expiry {
+            expiry_fact(html, "Expires", expiry, now, (warning, critical));
         }
         if let Some(server) = &domain.server {
             fact(html, "RDAP server", &escape(server));
@@ -789,6 +763,35 @@ fn last_run(
         fact(html, "From cache", if domain.cached { "yes" } else { "no" });
         html.push_str("</dl>\n");
     }
+}
+
+/// Seconds from now until an RFC 3339 time (0 if it does not parse).
+fn seconds_left(rfc3339: &str, now: SystemTime) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|at| seconds_until(at.timestamp(), now))
+        .unwrap_or(0)
+}
+
+/// A fact saying when something expires: the time left, coloured by the `[rules]` lead
+/// times, and the date.
+fn expiry_fact(
+    html: &mut String,
+    term: &str,
+    rfc3339: &str,
+    now: SystemTime,
+    (warning, critical): (Duration, Duration),
+) {
+    let left = seconds_left(rfc3339, now);
+    fact(
+        html,
+        term,
+        &format!(
+            "<span class=\"{}\">{}</span> ({})",
+            expiry_class(left, warning, critical),
+            left_text(left),
+            short_time(rfc3339)
+        ),
+    );
 }
 
 /// An RFC 3339 time as "2027-01-21 11:21 UTC".
