@@ -2,19 +2,9 @@
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::support::{Nginx, free_port, http_get, wait_for_tcp};
-
-fn nightjar() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nightjar"));
-    cmd.env_remove("RUST_LOG")
-        .env_remove("NIGHTJAR_CONFIG")
-        .env_remove("NIGHTJAR_LISTEN")
-        .env_remove("NIGHTJAR_REGION");
-    cmd.env("RUST_BACKTRACE", "1");
-    cmd
-}
+use crate::support::{Nginx, free_port, http_get, nightjar, start_agent, terminate};
 
 fn run(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null()).output().expect("run nightjar")
@@ -224,50 +214,8 @@ fn check_junit_output_parses_as_junit_xml() {
 }
 
 /// Starts `nightjar run` and waits until it is ready.
-pub(crate) fn spawn_agent(
-    args: &[&str],
-    listen: std::net::SocketAddr,
-) -> crate::support::KillOnDrop {
-    let child = nightjar()
-        .arg("run")
-        .args(args)
-        .arg("--listen")
-        .arg(listen.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map(crate::support::KillOnDrop)
-        .expect("start nightjar run");
-    wait_for_tcp(listen, Duration::from_secs(20));
-    child
-}
-
-pub(crate) fn terminate(child: &mut std::process::Child) -> Output {
-    let pid = child.id().to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "the agent did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut out = Vec::new();
-    let mut err = Vec::new();
-    use std::io::Read;
-    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
-    child.stderr.take().unwrap().read_to_end(&mut err).unwrap();
-    Output {
-        status: child.wait().unwrap(),
-        stdout: out,
-        stderr: err,
-    }
+fn spawn_agent(args: &[&str], listen: std::net::SocketAddr) -> crate::support::KillOnDrop {
+    start_agent(nightjar().arg("run").args(args), listen)
 }
 
 #[tokio::test]

@@ -166,23 +166,16 @@ async fn a_wall_clock_jump_moves_timestamps_not_the_schedule() {
     let offset = dir.path().join("faketime");
     std::fs::write(&offset, "+0s\n").unwrap();
     let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nightjar"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .arg("--listen")
-        .arg(listen.to_string())
-        .env_remove("RUST_LOG")
-        .env("LD_PRELOAD", FAKETIME)
-        .env("FAKETIME_TIMESTAMP_FILE", &offset)
-        .env("FAKETIME_NO_CACHE", "1")
-        .env("DONT_FAKE_MONOTONIC", "1")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map(crate::support::KillOnDrop)
-        .unwrap();
-    crate::support::wait_for_tcp(listen, Duration::from_secs(20));
+    let mut child = crate::support::start_agent(
+        crate::support::nightjar()
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("LD_PRELOAD", FAKETIME)
+            .env("FAKETIME_TIMESTAMP_FILE", &offset)
+            .env("FAKETIME_NO_CACHE", "1")
+            .env("DONT_FAKE_MONOTONIC", "1"),
+        listen,
+    );
     eventually(Duration::from_secs(10), "a first run", || async {
         last_started(listen).await
     })
@@ -214,6 +207,6 @@ async fn a_wall_clock_jump_moves_timestamps_not_the_schedule() {
             "{after} runs in 4 s after a jump of {jump}"
         );
     }
-    let out = crate::cli::terminate(&mut child);
+    let out = crate::support::terminate(&mut child);
     assert_eq!(out.status.code(), Some(0));
 }

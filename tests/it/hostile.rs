@@ -248,7 +248,12 @@ async fn the_agent_survives_every_hostile_target_in_bounded_memory() {
     let config = dir.path().join("hostile.toml");
     std::fs::write(&config, text).unwrap();
     let listen = std::net::SocketAddr::from(([127, 0, 0, 1], crate::support::free_port()));
-    let mut child = crate::cli::spawn_agent(&["--config", config.to_str().unwrap()], listen);
+    let mut child = crate::support::start_agent(
+        crate::support::nightjar()
+            .args(["run", "--config"])
+            .arg(&config),
+        listen,
+    );
 
     // Every check fails at least three times, each with its own reason.
     let started = std::time::Instant::now();
@@ -310,7 +315,7 @@ async fn the_agent_survives_every_hostile_target_in_bounded_memory() {
         "the agent peaked at {} KiB, over {PEAK_RSS_BOUND_MIB} MiB",
         peak
     );
-    let out = crate::cli::terminate(&mut child);
+    let out = crate::support::terminate(&mut child);
     assert_eq!(out.status.code(), Some(0));
     drop((servers, rdap, long, responders));
 }

@@ -132,12 +132,9 @@ interval = "1s"
     )
 }
 
+/// The real binary with every secret in its environment.
 fn nightjar() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nightjar"));
-    cmd.env_remove("RUST_LOG")
-        .env_remove("NIGHTJAR_CONFIG")
-        .env_remove("NIGHTJAR_LISTEN")
-        .env_remove("NIGHTJAR_REGION");
+    let mut cmd = crate::support::nightjar();
     for (name, value) in SECRETS {
         cmd.env(name, value);
     }
@@ -156,25 +153,19 @@ async fn no_secret_reaches_any_output() {
     // The agent, logging at debug in JSON and in text.
     for format in ["json", "text"] {
         let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let mut child = nightjar()
-            .args([
-                "run",
-                "--log-level",
-                "debug",
-                "--log-format",
-                format,
-                "--config",
-            ])
-            .arg(&path)
-            .arg("--listen")
-            .arg(listen.to_string())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .map(crate::support::KillOnDrop)
-            .unwrap();
-        crate::support::wait_for_tcp(listen, Duration::from_secs(20));
+        let mut child = crate::support::start_agent(
+            nightjar()
+                .args([
+                    "run",
+                    "--log-level",
+                    "debug",
+                    "--log-format",
+                    format,
+                    "--config",
+                ])
+                .arg(&path),
+            listen,
+        );
         crate::support::eventually(
             Duration::from_secs(20),
             "every check to fail twice",
@@ -211,7 +202,7 @@ async fn no_secret_reaches_any_output() {
         }
         // The failures are there to be seen, only without secrets.
         assert!(pages[1].contains("expected status 201"), "{}", pages[1]);
-        let out = crate::cli::terminate(&mut child);
+        let out = crate::support::terminate(&mut child);
         let logs = String::from_utf8_lossy(&out.stderr);
         assert!(
             logs.contains("remote") && logs.to_lowercase().contains("debug"),

@@ -93,6 +93,62 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// The real binary, without the `NIGHTJAR_*` and `RUST_LOG` variables the test's own
+/// environment may carry.
+pub fn nightjar() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nightjar"));
+    cmd.env_remove("RUST_LOG")
+        .env_remove("NIGHTJAR_CONFIG")
+        .env_remove("NIGHTJAR_LISTEN")
+        .env_remove("NIGHTJAR_REGION");
+    cmd.env("RUST_BACKTRACE", "1");
+    cmd
+}
+
+/// Starts `command` (a `nightjar run` with its arguments) on `listen` with its output
+/// captured, and waits until it accepts connections. It is killed if the test fails.
+pub fn start_agent(command: &mut Command, listen: SocketAddr) -> KillOnDrop {
+    let child = command
+        .arg("--listen")
+        .arg(listen.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(KillOnDrop)
+        .expect("start nightjar run");
+    wait_for_tcp(listen, Duration::from_secs(20));
+    child
+}
+
+/// Sends SIGTERM, waits at most 15 s for the agent to exit, and returns what it printed.
+pub fn terminate(child: &mut Child) -> std::process::Output {
+    let pid = child.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the agent did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    use std::io::Read;
+    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    child.stderr.take().unwrap().read_to_end(&mut err).unwrap();
+    std::process::Output {
+        status: child.wait().unwrap(),
+        stdout: out,
+        stderr: err,
+    }
+}
+
 /// Polls until `addr` accepts a TCP connection; panics after `limit`.
 pub fn wait_for_tcp(addr: SocketAddr, limit: Duration) {
     let start = Instant::now();
