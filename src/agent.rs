@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
-use crate::access::{Access, SharedAccess, SharedTls, TlsListener};
+use crate::access::{Access, SharedAccess, SharedTls};
 use crate::config::{Config, ConfigErrors, Origin};
 use crate::metrics::Metrics;
 use crate::result::{CheckResult, Status};
@@ -129,10 +129,15 @@ pub async fn run(
         let mut server_stop_rx = server_stop_rx;
         let _ = server_stop_rx.wait_for(|stop| *stop).await;
     };
-    let server = match &tls {
-        Some(tls) => serve(TlsListener::new(listener, tls.clone())?, app, stopped),
-        None => serve(listener, app, stopped),
-    };
+    let server = serve(
+        listener,
+        tls.clone(),
+        app,
+        &access,
+        &metrics,
+        config.agent.concurrency,
+        stopped,
+    );
     let scheme = if tls.is_some() { "https" } else { "http" };
     let mut triggers = Vec::new();
     if reloader.is_some() {
@@ -227,21 +232,28 @@ pub async fn run(
     Ok(())
 }
 
-/// Serves `app` on `listener` (plain TCP or TLS) until `stopped` resolves.
-fn serve<L>(
-    listener: L,
+/// Serves `app` on `listener` (HTTPS with `tls`) until `stopped` resolves, then closes
+/// every connection within `server::SHUTDOWN_GRACE`; keeps descriptors for `concurrency`
+/// check runs out of the connection cap.
+fn serve(
+    listener: TcpListener,
+    tls: Option<SharedTls>,
     app: axum::Router,
+    access: &SharedAccess,
+    metrics: &Metrics,
+    concurrency: usize,
     stopped: impl Future<Output = ()> + Send + 'static,
-) -> tokio::task::JoinHandle<std::io::Result<()>>
-where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
-{
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stopped)
-            .await
-    })
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let reserved = crate::server::FD_RESERVE + crate::server::FDS_PER_RUN * concurrency;
+    tokio::spawn(crate::server::serve(
+        listener,
+        tls,
+        app,
+        access.clone(),
+        metrics.http.clone(),
+        reserved,
+        stopped,
+    ))
 }
 
 /// Checks that `next` can replace `current` in place and reconfigures metrics and status.

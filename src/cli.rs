@@ -203,6 +203,8 @@ pub fn main() -> ExitCode {
         _ => {}
     }
     init_logging(&cli);
+    // As Go programs do: the soft open-files limit up to the hard one, for checks and clients.
+    crate::server::raise_open_files_limit();
     // One crypto provider for the whole process; later builders name it explicitly too.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

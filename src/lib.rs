@@ -16,6 +16,7 @@
 //!   failing target.
 //! - [`net`]: resolver, timed connects, rustls client configurations.
 //! - [`tlsinfo`]: the presented certificate chain, parsed, and the verdicts on it.
+//! - [`text`]: text from targets made safe to show; secrets redacted in every URL encoding.
 //! - [`result`]: [`result::CheckResult`], [`result::Status`], the bounded
 //!   [`result::FailureReason`].
 //! - [`metrics`]: the only place metric names exist.
@@ -54,5 +55,6 @@ pub mod runner;
 pub mod schedule;
 pub mod server;
 pub mod status;
+pub mod text;
 pub mod tlsinfo;
 pub mod traffic;

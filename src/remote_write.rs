@@ -329,19 +329,39 @@ async fn send(def: &RemoteWriteDef, env: &RunEnv, body: Bytes) -> Outcome {
     match fetch(&spec, &ctx, &mut details).await {
         Ok(received) => {
             let code = received.status.as_u16();
-            let text: String = String::from_utf8_lossy(&received.body)
-                .chars()
-                .take(200)
-                .collect();
+            // The endpoint's reply goes to a log: secrets out (an endpoint may echo the
+            // credentials it was sent), control characters escaped so it cannot forge a log
+            // line, length capped.
+            let text = reply_text(def, &received.body);
             match code {
                 200..=299 => Outcome::Sent,
                 429 | 500..=599 => Outcome::Retry(format!("HTTP {code}: {}", text.trim())),
                 _ => Outcome::Rejected(format!("HTTP {code}: {}", text.trim())),
             }
         }
-        Err(Status::Fail { detail, .. }) => Outcome::Retry(def.redact(&detail)),
+        Err(Status::Fail { detail, .. }) => Outcome::Retry(
+            crate::text::sanitize(&def.redact(&detail), crate::text::MAX_DETAIL).into_owned(),
+        ),
         Err(Status::Pass) => Outcome::Retry("no response".to_string()),
     }
+}
+
+/// An endpoint's reply as a log may show it: redacted of the endpoint's secrets and of every
+/// sensitive header value sent to it, sanitised, at most `text::MAX_REPLY` bytes.
+fn reply_text(def: &RemoteWriteDef, body: &[u8]) -> String {
+    let mut secrets = def.secrets.clone();
+    for (_, value) in def.headers.iter().filter(|(_, value)| value.is_sensitive()) {
+        if let Ok(value) = value.to_str() {
+            secrets.push(value.to_string());
+            if let Some((_, credential)) = value.split_once(' ') {
+                secrets.push(credential.to_string());
+            }
+        }
+    }
+    // Longest first, so a header value is replaced whole before a part of it.
+    secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+    let text = crate::text::redact(&secrets, &String::from_utf8_lossy(body));
+    crate::text::sanitize(text.trim(), crate::text::MAX_REPLY).into_owned()
 }
 
 #[cfg(test)]

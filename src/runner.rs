@@ -1,5 +1,6 @@
-//! Runs one check once: applies the timeout, measures the duration, and redacts secrets from
-//! whatever the check says about the target.
+//! Runs one check once: applies the timeout, measures the duration, redacts secrets from
+//! whatever the check says about the target, and makes the text that came from the target safe
+//! to show (`text::sanitize`) before it reaches a terminal, a log, a label or a page.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -11,7 +12,8 @@ use crate::checks::CheckCtx;
 use crate::checks::domain::RdapState;
 use crate::config::CheckDef;
 use crate::net::Resolver;
-use crate::result::{CheckResult, Details, FailureReason, Status};
+use crate::result::{CheckResult, Details, FailureReason, Status, TlsInfo};
+use crate::text::{MAX_DETAIL, MAX_NAME, sanitize};
 
 /// The `User-Agent` nightjar sends.
 pub const USER_AGENT: &str = concat!("nightjar/", env!("CARGO_PKG_VERSION"));
@@ -51,7 +53,7 @@ pub async fn run_one(def: &Arc<CheckDef>, env: &RunEnv) -> CheckResult {
         };
         // The check honours the deadline itself so it can say which phase was too slow; this
         // outer timeout is the backstop should any step not.
-        let (status, details) = match timeout_at(deadline, def.spec.run(&ctx)).await {
+        let (status, mut details) = match timeout_at(deadline, def.spec.run(&ctx)).await {
             Ok(outcome) => outcome,
             Err(_) => (
                 Status::fail(
@@ -64,13 +66,16 @@ pub async fn run_one(def: &Arc<CheckDef>, env: &RunEnv) -> CheckResult {
                 Details::None,
             ),
         };
+        // Secrets out first (a secret may hold a character sanitising escapes), then whatever
+        // the target said made safe to show.
         let status = match status {
             Status::Pass => Status::Pass,
             Status::Fail { reason, detail } => Status::Fail {
                 reason,
-                detail: def.redact(&detail),
+                detail: clean(&def.redact(&detail), MAX_DETAIL),
             },
         };
+        sanitize_details(&mut details);
         let res = CheckResult {
             check: def.name.clone(),
             kind: def.kind(),
@@ -84,4 +89,65 @@ pub async fn run_one(def: &Arc<CheckDef>, env: &RunEnv) -> CheckResult {
     }
     .instrument(span)
     .await
+}
+
+fn clean(text: &str, max: usize) -> String {
+    sanitize(text, max).into_owned()
+}
+
+fn clean_in_place(text: &mut String, max: usize) {
+    if let std::borrow::Cow::Owned(clean) = sanitize(text, max) {
+        *text = clean;
+    }
+}
+
+fn sanitize_tls(info: &mut TlsInfo) {
+    if let Some(alpn) = &mut info.alpn {
+        clean_in_place(alpn, MAX_NAME);
+    }
+    if let Some(error) = &mut info.verify_error {
+        clean_in_place(error, MAX_DETAIL);
+    }
+    for cert in &mut info.chain {
+        clean_in_place(&mut cert.subject, MAX_NAME);
+        clean_in_place(&mut cert.issuer, MAX_NAME);
+        for san in &mut cert.sans {
+            clean_in_place(san, MAX_NAME);
+        }
+    }
+}
+
+/// Every piece of text in the details that a target chose: certificate names, DNS names and
+/// record data, the RDAP server a bootstrap registry named.
+fn sanitize_details(details: &mut Details) {
+    match details {
+        Details::Http(http) => http.tls_info.iter_mut().for_each(sanitize_tls),
+        Details::Tls(tls) => tls.info.iter_mut().for_each(sanitize_tls),
+        Details::Flow(flow) => {
+            for step in &mut flow.steps {
+                step.http.tls_info.iter_mut().for_each(sanitize_tls);
+            }
+        }
+        Details::Dns(dns) => {
+            dns.tls_info.iter_mut().for_each(sanitize_tls);
+            if let Some(rcode) = &mut dns.rcode {
+                clean_in_place(rcode, MAX_NAME);
+            }
+            for answer in &mut dns.answers {
+                clean_in_place(&mut answer.name, MAX_NAME);
+                clean_in_place(&mut answer.kind, MAX_NAME);
+                clean_in_place(&mut answer.data, MAX_NAME);
+            }
+            for server in &mut dns.soa_servers {
+                clean_in_place(&mut server.server, MAX_NAME);
+            }
+        }
+        Details::Domain(domain) => {
+            if let Some(server) = &mut domain.server {
+                clean_in_place(server, MAX_NAME);
+            }
+            domain.http.tls_info.iter_mut().for_each(sanitize_tls);
+        }
+        Details::Tcp(_) | Details::None => {}
+    }
 }

@@ -113,7 +113,7 @@ pub fn parse_cert(der: &CertificateDer<'_>) -> CertInfo {
                 .general_names
                 .iter()
                 .filter_map(|name| match name {
-                    GeneralName::DNSName(dns) => Some((*dns).to_string()),
+                    GeneralName::DNSName(dns) => Some(shown_name(dns)),
                     GeneralName::IPAddress(bytes) => ip_text(bytes),
                     _ => None,
                 })
@@ -122,14 +122,20 @@ pub fn parse_cert(der: &CertificateDer<'_>) -> CertInfo {
         .unwrap_or_default();
     let serial = hex(cert.raw_serial());
     CertInfo {
-        subject: cert.subject().to_string(),
-        issuer: cert.issuer().to_string(),
+        subject: shown_name(&cert.subject().to_string()),
+        issuer: shown_name(&cert.issuer().to_string()),
         serial: serial.trim_start_matches('0').to_string(),
         sans,
         not_before: cert.validity().not_before.timestamp(),
         not_after: cert.validity().not_after.timestamp(),
         fingerprint_sha256,
     }
+}
+
+/// A name the certificate's issuer chose, made safe to show and to use as a label value:
+/// control characters escaped, length capped.
+fn shown_name(text: &str) -> String {
+    crate::text::sanitize(text, crate::text::MAX_NAME).into_owned()
 }
 
 fn ip_text(bytes: &[u8]) -> Option<String> {

@@ -114,7 +114,7 @@ async fn inject(
                                 message = "Cannot read the real rate from Prometheus; using the fallback.",
                                 traffic = %def.name,
                                 fallback = def.fallback.as_str(),
-                                %error
+                                error = %crate::text::sanitize(&error, crate::text::MAX_REPLY)
                             );
                         }
                         prometheus_was_up = false;
@@ -202,7 +202,7 @@ async fn send(def: &TrafficDef, env: &RunEnv) -> bool {
     match status {
         Status::Pass => true,
         Status::Fail { reason, detail } => {
-            debug!(message = "Injected request failed.", traffic = %def.name, reason = reason.as_str(), detail = %def.redact(&detail));
+            debug!(message = "Injected request failed.", traffic = %def.name, reason = reason.as_str(), detail = %crate::text::sanitize(&def.redact(&detail), crate::text::MAX_DETAIL));
             false
         }
     }

@@ -358,15 +358,10 @@ impl Default for RulesConfig {
     }
 }
 
-/// Replaces every value of `secrets` in `text` with `<redacted>`.
+/// Replaces every value of `secrets` in `text` with `<redacted>`, raw and in every encoding a
+/// URL or a log gives it (`text::redact`).
 pub fn redact(secrets: &[String], text: &str) -> String {
-    let mut out = text.to_string();
-    for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
-        if out.contains(secret.as_str()) {
-            out = out.replace(secret.as_str(), "<redacted>");
-        }
-    }
-    out
+    crate::text::redact(secrets, text)
 }
 
 /// When a check runs.

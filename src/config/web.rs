@@ -1,6 +1,6 @@
 //! The protection of the agent's own server, from `[agent]`: HTTPS with a certificate and key
-//! (rustls), and basic auth with bcrypt hashes and/or a bearer token, as Prometheus's web
-//! configuration does.
+//! (rustls), basic auth with bcrypt hashes and/or a bearer token, as Prometheus's web
+//! configuration does, the connection cap and the Host names answered.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,9 +8,14 @@ use std::sync::Arc;
 
 use super::reader::Table;
 
+/// Connections the agent's server keeps open at most, by default.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+/// The highest `max_connections` accepted.
+const MAX_CONNECTIONS_LIMIT: i64 = 65_536;
+
 /// How the agent's server is protected. The default is plain HTTP with no authentication
 /// (the default listen address is loopback).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct WebConfig {
     /// The server's TLS configuration, when `tls_cert_file` and `tls_key_file` are set.
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -18,6 +23,24 @@ pub struct WebConfig {
     pub basic_auth_users: BTreeMap<String, String>,
     /// A token accepted as `Authorization: Bearer TOKEN`.
     pub bearer_token: Option<String>,
+    /// Connections open at once; at the cap the longest-idle one is closed for a new one, or
+    /// the new one is refused when every connection is busy.
+    pub max_connections: usize,
+    /// Host names (lower case, without port) answered besides the loopback ones; when empty,
+    /// a loopback listener answers only loopback names and any other answers every name.
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Default for WebConfig {
+    fn default() -> WebConfig {
+        WebConfig {
+            tls: None,
+            basic_auth_users: BTreeMap::new(),
+            bearer_token: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            allowed_hosts: Vec::new(),
+        }
+    }
 }
 
 impl WebConfig {
@@ -39,12 +62,14 @@ impl fmt::Debug for WebConfig {
                 "bearer_token",
                 &self.bearer_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("max_connections", &self.max_connections)
+            .field("allowed_hosts", &self.allowed_hosts)
             .finish()
     }
 }
 
-/// Reads `tls_cert_file`, `tls_key_file`, `basic_auth_users` and `bearer_token` from the
-/// `[agent]` table.
+/// Reads `tls_cert_file`, `tls_key_file`, `basic_auth_users`, `bearer_token`,
+/// `max_connections` and `allowed_hosts` from the `[agent]` table.
 pub(super) fn read_web(table: &Table<'_>) -> WebConfig {
     let d = table.diags();
     let mut web = WebConfig::default();
@@ -151,5 +176,49 @@ pub(super) fn read_web(table: &Table<'_>) -> WebConfig {
             web.bearer_token = Some(expanded.value);
         }
     }
+    match table.int("max_connections") {
+        Some((n, _)) if (1..=MAX_CONNECTIONS_LIMIT).contains(&n) => {
+            web.max_connections = n as usize;
+        }
+        Some((n, span)) => d.error_hint(
+            &span,
+            format!("`max_connections` must be between 1 and {MAX_CONNECTIONS_LIMIT}, found {n}"),
+            "the default, 256, serves Prometheus, browsers and orchestrator probes with room to spare",
+        ),
+        None => {}
+    }
+    for (host, span) in table.str_list("allowed_hosts").unwrap_or_default() {
+        match allowed_host(host) {
+            Ok(host) => web.allowed_hosts.push(host),
+            Err(problem) => d.error_hint(
+                &span,
+                format!("allowed host {host:?} {problem}"),
+                "give a host name or IP address as clients write it in URLs, without scheme or port, like \"nightjar.example.com\"",
+            ),
+        }
+    }
     web
+}
+
+/// An `allowed_hosts` entry, normalised (lower case, IPv6 without brackets, no trailing dot).
+fn allowed_host(text: &str) -> Result<String, &'static str> {
+    let host = text.trim_start_matches('[').trim_end_matches(']');
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(host.to_ascii_lowercase());
+    }
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
+        });
+    if valid {
+        Ok(host.to_ascii_lowercase())
+    } else {
+        Err("is not a host name or IP address")
+    }
 }

@@ -48,6 +48,8 @@ pub struct Metrics {
     remote_samples: IntCounterVec,
     remote_retries: IntCounterVec,
     remote_queue: GaugeVec,
+    /// The agent's own HTTP server: connections and refusals.
+    pub http: HttpMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -213,6 +215,7 @@ impl Metrics {
         let checks = regional(config);
         checks_configured.set(checks.len() as i64);
 
+        let http = HttpMetrics::register(&registry);
         let metrics = Metrics {
             registry,
             store: Store::new(config.agent.duration_buckets.clone(), agent_labels),
@@ -229,6 +232,7 @@ impl Metrics {
             remote_samples,
             remote_retries,
             remote_queue,
+            http,
         };
         for def in checks {
             metrics.register_check(def);
@@ -615,4 +619,79 @@ fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The agent's own HTTP server (`server::serve`): open connections, and the connections and
+/// requests it turned away to stay available.
+#[derive(Clone, Debug)]
+pub struct HttpMetrics {
+    open: IntGauge,
+    refused: prometheus::IntCounter,
+    evicted: prometheus::IntCounter,
+    timed_out: prometheus::IntCounter,
+    throttled: prometheus::IntCounter,
+}
+
+impl HttpMetrics {
+    fn register(registry: &Registry) -> HttpMetrics {
+        let counter = |name: &str, help: &str| {
+            let counter = prometheus::IntCounter::new(name, help).expect("a valid counter");
+            registry
+                .register(Box::new(counter.clone()))
+                .expect("metric names are unique");
+            counter
+        };
+        let open = IntGauge::new(
+            "nightjar_http_connections",
+            "Connections open to the agent's own server.",
+        )
+        .expect("a valid gauge");
+        registry
+            .register(Box::new(open.clone()))
+            .expect("metric names are unique");
+        HttpMetrics {
+            open,
+            refused: counter(
+                "nightjar_http_connections_refused_total",
+                "Connections closed at once because [agent] max_connections were open and none was idle.",
+            ),
+            evicted: counter(
+                "nightjar_http_connections_evicted_total",
+                "Idle connections (no request in progress) closed to make room for a new one at [agent] max_connections.",
+            ),
+            timed_out: counter(
+                "nightjar_http_connections_timed_out_total",
+                "Connections closed because a request head, a TLS handshake or a write did not complete in time.",
+            ),
+            throttled: counter(
+                "nightjar_http_requests_throttled_total",
+                "Requests answered 429: basic-auth verification busy, or an address backing off after failed logins.",
+            ),
+        }
+    }
+
+    /// Sets the number of open connections.
+    pub fn set_open(&self, open: usize) {
+        self.open.set(i64::try_from(open).unwrap_or(i64::MAX));
+    }
+
+    /// Counts a connection refused at the cap.
+    pub fn refused(&self) {
+        self.refused.inc();
+    }
+
+    /// Counts an idle connection closed to make room.
+    pub fn evicted(&self) {
+        self.evicted.inc();
+    }
+
+    /// Counts a connection closed by a timeout.
+    pub fn timed_out(&self) {
+        self.timed_out.inc();
+    }
+
+    /// Counts a request answered 429.
+    pub fn throttled(&self) {
+        self.throttled.inc();
+    }
 }

@@ -360,3 +360,158 @@ fn tls_config_errors() {
         assert!(err.contains(part), "{part:?} missing from:\n{err}");
     }
 }
+
+/// nginx serving only the certificate whose names hold terminal escapes; stopped on drop.
+struct HostileCertServer {
+    addr: SocketAddr,
+    child: crate::support::KillOnDrop,
+    _dir: tempfile::TempDir,
+}
+
+impl HostileCertServer {
+    fn start() -> HostileCertServer {
+        let nginx = crate::support::require("nginx", "nginx-light");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let served = &pki().hostile;
+        let conf = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\nerror_log {d}/error.log warn;\npid {d}/nginx.pid;\nevents {{ worker_connections 64; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  server {{\n    listen {addr} ssl;\n    ssl_certificate {};\n    ssl_certificate_key {};\n    location / {{ return 200 \"ok\\n\"; }}\n  }}\n}}\n",
+            served.chain.display(),
+            served.key.display()
+        );
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = std::process::Command::new(nginx)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .map(crate::support::KillOnDrop)
+            .expect("start nginx");
+        crate::support::wait_for_tcp(addr, std::time::Duration::from_secs(10));
+        HostileCertServer {
+            addr,
+            child,
+            _dir: dir,
+        }
+    }
+}
+
+/// Fails unless `text` is free of raw control characters: no C0 byte but the newlines
+/// between lines (and the tabs JUnit or logs may indent with), no DEL, no C1 control, no bidi
+/// override or isolate.
+fn assert_no_controls(what: &str, text: &str) {
+    for (idx, c) in text.char_indices() {
+        let bad = (c < ' ' && c != '\n' && c != '\t')
+            || c == '\u{7f}'
+            || ('\u{80}'..='\u{9f}').contains(&c)
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c);
+        assert!(
+            !bad,
+            "{what} carries a raw {c:?} at byte {idx}:\n{}",
+            text.escape_debug()
+        );
+    }
+}
+
+#[tokio::test]
+async fn control_characters_in_certificate_names_are_escaped_everywhere() {
+    use crate::support::pki::{HOSTILE_CN, HOSTILE_O};
+
+    let server = HostileCertServer::start();
+    // min_days_left far away: the check fails and its detail names the subject.
+    let text = tls_check(server.addr, &with_ca("expect = { min_days_left = 1000 }"));
+
+    // In the library's own result: the names are kept, escaped.
+    let res = run_check(&text).await;
+    assert_fail(&res, FailureReason::CertExpiring, "evil\\x1b]0;pwned\\x07");
+    let leaf = &info(&res).chain[0];
+    assert!(
+        leaf.subject
+            .contains("evil\\x1b]0;pwned\\x07\\x1b[2J\\x1b[31mred"),
+        "{}",
+        leaf.subject
+    );
+    assert!(
+        leaf.subject.contains("corp\\u{202e}exe.txt\\x7f"),
+        "{}",
+        leaf.subject
+    );
+    assert!(
+        leaf.sans
+            .iter()
+            .any(|san| san == "x\\x1b[31m\\nforged.localhost"),
+        "{:?}",
+        leaf.sans
+    );
+    assert!(!leaf.subject.contains(HOSTILE_CN) && !leaf.subject.contains(HOSTILE_O));
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hostile.toml");
+    // Every five seconds (the timeout), so the agent runs it soon.
+    std::fs::write(&path, text.replace("interval = \"1h\"", "interval = \"5s\"")).unwrap();
+
+    // `nightjar check` in text: what reaches a terminal.
+    for format in ["text", "json", "junit"] {
+        let out = crate::support::nightjar()
+            .args(["check", "--format", format, "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "the check fails: {stderr}");
+        assert_no_controls(&format!("check --format {format}"), &stdout);
+        assert_no_controls(&format!("check --format {format} (stderr)"), &stderr);
+        if format == "text" {
+            assert!(stdout.contains("evil\\x1b]0;pwned\\x07"), "{stdout}");
+        }
+    }
+
+    // The agent: its text log, /metrics, the page and the API.
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut child = crate::support::start_agent(
+        crate::support::nightjar()
+            .args(["run", "--log-format", "text", "--config"])
+            .arg(&path),
+        listen,
+    );
+    crate::support::eventually(
+        std::time::Duration::from_secs(20),
+        "the check to fail",
+        || async {
+            let (_, body) = crate::support::http_get(listen, "/api/v1/checks").await;
+            body.contains("cert_expiring").then_some(())
+        },
+    )
+    .await;
+    for page in ["/metrics", "/api/v1/checks", "/", "/checks/cert"] {
+        let (status, body) = crate::support::http_get(listen, page).await;
+        assert_eq!(status, 200, "{page}");
+        assert_no_controls(page, &body);
+        assert!(
+            body.contains("x1b]0;pwned"),
+            "{page} shows the name escaped:\n{body}"
+        );
+    }
+    let (_, metrics) = crate::support::http_get(listen, "/metrics").await;
+    // The exposition format escapes the backslash of `\x1b` once more.
+    assert!(
+        metrics.contains(r"evil\\x1b]0;pwned\\x07\\x1b[2J"),
+        "{metrics}"
+    );
+    let out = crate::support::terminate(&mut child.0);
+    let logs = String::from_utf8(out.stderr).unwrap();
+    assert_no_controls("the agent's text log", &logs);
+    assert!(logs.contains("Check is failing."), "{logs}");
+    assert!(logs.contains("evil\\x1b]0;pwned\\x07"), "{logs}");
+    drop(server.child);
+}

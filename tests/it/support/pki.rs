@@ -32,7 +32,17 @@ pub struct Pki {
     pub self_signed: Served,
     /// A client certificate (clientAuth) signed by the root.
     pub client: Served,
+    /// localhost, signed by the root, whose subject and one SAN hold terminal escape
+    /// sequences (ESC, BEL, a bidi override): [`HOSTILE_CN`], [`HOSTILE_O`], [`HOSTILE_SAN`].
+    pub hostile: Served,
 }
+
+/// A common name that retitles a terminal window, clears the screen and turns text red.
+pub const HOSTILE_CN: &str = "evil\x1b]0;pwned\x07\x1b[2J\x1b[31mred";
+/// An organisation with a right-to-left override and a DEL.
+pub const HOSTILE_O: &str = "corp\u{202e}exe.txt\x7f";
+/// A DNS name (IA5String allows any ASCII) with an escape sequence and a newline.
+pub const HOSTILE_SAN: &str = "x\x1b[31m\nforged.localhost";
 
 struct Authority {
     params: CertificateParams,
@@ -188,6 +198,25 @@ impl Pki {
             &[],
         );
 
+        let hostile = {
+            let key = KeyPair::generate().unwrap();
+            let mut params = leaf_params(
+                &["localhost", HOSTILE_SAN],
+                HOSTILE_CN,
+                now - day,
+                now + 90 * day,
+                false,
+            );
+            params
+                .distinguished_name
+                .push(DnType::OrganizationName, HOSTILE_O);
+            let cert = params.signed_by(&key, &root.issuer()).unwrap();
+            Served {
+                chain: write(dir, "hostile.pem", &[cert.pem()]),
+                key: write(dir, "hostile.key", &[key.serialize_pem()]),
+            }
+        };
+
         let self_key = KeyPair::generate().unwrap();
         let self_cert = leaf_params(
             &["localhost"],
@@ -210,6 +239,7 @@ impl Pki {
             wrong_host,
             self_signed,
             client,
+            hostile,
         }
     }
 }
