@@ -155,11 +155,7 @@ impl Sensitive {
     }
 
     fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for value in &self.values {
-            out = out.replace(value.as_str(), "<redacted>");
-        }
-        out
+        crate::text::redact(&self.values, text)
     }
 }
 
@@ -181,6 +177,161 @@ impl Template {
             }
         }
         out
+    }
+}
+
+/// Where in a URL the text filled in so far ends, so where a variable's value lands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UrlPosition {
+    /// Scheme, user-info, host or port: the value is inserted as it is, and the filled URL
+    /// must keep the origin the literal text names.
+    Authority,
+    /// The path: the value is percent-encoded but for `/`.
+    Path,
+    /// The query or the fragment: everything but the unreserved characters is encoded.
+    Query,
+}
+
+fn url_position(so_far: &str) -> UrlPosition {
+    if so_far.contains(['?', '#']) {
+        UrlPosition::Query
+    } else if so_far
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.contains(['/', '\\']))
+    {
+        UrlPosition::Path
+    } else {
+        UrlPosition::Authority
+    }
+}
+
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~".contains(&b)
+}
+
+/// A step's URL once filled in.
+struct FilledUrl {
+    url: Url,
+    /// Whether the origin is the one the step's literal text names (false when the whole URL,
+    /// or its beginning, is a variable).
+    literal_origin: bool,
+}
+
+/// What changed between the origin the literal text names and the filled URL's, if anything.
+fn origin_change(literal: &str, filled: &Url) -> Option<String> {
+    let Ok(expected) = Url::parse(literal) else {
+        return Some("origin (the step's literal URL text names none)".to_string());
+    };
+    if expected.scheme() != filled.scheme() {
+        return Some(format!(
+            "scheme from {} to {}",
+            expected.scheme(),
+            filled.scheme()
+        ));
+    }
+    if expected.username() != filled.username() || expected.password() != filled.password() {
+        return Some("user-info".to_string());
+    }
+    if expected.host_str() != filled.host_str() {
+        return Some(format!(
+            "host from {} to {}",
+            expected.host_str().unwrap_or("none"),
+            filled.host_str().unwrap_or("none")
+        ));
+    }
+    if expected.port_or_known_default() != filled.port_or_known_default() {
+        let port = |url: &Url| {
+            url.port_or_known_default()
+                .map_or("none".to_string(), |p| p.to_string())
+        };
+        return Some(format!("port from {} to {}", port(&expected), port(filled)));
+    }
+    None
+}
+
+impl Template {
+    /// Fills in a step's URL. A variable's value is percent-encoded where it lands in the path
+    /// (all but unreserved characters and `/`) or the query and fragment (all but unreserved
+    /// characters); one that lands before the path (`http://host:8080${next}`) is inserted as
+    /// it is, and then the filled URL must keep the scheme, user-info, host and port the
+    /// literal text names, or the run fails with reason `extract`.
+    fn render_url(
+        &self,
+        vars: &HashMap<String, String>,
+        sensitive: &mut Sensitive,
+    ) -> Result<FilledUrl, Status> {
+        let mut out = String::new();
+        // The literal text alone, variables left out: the origin the config names.
+        let mut literal = String::new();
+        let mut in_authority: Option<&str> = None;
+        for part in &self.parts {
+            match part {
+                Part::Text(text) => {
+                    out.push_str(text);
+                    literal.push_str(text);
+                }
+                Part::Var(name) => {
+                    let value = vars.get(name).map_or("", String::as_str);
+                    match url_position(&out) {
+                        UrlPosition::Path => out.push_str(&crate::text::percent_encode(
+                            value,
+                            |b| b != b'/' && !unreserved(b),
+                            "0123456789ABCDEF",
+                        )),
+                        UrlPosition::Query => out.push_str(&crate::text::percent_encode(
+                            value,
+                            |b| !unreserved(b),
+                            "0123456789ABCDEF",
+                        )),
+                        UrlPosition::Authority => {
+                            in_authority.get_or_insert(name);
+                            out.push_str(value);
+                        }
+                    }
+                }
+                Part::Totp(_) => {
+                    let code = Template {
+                        parts: vec![part.clone()],
+                    }
+                    .render(vars, sensitive);
+                    out.push_str(&code);
+                    literal.push_str(&code);
+                }
+            }
+        }
+        let url = match Url::parse(&out) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => url,
+            _ => {
+                return Err(match in_authority {
+                    Some(name) => Status::fail(
+                        FailureReason::Extract,
+                        format!("variable ${{{name}}} makes the URL unusable: {out:?}"),
+                    ),
+                    None => Status::fail(
+                        FailureReason::Protocol,
+                        format!("the URL is not a usable http(s) URL once filled in: {out:?}"),
+                    ),
+                });
+            }
+        };
+        if matches!(self.parts.first(), Some(Part::Var(_))) {
+            return Ok(FilledUrl {
+                url,
+                literal_origin: false,
+            });
+        }
+        if let Some(name) = in_authority
+            && let Some(change) = origin_change(&literal, &url)
+        {
+            return Err(Status::fail(
+                FailureReason::Extract,
+                format!("variable ${{{name}}} would change the URL's {change}; not sent"),
+            ));
+        }
+        Ok(FilledUrl {
+            url,
+            literal_origin: true,
+        })
     }
 }
 
@@ -217,6 +368,9 @@ pub async fn run(spec: &FlowSpec, ctx: &CheckCtx) -> (Status, Details) {
     let mut sensitive = Sensitive::default();
     let mut jar = cookie_store::CookieStore::new();
     let mut vars: HashMap<String, String> = HashMap::new();
+    // The origin of the first step, whose URL is literal text (no variable exists yet): the
+    // only origin a step whose whole URL is a variable sends credentials to.
+    let mut home: Option<url::Origin> = None;
     let mut status = Status::Pass;
     for step in &spec.steps {
         let started = Instant::now();
@@ -234,6 +388,7 @@ pub async fn run(spec: &FlowSpec, ctx: &CheckCtx) -> (Status, Details) {
             &mut jar,
             &mut vars,
             &mut sensitive,
+            &mut home,
             &mut http,
         )
         .await;
@@ -270,20 +425,30 @@ async fn run_step(
     jar: &mut cookie_store::CookieStore,
     vars: &mut HashMap<String, String>,
     sensitive: &mut Sensitive,
+    home: &mut Option<url::Origin>,
     http: &mut HttpDetails,
 ) -> Result<(), Status> {
-    let url_text = step.url.render(vars, sensitive);
-    let url = match Url::parse(&url_text) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => url,
-        _ => {
-            return Err(Status::fail(
-                FailureReason::Protocol,
-                format!("the URL is not a usable http(s) URL once filled in: {url_text:?}"),
-            ));
-        }
-    };
+    let FilledUrl {
+        url,
+        literal_origin,
+    } = step.url.render_url(vars, sensitive)?;
+    let home = home.get_or_insert_with(|| url.origin());
+    // Credentials (headers, basic_auth, a body) go only to the origin the config names: the
+    // step's literal one, or, for a URL that is a variable, the first step's.
+    let trusted = literal_origin || url.origin() == *home;
+    if !trusted && !matches!(step.body, FlowBody::None) {
+        return Err(Status::fail(
+            FailureReason::Extract,
+            format!(
+                "the URL leads to {}, not the flow's origin {}; the step's body is not sent there",
+                url.origin().ascii_serialization(),
+                home.ascii_serialization()
+            ),
+        ));
+    }
     let mut headers = Vec::with_capacity(step.headers.len() + 1);
-    for (name, template) in &step.headers {
+    let configured = if trusted { &step.headers[..] } else { &[] };
+    for (name, template) in configured {
         let value = template.render(vars, sensitive);
         if name == http::header::AUTHORIZATION {
             sensitive.add(&value);
@@ -297,7 +462,7 @@ async fn run_step(
         value.set_sensitive(true);
         headers.push((name.clone(), value));
     }
-    if let Some((user, password)) = &step.basic_auth {
+    if let Some((user, password)) = step.basic_auth.as_ref().filter(|_| trusted) {
         let credentials = super::http::basic_auth(
             &user.render(vars, sensitive),
             &password.render(vars, sensitive),
@@ -451,6 +616,90 @@ mod tests {
         assert_eq!(form_field(html, "csrf_token").as_deref(), Some("a&b"));
         assert_eq!(form_field(html, "note").as_deref(), Some("hi"));
         assert_eq!(form_field(html, "missing"), None);
+    }
+
+    fn url_template(parts: &[&str]) -> Template {
+        Template {
+            parts: parts
+                .iter()
+                .map(|part| match part.strip_prefix('$') {
+                    Some(name) => Part::Var(name.to_string()),
+                    None => Part::Text(part.to_string()),
+                })
+                .collect(),
+        }
+    }
+
+    fn fill(parts: &[&str], value: &str) -> Result<(String, bool), Status> {
+        let vars = HashMap::from([("v".to_string(), value.to_string())]);
+        url_template(parts)
+            .render_url(&vars, &mut Sensitive::default())
+            .map(|filled| (filled.url.to_string(), filled.literal_origin))
+    }
+
+    #[test]
+    fn variables_are_encoded_where_they_land() {
+        let ok = |parts: &[&str], value: &str| fill(parts, value).unwrap();
+        assert_eq!(
+            ok(&["http://127.0.0.1:8080/items/", "$v"], "a b/@evil:1?x#y"),
+            (
+                "http://127.0.0.1:8080/items/a%20b/%40evil%3A1%3Fx%23y".to_string(),
+                true
+            )
+        );
+        assert_eq!(
+            ok(
+                &["https://shop.example/search?q=", "$v", "&n=1"],
+                "a&b=c+d#e"
+            ),
+            (
+                "https://shop.example/search?q=a%26b%3Dc%2Bd%23e&n=1".to_string(),
+                true
+            )
+        );
+        // Before the path: inserted as it is, the origin kept.
+        assert_eq!(
+            ok(&["http://127.0.0.1:8080", "$v"], "/mfa?step=2"),
+            ("http://127.0.0.1:8080/mfa?step=2".to_string(), true)
+        );
+        // The whole URL a variable: it goes where the value says, not as a literal origin.
+        assert_eq!(
+            ok(&["$v"], "https://other.example/x"),
+            ("https://other.example/x".to_string(), false)
+        );
+    }
+
+    #[test]
+    fn a_variable_cannot_change_the_origin() {
+        for (parts, value, change) in [
+            (
+                &["http://127.0.0.1:8080", "$v"][..],
+                "@localhost:8080/steal",
+                "would change the URL's user-info",
+            ),
+            (
+                &["http://127.0.0.1:80", "$v"][..],
+                "81/",
+                "port from 80 to 8081",
+            ),
+            (
+                &["http://127.0.0.1", "$v"][..],
+                ".evil.example/",
+                "host from 127.0.0.1 to 127.0.0.1.evil.example",
+            ),
+            (
+                &["http://", "$v", "/x"][..],
+                "evil.example",
+                "would change the URL's host",
+            ),
+        ] {
+            let Err(Status::Fail { reason, detail }) = fill(parts, value) else {
+                panic!("{parts:?} with {value:?} was accepted");
+            };
+            assert_eq!(reason, FailureReason::Extract, "{detail}");
+            assert!(detail.contains(change), "{change:?} not in {detail:?}");
+            assert!(detail.contains("variable ${v}"), "{detail}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, COOKIE, HOST, LOCATION, USER_AGENT};
+use http::header::{AUTHORIZATION, COOKIE, HOST, LOCATION, PROXY_AUTHORIZATION, USER_AGENT};
 use http::{HeaderName, HeaderValue, Method, Request, StatusCode, Version};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -267,9 +267,17 @@ pub(crate) async fn fetch_with_cookies(
             method = Method::GET;
             body = None;
         }
-        // Credentials never follow a redirect to another origin.
+        // Credentials never follow a redirect to another origin (as browsers and curl do):
+        // Authorization, Proxy-Authorization and Cookie headers, and every header that holds
+        // a secret, stay behind, for the rest of the redirects. The jar's cookies still go
+        // where their own domain rules send them.
         if next.origin() != url.origin() {
-            headers.retain(|(name, _)| name != AUTHORIZATION && name != COOKIE);
+            headers.retain(|(name, value)| {
+                !value.is_sensitive()
+                    && name != AUTHORIZATION
+                    && name != PROXY_AUTHORIZATION
+                    && name != COOKIE
+            });
         }
         url = next;
     };

