@@ -6,7 +6,7 @@
 //! order; a 5xx, a 429 or a network error is retried with exponential backoff, any other 4xx is
 //! dropped (the endpoint will not accept it however often it is sent).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,6 +16,7 @@ use http::{HeaderName, HeaderValue, Method};
 use prometheus::proto::MetricType;
 use prost::Message as _;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 use tracing::{info, warn};
 
@@ -23,6 +24,7 @@ use crate::checks::CheckCtx;
 use crate::checks::http::{HttpExpect, HttpSpec, HttpVersionPref, fetch};
 use crate::config::RemoteWriteDef;
 use crate::metrics::Metrics;
+use crate::reload::Changes;
 use crate::result::{HttpDetails, Status};
 use crate::runner::RunEnv;
 
@@ -157,28 +159,106 @@ pub fn encode(series: &[TimeSeries]) -> Vec<u8> {
         .expect("snappy compresses any input")
 }
 
-/// Pushes to every endpoint until shutdown, then flushes once more.
-pub async fn run(
-    defs: Vec<Arc<RemoteWriteDef>>,
-    agent: String,
+/// The endpoint a pusher pushes to, and the `agent` label it adds; replaced on reload.
+type Target = (Arc<RemoteWriteDef>, String);
+
+/// The running pushers, one per endpoint, keyed by name. A reload replaces an endpoint's
+/// definition in place, so its queue (samples waiting while the endpoint was down) is kept;
+/// removed endpoints stop, new ones start.
+pub struct Pushers {
     env: RunEnv,
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
-) {
-    let tasks: Vec<_> = defs
-        .into_iter()
-        .map(|def| {
-            tokio::spawn(push_loop(
-                def,
-                agent.clone(),
-                env.clone(),
-                metrics.clone(),
-                shutdown.clone(),
-            ))
-        })
-        .collect();
-    for task in tasks {
-        let _ = task.await;
+    agent: String,
+    running: BTreeMap<String, Pusher>,
+}
+
+struct Pusher {
+    target: watch::Sender<Target>,
+    task: JoinHandle<()>,
+}
+
+impl Pushers {
+    /// Starts a pusher per endpoint; they push until `shutdown` turns true, then once more.
+    pub fn start(
+        defs: &[Arc<RemoteWriteDef>],
+        agent: String,
+        env: RunEnv,
+        metrics: Arc<Metrics>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Pushers {
+        let mut pushers = Pushers {
+            env,
+            metrics,
+            shutdown,
+            agent,
+            running: BTreeMap::new(),
+        };
+        pushers.apply(defs, &pushers.agent.clone());
+        pushers
+    }
+
+    /// Applies a new configuration: new endpoints start, removed ones stop (their queues are
+    /// dropped), changed ones go on with the new definition and the same queue.
+    pub fn apply(&mut self, defs: &[Arc<RemoteWriteDef>], agent: &str) -> Changes {
+        let mut changes = Changes::default();
+        let agent_changed = agent != self.agent;
+        self.agent = agent.to_string();
+        let names: Vec<&str> = defs.iter().map(|def| def.name.as_str()).collect();
+        let gone: Vec<String> = self
+            .running
+            .keys()
+            .filter(|name| !names.contains(&name.as_str()))
+            .cloned()
+            .collect();
+        for name in gone {
+            // Dropping the sender stops the pusher.
+            if let Some(pusher) = self.running.remove(&name) {
+                drop(pusher.target);
+                pusher.task.abort();
+            }
+            self.metrics.remote_write_queue(&name, 0);
+            changes.removed.push(name);
+        }
+        for def in defs {
+            let target = (def.clone(), self.agent.clone());
+            match self.running.get(&def.name) {
+                Some(pusher) => {
+                    let before = pusher.target.borrow().0.revision;
+                    if before != def.revision || agent_changed {
+                        pusher.target.send_replace(target);
+                        changes.changed.push(def.name.clone());
+                    }
+                }
+                None => {
+                    let (sender, receiver) = watch::channel(target);
+                    let task = tokio::spawn(push_loop(
+                        receiver,
+                        self.env.clone(),
+                        self.metrics.clone(),
+                        self.shutdown.clone(),
+                    ));
+                    self.running.insert(
+                        def.name.clone(),
+                        Pusher {
+                            target: sender,
+                            task,
+                        },
+                    );
+                    changes.added.push(def.name.clone());
+                }
+            }
+        }
+        changes
+    }
+
+    /// Waits for every pusher to end: after shutdown each pushes once more, so this returns
+    /// within the longest push timeout.
+    pub async fn join(self) {
+        for (_, pusher) in self.running {
+            let _ = pusher.task.await;
+            drop(pusher.target);
+        }
     }
 }
 
@@ -189,8 +269,7 @@ enum Outcome {
 }
 
 async fn push_loop(
-    def: Arc<RemoteWriteDef>,
-    agent: String,
+    mut target: watch::Receiver<Target>,
     env: RunEnv,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
@@ -200,9 +279,11 @@ async fn push_loop(
     let mut queue: VecDeque<Batch> = VecDeque::new();
     let mut queued = 0usize;
     let mut failing = false;
-    let extra = vec![("agent".to_string(), agent)];
     let mut next_tick = Instant::now();
     loop {
+        // The definition of this round: a reload may have replaced it.
+        let (def, agent) = target.borrow_and_update().clone();
+        let extra = vec![("agent".to_string(), agent)];
         let stopping = *shutdown.borrow();
         // Snapshot and queue.
         let now_ms = SystemTime::now()
@@ -276,9 +357,18 @@ async fn push_loop(
         if stopping {
             break;
         }
-        tokio::select! {
-            () = sleep_until(next_tick) => {}
-            _ = shutdown.changed() => {}
+        // Wait for the next round; a new definition applies from it.
+        let removed = loop {
+            tokio::select! {
+                () = sleep_until(next_tick) => break false,
+                _ = shutdown.changed() => break false,
+                changed = target.changed() => if changed.is_err() {
+                    break true;
+                },
+            }
+        };
+        if removed {
+            break;
         }
         if Instant::now() > next_tick + def.interval {
             next_tick = Instant::now();

@@ -5,6 +5,7 @@
 //! [`WallClock`], captured once, so a stepped system clock moves neither the intervals nor the
 //! cron firings, and tests can run the whole scheduler on paused time.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -110,6 +111,23 @@ pub fn first_due(name: &str, interval: Duration, now: Instant, clock: &WallClock
     now + Duration::from_nanos(wait as u64)
 }
 
+/// How soon after it is loaded a check reports at the latest: a check whose first slot is
+/// further away than this runs once early, at a stable offset inside this window, so a `1h`
+/// TLS check or a `12h` domain check has data (and its expiry series) within a minute of a
+/// start or a deploy.
+pub const FIRST_RUN_WITHIN: Duration = Duration::from_secs(60);
+
+/// When a check loaded at `now` first runs, if that is earlier than its first slot
+/// `first_slot`: at its stable offset inside [`FIRST_RUN_WITHIN`]. `None` when the slot comes
+/// within [`FIRST_RUN_WITHIN`] anyway (every interval of a minute or less), so no check runs
+/// twice in quick succession.
+pub fn early_run(name: &str, now: Instant, first_slot: Instant) -> Option<Instant> {
+    if first_slot <= now + FIRST_RUN_WITHIN {
+        return None;
+    }
+    Some(now + offset_in(name, FIRST_RUN_WITHIN))
+}
+
 /// The next cron firing strictly after `after`.
 pub fn next_cron(schedule: &cron::Schedule, after: Instant, clock: &WallClock) -> Option<Instant> {
     let wall: chrono::DateTime<chrono::Utc> = clock.wall_at(after).into();
@@ -130,6 +148,7 @@ struct Shared {
 pub struct Scheduler {
     checks: Vec<Arc<CheckDef>>,
     shared: Arc<Shared>,
+    settled: HashSet<Arc<str>>,
 }
 
 impl Scheduler {
@@ -152,7 +171,17 @@ impl Scheduler {
                 results,
                 clock,
             }),
+            settled: HashSet::new(),
         }
+    }
+
+    /// Checks that keep their slot without an early first run: those a reload left
+    /// unchanged, which already have data. Every other check with `run_on_load` runs once
+    /// within [`FIRST_RUN_WITHIN`] of the start (see [`early_run`]).
+    #[must_use]
+    pub fn settled(mut self, names: impl IntoIterator<Item = Arc<str>>) -> Scheduler {
+        self.settled = names.into_iter().collect();
+        self
     }
 
     /// Spawns one task per check and waits for them. When `shutdown` turns true (or its
@@ -162,7 +191,15 @@ impl Scheduler {
         let tasks: Vec<JoinHandle<()>> = self
             .checks
             .into_iter()
-            .map(|def| tokio::spawn(check_loop(def, self.shared.clone(), shutdown.clone())))
+            .map(|def| {
+                let early = def.run_on_load && !self.settled.contains(&def.name);
+                tokio::spawn(check_loop(
+                    def,
+                    self.shared.clone(),
+                    shutdown.clone(),
+                    early,
+                ))
+            })
             .collect();
         drop(self.shared);
         for task in tasks {
@@ -171,15 +208,23 @@ impl Scheduler {
     }
 }
 
-async fn check_loop(def: Arc<CheckDef>, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+async fn check_loop(
+    def: Arc<CheckDef>,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+    early: bool,
+) {
     let now = Instant::now();
-    let mut due = match &def.schedule {
+    let slot = match &def.schedule {
         Schedule::Interval(every) => first_due(&def.name, *every, now, &shared.clock),
         Schedule::Cron(cron) => match next_cron(cron, now, &shared.clock) {
             Some(due) => due,
             None => return,
         },
     };
+    // An early first run, then the wall-clock slots.
+    let mut early = early.then(|| early_run(&def.name, now, slot)).flatten();
+    let mut due = early.unwrap_or(slot);
     let mut running: Option<JoinHandle<()>> = None;
     loop {
         if *shutdown.borrow() {
@@ -202,6 +247,7 @@ async fn check_loop(def: Arc<CheckDef>, shared: Arc<Shared>, mut shutdown: watch
         }
         let this_due = due;
         due = match &def.schedule {
+            _ if early.take().is_some() => slot,
             Schedule::Interval(every) => {
                 // After a stall (a suspended VM, a starved runtime) skip the missed slots
                 // instead of firing them back to back.

@@ -9,12 +9,14 @@
 //! logged as such. If Prometheus cannot be asked, the configured fallback applies, and a metric
 //! and a log line say so.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::ACCEPT;
 use http::{HeaderName, HeaderValue, Method};
 use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 use tracing::{debug, info, warn};
 use url::Url;
@@ -24,6 +26,7 @@ use crate::checks::http::{HttpExpect, HttpSpec, HttpVersionPref, fetch};
 use crate::config::{Fallback, TrafficDef};
 use crate::metrics::Metrics;
 use crate::net::{self, IpPreference, TlsSetup};
+use crate::reload::Changes;
 use crate::result::Status;
 use crate::runner::RunEnv;
 
@@ -37,19 +40,97 @@ pub const SYNTHETIC_USER_AGENT: &str =
 /// it are dropped and counted, so a slow service cannot pile requests up.
 const MAX_IN_FLIGHT: usize = 64;
 
-/// Runs every injector until `shutdown` turns true.
-pub async fn run(
-    defs: Vec<Arc<TrafficDef>>,
+/// The running injectors, one per `[[traffic]]`, keyed by name. A reload restarts the
+/// injectors whose definition changed, stops removed ones and starts new ones; unchanged
+/// ones go on undisturbed.
+pub struct Injectors {
     env: RunEnv,
     metrics: Arc<Metrics>,
-    shutdown: watch::Receiver<bool>,
-) {
-    let tasks: Vec<_> = defs
-        .into_iter()
-        .map(|def| tokio::spawn(inject(def, env.clone(), metrics.clone(), shutdown.clone())))
-        .collect();
-    for task in tasks {
-        let _ = task.await;
+    running: BTreeMap<String, Injector>,
+    /// Replaced injectors still finishing their requests in flight.
+    stopping: Vec<JoinHandle<()>>,
+}
+
+struct Injector {
+    revision: u64,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Injectors {
+    /// Starts an injector per definition.
+    pub fn start(defs: &[Arc<TrafficDef>], env: RunEnv, metrics: Arc<Metrics>) -> Injectors {
+        let mut injectors = Injectors {
+            env,
+            metrics,
+            running: BTreeMap::new(),
+            stopping: Vec::new(),
+        };
+        injectors.apply(defs);
+        injectors
+    }
+
+    /// Applies a new configuration.
+    pub fn apply(&mut self, defs: &[Arc<TrafficDef>]) -> Changes {
+        let mut changes = Changes::default();
+        let names: Vec<&str> = defs.iter().map(|def| def.name.as_str()).collect();
+        let gone: Vec<String> = self
+            .running
+            .keys()
+            .filter(|name| !names.contains(&name.as_str()))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.retire(&name);
+            changes.removed.push(name);
+        }
+        self.stopping.retain(|task| !task.is_finished());
+        for def in defs {
+            match self.running.get(&def.name) {
+                Some(running) if running.revision == def.revision => continue,
+                Some(_) => {
+                    self.retire(&def.name);
+                    changes.changed.push(def.name.clone());
+                }
+                None => changes.added.push(def.name.clone()),
+            }
+            let (stop, stopped) = watch::channel(false);
+            let task = tokio::spawn(inject(
+                def.clone(),
+                self.env.clone(),
+                self.metrics.clone(),
+                stopped,
+            ));
+            self.running.insert(
+                def.name.clone(),
+                Injector {
+                    revision: def.revision,
+                    stop,
+                    task,
+                },
+            );
+        }
+        changes
+    }
+
+    /// Stops an injector; its requests in flight finish on their own (each within its
+    /// timeout).
+    fn retire(&mut self, name: &str) {
+        if let Some(injector) = self.running.remove(name) {
+            let _ = injector.stop.send(true);
+            self.stopping.push(injector.task);
+        }
+    }
+
+    /// Stops every injector and waits for their requests in flight.
+    pub async fn stop(mut self) {
+        let names: Vec<String> = self.running.keys().cloned().collect();
+        for name in names {
+            self.retire(&name);
+        }
+        for task in self.stopping {
+            let _ = task.await;
+        }
     }
 }
 
@@ -62,14 +143,17 @@ pub struct Plan {
     pub inject: f64,
 }
 
-/// The rate to inject: `max(0, floor − real)`, capped; the fallback when the real rate is
-/// unknown; nothing outside the active window.
+/// The rate to inject: `max(0, floor − real)`, never above the floor nor `max_rate`; the
+/// fallback when the real rate is unknown; nothing outside the active window. A real rate that
+/// is not a finite, non-negative number is treated as unknown, so a broken query can never
+/// raise the injected rate.
 pub fn plan(def: &TrafficDef, real: Option<f64>, active: bool) -> Plan {
+    let real = real.filter(|rate| rate.is_finite() && *rate >= 0.0);
     let inject = if !active {
         0.0
     } else {
         match real {
-            Some(real) => (def.floor - real).max(0.0),
+            Some(real) => def.floor - real,
             None => match def.fallback {
                 Fallback::Floor => def.floor,
                 Fallback::None => 0.0,
@@ -78,7 +162,7 @@ pub fn plan(def: &TrafficDef, real: Option<f64>, active: bool) -> Plan {
     };
     Plan {
         real,
-        inject: inject.min(def.max_rate),
+        inject: inject.min(def.floor).min(def.max_rate).max(0.0),
     }
 }
 
@@ -163,10 +247,15 @@ async fn inject(
             let def = def.clone();
             let env = env.clone();
             let metrics = metrics.clone();
+            let stopped = shutdown.clone();
             tokio::spawn(async move {
                 let _permit = permit;
                 let ok = send(&def, &env).await;
-                metrics.traffic_request(&def.name, if ok { "success" } else { "failure" });
+                // A request that ends after its injector stopped (removed or replaced by a
+                // reload, whose series may be gone) is not counted.
+                if !*stopped.borrow() {
+                    metrics.traffic_request(&def.name, if ok { "success" } else { "failure" });
+                }
             });
         }
     }
@@ -257,18 +346,30 @@ pub async fn query_rate(env: &RunEnv, prometheus: &Url, query: &str) -> Result<f
     parse_query_result(&received.body)
 }
 
-/// The sum of an instant-query result (a vector or a scalar); an empty vector is 0.
+/// The sum of an instant-query result (a vector or a scalar); an empty vector is 0. A sample
+/// that is not a number, not finite, or a negative total is an error: a request rate is
+/// never negative, and trusting such a value would make the injector send at `max_rate`.
 pub fn parse_query_result(body: &[u8]) -> Result<f64, String> {
     let document: serde_json::Value = serde_json::from_slice(body)
         .map_err(|error| format!("Prometheus's answer is not JSON: {error}"))?;
     if document["status"] != "success" {
         return Err(format!(
             "the query failed: {}",
-            document["error"].as_str().unwrap_or("unknown error")
+            shown(document["error"].as_str().unwrap_or("unknown error"), 200)
         ));
     }
-    let value = |sample: &serde_json::Value| -> Option<f64> {
-        sample.get(1)?.as_str()?.parse::<f64>().ok()
+    let value = |sample: &serde_json::Value| -> Result<f64, String> {
+        let text = sample
+            .get(1)
+            .and_then(serde_json::Value::as_str)
+            .ok_or("a sample without a value")?;
+        match text.parse::<f64>() {
+            Ok(rate) if rate.is_finite() => Ok(rate),
+            _ => Err(format!(
+                "the rate {} is not a finite number",
+                shown(text, 40)
+            )),
+        }
     };
     let data = &document["data"];
     let total = match data["resultType"].as_str() {
@@ -276,17 +377,28 @@ pub fn parse_query_result(body: &[u8]) -> Result<f64, String> {
             .as_array()
             .ok_or("no result")?
             .iter()
-            .filter_map(|series| value(&series["value"]))
-            .filter(|v| v.is_finite())
-            .sum(),
-        Some("scalar") => value(&data["result"]).ok_or("no scalar")?,
+            .map(|series| value(&series["value"]))
+            .sum::<Result<f64, String>>()?,
+        Some("scalar") => value(&data["result"])?,
         other => {
             return Err(format!(
-                "the query gave a {other:?}, not a vector or scalar"
+                "the query gave a {}, not a vector or scalar",
+                shown(other.unwrap_or("nothing"), 40)
             ));
         }
     };
+    if !total.is_finite() || total < 0.0 {
+        return Err(format!("the real rate {total} is not a request rate"));
+    }
     Ok(total)
+}
+
+/// Text from Prometheus's answer as it may appear in a log: quoted, control characters
+/// escaped, at most `max` characters.
+fn shown(text: &str, max: usize) -> String {
+    let cut: String = text.chars().take(max).collect();
+    let more = if cut.len() < text.len() { "…" } else { "" };
+    format!("{cut:?}{more}")
 }
 
 /// The header name injected requests carry, parsed.
@@ -310,6 +422,19 @@ mod tests {
         let scalar = br#"{"status":"success","data":{"resultType":"scalar","result":[1,"7"]}}"#;
         assert_eq!(parse_query_result(scalar), Ok(7.0));
         assert!(parse_query_result(br#"{"status":"error","error":"bad"}"#).is_err());
+        for hostile in ["-Inf", "+Inf", "NaN", "-1e300", "-1", "1e309", "fast"] {
+            let body = format!(
+                r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{}},"value":[1,"{hostile}"]}}]}}}}"#
+            );
+            assert!(parse_query_result(body.as_bytes()).is_err(), "{hostile}");
+            let body = format!(
+                r#"{{"status":"success","data":{{"resultType":"scalar","result":[1,"{hostile}"]}}}}"#
+            );
+            assert!(parse_query_result(body.as_bytes()).is_err(), "{hostile}");
+        }
+        // Two huge rates whose sum overflows.
+        let overflow = br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"1e308"]},{"metric":{},"value":[1,"1e308"]}]}}"#;
+        assert!(parse_query_result(overflow).is_err());
     }
 
     #[test]

@@ -242,3 +242,141 @@ pub struct CheckCtx {
     /// The `User-Agent` to send.
     pub user_agent: &'static str,
 }
+
+/// Every reason a kind's runs can produce must be in [`CheckKind::reasons`]: the failure
+/// counters exist only for the reasons listed there, so an unlisted one would go uncounted.
+/// The code a kind's runs go through is known (its own module, and the shared parts below);
+/// every `FailureReason` named there must be in the kind's list.
+#[cfg(test)]
+mod reason_lists {
+    use std::collections::BTreeSet;
+
+    use super::CheckKind;
+
+    const MOD: &str = include_str!("mod.rs");
+    const HTTP: &str = include_str!("http.rs");
+    const NET: &str = include_str!("../net.rs");
+    const RUNNER: &str = include_str!("../runner.rs");
+
+    /// The text of `source` from the line starting with `from` to the one starting with
+    /// `to` (or the end).
+    fn region<'a>(source: &'a str, from: &str, to: Option<&str>) -> &'a str {
+        let start = source
+            .find(&format!("\n{from}"))
+            .unwrap_or_else(|| panic!("no {from:?} in the source"));
+        let end = to.map_or(source.len(), |to| {
+            source[start..]
+                .find(&format!("\n{to}"))
+                .map(|offset| start + offset)
+                .unwrap_or_else(|| panic!("no {to:?} after {from:?}"))
+        });
+        &source[start..end]
+    }
+
+    /// The variants named as `FailureReason::Variant` (not the `FailureReason::HTTP`-style
+    /// lists), without the test code at the end of a file.
+    fn named(source: &str) -> BTreeSet<String> {
+        let code = source.split("\n#[cfg(test)]").next().unwrap_or(source);
+        code.match_indices("FailureReason::")
+            .filter_map(|(idx, prefix)| {
+                let rest = &code[idx + prefix.len()..];
+                let name: String = rest
+                    .chars()
+                    .take_while(char::is_ascii_alphanumeric)
+                    .collect();
+                let mut chars = name.chars();
+                (chars.next()?.is_ascii_uppercase() && chars.any(|c| c.is_ascii_lowercase()))
+                    .then_some(name)
+            })
+            .collect()
+    }
+
+    /// Reasons named in shared code that a kind's runs cannot reach, and why.
+    const EXEMPT: [(CheckKind, &str, &str); 1] = [(
+        CheckKind::Dns,
+        "redirect",
+        "DNS over HTTPS sends with follow_redirects = false, so a redirect is a status",
+    )];
+
+    #[test]
+    fn every_reason_a_kind_can_produce_is_in_its_list() {
+        let dial = region(
+            MOD,
+            "pub(crate) async fn dial",
+            Some("pub(crate) fn require_verified"),
+        );
+        let verified = region(
+            MOD,
+            "pub(crate) fn require_verified",
+            Some("/// What a running check"),
+        );
+        let transport = region(HTTP, "pub async fn run(", Some("pub(crate) fn evaluate("));
+        let expectations = region(HTTP, "pub(crate) fn evaluate(", None);
+        let tls_kinds = [dial, verified, NET, RUNNER];
+        let parts: Vec<(CheckKind, Vec<&str>)> = vec![
+            (
+                CheckKind::Http,
+                [transport, expectations]
+                    .into_iter()
+                    .chain(tls_kinds)
+                    .collect(),
+            ),
+            (
+                CheckKind::Flow,
+                [include_str!("flow.rs"), transport, expectations]
+                    .into_iter()
+                    .chain(tls_kinds)
+                    .collect(),
+            ),
+            (
+                CheckKind::Domain,
+                [include_str!("domain.rs"), transport]
+                    .into_iter()
+                    .chain(tls_kinds)
+                    .collect(),
+            ),
+            (
+                CheckKind::Dns,
+                [include_str!("dns.rs"), transport]
+                    .into_iter()
+                    .chain(tls_kinds)
+                    .collect(),
+            ),
+            (
+                CheckKind::Tls,
+                [include_str!("tls.rs")]
+                    .into_iter()
+                    .chain(tls_kinds)
+                    .collect(),
+            ),
+            (CheckKind::Tcp, vec![include_str!("tcp.rs"), dial, RUNNER]),
+        ];
+        assert_eq!(parts.len(), CheckKind::ALL.len(), "every kind is covered");
+        let mut missing = BTreeSet::new();
+        for (kind, sources) in parts {
+            let listed: BTreeSet<&str> = kind.reasons().iter().map(|r| r.as_str()).collect();
+            for source in sources {
+                for name in named(source) {
+                    let reason = crate::result::FailureReason::ALL
+                        .iter()
+                        .find(|r| format!("{r:?}") == name)
+                        .unwrap_or_else(|| panic!("{name} is not a FailureReason"));
+                    let exempt = EXEMPT
+                        .iter()
+                        .any(|(k, r, _)| *k == kind && *r == reason.as_str());
+                    if !listed.contains(reason.as_str()) && !exempt {
+                        missing.insert(format!(
+                            "{} can fail with {}",
+                            kind.as_str(),
+                            reason.as_str()
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "reasons missing from the lists: {missing:#?}"
+        );
+    }
+}

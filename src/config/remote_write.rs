@@ -61,11 +61,15 @@ pub(super) fn read_remote_write(table: Table<'_>, index: usize) -> Option<Remote
     let ip = super::http::read_ip_preference(&table);
     let tls =
         super::tls::read_tls_options(&table, vec![b"h2".to_vec(), b"http/1.1".to_vec()], true);
+    let written = table.written();
     table.finish();
     if d.error_count() > errors_before {
         return None;
     }
     let tls = tls?;
+    let mut revision_parts = vec![name.as_bytes(), written.as_bytes()];
+    revision_parts.extend(secrets.iter().map(|secret| secret.as_bytes()));
+    let revision = super::revision(&revision_parts);
     Some(RemoteWriteDef {
         name,
         url: url?,
@@ -80,5 +84,6 @@ pub(super) fn read_remote_write(table: Table<'_>, index: usize) -> Option<Remote
         insecure_skip_verify: tls.insecure_skip_verify,
         server_name: tls.server_name,
         secrets,
+        revision,
     })
 }

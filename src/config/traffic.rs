@@ -10,6 +10,10 @@ use crate::checks::flow::{Part, Template};
 use crate::traffic::synthetic_header;
 
 const DEFAULT_MAX_RATE: f64 = 5.0;
+/// The highest `floor` or `max_rate` accepted, in requests per second. A floor exists to carry
+/// quiet hours; a thousand requests a second is load generation, and a typo (`1e9/s`) must not
+/// turn the injector into one.
+pub const MAX_INJECT_RATE: f64 = 1000.0;
 const DEFAULT_REFRESH: Duration = Duration::from_secs(60);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -17,6 +21,7 @@ pub(super) fn read_traffic(
     table: Table<'_>,
     checks: &[Arc<CheckDef>],
     slos: &[Slo],
+    failed: &super::validate::Failed,
 ) -> Option<TrafficDef> {
     let d = table.diags();
     let errors_before = d.error_count();
@@ -34,10 +39,23 @@ pub(super) fn read_traffic(
     let floor = table.str("floor");
     let (slo_name, floor) = match (slo, floor) {
         (Some((slo_name, span)), None) => match slos.iter().find(|slo| slo.name == slo_name) {
-            Some(slo) => (
-                Some(slo.name.clone()),
-                Some(crate::rules::binding_floor(slo)),
-            ),
+            Some(slo) => {
+                let floor = crate::rules::binding_floor(slo);
+                if floor > MAX_INJECT_RATE {
+                    d.error_hint(
+                        &span,
+                        format!(
+                            "SLO {slo_name:?} needs a floor of {floor:.0}/s, above the {MAX_INJECT_RATE:.0}/s an injector may send"
+                        ),
+                        "an objective this strict needs real traffic, not a synthetic floor; set a lower floor = \"...\" or loosen the SLO",
+                    );
+                    (None, None)
+                } else {
+                    (Some(slo.name.clone()), Some(floor))
+                }
+            }
+            // Defined but invalid: reported where it is defined.
+            None if failed.slos.contains(slo_name) => (None, None),
             None => {
                 let names: Vec<&str> = slos.iter().map(|slo| slo.name.as_str()).collect();
                 let hint = match super::reader::closest(slo_name, &names) {
@@ -49,6 +67,14 @@ pub(super) fn read_traffic(
             }
         },
         (None, Some((text, span))) => match parse_rate(text) {
+            Some(rate) if rate > MAX_INJECT_RATE => {
+                d.error_hint(
+                    &span,
+                    format!("floor {text:?} is above {MAX_INJECT_RATE:.0}/s"),
+                    "a floor carries quiet hours; write it like \"100/h\" or \"2/s\" (at most 1000/s)",
+                );
+                (None, None)
+            }
             Some(rate) => (None, Some(rate)),
             None => {
                 d.error_hint(
@@ -75,10 +101,12 @@ pub(super) fn read_traffic(
 
     // The request: a check's, or an inline one with the keys of an http check.
     let mut secrets = Vec::new();
+    let mut check_revision = 0u64;
     let request = match (table.str("check"), table.key_span("url")) {
         (Some((check, span)), None) => match checks.iter().find(|def| &*def.name == check) {
             Some(def) => match &def.spec {
                 CheckSpec::Http(_) | CheckSpec::Flow(_) => {
+                    check_revision = def.revision;
                     secrets.extend(def.secrets.iter().cloned());
                     Some(def.spec.clone())
                 }
@@ -91,6 +119,7 @@ pub(super) fn read_traffic(
                     None
                 }
             },
+            None if failed.checks.contains(check) => None,
             None => {
                 d.error(&span, format!("no check named {check:?}"));
                 None
@@ -125,14 +154,25 @@ pub(super) fn read_traffic(
         _ => {}
     }
     let max_rate = match table.str("max_rate") {
-        Some((text, span)) => parse_rate(text).unwrap_or_else(|| {
-            d.error_hint(
-                &span,
-                format!("max_rate {text:?} is not a rate"),
-                "write it like \"5/s\"",
-            );
-            DEFAULT_MAX_RATE
-        }),
+        Some((text, span)) => match parse_rate(text) {
+            Some(rate) if rate > MAX_INJECT_RATE => {
+                d.error_hint(
+                    &span,
+                    format!("max_rate {text:?} is above {MAX_INJECT_RATE:.0}/s"),
+                    "max_rate bounds what the injector may add; write it like \"5/s\" (at most 1000/s)",
+                );
+                DEFAULT_MAX_RATE
+            }
+            Some(rate) => rate,
+            None => {
+                d.error_hint(
+                    &span,
+                    format!("max_rate {text:?} is not a rate"),
+                    "write it like \"5/s\"",
+                );
+                DEFAULT_MAX_RATE
+            }
+        },
         None => DEFAULT_MAX_RATE,
     };
     let refresh = table
@@ -176,15 +216,21 @@ pub(super) fn read_traffic(
         }
         window
     });
+    let written = table.written();
     table.finish();
     if d.error_count() > errors_before {
         return None;
     }
+    let floor = floor?;
+    let outside = format!("{check_revision} {floor}");
+    let mut revision_parts = vec![written.as_bytes(), outside.as_bytes()];
+    revision_parts.extend(secrets.iter().map(|secret| secret.as_bytes()));
+    let revision = super::revision(&revision_parts);
     Some(TrafficDef {
         name: name?,
         request: mark(request?),
         slo: slo_name,
-        floor: floor?,
+        floor,
         prometheus,
         real_rate,
         max_rate,
@@ -194,6 +240,7 @@ pub(super) fn read_traffic(
         fallback,
         timeout,
         secrets,
+        revision,
     })
 }
 

@@ -48,7 +48,7 @@ async fn post_reload_keeps_unchanged_counters_drops_removed_starts_new_and_rejec
     std::fs::write(&path, checks(&nginx, &["keep", "new"], "")).unwrap();
     let (status, body) = http_post(agent.addr, "/-/reload").await;
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("1 added, 1 removed"), "{body}");
+    assert!(body.contains("1 added, 0 changed, 1 removed"), "{body}");
     let (_, metrics) = agent.get("/metrics").await;
     assert!(
         runs(&metrics, "keep").unwrap() >= before,
@@ -224,6 +224,133 @@ async fn a_check_can_gain_labels_on_reload_without_touching_the_others() {
             .lines()
             .any(|line| line.contains("check=\"plain\"") && line.contains("team=")),
         "the other check has no team label"
+    );
+    agent.stop().await;
+}
+
+/// `[[traffic]]` and `[[remote_write]]` follow a reload: a changed injector restarts with its
+/// new floor, a new one starts and a removed one stops (its series go); a remote-write endpoint
+/// that is down keeps its queue through a change of its definition; the answer says what
+/// changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_applies_traffic_and_remote_write_changes() {
+    let nginx = Nginx::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("checks.toml");
+    let down = format!("http://127.0.0.1:{}/api/v1/write", free_port());
+    let config = |traffic: &[(&str, &str)], remotes: &[(&str, &str)]| {
+        let mut text = checks(&nginx, &["keep"], "");
+        for (name, floor) in traffic {
+            text.push_str(&format!(
+                "\n[[traffic]]\nname = \"{name}\"\nfloor = \"{floor}\"\nurl = \"{}\"\nrefresh = \"1s\"\n",
+                nginx.url("/ok")
+            ));
+        }
+        for (name, timeout) in remotes {
+            text.push_str(&format!(
+                "\n[[remote_write]]\nname = \"{name}\"\nurl = \"{down}\"\ninterval = \"500ms\"\ntimeout = \"{timeout}\"\n"
+            ));
+        }
+        text
+    };
+    std::fs::write(&path, config(&[("night", "1/s")], &[("central", "1s")])).unwrap();
+    let agent = RunningAgent::start_reloadable(&path).await;
+    let queue = |metrics: &str, remote: &str| {
+        sample(
+            metrics,
+            "nightjar_remote_write_queue_samples",
+            &[("remote", remote)],
+        )
+    };
+    // Let the down endpoint's queue hold several snapshots.
+    let first = eventually(Duration::from_secs(20), "a queued snapshot", || async {
+        let (_, metrics) = agent.get("/metrics").await;
+        queue(&metrics, "central").filter(|queued| *queued > 0.0)
+    })
+    .await;
+    let before = eventually(
+        Duration::from_secs(20),
+        "three queued snapshots",
+        || async {
+            let (_, metrics) = agent.get("/metrics").await;
+            queue(&metrics, "central").filter(|queued| *queued >= 3.0 * first)
+        },
+    )
+    .await;
+
+    std::fs::write(
+        &path,
+        config(
+            &[("night", "2/s"), ("day", "1/s")],
+            &[("central", "2s"), ("spare", "1s")],
+        ),
+    )
+    .unwrap();
+    let (status, body) = http_post(agent.addr, "/-/reload").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("Traffic: added day; changed night; removed none."),
+        "{body}"
+    );
+    assert!(
+        body.contains("Remote write: added spare; changed central; removed none."),
+        "{body}"
+    );
+    assert!(body.contains("0 added, 0 changed, 0 removed"), "{body}");
+    let (_, metrics) = agent.get("/metrics").await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "nightjar_traffic_floor_rate",
+            &[("traffic", "night")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "nightjar_traffic_requests_total",
+            &[("traffic", "day"), ("result", "failure")]
+        ),
+        Some(0.0),
+        "the new injector's series start at 0"
+    );
+    // The queue was kept: it only grows from where it was.
+    eventually(
+        Duration::from_secs(20),
+        "the kept queue to grow",
+        || async {
+            let (_, metrics) = agent.get("/metrics").await;
+            queue(&metrics, "central").filter(|queued| *queued > before)
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(20),
+        "the new endpoint to queue",
+        || async {
+            let (_, metrics) = agent.get("/metrics").await;
+            queue(&metrics, "spare").filter(|queued| *queued > 0.0)
+        },
+    )
+    .await;
+
+    // Removing both stops them and drops their series; an unchanged reload changes nothing.
+    std::fs::write(&path, config(&[("night", "2/s")], &[("central", "2s")])).unwrap();
+    let (status, body) = http_post(agent.addr, "/-/reload").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("Traffic: added none; changed none; removed day."),
+        "{body}"
+    );
+    assert!(
+        body.contains("Remote write: added none; changed none; removed spare."),
+        "{body}"
+    );
+    let (_, metrics) = agent.get("/metrics").await;
+    assert!(
+        !metrics.contains("traffic=\"day\"") && !metrics.contains("remote=\"spare\""),
+        "removed series are gone:\n{metrics}"
     );
     agent.stop().await;
 }

@@ -320,3 +320,138 @@ async fn shutdown_waits_for_runs_in_flight_and_starts_no_new_ones() {
     assert!(h.results.recv().await.is_some());
     assert!(h.results.recv().await.is_none());
 }
+
+/// A check whose first slot is far away runs once within a minute of its start, at its stable
+/// offset, then keeps its wall-clock slot; `run_on_load = false` waits for the slot; a daily
+/// cron check does the same as an interval check.
+#[tokio::test(start_paused = true)]
+async fn long_interval_checks_run_within_a_minute_of_start_then_keep_their_slot() {
+    let text = checks_text(&[
+        ("hourly", "interval = \"1h\""),
+        ("twice-a-day", "interval = \"12h\""),
+        ("nightly", "cron = \"0 3 * * *\""),
+        ("patient", "interval = \"1h\"\nrun_on_load = false"),
+    ]);
+    // 04:00:05 UTC: the nightly cron is almost a day away.
+    let start_wall = epoch(1_699_934_400 + 4 * 3600 + 5);
+    let clock = WallClock::anchored(start_wall);
+    let t0 = Instant::now();
+    let slot =
+        |name: &str, every: u64| first_due(name, Duration::from_secs(every), t0, &clock) - t0;
+    let h = start(&text, 16, HashMap::new(), start_wall);
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    for name in ["hourly", "twice-a-day", "nightly"] {
+        let starts = starts_of(&h.log, name, h.t0);
+        assert_eq!(
+            starts.len(),
+            1,
+            "{name} ran once in its first minute: {starts:?}"
+        );
+        let early = offset_in(name, Duration::from_secs(60));
+        assert!(
+            starts[0].abs_diff(early) < Duration::from_millis(1),
+            "{name} ran at its stable offset: {starts:?} vs {early:?}"
+        );
+    }
+    let patient_slot = slot("patient", 3600);
+    if patient_slot > Duration::from_secs(61) {
+        assert!(
+            starts_of(&h.log, "patient", h.t0).is_empty(),
+            "run_on_load = false waits for the slot"
+        );
+    }
+    // The next run of the hourly check is at its wall-clock slot, not an hour after the early
+    // run.
+    let hourly_slot = slot("hourly", 3600);
+    tokio::time::sleep(hourly_slot.max(Duration::from_secs(61)) - Duration::from_secs(61)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let hourly = starts_of(&h.log, "hourly", h.t0);
+    if hourly_slot > Duration::from_secs(60) {
+        assert_eq!(hourly.len(), 2, "{hourly:?}");
+        assert!(
+            hourly[1].abs_diff(hourly_slot) < Duration::from_millis(1),
+            "{hourly:?} vs slot {hourly_slot:?}"
+        );
+    }
+    h.stop.send(true).unwrap();
+    h.task.await.unwrap();
+}
+
+/// Checks a reload left unchanged keep their slot: no early run.
+#[tokio::test(start_paused = true)]
+async fn settled_checks_wait_for_their_slot() {
+    let text = checks_text(&[
+        ("hourly", "interval = \"1h\""),
+        ("fresh", "interval = \"1h\""),
+    ]);
+    let config = load(&text, &[]);
+    let log = Arc::new(Mutex::new(Log::default()));
+    let metrics = Arc::new(Metrics::new(&config));
+    let (tx, _results) = mpsc::channel(100);
+    let start_wall = epoch(1_699_934_400 + 4 * 3600 + 5);
+    let scheduler = Scheduler::new(
+        config.checks.clone(),
+        fake_runner(log.clone(), HashMap::new()),
+        metrics,
+        tx,
+        16,
+        WallClock::anchored(start_wall),
+    )
+    .settled([Arc::<str>::from("hourly")]);
+    let clock = WallClock::anchored(start_wall);
+    let t0 = Instant::now();
+    let hourly_slot = first_due("hourly", Duration::from_secs(3600), t0, &clock) - t0;
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(scheduler.run(stop_rx));
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    assert_eq!(starts_of(&log, "fresh", t0).len(), 1);
+    if hourly_slot > Duration::from_secs(61) {
+        assert!(starts_of(&log, "hourly", t0).is_empty());
+    }
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
+
+/// The real agent against nginx: an hourly `tls` check and a `domain` check (12 h by default)
+/// both report within a minute of the start, with their expiry series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_started_agent_reports_hourly_and_daily_checks_within_a_minute() {
+    let nginx = crate::support::Nginx::start();
+    // Names whose early offset is short keep the test quick; any name reports within 60 s.
+    let quick = |prefix: &str| -> String {
+        (0..1000)
+            .map(|idx| format!("{prefix}-{idx}"))
+            .find(|name| offset_in(name, Duration::from_secs(60)) < Duration::from_secs(8))
+            .expect("a name with a short offset")
+    };
+    let (cert, reg) = (quick("cert"), quick("reg"));
+    let text = format!(
+        "[agent]\nrdap_bootstrap = \"{bootstrap}\"\n\n[[check]]\nname = \"{cert}\"\ntype = \"tls\"\ntarget = \"localhost:{port}\"\ninterval = \"1h\"\ntimeout = \"5s\"\ntls = {{ ca_file = \"{ca}\" }}\n\n[[check]]\nname = \"{reg}\"\ntype = \"domain\"\ndomain = \"good.test\"\ntimeout = \"5s\"\n",
+        bootstrap = nginx.url("/rdap/dns.json"),
+        port = nginx.https.port(),
+        ca = crate::support::pki().ca.display(),
+    );
+    let agent = crate::support::RunningAgent::start(load(&text, &[])).await;
+    let started = std::time::Instant::now();
+    crate::support::eventually(
+        Duration::from_secs(60),
+        "both checks to report with their expiry",
+        || async {
+            let (_, metrics) = agent.get("/metrics").await;
+            let tls = sample(
+                &metrics,
+                "probe_ssl_earliest_cert_expiry",
+                &[("check", &cert)],
+            );
+            let domain = sample(
+                &metrics,
+                "nightjar_expiry_timestamp_seconds",
+                &[("check", &reg), ("expires", "domain")],
+            );
+            (tls.is_some() && domain.is_some()).then_some(())
+        },
+    )
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(60));
+    agent.stop().await;
+}

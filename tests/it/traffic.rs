@@ -182,3 +182,106 @@ fn traffic_config_errors() {
         assert!(err.contains(part), "{part:?} missing from:\n{err}");
     }
 }
+
+/// A real Prometheus that answers with numbers no request rate can have (`-Inf`, a huge
+/// negative, `NaN`): each counts as "Prometheus unavailable", so the fallback applies, and
+/// the injected rate never goes above the floor (it used to go to `max_rate`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impossible_real_rates_count_as_unavailable_and_never_raise_the_rate() {
+    let app = LoginApp::start("unused-password", "JBSWY3DPEHPK3PXP");
+    let prometheus = Prometheus::start(&[("app", app.addr)]);
+    prometheus.wait_ready().await;
+    let mut text = String::new();
+    for (name, query, fallback) in [
+        ("minus-inf", "-Inf", "floor"),
+        ("huge-negative", "vector(-1e300)", "floor"),
+        ("nan", "NaN", "none"),
+    ] {
+        text.push_str(&format!(
+            "[[traffic]]\nname = \"{name}\"\nfloor = \"2/s\"\nmax_rate = \"500/s\"\nurl = \"{ping}\"\nprometheus = \"http://{prom}/\"\nreal_rate = '{query}'\nrefresh = \"1s\"\narrivals = \"even\"\nfallback = \"{fallback}\"\n\n",
+            ping = app.url("/ping"),
+            prom = prometheus.addr,
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("traffic.toml");
+    std::fs::write(&path, &text).unwrap();
+    let listen: SocketAddr = format!("127.0.0.1:{}", crate::support::free_port())
+        .parse()
+        .unwrap();
+    let mut agent = crate::support::start_agent(
+        crate::support::nightjar()
+            .args(["run", "--log-format", "text", "--config"])
+            .arg(&path),
+        listen,
+    );
+    let (_, before) = counters(app.addr).await;
+    let window = Instant::now();
+    // Poll until every injector has planned at least once, then measure a few seconds more.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, metrics) = http_get(listen, "/metrics").await;
+        let planned = ["minus-inf", "huge-negative", "nan"].iter().all(|name| {
+            sample(
+                &metrics,
+                "nightjar_traffic_prometheus_up",
+                &[("traffic", name)],
+            ) == Some(0.0)
+        });
+        if planned {
+            for (name, target) in [("minus-inf", 2.0), ("huge-negative", 2.0), ("nan", 0.0)] {
+                assert_eq!(
+                    sample(
+                        &metrics,
+                        "nightjar_traffic_target_rate",
+                        &[("traffic", name)]
+                    ),
+                    Some(target),
+                    "{name}: the fallback applies"
+                );
+                assert_eq!(
+                    sample(
+                        &metrics,
+                        "nightjar_traffic_observed_rate",
+                        &[("traffic", name)]
+                    ),
+                    None,
+                    "{name}: no observed rate is reported"
+                );
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the injectors never reported Prometheus unavailable:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, after) = counters(app.addr).await;
+    let rate = (after - before) / window.elapsed().as_secs_f64();
+    // Two injectors at the 2/s floor: about 4/s, nowhere near 2 × 500/s.
+    assert!(rate <= 6.0, "injected {rate:.1}/s in all");
+    let output = crate::support::terminate(&mut agent);
+    let log = String::from_utf8_lossy(&output.stderr).into_owned()
+        + &String::from_utf8_lossy(&output.stdout);
+    for name in ["minus-inf", "huge-negative", "nan"] {
+        let lines = log
+            .lines()
+            .filter(|line| line.contains("Cannot read the real rate") && line.contains(name))
+            .count();
+        assert_eq!(lines, 1, "one log line for {name}:\n{log}");
+    }
+}
+
+#[test]
+fn rates_above_the_sane_bound_are_refused() {
+    let text = "[[traffic]]\nname = \"t\"\nfloor = \"1e9/s\"\nmax_rate = \"2000/s\"\nurl = \"http://127.0.0.1:1/\"\n";
+    let err = crate::support::config_errors("t.toml", text);
+    for part in [
+        "t.toml:3:9: floor \"1e9/s\" is above 1000/s",
+        "t.toml:4:12: max_rate \"2000/s\" is above 1000/s",
+    ] {
+        assert!(err.contains(part), "{part:?} missing from:\n{err}");
+    }
+}

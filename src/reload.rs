@@ -1,0 +1,34 @@
+//! What a reload changed, for the reply to `POST /-/reload` and the log.
+
+use std::fmt;
+
+/// The names a reload added, changed and removed, of one kind of definition.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changes {
+    /// Started.
+    pub added: Vec<String>,
+    /// Defined differently than before, and applied.
+    pub changed: Vec<String>,
+    /// Stopped.
+    pub removed: Vec<String>,
+}
+
+impl fmt::Display for Changes {
+    /// `added a, b; changed none; removed c`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |names: &[String]| {
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        };
+        write!(
+            f,
+            "added {}; changed {}; removed {}",
+            list(&self.added),
+            list(&self.changed),
+            list(&self.removed)
+        )
+    }
+}
