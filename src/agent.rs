@@ -12,10 +12,12 @@ use tracing::{error, info, warn};
 use crate::access::{Access, SharedAccess, SharedTls};
 use crate::config::{Config, ConfigErrors, Origin};
 use crate::metrics::Metrics;
+use crate::remote_write::Pushers;
 use crate::result::{CheckResult, Status};
 use crate::schedule::{Runner, Scheduler, WallClock};
 use crate::server::{AppState, router};
 use crate::status::{StatusStore, Transition};
+use crate::traffic::Injectors;
 
 /// Loads the configuration again, from the same files and overrides, for a reload.
 pub type Reloader = Arc<dyn Fn() -> Result<Config, ConfigErrors> + Send + Sync>;
@@ -29,12 +31,14 @@ struct Running {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// Starts a scheduler for the checks of `config` that run in its region.
+/// Starts a scheduler for the checks of `config` that run in its region. The checks named in
+/// `settled` keep their slots; every other one runs once soon (`run_on_load`).
 fn start_scheduler(
     config: &Config,
     runner: &Runner,
     metrics: &Arc<Metrics>,
     results: &mpsc::Sender<CheckResult>,
+    settled: Vec<Arc<str>>,
 ) -> Running {
     let region = &config.agent.region;
     let checks: Vec<_> = config
@@ -51,7 +55,8 @@ fn start_scheduler(
         results.clone(),
         config.agent.concurrency,
         WallClock::now(),
-    );
+    )
+    .settled(settled);
     Running {
         stop,
         task: tokio::spawn(scheduler.run(stop_rx)),
@@ -86,22 +91,21 @@ pub async fn run(
         region.clone(),
     ));
 
-    // Traffic and remote write run for the agent's life; a reload does not change them.
+    // Traffic injectors and remote-write pushers; a reload changes them in place.
     let (stop_tx, stop_rx) = watch::channel(false);
-    let injectors = tokio::spawn(crate::traffic::run(
-        config.traffic.clone(),
+    let mut injectors = Injectors::start(
+        &config.traffic,
         crate::runner::RunEnv::system(),
         metrics.clone(),
-        stop_rx.clone(),
-    ));
-    let pushers = tokio::spawn(crate::remote_write::run(
-        config.remote_write.clone(),
+    );
+    let mut pushers = Pushers::start(
+        &config.remote_write,
         config.agent.name.clone(),
         crate::runner::RunEnv::system(),
         metrics.clone(),
         stop_rx,
-    ));
-    let mut running = start_scheduler(&config, &runner, &metrics, &results_tx);
+    );
+    let mut running = start_scheduler(&config, &runner, &metrics, &results_tx, Vec::new());
     let n_checks = config
         .checks
         .iter()
@@ -179,7 +183,15 @@ pub async fn run(
             Some(reply) = reload_rx.recv() => {
                 let Some(reloader) = &reloader else { continue };
                 let outcome = match reloader() {
-                    Ok(next) => apply(&current, &next, &metrics, &status, &access, tls.as_ref()).map(|summary| (next, summary)),
+                    Ok(next) => apply(&current, &next, &metrics, &status, &access, tls.as_ref()).map(|summary| {
+                        let summary = format!(
+                            "{summary}. Traffic: {}. Remote write: {}.",
+                            injectors.apply(&next.traffic),
+                            pushers.apply(&next.remote_write, &next.agent.name),
+                        );
+                        metrics.reconfigure_outputs(&current.remote_write, &current.traffic, &next.remote_write, &next.traffic);
+                        (next, summary)
+                    }),
                     Err(errors) => {
                         for error in &errors.0 {
                             error!(message = "The new configuration is invalid; keeping the old one.", error = %error);
@@ -194,7 +206,7 @@ pub async fn run(
                         // checks keep their firing times.
                         let _ = running.stop.send(true);
                         let _ = (&mut running.task).await;
-                        running = start_scheduler(&next, &runner, &metrics, &results_tx);
+                        running = start_scheduler(&next, &runner, &metrics, &results_tx, unchanged(&current, &next));
                         current = next;
                         info!(message = "Configuration reloaded.", changes = %summary);
                         Ok(summary)
@@ -218,11 +230,11 @@ pub async fn run(
     let _ = running.stop.send(true);
     let _ = stop_tx.send(true);
     let _ = running.task.await;
-    let _ = injectors.await;
+    injectors.stop().await;
     drop(results_tx);
     let _ = sink.await;
     // A last push after the last results.
-    let _ = pushers.await;
+    pushers.join().await;
     let _ = server_stop_tx.send(true);
     match server.await {
         Ok(result) => result?,
@@ -289,10 +301,34 @@ fn apply(
     let after: Vec<&str> = next.checks.iter().map(|def| &*def.name).collect();
     let added = after.iter().filter(|name| !before.contains(name)).count();
     let removed = before.iter().filter(|name| !after.contains(name)).count();
+    let changed = next
+        .checks
+        .iter()
+        .filter(|def| {
+            current
+                .checks
+                .iter()
+                .any(|old| old.name == def.name && old.revision != def.revision)
+        })
+        .count();
     Ok(format!(
-        "{} checks: {added} added, {removed} removed",
+        "{} checks: {added} added, {changed} changed, {removed} removed",
         after.len()
     ))
+}
+
+/// The checks of `next` defined exactly as in `current`: they keep their slots.
+fn unchanged(current: &Config, next: &Config) -> Vec<Arc<str>> {
+    next.checks
+        .iter()
+        .filter(|def| {
+            current
+                .checks
+                .iter()
+                .any(|old| old.name == def.name && old.revision == def.revision)
+        })
+        .map(|def| def.name.clone())
+        .collect()
 }
 
 #[cfg(unix)]

@@ -48,6 +48,7 @@ pub mod config;
 pub mod metrics;
 pub mod net;
 pub mod page;
+pub mod reload;
 pub mod remote_write;
 pub mod result;
 pub mod rules;

@@ -9,7 +9,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::Spanned;
@@ -51,18 +51,86 @@ impl Source {
     }
 }
 
+/// What a secret reference stands for under [`Env::placeholders`] (`validate --no-secrets`):
+/// 16 base32 letters, so it is also a valid TOTP secret, host name, path, header value and
+/// long enough for the agent's bearer token.
+pub(crate) const PLACEHOLDER: &str = "NIGHTJARNOSECRET";
+
+/// What a reference that is a whole value stands for under [`Env::placeholders`]: such a
+/// value may be an endpoint, and a URL is also a valid header value or password.
+const PLACEHOLDER_URL: &str = "https://nightjar.invalid/NIGHTJARNOSECRET";
+
+/// Secret references that could not be resolved, shared by every file's [`Diags`]: one
+/// missing variable or file is one problem, reported at its first reference; the other
+/// places are added to that report by [`Unresolved::amend`].
+#[derive(Default)]
+pub(crate) struct Unresolved {
+    /// Per reference (`env:NAME`, `file:PATH`): the first place, then the others.
+    seen: RefCell<Vec<(String, String, Vec<String>)>>,
+}
+
+impl Unresolved {
+    /// Records that `reference` could not be resolved at `place`; true the first time.
+    fn first(&self, reference: &str, place: String) -> bool {
+        let mut seen = self.seen.borrow_mut();
+        match seen.iter_mut().find(|(known, _, _)| known == reference) {
+            Some((_, first, more)) => {
+                if *first != place && !more.contains(&place) {
+                    more.push(place);
+                }
+                false
+            }
+            None => {
+                seen.push((reference.to_string(), place, Vec::new()));
+                true
+            }
+        }
+    }
+
+    /// Adds the other places of each unresolved reference to the problem reported at its
+    /// first place.
+    pub fn amend(&self, errors: &mut [ConfigError]) {
+        for (reference, first, more) in self.seen.borrow().iter() {
+            if more.is_empty() {
+                continue;
+            }
+            let quoted = format!("${{{reference}}}");
+            let found = errors.iter_mut().find(|error| {
+                let place = format!(
+                    "{}:{}:{}",
+                    error.path.display(),
+                    error.line.unwrap_or(0),
+                    error.column.unwrap_or(0)
+                );
+                place == *first && error.message.contains(&quoted)
+            });
+            if let Some(error) = found {
+                let also = format!("; also referenced at {})", more.join(", "));
+                if error.message.ends_with(')') {
+                    error.message.pop();
+                    error.message.push_str(&also);
+                } else {
+                    error.message.push_str(&format!(" ({}", &also[2..]));
+                }
+            }
+        }
+    }
+}
+
 /// Collects problems for one source; also resolves `${env:..}` and `${file:..}` references.
 pub(crate) struct Diags<'s> {
     pub src: &'s Source,
     env: &'s dyn Env,
+    unresolved: &'s Unresolved,
     errors: RefCell<Vec<ConfigError>>,
 }
 
 impl<'s> Diags<'s> {
-    pub fn new(src: &'s Source, env: &'s dyn Env) -> Diags<'s> {
+    pub fn new(src: &'s Source, env: &'s dyn Env, unresolved: &'s Unresolved) -> Diags<'s> {
         Diags {
             src,
             env,
+            unresolved,
             errors: RefCell::new(Vec::new()),
         }
     }
@@ -114,7 +182,17 @@ impl<'s> Diags<'s> {
         let mut out = String::with_capacity(text.len());
         let mut secrets = Vec::new();
         let mut ok = true;
-        for piece in self.pieces(text, span)? {
+        let pieces = self.pieces(text, span)?;
+        if self.env.placeholders()
+            && let [Piece::Ref(reference)] = pieces.as_slice()
+            && let Some(Some(_)) = self.secret(reference, span)
+        {
+            return Some(Interpolated {
+                value: PLACEHOLDER_URL.to_string(),
+                secrets: vec![PLACEHOLDER_URL.to_string()],
+            });
+        }
+        for piece in pieces {
             match piece {
                 Piece::Text(literal) => out.push_str(&literal),
                 Piece::Ref(reference) => match self.secret(&reference, span) {
@@ -183,34 +261,145 @@ impl<'s> Diags<'s> {
     /// Resolves a secret reference: `env:NAME` or `file:PATH`. `Some(None)` when `reference`
     /// is not a secret reference at all; `None` (with the problem reported) when it cannot be
     /// resolved.
+    ///
+    /// Under [`Env::placeholders`] every well-formed reference stands for [`PLACEHOLDER`]
+    /// and nothing is read. A reference that cannot be resolved is reported once, at its
+    /// first place ([`Unresolved`]).
     pub fn secret(&self, reference: &str, span: &Range<usize>) -> Option<Option<String>> {
+        let secret =
+            matches!(reference.split_once(':'), Some(("env" | "file", rest)) if !rest.is_empty());
+        if secret && self.env.placeholders() {
+            return Some(Some(PLACEHOLDER.to_string()));
+        }
+        let first = || self.unresolved.first(reference, self.location(span));
         match reference.split_once(':') {
-            Some(("env", name)) if !name.is_empty() => {
-                match self.env.var(name) {
-                    Some(value) => Some(Some(value)),
-                    None => {
+            Some(("env", name)) if !name.is_empty() => match self.env.var(name) {
+                Some(value) => Some(Some(value)),
+                None => {
+                    if first() {
                         self.error_hint(
-                        span,
-                        format!("environment variable {name} is not set (referenced as ${{env:{name}}})"),
-                        format!("set {name} in the agent's environment, or use ${{file:PATH}}"),
-                    );
-                        None
+                                span,
+                                format!("environment variable {name} is not set (referenced as ${{env:{name}}})"),
+                                format!("set {name} in the agent's environment, or use ${{file:PATH}}"),
+                            );
                     }
-                }
-            }
-            Some(("file", path)) if !path.is_empty() => match std::fs::read_to_string(path) {
-                Ok(value) => Some(Some(value.trim_end_matches(['\n', '\r']).to_string())),
-                Err(error) => {
-                    self.error_hint(
-                        span,
-                        format!("cannot read secret file {path} (referenced as ${{file:{path}}}): {error}"),
-                        "check the path and that the agent's user may read it",
-                    );
                     None
                 }
             },
+            Some(("file", path)) if !path.is_empty() => {
+                let error = match read_secret_file(Path::new(path)) {
+                    Ok(value) => {
+                        return Some(Some(value.trim_end_matches(['\n', '\r']).to_string()));
+                    }
+                    Err(error) => error,
+                };
+                if !first() {
+                    return None;
+                }
+                let (message, hint) = match error {
+                    SecretFileError::Io(error) => (
+                        format!(
+                            "cannot read secret file {path} (referenced as ${{file:{path}}}): {error}"
+                        ),
+                        "check the path and that the agent's user may read it",
+                    ),
+                    SecretFileError::NotRegular(what) => (
+                        format!(
+                            "secret file {path} (referenced as ${{file:{path}}}) is {what}, not a regular file"
+                        ),
+                        "point ${file:PATH} at a regular file holding the secret",
+                    ),
+                    SecretFileError::TooBig(size) => (
+                        format!(
+                            "secret file {path} (referenced as ${{file:{path}}}) is {size} bytes; secrets files may be at most 64 KiB"
+                        ),
+                        "a secret file holds one secret: a token, a password, a key",
+                    ),
+                };
+                self.error_hint(span, message, hint);
+                None
+            }
             _ => Some(None),
         }
+    }
+}
+
+/// The most a `${file:..}` secret file may hold.
+pub(crate) const MAX_SECRET_FILE: u64 = 64 * 1024;
+
+/// Why a secret file could not be read.
+pub(crate) enum SecretFileError {
+    /// It is not a regular file: what it is instead ("a FIFO", "a directory", ...).
+    NotRegular(&'static str),
+    /// It holds more than [`MAX_SECRET_FILE`] bytes: how many (at least).
+    TooBig(u64),
+    /// Opening or reading failed.
+    Io(std::io::Error),
+}
+
+/// Reads a secret file: a regular file of at most [`MAX_SECRET_FILE`] bytes, UTF-8.
+///
+/// A FIFO, a socket or a device (`/dev/zero`) is refused before it is opened, so nothing
+/// blocks or reads without end; the opened handle is checked again (the path may have been
+/// replaced in between), and the read itself is bounded whatever the file claims.
+pub(crate) fn read_secret_file(path: &Path) -> Result<String, SecretFileError> {
+    use std::io::Read;
+    let regular = |metadata: &std::fs::Metadata| -> Result<(), SecretFileError> {
+        let kind = metadata.file_type();
+        if kind.is_file() {
+            return Ok(());
+        }
+        Err(SecretFileError::NotRegular(file_kind(&kind)))
+    };
+    let metadata = std::fs::metadata(path).map_err(SecretFileError::Io)?;
+    regular(&metadata)?;
+    if metadata.len() > MAX_SECRET_FILE {
+        return Err(SecretFileError::TooBig(metadata.len()));
+    }
+    let file = std::fs::File::open(path).map_err(SecretFileError::Io)?;
+    let metadata = file.metadata().map_err(SecretFileError::Io)?;
+    regular(&metadata)?;
+    let mut bytes = Vec::with_capacity(metadata.len().min(MAX_SECRET_FILE) as usize);
+    file.take(MAX_SECRET_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(SecretFileError::Io)?;
+    if bytes.len() as u64 > MAX_SECRET_FILE {
+        return Err(SecretFileError::TooBig(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        SecretFileError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "it is not UTF-8 text",
+        ))
+    })
+}
+
+/// What a file that is not a regular file is, for messages.
+#[cfg(not(unix))]
+fn file_kind(kind: &std::fs::FileType) -> &'static str {
+    if kind.is_dir() {
+        "a directory"
+    } else {
+        "something else"
+    }
+}
+
+/// What a file that is not a regular file is, for messages.
+#[cfg(unix)]
+fn file_kind(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
     }
 }
 
@@ -680,7 +869,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-/// Labels map after validation of names.
+/// Labels map after validation of names: valid Prometheus label names, none of `reserved`
+/// (names nightjar writes itself), none of `taken` (names set elsewhere on the same series,
+/// with where they are set).
 pub(crate) fn read_labels(
     table: &Table<'_>,
     key: &'static str,
@@ -710,10 +901,20 @@ pub(crate) fn read_labels(
         if reserved.contains(&entry.key) {
             table.diags().error_hint(
                 &entry.key_span,
-                format!("label name `{}` is reserved", entry.key),
                 format!(
-                    "nightjar sets {} itself; pick another name",
-                    reserved.join(", ")
+                    "label name `{}` is reserved: nightjar writes it itself, and a series cannot carry a label twice",
+                    entry.key
+                ),
+                format!("rename it, e.g. `service_{}`", entry.key),
+            );
+            continue;
+        }
+        if let Some(place) = taken.get(entry.key) {
+            table.diags().error_hint(
+                &entry.key_span,
+                format!(
+                    "label `{}` is also set in [agent] labels (at {place}), and a series cannot carry a label twice",
+                    entry.key
                 ),
             );
             continue;
@@ -732,6 +933,7 @@ pub(crate) fn read_labels(
 }
 
 #[cfg(test)]
+    taken: &BTreeMap<String, String>,
 mod tests {
     use super::*;
 
@@ -762,6 +964,7 @@ mod tests {
         );
         assert_eq!(closest("zzzzzz", &["url", "method"]), None);
     }
+                "keep it in one place: drop it here, or rename one of them",
 
     #[test]
     fn line_and_column() {

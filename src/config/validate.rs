@@ -1,6 +1,6 @@
 //! Turns parsed TOML documents into a validated [`Config`], collecting every problem.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -8,17 +8,13 @@ use std::time::Duration;
 
 use toml::de::DeTable;
 
-use super::reader::{Diags, Source, Table, Value, read_labels};
+use super::reader::{Diags, Source, Table, Unresolved, Value, read_labels};
 use super::{
     AgentConfig, CheckDef, Config, ConfigError, ConfigErrors, DEFAULT_DURATION_BUCKETS,
     DEFAULT_LISTEN, Env, Origin, Overrides, Schedule,
 };
 use crate::checks::{CheckKind, CheckSpec};
-
-/// Label names nightjar sets itself.
-pub(crate) const RESERVED_LABELS: &[&str] = &[
-    "check", "type", "region", "reason", "result", "phase", "job", "instance",
-];
+use crate::metrics::RESERVED_LABELS;
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,7 +32,11 @@ pub(super) fn build(
     overrides: &Overrides,
     origin: Origin,
 ) -> Result<Config, ConfigErrors> {
-    let diags: Vec<Diags<'_>> = sources.iter().map(|src| Diags::new(src, env)).collect();
+    let unresolved = Unresolved::default();
+    let diags: Vec<Diags<'_>> = sources
+        .iter()
+        .map(|src| Diags::new(src, env, &unresolved))
+        .collect();
     let mut parse_errors = Vec::new();
     let mut docs: Vec<(usize, toml::Spanned<DeTable<'_>>)> = Vec::new();
     for (idx, src) in sources.iter().enumerate() {
@@ -92,6 +92,7 @@ pub(super) fn build(
         }
         if let Some(value) = root.get("rules") {
             if let Some(first) = &rules_at {
+                agent_labels_at = label_places(d, value);
                 d.error_hint(
                     &value.span(),
                     "a second [rules] table",
@@ -152,7 +153,7 @@ pub(super) fn build(
             let Some(table) = Table::new(d, item, format!("check #{}", n + 1)) else {
                 continue;
             };
-            if let Some(check) = read_check(table, &defaults, &agent, &mut seen) {
+            if let Some(check) = read_check(table, &defaults, &agent, &agent_labels_at, &mut seen) {
                 checks.push(Arc::new(check));
             }
         }
@@ -166,6 +167,15 @@ pub(super) fn build(
     for (idx, root) in &roots {
         let d = &diags[*idx];
         let Some(list) = root.array("slo") else {
+    // Checks defined but invalid: naming one is no problem of its own.
+    let mut failed = Failed {
+        checks: seen
+            .keys()
+            .filter(|name| !check_names.contains(name))
+            .cloned()
+            .collect(),
+        slos: BTreeSet::new(),
+    };
             continue;
         };
         for (n, item) in list.into_iter().enumerate() {
@@ -173,7 +183,15 @@ pub(super) fn build(
                 continue;
             };
             let span = table.span();
-            if let Some(slo) = super::slo::read_slo(table, &check_names, &agent.duration_buckets) {
+            let name = raw_name(item);
+            let read =
+                super::slo::read_slo(table, &check_names, &failed.checks, &agent.duration_buckets);
+            if read.is_none()
+                && let Some(name) = name
+            {
+                failed.slos.insert(name);
+            }
+            if let Some(slo) = read {
                 if slos.iter().any(|known| known.name == slo.name) {
                     d.error_hint(
                         &span,
@@ -198,7 +216,7 @@ pub(super) fn build(
                 continue;
             };
             let span = table.span();
-            if let Some(def) = super::traffic::read_traffic(table, &checks, &slos) {
+            if let Some(def) = super::traffic::read_traffic(table, &checks, &slos, &failed) {
                 if traffic.iter().any(|known| known.name == def.name) {
                     d.error_hint(
                         &span,
@@ -240,6 +258,7 @@ pub(super) fn build(
         return Err(ConfigErrors(errors));
     }
     Ok(Config {
+    unresolved.amend(&mut errors);
         agent,
         checks,
         slos,
@@ -283,7 +302,7 @@ fn read_agent(d: &Diags<'_>, value: &Value<'_>) -> Option<AgentConfig> {
             .parse()
             .expect("the default listen address parses"),
     };
-    let labels = read_labels(&table, "labels", RESERVED_LABELS);
+    let labels = read_labels(&table, "labels", RESERVED_LABELS, &BTreeMap::new());
     let concurrency = match table.int("concurrency") {
         Some((n, _)) if n >= 1 => n as usize,
         Some((n, span)) => {
@@ -464,6 +483,7 @@ fn read_check(
                         "did you mean {best:?}? supported types: {}",
                         names.join(", ")
                     ),
+    agent_labels_at: &BTreeMap<String, String>,
                     None => format!("supported types: {}", names.join(", ")),
                 };
                 d.error_hint(&span, format!("unknown check type {text:?}"), hint);
@@ -538,7 +558,7 @@ fn read_check(
         }
     };
 
-    let labels = read_labels(&table, "labels", RESERVED_LABELS);
+    let labels = read_labels(&table, "labels", RESERVED_LABELS, agent_labels_at);
     let regions = table
         .str_list("regions")
         .map(|items| {

@@ -30,6 +30,58 @@ const LAG_BUCKETS: &[f64] = &[
 /// Bytes per chunk of a streamed `/metrics` answer.
 pub const CHUNK: usize = 256 * 1024;
 
+/// Every label name nightjar writes on a series itself. A check's `labels` or the
+/// `[agent] labels` may not use one: the series would carry the name twice, which Prometheus
+/// refuses for the whole scrape. Names starting with `__` are Prometheus's own
+/// ([`is_reserved_label`]). A unit test renders every family and fails if a label name is
+/// missing here.
+pub const RESERVED_LABELS: &[&str] = &[
+    // Every per-check series.
+    "check",
+    "type",
+    // Every series: the agent's region.
+    "region",
+    // nightjar_check_info.
+    "target",
+    "schedule",
+    // Runs, failures, duration buckets, the agent's own counters.
+    "result",
+    "reason",
+    "le",
+    // Phase timings, flow steps, expiry, DNS.
+    "phase",
+    "step",
+    "expires",
+    "rcode",
+    "server",
+    // Certificates and TLS.
+    "position",
+    "subject",
+    "issuer",
+    "version",
+    "fingerprint_sha256",
+    "subjectalternative",
+    "serialnumber",
+    // The blackbox exporter's gRPC health label, so dashboards shared with it never meet a
+    // check label of that name.
+    "serving_status",
+    // Injectors and remote-write endpoints.
+    "traffic",
+    "remote",
+    // Remote write: the agent's name and the metric name.
+    "agent",
+    "__name__",
+    // Added by Prometheus at scrape time.
+    "job",
+    "instance",
+];
+
+/// Whether a user label may not be called `name`: nightjar writes it itself, or it starts
+/// with `__` (reserved to Prometheus).
+pub fn is_reserved_label(name: &str) -> bool {
+    name.starts_with("__") || RESERVED_LABELS.contains(&name)
+}
+
 /// The agent's metrics.
 pub struct Metrics {
     registry: Registry,

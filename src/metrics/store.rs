@@ -457,8 +457,17 @@ impl Store {
             .iter()
             .position(|bound| seconds <= *bound)
             .unwrap_or(self.buckets.len());
-        let reason =
-            reason.and_then(|reason| cell.identity.reasons.iter().position(|r| *r == reason));
+        let listed = reason.map(|reason| cell.identity.reasons.iter().position(|r| *r == reason));
+        if let (Some(reason), Some(None)) = (reason, listed) {
+            // A bug (a reason missing from its kind's list, which a test guards against), so
+            // it is said rather than silently not counted.
+            tracing::error!(
+                message = "A failure reason is not in its check kind's list; it is not counted.",
+                check,
+                reason = reason.as_str()
+            );
+        }
+        let reason = listed.flatten();
         let mut state = cell.lock();
         state.runs[result] += 1;
         let (counts, sum) = &mut state.histograms[result];
