@@ -184,6 +184,10 @@ struct RulesArgs {
 struct ValidateArgs {
     #[command(flatten)]
     config: RequiredConfig,
+    /// Check everything but the secret values: `${env:..}` and `${file:..}` references are
+    /// checked for syntax only and stand for a placeholder (for CI without the secrets).
+    #[arg(long)]
+    no_secrets: bool,
 }
 
 /// Parses the command line, runs the command, and returns the process exit code.
@@ -504,7 +508,16 @@ async fn cmd_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn cmd_validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
-    match load(&args.config.config, &Overrides::default()) {
+    let loaded = if args.no_secrets {
+        config::load(
+            &args.config.config,
+            &config::NoSecrets,
+            &Overrides::default(),
+        )
+    } else {
+        load(&args.config.config, &Overrides::default())
+    };
+    match loaded {
         Ok(config) => {
             let n = config.checks.len();
             println!(

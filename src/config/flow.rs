@@ -210,18 +210,20 @@ fn read_step(
             }
             let extractor = read_extractor(&rule);
             rule.finish();
+            // Declared even when the rule or the step has a problem: later steps that use
+            // the variable are not wrong, and saying so would bury the one real problem.
+            newly_defined.push(variable.to_string());
             if let Some(extractor) = extractor {
                 extract.push((variable.to_string(), extractor));
-                newly_defined.push(variable.to_string());
             }
         }
         table.finish();
     }
     step.finish();
+    defined.extend(newly_defined);
     if d.error_count() > errors_before {
         return None;
     }
-    defined.extend(newly_defined);
     let options = options?;
     Some(FlowStep {
         name: name?,

@@ -396,6 +396,28 @@ pub struct Overrides {
 pub trait Env {
     /// The value of `name`, if set.
     fn var(&self, name: &str) -> Option<String>;
+
+    /// Whether secret references are only checked for syntax and stand for a placeholder,
+    /// with no variable or file read ([`NoSecrets`]).
+    fn placeholders(&self) -> bool {
+        false
+    }
+}
+
+/// For `nightjar validate --no-secrets`: every `${env:..}` and `${file:..}` reference stands
+/// for a placeholder, so a repository of check definitions validates in CI without the
+/// production secrets. Everything else is validated as usual.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoSecrets;
+
+impl Env for NoSecrets {
+    fn var(&self, _name: &str) -> Option<String> {
+        None
+    }
+
+    fn placeholders(&self) -> bool {
+        true
+    }
 }
 
 /// The process environment.
@@ -419,28 +441,6 @@ impl Env for MapEnv {
 }
 
 /// One problem in the configuration.
-
-    /// Whether secret references are only checked for syntax and stand for a placeholder,
-    /// with no variable or file read ([`NoSecrets`]).
-    fn placeholders(&self) -> bool {
-        false
-    }
-}
-
-/// For `nightjar validate --no-secrets`: every `${env:..}` and `${file:..}` reference stands
-/// for a placeholder, so a repository of check definitions validates in CI without the
-/// production secrets. Everything else is validated as usual.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoSecrets;
-
-impl Env for NoSecrets {
-    fn var(&self, _name: &str) -> Option<String> {
-        None
-    }
-
-    fn placeholders(&self) -> bool {
-        true
-    }
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     /// The file (or directory) the problem is in.

@@ -876,6 +876,7 @@ pub(crate) fn read_labels(
     table: &Table<'_>,
     key: &'static str,
     reserved: &[&str],
+    taken: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::new();
     let Some(entries) = table.str_map(key) else {
@@ -916,6 +917,7 @@ pub(crate) fn read_labels(
                     "label `{}` is also set in [agent] labels (at {place}), and a series cannot carry a label twice",
                     entry.key
                 ),
+                "keep it in one place: drop it here, or rename one of them",
             );
             continue;
         }
@@ -933,7 +935,6 @@ pub(crate) fn read_labels(
 }
 
 #[cfg(test)]
-    taken: &BTreeMap<String, String>,
 mod tests {
     use super::*;
 
@@ -964,7 +965,6 @@ mod tests {
         );
         assert_eq!(closest("zzzzzz", &["url", "method"]), None);
     }
-                "keep it in one place: drop it here, or rename one of them",
 
     #[test]
     fn line_and_column() {

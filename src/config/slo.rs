@@ -1,6 +1,6 @@
 //! The `[[slo]]` tables and the `[rules]` table.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use toml::de::DeValue;
@@ -69,7 +69,14 @@ pub(super) fn read_rules(d: &Diags<'_>, value: &Value<'_>) -> Option<RulesConfig
     Some(rules)
 }
 
-pub(super) fn read_slo(table: Table<'_>, check_names: &[String], buckets: &[f64]) -> Option<Slo> {
+/// Reads an `[[slo]]`. `check_names` are the valid checks; `failed_checks` those defined but
+/// invalid, which an SLO may name without a problem of its own (it is then left out).
+pub(super) fn read_slo(
+    table: Table<'_>,
+    check_names: &[String],
+    failed_checks: &BTreeSet<String>,
+    buckets: &[f64],
+) -> Option<Slo> {
     let d = table.diags();
     let errors_before = d.error_count();
     let name = table.name("SLO", "name the SLO, like name = \"shop-availability\"");
@@ -136,9 +143,13 @@ pub(super) fn read_slo(table: Table<'_>, check_names: &[String], buckets: &[f64]
     let source = match (checks, errors, total) {
         (Some(list), None, None) => {
             let mut names = Vec::new();
+            let mut cascaded = false;
             for (check, span) in list {
                 if check_names.iter().any(|known| known == check) {
                     names.push(check.to_string());
+                } else if failed_checks.contains(check) {
+                    // Defined, but invalid: its own problem is reported where it is defined.
+                    cascaded = true;
                 } else {
                     let candidates: Vec<&str> = check_names.iter().map(String::as_str).collect();
                     let hint = match super::reader::closest(check, &candidates) {
@@ -148,7 +159,7 @@ pub(super) fn read_slo(table: Table<'_>, check_names: &[String], buckets: &[f64]
                     d.error_hint(&span, format!("no check named {check:?}"), hint);
                 }
             }
-            if names.is_empty() {
+            if names.is_empty() && !cascaded {
                 let span = table.key_span("checks").unwrap_or_else(|| table.span());
                 d.error(&span, "`checks` lists no check");
             }
@@ -170,7 +181,7 @@ pub(super) fn read_slo(table: Table<'_>, check_names: &[String], buckets: &[f64]
                     }
                 }
             };
-            Some(SliSource::Checks { names, latency })
+            (!cascaded).then_some(SliSource::Checks { names, latency })
         }
         (None, Some((errors, errors_span)), Some((total, total_span))) => {
             for (query, span, key) in [
@@ -239,7 +250,8 @@ pub(super) fn read_slo(table: Table<'_>, check_names: &[String], buckets: &[f64]
             false
         }
     };
-    let labels: BTreeMap<String, String> = read_labels(&table, "labels", RESERVED);
+    let labels: BTreeMap<String, String> =
+        read_labels(&table, "labels", RESERVED, &BTreeMap::new());
     let service = match table.str("service") {
         Some((service, span)) => {
             if !super::validate::valid_check_name(service) {

@@ -69,6 +69,8 @@ pub(super) fn build(
     // Pass 1: the agent and defaults tables, each allowed in one file only.
     let mut agent = None;
     let mut agent_at: Option<String> = None;
+    // Where each `[agent] labels` key is written: a check may not set the same label.
+    let mut agent_labels_at: BTreeMap<String, String> = BTreeMap::new();
     let mut defaults = Defaults {
         interval: DEFAULT_INTERVAL,
         timeout: None,
@@ -88,11 +90,11 @@ pub(super) fn build(
             } else {
                 agent_at = Some(d.location(&value.span()));
                 agent = read_agent(d, value);
+                agent_labels_at = label_places(d, value);
             }
         }
         if let Some(value) = root.get("rules") {
             if let Some(first) = &rules_at {
-                agent_labels_at = label_places(d, value);
                 d.error_hint(
                     &value.span(),
                     "a second [rules] table",
@@ -163,10 +165,6 @@ pub(super) fn build(
         .iter()
         .map(|def: &Arc<CheckDef>| def.name.to_string())
         .collect();
-    let mut slos: Vec<super::Slo> = Vec::new();
-    for (idx, root) in &roots {
-        let d = &diags[*idx];
-        let Some(list) = root.array("slo") else {
     // Checks defined but invalid: naming one is no problem of its own.
     let mut failed = Failed {
         checks: seen
@@ -176,14 +174,18 @@ pub(super) fn build(
             .collect(),
         slos: BTreeSet::new(),
     };
+    let mut slos: Vec<super::Slo> = Vec::new();
+    for (idx, root) in &roots {
+        let d = &diags[*idx];
+        let Some(list) = root.array("slo") else {
             continue;
         };
         for (n, item) in list.into_iter().enumerate() {
+            let name = raw_name(item);
             let Some(table) = Table::new(d, item, format!("SLO #{}", n + 1)) else {
                 continue;
             };
             let span = table.span();
-            let name = raw_name(item);
             let read =
                 super::slo::read_slo(table, &check_names, &failed.checks, &agent.duration_buckets);
             if read.is_none()
@@ -254,11 +256,11 @@ pub(super) fn build(
     for d in diags {
         errors.extend(d.into_errors());
     }
+    unresolved.amend(&mut errors);
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
     Ok(Config {
-    unresolved.amend(&mut errors);
         agent,
         checks,
         slos,
@@ -374,6 +376,47 @@ fn read_agent(d: &Diags<'_>, value: &Value<'_>) -> Option<AgentConfig> {
     })
 }
 
+/// Names defined in the configuration whose definitions are invalid. A reference to one is
+/// no problem of its own: the definition's problem is reported where it is defined, and
+/// reporting the reference too would bury the root cause under its consequences.
+pub(super) struct Failed {
+    /// Checks with a valid, unique name whose definition has a problem.
+    pub checks: BTreeSet<String>,
+    /// SLOs whose definition has a problem (or names a failed check).
+    pub slos: BTreeSet<String>,
+}
+
+/// The `name` string of a table, read without reporting anything (the table's reader does).
+fn raw_name(item: &Value<'_>) -> Option<String> {
+    let toml::de::DeValue::Table(table) = item.get_ref() else {
+        return None;
+    };
+    table
+        .iter()
+        .find(|(key, _)| key.get_ref().as_ref() == "name")
+        .and_then(|(_, value)| match value.get_ref() {
+            toml::de::DeValue::String(name) => Some(name.to_string()),
+            _ => None,
+        })
+}
+
+/// Where each key of the `labels` of the `[agent]` table `agent` is written.
+fn label_places(d: &Diags<'_>, agent: &Value<'_>) -> BTreeMap<String, String> {
+    let toml::de::DeValue::Table(table) = agent.get_ref() else {
+        return BTreeMap::new();
+    };
+    let labels = table
+        .iter()
+        .find(|(key, _)| key.get_ref().as_ref() == "labels");
+    let Some(toml::de::DeValue::Table(labels)) = labels.map(|(_, value)| value.get_ref()) else {
+        return BTreeMap::new();
+    };
+    labels
+        .iter()
+        .map(|(key, _)| (key.get_ref().to_string(), d.location(&key.span())))
+        .collect()
+}
+
 /// The host name, for the `agent` label of pushed series.
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -433,6 +476,7 @@ fn read_check(
     table: Table<'_>,
     defaults: &Defaults,
     agent: &AgentConfig,
+    agent_labels_at: &BTreeMap<String, String>,
     seen: &mut HashMap<String, String>,
 ) -> Option<CheckDef> {
     let d = table.diags();
@@ -483,7 +527,6 @@ fn read_check(
                         "did you mean {best:?}? supported types: {}",
                         names.join(", ")
                     ),
-    agent_labels_at: &BTreeMap<String, String>,
                     None => format!("supported types: {}", names.join(", ")),
                 };
                 d.error_hint(&span, format!("unknown check type {text:?}"), hint);

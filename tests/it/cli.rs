@@ -581,3 +581,133 @@ async fn text_logs_are_one_readable_line_per_event() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("possible values: text, json"));
 }
+
+/// The example directory without its secrets: five missing variables are five problems (not
+/// eleven: no "variable not extracted" after a step whose secret is missing, no "no check
+/// named" for a check that is invalid, a variable used twice reported once with both places),
+/// and `--no-secrets` validates it whole.
+#[test]
+fn validate_reports_root_causes_and_no_secrets_validates_the_rest() {
+    let secrets = [
+        "SHOP_API_TOKEN",
+        "STATUS_PASSWORD",
+        "SHOP_PROBE_PASSWORD",
+        "SHOP_PROBE_TOTP",
+        "REMOTE_WRITE_TOKEN",
+    ];
+    let without = |cmd: &mut Command| {
+        for name in secrets {
+            cmd.env_remove(name);
+        }
+        run(cmd)
+    };
+    let out = without(nightjar().args(["validate", "--config", "checks"]));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let problems: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("checks/"))
+        .collect();
+    assert_eq!(problems.len(), 5, "{stderr}");
+    for name in secrets {
+        assert_eq!(
+            problems
+                .iter()
+                .filter(|line| line.contains(&format!("environment variable {name} is not set")))
+                .count(),
+            1,
+            "{name}: {stderr}"
+        );
+    }
+    assert!(
+        stderr.contains(
+            "(referenced as ${env:SHOP_PROBE_PASSWORD}; also referenced at checks/flow.toml:44:52)"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.ends_with("nightjar: the configuration has 5 problems\n"),
+        "{stderr}"
+    );
+
+    let out = without(nightjar().args(["validate", "--no-secrets", "--config", "checks"]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("configuration is valid: "),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// `--no-secrets` skips only the secret values: unset variables and absent files pass, but
+/// malformed references, unknown keys, bad durations and regexes, flow variables nobody
+/// extracts and SLOs naming no check are still problems.
+#[test]
+fn validate_no_secrets_checks_everything_but_the_secret_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        r#"[agent]
+bearer_token = "${env:NIGHTJAR_TEST_UNSET_TOKEN}"
+
+[[check]]
+name = "api"
+type = "http"
+url = "${env:NIGHTJAR_TEST_UNSET_URL}"
+headers = { x-key = "${file:/nonexistent/key}" }
+basic_auth = { username = "probe", password = "${env:NIGHTJAR_TEST_UNSET_PASSWORD}" }
+
+[[check]]
+name = "login"
+type = "flow"
+  [[check.steps]]
+  name = "mfa"
+  url = "https://example.com/mfa?code=${totp:env:NIGHTJAR_TEST_UNSET_TOTP}&who=${user}"
+
+[[check]]
+name = "bad"
+type = "http"
+url = "https://example.com/${env:}"
+intreval = "1m"
+timeout = "forever"
+expect = { body_matches = ["(unclosed"] }
+
+[[slo]]
+name = "availability"
+objective = 0.999
+checks = ["api", "nowhere"]
+"#,
+    );
+    let out = run(nightjar()
+        .args(["validate", "--no-secrets", "--config"])
+        .arg(&config));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let place = config.display().to_string();
+    for expected in [
+        format!("{place}:16:9: variable ${{user}} is not extracted by an earlier step"),
+        format!("{place}:21:7: unknown reference ${{env:}}"),
+        format!("{place}:22:1: unknown key `intreval` in check \"bad\""),
+        format!(
+            "{place}:23:11: `timeout` in check \"bad\": \"forever\" is not a positive duration"
+        ),
+        format!("{place}:24:28: invalid regex in `body_matches`"),
+        format!("{place}:29:18: no check named \"nowhere\""),
+    ] {
+        assert!(
+            stderr.contains(&expected),
+            "{expected}\n--- got ---\n{stderr}"
+        );
+    }
+    assert!(
+        stderr.contains("the configuration has 6 problems"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("NIGHTJAR_TEST_UNSET"), "{stderr}");
+    assert!(!stderr.contains("/nonexistent/key"), "{stderr}");
+}

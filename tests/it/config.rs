@@ -281,7 +281,7 @@ fn agent_table_and_overrides() {
     check(
         "[agent]\nlabels = { check = \"x\", \"bad-name\" = \"y\" }\n",
         r#"
-test.toml:2:12: label name `check` is reserved (hint: nightjar sets check, type, region, reason, result, phase, job, instance itself; pick another name)
+test.toml:2:12: label name `check` is reserved: nightjar writes it itself, and a series cannot carry a label twice (hint: rename it, e.g. `service_check`)
 test.toml:2:25: label name `bad-name` is not a valid Prometheus label name (hint: use letters, digits and underscores, not starting with a digit or `__`)
 "#,
     );
@@ -371,4 +371,173 @@ fn shards_cover_every_check_exactly_once() {
             .collect::<Vec<_>>()
     };
     assert_eq!(names(&first), names(&again));
+}
+
+/// A check label or `[agent] labels` key that nightjar writes itself, or a check label the
+/// `[agent]` table also sets, is refused at its place: each would repeat a label name on a
+/// series, and Prometheus drops the whole scrape for it.
+#[test]
+fn reserved_and_repeated_label_names_are_refused_at_their_place() {
+    check(
+        r#"[agent]
+labels = { team = "shop", agent = "a", le = "1" }
+
+[[check]]
+name = "a"
+type = "http"
+url = "https://example.com/"
+labels = { target = "x", step = "s", subject = "s", schedule = "s", team = "web", __meta = "m", "9lives" = "x", ok_name = "fine" }
+"#,
+        r#"
+test.toml:2:27: label name `agent` is reserved: nightjar writes it itself, and a series cannot carry a label twice (hint: rename it, e.g. `service_agent`)
+test.toml:2:40: label name `le` is reserved: nightjar writes it itself, and a series cannot carry a label twice (hint: rename it, e.g. `service_le`)
+test.toml:8:12: label name `target` is reserved: nightjar writes it itself, and a series cannot carry a label twice (hint: rename it, e.g. `service_target`)
+test.toml:8:26: label name `step` is reserved: nightjar writes it itself, and a series cannot carry a label twice (hint: rename it, e.g. `service_step`)
+test.toml:8:38: label name `subject` is reserved: nightjar writes it itself, and a series cannot carry a label twice (hint: rename it, e.g. `service_subject`)
+test.toml:8:53: label name `schedule` is reserved: nightjar writes it itself, and a series cannot carry a label twice (hint: rename it, e.g. `service_schedule`)
+test.toml:8:69: label `team` is also set in [agent] labels (at test.toml:2:12), and a series cannot carry a label twice (hint: keep it in one place: drop it here, or rename one of them)
+test.toml:8:83: label name `__meta` is not a valid Prometheus label name (hint: use letters, digits and underscores, not starting with a digit or `__`)
+test.toml:8:97: label name `9lives` is not a valid Prometheus label name (hint: use letters, digits and underscores, not starting with a digit or `__`)
+"#,
+    );
+    // Every name the list holds is refused, on checks and on the agent.
+    for name in nightjar::metrics::RESERVED_LABELS {
+        for text in [
+            format!("[agent]\nlabels = {{ {name:?} = \"x\" }}\n"),
+            format!(
+                "[[check]]\nname = \"a\"\ntype = \"tcp\"\ntarget = \"db:5432\"\nlabels = {{ {name:?} = \"x\" }}\n"
+            ),
+        ] {
+            let got = errors(&text, &[]);
+            assert!(
+                got.contains(&format!("label name `{name}` is")),
+                "{name}: {got}"
+            );
+        }
+    }
+}
+
+/// `${file:..}` reads regular files of at most 64 KiB: a FIFO (which would block the load),
+/// `/dev/zero` (which would never end), a directory and a socket are refused, each naming the
+/// file and what it is, and the load never hangs.
+#[test]
+fn secret_files_are_small_regular_files_and_nothing_else_blocks_the_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let socket = dir.path().join("socket");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let big = dir.path().join("big");
+    std::fs::write(&big, vec![b'a'; 64 * 1024 + 1]).unwrap();
+    let largest = dir.path().join("largest");
+    std::fs::write(&largest, vec![b'a'; 64 * 1024]).unwrap();
+    let cases = [
+        (fifo.display().to_string(), "is a FIFO, not a regular file"),
+        (
+            "/dev/zero".to_string(),
+            "is a character device, not a regular file",
+        ),
+        (
+            dir.path().display().to_string(),
+            "is a directory, not a regular file",
+        ),
+        (
+            socket.display().to_string(),
+            "is a socket, not a regular file",
+        ),
+        (
+            big.display().to_string(),
+            "is 65537 bytes; secrets files may be at most 64 KiB",
+        ),
+    ];
+    for (path, expected) in cases {
+        let text = format!(
+            "[[check]]\nname = \"a\"\ntype = \"http\"\nurl = \"https://example.com/\"\nbearer_token = \"${{file:{path}}}\"\n"
+        );
+        // On a thread with a deadline: a FIFO opened for reading would block until a writer.
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(errors(&text, &[]));
+        });
+        let got = result
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("loading ${{file:{path}}} hung"));
+        assert!(
+            got.contains(&format!(
+                "test.toml:5:16: secret file {path} (referenced as ${{file:{path}}}) {expected}"
+            )),
+            "{path}: {got}"
+        );
+    }
+    // 64 KiB exactly is allowed.
+    let text = format!(
+        "[[check]]\nname = \"a\"\ntype = \"http\"\nurl = \"https://example.com/\"\nbearer_token = \"${{file:{}}}\"\n",
+        largest.display()
+    );
+    assert_eq!(errors(&text, &[]), "");
+}
+
+/// One cause, one problem: a flow step whose secret is missing still declares what it
+/// extracts, an SLO or injector naming a check that is invalid for another reason says
+/// nothing more, and a variable missing in several places is one problem that lists them.
+#[test]
+fn only_root_causes_are_reported() {
+    let text = r#"[[check]]
+name = "login"
+type = "flow"
+  [[check.steps]]
+  name = "token"
+  url = "https://example.com/token"
+  form = { password = "${env:PASSWORD}" }
+  extract = { token = { json_pointer = "/token" }, bad = { nothing = "x" } }
+  [[check.steps]]
+  name = "use"
+  url = "https://example.com/${token}/${bad}"
+  headers = { x-password = "${env:PASSWORD}" }
+
+[[check]]
+name = "broken"
+type = "http"
+url = "https://example.com/"
+interval = "soon"
+
+[[check]]
+name = "fine"
+type = "http"
+url = "https://example.com/"
+
+[[slo]]
+name = "login-availability"
+objective = 0.999
+checks = ["login", "fine"]
+
+[[slo]]
+name = "broken-availability"
+objective = 0.999
+checks = ["broken", "nowhere"]
+
+[[traffic]]
+name = "login-floor"
+slo = "login-availability"
+check = "login"
+
+[[traffic]]
+name = "broken-floor"
+floor = "1/h"
+check = "broken"
+"#;
+    check(
+        text,
+        r#"
+test.toml:7:23: environment variable PASSWORD is not set (referenced as ${env:PASSWORD}; also referenced at test.toml:12:28) (hint: set PASSWORD in the agent's environment, or use ${file:PATH})
+test.toml:8:58: `extract.bad` of step "token" says nothing to extract (hint: use one of regex, json_pointer, header, cookie or form_field, like { form_field = "csrf_token" })
+test.toml:8:60: unknown key `nothing` in `extract.bad` of step "token" (hint: known keys: cookie, form_field, header, json_pointer, regex)
+test.toml:18:12: `interval` in check "broken": "soon" is not a positive duration (hint: write a number with a unit, like "500ms", "30s", "5m", "1h" or "21d")
+test.toml:33:21: no check named "nowhere" (hint: list checks defined in [[check]] tables)
+"#,
+    );
 }

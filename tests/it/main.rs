@@ -10,6 +10,7 @@ mod faults;
 mod flow;
 mod hostile;
 mod http;
+mod labels;
 mod page;
 mod regions;
 mod reload;
