@@ -23,6 +23,9 @@ const SECRETS: &[(&str, &str)] = &[
     ("S_TOTP", "JBSWY3DPEHPK3PXPJBSWY3DP"),
     ("S_RW_TOKEN", "Rw-b3arer-9911"),
     ("S_RW_PASSWORD", "Rw-p4ss-word-8812"),
+    // Characters a URL path or query percent-encodes (space, quote, backtick, braces,
+    // non-ASCII) beside ones it keeps (`@`, `'`, `/`, `%`).
+    ("S_PATH", "P4th s3cret@\"é/%x'{`}"),
 ];
 
 /// Every form a secret could leak in.
@@ -39,6 +42,15 @@ fn forms(secret: &str) -> Vec<String> {
         })
         .collect::<String>();
     let mut out = vec![secret.to_string(), url, path];
+    // As the url crate writes it in a path, a query and user-info (what a `target` shows).
+    let parsed = url::Url::parse(&format!("http://h/{secret}?{secret}")).unwrap();
+    out.push(parsed.path()[1..].to_string());
+    out.push(parsed.query().unwrap().to_string());
+    let mut userinfo = url::Url::parse("http://h/").unwrap();
+    userinfo.set_password(Some(secret)).unwrap();
+    out.push(userinfo.password().unwrap().to_string());
+    // Rust's debug escaping, as a quoted detail carries it.
+    out.push(format!("{secret:?}").trim_matches('"').to_string());
     for text in [
         secret.to_string(),
         format!("probe:{secret}"),
@@ -70,7 +82,65 @@ fn assert_clean(what: &str, text: &str) {
     }
 }
 
-fn config(nginx: &Nginx, remote: std::net::SocketAddr) -> String {
+/// The start of the log line a remote-write endpoint tries to forge.
+const FORGED: &str = "FORGED-LINE level=error";
+
+/// A remote-write endpoint that rejects every batch with a body echoing the Authorization
+/// header it was sent and a newline followed by a forged log line. In process: no real
+/// endpoint misbehaves this way on purpose.
+async fn echoing_endpoint() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 8192];
+                // The head, then the body its Content-Length announces; bounded.
+                let head_end = loop {
+                    if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break end + 4;
+                    }
+                    match stream.read(&mut buf).await {
+                        Ok(n) if n > 0 && seen.len() < 1 << 20 => seen.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                };
+                let head = String::from_utf8_lossy(&seen[..head_end]).to_string();
+                let header = |name: &str| {
+                    head.lines()
+                        .find_map(|line| {
+                            let (key, value) = line.split_once(':')?;
+                            key.eq_ignore_ascii_case(name)
+                                .then(|| value.trim().to_string())
+                        })
+                        .unwrap_or_default()
+                };
+                let length: usize = header("content-length").parse().unwrap_or(0);
+                while seen.len() < head_end + length.min(64 << 20) {
+                    match stream.read(&mut buf).await {
+                        Ok(n) if n > 0 => seen.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                }
+                let body = format!(
+                    "bad batch; you sent Authorization: {}\n{FORGED} msg=\"all checks pass\"\n",
+                    header("authorization")
+                );
+                let answer = format!(
+                    "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+fn config(nginx: &Nginx, remote: std::net::SocketAddr, echoing: std::net::SocketAddr) -> String {
     let echo = nginx.url("/echo");
     let http = nginx.http;
     format!(
@@ -84,6 +154,12 @@ url = "http://probe:${{env:S_USERINFO}}@{http}/echo?token=${{env:S_QUERY}}"
 headers = {{ x-probe = "${{env:S_HEADER}}" }}
 interval = "1s"
 expect = {{ body_matches = ["^never"] }}
+
+[[check]]
+name = "path"
+type = "http"
+url = "http://{http}/echo/${{env:S_PATH}}/x?q=${{env:S_PATH}}"
+interval = "1s"
 
 [[check]]
 name = "bearer"
@@ -128,6 +204,12 @@ name = "basic"
 url = "http://{remote}/api/v1/write"
 basic_auth = {{ username = "rw", password = "${{env:S_RW_PASSWORD}}" }}
 interval = "1s"
+
+[[remote_write]]
+name = "echoing"
+url = "http://{echoing}/api/v1/write"
+bearer_token = "${{env:S_RW_TOKEN}}"
+interval = "1s"
 "#
     )
 }
@@ -141,14 +223,17 @@ fn nightjar() -> Command {
     cmd
 }
 
-#[tokio::test]
+// Two workers: the echoing endpoint keeps answering while the test thread waits for the
+// agent to exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_any_output() {
     let nginx = Nginx::start();
     // remote_write to a port that refuses, so its errors are logged.
     let closed = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let echoing = echoing_endpoint().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("secrets.toml");
-    std::fs::write(&path, config(&nginx, closed)).unwrap();
+    std::fs::write(&path, config(&nginx, closed, echoing)).unwrap();
 
     // The agent, logging at debug in JSON and in text.
     for format in ["json", "text"] {
@@ -190,6 +275,8 @@ async fn no_secret_reaches_any_output() {
             "/",
             "/?state=failing",
             "/checks/userinfo-query-header",
+            "/checks/path",
+            "/api/v1/checks/path",
             "/checks/bearer",
             "/checks/basic",
             "/checks/login",
@@ -209,6 +296,18 @@ async fn no_secret_reaches_any_output() {
             "debug logs, remote write included:\n{logs}"
         );
         assert_clean(&format!("the {format} logs"), &logs);
+        // The endpoint's reply is in the log, on the line that reports it, its newline
+        // escaped: it forged no line of its own.
+        assert!(
+            logs.contains("bad batch; you sent Authorization: <redacted>"),
+            "{logs}"
+        );
+        assert!(
+            !logs
+                .lines()
+                .any(|line| line.trim_start().starts_with(FORGED)),
+            "a forged log line:\n{logs}"
+        );
     }
 
     // One-shot runs in every format.
@@ -237,7 +336,7 @@ async fn no_secret_reaches_any_output() {
     }
 
     // Configuration errors around secret references.
-    let broken = config(&nginx, closed)
+    let broken = config(&nginx, closed, echoing)
         .replace(
             "interval = \"1s\"\nexpect = { status = [201] }",
             "interval = \"soon\"",
