@@ -33,7 +33,7 @@ pub const CHUNK: usize = 256 * 1024;
 /// Every label name nightjar writes on a series itself. A check's `labels` or the
 /// `[agent] labels` may not use one: the series would carry the name twice, which Prometheus
 /// refuses for the whole scrape. Names starting with `__` are Prometheus's own
-/// ([`is_reserved_label`]). A unit test renders every family and fails if a label name is
+/// ([`is_reserved_label`]). `tests/it/labels.rs` renders every family and fails if a label name is
 /// missing here.
 pub const RESERVED_LABELS: &[&str] = &[
     // Every per-check series.
