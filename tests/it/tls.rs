@@ -457,7 +457,11 @@ async fn control_characters_in_certificate_names_are_escaped_everywhere() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hostile.toml");
     // Every five seconds (the timeout), so the agent runs it soon.
-    std::fs::write(&path, text.replace("interval = \"1h\"", "interval = \"5s\"")).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("interval = \"1h\"", "interval = \"5s\""),
+    )
+    .unwrap();
 
     // `nightjar check` in text: what reaches a terminal.
     for format in ["text", "json", "junit"] {
