@@ -68,6 +68,19 @@ impl Config {
     }
 }
 
+/// A hash of a definition as written: its table's text and whatever else it takes from
+/// outside the table (secret values, inherited defaults). Reloads compare revisions to tell
+/// an unchanged check, injector or remote-write endpoint from a changed one. Stable within
+/// one process, which is all a reload needs.
+pub(crate) fn revision(parts: &[&[u8]]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    for part in parts {
+        part.hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
 /// A fingerprint of the config files (paths, sizes, modification times, and the listing of
 /// directories), to notice edits, additions, removals and ConfigMap-style renames.
 pub fn fingerprint(origin: &Origin) -> u64 {
@@ -154,6 +167,12 @@ pub struct CheckDef {
     pub secrets: Vec<String>,
     /// `file:line:column` where the check is defined.
     pub defined_at: String,
+    /// Whether the check runs once soon after it is loaded (within `min(interval, 60 s)`)
+    /// rather than waiting for its first slot.
+    pub run_on_load: bool,
+    /// The definition as written ([`revision`]): equal across a reload when the check is
+    /// unchanged.
+    pub revision: u64,
 }
 
 impl CheckDef {
@@ -242,6 +261,8 @@ pub struct RemoteWriteDef {
     pub server_name: Option<rustls::pki_types::ServerName<'static>>,
     /// Secret values to redact from logs.
     pub secrets: Vec<String>,
+    /// The definition as written ([`revision`]), with its secret values.
+    pub revision: u64,
 }
 
 impl RemoteWriteDef {
@@ -280,6 +301,8 @@ pub struct TrafficDef {
     pub timeout: Duration,
     /// Secret values in the request, redacted from any output.
     pub secrets: Vec<String>,
+    /// The definition as written ([`revision`]), with the check it sends and its floor.
+    pub revision: u64,
 }
 
 impl TrafficDef {

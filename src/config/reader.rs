@@ -356,7 +356,16 @@ pub(crate) fn read_secret_file(path: &Path) -> Result<String, SecretFileError> {
     if metadata.len() > MAX_SECRET_FILE {
         return Err(SecretFileError::TooBig(metadata.len()));
     }
-    let file = std::fs::File::open(path).map_err(SecretFileError::Io)?;
+    // Opened without blocking, so a FIFO swapped in after the check above cannot hang the
+    // load; the handle is checked again below.
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
+    }
+    let file = options.open(path).map_err(SecretFileError::Io)?;
     let metadata = file.metadata().map_err(SecretFileError::Io)?;
     regular(&metadata)?;
     let mut bytes = Vec::with_capacity(metadata.len().min(MAX_SECRET_FILE) as usize);
@@ -723,6 +732,53 @@ impl<'a> Table<'a> {
                 Table::new(self.d, value, what(name)).map(|table| (name, table))
             })
             .collect()
+    }
+
+    /// The table's content as text without positions (keys in order, values with their
+    /// types), wherever in the file its parts were written: moving a definition, or editing
+    /// another one, leaves this unchanged. Feeds [`super::revision`].
+    pub fn written(&self) -> String {
+        fn walk(value: &DeValue<'_>, out: &mut String) {
+            use std::fmt::Write as _;
+            match value {
+                DeValue::String(text) => {
+                    let _ = write!(out, "{text:?}");
+                }
+                DeValue::Integer(number) => {
+                    let _ = write!(out, "i{}", number.as_str());
+                }
+                DeValue::Float(number) => {
+                    let _ = write!(out, "f{}", number.as_str());
+                }
+                DeValue::Boolean(flag) => {
+                    let _ = write!(out, "{flag}");
+                }
+                DeValue::Datetime(time) => {
+                    let _ = write!(out, "d{time}");
+                }
+                DeValue::Array(items) => {
+                    out.push('[');
+                    for item in items {
+                        walk(item.get_ref(), out);
+                        out.push(',');
+                    }
+                    out.push(']');
+                }
+                DeValue::Table(table) => walk_table(table, out),
+            }
+        }
+        fn walk_table(table: &DeTable<'_>, out: &mut String) {
+            out.push('{');
+            for (key, item) in table.iter() {
+                out.push_str(&format!("{:?}=", key.get_ref()));
+                walk(item.get_ref(), out);
+                out.push(',');
+            }
+            out.push('}');
+        }
+        let mut out = String::new();
+        walk_table(self.table, &mut out);
+        out
     }
 
     /// Reports every key that no accessor asked for, with a "did you mean" hint.

@@ -24,6 +24,7 @@ const DOMAIN_INTERVAL: Duration = Duration::from_secs(12 * 3600);
 struct Defaults {
     interval: Duration,
     timeout: Option<Duration>,
+    run_on_load: bool,
 }
 
 pub(super) fn build(
@@ -74,6 +75,7 @@ pub(super) fn build(
     let mut defaults = Defaults {
         interval: DEFAULT_INTERVAL,
         timeout: None,
+        run_on_load: true,
     };
     let mut defaults_at: Option<String> = None;
     let mut rules = super::RulesConfig::default();
@@ -451,8 +453,13 @@ fn read_defaults(d: &Diags<'_>, value: &Value<'_>) -> Option<Defaults> {
             "a run must end before the next one is due; lower the timeout or raise the interval",
         );
     }
+    let run_on_load = table.bool("run_on_load").unwrap_or(true);
     table.finish();
-    Some(Defaults { interval, timeout })
+    Some(Defaults {
+        interval,
+        timeout,
+        run_on_load,
+    })
 }
 
 fn valid_region(region: &str) -> bool {
@@ -636,7 +643,9 @@ fn read_check(
             .map(|(spec, target)| (CheckSpec::Domain(Box::new(spec)), target)),
         None => None,
     };
+    let run_on_load = table.bool("run_on_load").unwrap_or(defaults.run_on_load);
     let defined_at = d.location(&table.span());
+    let written = table.written();
     table.finish();
 
     if d.error_count() > errors_before {
@@ -645,9 +654,14 @@ fn read_check(
     let (spec, target) = built?;
     // A secret in the URL's path must not reach the `target` label or the status page.
     let target = super::redact(&secrets, &target);
+    let schedule = schedule?;
+    let inherited = format!("{schedule} {timeout:?} {run_on_load}");
+    let mut revision_parts = vec![written.as_bytes(), inherited.as_bytes()];
+    revision_parts.extend(secrets.iter().map(|secret| secret.as_bytes()));
+    let revision = super::revision(&revision_parts);
     Some(CheckDef {
         name: Arc::from(name?.as_str()),
-        schedule: schedule?,
+        schedule,
         timeout,
         labels,
         regions,
@@ -655,6 +669,8 @@ fn read_check(
         target,
         secrets,
         defined_at,
+        run_on_load,
+        revision,
     })
 }
 

@@ -201,29 +201,6 @@ impl Metrics {
             "Samples waiting to be sent to each remote-write endpoint.",
             &["remote"],
         );
-        for def in &config.remote_write {
-            for result in ["sent", "dropped", "rejected"] {
-                remote_samples
-                    .with_label_values(&[def.name.as_str(), result])
-                    .inc_by(0);
-            }
-            remote_retries
-                .with_label_values(&[def.name.as_str()])
-                .inc_by(0);
-            remote_queue
-                .with_label_values(&[def.name.as_str()])
-                .set(0.0);
-        }
-        for def in &config.traffic {
-            for result in ["success", "failure", "dropped"] {
-                traffic_requests
-                    .with_label_values(&[def.name.as_str(), result])
-                    .inc_by(0);
-            }
-            traffic_floor
-                .with_label_values(&[def.name.as_str()])
-                .set(def.floor);
-        }
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "nightjar_build_info",
@@ -289,7 +266,68 @@ impl Metrics {
         for def in checks {
             metrics.register_check(def);
         }
+        metrics.reconfigure_outputs(&[], &[], &config.remote_write, &config.traffic);
         metrics
+    }
+
+    /// Series of remote-write endpoints and traffic injectors: those of removed ones go, new
+    /// ones start at 0 (so `rate()` sees their first increase), kept ones keep counting.
+    pub fn reconfigure_outputs(
+        &self,
+        remotes_before: &[Arc<crate::config::RemoteWriteDef>],
+        traffic_before: &[Arc<crate::config::TrafficDef>],
+        remotes: &[Arc<crate::config::RemoteWriteDef>],
+        traffic: &[Arc<crate::config::TrafficDef>],
+    ) {
+        const REMOTE_RESULTS: [&str; 3] = ["sent", "dropped", "rejected"];
+        const TRAFFIC_RESULTS: [&str; 3] = ["success", "failure", "dropped"];
+        for def in remotes_before {
+            if !remotes.iter().any(|kept| kept.name == def.name) {
+                let name = def.name.as_str();
+                for result in REMOTE_RESULTS {
+                    let _ = self.remote_samples.remove_label_values(&[name, result]);
+                }
+                let _ = self.remote_retries.remove_label_values(&[name]);
+                let _ = self.remote_queue.remove_label_values(&[name]);
+            }
+        }
+        for def in traffic_before {
+            if !traffic.iter().any(|kept| kept.name == def.name) {
+                let name = def.name.as_str();
+                for result in TRAFFIC_RESULTS {
+                    let _ = self.traffic_requests.remove_label_values(&[name, result]);
+                }
+                for gauge in [
+                    &self.traffic_target,
+                    &self.traffic_real,
+                    &self.traffic_floor,
+                    &self.traffic_prometheus_up,
+                ] {
+                    let _ = gauge.remove_label_values(&[name]);
+                }
+            }
+        }
+        for def in remotes {
+            let name = def.name.as_str();
+            for result in REMOTE_RESULTS {
+                self.remote_samples
+                    .with_label_values(&[name, result])
+                    .inc_by(0);
+            }
+            self.remote_retries.with_label_values(&[name]).inc_by(0);
+            if !remotes_before.iter().any(|kept| kept.name == def.name) {
+                self.remote_queue.with_label_values(&[name]).set(0.0);
+            }
+        }
+        for def in traffic {
+            let name = def.name.as_str();
+            for result in TRAFFIC_RESULTS {
+                self.traffic_requests
+                    .with_label_values(&[name, result])
+                    .inc_by(0);
+            }
+            self.traffic_floor.with_label_values(&[name]).set(def.floor);
+        }
     }
 
     /// What identifies `def`'s series: its labels, info values, reasons and flow steps.
