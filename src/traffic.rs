@@ -355,7 +355,10 @@ pub fn parse_query_result(body: &[u8]) -> Result<f64, String> {
     if document["status"] != "success" {
         return Err(format!(
             "the query failed: {}",
-            shown(document["error"].as_str().unwrap_or("unknown error"), 200)
+            crate::text::sanitize(
+                document["error"].as_str().unwrap_or("unknown error"),
+                crate::text::MAX_REPLY
+            )
         ));
     }
     let value = |sample: &serde_json::Value| -> Result<f64, String> {
@@ -367,7 +370,7 @@ pub fn parse_query_result(body: &[u8]) -> Result<f64, String> {
             Ok(rate) if rate.is_finite() => Ok(rate),
             _ => Err(format!(
                 "the rate {} is not a finite number",
-                shown(text, 40)
+                crate::text::sanitize(text, 40)
             )),
         }
     };
@@ -383,7 +386,7 @@ pub fn parse_query_result(body: &[u8]) -> Result<f64, String> {
         other => {
             return Err(format!(
                 "the query gave a {}, not a vector or scalar",
-                shown(other.unwrap_or("nothing"), 40)
+                crate::text::sanitize(other.unwrap_or("nothing"), 40)
             ));
         }
     };
@@ -391,14 +394,6 @@ pub fn parse_query_result(body: &[u8]) -> Result<f64, String> {
         return Err(format!("the real rate {total} is not a request rate"));
     }
     Ok(total)
-}
-
-/// Text from Prometheus's answer as it may appear in a log: quoted, control characters
-/// escaped, at most `max` characters.
-fn shown(text: &str, max: usize) -> String {
-    let cut: String = text.chars().take(max).collect();
-    let more = if cut.len() < text.len() { "…" } else { "" };
-    format!("{cut:?}{more}")
 }
 
 /// The header name injected requests carry, parsed.
