@@ -250,6 +250,32 @@ fn origin_change(literal: &str, filled: &Url) -> Option<String> {
 }
 
 impl Template {
+    /// Why this URL template cannot name its origin in literal text, if it cannot: a
+    /// variable where the host begins (`https://${tenant}.example.com`). A URL that is a
+    /// variable as a whole, or whose variables come after the host, is fine.
+    pub fn url_problem(&self) -> Option<String> {
+        if matches!(self.parts.first(), Some(Part::Var(_)) | None) {
+            return None;
+        }
+        let mut so_far = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(text) => so_far.push_str(text),
+                Part::Var(name) => {
+                    let host = so_far.split_once("://").map_or("", |(_, rest)| rest);
+                    let host = host.rsplit('@').next().unwrap_or("");
+                    let begins_host = url_position(&so_far) == UrlPosition::Authority
+                        && host.trim_start_matches(['/', '\\']).is_empty();
+                    return begins_host.then(|| {
+                        format!("variable ${{{name}}} is where the URL's host begins: a variable cannot choose the host")
+                    });
+                }
+                Part::Totp(_) => return None,
+            }
+        }
+        None
+    }
+
     /// Fills in a step's URL. A variable's value is percent-encoded where it lands in the path
     /// (all but unreserved characters and `/`) or the query and fragment (all but unreserved
     /// characters); one that lands before the path (`http://host:8080${next}`) is inserted as
@@ -667,6 +693,25 @@ mod tests {
             ok(&["$v"], "https://other.example/x"),
             ("https://other.example/x".to_string(), false)
         );
+    }
+
+    #[test]
+    fn a_variable_cannot_begin_the_host() {
+        for bad in [
+            &["https://", "$v", ".example.com/"][..],
+            &["http://user@", "$v"][..],
+        ] {
+            let problem = url_template(bad).url_problem();
+            assert!(problem.is_some_and(|p| p.contains("${v} is where the URL's host begins")));
+        }
+        for fine in [
+            &["$v"][..],
+            &["https://shop.example.com", "$v"][..],
+            &["https://api-", "$v", ".example.com/"][..],
+            &["https://shop.example.com/a/", "$v"][..],
+        ] {
+            assert_eq!(url_template(fine).url_problem(), None, "{fine:?}");
+        }
     }
 
     #[test]

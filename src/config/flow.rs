@@ -110,7 +110,17 @@ fn read_step(
         None => step,
     };
     let url = match step.str("url") {
-        Some((text, span)) => template(d, text, &span, defined, secrets),
+        Some((text, span)) => template(d, text, &span, defined, secrets).and_then(|url| {
+            let Some(problem) = url.url_problem() else {
+                return Some(url);
+            };
+            d.error_hint(
+                &span,
+                problem,
+                "write the origin literally, like \"https://shop.example.com${next}\", or make the whole URL a variable, like \"${next}\"",
+            );
+            None
+        }),
         None => {
             step.missing(
                 "url",

@@ -450,3 +450,24 @@ async fn a_variable_cannot_send_credentials_to_another_origin() {
     let res = run_check_env(&text, &good_env()).await;
     assert_pass(&res);
 }
+
+#[test]
+fn a_variable_where_the_host_begins_is_a_config_error() {
+    let text = r#"[[check]]
+name = "f"
+type = "flow"
+  [[check.steps]]
+  name = "one"
+  url = "https://example.com/"
+  extract = { tenant = { regex = "tenant=(\\w+)" } }
+  [[check.steps]]
+  name = "two"
+  url = "https://${tenant}.example.com/"
+"#;
+    let err = crate::support::config_errors("f.toml", text);
+    assert!(
+        err.contains("f.toml:10:9: variable ${tenant} is where the URL's host begins"),
+        "{err}"
+    );
+    assert!(err.contains("make the whole URL a variable"), "{err}");
+}
