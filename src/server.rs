@@ -286,10 +286,11 @@ pub fn raise_open_files_limit() -> Option<u64> {
 ///
 /// Each connection has [`HEADER_READ_TIMEOUT`], [`HANDSHAKE_TIMEOUT`] and [`WRITE_TIMEOUT`].
 /// At most `[agent] max_connections` are open (fewer when the open-files limit minus the
-/// checks' reserve, `reserved_fds`, is lower): at the cap, the connection idle the longest (no
-/// request in progress: a kept-alive one, or one that has not sent a whole request head) is
-/// closed to make room, so idle and slow clients cannot keep a fresh scrape out; when every
-/// connection has a request in progress, the new one is refused.
+/// checks' reserve, `reserved_fds`, is lower): at the cap, an idle connection (no request in
+/// progress: a kept-alive one, or one that has not sent a whole request head) is closed to
+/// make room, the longest-idle one of the address holding the most connections, so idle and
+/// slow clients cannot keep a fresh scrape out; when every connection has a request in
+/// progress, the new one is refused.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: Option<crate::access::SharedTls>,
@@ -323,7 +324,7 @@ pub async fn serve(
         let cap = crate::access::Access::current(&access)
             .max_connections()
             .min(fd_cap);
-        let slot = match table.admit(cap) {
+        let slot = match table.admit(cap, peer.ip()) {
             Admitted::Yes(slot) => slot,
             Admitted::Evicting(slot) => {
                 metrics.evicted();
@@ -408,6 +409,8 @@ struct Table {
 /// One open connection.
 struct Slot {
     id: u64,
+    /// The client's address.
+    peer: std::net::IpAddr,
     /// Requests in progress (a request is in progress until its response body is dropped).
     busy: std::sync::atomic::AtomicUsize,
     /// Since when no request is in progress.
@@ -434,14 +437,28 @@ impl Table {
         self.lock().len()
     }
 
-    fn admit(&self, cap: usize) -> Admitted {
+    /// A slot for a connection from `peer`, under `cap`. At the cap, the victim is the
+    /// longest-idle connection of the address that holds the most, so one client's flood
+    /// closes its own connections before anyone else's.
+    fn admit(&self, cap: usize, peer: std::net::IpAddr) -> Admitted {
         let mut slots = self.lock();
         let mut evicting = false;
         if slots.len() >= cap {
+            let mut held: std::collections::HashMap<std::net::IpAddr, usize> =
+                std::collections::HashMap::new();
+            for slot in slots.values() {
+                *held.entry(slot.peer).or_default() += 1;
+            }
+            let idle = |slot: &&Arc<Slot>| slot.busy.load(Ordering::Acquire) == 0;
             let victim = slots
                 .values()
-                .filter(|slot| slot.busy.load(Ordering::Acquire) == 0)
-                .min_by_key(|slot| *slot.since())
+                .filter(idle)
+                .max_by_key(|slot| {
+                    (
+                        held.get(&slot.peer).copied().unwrap_or(0),
+                        std::cmp::Reverse(*slot.since()),
+                    )
+                })
                 .map(|slot| slot.id);
             let Some(victim) = victim.and_then(|id| slots.remove(&id)) else {
                 return Admitted::Full;
@@ -452,6 +469,7 @@ impl Table {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let slot = Arc::new(Slot {
             id,
+            peer,
             busy: std::sync::atomic::AtomicUsize::new(0),
             idle_since: std::sync::Mutex::new(std::time::Instant::now()),
             evict: tokio::sync::Notify::new(),

@@ -19,6 +19,7 @@ mod rules;
 mod schedule;
 mod secrets;
 mod server;
+mod server_hardening;
 mod support;
 mod tcp;
 mod tls;
