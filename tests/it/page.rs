@@ -357,6 +357,29 @@ async fn a_browser_sees_a_target_break_and_recover_without_reloading() {
 
     let errors = browser.console_errors().await;
     assert!(errors.is_empty(), "console errors: {errors:?}");
+    // The Content-Security-Policy is on, and a violation is a console error this test sees:
+    // an inline style attribute added now is refused.
+    browser
+        .client
+        .execute(
+            "var p = document.createElement('p'); p.setAttribute('style', 'color: red'); document.body.appendChild(p);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let started = std::time::Instant::now();
+    while !seen
+        .iter()
+        .any(|error: &String| error.contains("Content Security Policy"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no CSP violation in the console: {seen:?}"
+        );
+        seen.extend(browser.console_errors().await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     browser.close().await;
     agent.stop().await;
 }
