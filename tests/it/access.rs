@@ -251,3 +251,31 @@ async fn a_reload_applies_new_credentials_and_refuses_a_switch_to_https() {
     assert_eq!(get("second-password").await, 200);
     agent.stop().await;
 }
+
+#[test]
+fn bad_connection_cap_and_allowed_hosts_are_config_errors() {
+    let errors = config_errors(
+        "agent.toml",
+        "[agent]\nmax_connections = 0\nallowed_hosts = [\"https://nightjar.example.com/\", \"ok.example.com\"]\n",
+    );
+    assert!(
+        errors.contains("agent.toml:2:19: `max_connections` must be between 1 and 65536, found 0"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains(
+            "agent.toml:3:18: allowed host \"https://nightjar.example.com/\" is not a host name or IP address"
+        ),
+        "{errors}"
+    );
+    assert!(!errors.contains("ok.example.com\" is not"), "{errors}");
+    let config = load(
+        "[agent]\nmax_connections = 32\nallowed_hosts = [\"Nightjar.Example.com.\", \"[2001:db8::1]\"]\n",
+        &[],
+    );
+    assert_eq!(config.agent.web.max_connections, 32);
+    assert_eq!(
+        config.agent.web.allowed_hosts,
+        ["nightjar.example.com", "2001:db8::1"]
+    );
+}

@@ -136,3 +136,82 @@ fn the_dashboard_only_queries_what_nightjar_exports() {
     }
     assert!(checked >= 10);
 }
+
+/// The longest timeout of the checks in `path` (a file or directory).
+fn longest_timeout(path: &Path) -> std::time::Duration {
+    let config = nightjar::config::load(
+        &[path.to_path_buf()],
+        &nightjar::config::MapEnv::default(),
+        &nightjar::config::Overrides::default(),
+    );
+    let config = match config {
+        Ok(config) => config,
+        // Secrets the examples reference are not set here; every check still has its timeout
+        // in the text, so read them from there.
+        Err(_) => return longest_written_timeout(path),
+    };
+    config
+        .checks
+        .iter()
+        .map(|def| def.timeout)
+        .max()
+        .unwrap_or_default()
+}
+
+fn longest_written_timeout(path: &Path) -> std::time::Duration {
+    let mut all = Vec::new();
+    if path.is_dir() {
+        files(path, &mut all);
+    } else {
+        all.push(path.to_path_buf());
+    }
+    let timeout = regex::Regex::new(r#"(?m)^\s*timeout\s*=\s*"([^"]+)""#).unwrap();
+    all.iter()
+        .filter(|file| file.extension().is_some_and(|ext| ext == "toml"))
+        .flat_map(|file| {
+            let text = std::fs::read_to_string(file).unwrap();
+            timeout
+                .captures_iter(&text)
+                .map(|found| nightjar::config::parse_duration(&found[1]).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .max()
+        .unwrap_or(std::time::Duration::from_secs(10))
+}
+
+/// The systemd unit and the StatefulSet give the agent the descriptors its defaults need and
+/// a stop deadline above what SIGTERM takes (the longest check timeout, then the server's
+/// 2 s grace; the promise is within 5 s of the longest timeout).
+#[test]
+fn the_unit_and_the_manifests_allow_what_shutdown_and_the_connection_cap_need() {
+    use nightjar::server::{FD_RESERVE, FDS_PER_RUN, SHUTDOWN_GRACE};
+    let needed_fds =
+        FD_RESERVE + FDS_PER_RUN * 256 + nightjar::config::web::DEFAULT_MAX_CONNECTIONS;
+    let unit = std::fs::read_to_string(deploy().join("systemd/nightjar.service")).unwrap();
+    let value = |key: &str| {
+        unit.lines()
+            .find_map(|line| line.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("the unit sets no {key}"))
+            .to_string()
+    };
+    let limit: usize = value("LimitNOFILE").parse().unwrap();
+    assert!(limit >= needed_fds, "LimitNOFILE={limit} < {needed_fds}");
+    let stop = nightjar::config::parse_duration(&value("TimeoutStopSec")).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let longest = longest_timeout(&root.join("checks"));
+    assert!(
+        stop >= longest + std::time::Duration::from_secs(5),
+        "TimeoutStopSec {stop:?} below the longest check timeout {longest:?} plus 5 s"
+    );
+    assert!(SHUTDOWN_GRACE < std::time::Duration::from_secs(5));
+
+    let set = yaml(&deploy().join("kubernetes/base/statefulset.yaml"));
+    let grace = set[0]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        .as_i64()
+        .expect("terminationGracePeriodSeconds is set");
+    let longest = longest_timeout(&deploy().join("kubernetes/base/checks.toml"));
+    assert!(
+        grace as u64 >= longest.as_secs() + 5,
+        "terminationGracePeriodSeconds {grace} below the longest check timeout {longest:?} plus 5 s"
+    );
+}
