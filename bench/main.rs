@@ -7,12 +7,15 @@
 //!   scheduler lag, `/metrics` and status page render time, config load and startup time.
 //! - `soak`: 1,000 checks against flapping targets for 30 minutes: memory, descriptors,
 //!   threads, runtime tasks and counter agreement every minute, and their trend.
+//! - `hostile-clients`: one agent under 1,000 idle, 1,000 slowloris and a 50-client bad-login
+//!   flood: fresh-scrape latency (bearer and cached basic auth) and check failures per phase.
 //! - `floor` and `drive` are the helpers `compare` runs as their own processes.
 //!
 //! Every figure is read from /proc or from the agent's own metrics; see README, Performance.
 
 #![forbid(unsafe_code)]
 
+mod hostile;
 mod load;
 mod proc;
 mod soak;
@@ -48,6 +51,7 @@ fn main() {
         "compare" => compare(&opts),
         "scale" => scale(&opts),
         "soak" => soak::soak(&opts),
+        "hostile-clients" => hostile::hostile_clients(&opts),
         "floor" => {
             let kind = Kind::parse(&opts.text("kind", "http")).unwrap_or_else(|| usage());
             let target: SocketAddr = opts.text("target", "").parse().unwrap_or_else(|_| usage());
@@ -74,7 +78,8 @@ fn usage() -> ! {
     eprintln!(
         "usage: cargo bench --bench nightjar -- compare [--rate 200] [--seconds 20] [--warmup 5] [--kinds http,https,dns,tcp]\n\
          \x20      cargo bench --bench nightjar -- scale [--checks 10000] [--interval 60] [--seconds 60] [--fast-checks 1000]\n\
-         \x20      cargo bench --bench nightjar -- soak [--checks 1000] [--interval 10] [--minutes 30] [--every 60] [--warmup SECONDS] [--remote-write no]"
+         \x20      cargo bench --bench nightjar -- soak [--checks 1000] [--interval 10] [--minutes 30] [--every 60] [--warmup SECONDS] [--remote-write no]\n\
+         \x20      cargo bench --bench nightjar -- hostile-clients [--seconds 10]"
     );
     std::process::exit(2)
 }
