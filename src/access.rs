@@ -336,7 +336,7 @@ impl Drop for InLine<'_> {
 }
 
 impl Limits {
-    /// bcrypt on half the cores (at least one), with [`QUEUE_PER_SLOT`] waiting per slot.
+    /// bcrypt on half the cores (at least one), with `QUEUE_PER_SLOT` waiting per slot.
     pub fn new() -> Limits {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Limits::with_slots((cores / 2).max(1))

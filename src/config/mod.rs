@@ -170,7 +170,7 @@ pub struct CheckDef {
     /// Whether the check runs once soon after it is loaded (within `min(interval, 60 s)`)
     /// rather than waiting for its first slot.
     pub run_on_load: bool,
-    /// The definition as written ([`revision`]): equal across a reload when the check is
+    /// The definition as written (`config::revision`): equal across a reload when the check is
     /// unchanged.
     pub revision: u64,
 }
@@ -261,7 +261,7 @@ pub struct RemoteWriteDef {
     pub server_name: Option<rustls::pki_types::ServerName<'static>>,
     /// Secret values to redact from logs.
     pub secrets: Vec<String>,
-    /// The definition as written ([`revision`]), with its secret values.
+    /// The definition as written (`config::revision`), with its secret values.
     pub revision: u64,
 }
 
@@ -301,7 +301,7 @@ pub struct TrafficDef {
     pub timeout: Duration,
     /// Secret values in the request, redacted from any output.
     pub secrets: Vec<String>,
-    /// The definition as written ([`revision`]), with the check it sends and its floor.
+    /// The definition as written (`config::revision`), with the check it sends and its floor.
     pub revision: u64,
 }
 
