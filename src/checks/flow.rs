@@ -250,28 +250,73 @@ fn origin_change(literal: &str, filled: &Url) -> Option<String> {
 }
 
 impl Template {
-    /// Why this URL template cannot name its origin in literal text, if it cannot: a
-    /// variable where the host begins (`https://${tenant}.example.com`). A URL that is a
-    /// variable as a whole, or whose variables come after the host, is fine.
+    /// Why this URL template cannot name its origin in literal text, if it cannot: a variable
+    /// inside the scheme or the authority (user-info, host, port: after `scheme://` and before
+    /// the first `/`, `\`, `?` or `#`), like `https://${tenant}.example.com`,
+    /// `https://api-${v}.example.com` or `http://host:${port}/`. The run would always fail,
+    /// since the filled URL's origin could not be the one the literal text names. A URL that
+    /// is a variable as a whole, or whose variables start right after a complete authority
+    /// (`http://127.0.0.1:8080${next}`, checked at run time) or later, is fine.
     pub fn url_problem(&self) -> Option<String> {
         if matches!(self.parts.first(), Some(Part::Var(_)) | None) {
             return None;
         }
+        // A TOTP code is six digits of literal text as far as the URL's shape goes.
+        let literal = |part: &Part| match part {
+            Part::Text(text) => Some(text.clone()),
+            Part::Totp(_) => Some("000000".to_string()),
+            Part::Var(_) => None,
+        };
         let mut so_far = String::new();
-        for part in &self.parts {
-            match part {
-                Part::Text(text) => so_far.push_str(text),
-                Part::Var(name) => {
-                    let host = so_far.split_once("://").map_or("", |(_, rest)| rest);
-                    let host = host.rsplit('@').next().unwrap_or("");
-                    let begins_host = url_position(&so_far) == UrlPosition::Authority
-                        && host.trim_start_matches(['/', '\\']).is_empty();
-                    return begins_host.then(|| {
-                        format!("variable ${{{name}}} is where the URL's host begins: a variable cannot choose the host")
-                    });
-                }
-                Part::Totp(_) => return None,
+        for (idx, part) in self.parts.iter().enumerate() {
+            let Part::Var(name) = part else {
+                so_far.push_str(&literal(part).unwrap_or_default());
+                continue;
+            };
+            let Some((_, before)) = so_far.split_once("://") else {
+                return Some(format!(
+                    "variable ${{{name}}} is inside the URL's scheme: a variable cannot choose the scheme, user-info, host or port"
+                ));
+            };
+            if url_position(&so_far) != UrlPosition::Authority {
+                // Every later variable lands in the path, the query or the fragment.
+                return None;
             }
+            // The literal text that follows, up to the next variable.
+            let after: String = self.parts[idx + 1..].iter().map_while(literal).collect();
+            let more_authority = after.split(['/', '\\', '?', '#']).next().unwrap_or("");
+            let host = before.rsplit('@').next().unwrap_or("");
+            let complete = !host.is_empty()
+                && before
+                    .chars()
+                    .last()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == ']');
+            let ends_authority = after.starts_with(['/', '\\', '?', '#'])
+                || (after.is_empty()
+                    && !self.parts[idx + 1..]
+                        .iter()
+                        .any(|part| matches!(part, Part::Var(_))));
+            if complete && ends_authority {
+                // Right after the authority: the run checks that the origin is kept.
+                return None;
+            }
+            let in_port = match host.strip_prefix('[') {
+                // An IPv6 literal: a port only after its `]`.
+                Some(ip) => ip
+                    .split_once(']')
+                    .is_some_and(|(_, port)| port.contains(':')),
+                None => host.contains(':'),
+            };
+            let component = if more_authority.contains('@') {
+                "user-info"
+            } else if in_port {
+                "port"
+            } else {
+                "host"
+            };
+            return Some(format!(
+                "variable ${{{name}}} is inside the URL's {component}: a variable cannot choose the scheme, user-info, host or port"
+            ));
         }
         None
     }
@@ -696,19 +741,43 @@ mod tests {
     }
 
     #[test]
-    fn a_variable_cannot_begin_the_host() {
-        for bad in [
-            &["https://", "$v", ".example.com/"][..],
-            &["http://user@", "$v"][..],
+    fn a_variable_inside_the_authority_is_a_problem() {
+        for (bad, component) in [
+            (&["https://", "$v", ".example.com/"][..], "host"),
+            (&["http://user@", "$v"][..], "host"),
+            (&["http://", "$v"][..], "host"),
+            // Its literal origin is api-.example.com: every run would fail.
+            (&["https://api-", "$v", ".example.com/"][..], "host"),
+            (&["https://api-", "$v", "/x"][..], "host"),
+            (&["https://shop", "$v", ".example.com"][..], "host"),
+            (&["http://host:", "$v", "/"][..], "port"),
+            (&["http://host:", "$v"][..], "port"),
+            (&["http://[::1]:", "$v", "/"][..], "port"),
+            (&["http://[::", "$v", "]/"][..], "host"),
+            (&["http://", "$v", ":pw@host/"][..], "user-info"),
+            (&["http://user:", "$v", "@host/"][..], "user-info"),
+            // A variable followed by another one could still be inside the authority.
+            (&["https://shop.example.com", "$v", "$w"][..], "host"),
+            (&["http", "$v", "://host/"][..], "scheme"),
         ] {
             let problem = url_template(bad).url_problem();
-            assert!(problem.is_some_and(|p| p.contains("${v} is where the URL's host begins")));
+            let expected = format!("${{v}} is inside the URL's {component}");
+            assert!(
+                problem.as_ref().is_some_and(|p| p.contains(&expected)),
+                "{bad:?}: {problem:?}"
+            );
         }
         for fine in [
             &["$v"][..],
+            &["$v", "/x"][..],
             &["https://shop.example.com", "$v"][..],
-            &["https://api-", "$v", ".example.com/"][..],
+            &["http://127.0.0.1:8080", "$v"][..],
+            &["http://[::1]:8080", "$v", "?a=", "$w"][..],
+            &["https://shop.example.com", "$v", "/x/", "$w"][..],
             &["https://shop.example.com/a/", "$v"][..],
+            &["https://shop.example.com?q=", "$v"][..],
+            &["https://shop.example.com#", "$v"][..],
+            &["https://api-.example.com/", "$v", ".json"][..],
         ] {
             assert_eq!(url_template(fine).url_problem(), None, "{fine:?}");
         }

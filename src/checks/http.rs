@@ -261,7 +261,6 @@ pub(crate) async fn fetch_with_cookies(
                 ),
             ));
         }
-        details.redirects += 1;
         // 303, and 301/302 after a POST, turn into a GET without a body, as browsers do.
         if code == 303 || (matches!(code, 301 | 302) && method == Method::POST) {
             method = Method::GET;
@@ -270,8 +269,19 @@ pub(crate) async fn fetch_with_cookies(
         // Credentials never follow a redirect to another origin (as browsers and curl do):
         // Authorization, Proxy-Authorization and Cookie headers, and every header that holds
         // a secret, stay behind, for the rest of the redirects. The jar's cookies still go
-        // where their own domain rules send them.
+        // where their own domain rules send them. A body (a login form, an API key in JSON)
+        // is not re-sent there either: a 307 or 308 (or a 301/302 of a method other than
+        // POST) that would carry one to another origin fails the run.
         if next.origin() != url.origin() {
+            if body.as_ref().is_some_and(|body| !body.is_empty()) {
+                return Err(Status::fail(
+                    FailureReason::Redirect,
+                    format!(
+                        "{code} redirect to another origin ({}); the request body is not re-sent there",
+                        next.origin().ascii_serialization()
+                    ),
+                ));
+            }
             headers.retain(|(name, value)| {
                 !value.is_sensitive()
                     && name != AUTHORIZATION
@@ -279,6 +289,7 @@ pub(crate) async fn fetch_with_cookies(
                     && name != COOKIE
             });
         }
+        details.redirects += 1;
         url = next;
     };
     Ok(received)

@@ -117,7 +117,7 @@ fn read_step(
             d.error_hint(
                 &span,
                 problem,
-                "write the origin literally, like \"https://shop.example.com${next}\", or make the whole URL a variable, like \"${next}\"",
+                "write the scheme, host and port literally (credentials go in basic_auth) and put variables after them, like \"https://shop.example.com${next}\" or \"https://shop.example.com/t/${tenant}\", or make the whole URL a variable, like \"${next}\"",
             );
             None
         }),

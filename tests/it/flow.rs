@@ -451,23 +451,135 @@ async fn a_variable_cannot_send_credentials_to_another_origin() {
     assert_pass(&res);
 }
 
+/// A flow that posts a login form (the password and a CSRF token) to the application's open
+/// redirect, which answers `status` to `next`.
+fn posting_flow(app: &LoginApp, status: u16, next: &str) -> String {
+    format!(
+        r#"[[check]]
+name = "post"
+type = "flow"
+timeout = "10s"
+
+  [[check.steps]]
+  name = "login-page"
+  url = "{login}"
+  extract = {{ csrf = {{ form_field = "csrf_token" }} }}
+
+  [[check.steps]]
+  name = "submit"
+  method = "POST"
+  url = "{go}"
+  form = {{ email = "probe@example.com", password = "${{env:LOGIN_PASSWORD}}", csrf_token = "${{csrf}}" }}
+"#,
+        login = app.url("/login"),
+        go = app.url(&format!(
+            "/go?status={status}&next={}",
+            crate::support::encode(next)
+        )),
+    )
+}
+
+#[tokio::test]
+async fn a_body_does_not_follow_a_307_or_308_to_another_origin() {
+    let app = LoginApp::start(PASSWORD, TOTP_SECRET);
+    let thief = LoginApp::start(PASSWORD, TOTP_SECRET);
+    let thief_origin = format!("http://localhost:{}", thief.addr.port());
+    let elsewhere = format!("{thief_origin}/steal");
+
+    // 307 and 308 keep the method and the body: to another origin, the run fails instead.
+    for status in [307, 308] {
+        let res = run_check_env(&posting_flow(&app, status, &elsewhere), &good_env()).await;
+        assert_fail(
+            &res,
+            FailureReason::Redirect,
+            &format!(
+                "step \"submit\": {status} redirect to another origin ({thief_origin}); the request body is not re-sent there"
+            ),
+        );
+        assert_eq!(steps(&res).failed_step.as_deref(), Some("submit"));
+        assert_eq!(steps(&res).steps[1].http.redirects, 0);
+        assert_no_secret(&format!("{:?}", res.status), &res);
+    }
+    assert!(
+        stolen(&thief).await.is_empty(),
+        "nothing reached the other origin"
+    );
+
+    // On the same origin they re-send it, as they must.
+    for status in [307, 308] {
+        let res = run_check_env(&posting_flow(&app, status, "/steal"), &good_env()).await;
+        assert_pass(&res);
+        assert_eq!(steps(&res).steps[1].http.redirects, 1);
+    }
+    let seen = stolen(&app).await;
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for hop in &seen {
+        assert_eq!(hop["method"], "POST", "{seen:?}");
+        let body = hop["body"].as_str().unwrap();
+        assert!(
+            body.contains("password=correct+horse+battery+staple") && body.contains("csrf_token="),
+            "{body:?}"
+        );
+    }
+
+    // 301, 302 and 303 of a POST become a GET without a body, which may go anywhere.
+    for status in [301, 302, 303] {
+        let res = run_check_env(&posting_flow(&app, status, &elsewhere), &good_env()).await;
+        assert_pass(&res);
+        assert_eq!(steps(&res).steps[1].http.redirects, 1);
+    }
+    let seen = stolen(&thief).await;
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    for hop in &seen {
+        assert_eq!(hop["method"], "GET", "{seen:?}");
+        assert_eq!(hop["body"], "", "{seen:?}");
+        assert_eq!(hop["cookie"], "", "{seen:?}");
+    }
+}
+
 #[test]
-fn a_variable_where_the_host_begins_is_a_config_error() {
+fn a_variable_inside_a_urls_authority_is_a_config_error() {
     let text = r#"[[check]]
 name = "f"
 type = "flow"
   [[check.steps]]
   name = "one"
   url = "https://example.com/"
-  extract = { tenant = { regex = "tenant=(\\w+)" } }
+  extract = { tenant = { regex = "tenant=(\\w+)" }, port = { header = "x-port" } }
   [[check.steps]]
   name = "two"
   url = "https://${tenant}.example.com/"
+  [[check.steps]]
+  name = "three"
+  url = "https://api-${tenant}.example.com/"
+  [[check.steps]]
+  name = "four"
+  url = "http://127.0.0.1:${port}/"
+  [[check.steps]]
+  name = "five"
+  url = "https://probe:${tenant}@example.com/"
+  [[check.steps]]
+  name = "fine"
+  url = "https://example.com${tenant}"
+  [[check.steps]]
+  name = "also-fine"
+  url = "${tenant}"
 "#;
     let err = crate::support::config_errors("f.toml", text);
-    assert!(
-        err.contains("f.toml:10:9: variable ${tenant} is where the URL's host begins"),
-        "{err}"
+    for part in [
+        "f.toml:10:9: variable ${tenant} is inside the URL's host",
+        "f.toml:13:9: variable ${tenant} is inside the URL's host",
+        "f.toml:16:9: variable ${port} is inside the URL's port",
+        "f.toml:19:9: variable ${tenant} is inside the URL's user-info",
+        "a variable cannot choose the scheme, user-info, host or port",
+        "make the whole URL a variable",
+        "credentials go in basic_auth",
+    ] {
+        assert!(err.contains(part), "{part:?} missing from:\n{err}");
+    }
+    assert_eq!(
+        err.matches("is inside the URL's").count(),
+        4,
+        "the steps fine and also-fine are fine:\n{err}"
     );
-    assert!(err.contains("make the whole URL a variable"), "{err}");
 }

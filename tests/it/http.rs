@@ -5,8 +5,8 @@ use std::time::Duration;
 use nightjar::result::{Details, FailureReason, HttpDetails, Status};
 
 use crate::support::{
-    LARGE_BODY, Nginx, assert_check_contract, assert_fail, assert_pass, free_port, http_check,
-    metrics_after, pki, run_check, run_check_env, sample,
+    LARGE_BODY, LoginApp, Nginx, assert_check_contract, assert_fail, assert_pass, encode,
+    free_port, http_check, metrics_after, pki, run_check, run_check_env, sample,
 };
 
 fn http(res: &nightjar::result::CheckResult) -> &HttpDetails {
@@ -403,4 +403,83 @@ async fn names_resolve_through_the_hosts_file() {
     let res = run_check(&http_check(&url, "ip_protocol = \"ip4\"")).await;
     assert_pass(&res);
     assert!(http(&res).remote_addr.is_some_and(|addr| addr.is_ipv4()));
+}
+
+/// What a login application's `/steal` recorded.
+async fn stolen(app: &LoginApp) -> Vec<serde_json::Value> {
+    let (status, body) = crate::support::http_get(app.addr, "/stolen").await;
+    assert_eq!(status, 200);
+    serde_json::from_str(&body).unwrap()
+}
+
+#[tokio::test]
+async fn a_body_does_not_follow_a_redirect_to_another_origin() {
+    // The login application's open redirect (/go?status=&next=) and, reached as localhost
+    // rather than 127.0.0.1, a second origin that records what it is sent (/steal).
+    let app = LoginApp::start("pw", "JBSWY3DPEHPK3PXP");
+    let other = LoginApp::start("pw", "JBSWY3DPEHPK3PXP");
+    let other_origin = format!("http://localhost:{}", other.addr.port());
+    let elsewhere = format!("{other_origin}/steal");
+    let go =
+        |status: u16, next: &str| app.url(&format!("/go?status={status}&next={}", encode(next)));
+    let env = [("API_KEY", "k3y-s3cr3t-value")];
+    let request = |method: &str| {
+        format!(
+            "method = \"{method}\"\nbody = \"api_key=${{env:API_KEY}}\"\nbearer_token = \"${{env:API_KEY}}\""
+        )
+    };
+
+    // 307 and 308 keep the method and the body: to another origin, the run fails instead.
+    // So does a 301 or 302 of a PUT, which keeps them too.
+    for (status, method) in [
+        (307, "POST"),
+        (308, "POST"),
+        (307, "PUT"),
+        (302, "PUT"),
+        (301, "PUT"),
+    ] {
+        let res = run_check_env(&http_check(&go(status, &elsewhere), &request(method)), &env).await;
+        assert_fail(
+            &res,
+            FailureReason::Redirect,
+            &format!(
+                "{status} redirect to another origin ({other_origin}); the request body is not re-sent there"
+            ),
+        );
+        assert_eq!(http(&res).redirects, 0);
+        assert!(!detail(&res).contains("k3y-s3cr3t"), "{}", detail(&res));
+    }
+    assert!(
+        stolen(&other).await.is_empty(),
+        "nothing reached the other origin"
+    );
+
+    // On the same origin they re-send it (and the token), as they must.
+    for (status, method) in [(307, "POST"), (308, "PUT")] {
+        let res = run_check_env(&http_check(&go(status, "/steal"), &request(method)), &env).await;
+        assert_pass(&res);
+        assert_eq!(http(&res).redirects, 1);
+    }
+    let seen = stolen(&app).await;
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for (hop, method) in seen.iter().zip(["POST", "PUT"]) {
+        assert_eq!(hop["method"], method, "{seen:?}");
+        assert_eq!(hop["body"], "api_key=k3y-s3cr3t-value", "{seen:?}");
+        assert_eq!(hop["authorization"], "Bearer k3y-s3cr3t-value", "{seen:?}");
+    }
+
+    // 301, 302 and 303 of a POST become a GET without a body (and without the token), which
+    // may go anywhere.
+    for status in [301, 302, 303] {
+        let res = run_check_env(&http_check(&go(status, &elsewhere), &request("POST")), &env).await;
+        assert_pass(&res);
+        assert_eq!(http(&res).redirects, 1);
+    }
+    let seen = stolen(&other).await;
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    for hop in &seen {
+        assert_eq!(hop["method"], "GET", "{seen:?}");
+        assert_eq!(hop["body"], "", "{seen:?}");
+        assert_eq!(hop["authorization"], "", "{seen:?}");
+    }
 }
