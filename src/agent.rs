@@ -206,7 +206,7 @@ pub async fn run(
                         // checks keep their firing times.
                         let _ = running.stop.send(true);
                         let _ = (&mut running.task).await;
-                        running = start_scheduler(&next, &runner, &metrics, &results_tx, unchanged(&current, &next));
+                        running = start_scheduler(&next, &runner, &metrics, &results_tx, settled(&current, &next, &status));
                         current = next;
                         info!(message = "Configuration reloaded.", changes = %summary);
                         Ok(summary)
@@ -229,8 +229,16 @@ pub async fn run(
     }
     let _ = running.stop.send(true);
     let _ = stop_tx.send(true);
-    let _ = running.task.await;
-    injectors.stop().await;
+    // Checks and injected requests in flight finish together, within the longest check
+    // timeout; then the results are consumed and the last push (bounded by
+    // `remote_write::FINAL_FLUSH`) goes out.
+    let longest = current
+        .checks
+        .iter()
+        .map(|def| def.timeout)
+        .max()
+        .unwrap_or_default();
+    let (_, ()) = tokio::join!(&mut running.task, injectors.stop(longest));
     drop(results_tx);
     let _ = sink.await;
     // A last push after the last results.
@@ -317,8 +325,10 @@ fn apply(
     ))
 }
 
-/// The checks of `next` defined exactly as in `current`: they keep their slots.
-fn unchanged(current: &Config, next: &Config) -> Vec<Arc<str>> {
+/// The checks of `next` defined exactly as in `current` that already have a result: they
+/// keep their slots. A check still waiting for its early first run (a reload soon after a
+/// start) gets it again, so a reload never leaves a long-interval check blind.
+fn settled(current: &Config, next: &Config, status: &StatusStore) -> Vec<Arc<str>> {
     next.checks
         .iter()
         .filter(|def| {
@@ -326,6 +336,7 @@ fn unchanged(current: &Config, next: &Config) -> Vec<Arc<str>> {
                 .checks
                 .iter()
                 .any(|old| old.name == def.name && old.revision == def.revision)
+                && status.has_run(&def.name)
         })
         .map(|def| def.name.clone())
         .collect()

@@ -159,6 +159,9 @@ pub fn encode(series: &[TimeSeries]) -> Vec<u8> {
         .expect("snappy compresses any input")
 }
 
+/// How long the last flush at shutdown may take, whatever the endpoints' timeouts.
+pub const FINAL_FLUSH: Duration = Duration::from_secs(3);
+
 /// The endpoint a pusher pushes to, and the `agent` label it adds; replaced on reload.
 type Target = (Arc<RemoteWriteDef>, String);
 
@@ -315,10 +318,24 @@ async fn push_loop(
             metrics.remote_write(&def.name, "dropped", oldest.samples);
         }
         next_tick += def.interval;
+        // The last flush at shutdown has a few seconds in all, so a slow or dead endpoint
+        // cannot hold the agent's exit.
+        let flush_by = stopping.then(|| Instant::now() + FINAL_FLUSH);
         // Send in order, retrying with backoff until the next snapshot is due.
         let mut backoff = Duration::from_millis(250);
         while let Some(batch) = queue.front() {
-            match send(&def, &env, batch.body.clone()).await {
+            let deadline = match flush_by {
+                Some(by) if Instant::now() >= by => break,
+                Some(by) => by.min(Instant::now() + def.timeout),
+                None => Instant::now() + def.timeout,
+            };
+            // A push in flight when the agent stops is abandoned (its batch stays queued)
+            // for the bounded last flush.
+            let outcome = tokio::select! {
+                outcome = send(&def, &env, batch.body.clone(), deadline) => outcome,
+                _ = shutdown.changed(), if !stopping => break,
+            };
+            match outcome {
                 Outcome::Sent => {
                     if failing {
                         info!(message = "Remote write recovered.", remote = %def.name);
@@ -357,6 +374,10 @@ async fn push_loop(
         if stopping {
             break;
         }
+        if *shutdown.borrow() {
+            // Stopped during this round: the last flush now, not at the next tick.
+            continue;
+        }
         // Wait for the next round; a new definition applies from it.
         let removed = loop {
             tokio::select! {
@@ -382,7 +403,7 @@ struct Batch {
     body: Bytes,
 }
 
-async fn send(def: &RemoteWriteDef, env: &RunEnv, body: Bytes) -> Outcome {
+async fn send(def: &RemoteWriteDef, env: &RunEnv, body: Bytes, deadline: Instant) -> Outcome {
     let mut headers = def.headers.clone();
     headers.push((CONTENT_ENCODING, HeaderValue::from_static("snappy")));
     headers.push((
@@ -412,7 +433,7 @@ async fn send(def: &RemoteWriteDef, env: &RunEnv, body: Bytes) -> Outcome {
     let ctx = CheckCtx {
         resolver: env.resolver.clone(),
         rdap: env.rdap.clone(),
-        deadline: Instant::now() + def.timeout,
+        deadline,
         user_agent: crate::runner::USER_AGENT,
     };
     let mut details = HttpDetails::default();

@@ -215,15 +215,24 @@ async fn check_loop(
     early: bool,
 ) {
     let now = Instant::now();
-    let slot = match &def.schedule {
-        Schedule::Interval(every) => first_due(&def.name, *every, now, &shared.clock),
-        Schedule::Cron(cron) => match next_cron(cron, now, &shared.clock) {
-            Some(due) => due,
-            None => return,
-        },
+    let slot_from = |from: Instant| match &def.schedule {
+        Schedule::Interval(every) => Some(first_due(&def.name, *every, from, &shared.clock)),
+        Schedule::Cron(cron) => next_cron(cron, from, &shared.clock),
     };
-    // An early first run, then the wall-clock slots.
+    let Some(mut slot) = slot_from(now) else {
+        return;
+    };
+    // An early first run, then the wall-clock slots; a slot less than a minute after the
+    // early run is skipped, so the check never runs twice in quick succession.
     let mut early = early.then(|| early_run(&def.name, now, slot)).flatten();
+    if let Some(at) = early
+        && slot < at + FIRST_RUN_WITHIN
+    {
+        match slot_from(at + FIRST_RUN_WITHIN) {
+            Some(later) => slot = later,
+            None => early = None,
+        }
+    }
     let mut due = early.unwrap_or(slot);
     let mut running: Option<JoinHandle<()>> = None;
     loop {

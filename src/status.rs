@@ -141,6 +141,13 @@ impl StatusStore {
         checks.values().map(Entry::view).collect()
     }
 
+    /// Whether `name` has a result (its series and page row have data).
+    pub fn has_run(&self, name: &str) -> bool {
+        self.read()
+            .get(name)
+            .is_some_and(|entry| entry.last.is_some())
+    }
+
     /// The view of one check, if the agent runs it.
     pub fn view(&self, name: &str) -> Option<CheckView> {
         let checks = self.read();

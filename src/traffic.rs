@@ -122,14 +122,19 @@ impl Injectors {
         }
     }
 
-    /// Stops every injector and waits for their requests in flight.
-    pub async fn stop(mut self) {
+    /// Stops every injector at once (no new request starts) and waits at most `within` for
+    /// their requests in flight; those still going then are abandoned.
+    pub async fn stop(mut self, within: Duration) {
         let names: Vec<String> = self.running.keys().cloned().collect();
         for name in names {
             self.retire(&name);
         }
+        let deadline = Instant::now() + within;
         for task in self.stopping {
-            let _ = task.await;
+            let abort = task.abort_handle();
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                abort.abort();
+            }
         }
     }
 }

@@ -315,16 +315,23 @@ async fn reload_applies_traffic_and_remote_write_changes() {
         Some(0.0),
         "the new injector's series start at 0"
     );
-    // The queue was kept: it only grows from where it was.
-    eventually(
+    // The queue was kept: the first round after the reload adds to it. (Reset, it would
+    // hold one snapshot, a third of what it held before.)
+    let (_, metrics) = agent.get("/metrics").await;
+    let at_reload = queue(&metrics, "central").unwrap();
+    let after = eventually(
         Duration::from_secs(20),
-        "the kept queue to grow",
+        "a round after the reload",
         || async {
             let (_, metrics) = agent.get("/metrics").await;
-            queue(&metrics, "central").filter(|queued| *queued > before)
+            queue(&metrics, "central").filter(|queued| *queued != at_reload)
         },
     )
     .await;
+    assert!(
+        after > before,
+        "the queue went from {before} to {after}: it was not kept"
+    );
     eventually(
         Duration::from_secs(20),
         "the new endpoint to queue",
@@ -352,5 +359,46 @@ async fn reload_applies_traffic_and_remote_write_changes() {
         !metrics.contains("traffic=\"day\"") && !metrics.contains("remote=\"spare\""),
         "removed series are gone:\n{metrics}"
     );
+    agent.stop().await;
+}
+
+/// A reload before a long-interval check's early first run (a deploy, then a config change
+/// seconds later) keeps the early run: the check reports within a minute all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_before_the_early_run_keeps_it() {
+    let nginx = Nginx::start();
+    // A name whose early run comes a few seconds after the start, after the reload below.
+    let name = (0..1000)
+        .map(|idx| format!("hourly-{idx}"))
+        .find(|name| {
+            let offset = nightjar::schedule::offset_in(name, Duration::from_secs(60));
+            (Duration::from_secs(4)..Duration::from_secs(10)).contains(&offset)
+        })
+        .expect("a name with a short early offset");
+    let text = format!(
+        "[[check]]\nname = \"{name}\"\ntype = \"http\"\nurl = \"{}\"\ninterval = \"1h\"\ntimeout = \"2s\"\n",
+        nginx.url("/ok")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("checks.toml");
+    std::fs::write(&path, &text).unwrap();
+    let agent = RunningAgent::start_reloadable(&path).await;
+    let (status, body) = http_post(agent.addr, "/-/reload").await;
+    assert_eq!(status, 200, "{body}");
+    let (_, metrics) = agent.get("/metrics").await;
+    assert_eq!(
+        runs(&metrics, &name),
+        Some(0.0),
+        "reloaded before the early run"
+    );
+    eventually(
+        Duration::from_secs(60),
+        "the early run after the reload",
+        || async {
+            let (_, metrics) = agent.get("/metrics").await;
+            (runs(&metrics, &name)? >= 1.0).then_some(())
+        },
+    )
+    .await;
     agent.stop().await;
 }

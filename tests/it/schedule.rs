@@ -332,7 +332,7 @@ async fn long_interval_checks_run_within_a_minute_of_start_then_keep_their_slot(
         ("nightly", "cron = \"0 3 * * *\""),
         ("patient", "interval = \"1h\"\nrun_on_load = false"),
     ]);
-    // 04:00:05 UTC: the nightly cron is almost a day away.
+    // 08:00:05 UTC: the nightly cron is 19 hours away.
     let start_wall = epoch(1_699_934_400 + 4 * 3600 + 5);
     let clock = WallClock::anchored(start_wall);
     let t0 = Instant::now();
@@ -354,25 +354,60 @@ async fn long_interval_checks_run_within_a_minute_of_start_then_keep_their_slot(
         );
     }
     let patient_slot = slot("patient", 3600);
-    if patient_slot > Duration::from_secs(61) {
-        assert!(
-            starts_of(&h.log, "patient", h.t0).is_empty(),
-            "run_on_load = false waits for the slot"
-        );
-    }
+    assert!(
+        patient_slot > Duration::from_secs(61),
+        "the test needs the slot after the first minute: {patient_slot:?}"
+    );
+    assert!(
+        starts_of(&h.log, "patient", h.t0).is_empty(),
+        "run_on_load = false waits for the slot"
+    );
     // The next run of the hourly check is at its wall-clock slot, not an hour after the early
     // run.
     let hourly_slot = slot("hourly", 3600);
-    tokio::time::sleep(hourly_slot.max(Duration::from_secs(61)) - Duration::from_secs(61)).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        hourly_slot > Duration::from_secs(121),
+        "the test needs the slot well after the early run: {hourly_slot:?}"
+    );
+    tokio::time::sleep(hourly_slot - Duration::from_secs(60)).await;
     let hourly = starts_of(&h.log, "hourly", h.t0);
-    if hourly_slot > Duration::from_secs(60) {
-        assert_eq!(hourly.len(), 2, "{hourly:?}");
-        assert!(
-            hourly[1].abs_diff(hourly_slot) < Duration::from_millis(1),
-            "{hourly:?} vs slot {hourly_slot:?}"
-        );
-    }
+    assert_eq!(hourly.len(), 2, "{hourly:?}");
+    assert!(
+        hourly[1].abs_diff(hourly_slot) < Duration::from_millis(1),
+        "{hourly:?} vs slot {hourly_slot:?}"
+    );
+    h.stop.send(true).unwrap();
+    h.task.await.unwrap();
+}
+
+/// A slot less than a minute after the early run is skipped: the check never runs twice in
+/// quick succession, and goes on at its slots after that.
+#[tokio::test(start_paused = true)]
+async fn a_slot_right_after_the_early_run_is_skipped() {
+    let minute = Duration::from_secs(60);
+    let hour = Duration::from_secs(3600);
+    let name = (0..1000)
+        .map(|idx| format!("late-{idx}"))
+        .find(|name| offset_in(name, minute) >= Duration::from_secs(45))
+        .expect("a name with a late early offset");
+    let early = offset_in(&name, minute);
+    // Anchor the wall clock so that the first slot comes 20 s after the early run.
+    let start_wall =
+        epoch(1_699_934_400) + offset_in(&name, hour) + hour - early - Duration::from_secs(20);
+    let text = checks_text(&[(name.as_str(), "interval = \"1h\"")]);
+    let h = start(&text, 16, HashMap::new(), start_wall);
+    tokio::time::sleep(hour + 2 * minute).await;
+    let starts = starts_of(&h.log, &name, h.t0);
+    let slot = early + Duration::from_secs(20);
+    assert_eq!(starts.len(), 2, "{starts:?}");
+    assert!(
+        starts[0].abs_diff(early) < Duration::from_millis(1),
+        "{starts:?}"
+    );
+    assert!(
+        starts[1].abs_diff(slot + hour) < Duration::from_millis(1),
+        "the slot 20 s after the early run is skipped: {starts:?}"
+    );
     h.stop.send(true).unwrap();
     h.task.await.unwrap();
 }
@@ -405,9 +440,11 @@ async fn settled_checks_wait_for_their_slot() {
     let task = tokio::spawn(scheduler.run(stop_rx));
     tokio::time::sleep(Duration::from_secs(61)).await;
     assert_eq!(starts_of(&log, "fresh", t0).len(), 1);
-    if hourly_slot > Duration::from_secs(61) {
-        assert!(starts_of(&log, "hourly", t0).is_empty());
-    }
+    assert!(
+        hourly_slot > Duration::from_secs(61),
+        "the test needs the slot after the first minute: {hourly_slot:?}"
+    );
+    assert!(starts_of(&log, "hourly", t0).is_empty());
     stop.send(true).unwrap();
     task.await.unwrap();
 }

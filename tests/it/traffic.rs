@@ -285,3 +285,64 @@ fn rates_above_the_sane_bound_are_refused() {
         assert!(err.contains(part), "{part:?} missing from:\n{err}");
     }
 }
+
+/// SIGTERM with an injector and a remote-write endpoint that both hang: the injector stops
+/// with the checks and the last push has a few seconds, so the agent still exits within the
+/// longest check timeout plus 5 s.
+#[tokio::test]
+async fn sigterm_is_not_held_by_hanging_injected_requests_or_a_hanging_endpoint() {
+    // Connections complete in the kernel's backlog and are never answered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = silent.local_addr().map(|addr| (silent, addr)).unwrap();
+    let nginx = crate::support::Nginx::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[check]]\nname = \"ok\"\ntype = \"http\"\nurl = \"{ok}\"\ninterval = \"5s\"\ntimeout = \"2s\"\n\n[[traffic]]\nname = \"stuck\"\nfloor = \"20/s\"\nmax_rate = \"20/s\"\nurl = \"http://{hang}/\"\ntimeout = \"30s\"\nrefresh = \"1s\"\n\n[[remote_write]]\nurl = \"http://{hang}/api/v1/write\"\ninterval = \"1s\"\ntimeout = \"30s\"\n",
+            ok = nginx.url("/ok"),
+            hang = silent.1,
+        ),
+    )
+    .unwrap();
+    let listen: SocketAddr = format!("127.0.0.1:{}", crate::support::free_port())
+        .parse()
+        .unwrap();
+    let mut agent = crate::support::start_agent(
+        crate::support::nightjar()
+            .args(["run", "--config"])
+            .arg(&path),
+        listen,
+    );
+    // Wait until the injector sends (at 20/s) and a push has started; both hang.
+    crate::support::eventually(
+        Duration::from_secs(20),
+        "the injector planned and a check ran",
+        || async {
+            let (_, metrics) = http_get(listen, "/metrics").await;
+            let planned = sample(
+                &metrics,
+                "nightjar_traffic_target_rate",
+                &[("traffic", "stuck")],
+            ) == Some(20.0);
+            let ran = sample(
+                &metrics,
+                "nightjar_check_runs_total",
+                &[("check", "ok"), ("result", "success")],
+            )
+            .is_some_and(|runs| runs >= 1.0);
+            (planned && ran).then_some(())
+        },
+    )
+    .await;
+    let stopping = Instant::now();
+    let output = crate::support::terminate(&mut agent);
+    let took = stopping.elapsed();
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        took < Duration::from_secs(2 + 5),
+        "SIGTERM took {took:?}, more than the longest check timeout (2 s) plus 5 s"
+    );
+    drop(silent);
+}
