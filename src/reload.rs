@@ -1,6 +1,16 @@
 //! What a reload changed, for the reply to `POST /-/reload` and the log.
 
+use std::collections::BTreeMap;
 use std::fmt;
+
+/// The names of `running` that the new configuration's `kept` names leave out.
+pub fn gone<V>(running: &BTreeMap<String, V>, kept: &[&str]) -> Vec<String> {
+    running
+        .keys()
+        .filter(|name| !kept.contains(&name.as_str()))
+        .cloned()
+        .collect()
+}
 
 /// The names a reload added, changed and removed, of one kind of definition.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

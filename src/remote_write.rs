@@ -208,13 +208,7 @@ impl Pushers {
         let agent_changed = agent != self.agent;
         self.agent = agent.to_string();
         let names: Vec<&str> = defs.iter().map(|def| def.name.as_str()).collect();
-        let gone: Vec<String> = self
-            .running
-            .keys()
-            .filter(|name| !names.contains(&name.as_str()))
-            .cloned()
-            .collect();
-        for name in gone {
+        for name in crate::reload::gone(&self.running, &names) {
             // Dropping the sender stops the pusher.
             if let Some(pusher) = self.running.remove(&name) {
                 drop(pusher.target);

@@ -74,13 +74,7 @@ impl Injectors {
     pub fn apply(&mut self, defs: &[Arc<TrafficDef>]) -> Changes {
         let mut changes = Changes::default();
         let names: Vec<&str> = defs.iter().map(|def| def.name.as_str()).collect();
-        let gone: Vec<String> = self
-            .running
-            .keys()
-            .filter(|name| !names.contains(&name.as_str()))
-            .cloned()
-            .collect();
-        for name in gone {
+        for name in crate::reload::gone(&self.running, &names) {
             self.retire(&name);
             changes.removed.push(name);
         }

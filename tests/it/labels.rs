@@ -7,9 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use nightjar::checks::{CheckKind, CheckSpec};
@@ -400,33 +398,6 @@ fn every_label_set(config: &Config, metrics: &Metrics) -> Vec<(String, Vec<Strin
     sets
 }
 
-/// Runs the real `promtool check metrics` on `text`; its output when it refuses.
-fn promtool_check(promtool: &Path, text: &str) -> Result<(), String> {
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
 fn load(text: &str) -> Result<Config, String> {
     let env = MapEnv(
         [("SECRET".to_string(), "hunter2".to_string())]
@@ -537,7 +508,7 @@ fn generated_configs_that_validate_render_metrics_promtool_accepts() {
                 "round {round}: a label twice in {series}\n--- config ---\n{text}"
             );
         }
-        if let Err(out) = promtool_check(&promtool, &metrics.render()) {
+        if let Err(out) = crate::support::promtool_check_metrics(&promtool, &metrics.render()) {
             panic!(
                 "round {round}: promtool check metrics refused the exposition:\n{out}\n--- config ---\n{text}"
             );

@@ -2,7 +2,6 @@
 //! `promtool check metrics` on the real exposition, and a real Prometheus scraping the agent
 //! and computing an availability SLI from the counters.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::{Nginx, Prometheus, RunningAgent, eventually, load, require, sample};
@@ -172,27 +171,9 @@ async fn health_readiness_json_api_and_promtool_lint() {
 
     // promtool lints the exposition.
     let promtool = require("promtool", "prometheus");
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(metrics.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(out) = crate::support::promtool_check_metrics(&promtool, &metrics) {
+        panic!("promtool check metrics failed:\n{out}");
+    }
     agent.stop().await;
 }
 
