@@ -236,12 +236,18 @@ impl Access {
         }
     }
 
+    /// Whether every Host is answered on a connection to `local`: not a loopback listener, and
+    /// no `allowed_hosts`.
+    fn answers_any(&self, local: SocketAddr) -> bool {
+        !local.ip().is_loopback() && self.allowed_hosts.is_empty()
+    }
+
     /// Whether a request for `host` (a Host header or URI authority) on a connection to
     /// `local` is answered: on a loopback listener, or with `allowed_hosts` set, only loopback
     /// names and the allowed ones are, so a page of another site whose name was rebound to
     /// this address cannot read or drive the agent.
     fn answers(&self, host: &str, local: SocketAddr) -> bool {
-        if !local.ip().is_loopback() && self.allowed_hosts.is_empty() {
+        if self.answers_any(local) {
             return true;
         }
         let name = host_name(host);
@@ -366,7 +372,7 @@ impl Limits {
     /// How long `peer` must still wait, if it backs off: after [`FREE_FAILURES`] failures,
     /// 1 s after its last failure, doubling with each further one, at most [`MAX_BACKOFF`].
     fn backing_off(&self, peer: IpAddr) -> Option<Duration> {
-        let failures = *self.table().get(&key(peer))?;
+        let failures = *self.table().get(&client_key(peer))?;
         if failures.count < FREE_FAILURES {
             return None;
         }
@@ -378,7 +384,7 @@ impl Limits {
     fn failed(&self, peer: IpAddr) {
         let now = Instant::now();
         let mut table = self.table();
-        if table.len() >= TRACKED_ADDRESSES && !table.contains_key(&key(peer)) {
+        if table.len() >= TRACKED_ADDRESSES && !table.contains_key(&client_key(peer)) {
             table.retain(|_, failures| now.duration_since(failures.last) < FORGET_AFTER);
             if table.len() >= TRACKED_ADDRESSES {
                 // Still full: forget the oldest quarter.
@@ -389,7 +395,7 @@ impl Limits {
                 table.retain(|_, failures| failures.last > cut);
             }
         }
-        let entry = table.entry(key(peer)).or_insert(Failures {
+        let entry = table.entry(client_key(peer)).or_insert(Failures {
             count: 0,
             last: now,
         });
@@ -401,7 +407,7 @@ impl Limits {
     }
 
     fn succeeded(&self, peer: IpAddr) {
-        self.table().remove(&key(peer));
+        self.table().remove(&client_key(peer));
     }
 }
 
@@ -411,9 +417,9 @@ impl Default for Limits {
     }
 }
 
-/// The address an attempt is counted against: IPv4 addresses one by one, IPv6 by /64 (one
-/// host usually has a whole /64).
-fn key(peer: IpAddr) -> IpAddr {
+/// The address an attempt (or a connection, or a render) is counted against: IPv4 addresses
+/// one by one, IPv6 by /64 (one host usually has a whole /64).
+pub(crate) fn client_key(peer: IpAddr) -> IpAddr {
     match peer {
         IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
             let mut segments = v6.segments();
@@ -447,21 +453,32 @@ pub async fn require(State(gate): State<Gate>, request: Request, next: Next) -> 
     let open_path = OPEN_PATHS.contains(&request.uri().path());
     let conn = request.extensions().get::<ConnInfo>().copied();
     if !open_path && let Some(conn) = conn {
-        let host = request
+        // The Host header and an absolute-form request's authority must both be answered; a
+        // Host that is not visible ASCII names nothing this agent answers to. A request with
+        // neither is no browser's: there is nothing to rebind.
+        let refused = request
             .headers()
-            .get(header::HOST)
-            .and_then(|host| host.to_str().ok())
-            .map(str::to_string)
-            .or_else(|| {
+            .get_all(header::HOST)
+            .iter()
+            .map(|host| {
+                host.to_str()
+                    .ok()
+                    .filter(|text| text.bytes().all(|byte| byte.is_ascii_graphic()))
+                    .map(str::to_string)
+                    .ok_or_else(|| String::from_utf8_lossy(host.as_bytes()).into_owned())
+            })
+            .chain(
                 request
                     .uri()
                     .authority()
-                    .map(|authority| authority.to_string())
-            });
-        // A request without Host is no browser's: there is nothing to rebind.
-        if let Some(host) = host
-            && !access.answers(&host, conn.local)
-        {
+                    .map(|authority| Ok(authority.to_string())),
+            )
+            .find(|host| match host {
+                Ok(host) => !access.answers(host, conn.local),
+                Err(_) => !access.answers_any(conn.local),
+            })
+            .map(|(Ok(host) | Err(host))| host);
+        if let Some(host) = refused {
             let shown: String = host.chars().take(100).collect();
             tracing::debug!(message = "Request refused: Host not answered.", host = %shown.escape_debug());
             return (
@@ -590,7 +607,7 @@ mod tests {
         // One IPv6 host is one /64.
         let a: IpAddr = "2001:db8::1".parse().unwrap();
         let b: IpAddr = "2001:db8::2".parse().unwrap();
-        assert_eq!(key(a), key(b));
+        assert_eq!(client_key(a), client_key(b));
     }
 
     #[test]

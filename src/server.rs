@@ -39,7 +39,10 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(index))
-        .route("/metrics", get(metrics))
+        .route(
+            "/metrics",
+            get(metrics).layer(axum::Extension(Arc::new(Renders::new(RENDERS)))),
+        )
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .route("/checks/{name}", get(check_page))
@@ -84,8 +87,33 @@ async fn security_headers(
 }
 
 /// `GET /metrics`, streamed: a blocking task renders chunk by chunk while the client reads,
-/// so a scrape of many thousand checks never holds the whole exposition in memory.
-async fn metrics(State(state): State<AppState>) -> Response {
+/// so a scrape of many thousand checks never holds the whole exposition in memory. At most
+/// [`RENDERS`] renders run at once (each holds a blocking thread and up to a few chunks); a
+/// scrape beyond them takes the place of a render that has run for [`PREEMPT_AFTER`] from an
+/// address with more renders in progress than its own, or waits in line for [`RENDER_WAIT`],
+/// then gets 503 with `Retry-After`.
+async fn metrics(
+    State(state): State<AppState>,
+    axum::Extension(renders): axum::Extension<Arc<Renders>>,
+    extensions: axum::http::Extensions,
+) -> Response {
+    let peer = extensions
+        .get::<crate::access::ConnInfo>()
+        .map(|conn| crate::access::client_key(conn.peer.ip()));
+    let slot = extensions.get::<OnSlot>().map(|on| on.0.clone());
+    let Some(render) = renders.acquire(peer, slot, &state.metrics.http).await else {
+        tracing::debug!(
+            message = "Scrape refused: every /metrics render is busy.",
+            ?peer
+        );
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            "Every /metrics render of this agent is busy; retry shortly.\n",
+        )
+            .into_response();
+    };
+    let render = Arc::new(render);
     state.metrics.runtime_tasks(
         tokio::runtime::Handle::current()
             .metrics()
@@ -93,9 +121,12 @@ async fn metrics(State(state): State<AppState>) -> Response {
     );
     let (chunks, receiver) = tokio::sync::mpsc::channel::<String>(2);
     let runtime = tokio::runtime::Handle::current();
+    let rendering = render.clone();
     tokio::task::spawn_blocking(move || {
-        // A reader that stops reading lets the renderer give up after WRITE_TIMEOUT, so it
-        // never holds a blocking thread for long (the connection is closed by then too).
+        let _rendering = rendering;
+        // A reader that stops reading lets the renderer give up after WRITE_TIMEOUT, and one
+        // whose connection closed (a timeout, the response deadline, an eviction) at its next
+        // chunk, so it never holds a blocking thread for long.
         state.metrics.write_text(&mut |chunk| {
             runtime
                 .block_on(tokio::time::timeout(WRITE_TIMEOUT, chunks.send(chunk)))
@@ -107,13 +138,20 @@ async fn metrics(State(state): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        axum::body::Body::new(Chunks(receiver)),
+        axum::body::Body::new(Chunks {
+            receiver,
+            _render: render,
+        }),
     )
         .into_response()
 }
 
-/// A response body fed by a channel of text chunks.
-struct Chunks(tokio::sync::mpsc::Receiver<String>);
+/// A response body fed by a channel of text chunks; its render's place is given back once
+/// both the body and the renderer are gone.
+struct Chunks {
+    receiver: tokio::sync::mpsc::Receiver<String>,
+    _render: Arc<Render>,
+}
 
 impl http_body::Body for Chunks {
     type Data = bytes::Bytes;
@@ -123,9 +161,159 @@ impl http_body::Body for Chunks {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
-        self.0
+        self.receiver
             .poll_recv(cx)
             .map(|chunk| chunk.map(|text| Ok(http_body::Frame::data(bytes::Bytes::from(text)))))
+    }
+}
+
+/// `/metrics` renders at once.
+pub const RENDERS: usize = 4;
+/// How long a scrape waits for a render's place before it is answered 503.
+pub const RENDER_WAIT: Duration = Duration::from_secs(5);
+/// How long a render (or a request, for the connection cap) must have been in progress before
+/// a client from an address holding fewer may take its place: a scrape that is served
+/// promptly is never cut off, one that a slow reader drags out is.
+pub const PREEMPT_AFTER: Duration = Duration::from_secs(2);
+
+/// The `/metrics` renders in progress and their places.
+struct Renders {
+    places: Arc<tokio::sync::Semaphore>,
+    active: std::sync::Mutex<std::collections::HashMap<u64, Active>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+/// A render in progress.
+struct Active {
+    /// The client's address (an IPv6 /64).
+    peer: Option<std::net::IpAddr>,
+    started: std::time::Instant,
+    /// Its connection, to close when another client takes its place.
+    slot: Option<Arc<Slot>>,
+    place: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// A render's place, given back on drop (unless another scrape took it over).
+struct Render {
+    renders: Arc<Renders>,
+    id: u64,
+}
+
+impl Drop for Render {
+    fn drop(&mut self) {
+        self.renders.lock().remove(&self.id);
+    }
+}
+
+/// The request's connection, in its extensions (for the render cap).
+#[derive(Clone)]
+struct OnSlot(Arc<Slot>);
+
+impl Renders {
+    fn new(places: usize) -> Renders {
+        Renders {
+            places: Arc::new(tokio::sync::Semaphore::new(places)),
+            active: std::sync::Mutex::new(std::collections::HashMap::new()),
+            next: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Active>> {
+        self.active
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A place for a render for `peer` on `slot`: a free one, one taken over from a render
+    /// dragged out by an address holding more, or one that comes free within [`RENDER_WAIT`]
+    /// (first come, first served).
+    async fn acquire(
+        self: &Arc<Self>,
+        peer: Option<std::net::IpAddr>,
+        slot: Option<Arc<Slot>>,
+        metrics: &crate::metrics::HttpMetrics,
+    ) -> Option<Render> {
+        let give_up = tokio::time::Instant::now() + RENDER_WAIT;
+        let waiting = self.places.clone().acquire_owned();
+        tokio::pin!(waiting);
+        let mut first = true;
+        loop {
+            let pause = if first {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(200)
+            };
+            first = false;
+            tokio::select! {
+                biased;
+                place = &mut waiting => return place.ok().map(|place| self.register(peer, slot, place)),
+                () = tokio::time::sleep(pause) => {}
+            }
+            if let Some(place) = self.take_over(peer) {
+                metrics.evicted();
+                return Some(self.register(peer, slot, place));
+            }
+            if tokio::time::Instant::now() >= give_up {
+                return None;
+            }
+        }
+    }
+
+    fn register(
+        self: &Arc<Self>,
+        peer: Option<std::net::IpAddr>,
+        slot: Option<Arc<Slot>>,
+        place: tokio::sync::OwnedSemaphorePermit,
+    ) -> Render {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(
+            id,
+            Active {
+                peer,
+                started: std::time::Instant::now(),
+                slot,
+                place,
+            },
+        );
+        Render {
+            renders: self.clone(),
+            id,
+        }
+    }
+
+    /// The place of the longest-running render, of at least [`PREEMPT_AFTER`], of the address
+    /// holding the most renders, if that is more than `peer` holds; its connection is closed.
+    fn take_over(
+        &self,
+        peer: Option<std::net::IpAddr>,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let mut active = self.lock();
+        let mut held: std::collections::HashMap<Option<std::net::IpAddr>, usize> =
+            std::collections::HashMap::new();
+        for render in active.values() {
+            *held.entry(render.peer).or_default() += 1;
+        }
+        let mine = held.get(&peer).copied().unwrap_or(0);
+        let victim = active
+            .iter()
+            .filter(|(_, render)| {
+                render.slot.is_some()
+                    && render.started.elapsed() >= PREEMPT_AFTER
+                    && held.get(&render.peer).copied().unwrap_or(0) > mine
+            })
+            .max_by_key(|(_, render)| {
+                (
+                    held.get(&render.peer).copied().unwrap_or(0),
+                    std::cmp::Reverse(render.started),
+                )
+            })
+            .map(|(id, _)| *id)?;
+        let victim = active.remove(&victim)?;
+        if let Some(slot) = &victim.slot {
+            tracing::debug!(message = "A /metrics render dragged out by a slow reader gives its place to another client.", peer = %slot.peer);
+            slot.cut();
+        }
+        Some(victim.place)
     }
 }
 
@@ -231,6 +419,10 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a write to a client may make no progress before the connection is closed (a
 /// `/metrics` reader that stopped reading).
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request may take in all, from its head to its response's last byte, before its
+/// connection is closed: a client that reads, but slowly, cannot hold a connection (and a
+/// `/metrics` render) for longer. Prometheus gives up on a scrape after 10 s by default.
+pub const RESPONSE_DEADLINE: Duration = Duration::from_secs(60);
 /// At shutdown, how long requests in progress have to finish before their connections are
 /// closed.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -284,13 +476,15 @@ pub fn raise_open_files_limit() -> Option<u64> {
 /// stops accepting, lets requests in progress finish for [`SHUTDOWN_GRACE`], and closes every
 /// connection still open.
 ///
-/// Each connection has [`HEADER_READ_TIMEOUT`], [`HANDSHAKE_TIMEOUT`] and [`WRITE_TIMEOUT`].
-/// At most `[agent] max_connections` are open (fewer when the open-files limit minus the
-/// checks' reserve, `reserved_fds`, is lower): at the cap, an idle connection (no request in
-/// progress: a kept-alive one, or one that has not sent a whole request head) is closed to
-/// make room, the longest-idle one of the address holding the most connections, so idle and
-/// slow clients cannot keep a fresh scrape out; when every connection has a request in
-/// progress, the new one is refused.
+/// Each connection has [`HEADER_READ_TIMEOUT`], [`HANDSHAKE_TIMEOUT`], [`WRITE_TIMEOUT`] and,
+/// per request, [`RESPONSE_DEADLINE`]. At most `[agent] max_connections` are open (fewer when
+/// the open-files limit minus the checks' reserve, `reserved_fds`, is lower): at the cap, an
+/// idle connection (no request in progress: a kept-alive one, or one that has not sent a
+/// whole request head) is closed to make room, the longest-idle one of the address holding
+/// the most connections, so idle and slow clients cannot keep a fresh scrape out; when every
+/// connection has a request in progress, the one busy longest (at least [`PREEMPT_AFTER`]) of
+/// the address holding the most is closed, if that address holds more than the new
+/// connection's; else the new one is refused.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: Option<crate::access::SharedTls>,
@@ -301,10 +495,12 @@ pub async fn serve(
     stopped: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let local = listener.local_addr()?;
+    let listener = with_backlog(listener)?;
     let fd_cap = descriptor_cap(reserved_fds);
     let table = Arc::new(Table::default());
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    let mut warned: Option<std::time::Instant> = None;
     tokio::pin!(stopped);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -313,10 +509,20 @@ pub async fn serve(
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of descriptors and the like: wait, then go on.
-                    tracing::warn!(message = "Cannot accept a connection.", %error);
+                Err(error) if out_of_resources(&error) => {
+                    // Out of descriptors or memory: accepting again at once would spin. Wait
+                    // for connections or runs to end, warning once a minute.
+                    if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                        tracing::warn!(message = "Cannot accept a connection; retrying every 100 ms.", %error);
+                        warned = Some(std::time::Instant::now());
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                Err(error) => {
+                    // A connection that failed before it was accepted (reset, aborted): only
+                    // that one is lost.
+                    tracing::debug!(message = "A connection failed before it was accepted.", %error);
                     continue;
                 }
             },
@@ -334,7 +540,7 @@ pub async fn serve(
                 metrics.refused();
                 if tls.is_none() {
                     // Best effort, never waiting: the socket buffer of a new connection is empty.
-                    let _ = tcp.try_write(REFUSED);
+                    let _ = tcp.try_write(refused_answer());
                 }
                 tracing::debug!(message = "Connection refused: every connection is busy.", %peer, cap);
                 continue;
@@ -342,8 +548,9 @@ pub async fn serve(
         };
         metrics.set_open(table.len());
         let _ = tcp.set_nodelay(true);
+        warned = None;
         tasks.spawn(connection(
-            Guarded::new(tcp),
+            Guarded::new(tcp, slot.clone()),
             crate::access::ConnInfo {
                 peer,
                 local,
@@ -374,8 +581,58 @@ pub async fn serve(
     Ok(())
 }
 
-/// The answer to a connection refused at the cap (plain HTTP only).
-const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Type: text/plain\r\nContent-Length: 56\r\n\r\nEvery connection of this agent is busy; retry shortly.\r\n";
+/// Connections the kernel may complete before the accept loop takes them (it caps this at
+/// `net.core.somaxconn`). Beyond it, a burst of connections has its SYNs dropped, and a fresh
+/// scrape among them waits for the client's retransmission, a second later; the 128 a
+/// listener gets by default is soon reached by a flood of a thousand.
+const BACKLOG: u32 = 4096;
+
+/// `listener` with a backlog of [`BACKLOG`] (listening again only changes the backlog).
+fn with_backlog(listener: tokio::net::TcpListener) -> std::io::Result<tokio::net::TcpListener> {
+    #[cfg(unix)]
+    {
+        let fd = std::os::fd::OwnedFd::from(listener.into_std()?);
+        tokio::net::TcpSocket::from_std_stream(std::net::TcpStream::from(fd)).listen(BACKLOG)
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(listener)
+    }
+}
+
+/// Whether an accept failed for want of descriptors or memory (then retrying at once spins),
+/// rather than for that one connection.
+fn out_of_resources(error: &std::io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        use rustix::io::Errno;
+        [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM]
+            .iter()
+            .any(|errno| error.raw_os_error() == Some(errno.raw_os_error()))
+    }
+    #[cfg(not(unix))]
+    {
+        error.kind() == std::io::ErrorKind::OutOfMemory
+    }
+}
+
+/// The answer to a connection refused at the cap (plain HTTP only), with the headers every
+/// response carries.
+fn refused_answer() -> &'static [u8] {
+    static ANSWER: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    ANSWER.get_or_init(|| {
+        let body = "Every connection of this agent is busy; retry shortly.\r\n";
+        format!(
+            "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n\
+Content-Type: text/plain; charset=utf-8\r\nContent-Security-Policy: {}\r\n\
+X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\nX-Frame-Options: DENY\r\n\
+Content-Length: {}\r\n\r\n{body}",
+            page::content_security_policy(),
+            body.len()
+        )
+        .into_bytes()
+    })
+}
 
 /// The connection cap the open-files limit allows, keeping `reserved` for the checks.
 fn descriptor_cap(reserved: usize) -> usize {
@@ -399,7 +656,7 @@ fn descriptor_cap(reserved: usize) -> usize {
     cap
 }
 
-/// The open connections, for the cap and for choosing which idle one to close.
+/// The open connections, for the cap and for choosing which one to close.
 #[derive(Default)]
 struct Table {
     slots: std::sync::Mutex<std::collections::HashMap<u64, Arc<Slot>>>,
@@ -409,19 +666,24 @@ struct Table {
 /// One open connection.
 struct Slot {
     id: u64,
-    /// The client's address.
+    /// The client's address (an IPv6 /64).
     peer: std::net::IpAddr,
     /// Requests in progress (a request is in progress until its response body is dropped).
     busy: std::sync::atomic::AtomicUsize,
-    /// Since when no request is in progress.
-    idle_since: std::sync::Mutex<std::time::Instant>,
+    /// Since when requests have been in progress, or none has.
+    since: std::sync::Mutex<std::time::Instant>,
+    /// When the request in progress must be answered in full ([`RESPONSE_DEADLINE`]).
+    deadline: tokio::sync::watch::Sender<Option<tokio::time::Instant>>,
     /// Told to close to make room.
     evict: tokio::sync::Notify,
+    /// Closed with a reset: what the client has not read yet is dropped rather than left in
+    /// the kernel's buffers for a slow reader.
+    reset: std::sync::atomic::AtomicBool,
 }
 
 enum Admitted {
     Yes(Arc<Slot>),
-    /// Admitted; the connection idle the longest was told to close.
+    /// Admitted; another connection was told to close.
     Evicting(Arc<Slot>),
     Full,
 }
@@ -439,8 +701,11 @@ impl Table {
 
     /// A slot for a connection from `peer`, under `cap`. At the cap, the victim is the
     /// longest-idle connection of the address that holds the most, so one client's flood
-    /// closes its own connections before anyone else's.
+    /// closes its own connections before anyone else's; when none is idle, the one busy
+    /// longest (for [`PREEMPT_AFTER`] at least) of the address holding the most, if that is
+    /// more than `peer` holds, so one address's slow requests cannot lock everyone out.
     fn admit(&self, cap: usize, peer: std::net::IpAddr) -> Admitted {
+        let peer = crate::access::client_key(peer);
         let mut slots = self.lock();
         let mut evicting = false;
         if slots.len() >= cap {
@@ -449,21 +714,28 @@ impl Table {
             for slot in slots.values() {
                 *held.entry(slot.peer).or_default() += 1;
             }
+            let holds = |slot: &Slot| held.get(&slot.peer).copied().unwrap_or(0);
+            let mine = held.get(&peer).copied().unwrap_or(0);
             let idle = |slot: &&Arc<Slot>| slot.busy.load(Ordering::Acquire) == 0;
+            let dragging = |slot: &&Arc<Slot>| {
+                slot.busy.load(Ordering::Acquire) > 0
+                    && holds(slot) > mine
+                    && slot.since().elapsed() >= PREEMPT_AFTER
+            };
+            let longest = |slot: &&Arc<Slot>| (holds(slot), std::cmp::Reverse(*slot.since()));
             let victim = slots
                 .values()
                 .filter(idle)
-                .max_by_key(|slot| {
-                    (
-                        held.get(&slot.peer).copied().unwrap_or(0),
-                        std::cmp::Reverse(*slot.since()),
-                    )
-                })
+                .max_by_key(longest)
+                .or_else(|| slots.values().filter(dragging).max_by_key(longest))
                 .map(|slot| slot.id);
             let Some(victim) = victim.and_then(|id| slots.remove(&id)) else {
                 return Admitted::Full;
             };
-            victim.evict.notify_one();
+            if victim.busy.load(Ordering::Acquire) > 0 {
+                tracing::debug!(message = "A connection busy for long closed to make room.", peer = %victim.peer);
+            }
+            victim.cut();
             evicting = true;
         }
         let id = self.next.fetch_add(1, Ordering::Relaxed);
@@ -471,8 +743,10 @@ impl Table {
             id,
             peer,
             busy: std::sync::atomic::AtomicUsize::new(0),
-            idle_since: std::sync::Mutex::new(std::time::Instant::now()),
+            since: std::sync::Mutex::new(std::time::Instant::now()),
+            deadline: tokio::sync::watch::Sender::new(None),
             evict: tokio::sync::Notify::new(),
+            reset: std::sync::atomic::AtomicBool::new(false),
         });
         slots.insert(id, slot.clone());
         if evicting {
@@ -488,19 +762,30 @@ impl Table {
 }
 
 impl Slot {
+    /// Tells the connection to close at once, with a reset.
+    fn cut(&self) {
+        self.reset.store(true, Ordering::Release);
+        self.evict.notify_one();
+    }
+
     fn since(&self) -> std::sync::MutexGuard<'_, std::time::Instant> {
-        self.idle_since
+        self.since
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
-/// A request in progress on a slot; dropped with the response body (or the request).
+/// A request in progress on a slot; dropped with the response body (or the request). The
+/// first request in progress starts the [`RESPONSE_DEADLINE`].
 struct Busy(Arc<Slot>);
 
 impl Busy {
     fn new(slot: Arc<Slot>) -> Busy {
-        slot.busy.fetch_add(1, Ordering::AcqRel);
+        if slot.busy.fetch_add(1, Ordering::AcqRel) == 0 {
+            *slot.since() = std::time::Instant::now();
+            slot.deadline
+                .send_replace(Some(tokio::time::Instant::now() + RESPONSE_DEADLINE));
+        }
         Busy(slot)
     }
 }
@@ -509,6 +794,25 @@ impl Drop for Busy {
     fn drop(&mut self) {
         if self.0.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
             *self.0.since() = std::time::Instant::now();
+            self.0.deadline.send_replace(None);
+        }
+    }
+}
+
+/// Resolves once the request in progress on `deadline`'s slot is past its deadline.
+async fn overdue(mut deadline: tokio::sync::watch::Receiver<Option<tokio::time::Instant>>) {
+    loop {
+        let current = *deadline.borrow_and_update();
+        let changed = match current {
+            None => deadline.changed().await,
+            Some(at) => tokio::select! {
+                () = tokio::time::sleep_until(at) => return,
+                changed = deadline.changed() => changed,
+            },
+        };
+        if changed.is_err() {
+            // The slot is gone, and with it the connection.
+            return std::future::pending().await;
         }
     }
 }
@@ -589,7 +893,7 @@ async fn connection(
     match ended {
         Ended::TimedOut => metrics.timed_out(),
         Ended::Evicted => {
-            tracing::debug!(message = "Idle connection closed to make room.", peer = %info.peer)
+            tracing::debug!(message = "Connection closed to make room.", peer = %info.peer)
         }
         Ended::Closed => {}
     }
@@ -611,10 +915,13 @@ where
 {
     use hyper::service::Service as _;
     let app = hyper_util::service::TowerToHyperService::new(app);
+    let deadline = slot.deadline.subscribe();
+    let own = slot.clone();
     let service = hyper::service::service_fn(
         move |mut request: axum::http::Request<hyper::body::Incoming>| {
             let busy = Busy::new(slot.clone());
             request.extensions_mut().insert(info);
+            request.extensions_mut().insert(OnSlot(slot.clone()));
             let call = app.call(request);
             async move {
                 let response = call.await?;
@@ -633,6 +940,11 @@ where
     tokio::pin!(conn);
     let result = tokio::select! {
         result = conn.as_mut() => result,
+        () = overdue(deadline) => {
+            own.reset.store(true, Ordering::Release);
+            tracing::debug!(message = "Connection closed: its request took longer than the response deadline.", peer = %info.peer);
+            return Ended::TimedOut;
+        }
         () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
             conn.as_mut().graceful_shutdown();
             conn.await
@@ -666,14 +978,30 @@ fn timed_out(error: &hyper::Error) -> bool {
 /// A client's TCP stream whose writes fail once they have made no progress for
 /// [`WRITE_TIMEOUT`], so a client that stops reading cannot hold a connection (and the
 /// renderer feeding it) forever.
+///
+/// Closed by a timeout, an eviction or the response deadline, it is reset rather than closed
+/// gracefully, so what the client has not read does not stay in the kernel's buffers.
 struct Guarded {
     tcp: tokio::net::TcpStream,
     stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    slot: Arc<Slot>,
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        if self.slot.reset.load(Ordering::Acquire) {
+            let _ = self.tcp.set_zero_linger();
+        }
+    }
 }
 
 impl Guarded {
-    fn new(tcp: tokio::net::TcpStream) -> Guarded {
-        Guarded { tcp, stalled: None }
+    fn new(tcp: tokio::net::TcpStream, slot: Arc<Slot>) -> Guarded {
+        Guarded {
+            tcp,
+            stalled: None,
+            slot,
+        }
     }
 
     /// After a write returned `Pending`: an error once it has been pending for too long.
@@ -682,10 +1010,13 @@ impl Guarded {
             .stalled
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_TIMEOUT)));
         match timer.as_mut().poll(cx) {
-            std::task::Poll::Ready(()) => std::task::Poll::Ready(Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the client read nothing for the write timeout",
-            ))),
+            std::task::Poll::Ready(()) => {
+                self.slot.reset.store(true, Ordering::Release);
+                std::task::Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the client read nothing for the write timeout",
+                )))
+            }
             std::task::Poll::Pending => std::task::Poll::Pending,
         }
     }
@@ -756,5 +1087,191 @@ impl tokio::io::AsyncWrite for Guarded {
         let this = self.get_mut();
         let poll = std::pin::Pin::new(&mut this.tcp).poll_shutdown(cx);
         this.progress(cx, poll)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(table: &Table, peer: [u8; 4]) -> Arc<Slot> {
+        match table.admit(usize::MAX, std::net::IpAddr::from(peer)) {
+            Admitted::Yes(slot) => slot,
+            _ => unreachable!("no cap"),
+        }
+    }
+
+    /// Marks `slot` busy since `ago`.
+    fn busy_for(slot: &Arc<Slot>, ago: Duration) -> Busy {
+        let busy = Busy::new(slot.clone());
+        *slot.since() = std::time::Instant::now() - ago;
+        busy
+    }
+
+    /// Whether `slot` was told to close (takes the notification).
+    fn evicted(slot: &Slot) -> bool {
+        let notified = slot.evict.notified();
+        tokio::pin!(notified);
+        notified
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+            .is_ready()
+    }
+
+    #[test]
+    fn at_the_cap_idle_connections_go_first_then_the_longest_busy_of_the_biggest_holder() {
+        let table = Table::default();
+        let (a, b, c, d) = (
+            [192, 0, 2, 1],
+            [192, 0, 2, 2],
+            [192, 0, 2, 3],
+            [192, 0, 2, 4],
+        );
+        let a1 = slot(&table, a);
+        let a2 = slot(&table, a);
+        let b1 = slot(&table, b);
+        let _busy_a1 = busy_for(&a1, Duration::from_secs(3));
+        let _busy_b1 = busy_for(&b1, Duration::from_secs(4));
+        // a2 is idle: it goes first, though b1 has been busy longer.
+        let Admitted::Evicting(c1) = table.admit(3, c.into()) else {
+            panic!("an idle connection makes room")
+        };
+        assert!(evicted(&a2) && !evicted(&a1) && !evicted(&b1));
+        let _busy_c1 = busy_for(&c1, Duration::ZERO);
+        // All busy, one each: a newcomer from an address already holding one gets nothing.
+        assert!(matches!(table.admit(3, a.into()), Admitted::Full));
+        // One from an address holding none takes the place of the connection busy longest
+        // (for PREEMPT_AFTER at least; c1 is too young).
+        let Admitted::Evicting(d1) = table.admit(3, d.into()) else {
+            panic!("the longest-busy connection makes room")
+        };
+        assert!(evicted(&b1) && !evicted(&a1) && !evicted(&c1));
+        let _busy_d1 = busy_for(&d1, Duration::ZERO);
+        // An address holding two gives way to one holding fewer, its longest-busy one first,
+        // but never to itself.
+        let a3 = slot(&table, a);
+        let _busy_a3 = busy_for(&a3, Duration::from_millis(2500));
+        assert!(matches!(table.admit(4, a.into()), Admitted::Full));
+        assert!(matches!(table.admit(4, b.into()), Admitted::Evicting(_)));
+        assert!(evicted(&a1) && !evicted(&a3) && !evicted(&c1) && !evicted(&d1));
+        // Connections busy for less than PREEMPT_AFTER are not cut off.
+        let table = Table::default();
+        let e1 = slot(&table, a);
+        let e2 = slot(&table, a);
+        let _busy = (busy_for(&e1, Duration::ZERO), busy_for(&e2, Duration::ZERO));
+        assert!(matches!(table.admit(2, b.into()), Admitted::Full));
+    }
+
+    #[tokio::test]
+    async fn a_scrape_takes_the_place_of_a_render_dragged_out_by_an_address_holding_more() {
+        let metrics = crate::metrics::Metrics::new(&crate::config::embedded(
+            &crate::config::Overrides::default(),
+        ));
+        let table = Table::default();
+        let renders = Arc::new(Renders::new(2));
+        let (a, b): (std::net::IpAddr, std::net::IpAddr) =
+            ([192, 0, 2, 1].into(), [192, 0, 2, 2].into());
+        let a1 = slot(&table, [192, 0, 2, 1]);
+        let a2 = slot(&table, [192, 0, 2, 1]);
+        let first = renders
+            .acquire(Some(a), Some(a1.clone()), &metrics.http)
+            .await
+            .unwrap();
+        let second = renders
+            .acquire(Some(a), Some(a2.clone()), &metrics.http)
+            .await
+            .unwrap();
+        // Young renders keep their places: b waits, and gives up after RENDER_WAIT.
+        tokio::time::pause();
+        assert!(
+            renders
+                .acquire(Some(b), None, &metrics.http)
+                .await
+                .is_none()
+        );
+        tokio::time::resume();
+        for render in renders.lock().values_mut() {
+            render.started -= PREEMPT_AFTER;
+        }
+        if let Some(render) = renders.lock().get_mut(&first.id) {
+            render.started -= Duration::from_secs(1);
+        }
+        // a cannot take its own; b takes a's oldest.
+        assert!(renders.take_over(Some(a)).is_none());
+        let taken = renders.acquire(Some(b), None, &metrics.http).await.unwrap();
+        assert!(evicted(&a1) && !evicted(&a2));
+        assert_eq!(renders.lock().len(), 2);
+        drop(first);
+        assert_eq!(renders.lock().len(), 2, "a taken place stays taken");
+        drop((second, taken));
+        assert!(renders.lock().is_empty());
+        assert_eq!(renders.places.available_permits(), 2);
+    }
+
+    /// A body that never ends.
+    struct Endless;
+
+    impl http_body::Body for Endless {
+        type Data = bytes::Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+            std::task::Poll::Ready(Some(Ok(http_body::Frame::data(bytes::Bytes::from(
+                vec![b'x'; 16 * 1024],
+            )))))
+        }
+    }
+
+    /// On paused time, over an in-memory stream: a client that reads a little every 5 s
+    /// (never stalling the writes for long) is cut off once its request has lasted
+    /// RESPONSE_DEADLINE, and its connection is reset.
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_but_steady_reader_is_cut_off_at_the_response_deadline() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let table = Table::default();
+        let slot = slot(&table, [192, 0, 2, 1]);
+        let info = crate::access::ConnInfo {
+            peer: "192.0.2.1:40000".parse().unwrap(),
+            local: "127.0.0.1:9465".parse().unwrap(),
+            tls: false,
+        };
+        let app = Router::new().route("/endless", get(|| async { axum::body::Body::new(Endless) }));
+        let (_stop, stopping) = tokio::sync::watch::channel(false);
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let serving = tokio::spawn({
+            let slot = slot.clone();
+            async move {
+                let ended = http(server, info, app, slot, stopping).await;
+                (ended, tokio::time::Instant::now())
+            }
+        });
+        client
+            .write_all(b"GET /endless HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        let mut buffer = vec![0u8; 16 * 1024];
+        let mut total = 0;
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            match client.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+            assert!(started.elapsed() < RESPONSE_DEADLINE * 2, "never cut off");
+        }
+        let (ended, at) = serving.await.unwrap();
+        let took = at - started;
+        assert!(
+            took >= RESPONSE_DEADLINE && took < RESPONSE_DEADLINE + Duration::from_secs(5),
+            "cut off after {took:?} having read {total} bytes"
+        );
+        assert!(total >= 16 * 1024 * 12, "it read all along: {total} bytes");
+        assert!(matches!(ended, Ended::TimedOut));
+        assert!(slot.reset.load(Ordering::Acquire), "closed with a reset");
+        assert_eq!(slot.busy.load(Ordering::Acquire), 0);
     }
 }

@@ -23,8 +23,10 @@ pub struct WebConfig {
     pub basic_auth_users: BTreeMap<String, String>,
     /// A token accepted as `Authorization: Bearer TOKEN`.
     pub bearer_token: Option<String>,
-    /// Connections open at once; at the cap the longest-idle one is closed for a new one, or
-    /// the new one is refused when every connection is busy.
+    /// Connections open at once; at the cap the longest-idle one (of the address holding the
+    /// most) is closed for a new one; when every connection is busy, the one busy longest of
+    /// the address holding the most, if that is more than the new one's; else the new one is
+    /// refused.
     pub max_connections: usize,
     /// Host names (lower case, without port) answered besides the loopback ones; when empty,
     /// a loopback listener answers only loopback names and any other answers every name.

@@ -138,11 +138,12 @@ fn run_agent_on(config: &Path, env: &[(&str, &str)], ip: [u8; 4]) -> (KillOnDrop
     (agent, listen)
 }
 
-/// Fresh `/metrics` scrapes every 100 ms until `until` resolves; their durations.
-async fn scrape_while(
+/// Fresh `/metrics` scrapes every 100 ms until `until` resolves; their durations and what
+/// `until` gave.
+async fn scrape_while<T>(
     listen: SocketAddr,
-    until: impl std::future::Future<Output = ()>,
-) -> Vec<Duration> {
+    until: impl std::future::Future<Output = T>,
+) -> (Vec<Duration>, T) {
     let mut took = Vec::new();
     tokio::pin!(until);
     loop {
@@ -150,7 +151,7 @@ async fn scrape_while(
         assert_eq!(status, 200);
         took.push(duration);
         tokio::select! {
-            () = &mut until => return took,
+            value = &mut until => return (took, value),
             () = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
     }
@@ -158,6 +159,34 @@ async fn scrape_while(
 
 fn slowest(durations: &[Duration]) -> Duration {
     durations.iter().copied().max().unwrap_or_default()
+}
+
+/// The `q` quantile (0 to 1) of `durations`, nearest rank.
+fn quantile(durations: &[Duration], q: f64) -> Duration {
+    let mut sorted = durations.to_vec();
+    sorted.sort();
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// Runs `work` on a thread of its own with its own runtime, so the hostile clients it drives
+/// never share the scraper's runtime or its timing.
+fn on_own_thread<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for hostile clients")
+            .block_on(work)
+    })
+}
+
+/// Whether `ran` runs of a check every second are on schedule over `elapsed`: a loaded
+/// machine may delay a run past the end of the window, or start one late, not skip many.
+fn on_schedule(ran: f64, elapsed: Duration) -> bool {
+    ran >= (elapsed.as_secs_f64() * 0.8).floor() - 2.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,68 +216,65 @@ async fn a_thousand_idle_and_a_thousand_slowloris_connections_fail_no_check_and_
     let before = metrics_of(listen).await;
     let started = Instant::now();
 
-    // A thousand connections that never send a byte, opened while fresh scrapes run.
-    let (idle, idle_scrapes) = {
-        let opening = async {
-            let mut idle = Vec::new();
-            for n in 0..1000 {
-                if let Ok(stream) = connect_from(attacker((n % 250) as u8 + 1), listen).await {
-                    idle.push(stream);
+    // The hostile clients, on their own thread: a thousand connections that never send a
+    // byte, then a thousand more that send a request head a header line at a time, every
+    // 300 ms, all kept open until the end.
+    let (idle_opened, idle_open) = tokio::sync::oneshot::channel::<usize>();
+    let (go_slow, slow_go) = tokio::sync::oneshot::channel::<()>();
+    let (slow_done, slow_finished) = tokio::sync::oneshot::channel::<usize>();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let hostile = on_own_thread(async move {
+        let mut idle = Vec::new();
+        for n in 0..1000 {
+            if let Ok(stream) = connect_from(attacker((n % 250) as u8 + 1), listen).await {
+                idle.push(stream);
+            }
+        }
+        let _ = idle_opened.send(idle.len());
+        let _ = slow_go.await;
+        let mut slow = Vec::new();
+        for n in 0..1000 {
+            if let Ok(mut stream) = connect_from(attacker((n % 250) as u8 + 1), listen).await
+                && stream
+                    .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n")
+                    .await
+                    .is_ok()
+            {
+                slow.push(stream);
+            }
+        }
+        let mut lines = 0;
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            for stream in &mut slow {
+                if stream.write_all(b"X-Slow: 1\r\n").await.is_ok() {
+                    lines += 1;
                 }
             }
-            idle
-        };
-        let (done, finished) = tokio::sync::oneshot::channel::<()>();
-        let scrapes = scrape_while(listen, async {
-            let _ = finished.await;
-        });
-        let opened = async {
-            let idle = opening.await;
-            // Scrapes go on a while with all of them open.
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            let _ = done.send(());
-            idle
-        };
-        tokio::join!(opened, scrapes)
-    };
-    assert_eq!(idle.len(), 1000, "the kernel accepted every connection");
+        }
+        let _ = slow_done.send(lines);
+        let _ = released.await;
+        drop((idle, slow));
+    });
 
-    // A thousand more that send a request head a header line at a time, every 300 ms.
-    let (slow_scrapes, trickled) = {
-        let (done, finished) = tokio::sync::oneshot::channel::<()>();
-        let trickle = async {
-            let mut slow = Vec::new();
-            for n in 0..1000 {
-                if let Ok(mut stream) = connect_from(attacker((n % 250) as u8 + 1), listen).await
-                    && stream
-                        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n")
-                        .await
-                        .is_ok()
-                {
-                    slow.push(stream);
-                }
-            }
-            let mut lines = 0;
-            for _ in 0..10 {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                for stream in &mut slow {
-                    if stream.write_all(b"X-Slow: 1\r\n").await.is_ok() {
-                        lines += 1;
-                    }
-                }
-            }
-            let _ = done.send(());
-            lines
-        };
-        let scrapes = scrape_while(listen, async {
-            let _ = finished.await;
-        });
-        let (lines, scrapes) = tokio::join!(trickle, scrapes);
-        (scrapes, lines)
-    };
+    // Fresh scrapes while the idle connections open, and a while (2 s) with all of them open.
+    let (idle_scrapes, opened) = scrape_while(listen, async {
+        let opened = idle_open.await.expect("the idle connections opened");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        opened
+    })
+    .await;
+    assert_eq!(opened, 1000, "the kernel accepted every connection");
+    // Fresh scrapes while the slowloris connections open and trickle.
+    let _ = go_slow.send(());
+    let (slow_scrapes, trickled) = scrape_while(listen, async {
+        slow_finished.await.expect("the slowloris clients ran")
+    })
+    .await;
     assert!(trickled > 0);
     let elapsed = started.elapsed();
-    drop(idle);
+    let _ = release.send(());
+    hostile.join().expect("the hostile clients' thread");
 
     let after = metrics_of(listen).await;
     for check in ["nginx", "self"] {
@@ -259,7 +285,7 @@ async fn a_thousand_idle_and_a_thousand_slowloris_connections_fail_no_check_and_
         );
         let ran = runs(&after, check, "success") - runs(&before, check, "success");
         assert!(
-            ran >= elapsed.as_secs_f64().floor() - 2.0,
+            on_schedule(ran, elapsed),
             "{check} ran {ran} times in {elapsed:?}"
         );
     }
@@ -303,13 +329,39 @@ async fn stalled_reader(listen: SocketAddr) -> TcpStream {
     stream
 }
 
+/// A `/metrics` client from `source` that reads slowly but steadily (up to 64 KiB every
+/// 200 ms, so the agent's writes never stall for its write timeout), adding what it reads to
+/// `read`, until the answer ends.
+async fn steady_reader(
+    source: IpAddr,
+    listen: SocketAddr,
+    read: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> std::io::Result<()> {
+    let mut stream = connect_from(source, listen).await?;
+    stream
+        .write_all(
+            format!("GET /metrics HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await?;
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        match stream.read(&mut buffer).await? {
+            0 => return Ok(()),
+            n => read.fetch_add(n, std::sync::atomic::Ordering::Relaxed),
+        };
+    }
+}
+
+fn counter(metrics: &str, name: &str) -> f64 {
+    sample(metrics, name, &[]).unwrap_or(0.0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_metrics_reader_that_stops_reading_is_cut_off_after_the_write_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &format!("[agent]\nmax_connections = 2\n\n{}", many_checks(4000, "")),
-    );
+    let config = write_config(dir.path(), &many_checks(4000, ""));
     let (agent, listen) = run_agent(&config, &[]);
     let size = metrics_of(listen).await.len();
     assert!(
@@ -318,36 +370,26 @@ async fn a_metrics_reader_that_stops_reading_is_cut_off_after_the_write_timeout(
     );
     let mut stalled = stalled_reader(listen).await;
     let started = Instant::now();
-    // Once the answer has begun, the connection is busy, not idle.
     let mut status_line = [0u8; 12];
     stalled.read_exact(&mut status_line).await.unwrap();
     assert_eq!(&status_line, b"HTTP/1.1 200");
-    // Fresh scrapes are served meanwhile.
-    let metrics = metrics_of(listen).await;
-    assert!(metrics.contains("nightjar_build_info"));
-    // With both connections busy, a third is refused (503, or a reset if the request was
-    // still unread when the agent closed it).
-    let mut second = stalled_reader(listen).await;
-    second.read_exact(&mut status_line).await.unwrap();
-    let mut third = connect_from(SCRAPER, listen).await.unwrap();
-    let _ = third
-        .write_all(format!("GET /-/healthy HTTP/1.1\r\nHost: {listen}\r\n\r\n").as_bytes())
-        .await;
-    let mut answer = Vec::new();
-    match third.read_to_end(&mut answer).await {
-        Ok(_) => assert!(
-            answer.starts_with(b"HTTP/1.1 503"),
-            "{}",
-            String::from_utf8_lossy(&answer)
-        ),
-        Err(error) => assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset, "{error}"),
-    }
-    drop(second);
-    // The agent gives up on the stalled one: once its buffers drain, the stream ends.
+    // Fresh scrapes are served meanwhile, until the agent gives up on the stalled one (which
+    // it counts): its writes must have made no progress for the write timeout (10 s).
+    let cut_off = eventually(
+        Duration::from_secs(40),
+        "the stalled reader to be cut off",
+        || async {
+            let metrics = metrics_of(listen).await;
+            assert!(metrics.contains("nightjar_build_info"));
+            (counter(&metrics, "nightjar_http_connections_timed_out_total") >= 1.0)
+                .then(|| started.elapsed())
+        },
+    )
+    .await;
+    assert!(cut_off >= Duration::from_secs(10), "{cut_off:?}");
+    // Its stream ends (with a reset) before the whole exposition came through.
     let drained = tokio::time::timeout(Duration::from_secs(30), async {
         let mut sink = vec![0u8; 1 << 16];
-        // Wait before reading, so the server's writes stall for longer than the timeout.
-        tokio::time::sleep(Duration::from_secs(12)).await;
         let mut total = 0usize;
         loop {
             match stalled.read(&mut sink).await {
@@ -358,26 +400,160 @@ async fn a_metrics_reader_that_stops_reading_is_cut_off_after_the_write_timeout(
     })
     .await
     .expect("the stalled connection was closed");
-    eprintln!(
-        "stalled reader cut off after {:?} having received {drained} of {size} bytes",
-        started.elapsed()
-    );
+    eprintln!("stalled reader cut off after {cut_off:?} having received {drained} of {size} bytes");
     assert!(
         drained < size,
         "the whole exposition fit the buffers; no stall"
     );
-    let after = metrics_of(listen).await;
-    assert!(
-        sample(&after, "nightjar_http_connections_timed_out_total", &[]).unwrap() >= 1.0
-            && sample(&after, "nightjar_http_connections_refused_total", &[]).unwrap() >= 1.0,
-        "{}",
-        after
-            .lines()
-            .filter(|line| line.contains("nightjar_http"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
     drop(agent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_cap_the_longest_busy_connection_of_the_address_holding_the_most_makes_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!("[agent]\nmax_connections = 2\n\n{}", many_checks(4000, "")),
+    );
+    let (agent, listen) = run_agent(&config, &[]);
+    // Two slow but steady /metrics readers from one address hold both connections.
+    let progress: Vec<_> = (0..2)
+        .map(|_| std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0)))
+        .collect();
+    let first = tokio::spawn(steady_reader(SCRAPER, listen, progress[0].clone()));
+    eventually(
+        Duration::from_secs(20),
+        "the first reader to read",
+        || async { (progress[0].load(std::sync::atomic::Ordering::Relaxed) > 0).then_some(()) },
+    )
+    .await;
+    let second = tokio::spawn(steady_reader(SCRAPER, listen, progress[1].clone()));
+    eventually(
+        Duration::from_secs(20),
+        "both readers to read 1 MiB",
+        || async {
+            progress
+                .iter()
+                .all(|read| read.load(std::sync::atomic::Ordering::Relaxed) > 1 << 20)
+                .then_some(())
+        },
+    )
+    .await;
+    // A third connection from the same address is refused (503, or a reset if the request
+    // was still unread when the agent closed it): an address does not push itself out.
+    let mut third = connect_from(SCRAPER, listen).await.unwrap();
+    let _ = third
+        .write_all(format!("GET /-/healthy HTTP/1.1\r\nHost: {listen}\r\n\r\n").as_bytes())
+        .await;
+    let mut answer = Vec::new();
+    match third.read_to_end(&mut answer).await {
+        Ok(_) => {
+            let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+            assert!(text.starts_with("http/1.1 503"), "{text}");
+            assert!(text.contains("retry-after: 1"), "{text}");
+            assert!(text.contains("x-content-type-options: nosniff"), "{text}");
+            assert!(text.contains("content-security-policy: "), "{text}");
+        }
+        Err(error) => assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset, "{error}"),
+    }
+    assert!(!first.is_finished() && !second.is_finished());
+    // One from another address takes the place of the first reader, the one busy longest
+    // (both have been busy for over 2 s: 1 MiB at 320 KiB/s at most).
+    let (status, _, body, took) = request_from(attacker(1), listen, "GET", "/-/healthy", "").await;
+    assert_eq!(status, 200, "{body}");
+    let first = tokio::time::timeout(Duration::from_secs(20), first)
+        .await
+        .expect("the first reader was cut off")
+        .unwrap();
+    assert!(
+        first
+            .as_ref()
+            .is_err_and(|error| error.kind() == std::io::ErrorKind::ConnectionReset),
+        "{first:?}"
+    );
+    assert!(!second.is_finished(), "the second reader goes on");
+    eprintln!("a new client's request at the cap of busy connections took {took:?}");
+    second.abort();
+    let after = eventually(
+        Duration::from_secs(20),
+        "a connection to scrape",
+        || async {
+            let (status, _, body, _) =
+                request_from(attacker(2), listen, "GET", "/metrics", "").await;
+            (status == 200).then_some(body)
+        },
+    )
+    .await;
+    assert!(counter(&after, "nightjar_http_connections_refused_total") >= 1.0);
+    assert!(counter(&after, "nightjar_http_connections_evicted_total") >= 1.0);
+    drop(agent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_slow_but_steady_metrics_readers_from_one_address_do_not_lock_out_a_fresh_scrape() {
+    raise_fd_limit(1024);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!("[agent]\nmax_connections = 16\n\n{}", many_checks(4000, "")),
+    );
+    let (agent, listen) = run_agent(&config, &[]);
+    let size = metrics_of(listen).await.len();
+    // Sixteen clients on one address, on their own thread, each asking for /metrics again as
+    // soon as an answer ends (a 503 included) and reading it slowly but steadily.
+    let read = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hostile = on_own_thread({
+        let (read, stop) = (read.clone(), stop.clone());
+        async move {
+            let mut readers = tokio::task::JoinSet::new();
+            for _ in 0..16 {
+                let (read, stop) = (read.clone(), stop.clone());
+                readers.spawn(async move {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        if steady_reader(attacker(1), listen, read.clone())
+                            .await
+                            .is_err()
+                        {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                });
+            }
+            while readers.join_next().await.is_some() {}
+        }
+    });
+    // Until the four renders they hold have gone on for a while (4 MiB at 16 × 320 KiB/s at
+    // most: over 0.8 s; at most four of the sixteen are answered at a time).
+    eventually(
+        Duration::from_secs(30),
+        "the readers to read 8 MiB",
+        || async { (read.load(std::sync::atomic::Ordering::Relaxed) > 8 << 20).then_some(()) },
+    )
+    .await;
+    let mut took = Vec::new();
+    for _ in 0..3 {
+        let (status, _, body, duration) =
+            request_from(SCRAPER, listen, "GET", "/metrics", "").await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.contains("nightjar_build_info") && body.len() > size / 2,
+            "a whole exposition: {} bytes",
+            body.len()
+        );
+        took.push(duration);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let after = metrics_of(listen).await;
+    eprintln!(
+        "fresh scrapes among 16 slow readers: {took:?}; evicted {}, refused {}, timed out {}",
+        counter(&after, "nightjar_http_connections_evicted_total"),
+        counter(&after, "nightjar_http_connections_refused_total"),
+        counter(&after, "nightjar_http_connections_timed_out_total"),
+    );
+    assert!(counter(&after, "nightjar_http_connections_evicted_total") >= 1.0);
+    drop(agent);
+    hostile.join().expect("the readers' thread");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -482,36 +658,32 @@ fn median(mut values: Vec<Duration>) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_user_takes_as_long_as_a_wrong_password() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &protected(9, ""));
+    // Cost 10: each verification is tens of milliseconds of work even in a release build, so
+    // a scheduling delay of a few milliseconds is small beside it.
+    let config = write_config(dir.path(), &protected(10, ""));
     let (agent, listen) = run_agent(&config, &[("WEB_TOKEN", TOKEN)]);
     let mut known = Vec::new();
     let mut unknown = Vec::new();
-    // Interleaved, each from its own address so no back-off applies; medians of 9.
-    for n in 0..9u8 {
-        let (status, _, _, took) = request_from(
-            attacker(2 * n + 1),
-            listen,
-            "GET",
-            "/metrics",
-            &basic("ops", "wrong"),
-        )
-        .await;
-        assert_eq!(status, 401);
-        known.push(took);
-        let (status, _, _, took) = request_from(
-            attacker(2 * n + 2),
-            listen,
-            "GET",
-            "/metrics",
-            &basic("mallory", "wrong"),
-        )
-        .await;
-        assert_eq!(status, 401);
-        unknown.push(took);
+    // 25 of each, interleaved (the order alternating, so neither kind always goes first),
+    // each from its own address so no back-off applies; medians compared.
+    for n in 0..25u8 {
+        let mut pair = [("ops", &mut known), ("mallory", &mut unknown)];
+        if n % 2 == 1 {
+            pair.reverse();
+        }
+        for (i, (user, times)) in pair.into_iter().enumerate() {
+            let source = attacker(2 * n + i as u8 + 1);
+            let (status, _, _, took) =
+                request_from(source, listen, "GET", "/metrics", &basic(user, "wrong")).await;
+            assert_eq!(status, 401);
+            times.push(took);
+        }
     }
     let (known, unknown) = (median(known), median(unknown));
     let ratio = unknown.as_secs_f64() / known.as_secs_f64();
-    eprintln!("median 401: known user {known:?}, unknown user {unknown:?} (ratio {ratio:.2})");
+    eprintln!(
+        "median 401 of 25 at cost 10: known user {known:?}, unknown user {unknown:?} (ratio {ratio:.2})"
+    );
     assert!(
         (0.8..=1.2).contains(&ratio),
         "known {known:?} vs unknown {unknown:?}"
@@ -547,55 +719,69 @@ async fn a_bad_login_flood_leaves_bearer_and_cached_scrapes_fast_and_checks_on_s
     let (before, _) = scrape(bearer.clone()).await;
     let started = Instant::now();
 
-    // Fifty clients, each on its own address, sending wrong passwords as fast as answered.
+    // Fifty clients, each on its own address, sending wrong passwords as fast as answered,
+    // on a thread and runtime of their own.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut flood = tokio::task::JoinSet::new();
-    for n in 0..50u8 {
+    let flood = on_own_thread({
         let stop = stop.clone();
-        flood.spawn(async move {
+        async move {
+            let mut flood = tokio::task::JoinSet::new();
+            for n in 0..50u8 {
+                let stop = stop.clone();
+                flood.spawn(async move {
+                    let mut answers = std::collections::BTreeMap::<u16, usize>::new();
+                    let mut i = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let user = if i % 2 == 0 { "ops" } else { "nobody" };
+                        let (status, head, _, _) = request_from(
+                            attacker(n + 1),
+                            listen,
+                            "GET",
+                            "/metrics",
+                            &basic(user, &format!("guess{i}")),
+                        )
+                        .await;
+                        if status == 429 {
+                            assert!(head.to_ascii_lowercase().contains("retry-after:"), "{head}");
+                        }
+                        *answers.entry(status).or_default() += 1;
+                        i += 1;
+                    }
+                    answers
+                });
+            }
             let mut answers = std::collections::BTreeMap::<u16, usize>::new();
-            let mut i = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let user = if i % 2 == 0 { "ops" } else { "nobody" };
-                let (status, head, _, _) = request_from(
-                    attacker(n + 1),
-                    listen,
-                    "GET",
-                    "/metrics",
-                    &basic(user, &format!("guess{i}")),
-                )
-                .await;
-                if status == 429 {
-                    assert!(head.to_ascii_lowercase().contains("retry-after:"), "{head}");
+            while let Some(counts) = flood.join_next().await {
+                for (status, count) in counts.expect("a flood client") {
+                    *answers.entry(status).or_default() += count;
                 }
-                *answers.entry(status).or_default() += 1;
-                i += 1;
             }
             answers
-        });
-    }
+        }
+    });
     let mut bearer_times = Vec::new();
     let mut cached_times = Vec::new();
-    while started.elapsed() < Duration::from_secs(8) {
+    while started.elapsed() < Duration::from_secs(8) || bearer_times.len() < 20 {
         bearer_times.push(scrape(bearer.clone()).await.1);
         cached_times.push(scrape(basic("ops", PASSWORD)).await.1);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut answers = std::collections::BTreeMap::<u16, usize>::new();
-    while let Some(counts) = flood.join_next().await {
-        for (status, count) in counts.unwrap() {
-            *answers.entry(status).or_default() += count;
-        }
-    }
+    let answers = tokio::task::spawn_blocking(move || flood.join())
+        .await
+        .unwrap()
+        .expect("the flood's thread");
     let elapsed = started.elapsed();
     let (after, _) = scrape(bearer.clone()).await;
-    let p50 = |times: &[Duration]| median(times.to_vec());
     eprintln!(
-        "bad-login flood ({answers:?}): bearer scrapes p50 {:?} max {:?}; cached basic p50 {:?} max {:?}",
-        p50(&bearer_times),
+        "bad-login flood ({answers:?}): {} bearer scrapes p50 {:?} p90 {:?} max {:?}; {} cached basic p50 {:?} p90 {:?} max {:?}",
+        bearer_times.len(),
+        quantile(&bearer_times, 0.5),
+        quantile(&bearer_times, 0.9),
         slowest(&bearer_times),
-        p50(&cached_times),
+        cached_times.len(),
+        quantile(&cached_times, 0.5),
+        quantile(&cached_times, 0.9),
         slowest(&cached_times)
     );
     assert!(
@@ -606,20 +792,14 @@ async fn a_bad_login_flood_leaves_bearer_and_cached_scrapes_fast_and_checks_on_s
         answers.contains_key(&429),
         "the flood was throttled: {answers:?}"
     );
+    // "Under 100 ms": at the 90th percentile of at least 20 scrapes of each kind, so one
+    // scrape that a loaded machine delays does not decide.
     assert!(
-        p50(&bearer_times) < Duration::from_millis(100),
+        quantile(&bearer_times, 0.9) < Duration::from_millis(100),
         "{bearer_times:?}"
     );
     assert!(
-        p50(&cached_times) < Duration::from_millis(100),
-        "{cached_times:?}"
-    );
-    assert!(
-        slowest(&bearer_times) < Duration::from_secs(1),
-        "{bearer_times:?}"
-    );
-    assert!(
-        slowest(&cached_times) < Duration::from_secs(1),
+        quantile(&cached_times, 0.9) < Duration::from_millis(100),
         "{cached_times:?}"
     );
     assert_eq!(
@@ -627,48 +807,91 @@ async fn a_bad_login_flood_leaves_bearer_and_cached_scrapes_fast_and_checks_on_s
         runs(&before, "nginx", "failure")
     );
     let ran = runs(&after, "nginx", "success") - runs(&before, "nginx", "success");
-    assert!(
-        ran >= elapsed.as_secs_f64().floor() - 2.0,
-        "ran {ran} times in {elapsed:?}"
-    );
+    assert!(on_schedule(ran, elapsed), "ran {ran} times in {elapsed:?}");
     assert!(sample(&after, "nightjar_http_requests_throttled_total", &[]).unwrap() >= 1.0);
     drop(agent);
+}
+
+/// The value of `head`'s Retry-After header, in seconds.
+fn retry_after(head: &str) -> Option<u64> {
+    head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("retry-after")
+            .then(|| value.trim().parse().ok())?
+    })
 }
 
 #[tokio::test]
 async fn an_address_that_keeps_failing_backs_off_with_retry_after() {
     let agent = RunningAgent::start(load(&protected(4, ""), &[("WEB_TOKEN", TOKEN)])).await;
     let source = attacker(200);
-    let mut statuses = Vec::new();
-    for i in 0..7 {
-        let (status, head, _, _) = request_from(
+    let wrong = |i: usize| {
+        let addr = agent.addr;
+        async move {
+            let sent = Instant::now();
+            let (status, head, _, _) = request_from(
+                source,
+                addr,
+                "GET",
+                "/metrics",
+                &basic("ops", &format!("guess{i}")),
+            )
+            .await;
+            (status, retry_after(&head), sent)
+        }
+    };
+    // Five failures are free.
+    for i in 0..5 {
+        assert_eq!(wrong(i).await.0, 401);
+    }
+    // Then the address backs off: each failure that gets through doubles the wait (1 s, 2 s,
+    // 4 s, ...), so wrong guesses sent back to back meet a 429 within a few, whatever the
+    // machine's speed. Its Retry-After is at least 1 s and at most 60 s.
+    let mut i = 5;
+    loop {
+        let (status, wait, _) = wrong(i).await;
+        i += 1;
+        match status {
+            401 => assert!(i < 12, "no back-off after {i} failures"),
+            429 => {
+                let wait = wait.expect("a Retry-After");
+                assert!((1..=60).contains(&wait), "{wait}");
+                break;
+            }
+            other => panic!("{other}"),
+        }
+    }
+    // While it backs off, even the right password waits (a cached one too: no oracle). The
+    // proof needs the right password checked inside a back-off: a 429 saying "retry in R s"
+    // left more than R - 1 s, so a right password answered within R - 1 s of that 429's
+    // request was checked inside it. Slower than that, the probe says nothing; try again.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no conclusive probe of the back-off"
+        );
+        let (status, wait, sent) = wrong(i).await;
+        i += 1;
+        let Some(wait) = wait.filter(|&wait| status == 429 && wait >= 2) else {
+            // A failure that got through (escalating the back-off), or one about to end.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let (status, _, _, _) = request_from(
             source,
             agent.addr,
             "GET",
             "/metrics",
-            &basic("ops", &format!("guess{i}")),
+            &basic("ops", PASSWORD),
         )
         .await;
-        if status == 429 {
-            assert!(
-                head.to_ascii_lowercase().contains("retry-after: "),
-                "{head}"
-            );
+        if sent.elapsed() < Duration::from_secs(wait - 1) {
+            assert_eq!(status, 429, "the right password got through a back-off");
+            break;
         }
-        statuses.push(status);
     }
-    assert_eq!(statuses[..5], [401; 5], "{statuses:?}");
-    assert_eq!(statuses[6], 429, "{statuses:?}");
-    // Even the right password waits (a cached one too: no oracle); another address does not.
-    let (status, _, _, _) = request_from(
-        source,
-        agent.addr,
-        "GET",
-        "/metrics",
-        &basic("ops", PASSWORD),
-    )
-    .await;
-    assert_eq!(status, 429);
+    // Another address is not throttled.
     let (status, _, _, _) = request_from(
         SCRAPER,
         agent.addr,
@@ -830,6 +1053,27 @@ async fn a_loopback_agent_answers_only_loopback_and_allowed_host_names() {
         get(format!("rebound.evil.example:{port}"), "/").await.0,
         421
     );
+    // A Host that is not visible ASCII names nothing answered (it is not taken for a request
+    // without Host), and an absolute-form target must name an answered host too.
+    let (status, _, body, _) = request_from(
+        SCRAPER,
+        agent.addr,
+        "GET",
+        "/api/v1/checks",
+        &format!("Host: localhost\u{e9}:{port}\r\n"),
+    )
+    .await;
+    assert_eq!(status, 421, "{body}");
+    assert!(body.contains("localhost\u{e9}"), "{body}");
+    let (status, _, body, _) = request_from(
+        SCRAPER,
+        agent.addr,
+        "GET",
+        &format!("http://rebound.evil.example:{port}/api/v1/checks"),
+        &format!("Host: localhost:{port}\r\n"),
+    )
+    .await;
+    assert_eq!(status, 421, "{body}");
     // Health and readiness answer any name (orchestrators probe by pod IP).
     assert_eq!(get("10.1.2.3:9465".to_string(), "/-/ready").await.0, 200);
     agent.stop().await;
