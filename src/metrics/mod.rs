@@ -743,15 +743,15 @@ impl HttpMetrics {
             open,
             refused: counter(
                 "nightjar_http_connections_refused_total",
-                "Connections closed at once because [agent] max_connections were open and none was idle.",
+                "Connections closed at once because [agent] max_connections were open and none could make room.",
             ),
             evicted: counter(
                 "nightjar_http_connections_evicted_total",
-                "Idle connections (no request in progress) closed to make room for a new one at [agent] max_connections.",
+                "Connections closed to make room at [agent] max_connections (idle ones first), and /metrics renders that gave their place to another client's scrape.",
             ),
             timed_out: counter(
                 "nightjar_http_connections_timed_out_total",
-                "Connections closed because a request head, a TLS handshake or a write did not complete in time.",
+                "Connections closed because a request head, a TLS handshake, a write or a whole response did not complete in time.",
             ),
             throttled: counter(
                 "nightjar_http_requests_throttled_total",
