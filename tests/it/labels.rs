@@ -319,7 +319,7 @@ fn details_of(def: &CheckDef) -> Details {
 /// Metrics for `config` after a failed run (every reason of each kind counted) and then a
 /// passing run with full details of every check, and after the injectors and remote-write
 /// endpoints reported.
-fn observed(config: &Config) -> Metrics {
+pub(crate) fn observed(config: &Config) -> Metrics {
     let metrics = Metrics::new(config);
     for def in &config.checks {
         let result = |status: Status, details: Details| CheckResult {

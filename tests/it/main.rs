@@ -6,6 +6,7 @@ mod config;
 mod deploy;
 mod dns;
 mod domain;
+mod examples;
 mod faults;
 mod flow;
 mod hostile;
