@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::access::{Access, SharedAccess, SharedTls};
 use crate::config::{Config, ConfigErrors, Origin};
 use crate::metrics::Metrics;
+use crate::reload::{ReloadReply, ReloadRequest};
 use crate::remote_write::Pushers;
 use crate::result::{CheckResult, Status};
 use crate::schedule::{Runner, Scheduler, WallClock};
@@ -21,9 +22,6 @@ use crate::traffic::Injectors;
 
 /// Loads the configuration again, from the same files and overrides, for a reload.
 pub type Reloader = Arc<dyn Fn() -> Result<Config, ConfigErrors> + Send + Sync>;
-
-/// A reload request; the reply says what happened.
-pub type ReloadRequest = Option<oneshot::Sender<Result<String, String>>>;
 
 /// The running scheduler of the current configuration.
 struct Running {
@@ -209,11 +207,11 @@ pub async fn run(
                         running = start_scheduler(&next, &runner, &metrics, &results_tx, settled(&current, &next, &status));
                         current = next;
                         info!(message = "Configuration reloaded.", changes = %summary);
-                        Ok(summary)
+                        ReloadReply::Reloaded(summary)
                     }
                     Err(message) => {
                         warn!(message = "Reload rejected; the old configuration keeps running.", reason = %message);
-                        Err(message)
+                        ReloadReply::Rejected(message)
                     }
                 };
                 if let Some(reply) = reply {

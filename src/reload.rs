@@ -1,7 +1,24 @@
-//! What a reload changed, for the reply to `POST /-/reload` and the log.
+//! Reload requests and their replies, and what a reload changed, for the reply to
+//! `POST /-/reload` and the log.
 
 use std::collections::BTreeMap;
 use std::fmt;
+
+use tokio::sync::oneshot;
+
+/// A reload request (SIGHUP, `POST /-/reload`, a changed file); a request with a sender
+/// gets the [`ReloadReply`].
+pub type ReloadRequest = Option<oneshot::Sender<ReloadReply>>;
+
+/// What a reload request gets back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadReply {
+    /// The new configuration runs; the summary of what changed.
+    Reloaded(String),
+    /// The old configuration keeps running; every problem of the new one, or why it cannot
+    /// apply in place.
+    Rejected(String),
+}
 
 /// The names of `running` that the new configuration's `kept` names leave out.
 pub fn gone<V>(running: &BTreeMap<String, V>, kept: &[&str]) -> Vec<String> {

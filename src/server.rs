@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::metrics::Metrics;
 use crate::page::{self, Filter};
+use crate::reload::ReloadReply;
 use crate::status::{CheckView, StatusStore};
 
 /// What the handlers share.
@@ -30,7 +31,7 @@ pub struct AppState {
     /// True once the config is loaded and the scheduler runs.
     pub ready: Arc<AtomicBool>,
     /// Where reload requests go; `None` when the agent cannot reload (the embedded default).
-    pub reload: Option<tokio::sync::mpsc::Sender<crate::agent::ReloadRequest>>,
+    pub reload: Option<tokio::sync::mpsc::Sender<crate::reload::ReloadRequest>>,
     /// Who may use the server.
     pub access: crate::access::SharedAccess,
 }
@@ -336,8 +337,12 @@ async fn reload(State(state): State<AppState>) -> Response {
             .into_response();
     }
     match answer.await {
-        Ok(Ok(summary)) => (StatusCode::OK, format!("Reloaded: {summary}\n")).into_response(),
-        Ok(Err(problems)) => (StatusCode::BAD_REQUEST, format!("{problems}\n")).into_response(),
+        Ok(ReloadReply::Reloaded(summary)) => {
+            (StatusCode::OK, format!("Reloaded: {summary}\n")).into_response()
+        }
+        Ok(ReloadReply::Rejected(problems)) => {
+            (StatusCode::BAD_REQUEST, format!("{problems}\n")).into_response()
+        }
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "The agent is shutting down.\n",
