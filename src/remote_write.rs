@@ -25,7 +25,7 @@ use crate::checks::http::{HttpExpect, HttpSpec, HttpVersionPref, fetch};
 use crate::config::RemoteWriteDef;
 use crate::metrics::Metrics;
 use crate::reload::Changes;
-use crate::result::{HttpDetails, Status};
+use crate::result::{Failure, HttpDetails};
 use crate::runner::RunEnv;
 
 /// `prometheus.WriteRequest` of remote-write 1.0.
@@ -444,10 +444,9 @@ async fn send(def: &RemoteWriteDef, env: &RunEnv, body: Bytes, deadline: Instant
                 _ => Outcome::Rejected(format!("HTTP {code}: {}", text.trim())),
             }
         }
-        Err(Status::Fail { detail, .. }) => Outcome::Retry(
+        Err(Failure { detail, .. }) => Outcome::Retry(
             crate::text::sanitize(&def.redact(&detail), crate::text::MAX_DETAIL).into_owned(),
         ),
-        Err(Status::Pass) => Outcome::Retry("no response".to_string()),
     }
 }
 

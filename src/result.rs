@@ -67,6 +67,32 @@ impl Status {
     }
 }
 
+/// Why a run failed: what a check's helpers return as their `Err`, so a pass cannot be one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Bounded reason; becomes the `reason` metric label.
+    pub reason: FailureReason,
+    /// Human detail naming what was expected and what came; never a metric label, never a
+    /// secret.
+    pub detail: String,
+}
+
+impl Failure {
+    /// A failure with a reason and a detail.
+    pub fn new(reason: FailureReason, detail: impl Into<String>) -> Failure {
+        Failure {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<Failure> for Status {
+    fn from(Failure { reason, detail }: Failure) -> Status {
+        Status::Fail { reason, detail }
+    }
+}
+
 /// Measurements specific to a check type.
 #[derive(Debug, Clone, Default)]
 pub enum Details {

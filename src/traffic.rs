@@ -332,10 +332,7 @@ pub async fn query_rate(env: &RunEnv, prometheus: &Url, query: &str) -> Result<f
     let mut details = crate::result::HttpDetails::default();
     let received = fetch(&spec, &ctx, &mut details)
         .await
-        .map_err(|status| match status {
-            Status::Fail { detail, .. } => detail,
-            Status::Pass => String::new(),
-        })?;
+        .map_err(|failure| failure.detail)?;
     if received.status.as_u16() != 200 {
         return Err(format!(
             "Prometheus answered HTTP {}",

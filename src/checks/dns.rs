@@ -29,7 +29,7 @@ use super::http::{HttpExpect, HttpSpec, HttpVersionPref, fetch, show_url};
 pub use crate::net::HostPort;
 use crate::net::{self, IpPreference};
 use crate::result::{
-    Details, DnsAnswer, DnsDetails, FailureReason, HttpDetails, SoaServer, Status,
+    Details, DnsAnswer, DnsDetails, Failure, FailureReason, HttpDetails, SoaServer, Status,
 };
 
 /// Largest DNS message nightjar reads (the protocol maximum).
@@ -175,7 +175,7 @@ pub async fn run(spec: &DnsSpec, ctx: &CheckCtx) -> (Status, Details) {
                 record_answer(&answer, spec.record, &mut details);
                 evaluate(&spec.expect, &details, SystemTime::now())
             }
-            Err(status) => status,
+            Err(failure) => failure.into(),
         },
     };
     (status, Details::Dns(details))
@@ -370,7 +370,7 @@ async fn run_consistency(
     let servers = if consistency.servers.is_empty() {
         match discover(spec, ctx, consistency.ns_port, details).await {
             Ok(servers) => servers,
-            Err(status) => return status,
+            Err(failure) => return failure.into(),
         }
     } else {
         consistency
@@ -397,7 +397,7 @@ async fn run_consistency(
                 RData::SOA(soa) => Some(soa.serial),
                 _ => None,
             }),
-            Err(Status::Fail {
+            Err(Failure {
                 reason: FailureReason::Timeout,
                 ..
             }) if Instant::now() >= ctx.deadline => {
@@ -461,7 +461,7 @@ async fn discover(
     ctx: &CheckCtx,
     port: u16,
     details: &mut DnsDetails,
-) -> Result<Vec<(String, HostPort)>, Status> {
+) -> Result<Vec<(String, HostPort)>, Failure> {
     let ns = ask(
         spec,
         ctx,
@@ -484,7 +484,7 @@ async fn discover(
     names.sort();
     names.dedup();
     if names.is_empty() {
-        return Err(Status::fail(
+        return Err(Failure::new(
             FailureReason::Answer,
             format!("{} has no NS records", spec.query),
         ));
@@ -551,7 +551,7 @@ async fn ask(
     record: RecordType,
     recursion_desired: bool,
     details: &mut DnsDetails,
-) -> Result<Message, Status> {
+) -> Result<Message, Failure> {
     let id = if matches!(server, DnsServer::Https(_)) {
         0
     } else {
@@ -565,7 +565,7 @@ async fn ask(
     edns.set_dnssec_ok(spec.dnssec_ok);
     query.set_edns(edns);
     let wire = query.to_vec().map_err(|error| {
-        Status::fail(
+        Failure::new(
             FailureReason::Protocol,
             format!("cannot encode the query: {error}"),
         )
@@ -576,7 +576,7 @@ async fn ask(
     let answer = match server {
         DnsServer::System { tcp } => {
             let Some(addr) = net::system_nameservers().first().copied() else {
-                return Err(Status::fail(
+                return Err(Failure::new(
                     FailureReason::Connect,
                     "the system has no name server configured (/etc/resolv.conf); set server",
                 ));
@@ -611,22 +611,22 @@ fn parse_answer(
     server: &str,
     name: &Name,
     record: RecordType,
-) -> Result<Message, Status> {
+) -> Result<Message, Failure> {
     let message = Message::from_vec(answer).map_err(|error| {
-        Status::fail(
+        Failure::new(
             FailureReason::Protocol,
             format!("malformed DNS answer from {server}: {error}"),
         )
     })?;
     if message.metadata.message_type != MessageType::Response {
-        return Err(Status::fail(
+        return Err(Failure::new(
             FailureReason::Protocol,
             format!("{server} sent a query, not a response"),
         ));
     }
     let asked = message.queries.first();
     if asked.is_some_and(|q| q.name() != name || q.query_type() != record) {
-        return Err(Status::fail(
+        return Err(Failure::new(
             FailureReason::Protocol,
             format!("{server} answered a different question"),
         ));
@@ -652,7 +652,7 @@ pub fn judge_answer(
             record_answer(&message, record, &mut details);
             evaluate(expect, &details, SystemTime::now())
         }
-        Err(status) => status,
+        Err(failure) => failure.into(),
     };
     (status, details)
 }
@@ -669,7 +669,7 @@ async fn resolve(
     ctx: &CheckCtx,
     target: &HostPort,
     details: &mut DnsDetails,
-) -> Result<SocketAddr, Status> {
+) -> Result<SocketAddr, Failure> {
     if let Ok(ip) = target.host.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, target.port));
     }
@@ -678,8 +678,8 @@ async fn resolve(
     details.resolve += start.elapsed();
     match found {
         Ok(Ok(addrs)) => Ok(SocketAddr::new(addrs[0], target.port)),
-        Ok(Err(message)) => Err(Status::fail(FailureReason::Dns, message)),
-        Err(_) => Err(Status::fail(
+        Ok(Err(message)) => Err(Failure::new(FailureReason::Dns, message)),
+        Err(_) => Err(Failure::new(
             FailureReason::Timeout,
             format!("timed out resolving {}", target.host),
         )),
@@ -694,7 +694,7 @@ async fn over_udp(
     wire: &[u8],
     id: u16,
     details: &mut DnsDetails,
-) -> Result<Vec<u8>, Status> {
+) -> Result<Vec<u8>, Failure> {
     details.server = addr.to_string();
     let local: SocketAddr = if addr.is_ipv4() {
         ([0, 0, 0, 0], 0).into()
@@ -702,19 +702,19 @@ async fn over_udp(
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     };
     let socket = UdpSocket::bind(local).await.map_err(|error| {
-        Status::fail(
+        Failure::new(
             FailureReason::Connect,
             format!("cannot open a UDP socket: {error}"),
         )
     })?;
     socket.connect(addr).await.map_err(|error| {
-        Status::fail(
+        Failure::new(
             FailureReason::Connect,
             format!("cannot reach {addr} over UDP: {error}"),
         )
     })?;
     socket.send(wire).await.map_err(|error| {
-        Status::fail(
+        Failure::new(
             FailureReason::Connect,
             format!("cannot send to {addr} over UDP: {error}"),
         )
@@ -725,7 +725,7 @@ async fn over_udp(
         let received = match timeout_at(ctx.deadline, socket.recv(&mut buf)).await {
             Ok(Ok(n)) => n,
             Ok(Err(error)) => {
-                return Err(Status::fail(
+                return Err(Failure::new(
                     FailureReason::Connect,
                     format!("{addr} over UDP: {error}"),
                 ));
@@ -736,7 +736,7 @@ async fn over_udp(
                 } else {
                     String::new()
                 };
-                return Err(Status::fail(
+                return Err(Failure::new(
                     FailureReason::Timeout,
                     format!("timed out waiting for {addr} over UDP{note}"),
                 ));
@@ -750,12 +750,11 @@ async fn over_udp(
         // The TC bit: the answer did not fit in a datagram.
         if answer[2] & 0x02 != 0 {
             details.truncated = true;
-            return over_tcp(ctx, addr, wire, id, details).await.map_err(|status| match status {
-                Status::Fail { reason, detail } => Status::fail(
+            return over_tcp(ctx, addr, wire, id, details).await.map_err(|Failure { reason, detail }| {
+                Failure::new(
                     reason,
                     format!("the UDP answer from {addr} was truncated and the TCP retry failed: {detail}"),
-                ),
-                Status::Pass => Status::Pass,
+                )
             });
         }
         return Ok(answer.to_vec());
@@ -768,17 +767,17 @@ async fn over_tcp(
     wire: &[u8],
     id: u16,
     details: &mut DnsDetails,
-) -> Result<Vec<u8>, Status> {
+) -> Result<Vec<u8>, Failure> {
     details.server = addr.to_string();
     let start = Instant::now();
     let connected = net::connect(&[addr.ip()], addr.port(), ctx.deadline).await;
     details.connect += start.elapsed();
     let (mut stream, _) = connected.map_err(|error| match error {
-        net::ConnectError::Timeout(addr) => Status::fail(
+        net::ConnectError::Timeout(addr) => Failure::new(
             FailureReason::Timeout,
             format!("timed out connecting to {addr}"),
         ),
-        net::ConnectError::Failed(message) => Status::fail(FailureReason::Connect, message),
+        net::ConnectError::Failed(message) => Failure::new(FailureReason::Connect, message),
     })?;
     exchange_framed(&mut stream, ctx.deadline, wire, id, &addr.to_string()).await
 }
@@ -790,7 +789,7 @@ async fn over_tls(
     wire: &[u8],
     id: u16,
     details: &mut DnsDetails,
-) -> Result<Vec<u8>, Status> {
+) -> Result<Vec<u8>, Failure> {
     let target = server.addr.to_string();
     details.server = target.clone();
     let (tcp, _) = super::dial(
@@ -826,7 +825,7 @@ async fn exchange_framed<S>(
     wire: &[u8],
     id: u16,
     target: &str,
-) -> Result<Vec<u8>, Status>
+) -> Result<Vec<u8>, Failure>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -836,13 +835,13 @@ where
     match timeout_at(deadline, stream.write_all(&framed)).await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => {
-            return Err(Status::fail(
+            return Err(Failure::new(
                 FailureReason::Closed,
                 format!("cannot send the query to {target}: {error}"),
             ));
         }
         Err(_) => {
-            return Err(Status::fail(
+            return Err(Failure::new(
                 FailureReason::Timeout,
                 format!("timed out sending the query to {target}"),
             ));
@@ -858,7 +857,7 @@ where
             return Ok(answer);
         }
     }
-    Err(Status::fail(
+    Err(Failure::new(
         FailureReason::Protocol,
         format!("{target} sent 16 messages, none with the query's ID"),
     ))
@@ -869,14 +868,14 @@ async fn read_exact<S: AsyncRead + Unpin>(
     deadline: Instant,
     buf: &mut [u8],
     target: &str,
-) -> Result<(), Status> {
+) -> Result<(), Failure> {
     match timeout_at(deadline, stream.read_exact(buf)).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(error)) => Err(Status::fail(
+        Ok(Err(error)) => Err(Failure::new(
             FailureReason::Closed,
             format!("{target} closed the connection mid-answer: {error}"),
         )),
-        Err(_) => Err(Status::fail(
+        Err(_) => Err(Failure::new(
             FailureReason::Timeout,
             format!("timed out waiting for the answer from {target}"),
         )),
@@ -889,7 +888,7 @@ async fn over_https(
     server: &HttpsServer,
     wire: Vec<u8>,
     details: &mut DnsDetails,
-) -> Result<Vec<u8>, Status> {
+) -> Result<Vec<u8>, Failure> {
     details.server = show_url(&server.url);
     let request = HttpSpec {
         url: server.url.clone(),
@@ -924,7 +923,7 @@ async fn over_https(
     details.tls_info = http.tls_info.take();
     let received = received?;
     if received.status.as_u16() != 200 {
-        return Err(Status::fail(
+        return Err(Failure::new(
             FailureReason::Status,
             format!(
                 "{} answered HTTP {} to the DNS query",

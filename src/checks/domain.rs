@@ -18,7 +18,7 @@ use url::Url;
 use super::CheckCtx;
 use super::http::{HttpExpect, HttpSpec, HttpVersionPref, Received, fetch, show_url};
 use crate::net::{self, IpPreference, TlsSetup};
-use crate::result::{Details, DomainDetails, FailureReason, HttpDetails, Status};
+use crate::result::{Details, DomainDetails, Failure, FailureReason, HttpDetails, Status};
 
 /// The IANA RDAP bootstrap registry for domains.
 pub const IANA_BOOTSTRAP: &str = "https://data.iana.org/rdap/dns.json";
@@ -108,7 +108,7 @@ pub async fn run(spec: &DomainSpec, ctx: &CheckCtx) -> (Status, Details) {
             details.expiry = Some(expiry);
             evaluate(spec, expiry, SystemTime::now())
         }
-        Err(status) => status,
+        Err(failure) => failure.into(),
     };
     (status, Details::Domain(details))
 }
@@ -117,7 +117,7 @@ async fn lookup(
     spec: &DomainSpec,
     ctx: &CheckCtx,
     details: &mut DomainDetails,
-) -> Result<i64, Status> {
+) -> Result<i64, Failure> {
     let state = &ctx.rdap;
     if let Some(answer) = cached(state, &spec.domain, spec.cache_for) {
         details.cached = true;
@@ -129,7 +129,7 @@ async fn lookup(
     details.server = Some(show_url(&base));
     if let Some(until) = backing_off(state, &origin) {
         return stale_or(state, spec, details, || {
-            Status::fail(
+            Failure::new(
                 FailureReason::Rdap,
                 format!(
                     "{origin} asked for a pause (HTTP 429); next request in {}s",
@@ -141,7 +141,7 @@ async fn lookup(
     let url = base
         .join(&format!("domain/{}", spec.domain))
         .map_err(|error| {
-            Status::fail(
+            Failure::new(
                 FailureReason::Rdap,
                 format!("cannot build the RDAP URL: {error}"),
             )
@@ -150,7 +150,7 @@ async fn lookup(
     match received.status.as_u16() {
         200 => {}
         404 => {
-            return Err(Status::fail(
+            return Err(Failure::new(
                 FailureReason::Rdap,
                 format!(
                     "{} does not know {} (HTTP 404)",
@@ -167,7 +167,7 @@ async fn lookup(
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .insert(origin.clone(), Instant::now() + wait);
             return stale_or(state, spec, details, || {
-                Status::fail(
+                Failure::new(
                     FailureReason::Rdap,
                     format!(
                         "{origin} is rate-limiting (HTTP 429); no request before {}s from now",
@@ -177,7 +177,7 @@ async fn lookup(
             });
         }
         code => {
-            return Err(Status::fail(
+            return Err(Failure::new(
                 FailureReason::Rdap,
                 format!(
                     "{} answered HTTP {code} for {}",
@@ -188,7 +188,7 @@ async fn lookup(
         }
     }
     let expiry = parse_expiration(&received.body).map_err(|message| {
-        Status::fail(
+        Failure::new(
             FailureReason::Rdap,
             format!("RDAP answer from {} {message}", show_url(&url)),
         )
@@ -235,8 +235,8 @@ fn stale_or(
     state: &RdapState,
     spec: &DomainSpec,
     details: &mut DomainDetails,
-    otherwise: impl FnOnce() -> Status,
-) -> Result<i64, Status> {
+    otherwise: impl FnOnce() -> Failure,
+) -> Result<i64, Failure> {
     match cached(state, &spec.domain, STALE_LIMIT) {
         Some(answer) => {
             details.cached = true;
@@ -258,7 +258,7 @@ async fn server_for(
     spec: &DomainSpec,
     ctx: &CheckCtx,
     details: &mut DomainDetails,
-) -> Result<Url, Status> {
+) -> Result<Url, Failure> {
     if let Some(server) = &spec.server {
         return Ok(server.clone());
     }
@@ -276,7 +276,7 @@ async fn server_for(
             .flat_map(|(suffixes, url)| suffixes.iter().map(move |suffix| (suffix.as_str(), url))),
     );
     found.cloned().ok_or_else(|| {
-        Status::fail(
+        Failure::new(
             FailureReason::Rdap,
             format!(
                 "the RDAP bootstrap registry names no server for {}; set rdap_server on the check or [agent] rdap_servers",
@@ -303,7 +303,7 @@ async fn bootstrap(
     spec: &DomainSpec,
     ctx: &CheckCtx,
     details: &mut DomainDetails,
-) -> Result<Services, Status> {
+) -> Result<Services, Failure> {
     let state = &ctx.rdap;
     {
         let cache = state
@@ -319,15 +319,17 @@ async fn bootstrap(
     let shown = show_url(&spec.bootstrap);
     let received = get(state, spec, ctx, &spec.bootstrap, &mut details.http)
         .await
-        .map_err(|status| match status {
-            Status::Fail { detail, .. } => Status::fail(
+        .map_err(|failure| {
+            Failure::new(
                 FailureReason::Rdap,
-                format!("cannot load the RDAP bootstrap registry {shown}: {detail}"),
-            ),
-            Status::Pass => status,
+                format!(
+                    "cannot load the RDAP bootstrap registry {shown}: {}",
+                    failure.detail
+                ),
+            )
         })?;
     if received.status.as_u16() != 200 {
-        return Err(Status::fail(
+        return Err(Failure::new(
             FailureReason::Rdap,
             format!(
                 "the RDAP bootstrap registry {shown} answered HTTP {}",
@@ -336,7 +338,7 @@ async fn bootstrap(
         ));
     }
     let services = Arc::new(parse_bootstrap(&received.body).map_err(|message| {
-        Status::fail(
+        Failure::new(
             FailureReason::Rdap,
             format!("the RDAP bootstrap registry {shown} {message}"),
         )
@@ -355,7 +357,7 @@ async fn get(
     ctx: &CheckCtx,
     url: &Url,
     timings: &mut HttpDetails,
-) -> Result<Received, Status> {
+) -> Result<Received, Failure> {
     let request = HttpSpec {
         url: url.clone(),
         method: Method::GET,

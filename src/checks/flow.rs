@@ -19,7 +19,9 @@ use url::Url;
 use super::CheckCtx;
 use super::http::{HttpExpect, HttpSpec, HttpVersionPref, evaluate, fetch_with_cookies};
 use crate::net::IpPreference;
-use crate::result::{Details, FailureReason, FlowDetails, HttpDetails, Status, StepResult};
+use crate::result::{
+    Details, Failure, FailureReason, FlowDetails, HttpDetails, Status, StepResult,
+};
 
 /// A validated `flow` check.
 #[derive(Debug, Clone)]
@@ -330,7 +332,7 @@ impl Template {
         &self,
         vars: &HashMap<String, String>,
         sensitive: &mut Sensitive,
-    ) -> Result<FilledUrl, Status> {
+    ) -> Result<FilledUrl, Failure> {
         let mut out = String::new();
         // The literal text alone, variables left out: the origin the config names.
         let mut literal = String::new();
@@ -374,11 +376,11 @@ impl Template {
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => url,
             _ => {
                 return Err(match in_authority {
-                    Some(name) => Status::fail(
+                    Some(name) => Failure::new(
                         FailureReason::Extract,
                         format!("variable ${{{name}}} makes the URL unusable: {out:?}"),
                     ),
-                    None => Status::fail(
+                    None => Failure::new(
                         FailureReason::Protocol,
                         format!("the URL is not a usable http(s) URL once filled in: {out:?}"),
                     ),
@@ -394,7 +396,7 @@ impl Template {
         if let Some(name) = in_authority
             && let Some(change) = origin_change(&literal, &url)
         {
-            return Err(Status::fail(
+            return Err(Failure::new(
                 FailureReason::Extract,
                 format!("variable ${{{name}}} would change the URL's {change}; not sent"),
             ));
@@ -472,7 +474,7 @@ pub async fn run(spec: &FlowSpec, ctx: &CheckCtx) -> (Status, Details) {
             status_code: http.status_code,
             http,
         });
-        if let Err(Status::Fail { reason, detail }) = outcome {
+        if let Err(Failure { reason, detail }) = outcome {
             // A step that ran out of its own time is a timeout, whatever phase it was in.
             let detail = if reason == FailureReason::Timeout && step_deadline < ctx.deadline {
                 format!("{detail} (the step's timeout)")
@@ -498,7 +500,7 @@ async fn run_step(
     sensitive: &mut Sensitive,
     home: &mut Option<url::Origin>,
     http: &mut HttpDetails,
-) -> Result<(), Status> {
+) -> Result<(), Failure> {
     let FilledUrl {
         url,
         literal_origin,
@@ -508,7 +510,7 @@ async fn run_step(
     // step's literal one, or, for a URL that is a variable, the first step's.
     let trusted = literal_origin || url.origin() == *home;
     if !trusted && !matches!(step.body, FlowBody::None) {
-        return Err(Status::fail(
+        return Err(Failure::new(
             FailureReason::Extract,
             format!(
                 "the URL leads to {}, not the flow's origin {}; the step's body is not sent there",
@@ -525,7 +527,7 @@ async fn run_step(
             sensitive.add(&value);
         }
         let Ok(mut value) = HeaderValue::from_str(&value) else {
-            return Err(Status::fail(
+            return Err(Failure::new(
                 FailureReason::Protocol,
                 format!("header {name} is not a valid header value once filled in"),
             ));
@@ -540,7 +542,7 @@ async fn run_step(
         );
         sensitive.add(&credentials);
         let mut value = HeaderValue::from_str(&credentials).map_err(|_| {
-            Status::fail(
+            Failure::new(
                 FailureReason::Protocol,
                 "basic_auth is not a valid header value once filled in",
             )
@@ -584,11 +586,11 @@ async fn run_step(
     let received = fetch_with_cookies(&spec, ctx, http, Some(jar)).await?;
     match evaluate(&spec, &received, started.elapsed(), http) {
         Status::Pass => {}
-        failed => return Err(failed),
+        Status::Fail { reason, detail } => return Err(Failure { reason, detail }),
     }
     for (name, extractor) in &step.extract {
         let value = extract(extractor, &received, jar, &spec.url).ok_or_else(|| {
-            Status::fail(
+            Failure::new(
                 FailureReason::Extract,
                 format!("could not extract ${{{name}}}: {}", describe(extractor)),
             )
@@ -701,7 +703,7 @@ mod tests {
         }
     }
 
-    fn fill(parts: &[&str], value: &str) -> Result<(String, bool), Status> {
+    fn fill(parts: &[&str], value: &str) -> Result<(String, bool), Failure> {
         let vars = HashMap::from([("v".to_string(), value.to_string())]);
         url_template(parts)
             .render_url(&vars, &mut Sensitive::default())
@@ -807,7 +809,7 @@ mod tests {
                 "would change the URL's host",
             ),
         ] {
-            let Err(Status::Fail { reason, detail }) = fill(parts, value) else {
+            let Err(Failure { reason, detail }) = fill(parts, value) else {
                 panic!("{parts:?} with {value:?} was accepted");
             };
             assert_eq!(reason, FailureReason::Extract, "{detail}");

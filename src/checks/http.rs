@@ -21,7 +21,7 @@ use url::Url;
 
 use super::CheckCtx;
 use crate::net::{self, IpPreference};
-use crate::result::{Details, FailureReason, HttpDetails, Status};
+use crate::result::{Details, Failure, FailureReason, HttpDetails, Status};
 
 /// A validated `http` check.
 #[derive(Debug, Clone)]
@@ -165,7 +165,7 @@ async fn run_inner(spec: &HttpSpec, ctx: &CheckCtx, details: &mut HttpDetails) -
     let started = Instant::now();
     match fetch(spec, ctx, details).await {
         Ok(received) => evaluate(spec, &received, started.elapsed(), details),
-        Err(status) => status,
+        Err(failure) => failure.into(),
     }
 }
 
@@ -175,7 +175,7 @@ pub(crate) async fn fetch(
     spec: &HttpSpec,
     ctx: &CheckCtx,
     details: &mut HttpDetails,
-) -> Result<Received, Status> {
+) -> Result<Received, Failure> {
     fetch_with_cookies(spec, ctx, details, None).await
 }
 
@@ -186,7 +186,7 @@ pub(crate) async fn fetch_with_cookies(
     ctx: &CheckCtx,
     details: &mut HttpDetails,
     mut jar: Option<&mut cookie_store::CookieStore>,
-) -> Result<Received, Status> {
+) -> Result<Received, Failure> {
     let mut url = spec.url.clone();
     let mut method = spec.method.clone();
     let mut body = spec.body.clone();
@@ -218,7 +218,7 @@ pub(crate) async fn fetch_with_cookies(
         .await
         {
             Ok(response) => response,
-            Err(status) => return Err(status),
+            Err(failure) => return Err(failure),
         };
         if let Some(jar) = jar.as_deref_mut() {
             for set_cookie in response.headers.get_all(http::header::SET_COOKIE) {
@@ -233,7 +233,7 @@ pub(crate) async fn fetch_with_cookies(
             break response;
         }
         let Some(location) = response.headers.get(LOCATION).and_then(|v| v.to_str().ok()) else {
-            return Err(Status::fail(
+            return Err(Failure::new(
                 FailureReason::Redirect,
                 format!(
                     "{} {code} redirect has no usable Location header",
@@ -244,14 +244,14 @@ pub(crate) async fn fetch_with_cookies(
         let next = match url.join(location) {
             Ok(next) if matches!(next.scheme(), "http" | "https") => next,
             _ => {
-                return Err(Status::fail(
+                return Err(Failure::new(
                     FailureReason::Redirect,
                     format!("{} redirected to an unusable location", show_url(&url)),
                 ));
             }
         };
         if details.redirects >= spec.max_redirects {
-            return Err(Status::fail(
+            return Err(Failure::new(
                 FailureReason::Redirect,
                 format!(
                     "stopped after {} redirects (max_redirects = {}); the last pointed to {}",
@@ -274,7 +274,7 @@ pub(crate) async fn fetch_with_cookies(
         // POST) that would carry one to another origin fails the run.
         if next.origin() != url.origin() {
             if body.as_ref().is_some_and(|body| !body.is_empty()) {
-                return Err(Status::fail(
+                return Err(Failure::new(
                     FailureReason::Redirect,
                     format!(
                         "{code} redirect to another origin ({}); the request body is not re-sent there",
@@ -295,8 +295,8 @@ pub(crate) async fn fetch_with_cookies(
     Ok(received)
 }
 
-fn timed_out(phase: &str, url: &Url) -> Status {
-    Status::fail(
+fn timed_out(phase: &str, url: &Url) -> Failure {
+    Failure::new(
         FailureReason::Timeout,
         format!("timed out {phase} {}", show_url(url)),
     )
@@ -311,12 +311,12 @@ async fn exchange(
     headers: &[(HeaderName, HeaderValue)],
     body: Option<Bytes>,
     details: &mut HttpDetails,
-) -> Result<Received, Status> {
+) -> Result<Received, Failure> {
     let deadline = ctx.deadline;
     let https = url.scheme() == "https";
     let host = url
         .host()
-        .ok_or_else(|| Status::fail(FailureReason::Protocol, "URL has no host"))?;
+        .ok_or_else(|| Failure::new(FailureReason::Protocol, "URL has no host"))?;
     let port = url
         .port_or_known_default()
         .unwrap_or(if https { 443 } else { 80 });
@@ -350,7 +350,7 @@ async fn exchange(
         None => {
             let shown = host.to_string();
             server_name_of(host).ok_or_else(|| {
-                Status::fail(
+                Failure::new(
                     FailureReason::Tls,
                     format!("{shown} is not a valid TLS server name"),
                 )
@@ -375,7 +375,7 @@ async fn exchange(
     let (_, session) = tls.get_ref();
     let use_h2 = session.alpn_protocol() == Some(b"h2");
     if spec.version == HttpVersionPref::Http2 && !use_h2 {
-        return Err(Status::fail(
+        return Err(Failure::new(
             FailureReason::Protocol,
             format!(
                 "{} did not negotiate HTTP/2 by ALPN (http_version = \"2\")",
@@ -432,7 +432,7 @@ async fn request<S>(
     stream: S,
     use_h2: bool,
     details: &mut HttpDetails,
-) -> Result<Received, Status>
+) -> Result<Received, Failure>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
@@ -492,7 +492,7 @@ async fn finish_response(
     processing_start: Instant,
     deadline: Instant,
     details: &mut HttpDetails,
-) -> Result<Received, Status> {
+) -> Result<Received, Failure> {
     let response = match sent {
         Ok(Ok(response)) => response,
         Ok(Err(error)) => {
@@ -525,7 +525,7 @@ async fn finish_response(
             Err(_) => {
                 details.transfer += transfer_start.elapsed();
                 details.content_length = Some(total);
-                return Err(Status::fail(
+                return Err(Failure::new(
                     FailureReason::Timeout,
                     format!(
                         "timed out reading the body from {} after {total} bytes (status {})",
@@ -548,7 +548,7 @@ async fn finish_response(
         {
             details.transfer += transfer_start.elapsed();
             details.content_length = Some(total);
-            return Err(Status::fail(
+            return Err(Failure::new(
                 FailureReason::TooLarge,
                 format!(
                     "body of {} is larger than max_size ({} bytes); stopped reading at {total} bytes",
@@ -576,7 +576,7 @@ fn build_request(
     body: Option<Bytes>,
     use_h2: bool,
     user_agent: &'static str,
-) -> Result<Request<Full<Bytes>>, Status> {
+) -> Result<Request<Full<Bytes>>, Failure> {
     let path_and_query = match url.query() {
         Some(query) => format!("{}?{query}", url.path()),
         None => url.path().to_string(),
@@ -621,7 +621,7 @@ fn build_request(
     builder
         .body(Full::new(body.unwrap_or_default()))
         .map_err(|error| {
-            Status::fail(
+            Failure::new(
                 FailureReason::Protocol,
                 format!("cannot build the request: {error}"),
             )
@@ -670,22 +670,22 @@ fn version_number(version: Version) -> f64 {
 }
 
 /// Maps a hyper error to a reason and a detail that says what happened where.
-fn classify_hyper(error: &hyper::Error, doing: &str, url: &Url) -> Status {
+fn classify_hyper(error: &hyper::Error, doing: &str, url: &Url) -> Failure {
     let target = show_url(url);
     if error.is_parse_too_large() {
-        return Status::fail(
+        return Failure::new(
             FailureReason::TooLarge,
             format!("response head from {target} is too large (over 100 headers or about 400 KiB)"),
         );
     }
     if error.is_parse() || error.is_parse_status() {
-        return Status::fail(
+        return Failure::new(
             FailureReason::Protocol,
             format!("{target} did not answer valid HTTP: {error}"),
         );
     }
     if error.is_incomplete_message() || error.is_closed() || error.is_canceled() {
-        return Status::fail(
+        return Failure::new(
             FailureReason::Closed,
             format!("the server closed the connection while {doing} {target}"),
         );
@@ -695,17 +695,17 @@ fn classify_hyper(error: &hyper::Error, doing: &str, url: &Url) -> Status {
             std::io::ErrorKind::ConnectionReset
             | std::io::ErrorKind::ConnectionAborted
             | std::io::ErrorKind::BrokenPipe
-            | std::io::ErrorKind::UnexpectedEof => Status::fail(
+            | std::io::ErrorKind::UnexpectedEof => Failure::new(
                 FailureReason::Closed,
                 format!("the connection was reset while {doing} {target}: {io_error}"),
             ),
-            _ => Status::fail(
+            _ => Failure::new(
                 FailureReason::Protocol,
                 format!("I/O error while {doing} {target}: {io_error}"),
             ),
         };
     }
-    Status::fail(
+    Failure::new(
         FailureReason::Protocol,
         format!("HTTP error while {doing} {target}: {error}"),
     )

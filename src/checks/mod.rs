@@ -22,7 +22,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::net::{self, ConnectError, IpPreference, Resolver};
-use crate::result::{Details, FailureReason, Status, TlsInfo};
+use crate::result::{Details, Failure, FailureReason, Status, TlsInfo};
 use crate::tlsinfo;
 
 pub use dns::DnsSpec;
@@ -150,7 +150,7 @@ pub(crate) async fn dial(
     target: &str,
     resolve: &mut Duration,
     connect: &mut Duration,
-) -> Result<(TcpStream, SocketAddr), Status> {
+) -> Result<(TcpStream, SocketAddr), Failure> {
     let resolve_start = Instant::now();
     let addrs = match host.parse::<IpAddr>() {
         Ok(addr) => vec![addr],
@@ -159,9 +159,9 @@ pub(crate) async fn dial(
             *resolve += resolve_start.elapsed();
             match lookup {
                 Ok(Ok(addrs)) => addrs,
-                Ok(Err(message)) => return Err(Status::fail(FailureReason::Dns, message)),
+                Ok(Err(message)) => return Err(Failure::new(FailureReason::Dns, message)),
                 Err(_) => {
-                    return Err(Status::fail(
+                    return Err(Failure::new(
                         FailureReason::Timeout,
                         format!("timed out resolving {host} for {target}"),
                     ));
@@ -174,11 +174,11 @@ pub(crate) async fn dial(
     *connect += connect_start.elapsed();
     match connected {
         Ok(connected) => Ok(connected),
-        Err(ConnectError::Timeout(addr)) => Err(Status::fail(
+        Err(ConnectError::Timeout(addr)) => Err(Failure::new(
             FailureReason::Timeout,
             format!("timed out connecting to {addr} for {target}"),
         )),
-        Err(ConnectError::Failed(message)) => Err(Status::fail(FailureReason::Connect, message)),
+        Err(ConnectError::Failed(message)) => Err(Failure::new(FailureReason::Connect, message)),
     }
 }
 
@@ -193,7 +193,7 @@ pub(crate) async fn tls_handshake(
     deadline: Instant,
     target: &str,
     took: &mut Duration,
-) -> Result<(TlsStream<TcpStream>, TlsInfo), Status> {
+) -> Result<(TlsStream<TcpStream>, TlsInfo), Failure> {
     let start = Instant::now();
     let connector = TlsConnector::from(client.clone());
     let connected = timeout_at(deadline, connector.connect(server_name.clone(), tcp)).await;
@@ -205,9 +205,9 @@ pub(crate) async fn tls_handshake(
         }
         Ok(Err(error)) => {
             let (reason, message) = net::classify_tls_error(&error);
-            Err(Status::fail(reason, format!("{message} ({target})")))
+            Err(Failure::new(reason, format!("{message} ({target})")))
         }
-        Err(_) => Err(Status::fail(
+        Err(_) => Err(Failure::new(
             FailureReason::Timeout,
             format!("timed out during the TLS handshake with {target}"),
         )),
@@ -220,9 +220,9 @@ pub(crate) fn require_verified(
     info: &TlsInfo,
     insecure_skip_verify: bool,
     target: &str,
-) -> Result<(), Status> {
+) -> Result<(), Failure> {
     match &info.verify_error {
-        Some(error) if !insecure_skip_verify => Err(Status::fail(
+        Some(error) if !insecure_skip_verify => Err(Failure::new(
             FailureReason::CertInvalid,
             format!("the certificate of {target} did not verify: {error}"),
         )),

@@ -12,7 +12,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::CheckCtx;
 use crate::net::IpPreference;
-use crate::result::{Details, FailureReason, Status, TcpDetails};
+use crate::result::{Details, Failure, FailureReason, Status, TcpDetails};
 
 /// The most a `tcp` check reads from its target.
 pub const MAX_READ: usize = 64 * 1024;
@@ -39,12 +39,12 @@ pub async fn run(spec: &TcpSpec, ctx: &CheckCtx) -> (Status, Details) {
     let mut details = TcpDetails::default();
     let status = match exchange(spec, ctx, &mut details).await {
         Ok(()) => Status::Pass,
-        Err(status) => status,
+        Err(failure) => failure.into(),
     };
     (status, Details::Tcp(details))
 }
 
-async fn exchange(spec: &TcpSpec, ctx: &CheckCtx, details: &mut TcpDetails) -> Result<(), Status> {
+async fn exchange(spec: &TcpSpec, ctx: &CheckCtx, details: &mut TcpDetails) -> Result<(), Failure> {
     let (mut tcp, remote) = super::dial(
         ctx,
         &spec.host,
@@ -73,18 +73,18 @@ async fn talk(
     tcp: &mut tokio::net::TcpStream,
     deadline: Instant,
     received: &mut Vec<u8>,
-) -> Result<(), Status> {
+) -> Result<(), Failure> {
     let target = &spec.target;
     if let Some(send) = &spec.send {
         match timeout_at(deadline, tcp.write_all(send)).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
                 let message = format!("sending to {target} failed: {error}");
-                return Err(Status::fail(FailureReason::Closed, message));
+                return Err(Failure::new(FailureReason::Closed, message));
             }
             Err(_) => {
                 let message = format!("timed out sending to {target}");
-                return Err(Status::fail(FailureReason::Timeout, message));
+                return Err(Failure::new(FailureReason::Timeout, message));
             }
         }
     }
@@ -102,7 +102,7 @@ async fn talk(
                 MAX_READ / 1024,
                 excerpt(received)
             );
-            return Err(Status::fail(FailureReason::Body, message));
+            return Err(Failure::new(FailureReason::Body, message));
         }
         let want = chunk.len().min(MAX_READ - received.len());
         match timeout_at(deadline, tcp.read(&mut chunk[..want])).await {
@@ -112,12 +112,12 @@ async fn talk(
                     missing.as_str(),
                     excerpt(received)
                 );
-                return Err(Status::fail(FailureReason::Body, message));
+                return Err(Failure::new(FailureReason::Body, message));
             }
             Ok(Ok(n)) => received.extend_from_slice(&chunk[..n]),
             Ok(Err(error)) => {
                 let message = format!("reading from {target} failed: {error}");
-                return Err(Status::fail(FailureReason::Closed, message));
+                return Err(Failure::new(FailureReason::Closed, message));
             }
             Err(_) => {
                 let message = format!(
@@ -125,7 +125,7 @@ async fn talk(
                     missing.as_str(),
                     excerpt(received)
                 );
-                return Err(Status::fail(FailureReason::Timeout, message));
+                return Err(Failure::new(FailureReason::Timeout, message));
             }
         }
     }

@@ -16,7 +16,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::CheckCtx;
 use crate::net::IpPreference;
-use crate::result::{Details, FailureReason, Status, TlsDetails, TlsInfo};
+use crate::result::{Details, Failure, FailureReason, Status, TlsDetails, TlsInfo};
 use crate::tlsinfo;
 
 /// A validated `tls` check.
@@ -106,7 +106,7 @@ pub async fn run(spec: &TlsSpec, ctx: &CheckCtx) -> (Status, Details) {
             details.info = Some(info);
             status
         }
-        Err(status) => status,
+        Err(failure) => failure.into(),
     };
     (status, Details::Tls(details))
 }
@@ -115,7 +115,7 @@ async fn handshake(
     spec: &TlsSpec,
     ctx: &CheckCtx,
     details: &mut TlsDetails,
-) -> Result<TlsInfo, Status> {
+) -> Result<TlsInfo, Failure> {
     let target = format!("{}:{}", spec.host, spec.port);
     let (mut tcp, remote) = super::dial(
         ctx,
@@ -231,7 +231,7 @@ async fn smtp_starttls(
     stream: &mut TcpStream,
     deadline: Instant,
     target: &str,
-) -> Result<(), Status> {
+) -> Result<(), Failure> {
     let greeting = smtp_reply(stream, deadline, target, "the greeting").await?;
     expect_code(&greeting, 220, target, "greeting")?;
     smtp_send(stream, deadline, target, b"EHLO nightjar.invalid\r\n").await?;
@@ -242,7 +242,7 @@ async fn smtp_starttls(
             .is_some_and(|word| word.trim().eq_ignore_ascii_case("STARTTLS"))
     });
     if !offers_starttls {
-        return Err(Status::fail(
+        return Err(Failure::new(
             FailureReason::Protocol,
             format!("{target} does not offer STARTTLS in its EHLO reply"),
         ));
@@ -257,14 +257,14 @@ async fn smtp_send(
     deadline: Instant,
     target: &str,
     line: &[u8],
-) -> Result<(), Status> {
+) -> Result<(), Failure> {
     match timeout_at(deadline, stream.write_all(line)).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(Status::fail(
+        Ok(Err(error)) => Err(Failure::new(
             FailureReason::Closed,
             format!("SMTP with {target}: {error}"),
         )),
-        Err(_) => Err(Status::fail(
+        Err(_) => Err(Failure::new(
             FailureReason::Timeout,
             format!("timed out writing to {target}"),
         )),
@@ -278,7 +278,7 @@ async fn smtp_reply(
     deadline: Instant,
     target: &str,
     what: &str,
-) -> Result<String, Status> {
+) -> Result<String, Failure> {
     let mut raw = Vec::new();
     let mut buf = [0u8; 1024];
     loop {
@@ -293,27 +293,27 @@ async fn smtp_reply(
             return Ok(text.into_owned());
         }
         if raw.len() > MAX_SMTP_REPLY {
-            return Err(Status::fail(
+            return Err(Failure::new(
                 FailureReason::Protocol,
                 format!("{target} sent more than {MAX_SMTP_REPLY} bytes for {what}"),
             ));
         }
         match timeout_at(deadline, stream.read(&mut buf)).await {
             Ok(Ok(0)) => {
-                return Err(Status::fail(
+                return Err(Failure::new(
                     FailureReason::Closed,
                     format!("{target} closed the connection before {what}"),
                 ));
             }
             Ok(Ok(n)) => raw.extend_from_slice(&buf[..n]),
             Ok(Err(error)) => {
-                return Err(Status::fail(
+                return Err(Failure::new(
                     FailureReason::Closed,
                     format!("SMTP with {target}: {error}"),
                 ));
             }
             Err(_) => {
-                return Err(Status::fail(
+                return Err(Failure::new(
                     FailureReason::Timeout,
                     format!("timed out waiting for {what} from {target}"),
                 ));
@@ -322,13 +322,13 @@ async fn smtp_reply(
     }
 }
 
-fn expect_code(reply: &str, code: u16, target: &str, step: &str) -> Result<(), Status> {
+fn expect_code(reply: &str, code: u16, target: &str, step: &str) -> Result<(), Failure> {
     let last = reply.trim_end().lines().last().unwrap_or("");
     if last.get(..3).and_then(|c| c.parse::<u16>().ok()) == Some(code) {
         return Ok(());
     }
     let shown: String = last.chars().take(120).collect();
-    Err(Status::fail(
+    Err(Failure::new(
         FailureReason::Protocol,
         format!("expected SMTP {code} after the {step} from {target}, got {shown:?}"),
     ))
