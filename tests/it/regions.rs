@@ -16,6 +16,14 @@ fn agent_config(region: &str, url: &str) -> String {
     )
 }
 
+/// Prometheus's clock: the time of an instant query's answer.
+async fn now(prometheus: &Prometheus) -> f64 {
+    let (status, body) = http_get(prometheus.addr, "/api/v1/query?query=time()").await;
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    json["data"]["result"][0].as_f64().unwrap()
+}
+
 /// Names of the firing alerts, with their `check` label.
 async fn firing(prometheus: &Prometheus) -> Vec<(String, String)> {
     let (status, body) = http_get(prometheus.addr, "/api/v1/alerts").await;
@@ -67,8 +75,10 @@ async fn one_region_cut_off_does_not_page_all_regions_failing_does() {
     );
     prometheus.wait_ready().await;
 
-    // One region failing, for longer than quorum_for: no page.
-    eventually(
+    // One region failing, for longer than quorum_for: no page. Prometheus's clock when it
+    // first saw it, then wait until it has evaluated the quorum rule more than quorum_for (3 s)
+    // later, with the same single region failing all along.
+    let since = eventually(
         Duration::from_secs(30),
         "probe_success from the three regions",
         || async {
@@ -78,11 +88,34 @@ async fn one_region_cut_off_does_not_page_all_regions_failing_does() {
                 .filter(|(_, value)| *value == 0.0)
                 .filter_map(|(metric, _)| metric["region"].as_str())
                 .collect();
-            (found.len() == 3 && failing == ["ap"]).then_some(())
+            if found.len() == 3 && failing == ["ap"] {
+                Some(now(&prometheus).await)
+            } else {
+                None
+            }
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    eventually(
+        Duration::from_secs(30),
+        "the quorum rule evaluated more than quorum_for after one region failed",
+        || async {
+            let at = prometheus.last_evaluation("nightjar-region-quorum").await?;
+            (at > since + 4.0).then_some(())
+        },
+    )
+    .await;
+    let window = prometheus
+        .query(r#"min_over_time(count by (check) (probe_success{check="shop"} == 0)[5s:1s])"#)
+        .await;
+    let widest = prometheus
+        .query(r#"max_over_time(count by (check) (probe_success{check="shop"} == 0)[5s:1s])"#)
+        .await;
+    assert_eq!(
+        (window[0].1, widest[0].1),
+        (1.0, 1.0),
+        "one region failed all along"
+    );
     let alerts = firing(&prometheus).await;
     assert!(
         !alerts

@@ -107,30 +107,143 @@ async fn post_reload_keeps_unchanged_counters_drops_removed_starts_new_and_rejec
     agent.stop().await;
 }
 
+/// A check's definition (no `[agent]` table), for a file of its own.
+fn check(nginx: &Nginx, name: &str) -> String {
+    checks(nginx, &[name], "")
+        .split_once("\n\n[[check]]")
+        .map(|(_, rest)| format!("[[check]]{rest}"))
+        .unwrap()
+}
+
+/// Waits until the API lists exactly the checks `names` and each has run at least once.
+async fn running_exactly(agent: &RunningAgent, names: &[&str], what: &str) {
+    eventually(Duration::from_secs(15), what, || async {
+        let (_, api) = agent.get("/api/v1/checks").await;
+        let json: serde_json::Value = serde_json::from_str(&api).ok()?;
+        let mut listed: Vec<&str> = json["checks"]
+            .as_array()?
+            .iter()
+            .filter_map(|check| check["name"].as_str())
+            .collect();
+        listed.sort_unstable();
+        let mut wanted = names.to_vec();
+        wanted.sort_unstable();
+        if listed != wanted {
+            return None;
+        }
+        let (_, metrics) = agent.get("/metrics").await;
+        names
+            .iter()
+            .all(|name| runs(&metrics, name).is_some_and(|runs| runs >= 1.0))
+            .then_some(())
+    })
+    .await;
+}
+
+/// The agent watches a directory: a new `*.toml` file dropped into it is picked up, and so is
+/// a removed one, without any reload request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watched_files_reload_by_themselves() {
     let nginx = Nginx::start();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("checks.toml");
     std::fs::write(
-        &path,
+        dir.path().join("checks.toml"),
         checks(&nginx, &["first"], "watch_config = \"500ms\""),
     )
     .unwrap();
-    let agent = RunningAgent::start_reloadable(&path).await;
-    // A new file in the same directory counts too (directories are listed, files renamed in).
-    std::fs::write(
-        &path,
-        checks(&nginx, &["first", "second"], "watch_config = \"500ms\""),
+    let agent = RunningAgent::start_reloadable(dir.path()).await;
+    running_exactly(&agent, &["first"], "the first check to run").await;
+
+    // A new file in the watched directory, written elsewhere and renamed in (as editors and
+    // configuration managers do), with a check of its own.
+    let staged = tempfile::NamedTempFile::new_in(dir.path()).unwrap();
+    std::fs::write(staged.path(), check(&nginx, "second")).unwrap();
+    staged.persist(dir.path().join("more.toml")).unwrap();
+    running_exactly(
+        &agent,
+        &["first", "second"],
+        "the new file's check to load and run",
     )
-    .unwrap();
-    eventually(
-        Duration::from_secs(10),
-        "the watched change to load",
-        || async {
-            let (_, api) = agent.get("/api/v1/checks").await;
-            api.contains("\"name\":\"second\"").then_some(())
-        },
+    .await;
+
+    // The file removed again: its check goes.
+    std::fs::remove_file(dir.path().join("more.toml")).unwrap();
+    running_exactly(&agent, &["first"], "the removed file's check to go").await;
+    agent.stop().await;
+}
+
+/// A Kubernetes ConfigMap volume: each file is a symlink through `..data`, itself a symlink
+/// to a timestamped directory; an update writes a new directory and swaps `..data` with a
+/// rename, then adds the symlinks of new keys and removes those of removed keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configmap_update_reloads_by_itself() {
+    use std::os::unix::fs::symlink;
+    let nginx = Nginx::start();
+    let mount = tempfile::tempdir().unwrap();
+    let mount = mount.path();
+    let publish = |version: &str, files: &[(&str, String)]| {
+        let data = mount.join(format!("..{version}"));
+        std::fs::create_dir(&data).unwrap();
+        for (name, text) in files {
+            std::fs::write(data.join(name), text).unwrap();
+        }
+        let staged = mount.join("..data_tmp");
+        symlink(format!("..{version}"), &staged).unwrap();
+        std::fs::rename(&staged, mount.join("..data")).unwrap();
+    };
+    let agent_file = checks(&nginx, &["stays"], "watch_config = \"500ms\"");
+    publish(
+        "2024_01_01_00_00_00.000000001",
+        &[
+            ("agent.toml", agent_file.clone()),
+            ("old.toml", check(&nginx, "old-only")),
+        ],
+    );
+    for key in ["agent.toml", "old.toml"] {
+        symlink(format!("..data/{key}"), mount.join(key)).unwrap();
+    }
+    let agent = RunningAgent::start_reloadable(mount).await;
+    running_exactly(&agent, &["old-only", "stays"], "the first version to run").await;
+
+    // The update renames old.toml to new.toml (with a check of its own).
+    publish(
+        "2024_01_01_00_01_00.000000002",
+        &[
+            ("agent.toml", agent_file),
+            ("new.toml", check(&nginx, "new-only")),
+        ],
+    );
+    symlink("..data/new.toml", mount.join("new.toml")).unwrap();
+    std::fs::remove_file(mount.join("old.toml")).unwrap();
+    std::fs::remove_dir_all(mount.join("..2024_01_01_00_00_00.000000001")).unwrap();
+    running_exactly(
+        &agent,
+        &["new-only", "stays"],
+        "the old-only check to go and the new one to run",
+    )
+    .await;
+    let (_, metrics) = agent.get("/metrics").await;
+    assert!(
+        !metrics.contains("check=\"old-only\""),
+        "the old check's series are gone:\n{metrics}"
+    );
+
+    // An update of a file's content only: the same names, ..data swapped again.
+    publish(
+        "2024_01_01_00_02_00.000000003",
+        &[
+            (
+                "agent.toml",
+                checks(&nginx, &["stays"], "watch_config = \"500ms\""),
+            ),
+            ("new.toml", check(&nginx, "new-next")),
+        ],
+    );
+    std::fs::remove_dir_all(mount.join("..2024_01_01_00_01_00.000000002")).unwrap();
+    running_exactly(
+        &agent,
+        &["new-next", "stays"],
+        "a content change behind ..data to load",
     )
     .await;
     agent.stop().await;

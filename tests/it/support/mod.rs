@@ -507,10 +507,10 @@ pub fn assert_pass(res: &CheckResult) {
 #[track_caller]
 pub fn assert_fail(res: &CheckResult, reason: nightjar::result::FailureReason, part: &str) {
     match &res.status {
-        nightjar::result::Status::Fail {
+        nightjar::result::Status::Fail(nightjar::result::Failure {
             reason: got,
             detail,
-        } => {
+        }) => {
             assert_eq!(*got, reason, "detail: {detail}");
             assert!(detail.contains(part), "detail {detail:?} lacks {part:?}");
         }
@@ -924,6 +924,21 @@ impl Prometheus {
             encode(promql)
         ))
         .await
+    }
+
+    /// When Prometheus last evaluated the rule group `group` (Unix seconds, its own clock),
+    /// from its own metrics; `None` before the first evaluation.
+    pub async fn last_evaluation(&self, group: &str) -> Option<f64> {
+        let (_, metrics) = http_get(self.addr, "/metrics").await;
+        let suffix = format!(";{group}\"");
+        metrics
+            .lines()
+            .filter(|line| {
+                line.starts_with("prometheus_rule_group_last_evaluation_timestamp_seconds{")
+            })
+            .find(|line| line.contains(&suffix))
+            .and_then(|line| line.rsplit_once(' ')?.1.parse().ok())
+            .filter(|at: &f64| *at > 0.0)
     }
 
     pub async fn fetch(&self, path: &str) -> Vec<(serde_json::Value, f64)> {
