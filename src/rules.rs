@@ -16,6 +16,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::config::{CheckDef, Config, SliSource, Slo};
+use crate::metrics::names::{self, expires, label, result};
 
 /// One alert tier of the multiwindow, multi-burn-rate scheme.
 #[derive(Debug, Clone, Copy)]
@@ -138,6 +139,16 @@ fn label_lines(out: &mut String, indent: &str, labels: &[(&str, String)]) {
     }
 }
 
+/// A series selector: `name{label="value",label=~"a|b"}`, each matcher a label, an operator
+/// and a value written as it is.
+fn series(name: &str, matchers: &[(&str, &str, &str)]) -> String {
+    let matchers: Vec<String> = matchers
+        .iter()
+        .map(|(label, op, value)| format!("{label}{op}\"{value}\""))
+        .collect();
+    format!("{name}{{{}}}", matchers.join(","))
+}
+
 fn selector(slo: &Slo) -> String {
     let mut parts = vec![format!("slo={}", q(&slo.name))];
     parts.extend(slo.labels.iter().map(|(k, v)| format!("{k}={}", q(v))));
@@ -147,24 +158,35 @@ fn selector(slo: &Slo) -> String {
 /// The error and total rates of an SLO's events over `window`.
 fn sli_queries(slo: &Slo, window: &str) -> (String, String) {
     match &slo.source {
-        SliSource::Checks { names, latency } => {
-            let checks = names.join("|");
+        SliSource::Checks {
+            names: checks,
+            latency,
+        } => {
+            let checks = checks.join("|");
+            let checks = (label::CHECK, "=~", checks.as_str());
+            let rate = |series: String| format!("sum(rate({series}[{window}]))");
             match latency {
                 None => (
-                    format!(
-                        "sum(rate(nightjar_check_runs_total{{check=~\"{checks}\",result=\"failure\"}}[{window}]))"
-                    ),
-                    format!(
-                        "sum(rate(nightjar_check_runs_total{{check=~\"{checks}\"}}[{window}]))"
-                    ),
+                    rate(series(
+                        names::CHECK_RUNS,
+                        &[checks, (label::RESULT, "=", result::FAILURE)],
+                    )),
+                    rate(series(names::CHECK_RUNS, &[checks])),
                 ),
                 Some(threshold) => {
-                    let total = format!(
-                        "sum(rate(nightjar_check_duration_seconds_count{{check=~\"{checks}\"}}[{window}]))"
-                    );
-                    let good = format!(
-                        "sum(rate(nightjar_check_duration_seconds_bucket{{check=~\"{checks}\",result=\"success\",le=\"{threshold}\"}}[{window}]))"
-                    );
+                    let total = rate(series(
+                        &format!("{}_count", names::CHECK_DURATION),
+                        &[checks],
+                    ));
+                    let threshold = threshold.to_string();
+                    let good = rate(series(
+                        &format!("{}_bucket", names::CHECK_DURATION),
+                        &[
+                            checks,
+                            (label::RESULT, "=", result::SUCCESS),
+                            (label::LE, "=", &threshold),
+                        ],
+                    ));
                     (format!("({total} - {good})"), total)
                 }
             }
@@ -440,22 +462,23 @@ fn expiry_group(out: &mut String, config: &Config) {
     let _ = writeln!(out, "    rules:");
     for (expires, alert, what) in [
         (
-            "certificate",
+            expires::CERTIFICATE,
             "NightjarCertificateExpiringSoon",
             "A certificate",
         ),
         (
-            "dnssec_signature",
+            expires::DNSSEC_SIGNATURE,
             "NightjarDNSSECSignatureExpiringSoon",
             "A DNSSEC signature",
         ),
         (
-            "domain",
+            expires::DOMAIN,
             "NightjarDomainExpiringSoon",
             "The domain registration",
         ),
     ] {
-        let left = format!("(nightjar_expiry_timestamp_seconds{{expires=\"{expires}\"}} - time())");
+        let expiry = series(names::EXPIRY_TIMESTAMP, &[(label::EXPIRES, "=", expires)]);
+        let left = format!("({expiry} - time())");
         for (severity, expr) in [
             (
                 "warning",
@@ -472,14 +495,17 @@ fn expiry_group(out: &mut String, config: &Config) {
                 out,
                 "          summary: {}",
                 q(&format!(
-                    "{what} watched by check {{{{ $labels.check }}}} expires in {{{{ $value | humanizeDuration }}}}"
+                    "{what} watched by check {{{{ $labels.{} }}}} expires in {{{{ $value | humanizeDuration }}}}",
+                    label::CHECK
                 ))
             );
             let _ = writeln!(
                 out,
                 "          description: {}",
                 q(&format!(
-                    "{what} watched by check {{{{ $labels.check }}}} (seen from region {{{{ $labels.region }}}}) expires in {{{{ $value | humanizeDuration }}}}; renew it."
+                    "{what} watched by check {{{{ $labels.{} }}}} (seen from region {{{{ $labels.{} }}}}) expires in {{{{ $value | humanizeDuration }}}}; renew it.",
+                    label::CHECK,
+                    label::REGION
                 ))
             );
         }
@@ -498,10 +524,8 @@ fn quorum_group(out: &mut String, config: &Config) {
 }
 
 fn quorum_rule(out: &mut String, def: &CheckDef, config: &Config) {
-    let failing = format!(
-        "count by (check) (probe_success{{check=\"{}\"}} == 0)",
-        def.name
-    );
+    let success = series(names::PROBE_SUCCESS, &[(label::CHECK, "=", &def.name)]);
+    let failing = format!("count by ({}) ({success} == 0)", label::CHECK);
     let (expr, needed) = match (config.rules.quorum, def.regions.len()) {
         (Some(n), _) => (format!("{failing} >= {n}"), format!("{n} regions")),
         (None, n) if n > 0 => {
@@ -513,10 +537,7 @@ fn quorum_rule(out: &mut String, def: &CheckDef, config: &Config) {
         }
         // The regions are those that report the check: more than half of them.
         (None, _) => (
-            format!(
-                "{failing} > count by (check) (probe_success{{check=\"{}\"}}) / 2",
-                def.name
-            ),
+            format!("{failing} > count by ({}) ({success}) / 2", label::CHECK),
             "more than half of the regions that run it".to_string(),
         ),
     };
@@ -529,7 +550,7 @@ fn quorum_rule(out: &mut String, def: &CheckDef, config: &Config) {
     );
     let _ = writeln!(out, "        labels:");
     let _ = writeln!(out, "          severity: page");
-    let _ = writeln!(out, "          check: {}", q(&def.name));
+    let _ = writeln!(out, "          {}: {}", label::CHECK, q(&def.name));
     let _ = writeln!(out, "        annotations:");
     let _ = writeln!(
         out,
@@ -543,12 +564,11 @@ fn quorum_rule(out: &mut String, def: &CheckDef, config: &Config) {
         out,
         "          description: {}",
         q(&format!(
-            "Check {} ({} {}) has failed in {needed} for {}; the failing regions are those with probe_success{{check=\"{}\"}} == 0.",
+            "Check {} ({} {}) has failed in {needed} for {}; the failing regions are those with {success} == 0.",
             def.name,
             def.kind().as_str(),
             def.target,
             prom_duration(config.rules.quorum_for),
-            def.name
         ))
     );
 }
@@ -560,9 +580,11 @@ fn agent_group(out: &mut String) {
     let _ = writeln!(
         out,
         "        expr: {}",
-        q(
-            "up * on (job, instance) group_left (region) max by (job, instance, region) (max_over_time(nightjar_build_info[1h])) == 0"
-        )
+        q(&format!(
+            "up * on (job, instance) group_left ({region}) max by (job, instance, {region}) (max_over_time({}[1h])) == 0",
+            names::BUILD_INFO,
+            region = label::REGION
+        ))
     );
     let _ = writeln!(out, "        for: 5m");
     let _ = writeln!(out, "        labels:");
@@ -576,9 +598,10 @@ fn agent_group(out: &mut String) {
     let _ = writeln!(
         out,
         "          description: {}",
-        q(
-            "The nightjar agent {{ $labels.instance }} in region {{ $labels.region }} has not been scraped for 5 minutes: its checks are not running from there."
-        )
+        q(&format!(
+            "The nightjar agent {{{{ $labels.instance }}}} in region {{{{ $labels.{} }}}} has not been scraped for 5 minutes: its checks are not running from there.",
+            label::REGION
+        ))
     );
 }
 

@@ -174,8 +174,15 @@ pub(super) fn read_slo(
                             buckets.iter().map(|edge| format!("{edge}s")).collect();
                         d.error_hint(
                             &span,
-                            format!("latency threshold {} is not a bucket edge of nightjar_check_duration_seconds", humantime::format_duration(threshold)),
-                            format!("add it to [agent] duration_buckets, or pick one of {}", edges.join(", ")),
+                            format!(
+                                "latency threshold {} is not a bucket edge of {}",
+                                humantime::format_duration(threshold),
+                                crate::metrics::names::CHECK_DURATION
+                            ),
+                            format!(
+                                "add it to [agent] duration_buckets, or pick one of {}",
+                                edges.join(", ")
+                            ),
                         );
                         None
                     }

@@ -6,6 +6,7 @@
 //! from the first scrape. Per-check series live in `store.rs`; agent-wide ones in a
 //! prometheus registry.
 
+pub mod names;
 mod store;
 
 use std::borrow::Cow;
@@ -20,6 +21,7 @@ use prometheus::{
 
 use crate::config::{CheckDef, Config};
 use crate::result::{CheckResult, Details, DnsDetails, TlsInfo};
+use names::{expires, label};
 use store::{Fam, Identity, Sample, Store};
 
 /// Buckets of `nightjar_scheduler_lag_seconds`: from 100 µs to 10 s.
@@ -37,21 +39,21 @@ pub const CHUNK: usize = 256 * 1024;
 /// missing here.
 pub const RESERVED_LABELS: &[&str] = &[
     // Every per-check series.
-    "check",
+    label::CHECK,
     "type",
     // Every series: the agent's region.
-    "region",
+    label::REGION,
     // nightjar_check_info.
     "target",
     "schedule",
     // Runs, failures, duration buckets, the agent's own counters.
-    "result",
+    label::RESULT,
     "reason",
-    "le",
+    label::LE,
     // Phase timings, flow steps, expiry, DNS.
     "phase",
     "step",
-    "expires",
+    label::EXPIRES,
     "rcode",
     "server",
     // Certificates and TLS.
@@ -118,7 +120,7 @@ impl Metrics {
     pub fn new(config: &Config) -> Metrics {
         let mut const_labels: HashMap<String, String> =
             config.agent.labels.clone().into_iter().collect();
-        const_labels.insert("region".to_string(), config.agent.region.clone());
+        const_labels.insert(label::REGION.to_string(), config.agent.region.clone());
         let mut agent_labels: Vec<(String, String)> = const_labels.clone().into_iter().collect();
         agent_labels.sort();
         let registry =
@@ -203,7 +205,7 @@ impl Metrics {
         );
         let build_info = IntGaugeVec::new(
             Opts::new(
-                "nightjar_build_info",
+                names::BUILD_INFO,
                 "The running nightjar's version; always 1.",
             ),
             &["version"],
@@ -333,7 +335,7 @@ impl Metrics {
     /// What identifies `def`'s series: its labels, info values, reasons and flow steps.
     fn identity_of(&self, def: &CheckDef) -> Identity {
         let mut labels = vec![
-            (Cow::Borrowed("check"), def.name.to_string()),
+            (Cow::Borrowed(label::CHECK), def.name.to_string()),
             (Cow::Borrowed("type"), def.kind().as_str().to_string()),
         ];
         let mut own: Vec<(Cow<'static, str>, String)> = def
@@ -636,8 +638,8 @@ fn expiry_gauges(gauges: &mut Vec<Sample>, details: &Details) {
     if let Some(first) = details.tls_info().and_then(TlsInfo::earliest_expiry) {
         gauges.push(Sample::with(
             Fam::Expiry,
-            "expires",
-            "certificate",
+            label::EXPIRES,
+            expires::CERTIFICATE,
             first as f64,
         ));
     }
@@ -646,15 +648,20 @@ fn expiry_gauges(gauges: &mut Vec<Sample>, details: &Details) {
     {
         gauges.push(Sample::with(
             Fam::Expiry,
-            "expires",
-            "dnssec_signature",
+            label::EXPIRES,
+            expires::DNSSEC_SIGNATURE,
             at as f64,
         ));
     }
     if let Details::Domain(found) = details
         && let Some(at) = found.expiry
     {
-        gauges.push(Sample::with(Fam::Expiry, "expires", "domain", at as f64));
+        gauges.push(Sample::with(
+            Fam::Expiry,
+            label::EXPIRES,
+            expires::DOMAIN,
+            at as f64,
+        ));
         gauges.push(Sample::new(Fam::DomainExpiry, at as f64));
     }
 }
@@ -706,9 +713,7 @@ fn ip_protocol(remote: Option<std::net::SocketAddr>) -> f64 {
 }
 
 fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+    crate::time::since_epoch(std::time::SystemTime::now()).as_secs_f64()
 }
 
 /// The agent's own HTTP server (`server::serve`): open connections, and the connections and

@@ -19,6 +19,7 @@ use prometheus::proto::{
     Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
 };
 
+use super::names::{self, label};
 use crate::result::FailureReason;
 
 /// Families of per-check gauges that describe the last run, in exposition order.
@@ -72,7 +73,7 @@ impl Fam {
 const GAUGES: &[(Fam, &str, &str)] = &[
     (
         Fam::ProbeSuccess,
-        "probe_success",
+        names::PROBE_SUCCESS,
         "Whether the last run of the check succeeded (1) or failed (0).",
     ),
     (
@@ -177,7 +178,7 @@ const GAUGES: &[(Fam, &str, &str)] = &[
     ),
     (
         Fam::Expiry,
-        "nightjar_expiry_timestamp_seconds",
+        names::EXPIRY_TIMESTAMP,
         "When the first thing the check watches expires (Unix time), by what expires: certificate, dnssec_signature, domain.",
     ),
     (
@@ -257,7 +258,7 @@ const INFO: (&str, &str) = (
     "Information about each loaded check; always 1.",
 );
 const RUNS: (&str, &str) = (
-    "nightjar_check_runs_total",
+    names::CHECK_RUNS,
     "Check runs by result; the availability SLI.",
 );
 const FAILURES: (&str, &str) = (
@@ -265,14 +266,14 @@ const FAILURES: (&str, &str) = (
     "Failed check runs by reason.",
 );
 const DURATION: (&str, &str) = (
-    "nightjar_check_duration_seconds",
+    names::CHECK_DURATION,
     "Duration of check runs by result; the latency SLI.",
 );
 const SKIPPED: (&str, &str) = (
     "nightjar_check_skipped_runs_total",
     "Runs not started because the previous run of the same check was still in flight.",
 );
-const RESULTS: [&str; 2] = ["success", "failure"];
+const RESULTS: [&str; 2] = [names::result::SUCCESS, names::result::FAILURE];
 
 /// A label value of a gauge beyond the check's own labels.
 pub(super) type Extra = Vec<(&'static str, Cow<'static, str>)>;
@@ -510,7 +511,7 @@ impl Store {
         };
         let head = |name: &str, suffix: &str| format!("{name}{suffix}{{");
         let by_result = |more: &[(&str, &str)]| {
-            RESULTS.map(|result| tail(&[&[("result", result)], more].concat()))
+            RESULTS.map(|result| tail(&[&[(label::RESULT, result)], more].concat()))
         };
 
         let info = head(INFO.0, "");
@@ -559,7 +560,7 @@ impl Store {
             .chain(["+Inf".to_string()])
             .collect();
         let bucket_tails: Vec<[String; 2]> =
-            les.iter().map(|le| by_result(&[("le", le)])).collect();
+            les.iter().map(|le| by_result(&[(label::LE, le)])).collect();
         let result_tails = by_result(&[]);
         out.family(DURATION, "histogram", &cells, None, |buf, cell, state| {
             for (idx, (counts, total)) in state.histograms.iter().enumerate() {
@@ -667,7 +668,7 @@ impl Store {
                 1.0,
             ));
             for (idx, result) in RESULTS.iter().enumerate() {
-                runs.push(counter(cell, &[("result", result)], state.runs[idx]));
+                runs.push(counter(cell, &[(label::RESULT, result)], state.runs[idx]));
                 let (counts, sum) = &state.histograms[idx];
                 let mut histogram = Histogram::default();
                 let mut cumulative = 0;
@@ -682,7 +683,7 @@ impl Store {
                 histogram.set_bucket(buckets);
                 histogram.set_sample_count(counts.iter().sum());
                 histogram.set_sample_sum(*sum);
-                let mut m = metric(cell, &[("result", result)]);
+                let mut m = metric(cell, &[(label::RESULT, result)]);
                 m.set_histogram(histogram);
                 durations.push(m);
             }
