@@ -794,7 +794,7 @@ fn render_junit(
         "  <testsuite name=\"nightjar\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" time=\"{:.3}\" timestamp=\"{}\">\n",
         results.len(),
         elapsed.as_secs_f64(),
-        crate::status::rfc3339(std::time::SystemTime::now()).trim_end_matches('Z'),
+        crate::time::rfc3339(std::time::SystemTime::now()).trim_end_matches('Z'),
     ));
     for (def, res) in defs.iter().zip(results) {
         out.push_str(&format!(

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
@@ -283,9 +283,7 @@ async fn push_loop(
         let extra = vec![("agent".to_string(), agent)];
         let stopping = *shutdown.borrow();
         // Snapshot and queue.
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now_ms = crate::time::since_epoch(SystemTime::now()).as_millis() as i64;
         let mut batch = Vec::with_capacity(def.max_batch.min(5_000));
         let mut seal = |batch: &mut Vec<TimeSeries>| {
             if !batch.is_empty() {

@@ -7,13 +7,14 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
 use crate::config::{CheckDef, Schedule};
+use crate::hash::stable_hash;
 use crate::metrics::Metrics;
 use crate::result::CheckResult;
 use crate::runner::{RunEnv, run_one};
@@ -72,17 +73,6 @@ impl WallClock {
     }
 }
 
-/// A stable 64-bit hash of a check name (FNV-1a): the same on every run, host and version,
-/// so offsets and shards do not move on restart.
-pub fn stable_hash(name: &str) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in name.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
-}
-
 /// The check's offset inside its interval, derived from its name, in whole slots of
 /// [`OFFSET_SLOT`] (or a hundredth of the interval, if that is shorter): the checks due in one
 /// slot start together, so the agent wakes once for all of them rather than once each.
@@ -102,10 +92,7 @@ pub const OFFSET_SLOT: Duration = Duration::from_millis(50);
 pub fn first_due(name: &str, interval: Duration, now: Instant, clock: &WallClock) -> Instant {
     let interval_nanos = interval.as_nanos().max(1);
     let offset = offset_in(name, interval).as_nanos();
-    let wall = clock
-        .wall_at(now)
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
+    let wall = crate::time::since_epoch(clock.wall_at(now)).as_nanos();
     let phase = (wall + interval_nanos - offset % interval_nanos) % interval_nanos;
     let wait = (interval_nanos - phase) % interval_nanos;
     now + Duration::from_nanos(wait as u64)

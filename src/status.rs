@@ -3,12 +3,13 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
 use crate::config::{CheckDef, Config};
 use crate::result::{CheckResult, Details, Expiring, Status, TlsInfo};
+use crate::time::{days_left, rfc3339, rfc3339_unix};
 
 /// How many past results each check keeps for the history strip.
 const HISTORY: usize = 30;
@@ -399,14 +400,6 @@ pub struct DomainView {
     pub cached: bool,
 }
 
-/// Days from now until `secs` (Unix time), to one decimal.
-fn days_left(secs: i64) -> f64 {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as i64;
-    ((secs - now) as f64 / 86_400.0 * 10.0).round() / 10.0
-}
-
 /// What a TLS handshake showed, for the JSON API.
 #[derive(Debug, Clone, Serialize)]
 pub struct TlsView {
@@ -449,7 +442,7 @@ pub struct CertView {
 
 impl TlsView {
     fn new(info: &TlsInfo) -> TlsView {
-        let at = |secs: i64| rfc3339(UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64));
+        let at = rfc3339_unix;
         TlsView {
             version: info.version,
             chain_valid: info.chain_valid,
@@ -576,9 +569,7 @@ impl RunView {
                         })
                         .collect(),
                     soa_serial: dns.soa_serial,
-                    rrsig_expiry: dns
-                        .earliest_rrsig
-                        .map(|secs| rfc3339(UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64))),
+                    rrsig_expiry: dns.earliest_rrsig.map(rfc3339_unix),
                     rrsig_days_left: dns.earliest_rrsig.map(days_left),
                     soa_servers: dns
                         .soa_servers
@@ -592,9 +583,7 @@ impl RunView {
                     view.phases.insert(phase, took.as_secs_f64());
                 }
                 view.domain = Some(DomainView {
-                    expiry: domain
-                        .expiry
-                        .map(|secs| rfc3339(UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64))),
+                    expiry: domain.expiry.map(rfc3339_unix),
                     days_left: domain.expiry.map(days_left),
                     server: domain.server.clone(),
                     cached: domain.cached,
@@ -624,10 +613,4 @@ impl RunView {
         }
         view
     }
-}
-
-/// RFC 3339 in UTC with milliseconds.
-pub fn rfc3339(time: SystemTime) -> String {
-    let time: chrono::DateTime<chrono::Utc> = time.into();
-    time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

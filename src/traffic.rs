@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::ACCEPT;
-use http::{HeaderName, HeaderValue, Method};
+use http::{HeaderValue, Method};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
@@ -30,8 +30,6 @@ use crate::reload::Changes;
 use crate::result::Status;
 use crate::runner::RunEnv;
 
-/// The header every injected request carries.
-pub const SYNTHETIC_HEADER: &str = "x-nightjar-synthetic";
 /// The user agent of injected requests.
 pub const SYNTHETIC_USER_AGENT: &str =
     concat!("nightjar/", env!("CARGO_PKG_VERSION"), " (synthetic)");
@@ -390,14 +388,6 @@ pub fn parse_query_result(body: &[u8]) -> Result<f64, String> {
         return Err(format!("the real rate {total} is not a request rate"));
     }
     Ok(total)
-}
-
-/// The header name injected requests carry, parsed.
-pub fn synthetic_header() -> (HeaderName, HeaderValue) {
-    (
-        HeaderName::from_static(SYNTHETIC_HEADER),
-        HeaderValue::from_static("1"),
-    )
 }
 
 #[cfg(test)]

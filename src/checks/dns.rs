@@ -9,7 +9,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use hickory_proto::dnssec::rdata::DNSSECRData;
@@ -31,6 +31,7 @@ use crate::net::{self, IpPreference};
 use crate::result::{
     Details, DnsAnswer, DnsDetails, Failure, FailureReason, HttpDetails, SoaServer, Status,
 };
+use crate::time;
 
 /// Largest DNS message nightjar reads (the protocol maximum).
 const MAX_MESSAGE: usize = 65_535;
@@ -323,16 +324,13 @@ pub fn evaluate(expect: &DnsExpect, details: &DnsDetails, now: SystemTime) -> St
                 "expected RRSIG records among the answers (a signed zone), found none",
             );
         };
-        let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-        let days_left = (expiry - now_secs) as f64 / 86_400.0;
+        let days_left = time::days_until(expiry, now);
         if days_left < min_days {
-            let when =
-                crate::status::rfc3339(UNIX_EPOCH + Duration::from_secs(expiry.max(0) as u64));
-            let state = if days_left < 0.0 {
-                format!("expired {:.1} days ago ({when})", -days_left)
-            } else {
-                format!("expires in {days_left:.1} days ({when})")
-            };
+            let state = format!(
+                "{} ({})",
+                time::expiry_verdict(days_left),
+                time::rfc3339_unix(expiry)
+            );
             return Status::fail(
                 FailureReason::RrsigExpiring,
                 format!("the earliest RRSIG {state}, less than min_rrsig_days_left {min_days}"),
@@ -938,6 +936,7 @@ async fn over_https(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn details(answers: &[(&str, u32)]) -> DnsDetails {
         DnsDetails {

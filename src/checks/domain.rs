@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use http::header::{ACCEPT, RETRY_AFTER};
 use http::{HeaderValue, Method};
@@ -19,6 +19,7 @@ use super::CheckCtx;
 use super::http::{HttpExpect, HttpSpec, HttpVersionPref, Received, fetch, show_url};
 use crate::net::{self, IpPreference, TlsSetup};
 use crate::result::{Details, DomainDetails, Failure, FailureReason, HttpDetails, Status};
+use crate::time;
 
 /// The IANA RDAP bootstrap registry for domains.
 pub const IANA_BOOTSTRAP: &str = "https://data.iana.org/rdap/dns.json";
@@ -460,17 +461,15 @@ fn evaluate(spec: &DomainSpec, expiry: i64, now: SystemTime) -> Status {
     let Some(min_days) = spec.min_days_left else {
         return Status::Pass;
     };
-    let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let days_left = (expiry - now_secs) as f64 / 86_400.0;
+    let days_left = time::days_until(expiry, now);
     if days_left >= min_days {
         return Status::Pass;
     }
-    let when = crate::status::rfc3339(UNIX_EPOCH + Duration::from_secs(expiry.max(0) as u64));
-    let state = if days_left < 0.0 {
-        format!("expired {:.1} days ago ({when})", -days_left)
-    } else {
-        format!("expires in {days_left:.1} days ({when})")
-    };
+    let state = format!(
+        "{} ({})",
+        time::expiry_verdict(days_left),
+        time::rfc3339_unix(expiry)
+    );
     Status::fail(
         FailureReason::DomainExpiring,
         format!(

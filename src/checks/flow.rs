@@ -169,10 +169,7 @@ impl Template {
                 Part::Text(text) => out.push_str(text),
                 Part::Var(name) => out.push_str(vars.get(name).map_or("", String::as_str)),
                 Part::Totp(totp) => {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs());
-                    let code = totp.generate(now).to_string();
+                    let code = totp.generate(crate::time::unix_now() as u64).to_string();
                     sensitive.add(&code);
                     out.push_str(&code);
                 }

@@ -6,7 +6,7 @@
 //! the leaf is valid for the server name, and the version is at least `min_version`.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::ServerName;
@@ -17,6 +17,7 @@ use tokio::time::{Instant, timeout_at};
 use super::CheckCtx;
 use crate::net::IpPreference;
 use crate::result::{Details, Failure, FailureReason, Status, TlsDetails, TlsInfo};
+use crate::time;
 use crate::tlsinfo;
 
 /// A validated `tls` check.
@@ -159,22 +160,15 @@ pub fn evaluate(
     now: SystemTime,
 ) -> Status {
     if let (Some(min_days), Some((position, cert))) = (expect.min_days_left, info.earliest_cert()) {
-        let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-        let days_left = (cert.not_after - now_secs) as f64 / 86_400.0;
+        let days_left = time::days_until(cert.not_after, now);
         if days_left < min_days {
-            let when = if days_left < 0.0 {
-                format!("expired {:.1} days ago", -days_left)
-            } else {
-                format!("expires in {days_left:.1} days")
-            };
+            let when = time::expiry_verdict(days_left);
             return Status::fail(
                 FailureReason::CertExpiring,
                 format!(
                     "certificate #{position} ({}) {when} (not after {}), less than min_days_left {min_days}",
                     cert.subject,
-                    crate::status::rfc3339(
-                        UNIX_EPOCH + Duration::from_secs(cert.not_after.max(0) as u64)
-                    ),
+                    time::rfc3339_unix(cert.not_after),
                 ),
             );
         }
@@ -338,6 +332,7 @@ fn expect_code(reply: &str, code: u16, target: &str, step: &str) -> Result<(), F
 mod tests {
     use super::*;
     use crate::result::CertInfo;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn info(not_after: i64) -> TlsInfo {
         TlsInfo {

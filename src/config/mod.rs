@@ -62,7 +62,7 @@ impl Config {
     /// Keeps only the checks and traffic injectors of shard `index` (0-based) of `count`:
     /// those whose stable name hash modulo `count` is `index`, like Prometheus's `hashmod`.
     pub fn select_shard(&mut self, index: u64, count: u64) {
-        let mine = |name: &str| crate::schedule::stable_hash(name) % count.max(1) == index;
+        let mine = |name: &str| crate::hash::stable_hash(name) % count.max(1) == index;
         self.checks.retain(|def| mine(&def.name));
         self.traffic.retain(|def| mine(&def.name));
     }

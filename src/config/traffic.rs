@@ -7,7 +7,7 @@ use super::reader::Table;
 use super::{ActiveWindow, CheckDef, Fallback, Slo, TrafficDef};
 use crate::checks::CheckSpec;
 use crate::checks::flow::{Part, Template};
-use crate::traffic::synthetic_header;
+use crate::synthetic::synthetic_header;
 
 const DEFAULT_MAX_RATE: f64 = 5.0;
 /// The highest `floor` or `max_rate` accepted, in requests per second. A floor exists to carry

@@ -5,11 +5,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
 use crate::status::{RunView, State, StatusStore, Summary};
+use crate::time::{days_text, left_text, unix_secs};
 
 const STYLE: &str = include_str!("style.css");
 const SCRIPT: &str = include_str!("page.js");
@@ -117,8 +118,7 @@ impl Filter {
 
 /// Seconds from now until `at` (Unix seconds); negative once past.
 fn seconds_until(at: i64, now: SystemTime) -> i64 {
-    let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    at - now
+    at - unix_secs(now)
 }
 
 /// Whether `at` falls within the warning lead time.
@@ -166,9 +166,7 @@ pub fn list(store: &StatusStore, filter: &Filter) -> String {
             State::Passing => 3,
         };
         let order = match rank {
-            0 => row.since.map_or(0, |since| {
-                -(since.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64)
-            }),
+            0 => row.since.map_or(0, |since| -unix_secs(since)),
             1 => row.expiry.map_or(0, |(_, at)| at),
             _ => 0,
         };
@@ -394,26 +392,6 @@ fn expiry_class(left: i64, warning: Duration, critical: Duration) -> &'static st
     }
 }
 
-/// "12 days left", "expired 3 days ago".
-fn left_text(seconds: i64) -> String {
-    if seconds < 0 {
-        format!("expired {} ago", days_text(-seconds))
-    } else {
-        format!("{} left", days_text(seconds))
-    }
-}
-
-fn days_text(seconds: i64) -> String {
-    let days = seconds as f64 / 86_400.0;
-    if days >= 10.0 {
-        format!("{days:.0} days")
-    } else if days >= 1.0 {
-        format!("{days:.1} days")
-    } else {
-        format!("{:.1} hours", seconds as f64 / 3600.0)
-    }
-}
-
 /// A duration in the unit that reads best: "0.4 ms", "87 ms", "1.24 s".
 fn took_text(seconds: f64) -> String {
     if seconds < 0.001 {
@@ -444,7 +422,7 @@ fn ago_text(seconds: u64) -> String {
 }
 
 fn since_cell(since: SystemTime, now: SystemTime) -> String {
-    let stamp = crate::status::rfc3339(since);
+    let stamp = crate::time::rfc3339(since);
     format!(
         "<time datetime=\"{stamp}\" title=\"since {stamp}\">{}</time>",
         ago_text(now.duration_since(since).map_or(0, |d| d.as_secs()))
