@@ -20,7 +20,6 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 use tracing::{info, warn};
 
-use crate::checks::CheckCtx;
 use crate::checks::http::{HttpExpect, HttpSpec, HttpVersionPref, fetch};
 use crate::config::RemoteWriteDef;
 use crate::metrics::Metrics;
@@ -422,12 +421,7 @@ async fn send(def: &RemoteWriteDef, env: &RunEnv, body: Bytes, deadline: Instant
         max_body: 64 * 1024,
         expect: HttpExpect::default(),
     };
-    let ctx = CheckCtx {
-        resolver: env.resolver.clone(),
-        rdap: env.rdap.clone(),
-        deadline,
-        user_agent: crate::runner::USER_AGENT,
-    };
+    let ctx = env.ctx(deadline, crate::runner::USER_AGENT);
     let mut details = HttpDetails::default();
     match fetch(&spec, &ctx, &mut details).await {
         Ok(received) => {

@@ -35,6 +35,16 @@ impl RunEnv {
             rdap: Arc::new(RdapState::new()),
         }
     }
+
+    /// What a run that must be over by `deadline` may use, sending `user_agent`.
+    pub fn ctx(&self, deadline: Instant, user_agent: &'static str) -> CheckCtx {
+        CheckCtx {
+            resolver: self.resolver.clone(),
+            rdap: self.rdap.clone(),
+            deadline,
+            user_agent,
+        }
+    }
 }
 
 /// Runs `def` once. Never panics on target behaviour and always returns by the check's
@@ -45,12 +55,7 @@ pub async fn run_one(def: &Arc<CheckDef>, env: &RunEnv) -> CheckResult {
         let started_at = SystemTime::now();
         let start = Instant::now();
         let deadline = start + def.timeout;
-        let ctx = CheckCtx {
-            resolver: env.resolver.clone(),
-            rdap: env.rdap.clone(),
-            deadline,
-            user_agent: USER_AGENT,
-        };
+        let ctx = env.ctx(deadline, USER_AGENT);
         // The check honours the deadline itself so it can say which phase was too slow; this
         // outer timeout is the backstop should any step not.
         let (status, mut details) = match timeout_at(deadline, def.spec.run(&ctx)).await {

@@ -21,7 +21,6 @@ use tokio::time::{Instant, sleep_until};
 use tracing::{debug, info, warn};
 use url::Url;
 
-use crate::checks::CheckCtx;
 use crate::checks::http::{HttpExpect, HttpSpec, HttpVersionPref, fetch};
 use crate::config::{Fallback, TrafficDef};
 use crate::metrics::Metrics;
@@ -278,12 +277,7 @@ fn gap(rate: f64, poisson: bool) -> Duration {
 
 /// Sends one marked request; true if it passed.
 async fn send(def: &TrafficDef, env: &RunEnv) -> bool {
-    let ctx = CheckCtx {
-        resolver: env.resolver.clone(),
-        rdap: env.rdap.clone(),
-        deadline: Instant::now() + def.timeout,
-        user_agent: SYNTHETIC_USER_AGENT,
-    };
+    let ctx = env.ctx(Instant::now() + def.timeout, SYNTHETIC_USER_AGENT);
     let (status, _) = def.request.run(&ctx).await;
     match status {
         Status::Pass => true,
@@ -321,12 +315,10 @@ pub async fn query_rate(env: &RunEnv, prometheus: &Url, query: &str) -> Result<f
         max_body: 1024 * 1024,
         expect: HttpExpect::default(),
     };
-    let ctx = CheckCtx {
-        resolver: env.resolver.clone(),
-        rdap: env.rdap.clone(),
-        deadline: Instant::now() + Duration::from_secs(10),
-        user_agent: crate::runner::USER_AGENT,
-    };
+    let ctx = env.ctx(
+        Instant::now() + Duration::from_secs(10),
+        crate::runner::USER_AGENT,
+    );
     let mut details = crate::result::HttpDetails::default();
     let received = fetch(&spec, &ctx, &mut details)
         .await

@@ -447,10 +447,7 @@ pub async fn run(spec: &FlowSpec, ctx: &CheckCtx) -> (Status, Details) {
         let step_deadline = step
             .timeout
             .map_or(ctx.deadline, |limit| ctx.deadline.min(started + limit));
-        let step_ctx = CheckCtx {
-            deadline: step_deadline,
-            ..ctx.clone()
-        };
+        let step_ctx = ctx.until(step_deadline);
         let mut http = HttpDetails::default();
         let outcome = run_step(
             step,

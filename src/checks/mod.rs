@@ -243,6 +243,16 @@ pub struct CheckCtx {
     pub user_agent: &'static str,
 }
 
+impl CheckCtx {
+    /// The same context for a part of the run that must be over by `deadline`.
+    pub fn until(&self, deadline: Instant) -> CheckCtx {
+        CheckCtx {
+            deadline,
+            ..self.clone()
+        }
+    }
+}
+
 /// Every reason a kind's runs can produce must be in [`CheckKind::reasons`]: the failure
 /// counters exist only for the reasons listed there, so an unlisted one would go uncounted.
 /// The code a kind's runs go through is known (its own module, and the shared parts below);
