@@ -14,7 +14,7 @@ use crate::config::{Config, ConfigErrors, Origin};
 use crate::metrics::Metrics;
 use crate::reload::{ReloadReply, ReloadRequest};
 use crate::remote_write::Pushers;
-use crate::result::{CheckResult, Status};
+use crate::result::{CheckResult, Failure, Status};
 use crate::schedule::{Runner, Scheduler, WallClock};
 use crate::server::{AppState, router};
 use crate::status::{StatusStore, Transition};
@@ -391,7 +391,7 @@ async fn sink(
         let kind = res.kind.as_str();
         let failure = match &res.status {
             Status::Pass => None,
-            Status::Fail { reason, detail } => Some((reason.as_str(), detail.clone())),
+            Status::Fail(Failure { reason, detail }) => Some((reason.as_str(), detail.clone())),
         };
         match (status.update(res), failure) {
             (Transition::FirstPass, _) => {

@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio::sync::Semaphore;
 
 use crate::config::{self, CheckDef, Config, ConfigErrors, Overrides, ProcessEnv};
-use crate::result::{CheckResult, Status};
+use crate::result::{CheckResult, Failure, Status};
 use crate::runner::{RunEnv, run_one};
 use crate::schedule::real_runner;
 use crate::status::RunView;
@@ -718,7 +718,7 @@ fn render_text(defs: &[Arc<CheckDef>], results: &[CheckResult]) -> String {
     for res in results {
         let (result, reason, detail) = match &res.status {
             Status::Pass => (paint(green, "pass  "), String::new(), ""),
-            Status::Fail { reason, detail } => (
+            Status::Fail(Failure { reason, detail }) => (
                 paint(red, "FAIL  "),
                 paint(yellow, &format!("{:<12}", reason.as_str())),
                 detail.as_str(),
@@ -805,7 +805,7 @@ fn render_junit(
         ));
         match &res.status {
             Status::Pass => out.push_str(" />\n"),
-            Status::Fail { reason, detail } => {
+            Status::Fail(Failure { reason, detail }) => {
                 out.push_str(">\n");
                 out.push_str(&format!(
                     "      <failure message=\"{}: {}\" type=\"{}\">{}\ntarget: {}</failure>\n",

@@ -37,7 +37,7 @@ impl CheckResult {
     pub fn reason(&self) -> Option<FailureReason> {
         match &self.status {
             Status::Pass => None,
-            Status::Fail { reason, .. } => Some(*reason),
+            Status::Fail(failure) => Some(failure.reason),
         }
     }
 }
@@ -48,26 +48,18 @@ pub enum Status {
     /// Every expectation held.
     Pass,
     /// The target failed an expectation or could not be reached.
-    Fail {
-        /// Bounded reason; becomes the `reason` metric label.
-        reason: FailureReason,
-        /// Human detail naming what was expected and what came; never a metric label, never
-        /// a secret.
-        detail: String,
-    },
+    Fail(Failure),
 }
 
 impl Status {
     /// A failure with a reason and a detail.
     pub fn fail(reason: FailureReason, detail: impl Into<String>) -> Status {
-        Status::Fail {
-            reason,
-            detail: detail.into(),
-        }
+        Status::Fail(Failure::new(reason, detail))
     }
 }
 
-/// Why a run failed: what a check's helpers return as their `Err`, so a pass cannot be one.
+/// Why a run failed; also what a check's helpers return as their `Err`, so a pass cannot be
+/// one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     /// Bounded reason; becomes the `reason` metric label.
@@ -88,8 +80,8 @@ impl Failure {
 }
 
 impl From<Failure> for Status {
-    fn from(Failure { reason, detail }: Failure) -> Status {
-        Status::Fail { reason, detail }
+    fn from(failure: Failure) -> Status {
+        Status::Fail(failure)
     }
 }
 

@@ -12,7 +12,7 @@ use crate::checks::CheckCtx;
 use crate::checks::domain::RdapState;
 use crate::config::CheckDef;
 use crate::net::Resolver;
-use crate::result::{CheckResult, Details, FailureReason, Status, TlsInfo};
+use crate::result::{CheckResult, Details, Failure, FailureReason, Status, TlsInfo};
 use crate::text::{MAX_DETAIL, MAX_NAME, sanitize};
 
 /// The `User-Agent` nightjar sends.
@@ -75,10 +75,10 @@ pub async fn run_one(def: &Arc<CheckDef>, env: &RunEnv) -> CheckResult {
         // the target said made safe to show.
         let status = match status {
             Status::Pass => Status::Pass,
-            Status::Fail { reason, detail } => Status::Fail {
+            Status::Fail(Failure { reason, detail }) => Status::Fail(Failure {
                 reason,
                 detail: clean(&def.redact(&detail), MAX_DETAIL),
-            },
+            }),
         };
         sanitize_details(&mut details);
         let res = CheckResult {

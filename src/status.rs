@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::config::{CheckDef, Config};
-use crate::result::{CheckResult, Details, Expiring, Status, TlsInfo};
+use crate::result::{CheckResult, Details, Expiring, Failure, Status, TlsInfo};
 use crate::time::{days_left, rfc3339, rfc3339_unix};
 
 /// How many past results each check keeps for the history strip.
@@ -170,7 +170,9 @@ impl StatusStore {
                     duration: last.map(|res| res.duration),
                     failure: last.and_then(|res| match &res.status {
                         Status::Pass => None,
-                        Status::Fail { reason, detail } => Some((reason.as_str(), detail.clone())),
+                        Status::Fail(Failure { reason, detail }) => {
+                            Some((reason.as_str(), detail.clone()))
+                        }
                     }),
                     expiry: last.and_then(|res| res.details.earliest_expiry()),
                     history: entry.history.iter().copied().collect(),
@@ -507,7 +509,9 @@ impl RunView {
     pub fn new(res: &CheckResult) -> RunView {
         let (reason, detail) = match &res.status {
             Status::Pass => (None, None),
-            Status::Fail { reason, detail } => (Some(reason.as_str()), Some(detail.clone())),
+            Status::Fail(Failure { reason, detail }) => {
+                (Some(reason.as_str()), Some(detail.clone()))
+            }
         };
         let mut view = RunView {
             started_at: rfc3339(res.started_at),

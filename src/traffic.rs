@@ -26,7 +26,7 @@ use crate::config::{Fallback, TrafficDef};
 use crate::metrics::Metrics;
 use crate::net::{self, IpPreference, TlsSetup};
 use crate::reload::Changes;
-use crate::result::Status;
+use crate::result::{Failure, Status};
 use crate::runner::RunEnv;
 
 /// The user agent of injected requests.
@@ -281,7 +281,7 @@ async fn send(def: &TrafficDef, env: &RunEnv) -> bool {
     let (status, _) = def.request.run(&ctx).await;
     match status {
         Status::Pass => true,
-        Status::Fail { reason, detail } => {
+        Status::Fail(Failure { reason, detail }) => {
             debug!(message = "Injected request failed.", traffic = %def.name, reason = reason.as_str(), detail = %crate::text::sanitize(&def.redact(&detail), crate::text::MAX_DETAIL));
             false
         }

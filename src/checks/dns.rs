@@ -956,7 +956,7 @@ mod tests {
 
     fn fails(expect: &DnsExpect, details: &DnsDetails) -> String {
         match evaluate(expect, details, UNIX_EPOCH + Duration::from_secs(1_000_000)) {
-            Status::Fail { detail, .. } => detail,
+            Status::Fail(Failure { detail, .. }) => detail,
             Status::Pass => panic!("passed"),
         }
     }

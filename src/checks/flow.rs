@@ -580,7 +580,7 @@ async fn run_step(
     let received = fetch_with_cookies(&spec, ctx, http, Some(jar)).await?;
     match evaluate(&spec, &received, started.elapsed(), http) {
         Status::Pass => {}
-        Status::Fail { reason, detail } => return Err(Failure { reason, detail }),
+        Status::Fail(failure) => return Err(failure),
     }
     for (name, extractor) in &step.extract {
         let value = extract(extractor, &received, jar, &spec.url).ok_or_else(|| {

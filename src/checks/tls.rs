@@ -364,7 +364,7 @@ mod tests {
             ..TlsExpect::default()
         };
         let soon = info(1_000_000_000 + 5 * 86_400);
-        let Status::Fail { reason, detail } = evaluate(&expect, &soon, &name, now) else {
+        let Status::Fail(Failure { reason, detail }) = evaluate(&expect, &soon, &name, now) else {
             panic!()
         };
         assert_eq!(reason, FailureReason::CertExpiring);
@@ -377,7 +377,7 @@ mod tests {
             Status::Pass
         );
         let expired = info(1_000_000_000 - 2 * 86_400);
-        let Status::Fail { detail, .. } = evaluate(&expect, &expired, &name, now) else {
+        let Status::Fail(Failure { detail, .. }) = evaluate(&expect, &expired, &name, now) else {
             panic!()
         };
         assert!(detail.contains("expired 2.0 days ago"), "{detail}");
@@ -391,7 +391,8 @@ mod tests {
             min_version: Some(TlsVersion::Tls13),
             ..TlsExpect::default()
         };
-        let Status::Fail { reason, detail } = evaluate(&expect, &info(10), &name, now) else {
+        let Status::Fail(Failure { reason, detail }) = evaluate(&expect, &info(10), &name, now)
+        else {
             panic!()
         };
         assert_eq!(reason, FailureReason::Tls);

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use nightjar::result::{CheckResult, Details, DnsDetails, FailureReason, Status};
+use nightjar::result::{CheckResult, Details, DnsDetails, Failure, FailureReason, Status};
 
 use crate::support::bind::{Bind, RRSIG_DAYS, SERIAL, STALE_SERIAL, ZONE};
 use crate::support::hostile_dns::{Answer, HostileDns};
@@ -428,10 +428,10 @@ async fn hostile_answers_fail_with_a_precise_reason_in_time() {
             started.elapsed()
         );
         match &res.status {
-            Status::Fail {
+            Status::Fail(Failure {
                 reason: got,
                 detail,
-            } => {
+            }) => {
                 assert_eq!(*got, reason, "{answer:?}: {detail}");
                 assert!(
                     detail.contains(part),

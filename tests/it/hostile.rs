@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use nightjar::result::{FailureReason, Status};
+use nightjar::result::{Failure, FailureReason, Status};
 
 use crate::support::hostile::{Behaviour, Hostile};
 use crate::support::{assert_check_contract, http_check, metrics_after, run_check};
@@ -25,10 +25,10 @@ async fn expect_failure(
     let res = run_check(&text).await;
     let took = started.elapsed();
     match &res.status {
-        Status::Fail {
+        Status::Fail(Failure {
             reason: got,
             detail,
-        } => {
+        }) => {
             assert_eq!(*got, reason, "{behaviour:?}: {detail}");
             assert!(
                 detail.contains(detail_part),

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use nightjar::result::{Details, FailureReason, HttpDetails, Status};
+use nightjar::result::{Details, Failure, FailureReason, HttpDetails, Status};
 
 use crate::support::{
     LARGE_BODY, LoginApp, Nginx, assert_check_contract, assert_fail, assert_pass, encode,
@@ -19,7 +19,7 @@ fn http(res: &nightjar::result::CheckResult) -> &HttpDetails {
 fn detail(res: &nightjar::result::CheckResult) -> &str {
     match &res.status {
         Status::Pass => "",
-        Status::Fail { detail, .. } => detail,
+        Status::Fail(Failure { detail, .. }) => detail,
     }
 }
 
