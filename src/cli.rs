@@ -611,8 +611,8 @@ async fn cmd_slo_plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
             "floor/s",
             "1 failure now burns"
         ));
-        for tier in crate::rules::TIERS {
-            let factor = crate::rules::tier_factor(tier, slo.window);
+        for tier in crate::tiers::TIERS {
+            let factor = crate::tiers::tier_factor(tier, slo.window);
             let rate = crate::rules::floor_rate(slo, tier);
             let min_requests = f64::from(slo.tolerated_failures) / (factor * budget);
             let one_failure = real.map_or_else(
@@ -641,7 +641,7 @@ async fn cmd_slo_plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         let floor = crate::rules::binding_floor(slo);
         out.push_str(&format!(
             "  floor with a {:.0}% margin: {:.4}/s = {:.1}/h (one request every {:.1}s)\n",
-            crate::rules::FLOOR_MARGIN * 100.0,
+            crate::tiers::FLOOR_MARGIN * 100.0,
             floor,
             floor * 3600.0,
             1.0 / floor

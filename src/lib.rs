@@ -59,6 +59,7 @@ pub mod server;
 pub mod status;
 pub mod synthetic;
 pub mod text;
+pub mod tiers;
 pub mod time;
 pub mod tlsinfo;
 pub mod traffic;

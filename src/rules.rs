@@ -17,51 +17,11 @@ use std::time::Duration;
 
 use crate::config::{CheckDef, Config, SliSource, Slo};
 use crate::metrics::names::{self, expires, label, result};
-
-/// One alert tier of the multiwindow, multi-burn-rate scheme.
-#[derive(Debug, Clone, Copy)]
-pub struct Tier {
-    /// `page` or `ticket`.
-    pub severity: &'static str,
-    /// The long window.
-    pub long: Duration,
-    /// The short window (1/12 of the long one, or the Workbook's choice).
-    pub short: Duration,
-    /// The share of the error budget the tier lets burn in its long window.
-    pub budget_share: f64,
-}
+use crate::tiers::{self, TIERS, Tier, tier_factor};
 
 const MINUTE: u64 = 60;
 const HOUR: u64 = 3600;
 const DAY: u64 = 86_400;
-
-/// The Workbook's four conditions (chapter 5, the YAML example), as Sloth and Grafana use.
-pub const TIERS: [Tier; 4] = [
-    Tier {
-        severity: "page",
-        long: Duration::from_secs(HOUR),
-        short: Duration::from_secs(5 * MINUTE),
-        budget_share: 0.02,
-    },
-    Tier {
-        severity: "page",
-        long: Duration::from_secs(6 * HOUR),
-        short: Duration::from_secs(30 * MINUTE),
-        budget_share: 0.05,
-    },
-    Tier {
-        severity: "ticket",
-        long: Duration::from_secs(DAY),
-        short: Duration::from_secs(2 * HOUR),
-        budget_share: 0.10,
-    },
-    Tier {
-        severity: "ticket",
-        long: Duration::from_secs(3 * DAY),
-        short: Duration::from_secs(6 * HOUR),
-        budget_share: 0.10,
-    },
-];
 
 /// Windows that get a recorded error ratio.
 const WINDOWS: [u64; 7] = [
@@ -74,30 +34,14 @@ const WINDOWS: [u64; 7] = [
     3 * DAY,
 ];
 
-/// Extra traffic above the exact floor, so rounding and `rate()` extrapolation never let
-/// exactly `k` failures page.
-pub const FLOOR_MARGIN: f64 = 0.2;
-
-/// A tier's burn-rate factor for an SLO window: the budget share times window over the
-/// tier's long window (14.4, 6, 3 and 1 for 30 days).
-pub fn tier_factor(tier: Tier, window: Duration) -> f64 {
-    tier.budget_share * window.as_secs_f64() / tier.long.as_secs_f64()
-}
-
-/// The request rate (per second) at which `k` failures in a tier's long window stay below
-/// its threshold: `k / (B·(1−S)·W)`.
+/// [`tiers::floor_rate`] of an SLO.
 pub fn floor_rate(slo: &Slo, tier: Tier) -> f64 {
-    let factor = tier_factor(tier, slo.window);
-    f64::from(slo.tolerated_failures) / (factor * (1.0 - slo.objective) * tier.long.as_secs_f64())
+    tiers::floor_rate(tier, slo.window, slo.objective, slo.tolerated_failures)
 }
 
-/// The binding floor of an SLO (the largest over its tiers), with the margin.
+/// [`tiers::binding_floor`] of an SLO.
 pub fn binding_floor(slo: &Slo) -> f64 {
-    TIERS
-        .iter()
-        .map(|tier| floor_rate(slo, *tier))
-        .fold(0.0, f64::max)
-        * (1.0 + FLOOR_MARGIN)
+    tiers::binding_floor(slo.window, slo.objective, slo.tolerated_failures)
 }
 
 /// A Prometheus duration: `5m`, `1h`, `3d`.

@@ -7,7 +7,7 @@ use toml::de::DeValue;
 
 use super::reader::{Diags, Table, Value, as_int, read_labels};
 use super::{RulesConfig, SliSource, Slo};
-use crate::rules::{TIERS, tier_factor};
+use crate::tiers::{TIERS, tier_factor};
 
 /// Label names the generated rules set themselves.
 const RESERVED: &[&str] = &[

@@ -40,7 +40,8 @@ pub(super) fn read_traffic(
     let (slo_name, floor) = match (slo, floor) {
         (Some((slo_name, span)), None) => match slos.iter().find(|slo| slo.name == slo_name) {
             Some(slo) => {
-                let floor = crate::rules::binding_floor(slo);
+                let floor =
+                    crate::tiers::binding_floor(slo.window, slo.objective, slo.tolerated_failures);
                 if floor > MAX_INJECT_RATE {
                     d.error_hint(
                         &span,
