@@ -46,6 +46,7 @@ pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod hash;
+pub mod kind;
 pub mod metrics;
 pub mod net;
 pub mod page;

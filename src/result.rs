@@ -8,7 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::checks::CheckKind;
+use crate::kind::CheckKind;
 
 /// The outcome of one run of one check.
 #[derive(Debug, Clone)]

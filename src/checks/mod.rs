@@ -11,7 +11,6 @@ pub mod tcp;
 pub mod tls;
 
 use std::net::{IpAddr, SocketAddr};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,46 +31,9 @@ pub use http::HttpSpec;
 pub use tcp::TcpSpec;
 pub use tls::TlsSpec;
 
-/// The type of a check, as written in `type = "..."`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum CheckKind {
-    /// An HTTP(S) request with assertions.
-    Http,
-    /// A TLS handshake: certificate chain, expiry, version.
-    Tls,
-    /// A TCP connect, optionally with a request and an expected answer.
-    Tcp,
-    /// Domain registration expiry from RDAP.
-    Domain,
-    /// A DNS query with expectations, or SOA consistency across a zone's servers.
-    Dns,
-    /// HTTP steps in order, sharing cookies and variables: a login.
-    Flow,
-}
+pub use crate::kind::CheckKind;
 
 impl CheckKind {
-    /// Every supported kind.
-    pub const ALL: &'static [CheckKind] = &[
-        CheckKind::Http,
-        CheckKind::Tls,
-        CheckKind::Tcp,
-        CheckKind::Dns,
-        CheckKind::Domain,
-        CheckKind::Flow,
-    ];
-
-    /// The name used in config and as the `type` label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CheckKind::Http => "http",
-            CheckKind::Tls => "tls",
-            CheckKind::Tcp => "tcp",
-            CheckKind::Domain => "domain",
-            CheckKind::Dns => "dns",
-            CheckKind::Flow => "flow",
-        }
-    }
-
     /// The failure reasons a check of this kind can produce; their counters start at 0.
     pub fn reasons(self) -> &'static [FailureReason] {
         match self {
@@ -82,18 +44,6 @@ impl CheckKind {
             CheckKind::Dns => FailureReason::DNS,
             CheckKind::Flow => FailureReason::FLOW,
         }
-    }
-}
-
-impl FromStr for CheckKind {
-    type Err = ();
-
-    fn from_str(text: &str) -> Result<CheckKind, ()> {
-        CheckKind::ALL
-            .iter()
-            .copied()
-            .find(|kind| kind.as_str() == text)
-            .ok_or(())
     }
 }
 
