@@ -14,7 +14,7 @@ use super::{
     DEFAULT_LISTEN, Env, Origin, Overrides, Schedule,
 };
 use crate::checks::{CheckKind, CheckSpec};
-use crate::metrics::RESERVED_LABELS;
+use crate::metrics::names::RESERVED_LABELS;
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -21,6 +21,7 @@ use prometheus::{
 
 use crate::config::{CheckDef, Config};
 use crate::result::{CheckResult, Details, DnsDetails, TlsInfo};
+pub use names::{RESERVED_LABELS, is_reserved_label};
 use names::{expires, label};
 use store::{Fam, Identity, Sample, Store};
 
@@ -31,58 +32,6 @@ const LAG_BUCKETS: &[f64] = &[
 
 /// Bytes per chunk of a streamed `/metrics` answer.
 pub const CHUNK: usize = 256 * 1024;
-
-/// Every label name nightjar writes on a series itself. A check's `labels` or the
-/// `[agent] labels` may not use one: the series would carry the name twice, which Prometheus
-/// refuses for the whole scrape. Names starting with `__` are Prometheus's own
-/// ([`is_reserved_label`]). `tests/it/labels.rs` renders every family and fails if a label name is
-/// missing here.
-pub const RESERVED_LABELS: &[&str] = &[
-    // Every per-check series.
-    label::CHECK,
-    "type",
-    // Every series: the agent's region.
-    label::REGION,
-    // nightjar_check_info.
-    "target",
-    "schedule",
-    // Runs, failures, duration buckets, the agent's own counters.
-    label::RESULT,
-    "reason",
-    label::LE,
-    // Phase timings, flow steps, expiry, DNS.
-    "phase",
-    "step",
-    label::EXPIRES,
-    "rcode",
-    "server",
-    // Certificates and TLS.
-    "position",
-    "subject",
-    "issuer",
-    "version",
-    "fingerprint_sha256",
-    "subjectalternative",
-    "serialnumber",
-    // The blackbox exporter's gRPC health label, so dashboards shared with it never meet a
-    // check label of that name.
-    "serving_status",
-    // Injectors and remote-write endpoints.
-    "traffic",
-    "remote",
-    // Remote write: the agent's name and the metric name.
-    "agent",
-    "__name__",
-    // Added by Prometheus at scrape time.
-    "job",
-    "instance",
-];
-
-/// Whether a user label may not be called `name`: nightjar writes it itself, or it starts
-/// with `__` (reserved to Prometheus).
-pub fn is_reserved_label(name: &str) -> bool {
-    name.starts_with("__") || RESERVED_LABELS.contains(&name)
-}
 
 /// The agent's metrics.
 pub struct Metrics {

@@ -1,6 +1,9 @@
 //! Metric names, label names and bounded label values that code outside `metrics/` refers to
 //! (the rule generator's PromQL, config messages). `metrics/` defines its families with these
 //! constants, so each name is spelled once.
+//!
+//! A leaf: it imports nothing from the crate, so `config` can refuse [`RESERVED_LABELS`] as
+//! user labels without importing the registry (which reads the configuration).
 
 /// `nightjar_check_runs_total`: check runs by result, the availability SLI.
 pub const CHECK_RUNS: &str = "nightjar_check_runs_total";
@@ -44,4 +47,56 @@ pub mod expires {
     pub const DNSSEC_SIGNATURE: &str = "dnssec_signature";
     /// The domain's registration, from RDAP.
     pub const DOMAIN: &str = "domain";
+}
+
+/// Every label name nightjar writes on a series itself. A check's `labels` or the
+/// `[agent] labels` may not use one: the series would carry the name twice, which Prometheus
+/// refuses for the whole scrape. Names starting with `__` are Prometheus's own
+/// ([`is_reserved_label`]). `tests/it/labels.rs` renders every family and fails if a label name is
+/// missing here.
+pub const RESERVED_LABELS: &[&str] = &[
+    // Every per-check series.
+    label::CHECK,
+    "type",
+    // Every series: the agent's region.
+    label::REGION,
+    // nightjar_check_info.
+    "target",
+    "schedule",
+    // Runs, failures, duration buckets, the agent's own counters.
+    label::RESULT,
+    "reason",
+    label::LE,
+    // Phase timings, flow steps, expiry, DNS.
+    "phase",
+    "step",
+    label::EXPIRES,
+    "rcode",
+    "server",
+    // Certificates and TLS.
+    "position",
+    "subject",
+    "issuer",
+    "version",
+    "fingerprint_sha256",
+    "subjectalternative",
+    "serialnumber",
+    // The blackbox exporter's gRPC health label, so dashboards shared with it never meet a
+    // check label of that name.
+    "serving_status",
+    // Injectors and remote-write endpoints.
+    "traffic",
+    "remote",
+    // Remote write: the agent's name and the metric name.
+    "agent",
+    "__name__",
+    // Added by Prometheus at scrape time.
+    "job",
+    "instance",
+];
+
+/// Whether a user label may not be called `name`: nightjar writes it itself, or it starts
+/// with `__` (reserved to Prometheus).
+pub fn is_reserved_label(name: &str) -> bool {
+    name.starts_with("__") || RESERVED_LABELS.contains(&name)
 }
