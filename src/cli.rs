@@ -825,18 +825,5 @@ fn render_junit(
 
 /// Escapes text for XML attributes and content, dropping characters XML 1.0 forbids.
 fn xml_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
-            _ => out.push(c),
-        }
-    }
-    out
+    crate::text::escape_markup(text, crate::text::Markup::Xml)
 }

@@ -172,9 +172,54 @@ pub fn percent_encode(text: &str, encodes: impl Fn(u8) -> bool, digits: &str) ->
     out
 }
 
+/// The markup [`escape_markup`] writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Markup {
+    /// HTML content and attribute values (the status page).
+    Html,
+    /// XML 1.0 content and attribute values (JUnit reports), which forbids most control
+    /// characters even escaped: they become U+FFFD.
+    Xml,
+}
+
+/// Escapes text for the content and the quoted attribute values of `markup`.
+pub fn escape_markup(text: &str, markup: Markup) -> String {
+    let xml = markup == Markup::Xml;
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' if xml => out.push_str("&apos;"),
+            '\'' => out.push_str("&#39;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if xml && ((c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}') => {
+                out.push('\u{FFFD}')
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn markup_escapes_differ_only_in_apostrophes_and_control_characters() {
+        let text = "<a href=\"x\">'&'</a>\u{1b}\t";
+        assert_eq!(
+            escape_markup(text, Markup::Html),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;\u{1b}\t"
+        );
+        assert_eq!(
+            escape_markup(text, Markup::Xml),
+            "&lt;a href=&quot;x&quot;&gt;&apos;&amp;&apos;&lt;/a&gt;\u{FFFD}\t"
+        );
+    }
 
     #[test]
     fn clean_text_is_borrowed() {

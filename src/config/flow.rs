@@ -5,10 +5,9 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderName;
 use toml::de::DeValue;
 
-use super::http::read_request_options;
+use super::http::{header_name, read_request_options};
 use super::reader::{Diags, Piece, Table, Value, compile_regex, type_name};
 use crate::checks::flow::{Extractor, FlowBody, FlowSpec, FlowStep, JsonTemplate, Part, Template};
 
@@ -81,7 +80,7 @@ fn read_step(
     let errors_before = d.error_count();
     let name = match step.str("name") {
         Some((name, span)) => {
-            if !super::validate::valid_check_name(name) {
+            if !super::reader::valid_check_name(name) {
                 d.error_hint(
                     &span,
                     format!("step name {name:?} is not valid"),
@@ -131,11 +130,7 @@ fn read_step(
     };
     let mut headers = Vec::new();
     for entry in step.str_map("headers").unwrap_or_default() {
-        let Ok(name) = HeaderName::from_bytes(entry.key.as_bytes()) else {
-            d.error(
-                &entry.key_span,
-                format!("{:?} is not a valid header name", entry.key),
-            );
+        let Some(name) = header_name(d, entry.key, &entry.key_span) else {
             continue;
         };
         if let Some(value) = template(d, entry.value, &entry.value_span, defined, secrets) {
@@ -286,9 +281,8 @@ fn read_extractor(rule: &Table<'_>) -> Option<Extractor> {
         }
     }
     if let Some((header, span)) = rule.str("header") {
-        match HeaderName::from_bytes(header.as_bytes()) {
-            Ok(name) => found.push(Extractor::Header(name)),
-            Err(_) => d.error(&span, format!("{header:?} is not a valid header name")),
+        if let Some(name) = header_name(d, header, &span) {
+            found.push(Extractor::Header(name));
         }
     }
     if let Some((cookie, _)) = rule.str("cookie") {

@@ -85,6 +85,16 @@ pub(super) fn read_http(
     ))
 }
 
+/// A header name as written at `span` (a `headers` key, an extraction's `header`); a problem
+/// there if it is not one.
+pub(super) fn header_name(d: &Diags<'_>, name: &str, span: &Range<usize>) -> Option<HeaderName> {
+    let parsed = HeaderName::from_bytes(name.as_bytes()).ok();
+    if parsed.is_none() {
+        d.error(span, format!("{name:?} is not a valid header name"));
+    }
+    parsed
+}
+
 /// `headers`, `basic_auth` and `bearer_token` of a request, with secrets substituted.
 /// Returns the headers and whether all of them were valid.
 pub(super) fn read_headers(
@@ -96,11 +106,7 @@ pub(super) fn read_headers(
     let mut headers = Vec::new();
     if let Some(entries) = table.str_map("headers") {
         for entry in entries {
-            let Ok(name) = HeaderName::from_bytes(entry.key.as_bytes()) else {
-                d.error(
-                    &entry.key_span,
-                    format!("{:?} is not a valid header name", entry.key),
-                );
+            let Some(name) = header_name(d, entry.key, &entry.key_span) else {
                 ok = false;
                 continue;
             };
@@ -360,11 +366,7 @@ fn read_expect(table: &Table<'_>) -> Option<HttpExpect> {
 
     if let Some(entries) = expect.str_map("headers") {
         for entry in entries {
-            let Ok(name) = HeaderName::from_bytes(entry.key.as_bytes()) else {
-                d.error(
-                    &entry.key_span,
-                    format!("{:?} is not a valid header name", entry.key),
-                );
+            let Some(name) = header_name(d, entry.key, &entry.key_span) else {
                 ok = false;
                 continue;
             };
