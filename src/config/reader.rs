@@ -606,7 +606,7 @@ impl<'a> Table<'a> {
     pub fn name(&self, what: &str, hint: &str) -> Option<String> {
         match self.str("name") {
             Some((name, span)) => {
-                if !super::validate::valid_check_name(name) {
+                if !valid_check_name(name) {
                     self.d.error_hint(
                         &span,
                         format!("{what} name {name:?} is not valid"),
@@ -988,6 +988,15 @@ pub(crate) fn read_labels(
         labels.insert(entry.key.to_string(), entry.value.to_string());
     }
     labels
+}
+
+/// Whether `name` is a valid check name: `[a-z0-9_-]+`, at most 128 characters.
+pub(crate) fn valid_check_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
 #[cfg(test)]

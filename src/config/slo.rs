@@ -261,7 +261,7 @@ pub(super) fn read_slo(
         read_labels(&table, "labels", RESERVED, &BTreeMap::new());
     let service = match table.str("service") {
         Some((service, span)) => {
-            if !super::validate::valid_check_name(service) {
+            if !super::reader::valid_check_name(service) {
                 d.error(&span, format!("service name {service:?} is not valid"));
             }
             Some(service.to_string())

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use toml::de::DeTable;
 
-use super::reader::{Diags, Source, Table, Unresolved, Value, read_labels};
+use super::reader::{Diags, Source, Table, Unresolved, Value, read_labels, valid_check_name};
 use super::{
     AgentConfig, CheckDef, Config, ConfigError, ConfigErrors, DEFAULT_DURATION_BUCKETS,
     DEFAULT_LISTEN, Env, Origin, Overrides, Schedule,
@@ -468,15 +468,6 @@ fn valid_region(region: &str) -> bool {
         && region
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
-/// Whether `name` is a valid check name: `[a-z0-9_-]+`, at most 128 characters.
-pub(crate) fn valid_check_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
 fn read_check(
