@@ -82,46 +82,19 @@ pub(super) fn build(
     let mut rules_at: Option<String> = None;
     for (idx, root) in &roots {
         let d = &diags[*idx];
-        if let Some(value) = root.get("agent") {
-            if let Some(first) = &agent_at {
-                d.error_hint(
-                    &value.span(),
-                    "a second [agent] table",
-                    format!("[agent] is already defined at {first}; keep one"),
-                );
-            } else {
-                agent_at = Some(d.location(&value.span()));
-                agent = read_agent(d, value);
-                agent_labels_at = label_places(d, value);
-            }
+        if let Some(value) = only_table(d, root, "agent", &mut agent_at) {
+            agent = read_agent(d, value);
+            agent_labels_at = label_places(d, value);
         }
-        if let Some(value) = root.get("rules") {
-            if let Some(first) = &rules_at {
-                d.error_hint(
-                    &value.span(),
-                    "a second [rules] table",
-                    format!("[rules] is already defined at {first}; keep one"),
-                );
-            } else {
-                rules_at = Some(d.location(&value.span()));
-                if let Some(read) = super::slo::read_rules(d, value) {
-                    rules = read;
-                }
-            }
+        if let Some(value) = only_table(d, root, "rules", &mut rules_at)
+            && let Some(read) = super::slo::read_rules(d, value)
+        {
+            rules = read;
         }
-        if let Some(value) = root.get("defaults") {
-            if let Some(first) = &defaults_at {
-                d.error_hint(
-                    &value.span(),
-                    "a second [defaults] table",
-                    format!("[defaults] is already defined at {first}; keep one"),
-                );
-            } else {
-                defaults_at = Some(d.location(&value.span()));
-                if let Some(read) = read_defaults(d, value) {
-                    defaults = read;
-                }
-            }
+        if let Some(value) = only_table(d, root, "defaults", &mut defaults_at)
+            && let Some(read) = read_defaults(d, value)
+        {
+            defaults = read;
         }
     }
     let mut agent = agent.unwrap_or_else(|| AgentConfig {
@@ -148,18 +121,12 @@ pub(super) fn build(
     // Pass 2: the checks.
     let mut checks = Vec::new();
     let mut seen: HashMap<String, String> = HashMap::new();
-    for (idx, root) in &roots {
-        let d = &diags[*idx];
-        let Some(list) = root.array("check") else {
+    for (d, n, item) in items(&roots, &diags, "check") {
+        let Some(table) = Table::new(d, item, format!("check #{}", n + 1)) else {
             continue;
         };
-        for (n, item) in list.into_iter().enumerate() {
-            let Some(table) = Table::new(d, item, format!("check #{}", n + 1)) else {
-                continue;
-            };
-            if let Some(check) = read_check(table, &defaults, &agent, &agent_labels_at, &mut seen) {
-                checks.push(Arc::new(check));
-            }
+        if let Some(check) = read_check(table, &defaults, &agent, &agent_labels_at, &mut seen) {
+            checks.push(Arc::new(check));
         }
     }
     // Pass 3: the SLOs, which name checks.
@@ -177,77 +144,59 @@ pub(super) fn build(
         slos: BTreeSet::new(),
     };
     let mut slos: Vec<super::Slo> = Vec::new();
-    for (idx, root) in &roots {
-        let d = &diags[*idx];
-        let Some(list) = root.array("slo") else {
+    for (d, n, item) in items(&roots, &diags, "slo") {
+        let name = raw_name(item);
+        let Some(table) = Table::new(d, item, format!("SLO #{}", n + 1)) else {
             continue;
         };
-        for (n, item) in list.into_iter().enumerate() {
-            let name = raw_name(item);
-            let Some(table) = Table::new(d, item, format!("SLO #{}", n + 1)) else {
-                continue;
-            };
-            let span = table.span();
-            let read =
-                super::slo::read_slo(table, &check_names, &failed.checks, &agent.duration_buckets);
-            if read.is_none()
-                && let Some(name) = name
-            {
-                failed.slos.insert(name);
-            }
-            if let Some(slo) = read {
-                if slos.iter().any(|known| known.name == slo.name) {
-                    d.error_hint(
-                        &span,
-                        format!("duplicate SLO name {:?}", slo.name),
-                        "SLO names are unique",
-                    );
-                } else {
-                    slos.push(slo);
-                }
+        let span = table.span();
+        let read =
+            super::slo::read_slo(table, &check_names, &failed.checks, &agent.duration_buckets);
+        if read.is_none()
+            && let Some(name) = name
+        {
+            failed.slos.insert(name);
+        }
+        if let Some(slo) = read {
+            if slos.iter().any(|known| known.name == slo.name) {
+                d.error_hint(
+                    &span,
+                    format!("duplicate SLO name {:?}", slo.name),
+                    "SLO names are unique",
+                );
+            } else {
+                slos.push(slo);
             }
         }
     }
     // Pass 4: the traffic injectors, which name SLOs and checks.
     let mut traffic: Vec<Arc<super::TrafficDef>> = Vec::new();
-    for (idx, root) in &roots {
-        let d = &diags[*idx];
-        let Some(list) = root.array("traffic") else {
+    for (d, n, item) in items(&roots, &diags, "traffic") {
+        let Some(table) = Table::new(d, item, format!("traffic #{}", n + 1)) else {
             continue;
         };
-        for (n, item) in list.into_iter().enumerate() {
-            let Some(table) = Table::new(d, item, format!("traffic #{}", n + 1)) else {
-                continue;
-            };
-            let span = table.span();
-            if let Some(def) = super::traffic::read_traffic(table, &checks, &slos, &failed) {
-                if traffic.iter().any(|known| known.name == def.name) {
-                    d.error_hint(
-                        &span,
-                        format!("duplicate traffic name {:?}", def.name),
-                        "traffic names are unique",
-                    );
-                } else {
-                    traffic.push(Arc::new(def));
-                }
+        let span = table.span();
+        if let Some(def) = super::traffic::read_traffic(table, &checks, &slos, &failed) {
+            if traffic.iter().any(|known| known.name == def.name) {
+                d.error_hint(
+                    &span,
+                    format!("duplicate traffic name {:?}", def.name),
+                    "traffic names are unique",
+                );
+            } else {
+                traffic.push(Arc::new(def));
             }
         }
     }
     let mut remote_write: Vec<Arc<super::RemoteWriteDef>> = Vec::new();
-    for (idx, root) in &roots {
-        let d = &diags[*idx];
-        let Some(list) = root.array("remote_write") else {
+    for (d, _, item) in items(&roots, &diags, "remote_write") {
+        // Numbered by the endpoints read so far, as `read_remote_write` names them.
+        let Some(table) = Table::new(d, item, format!("remote_write #{}", remote_write.len() + 1))
+        else {
             continue;
         };
-        for item in list {
-            let Some(table) =
-                Table::new(d, item, format!("remote_write #{}", remote_write.len() + 1))
-            else {
-                continue;
-            };
-            if let Some(def) = super::remote_write::read_remote_write(table, remote_write.len()) {
-                remote_write.push(Arc::new(def));
-            }
+        if let Some(def) = super::remote_write::read_remote_write(table, remote_write.len()) {
+            remote_write.push(Arc::new(def));
         }
     }
     for (_, root) in roots {
@@ -271,6 +220,44 @@ pub(super) fn build(
         remote_write,
         origin,
         fingerprint: 0,
+    })
+}
+
+/// The `[key]` table of a file, unless an earlier file had one: then a problem here.
+/// `first` remembers where the first one is.
+fn only_table<'a>(
+    d: &Diags<'_>,
+    root: &Table<'a>,
+    key: &'static str,
+    first: &mut Option<String>,
+) -> Option<&'a Value<'a>> {
+    let value = root.get(key)?;
+    if let Some(first) = first {
+        d.error_hint(
+            &value.span(),
+            format!("a second [{key}] table"),
+            format!("[{key}] is already defined at {first}; keep one"),
+        );
+        return None;
+    }
+    *first = Some(d.location(&value.span()));
+    Some(value)
+}
+
+/// The items of every file's `[[key]]` array, file after file, each with its file's
+/// diagnostics and its position in its file's array.
+fn items<'a>(
+    roots: &'a [(usize, Table<'a>)],
+    diags: &'a [Diags<'a>],
+    key: &'static str,
+) -> impl Iterator<Item = (&'a Diags<'a>, usize, &'a Value<'a>)> {
+    roots.iter().flat_map(move |(idx, root)| {
+        let d = &diags[*idx];
+        root.array(key)
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(move |(n, item)| (d, n, item))
     })
 }
 
