@@ -97,6 +97,64 @@ fn more_threads_run_the_same_checks() {
     );
 }
 
+/// `--threads N` is what the runtime gets: once its checks ran and the blocking pool's idle
+/// threads (named like the workers) left, the agent has N tokio threads, 1 by default. Read
+/// from /proc, so a flag the runtime ignored fails here.
+#[tokio::test]
+async fn threads_sets_the_number_of_runtime_workers() {
+    let nginx = Nginx::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &(check_config(&nginx).replace("\n\n", "\ninterval = \"1s\"\n\n") + "interval = \"1s\"\n"),
+    );
+    let mut agents = Vec::new();
+    for flag in [None, Some("1"), Some("4")] {
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut command = nightjar();
+        if let Some(threads) = flag {
+            command.args(["--threads", threads]);
+        }
+        let agent = start_agent(command.arg("run").arg("--config").arg(&config), listen);
+        agents.push((agent, listen));
+    }
+    for (_, listen) in &agents {
+        let listen = *listen;
+        crate::support::eventually(Duration::from_secs(20), "both checks to run", || async {
+            let (_, metrics) = http_get(listen, "/metrics").await;
+            ["home", "down"]
+                .iter()
+                .all(|check| {
+                    metrics.lines().any(|line| {
+                        line.starts_with("nightjar_check_runs_total{")
+                            && line.contains(&format!("check=\"{check}\""))
+                            && !line.ends_with(" 0")
+                    })
+                })
+                .then_some(())
+        })
+        .await;
+    }
+    // A blocking-pool thread leaves after 10 s idle; the workers stay.
+    let pids: Vec<u32> = agents.iter().map(|(agent, _)| agent.id()).collect();
+    crate::support::eventually(
+        Duration::from_secs(30),
+        "1, 1 and 4 runtime threads with no --threads, --threads 1 and --threads 4",
+        || async {
+            let counts: Vec<usize> = pids
+                .iter()
+                .map(|pid| crate::support::runtime_threads(*pid))
+                .collect();
+            (counts == [1, 1, 4]).then_some(())
+        },
+    )
+    .await;
+    for (mut agent, _) in agents {
+        let output = terminate(&mut agent);
+        assert!(output.status.success(), "{output:?}");
+    }
+}
+
 fn check_config(nginx: &Nginx) -> String {
     format!(
         "[[check]]\nname = \"home\"\ntype = \"http\"\nurl = \"{}\"\n\n[[check]]\nname = \"down\"\ntype = \"http\"\nurl = \"{}\"\n",

@@ -149,6 +149,16 @@ pub fn terminate(child: &mut Child) -> std::process::Output {
     }
 }
 
+/// How many threads of the process `pid` are tokio runtime threads (its workers, and any
+/// blocking-pool thread alive), by their name in `/proc/PID/task/*/comm`.
+pub fn runtime_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the process's threads")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim_end() == "tokio-rt-worker")
+        .count()
+}
+
 /// Polls until `addr` accepts a TCP connection; panics after `limit`.
 pub fn wait_for_tcp(addr: SocketAddr, limit: Duration) {
     let start = Instant::now();
