@@ -27,10 +27,15 @@
 //! - [`traffic`]: the synthetic good-traffic injector for quiet hours.
 //! - [`agent`]: wires the stages together for `nightjar run`.
 //! - [`cli`]: the command line.
+//! - Leaves, which import nothing from the crate: [`time`] (the clock, RFC 3339, days left and
+//!   the expiry text), [`tiers`] (alert tiers and floor maths), [`kind`] (check kinds by name),
+//!   [`hash`] (the stable hash of names), [`synthetic`] (the injected requests' header),
+//!   [`reload`] (reload requests and replies), [`text`].
 //!
 //! # Invariants
 //!
-//! - `checks` never imports `metrics`, `status` or `server`.
+//! - No cycle between modules; `checks` never imports `metrics`, `status` or `server`
+//!   (`tests/it/architecture.rs` reads the imports and fails on a violation).
 //! - Only `config` reads config files, secret files and the environment for values.
 //! - Only `metrics` spells metric names.
 //! - Every run is bounded by its check's timeout; no target can make the agent panic, hang or

@@ -1,6 +1,7 @@
 //! The single integration-test binary: real servers on loopback, the real agent, the real CLI.
 
 mod access;
+mod architecture;
 mod cli;
 mod config;
 mod deploy;
