@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use crate::support::{nightjar_rules, require, run_ok};
 
@@ -86,60 +87,251 @@ fn the_prometheus_rule_is_what_nightjar_rules_writes() {
     );
 }
 
-/// Every series name in the dashboard's queries is one nightjar exports or records.
-#[test]
-fn the_dashboard_only_queries_what_nightjar_exports() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let sources = [
-        "src/metrics/mod.rs",
-        "src/metrics/names.rs",
-        "src/metrics/store.rs",
-        "src/rules.rs",
-    ]
-    .iter()
-    .map(|file| std::fs::read_to_string(root.join(file)).unwrap())
-    .collect::<String>();
+/// The dashboard's queries: every panel target's expression, and every template variable's
+/// `label_values` query.
+fn dashboard_queries() -> (Vec<String>, Vec<String>) {
     let dashboard: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(deploy().join("grafana/nightjar-dashboard.json")).unwrap(),
     )
     .unwrap();
-    let mut queries = Vec::new();
+    let mut exprs = Vec::new();
     for panel in dashboard["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().into_iter().flatten() {
-            queries.push(target["expr"].as_str().unwrap().to_string());
+            exprs.push(target["expr"].as_str().unwrap().to_string());
         }
     }
+    let mut variables = Vec::new();
     for variable in dashboard["templating"]["list"].as_array().unwrap() {
-        if let Some(query) = variable["query"].as_str() {
-            queries.push(query.to_string());
+        if let Some(query) = variable["query"].as_str()
+            && variable["type"] == "query"
+        {
+            variables.push(query.to_string());
         }
     }
-    assert!(queries.len() >= 10);
-    let name = regex::Regex::new(r"\b(probe_[a-z_]+|nightjar_[a-z_]+|nightjar:[a-z_]+:[a-z_0-9]+)")
-        .unwrap();
-    let window = regex::Regex::new(r"\d+[smhd]$").unwrap();
-    let mut checked = 0;
-    for query in &queries {
-        for found in name.find_iter(query) {
-            let series = found.as_str();
-            let base = ["_bucket", "_sum", "_count"]
-                .iter()
-                .find_map(|suffix| series.strip_suffix(suffix))
-                .unwrap_or(series);
-            // Recording rules are named in rules.rs, some with a window appended (ratio_rate5m).
-            let recorded = window.replace(base, "");
-            let known = sources.contains(&format!("\"{base}\""))
-                || sources.contains(&format!("record: {base}"))
-                || (base.starts_with("nightjar:")
-                    && sources.contains(&format!("{recorded}{{window}}")));
-            assert!(
-                known,
-                "{series} (in {query}) is not a series nightjar exports"
-            );
-            checked += 1;
+    (exprs, variables)
+}
+
+/// The metric names a PromQL expression selects: identifiers outside strings, label matchers,
+/// ranges and grouping lists, that are neither functions, aggregations nor keywords, nor
+/// Grafana variables (`$check`, `$__range`).
+fn metric_names(expr: &str) -> Vec<String> {
+    const KEYWORDS: [&str; 23] = [
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "bool",
+        "offset",
+        "and",
+        "or",
+        "unless",
+        "atan2",
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "group",
+        "stddev",
+        "stdvar",
+        "count",
+        "count_values",
+        "bottomk",
+        "topk",
+    ];
+    let chars: Vec<char> = expr.chars().collect();
+    let next_non_space = |mut at: usize| {
+        while at < chars.len() && chars[at].is_whitespace() {
+            at += 1;
+        }
+        (at, chars.get(at).copied())
+    };
+    let mut names = Vec::new();
+    let (mut at, mut braces, mut brackets, mut label_list) = (0, 0usize, 0usize, false);
+    while at < chars.len() {
+        let c = chars[at];
+        match c {
+            '"' | '\'' | '`' => {
+                at += 1;
+                while at < chars.len() && chars[at] != c {
+                    at += if chars[at] == '\\' { 2 } else { 1 };
+                }
+                at += 1;
+            }
+            '{' => (braces, at) = (braces + 1, at + 1),
+            '}' => (braces, at) = (braces - 1, at + 1),
+            '[' => (brackets, at) = (brackets + 1, at + 1),
+            ']' => (brackets, at) = (brackets - 1, at + 1),
+            ')' if label_list => (label_list, at) = (false, at + 1),
+            '$' => {
+                at += 1;
+                while at < chars.len() && (chars[at].is_alphanumeric() || chars[at] == '_') {
+                    at += 1;
+                }
+            }
+            '0'..='9' | '.' => {
+                while at < chars.len() && (chars[at].is_alphanumeric() || chars[at] == '.') {
+                    at += 1;
+                }
+            }
+            c if c.is_ascii_alphabetic() || c == '_' || c == ':' => {
+                let begin = at;
+                while at < chars.len()
+                    && (chars[at].is_ascii_alphanumeric() || chars[at] == '_' || chars[at] == ':')
+                {
+                    at += 1;
+                }
+                let word: String = chars[begin..at].iter().collect();
+                let (after, next) = next_non_space(at);
+                if braces > 0 || brackets > 0 || label_list {
+                    // A label name, a duration, or a name in a grouping list.
+                } else if [
+                    "by",
+                    "without",
+                    "on",
+                    "ignoring",
+                    "group_left",
+                    "group_right",
+                ]
+                .contains(&word.as_str())
+                {
+                    if next == Some('(') {
+                        (label_list, at) = (true, after + 1);
+                    }
+                } else if next == Some('(')
+                    || KEYWORDS.contains(&word.as_str())
+                    || ["inf", "nan"].contains(&word.to_ascii_lowercase().as_str())
+                {
+                    // A function, an aggregation or a keyword.
+                } else {
+                    names.push(word);
+                }
+            }
+            _ => at += 1,
         }
     }
-    assert!(checked >= 10);
+    names
+}
+
+#[test]
+fn metric_names_come_from_selectors_only() {
+    assert_eq!(
+        metric_names(
+            r#"1 - sum by (check, le) (rate(a_total{x="y{z}",w=~"$v"}[5m] offset 1h)) / on (slo) group_left sum without (r) (b:c:ratio) and ignoring (q) histogram_quantile(0.99, d_bucket) > bool 1e3 + time() - Inf"#
+        ),
+        ["a_total", "b:c:ratio", "d_bucket"]
+    );
+}
+
+/// Every metric the dashboard queries is one a running agent exports on `/metrics` (with a
+/// check of each kind the dashboard shows, after each ran) or one `nightjar rules` records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_only_queries_what_nightjar_exports() {
+    use crate::support::{LoginApp, Nginx, RunningAgent, eventually, http_get, load};
+    let nginx = Nginx::start();
+    let app = LoginApp::start("unused-password", "JBSWY3DPEHPK3PXP");
+    let text = format!(
+        "[[check]]\nname = \"web\"\ntype = \"http\"\nurl = \"{web}\"\ninterval = \"1s\"\n\n[[check]]\nname = \"cert\"\ntype = \"tls\"\ntarget = \"localhost:{tls}\"\ninterval = \"1s\"\n\n[[check]]\nname = \"journey\"\ntype = \"flow\"\ninterval = \"1s\"\n\n  [[check.steps]]\n  name = \"ping\"\n  url = \"{ping}\"\n\n[[slo]]\nname = \"web-availability\"\nobjective = 0.999\nchecks = [\"web\"]\n",
+        web = nginx.url("/ok"),
+        tls = nginx.https.port(),
+        ping = app.url("/ping"),
+    );
+    let agent = RunningAgent::start(load(&text, &[])).await;
+    let metrics = eventually(Duration::from_secs(20), "every check to run", || async {
+        let (_, metrics) = http_get(agent.addr, "/metrics").await;
+        ["web", "cert", "journey"]
+            .iter()
+            .all(|check| {
+                metrics.lines().any(|line| {
+                    line.starts_with("nightjar_check_runs_total{")
+                        && line.contains(&format!("check=\"{check}\""))
+                        && !line.ends_with(" 0")
+                })
+            })
+            .then_some(metrics)
+    })
+    .await;
+    agent.stop().await;
+    let mut known: std::collections::BTreeSet<String> = metrics
+        .lines()
+        .filter_map(|line| match line.strip_prefix("# TYPE ") {
+            Some(rest) => rest.split(' ').next(),
+            None if line.starts_with('#') => None,
+            None => line.split(['{', ' ']).next(),
+        })
+        .map(str::to_string)
+        .collect();
+
+    // What the rules record, for this configuration and the deploy base's.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("checks.toml");
+    std::fs::write(&config, &text).unwrap();
+    for rules in [
+        nightjar_rules(&config),
+        nightjar_rules(&deploy().join("kubernetes/base/checks.toml")),
+    ] {
+        for doc in yaml_rust2::YamlLoader::load_from_str(&rules).unwrap() {
+            for group in doc["groups"].as_vec().unwrap() {
+                for rule in group["rules"].as_vec().unwrap() {
+                    if let Some(record) = rule["record"].as_str() {
+                        known.insert(record.to_string());
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        known.iter().any(|name| name.starts_with("nightjar:")),
+        "{known:?}"
+    );
+
+    let (exprs, variables) = dashboard_queries();
+    assert!(exprs.len() >= 10 && variables.len() >= 2);
+    // Every expression is PromQL Prometheus accepts (Grafana's variables filled in).
+    let mut as_rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (idx, expr) in exprs.iter().enumerate() {
+        let filled = expr
+            .replace("$__range", "1h")
+            .replace("$check", ".*")
+            .replace("$region", ".*");
+        as_rules.push_str(&format!(
+            "      - record: dashboard:query_{idx}:value\n        expr: {}\n",
+            serde_json::to_string(&filled).unwrap()
+        ));
+    }
+    std::fs::write(dir.path().join("dashboard.yml"), as_rules).unwrap();
+    run_ok(
+        Command::new(require("promtool", "prometheus"))
+            .args(["check", "rules"])
+            .arg(dir.path().join("dashboard.yml")),
+    );
+
+    let label_values =
+        regex::Regex::new(r"^label_values\(\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*,\s*[a-zA-Z_]\w*\s*\)$")
+            .unwrap();
+    let mut used = Vec::new();
+    for expr in &exprs {
+        let names = metric_names(expr);
+        assert!(!names.is_empty(), "no metric found in {expr}");
+        used.extend(names.into_iter().map(|name| (name, expr.clone())));
+    }
+    for query in &variables {
+        let name = label_values
+            .captures(query)
+            .unwrap_or_else(|| panic!("{query}: not a label_values(metric, label) query"))[1]
+            .to_string();
+        used.push((name, query.clone()));
+    }
+    let unknown: Vec<&(String, String)> = used
+        .iter()
+        .filter(|(name, _)| !known.contains(name))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "the dashboard queries series nightjar neither exports nor records: {unknown:#?}\nknown: {known:#?}"
+    );
+    assert!(used.len() >= 12, "{used:?}");
 }
 
 /// The longest timeout of the checks in `path` (a file or directory).
