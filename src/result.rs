@@ -8,6 +8,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use hickory_proto::op::ResponseCode;
+
 use crate::kind::CheckKind;
 
 /// The outcome of one run of one check.
@@ -184,6 +186,26 @@ pub struct StepResult {
     pub http: HttpDetails,
 }
 
+/// A response code's mnemonic ("NOERROR", "NXDOMAIN", ...), or `RCODE<n>` for one without a
+/// name here: the text of the `rcode` label, the API and failure details.
+pub fn rcode_name(code: ResponseCode) -> String {
+    match code {
+        ResponseCode::NoError => "NOERROR".to_string(),
+        ResponseCode::FormErr => "FORMERR".to_string(),
+        ResponseCode::ServFail => "SERVFAIL".to_string(),
+        ResponseCode::NXDomain => "NXDOMAIN".to_string(),
+        ResponseCode::NotImp => "NOTIMP".to_string(),
+        ResponseCode::Refused => "REFUSED".to_string(),
+        ResponseCode::YXDomain => "YXDOMAIN".to_string(),
+        ResponseCode::YXRRSet => "YXRRSET".to_string(),
+        ResponseCode::NXRRSet => "NXRRSET".to_string(),
+        ResponseCode::NotAuth => "NOTAUTH".to_string(),
+        ResponseCode::NotZone => "NOTZONE".to_string(),
+        ResponseCode::BADVERS => "BADVERS".to_string(),
+        other => format!("RCODE{}", u16::from(other)),
+    }
+}
+
 /// What a `dns` check measured and was told.
 #[derive(Debug, Clone, Default)]
 pub struct DnsDetails {
@@ -197,8 +219,8 @@ pub struct DnsDetails {
     pub tls: Duration,
     /// From sending the query to having the answer.
     pub request: Duration,
-    /// The response code, e.g. "NOERROR".
-    pub rcode: Option<String>,
+    /// The response code ([`rcode_name`] shows it).
+    pub rcode: Option<ResponseCode>,
     /// The AA flag.
     pub authoritative: bool,
     /// Whether the UDP answer was truncated (and asked again over TCP).
@@ -222,6 +244,11 @@ pub struct DnsDetails {
 }
 
 impl DnsDetails {
+    /// The response code's mnemonic, e.g. "NOERROR".
+    pub fn rcode_name(&self) -> Option<String> {
+        self.rcode.map(rcode_name)
+    }
+
     /// Names of the phases of a `dns` check, as blackbox_exporter names them.
     pub const PHASES: [&'static str; 3] = ["resolve", "connect", "request"];
 

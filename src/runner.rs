@@ -135,9 +135,6 @@ fn sanitize_details(details: &mut Details) {
         }
         Details::Dns(dns) => {
             dns.tls_info.iter_mut().for_each(sanitize_tls);
-            if let Some(rcode) = &mut dns.rcode {
-                clean_in_place(rcode, MAX_NAME);
-            }
             for answer in &mut dns.answers {
                 clean_in_place(&mut answer.name, MAX_NAME);
                 clean_in_place(&mut answer.kind, MAX_NAME);

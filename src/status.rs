@@ -559,7 +559,7 @@ impl RunView {
                 }
                 view.dns = Some(DnsView {
                     server: dns.server.clone(),
-                    rcode: dns.rcode.clone(),
+                    rcode: dns.rcode_name(),
                     authoritative: dns.authoritative,
                     truncated: dns.truncated,
                     answers: dns

@@ -30,6 +30,7 @@ pub use crate::net::HostPort;
 use crate::net::{self, IpPreference};
 use crate::result::{
     Details, DnsAnswer, DnsDetails, Failure, FailureReason, HttpDetails, SoaServer, Status,
+    rcode_name,
 };
 use crate::time;
 
@@ -184,7 +185,7 @@ pub async fn run(spec: &DnsSpec, ctx: &CheckCtx) -> (Status, Details) {
 
 /// Fills the details from an answer.
 fn record_answer(message: &Message, record: RecordType, details: &mut DnsDetails) {
-    details.rcode = Some(rcode_name(message.metadata.response_code));
+    details.rcode = Some(message.metadata.response_code);
     details.authoritative = message.metadata.authoritative;
     details.answer_rrs = message.answers.len();
     details.authority_rrs = message.authorities.len();
@@ -214,12 +215,12 @@ fn record_answer(message: &Message, record: RecordType, details: &mut DnsDetails
 
 /// Judges an answer; the first expectation that fails decides.
 pub fn evaluate(expect: &DnsExpect, details: &DnsDetails, now: SystemTime) -> Status {
-    let rcode = details.rcode.as_deref().unwrap_or("none");
-    if !expect
-        .rcodes
-        .iter()
-        .any(|wanted| rcode_name(*wanted) == rcode)
+    if !details
+        .rcode
+        .is_some_and(|rcode| expect.rcodes.contains(&rcode))
     {
+        let rcode = details.rcode_name();
+        let rcode = rcode.as_deref().unwrap_or("none");
         let wanted: Vec<String> = expect.rcodes.iter().map(|code| rcode_name(*code)).collect();
         return Status::fail(
             FailureReason::Rcode,
@@ -338,25 +339,6 @@ pub fn evaluate(expect: &DnsExpect, details: &DnsDetails, now: SystemTime) -> St
         }
     }
     Status::Pass
-}
-
-/// The mnemonic of a response code, as dig prints it: `NOERROR`, `NXDOMAIN`, ...
-pub fn rcode_name(code: ResponseCode) -> String {
-    match code {
-        ResponseCode::NoError => "NOERROR".to_string(),
-        ResponseCode::FormErr => "FORMERR".to_string(),
-        ResponseCode::ServFail => "SERVFAIL".to_string(),
-        ResponseCode::NXDomain => "NXDOMAIN".to_string(),
-        ResponseCode::NotImp => "NOTIMP".to_string(),
-        ResponseCode::Refused => "REFUSED".to_string(),
-        ResponseCode::YXDomain => "YXDOMAIN".to_string(),
-        ResponseCode::YXRRSet => "YXRRSET".to_string(),
-        ResponseCode::NXRRSet => "NXRRSET".to_string(),
-        ResponseCode::NotAuth => "NOTAUTH".to_string(),
-        ResponseCode::NotZone => "NOTZONE".to_string(),
-        ResponseCode::BADVERS => "BADVERS".to_string(),
-        other => format!("RCODE{}", u16::from(other)),
-    }
 }
 
 async fn run_consistency(
@@ -940,7 +922,7 @@ mod tests {
 
     fn details(answers: &[(&str, u32)]) -> DnsDetails {
         DnsDetails {
-            rcode: Some("NOERROR".into()),
+            rcode: Some(ResponseCode::NoError),
             answers: answers
                 .iter()
                 .map(|(data, ttl)| DnsAnswer {

@@ -630,8 +630,8 @@ fn dns_gauges(gauges: &mut Vec<Sample>, dns: &DnsDetails) {
     if let Some(serial) = dns.soa_serial {
         gauges.push(Sample::new(Fam::DnsSerial, f64::from(serial)));
     }
-    if let Some(code) = &dns.rcode {
-        gauges.push(Sample::with(Fam::DnsRcode, "rcode", code.clone(), 1.0));
+    if let Some(code) = dns.rcode_name() {
+        gauges.push(Sample::with(Fam::DnsRcode, "rcode", code, 1.0));
     }
     if let Some((min, max)) = dns.ttl_range() {
         gauges.push(Sample::new(Fam::DnsMinTtl, f64::from(min)));

@@ -49,7 +49,7 @@ async fn a_records_with_every_expectation_and_dnssec() {
     let res = run_check(&text).await;
     assert_pass(&res);
     let dns = found(&res);
-    assert_eq!(dns.rcode.as_deref(), Some("NOERROR"));
+    assert_eq!(dns.rcode_name().as_deref(), Some("NOERROR"));
     assert!(dns.authoritative);
     assert_eq!(dns.answers.len(), 2);
     assert!(dns.answer_rrs >= 3, "the answers and their RRSIG");

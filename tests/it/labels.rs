@@ -275,7 +275,7 @@ fn details_of(def: &CheckDef) -> Details {
         }),
         CheckSpec::Dns(_) => Details::Dns(DnsDetails {
             server: "127.0.0.1:53".to_string(),
-            rcode: Some("NOERROR".to_string()),
+            rcode: Some(hickory_proto::op::ResponseCode::NoError),
             authoritative: true,
             answer_rrs: 1,
             soa_serial: Some(2024010101),
