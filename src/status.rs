@@ -170,9 +170,7 @@ impl StatusStore {
                     duration: last.map(|res| res.duration),
                     failure: last.and_then(|res| match &res.status {
                         Status::Pass => None,
-                        Status::Fail(Failure { reason, detail }) => {
-                            Some((reason.as_str(), detail.clone()))
-                        }
+                        Status::Fail(failure) => Some(failure.clone()),
                     }),
                     expiry: last.and_then(|res| res.details.earliest_expiry()),
                     history: entry.history.iter().copied().collect(),
@@ -252,8 +250,8 @@ pub struct Summary {
     pub since: Option<SystemTime>,
     /// How long the last run took.
     pub duration: Option<Duration>,
-    /// The last run's failure reason and detail (secrets redacted), if it failed.
-    pub failure: Option<(&'static str, String)>,
+    /// The last run's failure (its detail with secrets redacted), if it failed.
+    pub failure: Option<Failure>,
     /// What the last run saw expire first, and when (Unix seconds).
     pub expiry: Option<(Expiring, i64)>,
     /// Recent results, oldest first: success and duration in microseconds.

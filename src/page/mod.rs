@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
+use crate::result::Failure;
 use crate::status::{RunView, State, StatusStore, Summary};
 use crate::time::{days_text, left_text, unix_secs};
 
@@ -357,7 +358,7 @@ fn list_row(
         None => html.push_str("<td></td>"),
     }
     match &row.failure {
-        Some((reason, detail)) => {
+        Some(Failure { reason, detail }) => {
             let shown: String = detail.chars().take(DETAIL_CHARS).collect();
             let more = if shown.len() < detail.len() {
                 "…"
