@@ -7,7 +7,7 @@
 //! for with a "did you mean" hint. Every problem carries the file, line and column.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -988,6 +988,16 @@ pub(crate) fn read_labels(
         labels.insert(entry.key.to_string(), entry.value.to_string());
     }
     labels
+}
+
+/// Names defined in the configuration whose definitions are invalid. A reference to one is
+/// no problem of its own: the definition's problem is reported where it is defined, and
+/// reporting the reference too would bury the root cause under its consequences.
+pub(super) struct Failed {
+    /// Checks with a valid, unique name whose definition has a problem.
+    pub checks: BTreeSet<String>,
+    /// SLOs whose definition has a problem (or names a failed check).
+    pub slos: BTreeSet<String>,
 }
 
 /// Whether `name` is a valid check name: `[a-z0-9_-]+`, at most 128 characters.

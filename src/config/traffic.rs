@@ -21,7 +21,7 @@ pub(super) fn read_traffic(
     table: Table<'_>,
     checks: &[Arc<CheckDef>],
     slos: &[Slo],
-    failed: &super::validate::Failed,
+    failed: &super::reader::Failed,
 ) -> Option<TrafficDef> {
     let d = table.diags();
     let errors_before = d.error_count();

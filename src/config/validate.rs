@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use toml::de::DeTable;
 
-use super::reader::{Diags, Source, Table, Unresolved, Value, read_labels, valid_check_name};
+use super::reader::{
+    Diags, Failed, Source, Table, Unresolved, Value, read_labels, valid_check_name,
+};
 use super::{
     AgentConfig, CheckDef, Config, ConfigError, ConfigErrors, DEFAULT_DURATION_BUCKETS,
     DEFAULT_LISTEN, Env, Origin, Overrides, Schedule,
@@ -363,16 +365,6 @@ fn read_agent(d: &Diags<'_>, value: &Value<'_>) -> Option<AgentConfig> {
         watch_config,
         web,
     })
-}
-
-/// Names defined in the configuration whose definitions are invalid. A reference to one is
-/// no problem of its own: the definition's problem is reported where it is defined, and
-/// reporting the reference too would bury the root cause under its consequences.
-pub(super) struct Failed {
-    /// Checks with a valid, unique name whose definition has a problem.
-    pub checks: BTreeSet<String>,
-    /// SLOs whose definition has a problem (or names a failed check).
-    pub slos: BTreeSet<String>,
 }
 
 /// The `name` string of a table, read without reporting anything (the table's reader does).
