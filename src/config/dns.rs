@@ -20,6 +20,37 @@ const RECORD_TYPES: &[&str] = &[
     "SVCB", "TLSA", "NAPTR",
 ];
 
+/// How a `dns` check reaches its server: the `transport` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Udp,
+    Tcp,
+    Tls,
+    Https,
+}
+
+impl Transport {
+    fn parse(text: &str) -> Option<Transport> {
+        Some(match text {
+            "udp" => Transport::Udp,
+            "tcp" => Transport::Tcp,
+            "tls" => Transport::Tls,
+            "https" => Transport::Https,
+            _ => return None,
+        })
+    }
+
+    /// As written in the config, and shown in the target.
+    fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+            Transport::Https => "https",
+        }
+    }
+}
+
 /// Reads the keys of a `dns` check. Returns the spec and the target as shown to humans.
 pub(super) fn read_dns_check(table: &Table<'_>) -> Option<(DnsSpec, String)> {
     let d = table.diags();
@@ -66,23 +97,22 @@ pub(super) fn read_dns_check(table: &Table<'_>) -> Option<(DnsSpec, String)> {
         }
     };
     let transport = match table.str("transport") {
-        None => "udp",
-        Some((text @ ("udp" | "tcp" | "tls" | "https"), _)) => text,
-        Some((other, span)) => {
+        None => Transport::Udp,
+        Some((text, span)) => Transport::parse(text).unwrap_or_else(|| {
             d.error_hint(
                 &span,
-                format!("unknown transport {other:?}"),
+                format!("unknown transport {text:?}"),
                 "use \"udp\", \"tcp\", \"tls\" or \"https\"",
             );
             ok = false;
-            "udp"
-        }
+            Transport::Udp
+        }),
     };
     let server_text = table.str("server");
-    let tls = if matches!(transport, "tls" | "https") {
+    let tls = if matches!(transport, Transport::Tls | Transport::Https) {
         read_tls_options(
             table,
-            if transport == "https" {
+            if transport == Transport::Https {
                 vec![b"h2".to_vec(), b"http/1.1".to_vec()]
             } else {
                 Vec::new()
@@ -93,10 +123,10 @@ pub(super) fn read_dns_check(table: &Table<'_>) -> Option<(DnsSpec, String)> {
         None
     };
     let server = match (transport, server_text) {
-        ("udp", None) => Some(DnsServer::System { tcp: false }),
-        ("tcp", None) => Some(DnsServer::System { tcp: true }),
-        ("udp" | "tcp", Some((text, span))) => match HostPort::parse(text, 53) {
-            Some(addr) if transport == "udp" => Some(DnsServer::Udp(addr)),
+        (Transport::Udp, None) => Some(DnsServer::System { tcp: false }),
+        (Transport::Tcp, None) => Some(DnsServer::System { tcp: true }),
+        (Transport::Udp | Transport::Tcp, Some((text, span))) => match HostPort::parse(text, 53) {
+            Some(addr) if transport == Transport::Udp => Some(DnsServer::Udp(addr)),
             Some(addr) => Some(DnsServer::Tcp(addr)),
             None => {
                 d.error_hint(
@@ -107,7 +137,7 @@ pub(super) fn read_dns_check(table: &Table<'_>) -> Option<(DnsSpec, String)> {
                 None
             }
         },
-        ("tls", Some((text, span))) => match (HostPort::parse(text, 853), tls.as_ref()) {
+        (Transport::Tls, Some((text, span))) => match (HostPort::parse(text, 853), tls.as_ref()) {
             (Some(addr), Some(tls)) => {
                 let name = tls
                     .server_name
@@ -141,7 +171,7 @@ pub(super) fn read_dns_check(table: &Table<'_>) -> Option<(DnsSpec, String)> {
             }
             (Some(_), None) => None,
         },
-        ("https", Some((text, span))) => match (url::Url::parse(text), tls.as_ref()) {
+        (Transport::Https, Some((text, span))) => match (url::Url::parse(text), tls.as_ref()) {
             (Ok(url), Some(tls)) if url.scheme() == "https" && url.host().is_some() => {
                 Some(DnsServer::Https(Box::new(HttpsServer {
                     url,
@@ -161,14 +191,13 @@ pub(super) fn read_dns_check(table: &Table<'_>) -> Option<(DnsSpec, String)> {
                 None
             }
         },
-        (_, None) => {
+        (Transport::Tls | Transport::Https, None) => {
             table.missing(
                 "server",
                 "DNS over TLS and HTTPS need a server, like server = \"dns.example.net:853\"",
             );
             None
         }
-        _ => None,
     };
     let recursion_desired = table.bool("recursion_desired").unwrap_or(true);
     let dnssec_ok = table.bool("dnssec").unwrap_or(true);
@@ -235,7 +264,7 @@ pub(super) fn read_dns_check(table: &Table<'_>) -> Option<(DnsSpec, String)> {
         DnsServer::Tls(tls) => format!("tls://{}", tls.addr),
         DnsServer::Https(https) => super::super::checks::http::show_url(&https.url),
     };
-    let shown = format!("{} {record} @ {where_to} ({transport})", query);
+    let shown = format!("{} {record} @ {where_to} ({})", query, transport.as_str());
     Some((
         DnsSpec {
             query,
