@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 use tracing::{info, warn};
 
-use crate::checks::http::{HttpExpect, HttpSpec, HttpVersionPref, fetch};
+use crate::checks::http::{HttpSpec, fetch};
 use crate::config::RemoteWriteDef;
 use crate::metrics::Metrics;
 use crate::reload::Changes;
@@ -406,20 +406,11 @@ async fn send(def: &RemoteWriteDef, env: &RunEnv, body: Bytes, deadline: Instant
         HeaderValue::from_static("0.1.0"),
     ));
     let spec = HttpSpec {
-        url: def.url.clone(),
-        method: Method::POST,
         headers,
         body: Some(body),
-        follow_redirects: false,
-        max_redirects: 0,
         ip: def.ip,
-        version: HttpVersionPref::Auto,
-        tls: def.tls.clone(),
-        verifier: def.verifier.clone(),
-        insecure_skip_verify: def.insecure_skip_verify,
-        server_name: def.server_name.clone(),
         max_body: 64 * 1024,
-        expect: HttpExpect::default(),
+        ..HttpSpec::internal(Method::POST, def.url.clone(), def.tls.clone())
     };
     let ctx = env.ctx(deadline, crate::runner::USER_AGENT);
     let mut details = HttpDetails::default();

@@ -21,10 +21,10 @@ use tokio::time::{Instant, sleep_until};
 use tracing::{debug, info, warn};
 use url::Url;
 
-use crate::checks::http::{HttpExpect, HttpSpec, HttpVersionPref, fetch};
+use crate::checks::http::{HttpSpec, HttpVersionPref, TlsOptions, fetch};
 use crate::config::{Fallback, TrafficDef};
 use crate::metrics::Metrics;
-use crate::net::{self, IpPreference, TlsSetup};
+use crate::net::{self, TlsSetup};
 use crate::reload::Changes;
 use crate::result::{Failure, Status};
 use crate::runner::RunEnv;
@@ -299,21 +299,17 @@ pub async fn query_rate(env: &RunEnv, prometheus: &Url, query: &str) -> Result<f
         client_auth: None,
         alpn: vec![b"http/1.1".to_vec()],
     })?;
+    let tls = TlsOptions::verified(
+        Arc::new(client),
+        crate::tlsinfo::verifier(net::bundled_roots())?,
+    );
     let spec = HttpSpec {
-        url,
-        method: Method::GET,
         headers: vec![(ACCEPT, HeaderValue::from_static("application/json"))],
-        body: None,
         follow_redirects: true,
         max_redirects: 3,
-        ip: IpPreference::default(),
         version: HttpVersionPref::Http1,
-        tls: Arc::new(client),
-        verifier: crate::tlsinfo::verifier(net::bundled_roots())?,
-        insecure_skip_verify: false,
-        server_name: None,
         max_body: 1024 * 1024,
-        expect: HttpExpect::default(),
+        ..HttpSpec::internal(Method::GET, url, tls)
     };
     let ctx = env.ctx(
         Instant::now() + Duration::from_secs(10),

@@ -25,7 +25,7 @@ use tokio::time::{Instant, timeout_at};
 use url::Url;
 
 use super::CheckCtx;
-use super::http::{HttpExpect, HttpSpec, HttpVersionPref, fetch, show_url};
+use super::http::{HttpExpect, HttpSpec, TlsOptions, fetch, show_url};
 pub use crate::net::HostPort;
 use crate::net::{self, IpPreference};
 use crate::result::{
@@ -96,14 +96,8 @@ pub struct TlsServer {
 pub struct HttpsServer {
     /// The endpoint, e.g. `https://dns.example/dns-query`.
     pub url: Url,
-    /// The TLS client.
-    pub client: Arc<rustls::ClientConfig>,
-    /// Judges its chain.
-    pub verifier: Arc<rustls::client::WebPkiServerVerifier>,
-    /// Go on when the certificate does not verify.
-    pub insecure_skip_verify: bool,
-    /// Name verified against its certificate, instead of the URL's host.
-    pub server_name: Option<ServerName<'static>>,
+    /// Its TLS client, verifier and name.
+    pub tls: TlsOptions,
 }
 
 /// The servers whose SOA serials must agree.
@@ -871,8 +865,6 @@ async fn over_https(
 ) -> Result<Vec<u8>, Failure> {
     details.server = show_url(&server.url);
     let request = HttpSpec {
-        url: server.url.clone(),
-        method: Method::POST,
         headers: vec![
             (
                 CONTENT_TYPE,
@@ -881,19 +873,13 @@ async fn over_https(
             (ACCEPT, HeaderValue::from_static("application/dns-message")),
         ],
         body: Some(Bytes::from(wire)),
-        follow_redirects: false,
-        max_redirects: 0,
         ip: spec.ip,
-        version: HttpVersionPref::Auto,
-        tls: server.client.clone(),
-        verifier: server.verifier.clone(),
-        insecure_skip_verify: server.insecure_skip_verify,
-        server_name: server.server_name.clone(),
         max_body: MAX_MESSAGE as u64,
         expect: HttpExpect {
             max_size: Some(MAX_MESSAGE as u64),
             ..HttpExpect::default()
         },
+        ..HttpSpec::internal(Method::POST, server.url.clone(), server.tls.clone())
     };
     let mut http = HttpDetails::default();
     let received = fetch(&request, ctx, &mut http).await;

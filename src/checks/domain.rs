@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::CheckCtx;
-use super::http::{HttpExpect, HttpSpec, HttpVersionPref, Received, fetch, show_url};
+use super::http::{HttpExpect, HttpSpec, Received, TlsOptions, fetch, show_url};
 use crate::net::{self, IpPreference, TlsSetup};
 use crate::result::{Details, DomainDetails, Failure, FailureReason, HttpDetails, Status};
 use crate::time;
@@ -61,8 +61,7 @@ type Services = Arc<Vec<(Vec<String>, Url)>>;
 /// What RDAP lookups share across runs: the bootstrap registry, answers and backoffs.
 #[derive(Debug)]
 pub struct RdapState {
-    tls: Arc<rustls::ClientConfig>,
-    verifier: Arc<rustls::client::WebPkiServerVerifier>,
+    tls: TlsOptions,
     bootstraps: Mutex<HashMap<Url, (Instant, Services)>>,
     answers: Mutex<HashMap<String, Answer>>,
     backoff: Mutex<HashMap<String, Instant>>,
@@ -86,8 +85,7 @@ impl RdapState {
         let verifier = crate::tlsinfo::verifier(net::bundled_roots())
             .expect("a verifier over the bundled roots always builds");
         RdapState {
-            tls: Arc::new(tls),
-            verifier,
+            tls: TlsOptions::verified(Arc::new(tls), verifier),
             bootstraps: Mutex::new(HashMap::new()),
             answers: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
@@ -360,26 +358,19 @@ async fn get(
     timings: &mut HttpDetails,
 ) -> Result<Received, Failure> {
     let request = HttpSpec {
-        url: url.clone(),
-        method: Method::GET,
         headers: vec![(
             ACCEPT,
             HeaderValue::from_static("application/rdap+json, application/json"),
         )],
-        body: None,
         follow_redirects: true,
         max_redirects: 5,
         ip: spec.ip,
-        version: HttpVersionPref::Auto,
-        tls: state.tls.clone(),
-        verifier: state.verifier.clone(),
-        insecure_skip_verify: false,
-        server_name: None,
         max_body: MAX_DOCUMENT,
         expect: HttpExpect {
             max_size: Some(MAX_DOCUMENT),
             ..HttpExpect::default()
         },
+        ..HttpSpec::internal(Method::GET, url.clone(), state.tls.clone())
     };
     let mut hop = HttpDetails::default();
     let result = fetch(&request, ctx, &mut hop).await;

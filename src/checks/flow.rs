@@ -17,7 +17,9 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::CheckCtx;
-use super::http::{HttpExpect, HttpSpec, HttpVersionPref, evaluate, fetch_with_cookies};
+use super::http::{
+    HttpExpect, HttpSpec, HttpVersionPref, TlsOptions, evaluate, fetch_with_cookies,
+};
 use crate::net::IpPreference;
 use crate::result::{
     Details, Failure, FailureReason, FlowDetails, HttpDetails, Status, StepResult,
@@ -55,14 +57,8 @@ pub struct FlowStep {
     pub ip: IpPreference,
     /// HTTP version.
     pub version: HttpVersionPref,
-    /// TLS client.
-    pub tls: Arc<rustls::ClientConfig>,
-    /// Judges certificates.
-    pub verifier: Arc<rustls::client::WebPkiServerVerifier>,
-    /// Go on when a certificate does not verify.
-    pub insecure_skip_verify: bool,
-    /// SNI and verified name, instead of the URL's host.
-    pub server_name: Option<rustls::pki_types::ServerName<'static>>,
+    /// TLS client, verifier and name.
+    pub tls: TlsOptions,
     /// Body bytes kept for assertions and extraction.
     pub max_body: u64,
     /// What the response must look like.
@@ -570,9 +566,6 @@ async fn run_step(
         ip: step.ip,
         version: step.version,
         tls: step.tls.clone(),
-        verifier: step.verifier.clone(),
-        insecure_skip_verify: step.insecure_skip_verify,
-        server_name: step.server_name.clone(),
         max_body: step.max_body,
         expect: step.expect.clone(),
     };

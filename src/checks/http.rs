@@ -42,19 +42,65 @@ pub struct HttpSpec {
     pub ip: IpPreference,
     /// Which HTTP version to speak.
     pub version: HttpVersionPref,
-    /// The TLS client (client certificate, ALPN) for `https` URLs.
-    pub tls: Arc<rustls::ClientConfig>,
-    /// Judges the server's chain against the configured roots, right after the handshake.
-    pub verifier: Arc<rustls::client::WebPkiServerVerifier>,
-    /// Go on when the chain or name does not verify (the verdict is still reported).
-    pub insecure_skip_verify: bool,
-    /// Name sent in SNI and verified against the certificate, instead of the URL's host.
-    pub server_name: Option<ServerName<'static>>,
+    /// TLS for `https` URLs.
+    pub tls: TlsOptions,
     /// At most this many body bytes are kept for body assertions; the rest is read and
     /// discarded.
     pub max_body: u64,
     /// What the response must look like.
     pub expect: HttpExpect,
+}
+
+impl HttpSpec {
+    /// A request nightjar makes for itself (DNS over HTTPS, RDAP, remote write, a Prometheus
+    /// query): no headers, no body, no redirects followed, either address family, HTTP/2 when
+    /// the server offers it, 64 KiB of body kept, nothing expected. Callers set what differs
+    /// with struct update syntax (`HttpSpec { body, ..HttpSpec::internal(..) }`).
+    pub fn internal(method: Method, url: Url, tls: TlsOptions) -> HttpSpec {
+        HttpSpec {
+            url,
+            method,
+            headers: Vec::new(),
+            body: None,
+            follow_redirects: false,
+            max_redirects: 0,
+            ip: IpPreference::default(),
+            version: HttpVersionPref::Auto,
+            tls,
+            max_body: 64 * 1024,
+            expect: HttpExpect::default(),
+        }
+    }
+}
+
+/// How a request's TLS is set up: a check's `tls` table, built at load time, or an internal
+/// client's.
+#[derive(Debug, Clone)]
+pub struct TlsOptions {
+    /// The client configuration: any chain accepted during the handshake (the verdict is
+    /// taken afterwards), client certificate, ALPN.
+    pub client: Arc<rustls::ClientConfig>,
+    /// Judges the presented chain against the configured roots, right after the handshake.
+    pub verifier: Arc<rustls::client::WebPkiServerVerifier>,
+    /// Name sent in SNI and verified against the certificate, instead of the URL's host.
+    pub server_name: Option<ServerName<'static>>,
+    /// Go on when the chain or name does not verify (the verdict is still reported).
+    pub insecure_skip_verify: bool,
+}
+
+impl TlsOptions {
+    /// A client whose chain must verify for the URL's host.
+    pub fn verified(
+        client: Arc<rustls::ClientConfig>,
+        verifier: Arc<rustls::client::WebPkiServerVerifier>,
+    ) -> TlsOptions {
+        TlsOptions {
+            client,
+            verifier,
+            server_name: None,
+            insecure_skip_verify: false,
+        }
+    }
 }
 
 /// Which HTTP version a check speaks.
@@ -345,7 +391,7 @@ async fn exchange(
         let use_h2 = spec.version == HttpVersionPref::Http2;
         return request(spec, ctx, url, method, headers, body, tcp, use_h2, details).await;
     }
-    let server_name = match &spec.server_name {
+    let server_name = match &spec.tls.server_name {
         Some(name) => name.clone(),
         None => {
             let shown = host.to_string();
@@ -359,8 +405,8 @@ async fn exchange(
     };
     let target = format!("{} at {remote}", show_url(url));
     let (tls, info) = super::tls_handshake(
-        &spec.tls,
-        &spec.verifier,
+        &spec.tls.client,
+        &spec.tls.verifier,
         &server_name,
         tcp,
         deadline,
@@ -369,7 +415,7 @@ async fn exchange(
     )
     .await?;
     details.tls_version = Some(info.version);
-    let verified = super::require_verified(&info, spec.insecure_skip_verify, &target);
+    let verified = super::require_verified(&info, spec.tls.insecure_skip_verify, &target);
     details.tls_info = Some(info);
     verified?;
     let (_, session) = tls.get_ref();

@@ -175,10 +175,7 @@ pub(super) fn read_dns_check(table: &Table<'_>) -> Option<(DnsSpec, String)> {
             (Ok(url), Some(tls)) if url.scheme() == "https" && url.host().is_some() => {
                 Some(DnsServer::Https(Box::new(HttpsServer {
                     url,
-                    client: tls.client.clone(),
-                    verifier: tls.verifier.clone(),
-                    insecure_skip_verify: tls.insecure_skip_verify,
-                    server_name: tls.server_name.clone(),
+                    tls: tls.clone(),
                 })))
             }
             (_, None) => None,

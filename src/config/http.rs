@@ -6,11 +6,11 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
 use toml::de::DeValue;
 
-use super::reader::{Diags, Table, as_int, type_name};
+use super::reader::{Diags, Table, as_int, read_ip_preference, type_name};
 use crate::checks::http::{
-    HttpExpect, HttpSpec, HttpVersionPref, JsonExpect, JsonTest, StatusMatch, show_url,
+    HttpExpect, HttpSpec, HttpVersionPref, JsonExpect, JsonTest, StatusMatch, TlsOptions, show_url,
 };
-use crate::net::{IpFamily, IpPreference};
+use crate::net::IpPreference;
 
 const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
 const DEFAULT_MAX_REDIRECTS: i64 = 10;
@@ -74,10 +74,7 @@ pub(super) fn read_http(
             max_redirects: options.max_redirects,
             ip: options.ip,
             version: options.version,
-            tls: options.tls.client,
-            verifier: options.tls.verifier,
-            insecure_skip_verify: options.tls.insecure_skip_verify,
-            server_name: options.tls.server_name,
+            tls: options.tls,
             max_body: options.max_body,
             expect: options.expect,
         },
@@ -200,7 +197,7 @@ pub(super) struct RequestOptions {
     pub ip: IpPreference,
     pub version: HttpVersionPref,
     pub max_body: u64,
-    pub tls: super::tls::TlsOptions,
+    pub tls: TlsOptions,
     pub expect: HttpExpect,
 }
 
@@ -267,24 +264,6 @@ pub(super) fn read_request_options(table: &Table<'_>) -> Option<RequestOptions> 
         tls,
         expect,
     })
-}
-
-/// `ip_protocol` and `ip_protocol_fallback`, shared by every check that connects.
-pub(super) fn read_ip_preference(table: &Table<'_>) -> Option<IpPreference> {
-    let prefer = match table.str("ip_protocol") {
-        Some(("ip4", _)) => IpFamily::V4,
-        Some(("ip6", _)) | None => IpFamily::V6,
-        Some((other, span)) => {
-            table.diags().error_hint(
-                &span,
-                format!("unknown ip_protocol {other:?}"),
-                "use \"ip4\" or \"ip6\"",
-            );
-            return None;
-        }
-    };
-    let fallback = table.bool("ip_protocol_fallback").unwrap_or(true);
-    Some(IpPreference { prefer, fallback })
 }
 
 fn parse_url(

@@ -251,14 +251,8 @@ pub struct RemoteWriteDef {
     pub max_batch: usize,
     /// Address family preference.
     pub ip: crate::net::IpPreference,
-    /// TLS client.
-    pub tls: Arc<rustls::ClientConfig>,
-    /// Judges the endpoint's certificate.
-    pub verifier: Arc<rustls::client::WebPkiServerVerifier>,
-    /// Go on when the certificate does not verify.
-    pub insecure_skip_verify: bool,
-    /// SNI and verified name.
-    pub server_name: Option<rustls::pki_types::ServerName<'static>>,
+    /// TLS client, verifier and name.
+    pub tls: crate::checks::http::TlsOptions,
     /// Secret values to redact from logs.
     pub secrets: Vec<String>,
     /// The definition as written (`config::revision`), with its secret values.

@@ -58,7 +58,7 @@ pub(super) fn read_remote_write(table: Table<'_>, index: usize) -> Option<Remote
     };
     let max_queue = count("max_queue", DEFAULT_MAX_QUEUE);
     let max_batch = count("max_batch", DEFAULT_MAX_BATCH);
-    let ip = super::http::read_ip_preference(&table);
+    let ip = super::reader::read_ip_preference(&table);
     let tls =
         super::tls::read_tls_options(&table, vec![b"h2".to_vec(), b"http/1.1".to_vec()], true);
     let written = table.written();
@@ -79,10 +79,7 @@ pub(super) fn read_remote_write(table: Table<'_>, index: usize) -> Option<Remote
         max_queue,
         max_batch,
         ip: ip?,
-        tls: tls.client,
-        verifier: tls.verifier,
-        insecure_skip_verify: tls.insecure_skip_verify,
-        server_name: tls.server_name,
+        tls,
         secrets,
         revision,
     })

@@ -10,8 +10,8 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
-use super::http::read_ip_preference;
-use super::reader::Table;
+use super::reader::{Table, read_ip_preference};
+use crate::checks::http::TlsOptions;
 use crate::checks::tls::{StartTls, TlsExpect, TlsSpec, TlsVersion};
 use crate::net::{self, HostPort, TlsSetup};
 use crate::tlsinfo;
@@ -147,19 +147,6 @@ fn read_tls_expect(table: &Table<'_>) -> Option<TlsExpect> {
     })
 }
 
-/// The `tls` table shared by `http` and `tls` checks, built.
-pub(super) struct TlsOptions {
-    /// The client configuration: any chain accepted during the handshake (the verdict is
-    /// taken afterwards), client certificate, ALPN.
-    pub client: Arc<rustls::ClientConfig>,
-    /// Judges the presented chain against the configured roots.
-    pub verifier: Arc<WebPkiServerVerifier>,
-    /// `tls.server_name`, if set.
-    pub server_name: Option<ServerName<'static>>,
-    /// `tls.insecure_skip_verify`.
-    pub insecure_skip_verify: bool,
-}
-
 /// Reads the optional `tls` table of a check. `allow_insecure` says whether
 /// `insecure_skip_verify` is a key of this check type.
 pub(super) fn read_tls_options(
@@ -171,12 +158,7 @@ pub(super) fn read_tls_options(
     let Some(tls) = table.table("tls", format!("`tls` of {}", table.what())) else {
         // The common case: bundled roots, no client certificate; shared by every such check.
         return match shared_default(alpn) {
-            Ok((client, verifier)) => Some(TlsOptions {
-                client,
-                verifier,
-                server_name: None,
-                insecure_skip_verify: false,
-            }),
+            Ok((client, verifier)) => Some(TlsOptions::verified(client, verifier)),
             Err(message) => {
                 table.diags().error(&table.span(), message);
                 None
