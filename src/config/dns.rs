@@ -7,8 +7,7 @@ use hickory_proto::rr::{Name, RecordType};
 use rustls::pki_types::ServerName;
 use toml::de::DeValue;
 
-use super::http::read_ip_preference;
-use super::reader::Table;
+use super::reader::{Table, read_ip_preference};
 use super::tls::read_tls_options;
 use crate::checks::dns::{
     Consistency, DnsExpect, DnsServer, DnsSpec, HostPort, HttpsServer, TlsServer,

@@ -4,8 +4,7 @@ use std::ops::Range;
 use std::time::Duration;
 
 use super::AgentConfig;
-use super::http::read_ip_preference;
-use super::reader::{Diags, Table};
+use super::reader::{Diags, Table, read_ip_preference};
 use crate::checks::domain::DomainSpec;
 
 const DEFAULT_CACHE: Duration = Duration::from_secs(3600);

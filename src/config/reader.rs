@@ -16,6 +16,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::{ConfigError, Env};
+use crate::net::{IpFamily, IpPreference};
 
 /// One config file's text, with what is needed to turn byte offsets into line and column.
 pub(crate) struct Source {
@@ -988,6 +989,24 @@ pub(crate) fn read_labels(
         labels.insert(entry.key.to_string(), entry.value.to_string());
     }
     labels
+}
+
+/// `ip_protocol` and `ip_protocol_fallback`, shared by every check that connects.
+pub(super) fn read_ip_preference(table: &Table<'_>) -> Option<IpPreference> {
+    let prefer = match table.str("ip_protocol") {
+        Some(("ip4", _)) => IpFamily::V4,
+        Some(("ip6", _)) | None => IpFamily::V6,
+        Some((other, span)) => {
+            table.diags().error_hint(
+                &span,
+                format!("unknown ip_protocol {other:?}"),
+                "use \"ip4\" or \"ip6\"",
+            );
+            return None;
+        }
+    };
+    let fallback = table.bool("ip_protocol_fallback").unwrap_or(true);
+    Some(IpPreference { prefer, fallback })
 }
 
 /// Names defined in the configuration whose definitions are invalid. A reference to one is

@@ -1,7 +1,6 @@
 //! The keys of a `tcp` check.
 
-use super::http::read_ip_preference;
-use super::reader::Table;
+use super::reader::{Table, read_ip_preference};
 use crate::checks::TcpSpec;
 use crate::net::HostPort;
 
