@@ -277,10 +277,10 @@ fn read_extractor(rule: &Table<'_>) -> Option<Extractor> {
             );
         }
     }
-    if let Some((header, span)) = rule.str("header") {
-        if let Some(name) = header_name(d, header, &span) {
-            found.push(Extractor::Header(name));
-        }
+    if let Some((header, span)) = rule.str("header")
+        && let Some(name) = header_name(d, header, &span)
+    {
+        found.push(Extractor::Header(name));
     }
     if let Some((cookie, _)) = rule.str("cookie") {
         found.push(Extractor::Cookie(cookie.to_string()));
