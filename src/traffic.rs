@@ -170,6 +170,8 @@ async fn inject(
 ) {
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut prometheus_was_up = true;
+    // The next arrival; `None` until the first plan that injects.
+    let mut next: Option<Instant> = None;
     loop {
         if *shutdown.borrow() {
             break;
@@ -214,15 +216,22 @@ async fn inject(
         );
         debug!(message = "Traffic planned.", traffic = %def.name, real = ?planned.real, inject = planned.inject);
 
-        // Send until the next refresh.
-        let mut next = Instant::now();
+        // Send until the next refresh. The arrivals go on from where the last refresh left
+        // them (an arrival due at or after a refresh is sent in the next one), so a refresh
+        // neither drops nor adds one: a plan of 4/s sends 4 a second, not 3.
+        if planned.inject <= 0.0 {
+            next = None;
+        }
         loop {
             if planned.inject <= 0.0 {
-                next = refresh_end;
-            } else {
-                next += gap(planned.inject, def.poisson);
+                tokio::select! {
+                    () = sleep_until(refresh_end) => {}
+                    _ = shutdown.changed() => {}
+                }
+                break;
             }
-            if next >= refresh_end {
+            let at = *next.get_or_insert_with(|| Instant::now() + gap(planned.inject, def.poisson));
+            if at >= refresh_end {
                 tokio::select! {
                     () = sleep_until(refresh_end) => {}
                     _ = shutdown.changed() => {}
@@ -230,12 +239,15 @@ async fn inject(
                 break;
             }
             tokio::select! {
-                () = sleep_until(next) => {}
+                () = sleep_until(at) => {}
                 _ = shutdown.changed() => break,
             }
             if *shutdown.borrow() {
                 break;
             }
+            // Arrivals missed while the loop could not run (a slow Prometheus query, a
+            // starved runtime) are skipped, not sent in a burst.
+            next = Some((at + gap(planned.inject, def.poisson)).max(Instant::now()));
             let Ok(permit) = permits.clone().try_acquire_owned() else {
                 metrics.traffic_request(&def.name, "dropped");
                 continue;
