@@ -159,16 +159,16 @@ pub(super) fn build(
         {
             failed.slos.insert(name);
         }
-        if let Some(slo) = read {
-            if slos.iter().any(|known| known.name == slo.name) {
-                d.error_hint(
-                    &span,
-                    format!("duplicate SLO name {:?}", slo.name),
-                    "SLO names are unique",
-                );
-            } else {
-                slos.push(slo);
-            }
+        if let Some(slo) = read
+            && unique(
+                d,
+                &span,
+                "SLO",
+                &slo.name,
+                slos.iter().map(|known| &known.name),
+            )
+        {
+            slos.push(slo);
         }
     }
     // Pass 4: the traffic injectors, which name SLOs and checks.
@@ -178,16 +178,16 @@ pub(super) fn build(
             continue;
         };
         let span = table.span();
-        if let Some(def) = super::traffic::read_traffic(table, &checks, &slos, &failed) {
-            if traffic.iter().any(|known| known.name == def.name) {
-                d.error_hint(
-                    &span,
-                    format!("duplicate traffic name {:?}", def.name),
-                    "traffic names are unique",
-                );
-            } else {
-                traffic.push(Arc::new(def));
-            }
+        if let Some(def) = super::traffic::read_traffic(table, &checks, &slos, &failed)
+            && unique(
+                d,
+                &span,
+                "traffic",
+                &def.name,
+                traffic.iter().map(|known| &known.name),
+            )
+        {
+            traffic.push(Arc::new(def));
         }
     }
     let mut remote_write: Vec<Arc<super::RemoteWriteDef>> = Vec::new();
@@ -223,6 +223,25 @@ pub(super) fn build(
         origin,
         fingerprint: 0,
     })
+}
+
+/// Whether `name` is none of `known`; a problem at `span` if it is one (`what`: `SLO`).
+fn unique<'k>(
+    d: &Diags<'_>,
+    span: &std::ops::Range<usize>,
+    what: &str,
+    name: &str,
+    mut known: impl Iterator<Item = &'k String>,
+) -> bool {
+    if known.any(|known| known == name) {
+        d.error_hint(
+            span,
+            format!("duplicate {what} name {name:?}"),
+            format!("{what} names are unique"),
+        );
+        return false;
+    }
+    true
 }
 
 /// The `[key]` table of a file, unless an earlier file had one: then a problem here.
