@@ -93,6 +93,13 @@ fn series(name: &str, matchers: &[(&str, &str, &str)]) -> String {
     format!("{name}{{{}}}", matchers.join(","))
 }
 
+/// An alert's annotations: a summary and a description.
+fn annotations(out: &mut String, summary: &str, description: &str) {
+    let _ = writeln!(out, "        annotations:");
+    let _ = writeln!(out, "          summary: {}", q(summary));
+    let _ = writeln!(out, "          description: {}", q(description));
+}
+
 fn selector(slo: &Slo) -> String {
     let mut parts = vec![format!("slo={}", q(&slo.name))];
     parts.extend(slo.labels.iter().map(|(k, v)| format!("{k}={}", q(v))));
@@ -252,19 +259,13 @@ fn slo_groups(out: &mut String, slo: &Slo, sloth: bool) {
         let _ = writeln!(out, "      - alert: {alert}");
         let _ = writeln!(out, "        expr: {}", q(&conditions.join(" or ")));
         label_lines(out, "        ", &alert_labels);
-        let _ = writeln!(out, "        annotations:");
-        let _ = writeln!(
+        annotations(
             out,
-            "          summary: {}",
-            q(&format!(
+            &format!(
                 "SLO {} is burning its error budget too fast ({severity})",
                 slo.name
-            ))
-        );
-        let _ = writeln!(
-            out,
-            "          description: {}",
-            q(&format!(
+            ),
+            &format!(
                 "The error budget of SLO {} (objective {}, window {}) is being spent fast enough to {}: error ratio {{{{ $value | humanizePercentage }}}}. {}",
                 slo.name,
                 slo.objective,
@@ -275,7 +276,7 @@ fn slo_groups(out: &mut String, slo: &Slo, sloth: bool) {
                     "need attention this week"
                 },
                 source_text(slo)
-            ))
+            ),
         );
     }
     // Burn alerts are silent at zero traffic (0/0 is NaN); this one is not.
@@ -290,20 +291,14 @@ fn slo_groups(out: &mut String, slo: &Slo, sloth: bool) {
     );
     let _ = writeln!(out, "        for: 10m");
     label_lines(out, "        ", &alert_labels);
-    let _ = writeln!(out, "        annotations:");
-    let _ = writeln!(
+    annotations(
         out,
-        "          summary: {}",
-        q(&format!("SLO {} has no events", slo.name))
-    );
-    let _ = writeln!(
-        out,
-        "          description: {}",
-        q(&format!(
+        &format!("SLO {} has no events", slo.name),
+        &format!(
             "No events have been counted for SLO {} for 10 minutes, so its burn-rate alerts cannot fire. {}",
             slo.name,
             source_text(slo)
-        ))
+        ),
     );
 }
 
@@ -434,23 +429,17 @@ fn expiry_group(out: &mut String, config: &Config) {
             let _ = writeln!(out, "        expr: {}", q(&expr));
             let _ = writeln!(out, "        labels:");
             let _ = writeln!(out, "          severity: {severity}");
-            let _ = writeln!(out, "        annotations:");
-            let _ = writeln!(
+            annotations(
                 out,
-                "          summary: {}",
-                q(&format!(
+                &format!(
                     "{what} watched by check {{{{ $labels.{} }}}} expires in {{{{ $value | humanizeDuration }}}}",
                     label::CHECK
-                ))
-            );
-            let _ = writeln!(
-                out,
-                "          description: {}",
-                q(&format!(
+                ),
+                &format!(
                     "{what} watched by check {{{{ $labels.{} }}}} (seen from region {{{{ $labels.{} }}}}) expires in {{{{ $value | humanizeDuration }}}}; renew it.",
                     label::CHECK,
                     label::REGION
-                ))
+                ),
             );
         }
     }
@@ -495,25 +484,16 @@ fn quorum_rule(out: &mut String, def: &CheckDef, config: &Config) {
     let _ = writeln!(out, "        labels:");
     let _ = writeln!(out, "          severity: page");
     let _ = writeln!(out, "          {}: {}", label::CHECK, q(&def.name));
-    let _ = writeln!(out, "        annotations:");
-    let _ = writeln!(
+    annotations(
         out,
-        "          summary: {}",
-        q(&format!(
-            "Check {} is failing in {{{{ $value }}}} regions",
-            def.name
-        ))
-    );
-    let _ = writeln!(
-        out,
-        "          description: {}",
-        q(&format!(
+        &format!("Check {} is failing in {{{{ $value }}}} regions", def.name),
+        &format!(
             "Check {} ({} {}) has failed in {needed} for {}; the failing regions are those with {success} == 0.",
             def.name,
             def.kind().as_str(),
             def.target,
             prom_duration(config.rules.quorum_for),
-        ))
+        ),
     );
 }
 
@@ -533,19 +513,13 @@ fn agent_group(out: &mut String) {
     let _ = writeln!(out, "        for: 5m");
     let _ = writeln!(out, "        labels:");
     let _ = writeln!(out, "          severity: page");
-    let _ = writeln!(out, "        annotations:");
-    let _ = writeln!(
+    annotations(
         out,
-        "          summary: {}",
-        q("nightjar agent {{ $labels.instance }} is down")
-    );
-    let _ = writeln!(
-        out,
-        "          description: {}",
-        q(&format!(
+        "nightjar agent {{ $labels.instance }} is down",
+        &format!(
             "The nightjar agent {{{{ $labels.instance }}}} in region {{{{ $labels.{} }}}} has not been scraped for 5 minutes: its checks are not running from there.",
             label::REGION
-        ))
+        ),
     );
 }
 
