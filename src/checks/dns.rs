@@ -34,6 +34,23 @@ use crate::result::{
 };
 use crate::time;
 
+/// The reasons a `dns` check can produce.
+pub const REASONS: &[FailureReason] = &[
+    FailureReason::Timeout,
+    FailureReason::Dns,
+    FailureReason::Connect,
+    FailureReason::Tls,
+    FailureReason::CertInvalid,
+    FailureReason::Closed,
+    FailureReason::Protocol,
+    FailureReason::Status,
+    FailureReason::TooLarge,
+    FailureReason::Rcode,
+    FailureReason::Answer,
+    FailureReason::RrsigExpiring,
+    FailureReason::Inconsistent,
+];
+
 /// Largest DNS message nightjar reads (the protocol maximum).
 const MAX_MESSAGE: usize = 65_535;
 

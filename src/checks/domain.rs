@@ -21,6 +21,21 @@ use crate::net::{self, IpPreference, TlsSetup};
 use crate::result::{Details, DomainDetails, Failure, FailureReason, HttpDetails, Status};
 use crate::time;
 
+/// The reasons a `domain` check can produce.
+pub const REASONS: &[FailureReason] = &[
+    FailureReason::Timeout,
+    FailureReason::Dns,
+    FailureReason::Connect,
+    FailureReason::Tls,
+    FailureReason::CertInvalid,
+    FailureReason::Closed,
+    FailureReason::Protocol,
+    FailureReason::Redirect,
+    FailureReason::TooLarge,
+    FailureReason::Rdap,
+    FailureReason::DomainExpiring,
+];
+
 /// The IANA RDAP bootstrap registry for domains.
 pub const IANA_BOOTSTRAP: &str = "https://data.iana.org/rdap/dns.json";
 

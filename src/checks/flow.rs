@@ -25,6 +25,25 @@ use crate::result::{
     Details, Failure, FailureReason, FlowDetails, HttpDetails, Status, StepResult,
 };
 
+/// The reasons a `flow` check can produce: an `http` check's, and extraction.
+pub const REASONS: &[FailureReason] = &[
+    FailureReason::Timeout,
+    FailureReason::Dns,
+    FailureReason::Connect,
+    FailureReason::Tls,
+    FailureReason::CertInvalid,
+    FailureReason::Closed,
+    FailureReason::Protocol,
+    FailureReason::Redirect,
+    FailureReason::Status,
+    FailureReason::Body,
+    FailureReason::Header,
+    FailureReason::Json,
+    FailureReason::TooSlow,
+    FailureReason::TooLarge,
+    FailureReason::Extract,
+];
+
 /// A validated `flow` check.
 #[derive(Debug, Clone)]
 pub struct FlowSpec {

@@ -23,6 +23,24 @@ use super::CheckCtx;
 use crate::net::{self, IpPreference};
 use crate::result::{Details, Failure, FailureReason, HttpDetails, Status};
 
+/// The reasons an `http` check can produce.
+pub const REASONS: &[FailureReason] = &[
+    FailureReason::Timeout,
+    FailureReason::Dns,
+    FailureReason::Connect,
+    FailureReason::Tls,
+    FailureReason::CertInvalid,
+    FailureReason::Closed,
+    FailureReason::Protocol,
+    FailureReason::Redirect,
+    FailureReason::Status,
+    FailureReason::Body,
+    FailureReason::Header,
+    FailureReason::Json,
+    FailureReason::TooSlow,
+    FailureReason::TooLarge,
+];
+
 /// A validated `http` check.
 #[derive(Debug, Clone)]
 pub struct HttpSpec {

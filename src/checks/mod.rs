@@ -33,62 +33,46 @@ pub use tls::TlsSpec;
 
 pub use crate::kind::CheckKind;
 
-impl CheckKind {
-    /// The failure reasons a check of this kind can produce; their counters start at 0.
-    pub fn reasons(self) -> &'static [FailureReason] {
-        match self {
-            CheckKind::Http => FailureReason::HTTP,
-            CheckKind::Tls => FailureReason::TLS,
-            CheckKind::Tcp => FailureReason::TCP,
-            CheckKind::Domain => FailureReason::DOMAIN,
-            CheckKind::Dns => FailureReason::DNS,
-            CheckKind::Flow => FailureReason::FLOW,
+macro_rules! define_specs {
+    ($(($variant:ident, $module:ident, $name:literal, $spec:ident, $doc:literal)),* $(,)?) => {
+        impl CheckKind {
+            /// The failure reasons a check of this kind can produce (each kind module's
+            /// `REASONS`); their counters start at 0.
+            pub fn reasons(self) -> &'static [FailureReason] {
+                match self {
+                    $(CheckKind::$variant => $module::REASONS,)*
+                }
+            }
         }
-    }
+
+        /// What a check probes and expects; one variant per kind.
+        #[derive(Debug, Clone)]
+        pub enum CheckSpec {
+            $(
+                #[doc = concat!("`type = \"", $name, "\"`.")]
+                $variant(Box<$spec>),
+            )*
+        }
+
+        impl CheckSpec {
+            /// The kind of this spec.
+            pub fn kind(&self) -> CheckKind {
+                match self {
+                    $(CheckSpec::$variant(_) => CheckKind::$variant,)*
+                }
+            }
+
+            /// Runs the check once. Must return by `ctx.deadline`.
+            pub async fn run(&self, ctx: &CheckCtx) -> (Status, Details) {
+                match self {
+                    $(CheckSpec::$variant(spec) => $module::run(spec, ctx).await,)*
+                }
+            }
+        }
+    };
 }
 
-/// What a check probes and expects; one variant per kind.
-#[derive(Debug, Clone)]
-pub enum CheckSpec {
-    /// `type = "http"`.
-    Http(Box<HttpSpec>),
-    /// `type = "tls"`.
-    Tls(Box<TlsSpec>),
-    /// `type = "tcp"`.
-    Tcp(Box<TcpSpec>),
-    /// `type = "domain"`.
-    Domain(Box<DomainSpec>),
-    /// `type = "dns"`.
-    Dns(Box<DnsSpec>),
-    /// `type = "flow"`.
-    Flow(Box<FlowSpec>),
-}
-
-impl CheckSpec {
-    /// The kind of this spec.
-    pub fn kind(&self) -> CheckKind {
-        match self {
-            CheckSpec::Http(_) => CheckKind::Http,
-            CheckSpec::Tls(_) => CheckKind::Tls,
-            CheckSpec::Tcp(_) => CheckKind::Tcp,
-            CheckSpec::Domain(_) => CheckKind::Domain,
-            CheckSpec::Dns(_) => CheckKind::Dns,
-            CheckSpec::Flow(_) => CheckKind::Flow,
-        }
-    }
-
-    /// Runs the check once. Must return by `ctx.deadline`.
-    pub async fn run(&self, ctx: &CheckCtx) -> (Status, Details) {
-        match self {
-            CheckSpec::Http(spec) => http::run(spec, ctx).await,
-            CheckSpec::Tls(spec) => tls::run(spec, ctx).await,
-            CheckSpec::Tcp(spec) => tcp::run(spec, ctx).await,
-            CheckSpec::Domain(spec) => domain::run(spec, ctx).await,
-            CheckSpec::Dns(spec) => dns::run(spec, ctx).await,
-            CheckSpec::Flow(spec) => flow::run(spec, ctx).await,
-        }
-    }
-}
+crate::kind::for_each_kind!(define_specs);
 
 /// Resolves `host` (unless it is an IP address) and connects to `port`, adding the time
 /// spent to `resolve` and `connect`. `target` names the endpoint in failure details.

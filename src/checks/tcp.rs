@@ -14,6 +14,15 @@ use super::CheckCtx;
 use crate::net::IpPreference;
 use crate::result::{Details, Failure, FailureReason, Status, TcpDetails};
 
+/// The reasons a `tcp` check can produce.
+pub const REASONS: &[FailureReason] = &[
+    FailureReason::Timeout,
+    FailureReason::Dns,
+    FailureReason::Connect,
+    FailureReason::Closed,
+    FailureReason::Body,
+];
+
 /// The most a `tcp` check reads from its target.
 pub const MAX_READ: usize = 64 * 1024;
 

@@ -20,6 +20,18 @@ use crate::result::{Details, Failure, FailureReason, Status, TlsDetails, TlsInfo
 use crate::time;
 use crate::tlsinfo;
 
+/// The reasons a `tls` check can produce.
+pub const REASONS: &[FailureReason] = &[
+    FailureReason::Timeout,
+    FailureReason::Dns,
+    FailureReason::Connect,
+    FailureReason::Tls,
+    FailureReason::CertInvalid,
+    FailureReason::CertExpiring,
+    FailureReason::Closed,
+    FailureReason::Protocol,
+];
+
 /// A validated `tls` check.
 #[derive(Debug, Clone)]
 pub struct TlsSpec {

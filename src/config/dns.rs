@@ -50,6 +50,14 @@ impl Transport {
     }
 }
 
+/// The keys of a `dns` check: its spec and target ([`super::validate`] dispatches here).
+pub(super) fn read(
+    table: &Table<'_>,
+    _cx: &mut super::validate::SpecCx<'_>,
+) -> Option<(DnsSpec, String)> {
+    read_dns_check(table)
+}
+
 /// Reads the keys of a `dns` check. Returns the spec and the target as shown to humans.
 pub(super) fn read_dns_check(table: &Table<'_>) -> Option<(DnsSpec, String)> {
     let d = table.diags();

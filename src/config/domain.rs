@@ -9,6 +9,14 @@ use crate::checks::domain::DomainSpec;
 
 const DEFAULT_CACHE: Duration = Duration::from_secs(3600);
 
+/// The keys of a `domain` check: its spec and target ([`super::validate`] dispatches here).
+pub(super) fn read(
+    table: &Table<'_>,
+    cx: &mut super::validate::SpecCx<'_>,
+) -> Option<(DomainSpec, String)> {
+    read_domain_check(table, cx.agent)
+}
+
 /// Reads the keys of a `domain` check. Returns the spec and the domain as the target.
 pub(super) fn read_domain_check(
     table: &Table<'_>,

@@ -11,6 +11,14 @@ use super::http::{header_name, read_request_options};
 use super::reader::{Diags, Piece, Table, Value, compile_regex, type_name};
 use crate::checks::flow::{Extractor, FlowBody, FlowSpec, FlowStep, JsonTemplate, Part, Template};
 
+/// The keys of a `flow` check: its spec and target ([`super::validate`] dispatches here).
+pub(super) fn read(
+    table: &Table<'_>,
+    cx: &mut super::validate::SpecCx<'_>,
+) -> Option<(FlowSpec, String)> {
+    read_flow_check(table, cx.secrets)
+}
+
 /// Reads a `flow` check. Returns the spec and the first step's URL as the target.
 pub(super) fn read_flow_check(
     table: &Table<'_>,

@@ -15,6 +15,14 @@ use crate::net::IpPreference;
 const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
 const DEFAULT_MAX_REDIRECTS: i64 = 10;
 
+/// The keys of a `http` check: its spec and target ([`super::validate`] dispatches here).
+pub(super) fn read(
+    table: &Table<'_>,
+    cx: &mut super::validate::SpecCx<'_>,
+) -> Option<(HttpSpec, String)> {
+    read_http(table, cx.secrets)
+}
+
 /// Reads the `http`-specific keys of a check table. Returns the spec and the target as shown
 /// to humans (no credentials, no query string).
 pub(super) fn read_http(

@@ -4,6 +4,14 @@ use super::reader::{Table, read_ip_preference};
 use crate::checks::TcpSpec;
 use crate::net::HostPort;
 
+/// The keys of a `tcp` check: its spec and target ([`super::validate`] dispatches here).
+pub(super) fn read(
+    table: &Table<'_>,
+    _cx: &mut super::validate::SpecCx<'_>,
+) -> Option<(TcpSpec, String)> {
+    read_tcp_check(table)
+}
+
 /// Reads the keys of a `tcp` check. Returns the spec and the target as shown to humans.
 pub(super) fn read_tcp_check(table: &Table<'_>) -> Option<(TcpSpec, String)> {
     let d = table.diags();

@@ -35,6 +35,14 @@ pub(super) fn read_pem_pair(cert: &str, key: &str) -> PemPair {
     (chain, key)
 }
 
+/// The keys of a `tls` check: its spec and target ([`super::validate`] dispatches here).
+pub(super) fn read(
+    table: &Table<'_>,
+    _cx: &mut super::validate::SpecCx<'_>,
+) -> Option<(TlsSpec, String)> {
+    read_tls_check(table)
+}
+
 /// Reads the keys of a `tls` check. Returns the spec and the target as shown to humans.
 pub(super) fn read_tls_check(table: &Table<'_>) -> Option<(TlsSpec, String)> {
     let d = table.diags();

@@ -617,21 +617,16 @@ fn read_check(
         .unwrap_or_default();
 
     let mut secrets = Vec::new();
-    let built = match kind {
-        Some(CheckKind::Http) => super::http::read_http(&table, &mut secrets)
-            .map(|(spec, target)| (CheckSpec::Http(Box::new(spec)), target)),
-        Some(CheckKind::Tls) => super::tls::read_tls_check(&table)
-            .map(|(spec, target)| (CheckSpec::Tls(Box::new(spec)), target)),
-        Some(CheckKind::Tcp) => super::tcp::read_tcp_check(&table)
-            .map(|(spec, target)| (CheckSpec::Tcp(Box::new(spec)), target)),
-        Some(CheckKind::Dns) => super::dns::read_dns_check(&table)
-            .map(|(spec, target)| (CheckSpec::Dns(Box::new(spec)), target)),
-        Some(CheckKind::Flow) => super::flow::read_flow_check(&table, &mut secrets)
-            .map(|(spec, target)| (CheckSpec::Flow(Box::new(spec)), target)),
-        Some(CheckKind::Domain) => super::domain::read_domain_check(&table, agent)
-            .map(|(spec, target)| (CheckSpec::Domain(Box::new(spec)), target)),
-        None => None,
-    };
+    let built = kind.and_then(|kind| {
+        read_spec(
+            kind,
+            &table,
+            &mut SpecCx {
+                secrets: &mut secrets,
+                agent,
+            },
+        )
+    });
     let run_on_load = table.bool("run_on_load").unwrap_or(defaults.run_on_load);
     let defined_at = d.location(&table.span());
     let written = table.written();
@@ -734,3 +729,26 @@ mod tests {
         assert_eq!(suggest_name("Shop Home!"), "shop-home");
     }
 }
+
+/// What a kind's config reader may use beyond its table.
+pub(super) struct SpecCx<'a> {
+    /// Secret values the check uses, to be redacted from whatever it produces.
+    pub secrets: &'a mut Vec<String>,
+    /// The agent's settings (RDAP servers, for `domain`).
+    pub agent: &'a AgentConfig,
+}
+
+macro_rules! define_readers {
+    ($(($variant:ident, $module:ident, $name:literal, $spec:ident, $doc:literal)),* $(,)?) => {
+        /// Reads the kind-specific keys of a check of `kind` (each kind's `config::<kind>::read`):
+        /// its spec and its target as shown (without credentials).
+        fn read_spec(kind: CheckKind, table: &Table<'_>, cx: &mut SpecCx<'_>) -> Option<(CheckSpec, String)> {
+            match kind {
+                $(CheckKind::$variant => super::$module::read(table, cx)
+                    .map(|(spec, target)| (CheckSpec::$variant(Box::new(spec)), target)),)*
+            }
+        }
+    };
+}
+
+crate::kind::for_each_kind!(define_readers);

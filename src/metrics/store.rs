@@ -858,7 +858,7 @@ mod tests {
         let identity = Identity {
             labels: vec![("check".into(), "a".into()), ("type".into(), "http".into())],
             info: ["http://x/".into(), "every 1m".into()],
-            reasons: FailureReason::HTTP,
+            reasons: crate::checks::http::REASONS,
             steps: Vec::new(),
         };
         store.insert("a".into(), identity);
