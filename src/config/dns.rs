@@ -50,10 +50,10 @@ impl Transport {
     }
 }
 
-/// The keys of a `dns` check: its spec and target ([`super::validate`] dispatches here).
+/// The keys of a `dns` check: its spec and target (`validate::read_spec` dispatches here).
 pub(super) fn read(
     table: &Table<'_>,
-    _cx: &mut super::validate::SpecCx<'_>,
+    _cx: &mut super::reader::SpecCx<'_>,
 ) -> Option<(DnsSpec, String)> {
     read_dns_check(table)
 }

@@ -9,10 +9,10 @@ use crate::checks::domain::DomainSpec;
 
 const DEFAULT_CACHE: Duration = Duration::from_secs(3600);
 
-/// The keys of a `domain` check: its spec and target ([`super::validate`] dispatches here).
+/// The keys of a `domain` check: its spec and target (`validate::read_spec` dispatches here).
 pub(super) fn read(
     table: &Table<'_>,
-    cx: &mut super::validate::SpecCx<'_>,
+    cx: &mut super::reader::SpecCx<'_>,
 ) -> Option<(DomainSpec, String)> {
     read_domain_check(table, cx.agent)
 }

@@ -11,10 +11,10 @@ use super::http::{header_name, read_request_options};
 use super::reader::{Diags, Piece, Table, Value, compile_regex, type_name};
 use crate::checks::flow::{Extractor, FlowBody, FlowSpec, FlowStep, JsonTemplate, Part, Template};
 
-/// The keys of a `flow` check: its spec and target ([`super::validate`] dispatches here).
+/// The keys of a `flow` check: its spec and target (`validate::read_spec` dispatches here).
 pub(super) fn read(
     table: &Table<'_>,
-    cx: &mut super::validate::SpecCx<'_>,
+    cx: &mut super::reader::SpecCx<'_>,
 ) -> Option<(FlowSpec, String)> {
     read_flow_check(table, cx.secrets)
 }

@@ -15,10 +15,10 @@ use crate::net::IpPreference;
 const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
 const DEFAULT_MAX_REDIRECTS: i64 = 10;
 
-/// The keys of a `http` check: its spec and target ([`super::validate`] dispatches here).
+/// The keys of a `http` check: its spec and target (`validate::read_spec` dispatches here).
 pub(super) fn read(
     table: &Table<'_>,
-    cx: &mut super::validate::SpecCx<'_>,
+    cx: &mut super::reader::SpecCx<'_>,
 ) -> Option<(HttpSpec, String)> {
     read_http(table, cx.secrets)
 }

@@ -1068,3 +1068,11 @@ mod tests {
         assert_eq!(src.line_col(11), (2, 5));
     }
 }
+
+/// What a kind's config reader may use beyond its table.
+pub(crate) struct SpecCx<'a> {
+    /// Secret values the check uses, to be redacted from whatever it produces.
+    pub secrets: &'a mut Vec<String>,
+    /// The agent's settings (RDAP servers, for `domain`).
+    pub agent: &'a super::AgentConfig,
+}

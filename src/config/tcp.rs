@@ -4,10 +4,10 @@ use super::reader::{Table, read_ip_preference};
 use crate::checks::TcpSpec;
 use crate::net::HostPort;
 
-/// The keys of a `tcp` check: its spec and target ([`super::validate`] dispatches here).
+/// The keys of a `tcp` check: its spec and target (`validate::read_spec` dispatches here).
 pub(super) fn read(
     table: &Table<'_>,
-    _cx: &mut super::validate::SpecCx<'_>,
+    _cx: &mut super::reader::SpecCx<'_>,
 ) -> Option<(TcpSpec, String)> {
     read_tcp_check(table)
 }

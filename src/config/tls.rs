@@ -35,10 +35,10 @@ pub(super) fn read_pem_pair(cert: &str, key: &str) -> PemPair {
     (chain, key)
 }
 
-/// The keys of a `tls` check: its spec and target ([`super::validate`] dispatches here).
+/// The keys of a `tls` check: its spec and target (`validate::read_spec` dispatches here).
 pub(super) fn read(
     table: &Table<'_>,
-    _cx: &mut super::validate::SpecCx<'_>,
+    _cx: &mut super::reader::SpecCx<'_>,
 ) -> Option<(TlsSpec, String)> {
     read_tls_check(table)
 }

@@ -621,7 +621,7 @@ fn read_check(
         read_spec(
             kind,
             &table,
-            &mut SpecCx {
+            &mut super::reader::SpecCx {
                 secrets: &mut secrets,
                 agent,
             },
@@ -730,19 +730,11 @@ mod tests {
     }
 }
 
-/// What a kind's config reader may use beyond its table.
-pub(super) struct SpecCx<'a> {
-    /// Secret values the check uses, to be redacted from whatever it produces.
-    pub secrets: &'a mut Vec<String>,
-    /// The agent's settings (RDAP servers, for `domain`).
-    pub agent: &'a AgentConfig,
-}
-
 macro_rules! define_readers {
     ($(($variant:ident, $module:ident, $name:literal, $spec:ident, $doc:literal)),* $(,)?) => {
         /// Reads the kind-specific keys of a check of `kind` (each kind's `config::<kind>::read`):
         /// its spec and its target as shown (without credentials).
-        fn read_spec(kind: CheckKind, table: &Table<'_>, cx: &mut SpecCx<'_>) -> Option<(CheckSpec, String)> {
+        fn read_spec(kind: CheckKind, table: &Table<'_>, cx: &mut super::reader::SpecCx<'_>) -> Option<(CheckSpec, String)> {
             match kind {
                 $(CheckKind::$variant => super::$module::read(table, cx)
                     .map(|(spec, target)| (CheckSpec::$variant(Box::new(spec)), target)),)*
