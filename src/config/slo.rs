@@ -1,6 +1,7 @@
 //! The `[[slo]]` tables and the `[rules]` table.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 use std::time::Duration;
 
 use toml::de::DeValue;
@@ -84,137 +85,106 @@ pub(super) fn read_slo(
         Some(name) => table.renamed(format!("SLO {name:?}")),
         None => table,
     };
-    let objective = match table.get("objective") {
-        None => {
-            table.missing("objective", "set the target, like objective = 0.999");
+    let objective = read_objective(&table);
+    let window = read_window(&table);
+    let source = read_source(&table, check_names, failed_checks, buckets);
+    let tolerated_failures = read_tolerated_failures(&table);
+    let virtual_floor = read_floor(&table);
+    let labels: BTreeMap<String, String> =
+        read_labels(&table, "labels", RESERVED, &BTreeMap::new());
+    let service = read_service(&table);
+    if let (Some(objective), Some(window)) = (objective, window) {
+        check_tiers_can_fire(&table, objective, window);
+    }
+    table.finish();
+    if d.error_count() > errors_before {
+        return None;
+    }
+    let name = name?;
+    Some(Slo {
+        service: service.unwrap_or_else(|| name.clone()),
+        name,
+        objective: objective?,
+        window: window?,
+        source: source?,
+        tolerated_failures,
+        virtual_floor,
+        labels,
+    })
+}
+
+/// `objective`: a ratio strictly between 0 and 1 (a percentage gets a hint).
+fn read_objective(table: &Table<'_>) -> Option<f64> {
+    let d = table.diags();
+    let Some(value) = table.get("objective") else {
+        table.missing("objective", "set the target, like objective = 0.999");
+        return None;
+    };
+    let number = match value.get_ref() {
+        DeValue::Float(f) => f.as_str().replace('_', "").parse::<f64>().ok(),
+        DeValue::Integer(_) => as_int(value.get_ref()).map(|n| n as f64),
+        _ => None,
+    };
+    match number {
+        Some(objective) if objective > 0.0 && objective < 1.0 => Some(objective),
+        Some(objective) if objective > 1.0 && objective < 100.0 => {
+            d.error_hint(
+                &value.span(),
+                format!("objective {objective} is not a ratio"),
+                format!(
+                    "write it as a ratio, like objective = {}",
+                    objective / 100.0
+                ),
+            );
             None
         }
-        Some(value) => {
-            let number = match value.get_ref() {
-                DeValue::Float(f) => f.as_str().replace('_', "").parse::<f64>().ok(),
-                DeValue::Integer(_) => as_int(value.get_ref()).map(|n| n as f64),
-                _ => None,
-            };
-            match number {
-                Some(objective) if objective > 0.0 && objective < 1.0 => Some(objective),
-                Some(objective) if objective > 1.0 && objective < 100.0 => {
-                    d.error_hint(
-                        &value.span(),
-                        format!("objective {objective} is not a ratio"),
-                        format!(
-                            "write it as a ratio, like objective = {}",
-                            objective / 100.0
-                        ),
-                    );
-                    None
-                }
-                _ => {
-                    d.error_hint(
-                        &value.span(),
-                        "the objective must be a ratio between 0 and 1, like 0.999",
-                        "an objective of 1 has no error budget: any failure burns it all and the alert can never clear",
-                    );
-                    None
-                }
-            }
+        _ => {
+            d.error_hint(
+                &value.span(),
+                "the objective must be a ratio between 0 and 1, like 0.999",
+                "an objective of 1 has no error budget: any failure burns it all and the alert can never clear",
+            );
+            None
         }
+    }
+}
+
+/// `window`: 30 days unless given; never shorter than the longest alert window.
+fn read_window(table: &Table<'_>) -> Option<Duration> {
+    let Some((window, span)) = table.duration("window") else {
+        return Some(Duration::from_secs(30 * 86_400));
     };
-    let window = match table.duration("window") {
-        Some((window, span)) => {
-            let longest = TIERS.iter().map(|tier| tier.long).max().unwrap_or_default();
-            if window < longest {
-                d.error_hint(
-                    &span,
-                    format!(
-                        "window {} is shorter than the longest alert window (3d)",
-                        humantime::format_duration(window)
-                    ),
-                    "SLO windows are usually 28d or 30d",
-                );
-            }
-            Some(window)
-        }
-        None => Some(Duration::from_secs(30 * 86_400)),
-    };
+    let longest = TIERS.iter().map(|tier| tier.long).max().unwrap_or_default();
+    if window < longest {
+        table.diags().error_hint(
+            &span,
+            format!(
+                "window {} is shorter than the longest alert window (3d)",
+                humantime::format_duration(window)
+            ),
+            "SLO windows are usually 28d or 30d",
+        );
+    }
+    Some(window)
+}
+
+/// The SLI: `checks` (with an optional `latency`), or the `errors` and `total` queries.
+fn read_source(
+    table: &Table<'_>,
+    check_names: &[String],
+    failed_checks: &BTreeSet<String>,
+    buckets: &[f64],
+) -> Option<SliSource> {
+    let d = table.diags();
     let checks = table.str_list("checks");
     let errors = table.str("errors");
     let total = table.str("total");
     let latency = table.duration("latency");
-    let source = match (checks, errors, total) {
+    match (checks, errors, total) {
         (Some(list), None, None) => {
-            let mut names = Vec::new();
-            let mut cascaded = false;
-            for (check, span) in list {
-                if check_names.iter().any(|known| known == check) {
-                    names.push(check.to_string());
-                } else if failed_checks.contains(check) {
-                    // Defined, but invalid: its own problem is reported where it is defined.
-                    cascaded = true;
-                } else {
-                    let candidates: Vec<&str> = check_names.iter().map(String::as_str).collect();
-                    let hint = match super::reader::closest(check, &candidates) {
-                        Some(best) => format!("did you mean {best:?}?"),
-                        None => "list checks defined in [[check]] tables".to_string(),
-                    };
-                    d.error_hint(&span, format!("no check named {check:?}"), hint);
-                }
-            }
-            if names.is_empty() && !cascaded {
-                let span = table.key_span("checks").unwrap_or_else(|| table.span());
-                d.error(&span, "`checks` lists no check");
-            }
-            let latency = match latency {
-                None => None,
-                Some((threshold, span)) => {
-                    let seconds = threshold.as_secs_f64();
-                    if buckets.iter().any(|edge| (edge - seconds).abs() < 1e-9) {
-                        Some(seconds)
-                    } else {
-                        let edges: Vec<String> =
-                            buckets.iter().map(|edge| format!("{edge}s")).collect();
-                        d.error_hint(
-                            &span,
-                            format!(
-                                "latency threshold {} is not a bucket edge of {}",
-                                humantime::format_duration(threshold),
-                                crate::metrics::names::CHECK_DURATION
-                            ),
-                            format!(
-                                "add it to [agent] duration_buckets, or pick one of {}",
-                                edges.join(", ")
-                            ),
-                        );
-                        None
-                    }
-                }
-            };
-            (!cascaded).then_some(SliSource::Checks { names, latency })
+            checks_source(table, list, latency, check_names, failed_checks, buckets)
         }
-        (None, Some((errors, errors_span)), Some((total, total_span))) => {
-            for (query, span, key) in [
-                (errors, &errors_span, "errors"),
-                (total, &total_span, "total"),
-            ] {
-                if !query.contains("$window") {
-                    d.error_hint(
-                        span,
-                        format!("`{key}` has no $window placeholder"),
-                        "write the range as [$window], like sum(rate(http_requests_total{job=\"shop\"}[$window]))",
-                    );
-                }
-            }
-            if let Some((_, span)) = latency {
-                d.error_hint(
-                    &span,
-                    "`latency` goes with `checks`",
-                    "for a latency SLI from service metrics, write it in errors/total",
-                );
-            }
-            Some(SliSource::Queries {
-                errors: errors.to_string(),
-                total: total.to_string(),
-            })
-        }
+        (None, Some(errors), Some(total)) => Some(queries_source(d, errors, total, latency)),
         (None, None, None) => {
             table.missing(
                 "checks",
@@ -233,77 +203,165 @@ pub(super) fn read_slo(
             );
             None
         }
-    };
-    let tolerated_failures = match table.int("tolerated_failures") {
+    }
+}
+
+/// An SLI from nightjar's own checks: each listed check must exist (one defined but invalid
+/// leaves the SLO out without a problem of its own), and `latency` must be a bucket edge.
+fn checks_source(
+    table: &Table<'_>,
+    list: Vec<(&str, Range<usize>)>,
+    latency: Option<(Duration, Range<usize>)>,
+    check_names: &[String],
+    failed_checks: &BTreeSet<String>,
+    buckets: &[f64],
+) -> Option<SliSource> {
+    let d = table.diags();
+    let mut names = Vec::new();
+    let mut cascaded = false;
+    for (check, span) in list {
+        if check_names.iter().any(|known| known == check) {
+            names.push(check.to_string());
+        } else if failed_checks.contains(check) {
+            // Defined, but invalid: its own problem is reported where it is defined.
+            cascaded = true;
+        } else {
+            let candidates: Vec<&str> = check_names.iter().map(String::as_str).collect();
+            let hint = match super::reader::closest(check, &candidates) {
+                Some(best) => format!("did you mean {best:?}?"),
+                None => "list checks defined in [[check]] tables".to_string(),
+            };
+            d.error_hint(&span, format!("no check named {check:?}"), hint);
+        }
+    }
+    if names.is_empty() && !cascaded {
+        let span = table.key_span("checks").unwrap_or_else(|| table.span());
+        d.error(&span, "`checks` lists no check");
+    }
+    let latency = latency.and_then(|(threshold, span)| latency_edge(d, threshold, &span, buckets));
+    (!cascaded).then_some(SliSource::Checks { names, latency })
+}
+
+/// The latency threshold in seconds, if it is one of the duration histogram's bucket edges.
+fn latency_edge(
+    d: &Diags<'_>,
+    threshold: Duration,
+    span: &Range<usize>,
+    buckets: &[f64],
+) -> Option<f64> {
+    let seconds = threshold.as_secs_f64();
+    if buckets.iter().any(|edge| (edge - seconds).abs() < 1e-9) {
+        return Some(seconds);
+    }
+    let edges: Vec<String> = buckets.iter().map(|edge| format!("{edge}s")).collect();
+    d.error_hint(
+        span,
+        format!(
+            "latency threshold {} is not a bucket edge of {}",
+            humantime::format_duration(threshold),
+            crate::metrics::names::CHECK_DURATION
+        ),
+        format!(
+            "add it to [agent] duration_buckets, or pick one of {}",
+            edges.join(", ")
+        ),
+    );
+    None
+}
+
+/// An SLI from service metrics: both queries take a `$window`; `latency` does not apply.
+fn queries_source(
+    d: &Diags<'_>,
+    (errors, errors_span): (&str, Range<usize>),
+    (total, total_span): (&str, Range<usize>),
+    latency: Option<(Duration, Range<usize>)>,
+) -> SliSource {
+    for (query, span, key) in [
+        (errors, &errors_span, "errors"),
+        (total, &total_span, "total"),
+    ] {
+        if !query.contains("$window") {
+            d.error_hint(
+                span,
+                format!("`{key}` has no $window placeholder"),
+                "write the range as [$window], like sum(rate(http_requests_total{job=\"shop\"}[$window]))",
+            );
+        }
+    }
+    if let Some((_, span)) = latency {
+        d.error_hint(
+            &span,
+            "`latency` goes with `checks`",
+            "for a latency SLI from service metrics, write it in errors/total",
+        );
+    }
+    SliSource::Queries {
+        errors: errors.to_string(),
+        total: total.to_string(),
+    }
+}
+
+/// `tolerated_failures`: 1 unless given, at most 1000.
+fn read_tolerated_failures(table: &Table<'_>) -> u32 {
+    match table.int("tolerated_failures") {
         None => 1,
         Some((k, _)) if (0..=1000).contains(&k) => k as u32,
         Some((k, span)) => {
-            d.error(
+            table.diags().error(
                 &span,
                 format!("`tolerated_failures` must be between 0 and 1000, found {k}"),
             );
             1
         }
-    };
-    let virtual_floor = match table.str("floor") {
+    }
+}
+
+/// `floor`: whether the SLO has a virtual floor.
+fn read_floor(table: &Table<'_>) -> bool {
+    match table.str("floor") {
         None | Some(("none", _)) => false,
         Some(("virtual", _)) => true,
         Some((other, span)) => {
-            d.error_hint(
+            table.diags().error_hint(
                 &span,
                 format!("unknown floor {other:?}"),
                 "use \"none\" or \"virtual\"",
             );
             false
         }
-    };
-    let labels: BTreeMap<String, String> =
-        read_labels(&table, "labels", RESERVED, &BTreeMap::new());
-    let service = match table.str("service") {
-        Some((service, span)) => {
-            if !super::reader::valid_check_name(service) {
-                d.error(&span, format!("service name {service:?} is not valid"));
-            }
-            Some(service.to_string())
-        }
-        None => None,
-    };
+    }
+}
 
-    // An alert whose threshold needs an error ratio above 1 can never fire.
-    if let (Some(objective), Some(window)) = (objective, window) {
-        let budget = 1.0 - objective;
-        for tier in TIERS {
-            let factor = tier_factor(tier, window);
-            if factor * budget >= 1.0 {
-                let span = table.key_span("objective").unwrap_or_else(|| table.span());
-                d.error_hint(
-                    &span,
-                    format!(
-                        "with objective {objective} the {} alert ({} window, {:.1}x burn) needs an error ratio of {:.2}, above 1: it could never fire",
-                        tier.severity,
-                        humantime::format_duration(tier.long),
-                        factor,
-                        factor * budget
-                    ),
-                    "raise the objective (an objective below about 0.93 cannot page on the 1h window)",
-                );
-                break;
-            }
+/// `service`, validated like a check name.
+fn read_service(table: &Table<'_>) -> Option<String> {
+    let (service, span) = table.str("service")?;
+    if !super::reader::valid_check_name(service) {
+        table
+            .diags()
+            .error(&span, format!("service name {service:?} is not valid"));
+    }
+    Some(service.to_string())
+}
+
+/// An alert whose threshold needs an error ratio above 1 can never fire.
+fn check_tiers_can_fire(table: &Table<'_>, objective: f64, window: Duration) {
+    let budget = 1.0 - objective;
+    for tier in TIERS {
+        let factor = tier_factor(tier, window);
+        if factor * budget >= 1.0 {
+            let span = table.key_span("objective").unwrap_or_else(|| table.span());
+            table.diags().error_hint(
+                &span,
+                format!(
+                    "with objective {objective} the {} alert ({} window, {:.1}x burn) needs an error ratio of {:.2}, above 1: it could never fire",
+                    tier.severity,
+                    humantime::format_duration(tier.long),
+                    factor,
+                    factor * budget
+                ),
+                "raise the objective (an objective below about 0.93 cannot page on the 1h window)",
+            );
+            break;
         }
     }
-    table.finish();
-    if d.error_count() > errors_before {
-        return None;
-    }
-    let name = name?;
-    Some(Slo {
-        service: service.unwrap_or_else(|| name.clone()),
-        name,
-        objective: objective?,
-        window: window?,
-        source: source?,
-        tolerated_failures,
-        virtual_floor,
-        labels,
-    })
 }
