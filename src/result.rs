@@ -5,6 +5,7 @@
 //! outer layers (metrics, status store, CLI) decide how to show it.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -108,35 +109,238 @@ pub enum Details {
 }
 
 impl Details {
+    /// The kind's details as [`Facets`]; `None` for [`Details::None`]. The one place that
+    /// lists every kind for the facets below.
+    fn facets(&self) -> Option<&dyn Facets> {
+        match self {
+            Details::None => None,
+            Details::Http(http) => Some(http),
+            Details::Tls(tls) => Some(tls),
+            Details::Tcp(tcp) => Some(tcp),
+            Details::Domain(domain) => Some(domain),
+            Details::Dns(dns) => Some(dns),
+            Details::Flow(flow) => Some(flow),
+        }
+    }
+
+    /// [`Details::facets`], mutably.
+    fn facets_mut(&mut self) -> Option<&mut dyn Facets> {
+        match self {
+            Details::None => None,
+            Details::Http(http) => Some(http),
+            Details::Tls(tls) => Some(tls),
+            Details::Tcp(tcp) => Some(tcp),
+            Details::Domain(domain) => Some(domain),
+            Details::Dns(dns) => Some(dns),
+            Details::Flow(flow) => Some(flow),
+        }
+    }
+
+    /// The run's phase timings, in the order its kind reports them ([`Facets::phases`]).
+    pub fn phases(&self) -> Vec<(&'static str, Duration)> {
+        self.facets().map_or_else(Vec::new, Facets::phases)
+    }
+
+    /// Time spent resolving the name connected to ([`Facets::resolve`]).
+    pub fn resolve(&self) -> Option<Duration> {
+        self.facets().and_then(Facets::resolve)
+    }
+
+    /// The address connected to, for kinds that report one ([`Facets::remote_addr`]).
+    pub fn remote_addr(&self) -> Option<Option<SocketAddr>> {
+        self.facets().and_then(Facets::remote_addr)
+    }
+
     /// What the TLS handshake showed, if the run got that far over TLS.
     pub fn tls_info(&self) -> Option<&TlsInfo> {
-        match self {
-            Details::None | Details::Domain(_) | Details::Flow(_) | Details::Tcp(_) => None,
-            Details::Http(http) => http.tls_info.as_ref(),
-            Details::Dns(dns) => dns.tls_info.as_ref(),
-            Details::Tls(tls) => tls.info.as_ref(),
-        }
+        self.facets().and_then(Facets::tls_info)
+    }
+
+    /// Every chain the target presented in this run ([`Facets::tls_infos`]).
+    pub fn tls_infos(&self) -> impl Iterator<Item = &TlsInfo> {
+        self.facets()
+            .map_or_else(Vec::new, Facets::tls_infos)
+            .into_iter()
+    }
+
+    /// [`Details::tls_infos`], mutably (to sanitise what they hold).
+    pub fn tls_infos_mut(&mut self) -> impl Iterator<Item = &mut TlsInfo> {
+        self.facets_mut()
+            .map_or_else(Vec::new, Facets::tls_infos_mut)
+            .into_iter()
+    }
+
+    /// What expires, one entry per thing: the earliest certificate of [`Details::tls_info`]'s
+    /// chain first, then what the kind adds ([`Facets::expiring`]).
+    pub fn expiries(&self) -> Vec<(Expiring, i64)> {
+        let certificate = self
+            .tls_info()
+            .and_then(TlsInfo::earliest_expiry)
+            .map(|at| (Expiring::Certificate, at));
+        let mut found: Vec<_> = certificate.into_iter().collect();
+        found.extend(self.facets().map_or_else(Vec::new, Facets::expiring));
+        found
     }
 
     /// What expires first among the things this run saw (a certificate of any TLS
     /// handshake, a DNSSEC signature, a domain registration), and when (Unix seconds).
     pub fn earliest_expiry(&self) -> Option<(Expiring, i64)> {
-        let certificate = |info: Option<&TlsInfo>| {
-            info.and_then(TlsInfo::earliest_expiry)
-                .map(|at| (Expiring::Certificate, at))
-        };
-        let mut found = vec![certificate(self.tls_info())];
-        match self {
-            Details::Dns(dns) => found.push(dns.earliest_rrsig.map(|at| (Expiring::Signature, at))),
-            Details::Domain(domain) => found.push(domain.expiry.map(|at| (Expiring::Domain, at))),
-            Details::Flow(flow) => found.extend(
-                flow.steps
-                    .iter()
-                    .map(|step| certificate(step.http.tls_info.as_ref())),
-            ),
-            _ => {}
-        }
-        found.into_iter().flatten().min_by_key(|(_, at)| *at)
+        let certificates = self
+            .tls_infos()
+            .filter_map(TlsInfo::earliest_expiry)
+            .map(|at| (Expiring::Certificate, at));
+        self.expiries()
+            .into_iter()
+            .chain(certificates)
+            .min_by_key(|(_, at)| *at)
+    }
+}
+
+/// What every kind's details may have in common: phase timings, the connection, TLS chains,
+/// expiries. Each method's default is "this kind has none", so a kind implements only what it
+/// measures, and the consumers (`metrics`, `status`, `runner`) match on [`Details`] only for
+/// what is truly its own.
+pub trait Facets {
+    /// Each phase with its duration, in the order the kind reports them.
+    fn phases(&self) -> Vec<(&'static str, Duration)> {
+        Vec::new()
+    }
+
+    /// Time spent resolving the name the run connected to (the target's, or its server's).
+    fn resolve(&self) -> Option<Duration> {
+        None
+    }
+
+    /// For kinds that report the address they connected to: `Some` of it, or `Some(None)`
+    /// when the run did not connect.
+    fn remote_addr(&self) -> Option<Option<SocketAddr>> {
+        None
+    }
+
+    /// The one TLS handshake with the target the run reports (its gauges and API view).
+    fn tls_info(&self) -> Option<&TlsInfo> {
+        None
+    }
+
+    /// [`Facets::tls_info`], mutably; a kind that overrides one overrides both.
+    fn tls_info_mut(&mut self) -> Option<&mut TlsInfo> {
+        None
+    }
+
+    /// Every chain the target presented: [`Facets::tls_info`]'s, or several (a flow's
+    /// steps). Not a chain of nightjar's own requests (a domain check's RDAP server).
+    fn tls_infos(&self) -> Vec<&TlsInfo> {
+        self.tls_info().into_iter().collect()
+    }
+
+    /// [`Facets::tls_infos`], mutably; a kind that overrides one overrides both.
+    fn tls_infos_mut(&mut self) -> Vec<&mut TlsInfo> {
+        self.tls_info_mut().into_iter().collect()
+    }
+
+    /// What expires besides certificates (a DNSSEC signature, a domain registration), and
+    /// when (Unix seconds).
+    fn expiring(&self) -> Vec<(Expiring, i64)> {
+        Vec::new()
+    }
+}
+
+impl Facets for HttpDetails {
+    fn phases(&self) -> Vec<(&'static str, Duration)> {
+        HttpDetails::phases(self).to_vec()
+    }
+    fn resolve(&self) -> Option<Duration> {
+        Some(self.resolve)
+    }
+    fn remote_addr(&self) -> Option<Option<SocketAddr>> {
+        Some(self.remote_addr)
+    }
+    fn tls_info(&self) -> Option<&TlsInfo> {
+        self.tls_info.as_ref()
+    }
+    fn tls_info_mut(&mut self) -> Option<&mut TlsInfo> {
+        self.tls_info.as_mut()
+    }
+}
+
+impl Facets for TlsDetails {
+    fn phases(&self) -> Vec<(&'static str, Duration)> {
+        TlsDetails::phases(self).to_vec()
+    }
+    fn resolve(&self) -> Option<Duration> {
+        Some(self.resolve)
+    }
+    fn remote_addr(&self) -> Option<Option<SocketAddr>> {
+        Some(self.remote_addr)
+    }
+    fn tls_info(&self) -> Option<&TlsInfo> {
+        self.info.as_ref()
+    }
+    fn tls_info_mut(&mut self) -> Option<&mut TlsInfo> {
+        self.info.as_mut()
+    }
+}
+
+impl Facets for TcpDetails {
+    fn phases(&self) -> Vec<(&'static str, Duration)> {
+        TcpDetails::phases(self).to_vec()
+    }
+    fn resolve(&self) -> Option<Duration> {
+        Some(self.resolve)
+    }
+    fn remote_addr(&self) -> Option<Option<SocketAddr>> {
+        Some(self.remote_addr)
+    }
+}
+
+/// The DNS server's address is not reported (it may be a URL), so no `remote_addr`.
+impl Facets for DnsDetails {
+    fn phases(&self) -> Vec<(&'static str, Duration)> {
+        DnsDetails::phases(self).to_vec()
+    }
+    fn resolve(&self) -> Option<Duration> {
+        Some(self.resolve)
+    }
+    fn tls_info(&self) -> Option<&TlsInfo> {
+        self.tls_info.as_ref()
+    }
+    fn tls_info_mut(&mut self) -> Option<&mut TlsInfo> {
+        self.tls_info.as_mut()
+    }
+    fn expiring(&self) -> Vec<(Expiring, i64)> {
+        self.earliest_rrsig
+            .map(|at| (Expiring::Signature, at))
+            .into_iter()
+            .collect()
+    }
+}
+
+/// The phases are the RDAP requests'; their chains are RDAP servers', not the target's.
+impl Facets for DomainDetails {
+    fn phases(&self) -> Vec<(&'static str, Duration)> {
+        self.http.phases().to_vec()
+    }
+    fn expiring(&self) -> Vec<(Expiring, i64)> {
+        self.expiry
+            .map(|at| (Expiring::Domain, at))
+            .into_iter()
+            .collect()
+    }
+}
+
+/// Each step has its own timings and chain, so a flow has no phases and no single chain.
+impl Facets for FlowDetails {
+    fn tls_infos(&self) -> Vec<&TlsInfo> {
+        self.steps
+            .iter()
+            .filter_map(|step| step.http.tls_info.as_ref())
+            .collect()
+    }
+    fn tls_infos_mut(&mut self) -> Vec<&mut TlsInfo> {
+        self.steps
+            .iter_mut()
+            .filter_map(|step| step.http.tls_info.as_mut())
+            .collect()
     }
 }
 

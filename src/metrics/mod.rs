@@ -20,7 +20,7 @@ use prometheus::{
 };
 
 use crate::config::{CheckDef, Config};
-use crate::result::{CheckResult, Details, DnsDetails, TlsInfo};
+use crate::result::{CheckResult, Details, DnsDetails, Expiring, TlsInfo};
 pub use names::{RESERVED_LABELS, is_reserved_label};
 use names::{expires, label};
 use store::{Fam, Identity, Sample, Store};
@@ -454,15 +454,34 @@ impl Metrics {
 /// The gauges that describe `res`; `steps` are the check's flow steps (each gets its
 /// gauges whether or not the run reached it).
 fn gauges_of(res: &CheckResult, steps: &[String]) -> Vec<Sample> {
+    let details = &res.details;
     let mut gauges = vec![
         Sample::new(Fam::ProbeSuccess, f64::from(u8::from(res.is_success()))),
         Sample::new(Fam::ProbeDuration, res.duration.as_secs_f64()),
     ];
-    tls_gauges(&mut gauges, res.details.tls_info());
-    expiry_gauges(&mut gauges, &res.details);
-    match &res.details {
-        Details::None => {}
-        Details::Dns(dns) => dns_gauges(&mut gauges, dns),
+    tls_gauges(&mut gauges, details.tls_info());
+    expiry_gauges(&mut gauges, details);
+    if let Some(resolve) = details.resolve() {
+        gauges.push(Sample::new(Fam::ProbeDnsLookup, resolve.as_secs_f64()));
+    }
+    if let Some(remote) = details.remote_addr() {
+        gauges.push(Sample::new(Fam::ProbeIpProtocol, ip_protocol(remote)));
+    }
+    // What only one kind has, and the family its phases go to.
+    let phase_family = match details {
+        Details::None => None,
+        Details::Tcp(_) => Some(Fam::TcpDuration),
+        Details::Tls(_) => Some(Fam::TlsDuration),
+        Details::Dns(dns) => {
+            dns_gauges(&mut gauges, dns);
+            Some(Fam::DnsDuration)
+        }
+        Details::Domain(domain) => {
+            if let Some(at) = domain.expiry {
+                gauges.push(Sample::new(Fam::DomainExpiry, at as f64));
+            }
+            Some(Fam::HttpDuration)
+        }
         Details::Flow(flow) => {
             for name in steps {
                 let ran = flow.steps.iter().find(|step| &step.name == name);
@@ -472,19 +491,9 @@ fn gauges_of(res: &CheckResult, steps: &[String]) -> Vec<Sample> {
                 gauges.push(Sample::with(Fam::FlowStepDuration, "step", step(), took));
                 gauges.push(Sample::with(Fam::FlowStepSuccess, "step", step(), passed));
             }
-        }
-        Details::Domain(domain) => phases(&mut gauges, Fam::HttpDuration, &domain.http.phases()),
-        Details::Tcp(tcp) => {
-            connection(&mut gauges, tcp.resolve, tcp.remote_addr);
-            phases(&mut gauges, Fam::TcpDuration, &tcp.phases());
-        }
-        Details::Tls(tls) => {
-            connection(&mut gauges, tls.resolve, tls.remote_addr);
-            phases(&mut gauges, Fam::TlsDuration, &tls.phases());
+            None
         }
         Details::Http(http) => {
-            connection(&mut gauges, http.resolve, http.remote_addr);
-            phases(&mut gauges, Fam::HttpDuration, &http.phases());
             let flag = |on: bool| f64::from(u8::from(on));
             gauges.extend([
                 Sample::new(
@@ -500,6 +509,12 @@ fn gauges_of(res: &CheckResult, steps: &[String]) -> Vec<Sample> {
                 Sample::new(Fam::HttpSsl, flag(http.tls_used)),
                 Sample::new(Fam::FailedDueToRegex, flag(http.failed_due_to_regex)),
             ]);
+            Some(Fam::HttpDuration)
+        }
+    };
+    if let Some(fam) = phase_family {
+        for (phase, took) in details.phases() {
+            gauges.push(Sample::with(fam, "phase", phase, took.as_secs_f64()));
         }
     }
     gauges
@@ -512,19 +527,6 @@ fn regional(config: &Config) -> Vec<&Arc<CheckDef>> {
         .iter()
         .filter(|def| def.runs_in(&config.agent.region))
         .collect()
-}
-
-/// A `{phase}` gauge family from a check's phase timings.
-fn phases(gauges: &mut Vec<Sample>, fam: Fam, took: &[(&'static str, Duration)]) {
-    for (phase, took) in took {
-        gauges.push(Sample::with(fam, "phase", *phase, took.as_secs_f64()));
-    }
-}
-
-/// The blackbox connection gauges: resolve time and the IP version connected over.
-fn connection(gauges: &mut Vec<Sample>, resolve: Duration, remote: Option<std::net::SocketAddr>) {
-    gauges.push(Sample::new(Fam::ProbeDnsLookup, resolve.as_secs_f64()));
-    gauges.push(Sample::new(Fam::ProbeIpProtocol, ip_protocol(remote)));
 }
 
 /// The certificate and TLS gauges of what the run saw; none if it never got a handshake.
@@ -582,42 +584,19 @@ fn tls_gauges(gauges: &mut Vec<Sample>, info: Option<&TlsInfo>) {
     ));
 }
 
-/// `nightjar_expiry_timestamp_seconds` from everything the run saw expire, and the domain's.
+/// `nightjar_expiry_timestamp_seconds` from everything the run saw expire.
 fn expiry_gauges(gauges: &mut Vec<Sample>, details: &Details) {
-    if let Some(first) = details.tls_info().and_then(TlsInfo::earliest_expiry) {
-        gauges.push(Sample::with(
-            Fam::Expiry,
-            label::EXPIRES,
-            expires::CERTIFICATE,
-            first as f64,
-        ));
-    }
-    if let Details::Dns(dns) = details
-        && let Some(at) = dns.earliest_rrsig
-    {
-        gauges.push(Sample::with(
-            Fam::Expiry,
-            label::EXPIRES,
-            expires::DNSSEC_SIGNATURE,
-            at as f64,
-        ));
-    }
-    if let Details::Domain(found) = details
-        && let Some(at) = found.expiry
-    {
-        gauges.push(Sample::with(
-            Fam::Expiry,
-            label::EXPIRES,
-            expires::DOMAIN,
-            at as f64,
-        ));
-        gauges.push(Sample::new(Fam::DomainExpiry, at as f64));
+    for (what, at) in details.expiries() {
+        let value = match what {
+            Expiring::Certificate => expires::CERTIFICATE,
+            Expiring::Signature => expires::DNSSEC_SIGNATURE,
+            Expiring::Domain => expires::DOMAIN,
+        };
+        gauges.push(Sample::with(Fam::Expiry, label::EXPIRES, value, at as f64));
     }
 }
 
 fn dns_gauges(gauges: &mut Vec<Sample>, dns: &DnsDetails) {
-    gauges.push(Sample::new(Fam::ProbeDnsLookup, dns.resolve.as_secs_f64()));
-    phases(gauges, Fam::DnsDuration, &dns.phases());
     gauges.extend([
         Sample::new(Fam::DnsAnswerRrs, dns.answer_rrs as f64),
         Sample::new(Fam::DnsAuthorityRrs, dns.authority_rrs as f64),
