@@ -1,9 +1,10 @@
 //! The `[[traffic]]` tables: synthetic good traffic for quiet hours.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::reader::Table;
+use super::reader::{Diags, Table};
 use super::{ActiveWindow, CheckDef, Fallback, Slo, TrafficDef};
 use crate::checks::CheckSpec;
 use crate::checks::flow::{Part, Template};
@@ -33,40 +34,61 @@ pub(super) fn read_traffic(
         Some(name) => table.renamed(format!("traffic {name:?}")),
         None => table,
     };
+    let (slo_name, floor) = read_floor(&table, slos, failed);
+    let mut secrets = Vec::new();
+    let mut check_revision = 0u64;
+    let request = read_request(&table, checks, failed, &mut secrets, &mut check_revision);
+    let (prometheus, real_rate) = read_real_rate(&table);
+    let max_rate = read_max_rate(&table);
+    let refresh = table
+        .duration("refresh")
+        .map_or(DEFAULT_REFRESH, |(every, _)| every);
+    let timeout = table
+        .duration("timeout")
+        .map_or(DEFAULT_TIMEOUT, |(limit, _)| limit);
+    let poisson = read_arrivals(&table);
+    let fallback = read_fallback(&table);
+    let active = read_active_hours(&table);
+    let written = table.written();
+    table.finish();
+    if d.error_count() > errors_before {
+        return None;
+    }
+    let floor = floor?;
+    let outside = format!("{check_revision} {floor}");
+    let mut revision_parts = vec![written.as_bytes(), outside.as_bytes()];
+    revision_parts.extend(secrets.iter().map(|secret| secret.as_bytes()));
+    let revision = super::revision(&revision_parts);
+    Some(TrafficDef {
+        name: name?,
+        request: mark(request?),
+        slo: slo_name,
+        floor,
+        prometheus,
+        real_rate,
+        max_rate,
+        refresh,
+        poisson,
+        active,
+        fallback,
+        timeout,
+        secrets,
+        revision,
+    })
+}
 
-    // The floor: from an SLO's alert tiers, or given.
+/// The floor: from an SLO's alert tiers (`slo`, whose name is returned too), or given
+/// (`floor`).
+fn read_floor(
+    table: &Table<'_>,
+    slos: &[Slo],
+    failed: &super::reader::Failed,
+) -> (Option<String>, Option<f64>) {
+    let d = table.diags();
     let slo = table.str("slo");
     let floor = table.str("floor");
-    let (slo_name, floor) = match (slo, floor) {
-        (Some((slo_name, span)), None) => match slos.iter().find(|slo| slo.name == slo_name) {
-            Some(slo) => {
-                let floor =
-                    crate::tiers::binding_floor(slo.window, slo.objective, slo.tolerated_failures);
-                if floor > MAX_INJECT_RATE {
-                    d.error_hint(
-                        &span,
-                        format!(
-                            "SLO {slo_name:?} needs a floor of {floor:.0}/s, above the {MAX_INJECT_RATE:.0}/s an injector may send"
-                        ),
-                        "an objective this strict needs real traffic, not a synthetic floor; set a lower floor = \"...\" or loosen the SLO",
-                    );
-                    (None, None)
-                } else {
-                    (Some(slo.name.clone()), Some(floor))
-                }
-            }
-            // Defined but invalid: reported where it is defined.
-            None if failed.slos.contains(slo_name) => (None, None),
-            None => {
-                let names: Vec<&str> = slos.iter().map(|slo| slo.name.as_str()).collect();
-                let hint = match super::reader::closest(slo_name, &names) {
-                    Some(best) => format!("did you mean {best:?}?"),
-                    None => "name an SLO defined in [[slo]], or set floor = \"100/h\"".to_string(),
-                };
-                d.error_hint(&span, format!("no SLO named {slo_name:?}"), hint);
-                (None, None)
-            }
-        },
+    match (slo, floor) {
+        (Some((slo_name, span)), None) => slo_floor(d, slo_name, &span, slos, failed),
         (None, Some((text, span))) => match parse_rate(text) {
             Some(rate) if rate > MAX_INJECT_RATE => {
                 d.error_hint(
@@ -98,16 +120,63 @@ pub(super) fn read_traffic(
             table.missing("slo", "derive the floor from an SLO (slo = \"shop-availability\"), or set floor = \"100/h\"");
             (None, None)
         }
-    };
+    }
+}
 
-    // The request: a check's, or an inline one with the keys of an http check.
-    let mut secrets = Vec::new();
-    let mut check_revision = 0u64;
-    let request = match (table.str("check"), table.key_span("url")) {
+/// The floor the SLO named `slo_name` needs to be able to page.
+fn slo_floor(
+    d: &Diags<'_>,
+    slo_name: &str,
+    span: &Range<usize>,
+    slos: &[Slo],
+    failed: &super::reader::Failed,
+) -> (Option<String>, Option<f64>) {
+    match slos.iter().find(|slo| slo.name == slo_name) {
+        Some(slo) => {
+            let floor =
+                crate::tiers::binding_floor(slo.window, slo.objective, slo.tolerated_failures);
+            if floor > MAX_INJECT_RATE {
+                d.error_hint(
+                    span,
+                    format!(
+                        "SLO {slo_name:?} needs a floor of {floor:.0}/s, above the {MAX_INJECT_RATE:.0}/s an injector may send"
+                    ),
+                    "an objective this strict needs real traffic, not a synthetic floor; set a lower floor = \"...\" or loosen the SLO",
+                );
+                (None, None)
+            } else {
+                (Some(slo.name.clone()), Some(floor))
+            }
+        }
+        // Defined but invalid: reported where it is defined.
+        None if failed.slos.contains(slo_name) => (None, None),
+        None => {
+            let names: Vec<&str> = slos.iter().map(|slo| slo.name.as_str()).collect();
+            let hint = match super::reader::closest(slo_name, &names) {
+                Some(best) => format!("did you mean {best:?}?"),
+                None => "name an SLO defined in [[slo]], or set floor = \"100/h\"".to_string(),
+            };
+            d.error_hint(span, format!("no SLO named {slo_name:?}"), hint);
+            (None, None)
+        }
+    }
+}
+
+/// The request: a check's (`check`, whose revision and secrets the injector takes on), or an
+/// inline one with the keys of an http check.
+fn read_request(
+    table: &Table<'_>,
+    checks: &[Arc<CheckDef>],
+    failed: &super::reader::Failed,
+    secrets: &mut Vec<String>,
+    check_revision: &mut u64,
+) -> Option<CheckSpec> {
+    let d = table.diags();
+    match (table.str("check"), table.key_span("url")) {
         (Some((check, span)), None) => match checks.iter().find(|def| &*def.name == check) {
             Some(def) => match &def.spec {
                 CheckSpec::Http(_) | CheckSpec::Flow(_) => {
-                    check_revision = def.revision;
+                    *check_revision = def.revision;
                     secrets.extend(def.secrets.iter().cloned());
                     Some(def.spec.clone())
                 }
@@ -126,8 +195,9 @@ pub(super) fn read_traffic(
                 None
             }
         },
-        (None, Some(_)) => super::http::read_http(&table, &mut secrets)
-            .map(|(spec, _)| CheckSpec::Http(Box::new(spec))),
+        (None, Some(_)) => {
+            super::http::read_http(table, secrets).map(|(spec, _)| CheckSpec::Http(Box::new(spec)))
+        }
         (Some((_, span)), Some(_)) => {
             d.error_hint(
                 &span,
@@ -143,18 +213,27 @@ pub(super) fn read_traffic(
             );
             None
         }
-    };
+    }
+}
 
+/// `prometheus` and `real_rate`, which go together.
+fn read_real_rate(table: &Table<'_>) -> (Option<url::Url>, Option<String>) {
     let prometheus = table
         .str("prometheus")
-        .and_then(|(text, span)| super::domain::read_base_url(d, text, &span));
+        .and_then(|(text, span)| super::domain::read_base_url(table.diags(), text, &span));
     let real_rate = table.str("real_rate").map(|(query, _)| query.to_string());
     match (&prometheus, &real_rate) {
         (Some(_), None) => table.missing("real_rate", "give the PromQL of the real request rate per second, like real_rate = 'sum(rate(http_requests_total{job=\"shop\"}[5m]))'"),
         (None, Some(_)) => table.missing("prometheus", "give the Prometheus to ask, like prometheus = \"http://prometheus:9090\""),
         _ => {}
     }
-    let max_rate = match table.str("max_rate") {
+    (prometheus, real_rate)
+}
+
+/// `max_rate`: what the injector may add, at most [`MAX_INJECT_RATE`].
+fn read_max_rate(table: &Table<'_>) -> f64 {
+    let d = table.diags();
+    match table.str("max_rate") {
         Some((text, span)) => match parse_rate(text) {
             Some(rate) if rate > MAX_INJECT_RATE => {
                 d.error_hint(
@@ -175,73 +254,53 @@ pub(super) fn read_traffic(
             }
         },
         None => DEFAULT_MAX_RATE,
-    };
-    let refresh = table
-        .duration("refresh")
-        .map_or(DEFAULT_REFRESH, |(every, _)| every);
-    let timeout = table
-        .duration("timeout")
-        .map_or(DEFAULT_TIMEOUT, |(limit, _)| limit);
-    let poisson = match table.str("arrivals") {
+    }
+}
+
+/// `arrivals`: whether requests arrive as a Poisson process (the default) or evenly.
+fn read_arrivals(table: &Table<'_>) -> bool {
+    match table.str("arrivals") {
         None | Some(("poisson", _)) => true,
         Some(("even", _)) => false,
         Some((other, span)) => {
-            d.error_hint(
+            table.diags().error_hint(
                 &span,
                 format!("unknown arrivals {other:?}"),
                 "use \"poisson\" or \"even\"",
             );
             true
         }
-    };
-    let fallback = match table.str("fallback") {
+    }
+}
+
+/// `fallback`: what to do when Prometheus cannot be asked.
+fn read_fallback(table: &Table<'_>) -> Fallback {
+    match table.str("fallback") {
         None | Some(("floor", _)) => Fallback::Floor,
         Some(("none", _)) => Fallback::None,
         Some((other, span)) => {
-            d.error_hint(
+            table.diags().error_hint(
                 &span,
                 format!("unknown fallback {other:?}"),
                 "use \"floor\" or \"none\"",
             );
             Fallback::Floor
         }
-    };
-    let active = table.str("active_hours").and_then(|(text, span)| {
+    }
+}
+
+/// `active_hours`: a daily window in UTC.
+fn read_active_hours(table: &Table<'_>) -> Option<ActiveWindow> {
+    table.str("active_hours").and_then(|(text, span)| {
         let window = parse_window(text);
         if window.is_none() {
-            d.error_hint(
+            table.diags().error_hint(
                 &span,
                 format!("active_hours {text:?} is not a daily window"),
                 "write it like \"22:00-07:00\" (UTC)",
             );
         }
         window
-    });
-    let written = table.written();
-    table.finish();
-    if d.error_count() > errors_before {
-        return None;
-    }
-    let floor = floor?;
-    let outside = format!("{check_revision} {floor}");
-    let mut revision_parts = vec![written.as_bytes(), outside.as_bytes()];
-    revision_parts.extend(secrets.iter().map(|secret| secret.as_bytes()));
-    let revision = super::revision(&revision_parts);
-    Some(TrafficDef {
-        name: name?,
-        request: mark(request?),
-        slo: slo_name,
-        floor,
-        prometheus,
-        real_rate,
-        max_rate,
-        refresh,
-        poisson,
-        active,
-        fallback,
-        timeout,
-        secrets,
-        revision,
     })
 }
 
