@@ -1028,6 +1028,14 @@ pub(crate) fn valid_check_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
+/// What a kind's config reader may use beyond its table.
+pub(crate) struct SpecCx<'a> {
+    /// Secret values the check uses, to be redacted from whatever it produces.
+    pub secrets: &'a mut Vec<String>,
+    /// The agent's settings (RDAP servers, for `domain`).
+    pub agent: &'a super::AgentConfig,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1067,12 +1075,4 @@ mod tests {
         assert_eq!(src.line_col(6), (2, 1));
         assert_eq!(src.line_col(11), (2, 5));
     }
-}
-
-/// What a kind's config reader may use beyond its table.
-pub(crate) struct SpecCx<'a> {
-    /// Secret values the check uses, to be redacted from whatever it produces.
-    pub secrets: &'a mut Vec<String>,
-    /// The agent's settings (RDAP servers, for `domain`).
-    pub agent: &'a super::AgentConfig,
 }
