@@ -1,5 +1,6 @@
 //! The keys of a `dns` check.
 
+use std::ops::Range;
 use std::str::FromStr;
 
 use hickory_proto::op::ResponseCode;
@@ -7,11 +8,12 @@ use hickory_proto::rr::{Name, RecordType};
 use rustls::pki_types::ServerName;
 use toml::de::DeValue;
 
-use super::reader::{Table, read_ip_preference};
+use super::reader::{Diags, Table, read_ip_preference};
 use super::tls::read_tls_options;
 use crate::checks::dns::{
     Consistency, DnsExpect, DnsServer, DnsSpec, HostPort, HttpsServer, TlsServer,
 };
+use crate::checks::http::TlsOptions;
 
 /// Record types a `dns` check may ask for.
 const RECORD_TYPES: &[&str] = &[
@@ -60,61 +62,11 @@ pub(super) fn read(
 
 /// Reads the keys of a `dns` check. Returns the spec and the target as shown to humans.
 pub(super) fn read_dns_check(table: &Table<'_>) -> Option<(DnsSpec, String)> {
-    let d = table.diags();
-    let mut ok = true;
-    let query = match table.str("query") {
-        Some((text, span)) => match Name::from_str_relaxed(text) {
-            Ok(name) if !text.trim().is_empty() => {
-                let mut name = name;
-                name.set_fqdn(true);
-                Some(name)
-            }
-            _ => {
-                d.error_hint(
-                    &span,
-                    format!("{text:?} is not a domain name"),
-                    "like query = \"shop.example.com\"",
-                );
-                None
-            }
-        },
-        None => {
-            table.missing(
-                "query",
-                "set the name to ask about, like query = \"shop.example.com\"",
-            );
-            None
-        }
-    };
-    let record = match table.str("record") {
-        None => Some(RecordType::A),
-        Some((text, span)) => {
-            let upper = text.to_ascii_uppercase();
-            match RecordType::from_str(&upper) {
-                Ok(record) if RECORD_TYPES.contains(&upper.as_str()) => Some(record),
-                _ => {
-                    d.error_hint(
-                        &span,
-                        format!("unknown record type {text:?}"),
-                        format!("use one of {}", RECORD_TYPES.join(", ")),
-                    );
-                    None
-                }
-            }
-        }
-    };
-    let transport = match table.str("transport") {
-        None => Transport::Udp,
-        Some((text, span)) => Transport::parse(text).unwrap_or_else(|| {
-            d.error_hint(
-                &span,
-                format!("unknown transport {text:?}"),
-                "use \"udp\", \"tcp\", \"tls\" or \"https\"",
-            );
-            ok = false;
-            Transport::Udp
-        }),
-    };
+    let query = read_query(table);
+    let record = read_record(table);
+    let transport = read_transport(table);
+    let mut ok = transport.is_some();
+    let transport = transport.unwrap_or(Transport::Udp);
     let server_text = table.str("server");
     let tls = if matches!(transport, Transport::Tls | Transport::Https) {
         read_tls_options(
@@ -129,136 +81,15 @@ pub(super) fn read_dns_check(table: &Table<'_>) -> Option<(DnsSpec, String)> {
     } else {
         None
     };
-    let server = match (transport, server_text) {
-        (Transport::Udp, None) => Some(DnsServer::System { tcp: false }),
-        (Transport::Tcp, None) => Some(DnsServer::System { tcp: true }),
-        (Transport::Udp | Transport::Tcp, Some((text, span))) => match HostPort::parse(text, 53) {
-            Some(addr) if transport == Transport::Udp => Some(DnsServer::Udp(addr)),
-            Some(addr) => Some(DnsServer::Tcp(addr)),
-            None => {
-                d.error_hint(
-                    &span,
-                    format!("server {text:?} is not HOST[:PORT]"),
-                    "like server = \"192.0.2.53:53\"",
-                );
-                None
-            }
-        },
-        (Transport::Tls, Some((text, span))) => match (HostPort::parse(text, 853), tls.as_ref()) {
-            (Some(addr), Some(tls)) => {
-                let name = tls
-                    .server_name
-                    .clone()
-                    .or_else(|| ServerName::try_from(addr.host.clone()).ok());
-                match name {
-                    Some(server_name) => Some(DnsServer::Tls(Box::new(TlsServer {
-                        addr,
-                        server_name,
-                        client: tls.client.clone(),
-                        verifier: tls.verifier.clone(),
-                        insecure_skip_verify: tls.insecure_skip_verify,
-                    }))),
-                    None => {
-                        d.error_hint(
-                            &span,
-                            format!("{text:?} is not a TLS server name"),
-                            "set tls = { server_name = \"...\" }",
-                        );
-                        None
-                    }
-                }
-            }
-            (None, _) => {
-                d.error_hint(
-                    &span,
-                    format!("server {text:?} is not HOST[:PORT]"),
-                    "like server = \"dns.example.net:853\"",
-                );
-                None
-            }
-            (Some(_), None) => None,
-        },
-        (Transport::Https, Some((text, span))) => match (url::Url::parse(text), tls.as_ref()) {
-            (Ok(url), Some(tls)) if url.scheme() == "https" && url.host().is_some() => {
-                Some(DnsServer::Https(Box::new(HttpsServer {
-                    url,
-                    tls: tls.clone(),
-                })))
-            }
-            (_, None) => None,
-            _ => {
-                d.error_hint(
-                    &span,
-                    format!("server {text:?} is not an https URL"),
-                    "like server = \"https://dns.example.net/dns-query\"",
-                );
-                None
-            }
-        },
-        (Transport::Tls | Transport::Https, None) => {
-            table.missing(
-                "server",
-                "DNS over TLS and HTTPS need a server, like server = \"dns.example.net:853\"",
-            );
-            None
-        }
-    };
+    let server = read_server(table, transport, server_text, tls.as_ref());
     let recursion_desired = table.bool("recursion_desired").unwrap_or(true);
     let dnssec_ok = table.bool("dnssec").unwrap_or(true);
     let ip = read_ip_preference(table);
-    let consistency = match table.str("mode") {
-        None | Some(("query", _)) => {
-            for key in ["servers", "ns_port"] {
-                if let Some(span) = table.key_span(key) {
-                    d.error_hint(
-                        &span,
-                        format!("`{key}` goes with mode = \"consistency\""),
-                        format!("set mode = \"consistency\", or remove {key}"),
-                    );
-                    ok = false;
-                }
-            }
-            None
-        }
-        Some(("consistency", _)) => {
-            let mut servers = Vec::new();
-            for (text, span) in table.str_list("servers").unwrap_or_default() {
-                match HostPort::parse(text, 53) {
-                    Some(addr) => servers.push(addr),
-                    None => {
-                        d.error_hint(
-                            &span,
-                            format!("server {text:?} is not HOST[:PORT]"),
-                            "like \"192.0.2.53:53\"",
-                        );
-                        ok = false;
-                    }
-                }
-            }
-            let ns_port = match table.int("ns_port") {
-                None => 53,
-                Some((port, _)) if (1..=65_535).contains(&port) => port as u16,
-                Some((port, span)) => {
-                    d.error(&span, format!("ns_port {port} is not a port"));
-                    ok = false;
-                    53
-                }
-            };
-            Some(Consistency { servers, ns_port })
-        }
-        Some((other, span)) => {
-            d.error_hint(
-                &span,
-                format!("unknown mode {other:?}"),
-                "use \"query\" or \"consistency\"",
-            );
-            ok = false;
-            None
-        }
-    };
+    let consistency = read_mode(table);
+    ok &= consistency.is_some();
     let expect = read_dns_expect(table);
-    let (Some(query), Some(record), Some(server), Some(ip), Some(expect), true) =
-        (query, record, server, ip, expect, ok)
+    let (Some(query), Some(record), Some(server), Some(ip), Some(expect), Some(consistency), true) =
+        (query, record, server, ip, expect, consistency, ok)
     else {
         return None;
     };
@@ -282,6 +113,222 @@ pub(super) fn read_dns_check(table: &Table<'_>) -> Option<(DnsSpec, String)> {
         },
         shown,
     ))
+}
+
+/// `query`: the name to ask about, made fully qualified.
+fn read_query(table: &Table<'_>) -> Option<Name> {
+    let Some((text, span)) = table.str("query") else {
+        table.missing(
+            "query",
+            "set the name to ask about, like query = \"shop.example.com\"",
+        );
+        return None;
+    };
+    match Name::from_str_relaxed(text) {
+        Ok(mut name) if !text.trim().is_empty() => {
+            name.set_fqdn(true);
+            Some(name)
+        }
+        _ => {
+            table.diags().error_hint(
+                &span,
+                format!("{text:?} is not a domain name"),
+                "like query = \"shop.example.com\"",
+            );
+            None
+        }
+    }
+}
+
+/// `record`: one of [`RECORD_TYPES`], `A` unless given.
+fn read_record(table: &Table<'_>) -> Option<RecordType> {
+    let Some((text, span)) = table.str("record") else {
+        return Some(RecordType::A);
+    };
+    let upper = text.to_ascii_uppercase();
+    match RecordType::from_str(&upper) {
+        Ok(record) if RECORD_TYPES.contains(&upper.as_str()) => Some(record),
+        _ => {
+            table.diags().error_hint(
+                &span,
+                format!("unknown record type {text:?}"),
+                format!("use one of {}", RECORD_TYPES.join(", ")),
+            );
+            None
+        }
+    }
+}
+
+/// `transport`: UDP unless given; `None` (reported) if it is unknown.
+fn read_transport(table: &Table<'_>) -> Option<Transport> {
+    let Some((text, span)) = table.str("transport") else {
+        return Some(Transport::Udp);
+    };
+    let transport = Transport::parse(text);
+    if transport.is_none() {
+        table.diags().error_hint(
+            &span,
+            format!("unknown transport {text:?}"),
+            "use \"udp\", \"tcp\", \"tls\" or \"https\"",
+        );
+    }
+    transport
+}
+
+/// `server` for the transport: the system resolver for UDP and TCP unless given; required for
+/// TLS and HTTPS (`tls` is their options, `None` when those were invalid, already reported).
+fn read_server(
+    table: &Table<'_>,
+    transport: Transport,
+    server_text: Option<(&str, Range<usize>)>,
+    tls: Option<&TlsOptions>,
+) -> Option<DnsServer> {
+    let d = table.diags();
+    match (transport, server_text) {
+        (Transport::Udp, None) => Some(DnsServer::System { tcp: false }),
+        (Transport::Tcp, None) => Some(DnsServer::System { tcp: true }),
+        (Transport::Udp | Transport::Tcp, Some((text, span))) => match HostPort::parse(text, 53) {
+            Some(addr) if transport == Transport::Udp => Some(DnsServer::Udp(addr)),
+            Some(addr) => Some(DnsServer::Tcp(addr)),
+            None => {
+                d.error_hint(
+                    &span,
+                    format!("server {text:?} is not HOST[:PORT]"),
+                    "like server = \"192.0.2.53:53\"",
+                );
+                None
+            }
+        },
+        (Transport::Tls, Some((text, span))) => tls_server(d, text, &span, tls),
+        (Transport::Https, Some((text, span))) => match (url::Url::parse(text), tls) {
+            (Ok(url), Some(tls)) if url.scheme() == "https" && url.host().is_some() => {
+                Some(DnsServer::Https(Box::new(HttpsServer {
+                    url,
+                    tls: tls.clone(),
+                })))
+            }
+            (_, None) => None,
+            _ => {
+                d.error_hint(
+                    &span,
+                    format!("server {text:?} is not an https URL"),
+                    "like server = \"https://dns.example.net/dns-query\"",
+                );
+                None
+            }
+        },
+        (Transport::Tls | Transport::Https, None) => {
+            table.missing(
+                "server",
+                "DNS over TLS and HTTPS need a server, like server = \"dns.example.net:853\"",
+            );
+            None
+        }
+    }
+}
+
+/// A DNS-over-TLS server: HOST[:PORT] (853 unless given) with a name to verify.
+fn tls_server(
+    d: &Diags<'_>,
+    text: &str,
+    span: &Range<usize>,
+    tls: Option<&TlsOptions>,
+) -> Option<DnsServer> {
+    match (HostPort::parse(text, 853), tls) {
+        (Some(addr), Some(tls)) => {
+            let name = tls
+                .server_name
+                .clone()
+                .or_else(|| ServerName::try_from(addr.host.clone()).ok());
+            match name {
+                Some(server_name) => Some(DnsServer::Tls(Box::new(TlsServer {
+                    addr,
+                    server_name,
+                    client: tls.client.clone(),
+                    verifier: tls.verifier.clone(),
+                    insecure_skip_verify: tls.insecure_skip_verify,
+                }))),
+                None => {
+                    d.error_hint(
+                        span,
+                        format!("{text:?} is not a TLS server name"),
+                        "set tls = { server_name = \"...\" }",
+                    );
+                    None
+                }
+            }
+        }
+        (None, _) => {
+            d.error_hint(
+                span,
+                format!("server {text:?} is not HOST[:PORT]"),
+                "like server = \"dns.example.net:853\"",
+            );
+            None
+        }
+        (Some(_), None) => None,
+    }
+}
+
+/// `mode`, with `servers` and `ns_port` for mode = "consistency". `Some(None)` is a plain
+/// query; `None` means a problem was reported.
+fn read_mode(table: &Table<'_>) -> Option<Option<Consistency>> {
+    let d = table.diags();
+    match table.str("mode") {
+        None | Some(("query", _)) => {
+            let mut ok = true;
+            for key in ["servers", "ns_port"] {
+                if let Some(span) = table.key_span(key) {
+                    d.error_hint(
+                        &span,
+                        format!("`{key}` goes with mode = \"consistency\""),
+                        format!("set mode = \"consistency\", or remove {key}"),
+                    );
+                    ok = false;
+                }
+            }
+            ok.then_some(None)
+        }
+        Some(("consistency", _)) => read_consistency(table).map(Some),
+        Some((other, span)) => {
+            d.error_hint(
+                &span,
+                format!("unknown mode {other:?}"),
+                "use \"query\" or \"consistency\"",
+            );
+            None
+        }
+    }
+}
+
+/// `servers` and `ns_port` of mode = "consistency".
+fn read_consistency(table: &Table<'_>) -> Option<Consistency> {
+    let d = table.diags();
+    let mut ok = true;
+    let mut servers = Vec::new();
+    for (text, span) in table.str_list("servers").unwrap_or_default() {
+        match HostPort::parse(text, 53) {
+            Some(addr) => servers.push(addr),
+            None => {
+                d.error_hint(
+                    &span,
+                    format!("server {text:?} is not HOST[:PORT]"),
+                    "like \"192.0.2.53:53\"",
+                );
+                ok = false;
+            }
+        }
+    }
+    let ns_port = match table.int("ns_port") {
+        None => 53,
+        Some((port, _)) if (1..=65_535).contains(&port) => port as u16,
+        Some((port, span)) => {
+            d.error(&span, format!("ns_port {port} is not a port"));
+            ok = false;
+            53
+        }
+    };
+    ok.then_some(Consistency { servers, ns_port })
 }
 
 fn read_dns_expect(table: &Table<'_>) -> Option<DnsExpect> {
