@@ -122,19 +122,18 @@ fn sanitize_tls(info: &mut TlsInfo) {
     }
 }
 
-/// Every piece of text in the details that a target chose: certificate names, DNS names and
-/// record data, the RDAP server a bootstrap registry named.
+/// Every piece of text in the details that a target chose: certificate names (of every chain
+/// the run saw), DNS names and record data, the RDAP server a bootstrap registry named.
 fn sanitize_details(details: &mut Details) {
+    debug_assert_eq!(
+        details.tls_infos().count(),
+        details.tls_infos_mut().count(),
+        "a kind's Facets give its chains both ways"
+    );
+    details.tls_infos_mut().for_each(sanitize_tls);
+    // What only one kind has.
     match details {
-        Details::Http(http) => http.tls_info.iter_mut().for_each(sanitize_tls),
-        Details::Tls(tls) => tls.info.iter_mut().for_each(sanitize_tls),
-        Details::Flow(flow) => {
-            for step in &mut flow.steps {
-                step.http.tls_info.iter_mut().for_each(sanitize_tls);
-            }
-        }
         Details::Dns(dns) => {
-            dns.tls_info.iter_mut().for_each(sanitize_tls);
             for answer in &mut dns.answers {
                 clean_in_place(&mut answer.name, MAX_NAME);
                 clean_in_place(&mut answer.kind, MAX_NAME);
@@ -148,8 +147,10 @@ fn sanitize_details(details: &mut Details) {
             if let Some(server) = &mut domain.server {
                 clean_in_place(server, MAX_NAME);
             }
+            // The RDAP server's chain, not the target's, so not among `tls_infos`.
             domain.http.tls_info.iter_mut().for_each(sanitize_tls);
         }
-        Details::Tcp(_) | Details::None => {}
+        Details::Http(_) | Details::Tls(_) | Details::Tcp(_) | Details::Flow(_) | Details::None => {
+        }
     }
 }

@@ -528,11 +528,13 @@ impl RunView {
             dns: None,
             steps: Vec::new(),
         };
-        if let Some(info) = res.details.tls_info() {
-            view.tls = Some(TlsView::new(info));
+        for (phase, took) in res.details.phases() {
+            view.phases.insert(phase, took.as_secs_f64());
         }
+        view.tls = res.details.tls_info().map(TlsView::new);
+        // What only one kind has.
         match &res.details {
-            Details::None => {}
+            Details::None | Details::Tcp(_) => {}
             Details::Flow(flow) => {
                 view.steps = flow
                     .steps
@@ -552,9 +554,6 @@ impl RunView {
                     .collect();
             }
             Details::Dns(dns) => {
-                for (phase, took) in dns.phases() {
-                    view.phases.insert(phase, took.as_secs_f64());
-                }
                 view.dns = Some(DnsView {
                     server: dns.server.clone(),
                     rcode: dns.rcode_name(),
@@ -581,9 +580,6 @@ impl RunView {
                 });
             }
             Details::Domain(domain) => {
-                for (phase, took) in domain.http.phases() {
-                    view.phases.insert(phase, took.as_secs_f64());
-                }
                 view.domain = Some(DomainView {
                     expiry: domain.expiry.map(rfc3339_unix),
                     days_left: domain.expiry.map(days_left),
@@ -591,21 +587,8 @@ impl RunView {
                     cached: domain.cached,
                 });
             }
-            Details::Tcp(tcp) => {
-                for (phase, took) in tcp.phases() {
-                    view.phases.insert(phase, took.as_secs_f64());
-                }
-            }
-            Details::Tls(tls) => {
-                for (phase, took) in tls.phases() {
-                    view.phases.insert(phase, took.as_secs_f64());
-                }
-                view.tls_version = info_version(res);
-            }
+            Details::Tls(_) => view.tls_version = info_version(res),
             Details::Http(http) => {
-                for (phase, took) in http.phases() {
-                    view.phases.insert(phase, took.as_secs_f64());
-                }
                 view.status_code = http.status_code;
                 view.http_version = http.http_version;
                 view.redirects = Some(http.redirects);
