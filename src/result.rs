@@ -763,3 +763,79 @@ impl fmt::Display for FailureReason {
         f.write_str(self.as_str())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(not_after: i64) -> TlsInfo {
+        TlsInfo {
+            chain: vec![CertInfo {
+                not_after,
+                ..CertInfo::default()
+            }],
+            ..TlsInfo::default()
+        }
+    }
+
+    #[test]
+    fn a_flow_has_a_chain_per_step_and_no_single_one() {
+        let step = |not_after| StepResult {
+            http: HttpDetails {
+                tls_info: Some(chain(not_after)),
+                ..HttpDetails::default()
+            },
+            ..StepResult::default()
+        };
+        let mut details = Details::Flow(FlowDetails {
+            steps: vec![step(300), StepResult::default(), step(200)],
+            failed_step: None,
+        });
+        assert!(details.tls_info().is_none());
+        assert!(details.expiries().is_empty());
+        assert!(details.phases().is_empty());
+        assert_eq!(details.tls_infos().count(), 2);
+        assert_eq!(details.tls_infos_mut().count(), 2);
+        assert_eq!(
+            details.earliest_expiry(),
+            Some((Expiring::Certificate, 200))
+        );
+    }
+
+    #[test]
+    fn an_rdap_servers_chain_is_not_the_targets() {
+        let details = Details::Domain(DomainDetails {
+            expiry: Some(500),
+            http: HttpDetails {
+                tls_info: Some(chain(100)),
+                ..HttpDetails::default()
+            },
+            ..DomainDetails::default()
+        });
+        assert_eq!(details.tls_infos().count(), 0);
+        assert_eq!(details.expiries(), vec![(Expiring::Domain, 500)]);
+        assert_eq!(details.earliest_expiry(), Some((Expiring::Domain, 500)));
+        assert_eq!(details.resolve(), None);
+        assert_eq!(details.phases().len(), HttpDetails::PHASES.len());
+    }
+
+    #[test]
+    fn expiries_list_the_certificate_first_and_ties_go_to_it() {
+        let details = Details::Dns(DnsDetails {
+            earliest_rrsig: Some(100),
+            tls_info: Some(chain(100)),
+            ..DnsDetails::default()
+        });
+        assert_eq!(
+            details.expiries(),
+            vec![(Expiring::Certificate, 100), (Expiring::Signature, 100)]
+        );
+        assert_eq!(
+            details.earliest_expiry(),
+            Some((Expiring::Certificate, 100))
+        );
+        assert_eq!(details.remote_addr(), None);
+        assert!(Details::Tcp(TcpDetails::default()).remote_addr() == Some(None));
+        assert!(Details::None.phases().is_empty());
+    }
+}
