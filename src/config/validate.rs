@@ -40,8 +40,76 @@ pub(super) fn build(
         .iter()
         .map(|src| Diags::new(src, env, &unresolved))
         .collect();
+    let (docs, parse_errors) = parse_documents(sources);
+    let roots: Vec<(usize, Table<'_>)> = docs
+        .iter()
+        .map(|(idx, doc)| {
+            (
+                *idx,
+                Table::from_root(&diags[*idx], doc.get_ref(), doc.span()),
+            )
+        })
+        .collect();
+
+    // Pass 1: the agent and defaults tables, each allowed in one file only.
+    let singles = read_single_tables(&roots, &diags);
+    let mut agent = singles.agent.unwrap_or_else(default_agent);
+    if let Some(region) = &overrides.region {
+        agent.region = region.clone();
+    }
+    if let Some(listen) = overrides.listen {
+        agent.listen = listen;
+    }
+    // Pass 2: the checks.
+    let (checks, mut failed) = read_checks(
+        &roots,
+        &diags,
+        &singles.defaults,
+        &agent,
+        &singles.agent_labels_at,
+    );
+    // Pass 3: the SLOs, which name checks.
+    let slos = read_slos(
+        &roots,
+        &diags,
+        &checks,
+        &mut failed,
+        &agent.duration_buckets,
+    );
+    // Pass 4: the traffic injectors, which name SLOs and checks.
+    let traffic = read_traffics(&roots, &diags, &checks, &slos, &failed);
+    let remote_write = read_remote_writes(&roots, &diags);
+    for (_, root) in roots {
+        root.finish();
+    }
+
+    let mut errors = parse_errors;
+    for d in diags {
+        errors.extend(d.into_errors());
+    }
+    unresolved.amend(&mut errors);
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    Ok(Config {
+        agent,
+        checks,
+        slos,
+        rules: singles.rules,
+        traffic,
+        remote_write,
+        origin,
+        fingerprint: 0,
+    })
+}
+
+/// Parses every source as TOML: the documents that parse (with their source's index) and a
+/// problem for each that does not.
+fn parse_documents(
+    sources: &[Source],
+) -> (Vec<(usize, toml::Spanned<DeTable<'_>>)>, Vec<ConfigError>) {
     let mut parse_errors = Vec::new();
-    let mut docs: Vec<(usize, toml::Spanned<DeTable<'_>>)> = Vec::new();
+    let mut docs = Vec::new();
     for (idx, src) in sources.iter().enumerate() {
         match DeTable::parse(&src.text) {
             Ok(doc) => docs.push((idx, doc)),
@@ -58,48 +126,55 @@ pub(super) fn build(
             }
         }
     }
+    (docs, parse_errors)
+}
 
-    let roots: Vec<(usize, Table<'_>)> = docs
-        .iter()
-        .map(|(idx, doc)| {
-            (
-                *idx,
-                Table::from_root(&diags[*idx], doc.get_ref(), doc.span()),
-            )
-        })
-        .collect();
+/// The tables each allowed in one file only: `[agent]`, `[rules]` and `[defaults]`.
+struct SingleTables {
+    agent: Option<AgentConfig>,
+    /// Where each `[agent] labels` key is written: a check may not set the same label.
+    agent_labels_at: BTreeMap<String, String>,
+    defaults: Defaults,
+    rules: super::RulesConfig,
+}
 
-    // Pass 1: the agent and defaults tables, each allowed in one file only.
-    let mut agent = None;
-    let mut agent_at: Option<String> = None;
-    // Where each `[agent] labels` key is written: a check may not set the same label.
-    let mut agent_labels_at: BTreeMap<String, String> = BTreeMap::new();
-    let mut defaults = Defaults {
-        interval: DEFAULT_INTERVAL,
-        timeout: None,
-        run_on_load: true,
+fn read_single_tables<'a>(roots: &'a [(usize, Table<'a>)], diags: &'a [Diags<'a>]) -> SingleTables {
+    let mut singles = SingleTables {
+        agent: None,
+        agent_labels_at: BTreeMap::new(),
+        defaults: Defaults {
+            interval: DEFAULT_INTERVAL,
+            timeout: None,
+            run_on_load: true,
+        },
+        rules: super::RulesConfig::default(),
     };
+    let mut agent_at: Option<String> = None;
     let mut defaults_at: Option<String> = None;
-    let mut rules = super::RulesConfig::default();
     let mut rules_at: Option<String> = None;
-    for (idx, root) in &roots {
+    for (idx, root) in roots {
         let d = &diags[*idx];
         if let Some(value) = only_table(d, root, "agent", &mut agent_at) {
-            agent = read_agent(d, value);
-            agent_labels_at = label_places(d, value);
+            singles.agent = read_agent(d, value);
+            singles.agent_labels_at = label_places(d, value);
         }
         if let Some(value) = only_table(d, root, "rules", &mut rules_at)
             && let Some(read) = super::slo::read_rules(d, value)
         {
-            rules = read;
+            singles.rules = read;
         }
         if let Some(value) = only_table(d, root, "defaults", &mut defaults_at)
             && let Some(read) = read_defaults(d, value)
         {
-            defaults = read;
+            singles.defaults = read;
         }
     }
-    let mut agent = agent.unwrap_or_else(|| AgentConfig {
+    singles
+}
+
+/// The agent when no file has an `[agent]` table.
+fn default_agent() -> AgentConfig {
+    AgentConfig {
         region: "default".to_string(),
         name: host_name(),
         listen: DEFAULT_LISTEN
@@ -112,48 +187,56 @@ pub(super) fn build(
         rdap_servers: BTreeMap::new(),
         watch_config: None,
         web: super::web::WebConfig::default(),
-    });
-    if let Some(region) = &overrides.region {
-        agent.region = region.clone();
     }
-    if let Some(listen) = overrides.listen {
-        agent.listen = listen;
-    }
+}
 
-    // Pass 2: the checks.
+/// Every `[[check]]`, and the names of those defined but invalid (naming one is no problem
+/// of its own).
+fn read_checks<'a>(
+    roots: &'a [(usize, Table<'a>)],
+    diags: &'a [Diags<'a>],
+    defaults: &Defaults,
+    agent: &AgentConfig,
+    agent_labels_at: &BTreeMap<String, String>,
+) -> (Vec<Arc<CheckDef>>, Failed) {
     let mut checks = Vec::new();
     let mut seen: HashMap<String, String> = HashMap::new();
-    for (d, n, item) in items(&roots, &diags, "check") {
+    for (d, n, item) in items(roots, diags, "check") {
         let Some(table) = Table::new(d, item, format!("check #{}", n + 1)) else {
             continue;
         };
-        if let Some(check) = read_check(table, &defaults, &agent, &agent_labels_at, &mut seen) {
+        if let Some(check) = read_check(table, defaults, agent, agent_labels_at, &mut seen) {
             checks.push(Arc::new(check));
         }
     }
-    // Pass 3: the SLOs, which name checks.
-    let check_names: Vec<String> = checks
-        .iter()
-        .map(|def: &Arc<CheckDef>| def.name.to_string())
-        .collect();
-    // Checks defined but invalid: naming one is no problem of its own.
-    let mut failed = Failed {
+    let failed = Failed {
         checks: seen
             .keys()
-            .filter(|name| !check_names.contains(name))
+            .filter(|name| !checks.iter().any(|def: &Arc<CheckDef>| *def.name == **name))
             .cloned()
             .collect(),
         slos: BTreeSet::new(),
     };
+    (checks, failed)
+}
+
+/// Every `[[slo]]`; the names of those defined but invalid go to `failed`.
+fn read_slos<'a>(
+    roots: &'a [(usize, Table<'a>)],
+    diags: &'a [Diags<'a>],
+    checks: &[Arc<CheckDef>],
+    failed: &mut Failed,
+    buckets: &[f64],
+) -> Vec<super::Slo> {
+    let check_names: Vec<String> = checks.iter().map(|def| def.name.to_string()).collect();
     let mut slos: Vec<super::Slo> = Vec::new();
-    for (d, n, item) in items(&roots, &diags, "slo") {
+    for (d, n, item) in items(roots, diags, "slo") {
         let name = raw_name(item);
         let Some(table) = Table::new(d, item, format!("SLO #{}", n + 1)) else {
             continue;
         };
         let span = table.span();
-        let read =
-            super::slo::read_slo(table, &check_names, &failed.checks, &agent.duration_buckets);
+        let read = super::slo::read_slo(table, &check_names, &failed.checks, buckets);
         if read.is_none()
             && let Some(name) = name
         {
@@ -171,14 +254,24 @@ pub(super) fn build(
             slos.push(slo);
         }
     }
-    // Pass 4: the traffic injectors, which name SLOs and checks.
+    slos
+}
+
+/// Every `[[traffic]]`.
+fn read_traffics<'a>(
+    roots: &'a [(usize, Table<'a>)],
+    diags: &'a [Diags<'a>],
+    checks: &[Arc<CheckDef>],
+    slos: &[super::Slo],
+    failed: &Failed,
+) -> Vec<Arc<super::TrafficDef>> {
     let mut traffic: Vec<Arc<super::TrafficDef>> = Vec::new();
-    for (d, n, item) in items(&roots, &diags, "traffic") {
+    for (d, n, item) in items(roots, diags, "traffic") {
         let Some(table) = Table::new(d, item, format!("traffic #{}", n + 1)) else {
             continue;
         };
         let span = table.span();
-        if let Some(def) = super::traffic::read_traffic(table, &checks, &slos, &failed)
+        if let Some(def) = super::traffic::read_traffic(table, checks, slos, failed)
             && unique(
                 d,
                 &span,
@@ -190,8 +283,16 @@ pub(super) fn build(
             traffic.push(Arc::new(def));
         }
     }
+    traffic
+}
+
+/// Every `[[remote_write]]`.
+fn read_remote_writes<'a>(
+    roots: &'a [(usize, Table<'a>)],
+    diags: &'a [Diags<'a>],
+) -> Vec<Arc<super::RemoteWriteDef>> {
     let mut remote_write: Vec<Arc<super::RemoteWriteDef>> = Vec::new();
-    for (d, _, item) in items(&roots, &diags, "remote_write") {
+    for (d, _, item) in items(roots, diags, "remote_write") {
         // Numbered by the endpoints read so far, as `read_remote_write` names them.
         let Some(table) = Table::new(d, item, format!("remote_write #{}", remote_write.len() + 1))
         else {
@@ -201,28 +302,7 @@ pub(super) fn build(
             remote_write.push(Arc::new(def));
         }
     }
-    for (_, root) in roots {
-        root.finish();
-    }
-
-    let mut errors = parse_errors;
-    for d in diags {
-        errors.extend(d.into_errors());
-    }
-    unresolved.amend(&mut errors);
-    if !errors.is_empty() {
-        return Err(ConfigErrors(errors));
-    }
-    Ok(Config {
-        agent,
-        checks,
-        slos,
-        rules,
-        traffic,
-        remote_write,
-        origin,
-        fingerprint: 0,
-    })
+    remote_write
 }
 
 /// Whether `name` is none of `known`; a problem at `span` if it is one (`what`: `SLO`).
@@ -477,144 +557,18 @@ fn read_check(
 ) -> Option<CheckDef> {
     let d = table.diags();
     let errors_before = d.error_count();
-    let name = match table.str("name") {
-        Some((name, span)) => {
-            if !valid_check_name(name) {
-                d.error_hint(
-                    &span,
-                    format!("check name {name:?} is not valid"),
-                    format!(
-                        "use lowercase letters, digits, `-` and `_` only, like {:?}",
-                        suggest_name(name)
-                    ),
-                );
-            } else if let Some(first) = seen.get(name) {
-                d.error_hint(
-                    &span,
-                    format!("duplicate check name {name:?}"),
-                    format!("it is already defined at {first}; check names must be unique"),
-                );
-            } else {
-                seen.insert(name.to_string(), d.location(&span));
-            }
-            Some(name.to_string())
-        }
-        None => {
-            table.missing(
-                "name",
-                "give every check a unique name, like name = \"shop-home\"",
-            );
-            None
-        }
-    };
+    let name = read_check_name(&table, seen);
     let what = match &name {
         Some(name) => format!("check {name:?}"),
         None => table.what().to_string(),
     };
     let table = table.renamed(what);
 
-    let kind = match table.str("type") {
-        Some((text, span)) => match CheckKind::from_str(text) {
-            Ok(kind) => Some(kind),
-            Err(()) => {
-                let names: Vec<&str> = CheckKind::ALL.iter().map(|k| k.as_str()).collect();
-                let hint = match super::reader::closest(text, &names) {
-                    Some(best) => format!(
-                        "did you mean {best:?}? supported types: {}",
-                        names.join(", ")
-                    ),
-                    None => format!("supported types: {}", names.join(", ")),
-                };
-                d.error_hint(&span, format!("unknown check type {text:?}"), hint);
-                None
-            }
-        },
-        None => {
-            table.missing("type", "set type = \"http\" or \"tls\"");
-            None
-        }
-    };
-
-    let interval = table.duration("interval");
-    let cron = table.str("cron");
-    let schedule = match (interval, cron) {
-        (Some(_), Some((_, span))) => {
-            d.error_hint(
-                &span,
-                format!("{} sets both `interval` and `cron`", table.what()),
-                "keep one of them",
-            );
-            None
-        }
-        (Some((every, _)), None) => Some(Schedule::Interval(every)),
-        (None, Some((expr, span))) => parse_cron(expr).map_or_else(
-            |error| {
-                d.error_hint(
-                    &span,
-                    format!("invalid cron expression {expr:?}: {error}"),
-                    "use 5 fields (minute hour day-of-month month day-of-week, like \"*/5 * * * *\") or 6 with seconds first; times are UTC",
-                );
-                None
-            },
-            |schedule| Some(Schedule::Cron(Box::new(schedule))),
-        ),
-        // RDAP servers rate-limit and registrations change slowly: domain checks default to
-        // twice a day.
-        (None, None) if kind == Some(CheckKind::Domain) => {
-            Some(Schedule::Interval(DOMAIN_INTERVAL))
-        }
-        (None, None) => Some(Schedule::Interval(defaults.interval)),
-    };
-
-    let explicit_timeout = table.duration("timeout");
-    let timeout = match (&schedule, explicit_timeout) {
-        (Some(schedule), Some((timeout, span))) => {
-            if let Some(gap) = shortest_gap(schedule)
-                && timeout > gap
-            {
-                d.error_hint(
-                    &span,
-                    format!(
-                        "timeout {} is longer than the interval {} of {}",
-                        humantime::format_duration(timeout),
-                        humantime::format_duration(gap),
-                        table.what()
-                    ),
-                    "a run must end before the next one is due; lower the timeout or raise the interval",
-                );
-            }
-            timeout
-        }
-        (_, Some((timeout, _))) => timeout,
-        (schedule, None) => {
-            // An implicit timeout never exceeds the interval: a check every 5s with the
-            // default 10s timeout gets 5s.
-            let timeout = defaults.timeout.unwrap_or(DEFAULT_TIMEOUT);
-            match schedule.as_ref().and_then(shortest_gap) {
-                Some(gap) => timeout.min(gap),
-                None => timeout,
-            }
-        }
-    };
-
+    let kind = read_kind(&table);
+    let schedule = read_schedule(&table, kind, defaults);
+    let timeout = read_timeout(&table, schedule.as_ref(), defaults);
     let labels = read_labels(&table, "labels", RESERVED_LABELS, agent_labels_at);
-    let regions = table
-        .str_list("regions")
-        .map(|items| {
-            let mut regions = Vec::new();
-            for (region, span) in items {
-                if valid_region(region) {
-                    regions.push(region.to_string());
-                } else {
-                    d.error(
-                        &span,
-                        format!("region {region:?} is not a valid region name"),
-                    );
-                }
-            }
-            regions
-        })
-        .unwrap_or_default();
+    let regions = read_regions(&table);
 
     let mut secrets = Vec::new();
     let built = kind.and_then(|kind| {
@@ -656,6 +610,164 @@ fn read_check(
         run_on_load,
         revision,
     })
+}
+
+/// `name`: valid, and unique among the checks read so far (`seen`: where each is defined).
+fn read_check_name(table: &Table<'_>, seen: &mut HashMap<String, String>) -> Option<String> {
+    let d = table.diags();
+    match table.str("name") {
+        Some((name, span)) => {
+            if !valid_check_name(name) {
+                d.error_hint(
+                    &span,
+                    format!("check name {name:?} is not valid"),
+                    format!(
+                        "use lowercase letters, digits, `-` and `_` only, like {:?}",
+                        suggest_name(name)
+                    ),
+                );
+            } else if let Some(first) = seen.get(name) {
+                d.error_hint(
+                    &span,
+                    format!("duplicate check name {name:?}"),
+                    format!("it is already defined at {first}; check names must be unique"),
+                );
+            } else {
+                seen.insert(name.to_string(), d.location(&span));
+            }
+            Some(name.to_string())
+        }
+        None => {
+            table.missing(
+                "name",
+                "give every check a unique name, like name = \"shop-home\"",
+            );
+            None
+        }
+    }
+}
+
+/// `type`: one of the check kinds.
+fn read_kind(table: &Table<'_>) -> Option<CheckKind> {
+    let d = table.diags();
+    match table.str("type") {
+        Some((text, span)) => match CheckKind::from_str(text) {
+            Ok(kind) => Some(kind),
+            Err(()) => {
+                let names: Vec<&str> = CheckKind::ALL.iter().map(|k| k.as_str()).collect();
+                let hint = match super::reader::closest(text, &names) {
+                    Some(best) => format!(
+                        "did you mean {best:?}? supported types: {}",
+                        names.join(", ")
+                    ),
+                    None => format!("supported types: {}", names.join(", ")),
+                };
+                d.error_hint(&span, format!("unknown check type {text:?}"), hint);
+                None
+            }
+        },
+        None => {
+            table.missing("type", "set type = \"http\" or \"tls\"");
+            None
+        }
+    }
+}
+
+/// `interval` or `cron`: the defaults' interval (twice a day for domain checks) unless given.
+fn read_schedule(
+    table: &Table<'_>,
+    kind: Option<CheckKind>,
+    defaults: &Defaults,
+) -> Option<Schedule> {
+    let d = table.diags();
+    let interval = table.duration("interval");
+    let cron = table.str("cron");
+    match (interval, cron) {
+        (Some(_), Some((_, span))) => {
+            d.error_hint(
+                &span,
+                format!("{} sets both `interval` and `cron`", table.what()),
+                "keep one of them",
+            );
+            None
+        }
+        (Some((every, _)), None) => Some(Schedule::Interval(every)),
+        (None, Some((expr, span))) => parse_cron(expr).map_or_else(
+            |error| {
+                d.error_hint(
+                    &span,
+                    format!("invalid cron expression {expr:?}: {error}"),
+                    "use 5 fields (minute hour day-of-month month day-of-week, like \"*/5 * * * *\") or 6 with seconds first; times are UTC",
+                );
+                None
+            },
+            |schedule| Some(Schedule::Cron(Box::new(schedule))),
+        ),
+        // RDAP servers rate-limit and registrations change slowly: domain checks default to
+        // twice a day.
+        (None, None) if kind == Some(CheckKind::Domain) => {
+            Some(Schedule::Interval(DOMAIN_INTERVAL))
+        }
+        (None, None) => Some(Schedule::Interval(defaults.interval)),
+    }
+}
+
+/// `timeout`: never longer than the shortest gap of `schedule` (`None` when it was invalid);
+/// an implicit one is cut down to it.
+fn read_timeout(table: &Table<'_>, schedule: Option<&Schedule>, defaults: &Defaults) -> Duration {
+    let d = table.diags();
+    let explicit_timeout = table.duration("timeout");
+    match (schedule, explicit_timeout) {
+        (Some(schedule), Some((timeout, span))) => {
+            if let Some(gap) = shortest_gap(schedule)
+                && timeout > gap
+            {
+                d.error_hint(
+                    &span,
+                    format!(
+                        "timeout {} is longer than the interval {} of {}",
+                        humantime::format_duration(timeout),
+                        humantime::format_duration(gap),
+                        table.what()
+                    ),
+                    "a run must end before the next one is due; lower the timeout or raise the interval",
+                );
+            }
+            timeout
+        }
+        (_, Some((timeout, _))) => timeout,
+        (schedule, None) => {
+            // An implicit timeout never exceeds the interval: a check every 5s with the
+            // default 10s timeout gets 5s.
+            let timeout = defaults.timeout.unwrap_or(DEFAULT_TIMEOUT);
+            match schedule.and_then(shortest_gap) {
+                Some(gap) => timeout.min(gap),
+                None => timeout,
+            }
+        }
+    }
+}
+
+/// `regions`: the valid region names listed.
+fn read_regions(table: &Table<'_>) -> Vec<String> {
+    let d = table.diags();
+    table
+        .str_list("regions")
+        .map(|items| {
+            let mut regions = Vec::new();
+            for (region, span) in items {
+                if valid_region(region) {
+                    regions.push(region.to_string());
+                } else {
+                    d.error(
+                        &span,
+                        format!("region {region:?} is not a valid region name"),
+                    );
+                }
+            }
+            regions
+        })
+        .unwrap_or_default()
 }
 
 fn suggest_name(name: &str) -> String {
