@@ -86,29 +86,7 @@ fn read_step(
 ) -> Option<FlowStep> {
     let d = step.diags();
     let errors_before = d.error_count();
-    let name = match step.str("name") {
-        Some((name, span)) => {
-            if !super::reader::valid_check_name(name) {
-                d.error_hint(
-                    &span,
-                    format!("step name {name:?} is not valid"),
-                    "use lowercase letters, digits, `-` and `_`",
-                );
-            } else if names.iter().any(|known| known == name) {
-                d.error_hint(
-                    &span,
-                    format!("duplicate step name {name:?}"),
-                    "step names are unique within a flow",
-                );
-            }
-            names.push(name.to_string());
-            Some(name.to_string())
-        }
-        None => {
-            step.missing("name", "name every step, like name = \"login-page\"");
-            None
-        }
-    };
+    let name = read_step_name(&step, names);
     let step = match &name {
         Some(name) => {
             let what = format!("step {name:?}");
@@ -116,26 +94,97 @@ fn read_step(
         }
         None => step,
     };
-    let url = match step.str("url") {
-        Some((text, span)) => template(d, text, &span, defined, secrets).and_then(|url| {
-            let Some(problem) = url.url_problem() else {
-                return Some(url);
-            };
-            d.error_hint(
-                &span,
-                problem,
-                "write the scheme, host and port literally (credentials go in basic_auth) and put variables after them, like \"https://shop.example.com${next}\" or \"https://shop.example.com/t/${tenant}\", or make the whole URL a variable, like \"${next}\"",
-            );
-            None
-        }),
-        None => {
-            step.missing(
-                "url",
-                "set the URL to request, like url = \"https://shop.example.com/login\"",
-            );
-            None
-        }
+    let url = read_url(&step, defined, secrets);
+    let headers = read_headers(&step, defined, secrets);
+    let basic_auth = read_basic_auth(&step, defined, secrets);
+    let body = read_body(&step, defined, secrets);
+    let timeout = step
+        .duration("timeout")
+        .map(|(limit, _): (Duration, _)| limit);
+    let options = read_request_options(&step);
+    let (extract, newly_defined) = read_extract(&step);
+    step.finish();
+    defined.extend(newly_defined);
+    if d.error_count() > errors_before {
+        return None;
+    }
+    let options = options?;
+    Some(FlowStep {
+        name: name?,
+        method: options.method,
+        url: url?,
+        headers,
+        basic_auth,
+        body,
+        follow_redirects: options.follow_redirects,
+        max_redirects: options.max_redirects,
+        timeout,
+        ip: options.ip,
+        version: options.version,
+        tls: options.tls,
+        max_body: options.max_body,
+        expect: options.expect,
+        extract,
+    })
+}
+
+/// A step's `name`: valid and unique among the flow's steps (`names`, read so far).
+fn read_step_name(step: &Table<'_>, names: &mut Vec<String>) -> Option<String> {
+    let d = step.diags();
+    let Some((name, span)) = step.str("name") else {
+        step.missing("name", "name every step, like name = \"login-page\"");
+        return None;
     };
+    if !super::reader::valid_check_name(name) {
+        d.error_hint(
+            &span,
+            format!("step name {name:?} is not valid"),
+            "use lowercase letters, digits, `-` and `_`",
+        );
+    } else if names.iter().any(|known| known == name) {
+        d.error_hint(
+            &span,
+            format!("duplicate step name {name:?}"),
+            "step names are unique within a flow",
+        );
+    }
+    names.push(name.to_string());
+    Some(name.to_string())
+}
+
+/// A step's `url`: a template whose scheme, host and port are literal.
+fn read_url(
+    step: &Table<'_>,
+    defined: &BTreeSet<String>,
+    secrets: &mut Vec<String>,
+) -> Option<Template> {
+    let d = step.diags();
+    let Some((text, span)) = step.str("url") else {
+        step.missing(
+            "url",
+            "set the URL to request, like url = \"https://shop.example.com/login\"",
+        );
+        return None;
+    };
+    let url = template(d, text, &span, defined, secrets)?;
+    let Some(problem) = url.url_problem() else {
+        return Some(url);
+    };
+    d.error_hint(
+        &span,
+        problem,
+        "write the scheme, host and port literally (credentials go in basic_auth) and put variables after them, like \"https://shop.example.com${next}\" or \"https://shop.example.com/t/${tenant}\", or make the whole URL a variable, like \"${next}\"",
+    );
+    None
+}
+
+/// A step's `headers`, and its `bearer_token` as an `Authorization` header.
+fn read_headers(
+    step: &Table<'_>,
+    defined: &BTreeSet<String>,
+    secrets: &mut Vec<String>,
+) -> Vec<(http::HeaderName, Template)> {
+    let d = step.diags();
     let mut headers = Vec::new();
     for entry in step.str_map("headers").unwrap_or_default() {
         let Some(name) = header_name(d, entry.key, &entry.key_span) else {
@@ -152,29 +201,43 @@ fn read_step(
         parts.extend(token.parts);
         headers.push((http::header::AUTHORIZATION, Template { parts }));
     }
-    let basic_auth = match step.table("basic_auth", format!("`basic_auth` of {}", step.what())) {
-        None => None,
-        Some(auth) => {
-            let user = auth.str("username");
-            let password = auth.str("password");
-            let built = match (user, password) {
-                (Some((user, user_span)), Some((password, password_span))) => template(
-                    d, user, &user_span, defined, secrets,
-                )
-                .zip(template(d, password, &password_span, defined, secrets)),
-                _ => {
-                    auth.missing("username` and `password", "basic_auth = { username = \"probe\", password = \"${env:PROBE_PASSWORD}\" }");
-                    None
-                }
-            };
-            auth.finish();
-            built
+    headers
+}
+
+/// A step's `basic_auth` table: a `username` and a `password`, both templates.
+fn read_basic_auth(
+    step: &Table<'_>,
+    defined: &BTreeSet<String>,
+    secrets: &mut Vec<String>,
+) -> Option<(Template, Template)> {
+    let d = step.diags();
+    let auth = step.table("basic_auth", format!("`basic_auth` of {}", step.what()))?;
+    let user = auth.str("username");
+    let password = auth.str("password");
+    let built = match (user, password) {
+        (Some((user, user_span)), Some((password, password_span))) => template(
+            d, user, &user_span, defined, secrets,
+        )
+        .zip(template(d, password, &password_span, defined, secrets)),
+        _ => {
+            auth.missing(
+                "username` and `password",
+                "basic_auth = { username = \"probe\", password = \"${env:PROBE_PASSWORD}\" }",
+            );
+            None
         }
     };
+    auth.finish();
+    built
+}
+
+/// A step's body: one of `body` (raw), `form` and `json`, each made of templates.
+fn read_body(step: &Table<'_>, defined: &BTreeSet<String>, secrets: &mut Vec<String>) -> FlowBody {
+    let d = step.diags();
     let raw = step.str("body");
     let form = step.str_map("form");
     let json = step.get("json");
-    let body = match (raw, form, json) {
+    match (raw, form, json) {
         (None, None, None) => FlowBody::None,
         (Some((text, span)), None, None) => match template(d, text, &span, defined, secrets) {
             Some(body) => FlowBody::Raw(body),
@@ -204,57 +267,38 @@ fn read_step(
             );
             FlowBody::None
         }
-    };
-    let timeout = step
-        .duration("timeout")
-        .map(|(limit, _): (Duration, _)| limit);
-    let options = read_request_options(&step);
+    }
+}
+
+/// A step's `extract` table: the valid rules, and every variable it declares (even those
+/// whose rule has a problem).
+fn read_extract(step: &Table<'_>) -> (Vec<(String, Extractor)>, Vec<String>) {
+    let d = step.diags();
     let mut extract = Vec::new();
     let mut newly_defined = Vec::new();
-    if let Some(table) = step.table("extract", format!("`extract` of {}", step.what())) {
-        let what = step.what().to_string();
-        for (variable, rule) in table.subtables(|name| format!("`extract.{name}` of {what}")) {
-            if !valid_variable(variable) {
-                d.error_hint(
-                    &rule.span(),
-                    format!("{variable:?} is not a valid variable name"),
-                    "use letters, digits and `_`, like csrf_token",
-                );
-            }
-            let extractor = read_extractor(&rule);
-            rule.finish();
-            // Declared even when the rule or the step has a problem: later steps that use
-            // the variable are not wrong, and saying so would bury the one real problem.
-            newly_defined.push(variable.to_string());
-            if let Some(extractor) = extractor {
-                extract.push((variable.to_string(), extractor));
-            }
+    let Some(table) = step.table("extract", format!("`extract` of {}", step.what())) else {
+        return (extract, newly_defined);
+    };
+    let what = step.what().to_string();
+    for (variable, rule) in table.subtables(|name| format!("`extract.{name}` of {what}")) {
+        if !valid_variable(variable) {
+            d.error_hint(
+                &rule.span(),
+                format!("{variable:?} is not a valid variable name"),
+                "use letters, digits and `_`, like csrf_token",
+            );
         }
-        table.finish();
+        let extractor = read_extractor(&rule);
+        rule.finish();
+        // Declared even when the rule or the step has a problem: later steps that use
+        // the variable are not wrong, and saying so would bury the one real problem.
+        newly_defined.push(variable.to_string());
+        if let Some(extractor) = extractor {
+            extract.push((variable.to_string(), extractor));
+        }
     }
-    step.finish();
-    defined.extend(newly_defined);
-    if d.error_count() > errors_before {
-        return None;
-    }
-    let options = options?;
-    Some(FlowStep {
-        name: name?,
-        method: options.method,
-        url: url?,
-        headers,
-        basic_auth,
-        body,
-        follow_redirects: options.follow_redirects,
-        max_redirects: options.max_redirects,
-        timeout,
-        ip: options.ip,
-        version: options.version,
-        tls: options.tls,
-        max_body: options.max_body,
-        expect: options.expect,
-        extract,
-    })
+    table.finish();
+    (extract, newly_defined)
 }
 
 fn valid_variable(name: &str) -> bool {
@@ -334,78 +378,100 @@ fn template(
     let mut parts = Vec::new();
     let mut ok = true;
     for piece in d.pieces(text, span)? {
-        match piece {
-            Piece::Text(literal) => parts.push(Part::Text(literal)),
-            Piece::Ref(reference) => {
-                if let Some(source) = reference.strip_prefix("totp:") {
-                    match d.secret(source, span) {
-                        Some(Some(secret)) => match totp(&secret) {
-                            Some(totp) => {
-                                secrets.push(secret);
-                                parts.push(Part::Totp(Arc::new(totp)));
-                            }
-                            None => {
-                                ok = false;
-                                d.error_hint(
-                                    span,
-                                    format!("the TOTP secret from ${{{source}}} is not base32"),
-                                    "give the secret as shown under the QR code, like JBSWY3DPEHPK3PXP",
-                                );
-                            }
-                        },
-                        Some(None) => {
-                            ok = false;
-                            d.error_hint(
-                                span,
-                                format!("unknown TOTP secret source ${{{reference}}}"),
-                                "use ${totp:env:NAME} or ${totp:file:PATH}",
-                            );
-                        }
-                        None => ok = false,
-                    }
-                    continue;
-                }
-                match d.secret(&reference, span) {
-                    Some(Some(value)) => {
-                        if !value.is_empty() {
-                            secrets.push(value.clone());
-                        }
-                        parts.push(Part::Text(value));
-                    }
-                    Some(None) if valid_variable(&reference) => {
-                        if defined.contains(&reference) {
-                            parts.push(Part::Var(reference));
-                        } else {
-                            ok = false;
-                            let known: Vec<&str> = defined.iter().map(String::as_str).collect();
-                            let hint = if known.is_empty() {
-                                "extract it in an earlier step, like extract = { csrf = { form_field = \"csrf_token\" } }".to_string()
-                            } else {
-                                format!("earlier steps extract: {}", known.join(", "))
-                            };
-                            d.error_hint(
-                                span,
-                                format!(
-                                    "variable ${{{reference}}} is not extracted by an earlier step"
-                                ),
-                                hint,
-                            );
-                        }
-                    }
-                    Some(None) => {
-                        ok = false;
-                        d.error_hint(
-                            span,
-                            format!("unknown reference ${{{reference}}}"),
-                            "use ${env:NAME}, ${file:PATH}, ${totp:env:NAME} or a variable extracted earlier; write $${ for a literal ${",
-                        );
-                    }
-                    None => ok = false,
-                }
-            }
+        let part = match piece {
+            Piece::Text(literal) => Some(Part::Text(literal)),
+            Piece::Ref(reference) => match reference.strip_prefix("totp:") {
+                Some(source) => totp_part(d, source, &reference, span, secrets),
+                None => reference_part(d, reference, span, defined, secrets),
+            },
+        };
+        match part {
+            Some(part) => parts.push(part),
+            None => ok = false,
         }
     }
     ok.then_some(Template { parts })
+}
+
+/// `${totp:SOURCE}` (`reference`): a TOTP generator for the secret at `source`. `None` if
+/// there is a problem (reported unless the secret's own lookup reported it).
+fn totp_part(
+    d: &Diags<'_>,
+    source: &str,
+    reference: &str,
+    span: &Range<usize>,
+    secrets: &mut Vec<String>,
+) -> Option<Part> {
+    match d.secret(source, span) {
+        Some(Some(secret)) => match totp(&secret) {
+            Some(totp) => {
+                secrets.push(secret);
+                Some(Part::Totp(Arc::new(totp)))
+            }
+            None => {
+                d.error_hint(
+                    span,
+                    format!("the TOTP secret from ${{{source}}} is not base32"),
+                    "give the secret as shown under the QR code, like JBSWY3DPEHPK3PXP",
+                );
+                None
+            }
+        },
+        Some(None) => {
+            d.error_hint(
+                span,
+                format!("unknown TOTP secret source ${{{reference}}}"),
+                "use ${totp:env:NAME} or ${totp:file:PATH}",
+            );
+            None
+        }
+        None => None,
+    }
+}
+
+/// `${env:..}`/`${file:..}` (resolved now, kept as a secret) or `${variable}` (extracted by
+/// an earlier step, one of `defined`). `None` if there is a problem.
+fn reference_part(
+    d: &Diags<'_>,
+    reference: String,
+    span: &Range<usize>,
+    defined: &BTreeSet<String>,
+    secrets: &mut Vec<String>,
+) -> Option<Part> {
+    match d.secret(&reference, span) {
+        Some(Some(value)) => {
+            if !value.is_empty() {
+                secrets.push(value.clone());
+            }
+            Some(Part::Text(value))
+        }
+        Some(None) if valid_variable(&reference) => {
+            if defined.contains(&reference) {
+                return Some(Part::Var(reference));
+            }
+            let known: Vec<&str> = defined.iter().map(String::as_str).collect();
+            let hint = if known.is_empty() {
+                "extract it in an earlier step, like extract = { csrf = { form_field = \"csrf_token\" } }".to_string()
+            } else {
+                format!("earlier steps extract: {}", known.join(", "))
+            };
+            d.error_hint(
+                span,
+                format!("variable ${{{reference}}} is not extracted by an earlier step"),
+                hint,
+            );
+            None
+        }
+        Some(None) => {
+            d.error_hint(
+                span,
+                format!("unknown reference ${{{reference}}}"),
+                "use ${env:NAME}, ${file:PATH}, ${totp:env:NAME} or a variable extracted earlier; write $${ for a literal ${",
+            );
+            None
+        }
+        None => None,
+    }
 }
 
 /// A TOTP generator (RFC 6238: SHA-1, 30 s, 6 digits) for a base32 secret; short real-world
