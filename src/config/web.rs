@@ -74,7 +74,39 @@ impl fmt::Debug for WebConfig {
 /// `max_connections` and `allowed_hosts` from the `[agent]` table.
 pub(super) fn read_web(table: &Table<'_>) -> WebConfig {
     let d = table.diags();
-    let mut web = WebConfig::default();
+    let mut web = WebConfig {
+        tls: read_server_tls(table),
+        basic_auth_users: read_basic_auth_users(table),
+        bearer_token: read_bearer_token(table),
+        ..WebConfig::default()
+    };
+    match table.int("max_connections") {
+        Some((n, _)) if (1..=MAX_CONNECTIONS_LIMIT).contains(&n) => {
+            web.max_connections = n as usize;
+        }
+        Some((n, span)) => d.error_hint(
+            &span,
+            format!("`max_connections` must be between 1 and {MAX_CONNECTIONS_LIMIT}, found {n}"),
+            "the default, 256, serves Prometheus, browsers and orchestrator probes with room to spare",
+        ),
+        None => {}
+    }
+    for (host, span) in table.str_list("allowed_hosts").unwrap_or_default() {
+        match allowed_host(host) {
+            Ok(host) => web.allowed_hosts.push(host),
+            Err(problem) => d.error_hint(
+                &span,
+                format!("allowed host {host:?} {problem}"),
+                "give a host name or IP address as clients write it in URLs, without scheme or port, like \"nightjar.example.com\"",
+            ),
+        }
+    }
+    web
+}
+
+/// `tls_cert_file` and `tls_key_file`, which go together: the server's TLS configuration.
+fn read_server_tls(table: &Table<'_>) -> Option<Arc<rustls::ServerConfig>> {
+    let d = table.diags();
     match (table.str("tls_cert_file"), table.str("tls_key_file")) {
         (Some((cert, cert_span)), Some((key, key_span))) => {
             match super::tls::read_pem_pair(cert, key) {
@@ -92,29 +124,14 @@ pub(super) fn read_web(table: &Table<'_>) -> WebConfig {
                     format!("cannot read the server key {key}: {error}"),
                     "give the private key in PEM (PKCS#8, PKCS#1 or SEC1)",
                 ),
-                (Ok(chain), Ok(private)) => {
-                    match rustls::ServerConfig::builder_with_provider(Arc::new(
-                        rustls::crypto::ring::default_provider(),
-                    ))
-                    .with_safe_default_protocol_versions()
-                    .map_err(|error| error.to_string())
-                    .and_then(|builder| {
-                        builder
-                            .with_no_client_auth()
-                            .with_single_cert(chain, private)
-                            .map_err(|error| error.to_string())
-                    }) {
-                        Ok(mut config) => {
-                            config.alpn_protocols = vec![b"http/1.1".to_vec()];
-                            web.tls = Some(Arc::new(config));
-                        }
-                        Err(error) => d.error_hint(
-                            &key_span,
-                            format!("the server certificate and key do not make a TLS configuration: {error}"),
-                            "check that the key belongs to the certificate",
-                        ),
-                    }
-                }
+                (Ok(chain), Ok(private)) => match server_config(chain, private) {
+                    Ok(config) => return Some(Arc::new(config)),
+                    Err(error) => d.error_hint(
+                        &key_span,
+                        format!("the server certificate and key do not make a TLS configuration: {error}"),
+                        "check that the key belongs to the certificate",
+                    ),
+                },
             }
         }
         (Some((_, span)), None) => d.error_hint(
@@ -129,6 +146,30 @@ pub(super) fn read_web(table: &Table<'_>) -> WebConfig {
         ),
         (None, None) => {}
     }
+    None
+}
+
+/// A server configuration (HTTP/1.1 only) for a certificate chain and its key.
+fn server_config(
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    private: rustls::pki_types::PrivateKeyDer<'static>,
+) -> Result<rustls::ServerConfig, String> {
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|error| error.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(chain, private)
+    .map_err(|error| error.to_string())?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// `basic_auth_users`: user name → bcrypt hash, each checked for its shape.
+fn read_basic_auth_users(table: &Table<'_>) -> BTreeMap<String, String> {
+    let d = table.diags();
+    let mut users = BTreeMap::new();
     for entry in table.str_map("basic_auth_users").unwrap_or_default() {
         if entry.key.is_empty() || entry.key.contains(':') {
             d.error(
@@ -156,50 +197,33 @@ pub(super) fn read_web(table: &Table<'_>) -> WebConfig {
             );
             continue;
         }
-        web.basic_auth_users
-            .insert(entry.key.to_string(), hash.to_string());
+        users.insert(entry.key.to_string(), hash.to_string());
     }
-    if let Some((text, span)) = table.str("bearer_token")
-        && let Some(expanded) = d.interpolate(text, &span)
-    {
-        if expanded.secrets.is_empty() {
-            d.error_hint(
-                &span,
-                "`bearer_token` is written inline",
-                "reference it, like bearer_token = \"${env:NIGHTJAR_WEB_TOKEN}\" or \"${file:/run/secrets/token}\"",
-            );
-        } else if expanded.value.len() < 16 {
-            d.error_hint(
-                &span,
-                "the bearer token is shorter than 16 characters",
-                "use a long random token, like the output of `openssl rand -hex 32`",
-            );
-        } else {
-            web.bearer_token = Some(expanded.value);
-        }
-    }
-    match table.int("max_connections") {
-        Some((n, _)) if (1..=MAX_CONNECTIONS_LIMIT).contains(&n) => {
-            web.max_connections = n as usize;
-        }
-        Some((n, span)) => d.error_hint(
+    users
+}
+
+/// `bearer_token`: a reference to a secret of at least 16 characters, never inline.
+fn read_bearer_token(table: &Table<'_>) -> Option<String> {
+    let d = table.diags();
+    let (text, span) = table.str("bearer_token")?;
+    let expanded = d.interpolate(text, &span)?;
+    if expanded.secrets.is_empty() {
+        d.error_hint(
             &span,
-            format!("`max_connections` must be between 1 and {MAX_CONNECTIONS_LIMIT}, found {n}"),
-            "the default, 256, serves Prometheus, browsers and orchestrator probes with room to spare",
-        ),
-        None => {}
+            "`bearer_token` is written inline",
+            "reference it, like bearer_token = \"${env:NIGHTJAR_WEB_TOKEN}\" or \"${file:/run/secrets/token}\"",
+        );
+        None
+    } else if expanded.value.len() < 16 {
+        d.error_hint(
+            &span,
+            "the bearer token is shorter than 16 characters",
+            "use a long random token, like the output of `openssl rand -hex 32`",
+        );
+        None
+    } else {
+        Some(expanded.value)
     }
-    for (host, span) in table.str_list("allowed_hosts").unwrap_or_default() {
-        match allowed_host(host) {
-            Ok(host) => web.allowed_hosts.push(host),
-            Err(problem) => d.error_hint(
-                &span,
-                format!("allowed host {host:?} {problem}"),
-                "give a host name or IP address as clients write it in URLs, without scheme or port, like \"nightjar.example.com\"",
-            ),
-        }
-    }
-    web
 }
 
 /// An `allowed_hosts` entry, normalised (lower case, IPv6 without brackets, no trailing dot).
