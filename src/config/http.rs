@@ -308,132 +308,172 @@ fn parse_url(
 }
 
 fn read_expect(table: &Table<'_>) -> Option<HttpExpect> {
-    let d = table.diags();
     let Some(expect) = table.table("expect", format!("`expect` of {}", table.what())) else {
         return Some(HttpExpect::default());
     };
-    let mut ok = true;
-    let mut out = HttpExpect::default();
-
-    if let Some(items) = expect.array("status") {
-        for item in items {
-            let parsed = match item.get_ref() {
-                DeValue::Integer(_) => as_int(item.get_ref())
-                    .filter(|code| (100..=599).contains(code))
-                    .map(|code| StatusMatch::Code(code as u16)),
-                DeValue::String(text) => parse_status_class(text),
-                _ => None,
-            };
-            match parsed {
-                Some(status) => out.status.push(status),
-                None => {
-                    d.error_hint(
-                        &item.span(),
-                        format!(
-                            "status {} is not a status code or class",
-                            describe(item.get_ref())
-                        ),
-                        "use codes like 200 or classes like \"2xx\"",
-                    );
-                    ok = false;
-                }
-            }
-        }
-    }
+    let status = read_status(&expect);
     let strings = |key: &'static str| -> Vec<String> {
         expect
             .str_list(key)
             .map(|items| items.into_iter().map(|(s, _)| s.to_string()).collect())
             .unwrap_or_default()
     };
-    out.body_contains = strings("body_contains");
-    out.body_not_contains = strings("body_not_contains");
-    out.body_matches = expect.regex_list("body_matches");
-    out.body_not_matches = expect.regex_list("body_not_matches");
-
-    if let Some(entries) = expect.str_map("headers") {
-        for entry in entries {
-            let Some(name) = header_name(d, entry.key, &entry.key_span) else {
-                ok = false;
-                continue;
-            };
-            match super::reader::compile_regex(entry.value) {
-                Ok(regex) => out.headers.push((name, regex)),
-                Err(message) => {
-                    d.error(
-                        &entry.value_span,
-                        format!("invalid regex for header {}: {message}", entry.key),
-                    );
-                    ok = false;
-                }
-            }
-        }
-    }
-
-    if let Some(items) = expect.array("json") {
-        for (idx, item) in items.into_iter().enumerate() {
-            let Some(entry) =
-                Table::new(d, item, format!("`expect.json[{idx}]` of {}", table.what()))
-            else {
-                ok = false;
-                continue;
-            };
-            let pointer = match entry.str("pointer") {
-                Some((pointer, _)) if pointer.is_empty() || pointer.starts_with('/') => {
-                    Some(pointer.to_string())
-                }
-                Some((pointer, span)) => {
-                    d.error_hint(
-                        &span,
-                        format!("JSON pointer {pointer:?} must start with `/`"),
-                        format!(
-                            "did you mean \"/{}\"?",
-                            pointer.trim_start_matches(['$', '.']).replace('.', "/")
-                        ),
-                    );
-                    None
-                }
-                None => {
-                    entry.missing("pointer", "name the value, like pointer = \"/status\"");
-                    None
-                }
-            };
-            let equals = entry.get("equals");
-            let matches = entry.str("matches");
-            let test = match (equals, matches) {
-                (Some(_), Some((_, span))) => {
-                    d.error(&span, "set `equals` or `matches`, not both");
-                    None
-                }
-                (Some(value), None) => match to_json(value.get_ref()) {
-                    Some(json) => Some(JsonTest::Equals(json)),
-                    None => {
-                        d.error(&value.span(), "`equals` cannot be a datetime");
-                        None
-                    }
-                },
-                (None, Some((pattern, span))) => match super::reader::compile_regex(pattern) {
-                    Ok(regex) => Some(JsonTest::Matches(regex)),
-                    Err(message) => {
-                        d.error(&span, format!("invalid regex in `matches`: {message}"));
-                        None
-                    }
-                },
-                (None, None) => Some(JsonTest::Exists),
-            };
-            entry.finish();
-            match (pointer, test) {
-                (Some(pointer), Some(test)) => out.json.push(JsonExpect { pointer, test }),
-                _ => ok = false,
-            }
-        }
-    }
-
-    out.max_duration = expect.duration("max_duration").map(|(d, _)| d);
-    out.max_size = expect.size("max_size");
-    out.tls = expect.bool("tls");
+    let body_contains = strings("body_contains");
+    let body_not_contains = strings("body_not_contains");
+    let body_matches = expect.regex_list("body_matches");
+    let body_not_matches = expect.regex_list("body_not_matches");
+    let headers = read_header_expects(&expect);
+    let json = read_json_expects(&expect, table.what());
+    let max_duration = expect.duration("max_duration").map(|(d, _)| d);
+    let max_size = expect.size("max_size");
+    let tls = expect.bool("tls");
     expect.finish();
-    ok.then_some(out)
+    Some(HttpExpect {
+        status: status?,
+        body_contains,
+        body_not_contains,
+        body_matches,
+        body_not_matches,
+        headers: headers?,
+        json: json?,
+        max_duration,
+        max_size,
+        tls,
+    })
+}
+
+/// `expect.status`: codes and classes; `None` if any is neither (each reported).
+fn read_status(expect: &Table<'_>) -> Option<Vec<StatusMatch>> {
+    let d = expect.diags();
+    let mut ok = true;
+    let mut status = Vec::new();
+    for item in expect.array("status").unwrap_or_default() {
+        let parsed = match item.get_ref() {
+            DeValue::Integer(_) => as_int(item.get_ref())
+                .filter(|code| (100..=599).contains(code))
+                .map(|code| StatusMatch::Code(code as u16)),
+            DeValue::String(text) => parse_status_class(text),
+            _ => None,
+        };
+        match parsed {
+            Some(parsed) => status.push(parsed),
+            None => {
+                d.error_hint(
+                    &item.span(),
+                    format!(
+                        "status {} is not a status code or class",
+                        describe(item.get_ref())
+                    ),
+                    "use codes like 200 or classes like \"2xx\"",
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(status)
+}
+
+/// `expect.headers`: header name → regex its value must match; `None` if any is invalid.
+fn read_header_expects(expect: &Table<'_>) -> Option<Vec<(HeaderName, regex::Regex)>> {
+    let d = expect.diags();
+    let mut ok = true;
+    let mut headers = Vec::new();
+    for entry in expect.str_map("headers").unwrap_or_default() {
+        let Some(name) = header_name(d, entry.key, &entry.key_span) else {
+            ok = false;
+            continue;
+        };
+        match super::reader::compile_regex(entry.value) {
+            Ok(regex) => headers.push((name, regex)),
+            Err(message) => {
+                d.error(
+                    &entry.value_span,
+                    format!("invalid regex for header {}: {message}", entry.key),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(headers)
+}
+
+/// `expect.json`: the `[[check.expect.json]]` tables of the check named `what`; `None` if
+/// any is invalid.
+fn read_json_expects(expect: &Table<'_>, what: &str) -> Option<Vec<JsonExpect>> {
+    let d = expect.diags();
+    let mut ok = true;
+    let mut json = Vec::new();
+    for (idx, item) in expect
+        .array("json")
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        let Some(entry) = Table::new(d, item, format!("`expect.json[{idx}]` of {what}")) else {
+            ok = false;
+            continue;
+        };
+        let pointer = read_json_pointer(&entry);
+        let test = read_json_test(&entry);
+        entry.finish();
+        match (pointer, test) {
+            (Some(pointer), Some(test)) => json.push(JsonExpect { pointer, test }),
+            _ => ok = false,
+        }
+    }
+    ok.then_some(json)
+}
+
+/// `pointer` of an `expect.json` table: a JSON pointer (RFC 6901).
+fn read_json_pointer(entry: &Table<'_>) -> Option<String> {
+    match entry.str("pointer") {
+        Some((pointer, _)) if pointer.is_empty() || pointer.starts_with('/') => {
+            Some(pointer.to_string())
+        }
+        Some((pointer, span)) => {
+            entry.diags().error_hint(
+                &span,
+                format!("JSON pointer {pointer:?} must start with `/`"),
+                format!(
+                    "did you mean \"/{}\"?",
+                    pointer.trim_start_matches(['$', '.']).replace('.', "/")
+                ),
+            );
+            None
+        }
+        None => {
+            entry.missing("pointer", "name the value, like pointer = \"/status\"");
+            None
+        }
+    }
+}
+
+/// `equals` or `matches` of an `expect.json` table; neither tests that the value exists.
+fn read_json_test(entry: &Table<'_>) -> Option<JsonTest> {
+    let d = entry.diags();
+    let equals = entry.get("equals");
+    let matches = entry.str("matches");
+    match (equals, matches) {
+        (Some(_), Some((_, span))) => {
+            d.error(&span, "set `equals` or `matches`, not both");
+            None
+        }
+        (Some(value), None) => match to_json(value.get_ref()) {
+            Some(json) => Some(JsonTest::Equals(json)),
+            None => {
+                d.error(&value.span(), "`equals` cannot be a datetime");
+                None
+            }
+        },
+        (None, Some((pattern, span))) => match super::reader::compile_regex(pattern) {
+            Ok(regex) => Some(JsonTest::Matches(regex)),
+            Err(message) => {
+                d.error(&span, format!("invalid regex in `matches`: {message}"));
+                None
+            }
+        },
+        (None, None) => Some(JsonTest::Exists),
+    }
 }
 
 fn parse_status_class(text: &str) -> Option<StatusMatch> {
