@@ -162,7 +162,6 @@ pub(super) fn read_tls_options(
     alpn: Vec<Vec<u8>>,
     allow_insecure: bool,
 ) -> Option<TlsOptions> {
-    let d = table.diags();
     let Some(tls) = table.table("tls", format!("`tls` of {}", table.what())) else {
         // The common case: bundled roots, no client certificate; shared by every such check.
         return match shared_default(alpn) {
@@ -173,36 +172,59 @@ pub(super) fn read_tls_options(
             }
         };
     };
-    let mut ok = true;
-    let roots = match (tls.str("ca"), tls.str("ca_file")) {
+    let roots = read_roots(&tls);
+    let insecure_skip_verify = if allow_insecure {
+        tls.bool("insecure_skip_verify").unwrap_or(false)
+    } else {
+        false
+    };
+    let client_auth = read_client_auth(&tls);
+    let server_name = read_server_name(&tls);
+    tls.finish();
+    let (Some(roots), Some(client_auth), Some(server_name)) = (roots, client_auth, server_name)
+    else {
+        return None;
+    };
+    build(
+        table,
+        roots,
+        client_auth,
+        alpn,
+        server_name,
+        insecure_skip_verify,
+    )
+}
+
+/// `ca` or `ca_file`: the roots to verify with (bundled unless given); `None` if there is a
+/// problem (reported).
+fn read_roots(tls: &Table<'_>) -> Option<Arc<RootCertStore>> {
+    let d = tls.diags();
+    match (tls.str("ca"), tls.str("ca_file")) {
         (Some((_, span)), Some(_)) => {
             d.error_hint(
                 &span,
                 "`ca` and `ca_file` are both set",
                 "ca_file replaces the roots; keep one",
             );
-            ok = false;
-            net::bundled_roots()
+            None
         }
         (_, Some((path, span))) => match load_ca_file(Path::new(path)) {
-            Ok(roots) => roots,
+            Ok(roots) => Some(roots),
             Err(message) => {
                 d.error_hint(
                     &span,
                     message,
                     "give a PEM file with one or more CA certificates",
                 );
-                ok = false;
-                net::bundled_roots()
+                None
             }
         },
-        (Some(("bundled", _)), None) | (None, None) => net::bundled_roots(),
+        (Some(("bundled", _)), None) | (None, None) => Some(net::bundled_roots()),
         (Some(("system", span)), None) => match system_roots() {
-            Ok(roots) => roots,
+            Ok(roots) => Some(roots),
             Err(message) => {
                 d.error_hint(&span, message, "install the system CA bundle (Debian: ca-certificates) or use ca = \"bundled\"");
-                ok = false;
-                net::bundled_roots()
+                None
             }
         },
         (Some((other, span)), None) => {
@@ -211,24 +233,26 @@ pub(super) fn read_tls_options(
                 format!("unknown ca {other:?}"),
                 "use \"bundled\" (Mozilla's roots, built in) or \"system\", or set ca_file",
             );
-            ok = false;
-            net::bundled_roots()
+            None
         }
-    };
-    let insecure_skip_verify = if allow_insecure {
-        tls.bool("insecure_skip_verify").unwrap_or(false)
-    } else {
-        false
-    };
-    let client_auth = match (tls.str("cert_file"), tls.str("key_file")) {
+    }
+}
+
+/// A client certificate and its key.
+type ClientAuth = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// `cert_file` and `key_file`, which go together: `Some(None)` when neither is set, `None` if
+/// there is a problem (reported).
+fn read_client_auth(tls: &Table<'_>) -> Option<Option<ClientAuth>> {
+    let d = tls.diags();
+    match (tls.str("cert_file"), tls.str("key_file")) {
         (Some((cert, cert_span)), Some((key, key_span))) => match read_pem_pair(cert, key) {
-            (Ok(chain), Ok(key)) if !chain.is_empty() => Some((chain, key)),
+            (Ok(chain), Ok(key)) if !chain.is_empty() => Some(Some((chain, key))),
             (Ok(_), Ok(_)) => {
                 d.error(
                     &cert_span,
                     format!("client certificate file {cert} holds no certificate"),
                 );
-                ok = false;
                 None
             }
             (Err(error), _) => {
@@ -236,12 +260,10 @@ pub(super) fn read_tls_options(
                     &cert_span,
                     format!("cannot read client certificate {cert}: {error}"),
                 );
-                ok = false;
                 None
             }
             (_, Err(error)) => {
                 d.error(&key_span, format!("cannot read client key {key}: {error}"));
-                ok = false;
                 None
             }
         },
@@ -251,34 +273,25 @@ pub(super) fn read_tls_options(
                 "`cert_file` and `key_file` go together",
                 "set both for a client certificate (mTLS)",
             );
-            ok = false;
             None
         }
-        (None, None) => None,
-    };
-    let server_name = match tls.str("server_name") {
-        Some((name, span)) => match ServerName::try_from(name.to_string()) {
-            Ok(name) => Some(name),
-            Err(_) => {
-                d.error(&span, format!("{name:?} is not a valid TLS server name"));
-                ok = false;
-                None
-            }
-        },
-        None => None,
-    };
-    tls.finish();
-    if !ok {
-        return None;
+        (None, None) => Some(None),
     }
-    build(
-        table,
-        roots,
-        client_auth,
-        alpn,
-        server_name,
-        insecure_skip_verify,
-    )
+}
+
+/// `server_name`: `Some(None)` when not set, `None` if it is not a valid name (reported).
+fn read_server_name(tls: &Table<'_>) -> Option<Option<ServerName<'static>>> {
+    let Some((name, span)) = tls.str("server_name") else {
+        return Some(None);
+    };
+    match ServerName::try_from(name.to_string()) {
+        Ok(name) => Some(Some(name)),
+        Err(_) => {
+            tls.diags()
+                .error(&span, format!("{name:?} is not a valid TLS server name"));
+            None
+        }
+    }
 }
 
 /// The TLS set-up of checks without a `tls` table (bundled roots, no client certificate),
