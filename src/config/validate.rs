@@ -364,36 +364,8 @@ fn items<'a>(
 
 fn read_agent(d: &Diags<'_>, value: &Value<'_>) -> Option<AgentConfig> {
     let table = Table::new(d, value, "[agent]")?;
-    let region = match table.str("region") {
-        Some((region, span)) if !valid_region(region) => {
-            d.error_hint(
-                &span,
-                format!("region {region:?} is not a valid region name"),
-                "use letters, digits, `-`, `_` and `.`, like \"eu-west-1\"",
-            );
-            "default".to_string()
-        }
-        Some((region, _)) => region.to_string(),
-        None => "default".to_string(),
-    };
-    let listen = match table.str("listen") {
-        Some((text, span)) => match SocketAddr::from_str(text) {
-            Ok(addr) => addr,
-            Err(_) => {
-                d.error_hint(
-                    &span,
-                    format!("listen address {text:?} is not IP:PORT"),
-                    "write it like \"127.0.0.1:9465\" or \"[::1]:9465\"",
-                );
-                DEFAULT_LISTEN
-                    .parse()
-                    .expect("the default listen address parses")
-            }
-        },
-        None => DEFAULT_LISTEN
-            .parse()
-            .expect("the default listen address parses"),
-    };
+    let region = read_region(&table);
+    let listen = read_listen(&table);
     let labels = read_labels(&table, "labels", RESERVED_LABELS, &BTreeMap::new());
     let concurrency = match table.int("concurrency") {
         Some((n, _)) if n >= 1 => n as usize,
@@ -406,33 +378,7 @@ fn read_agent(d: &Diags<'_>, value: &Value<'_>) -> Option<AgentConfig> {
         }
         None => DEFAULT_CONCURRENCY,
     };
-    let duration_buckets = match table.str_list("duration_buckets") {
-        Some(items) => {
-            let mut buckets = Vec::new();
-            for (text, span) in items {
-                match super::parse_duration(text) {
-                    Some(bucket) => buckets.push(bucket.as_secs_f64()),
-                    None => d.error_hint(
-                        &span,
-                        format!("bucket {text:?} is not a positive duration"),
-                        "write bucket edges as durations, like [\"100ms\", \"250ms\", \"1s\"]",
-                    ),
-                }
-            }
-            if buckets.windows(2).any(|pair| pair[0] >= pair[1]) {
-                let span = table
-                    .key_span("duration_buckets")
-                    .unwrap_or_else(|| table.span());
-                d.error(&span, "`duration_buckets` must be strictly increasing");
-            }
-            if buckets.is_empty() {
-                DEFAULT_DURATION_BUCKETS.to_vec()
-            } else {
-                buckets
-            }
-        }
-        None => DEFAULT_DURATION_BUCKETS.to_vec(),
-    };
+    let duration_buckets = read_duration_buckets(&table);
     let rdap_bootstrap = match table.str("rdap_bootstrap") {
         Some((text, span)) => {
             super::domain::read_base_url(d, text, &span).unwrap_or_else(default_bootstrap)
@@ -464,6 +410,78 @@ fn read_agent(d: &Diags<'_>, value: &Value<'_>) -> Option<AgentConfig> {
         watch_config,
         web,
     })
+}
+
+/// `region` of `[agent]`: "default" unless given (or invalid, reported).
+fn read_region(table: &Table<'_>) -> String {
+    let d = table.diags();
+    match table.str("region") {
+        Some((region, span)) if !valid_region(region) => {
+            d.error_hint(
+                &span,
+                format!("region {region:?} is not a valid region name"),
+                "use letters, digits, `-`, `_` and `.`, like \"eu-west-1\"",
+            );
+            "default".to_string()
+        }
+        Some((region, _)) => region.to_string(),
+        None => "default".to_string(),
+    }
+}
+
+/// `listen`: the address the agent's server listens on.
+fn read_listen(table: &Table<'_>) -> SocketAddr {
+    let d = table.diags();
+    match table.str("listen") {
+        Some((text, span)) => match SocketAddr::from_str(text) {
+            Ok(addr) => addr,
+            Err(_) => {
+                d.error_hint(
+                    &span,
+                    format!("listen address {text:?} is not IP:PORT"),
+                    "write it like \"127.0.0.1:9465\" or \"[::1]:9465\"",
+                );
+                DEFAULT_LISTEN
+                    .parse()
+                    .expect("the default listen address parses")
+            }
+        },
+        None => DEFAULT_LISTEN
+            .parse()
+            .expect("the default listen address parses"),
+    }
+}
+
+/// `duration_buckets`: strictly increasing bucket edges in seconds, the defaults unless given.
+fn read_duration_buckets(table: &Table<'_>) -> Vec<f64> {
+    let d = table.diags();
+    match table.str_list("duration_buckets") {
+        Some(items) => {
+            let mut buckets = Vec::new();
+            for (text, span) in items {
+                match super::parse_duration(text) {
+                    Some(bucket) => buckets.push(bucket.as_secs_f64()),
+                    None => d.error_hint(
+                        &span,
+                        format!("bucket {text:?} is not a positive duration"),
+                        "write bucket edges as durations, like [\"100ms\", \"250ms\", \"1s\"]",
+                    ),
+                }
+            }
+            if buckets.windows(2).any(|pair| pair[0] >= pair[1]) {
+                let span = table
+                    .key_span("duration_buckets")
+                    .unwrap_or_else(|| table.span());
+                d.error(&span, "`duration_buckets` must be strictly increasing");
+            }
+            if buckets.is_empty() {
+                DEFAULT_DURATION_BUCKETS.to_vec()
+            } else {
+                buckets
+            }
+        }
+        None => DEFAULT_DURATION_BUCKETS.to_vec(),
+    }
 }
 
 /// The `name` string of a table, read without reporting anything (the table's reader does).
