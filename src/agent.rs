@@ -340,11 +340,34 @@ fn settled(current: &Config, next: &Config, status: &StatusStore) -> Vec<Arc<str
         .collect()
 }
 
+/// SIGHUP as listened for by [`listen_for_hangups`], until the agent takes it.
+#[cfg(unix)]
+static HANGUPS: std::sync::Mutex<Option<tokio::signal::unix::Signal>> = std::sync::Mutex::new(None);
+
+/// Starts listening for SIGHUP now, so one sent before the agent's reload task runs (say,
+/// as soon as its port answers) is neither fatal, as SIGHUP is by default, nor lost. Call
+/// within the runtime, before binding the agent's port.
+pub fn listen_for_hangups() {
+    #[cfg(unix)]
+    if let Ok(hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        *HANGUPS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(hangups);
+    }
+}
+
 #[cfg(unix)]
 async fn on_sighup(requests: mpsc::Sender<ReloadRequest>) {
-    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-    else {
-        return;
+    let early = HANGUPS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take();
+    let mut hangups = match early {
+        Some(hangups) => hangups,
+        None => match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(_) => return,
+        },
     };
     while hangups.recv().await.is_some() {
         info!(message = "SIGHUP: reloading the configuration.");

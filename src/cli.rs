@@ -364,6 +364,10 @@ async fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
             checks = config.checks.len()
         );
     }
+    // Signals are listened for before the port is bound: whoever sees the port answer may
+    // send SIGHUP or SIGTERM at once, and neither may then kill the agent by default action.
+    let shutdown = shutdown_signal();
+    crate::agent::listen_for_hangups();
     let listen = config.agent.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -385,7 +389,7 @@ async fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         config,
         listener,
         real_runner(RunEnv::system()),
-        shutdown_signal(),
+        shutdown,
         reloader,
     )
     .await
@@ -393,26 +397,34 @@ async fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Resolves on SIGINT or SIGTERM. The signals are listened for from the call on (not from
+/// the first poll), so one sent as soon as the agent's port answers still stops it cleanly.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
+        use tokio::signal::unix::{SignalKind, signal};
+        let terminate = signal(SignalKind::terminate()).ok();
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        async move {
+            let wait = |signal: Option<tokio::signal::unix::Signal>| async move {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
                 }
-            }
-            Err(_) => {
-                let _ = interrupt.await;
+            };
+            tokio::select! {
+                () = wait(terminate) => {}
+                () = wait(interrupt) => {}
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = interrupt.await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

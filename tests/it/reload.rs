@@ -515,3 +515,63 @@ async fn a_reload_before_the_early_run_keeps_it() {
     .await;
     agent.stop().await;
 }
+
+/// SIGHUP or SIGTERM sent the moment the agent's port answers: the signals are listened for
+/// from before the port is bound, so SIGHUP is neither fatal (its default action, which killed
+/// the agent every time here before) nor lost, and SIGTERM is a clean exit.
+#[tokio::test]
+async fn signals_sent_as_soon_as_the_port_answers() {
+    let nginx = Nginx::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("checks.toml");
+    for signal in ["-HUP", "-TERM"] {
+        std::fs::write(&path, checks(&nginx, &["one"], "")).unwrap();
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut child = crate::support::nightjar()
+            .args(["run", "--config"])
+            .arg(&path)
+            .arg("--listen")
+            .arg(listen.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map(crate::support::KillOnDrop)
+            .unwrap();
+        // Poll without pause, so the signal comes as early as a client can send it.
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(listen).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the port never answered"
+            );
+        }
+        if signal == "-HUP" {
+            std::fs::write(&path, checks(&nginx, &["one", "two"], "")).unwrap();
+        }
+        let pid = child.id().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        if signal == "-HUP" {
+            eventually(
+                Duration::from_secs(10),
+                "the early SIGHUP to reload",
+                || async {
+                    let (_, api) = http_get(listen, "/api/v1/checks").await;
+                    api.contains("\"name\":\"two\"").then_some(())
+                },
+            )
+            .await;
+            let output = crate::support::terminate(&mut child);
+            assert_eq!(output.status.code(), Some(0), "{output:?}");
+        } else {
+            let status = child.wait().unwrap();
+            assert_eq!(status.code(), Some(0), "an early SIGTERM is a clean exit");
+        }
+    }
+}
