@@ -303,18 +303,25 @@ fn apply(
     }
     metrics.reconfigure(next);
     status.reconfigure(next);
-    let before: Vec<&str> = current.checks.iter().map(|def| &*def.name).collect();
-    let after: Vec<&str> = next.checks.iter().map(|def| &*def.name).collect();
-    let added = after.iter().filter(|name| !before.contains(name)).count();
-    let removed = before.iter().filter(|name| !after.contains(name)).count();
+    let before = revisions(current);
+    let after: std::collections::HashSet<&str> = next.checks.iter().map(|def| &*def.name).collect();
+    let added = next
+        .checks
+        .iter()
+        .filter(|def| !before.contains_key(&*def.name))
+        .count();
+    let removed = current
+        .checks
+        .iter()
+        .filter(|def| !after.contains(&*def.name))
+        .count();
     let changed = next
         .checks
         .iter()
         .filter(|def| {
-            current
-                .checks
-                .iter()
-                .any(|old| old.name == def.name && old.revision != def.revision)
+            before
+                .get(&*def.name)
+                .is_some_and(|old| *old != def.revision)
         })
         .count();
     Ok(format!(
@@ -323,19 +330,23 @@ fn apply(
     ))
 }
 
+/// Each check's revision by name, so a reload of 10,000 checks compares by lookup.
+fn revisions(config: &Config) -> std::collections::HashMap<&str, u64> {
+    config
+        .checks
+        .iter()
+        .map(|def| (&*def.name, def.revision))
+        .collect()
+}
+
 /// The checks of `next` defined exactly as in `current` that already have a result: they
 /// keep their slots. A check still waiting for its early first run (a reload soon after a
 /// start) gets it again, so a reload never leaves a long-interval check blind.
 fn settled(current: &Config, next: &Config, status: &StatusStore) -> Vec<Arc<str>> {
+    let before = revisions(current);
     next.checks
         .iter()
-        .filter(|def| {
-            current
-                .checks
-                .iter()
-                .any(|old| old.name == def.name && old.revision == def.revision)
-                && status.has_run(&def.name)
-        })
+        .filter(|def| before.get(&*def.name) == Some(&def.revision) && status.has_run(&def.name))
         .map(|def| def.name.clone())
         .collect()
 }
