@@ -123,19 +123,6 @@ impl Details {
         }
     }
 
-    /// [`Details::facets`], mutably.
-    fn facets_mut(&mut self) -> Option<&mut dyn Facets> {
-        match self {
-            Details::None => None,
-            Details::Http(http) => Some(http),
-            Details::Tls(tls) => Some(tls),
-            Details::Tcp(tcp) => Some(tcp),
-            Details::Domain(domain) => Some(domain),
-            Details::Dns(dns) => Some(dns),
-            Details::Flow(flow) => Some(flow),
-        }
-    }
-
     /// The run's phase timings, in the order its kind reports them ([`Facets::phases`]).
     pub fn phases(&self) -> Vec<(&'static str, Duration)> {
         self.facets().map_or_else(Vec::new, Facets::phases)
@@ -163,13 +150,6 @@ impl Details {
             .into_iter()
     }
 
-    /// [`Details::tls_infos`], mutably (to sanitise what they hold).
-    pub fn tls_infos_mut(&mut self) -> impl Iterator<Item = &mut TlsInfo> {
-        self.facets_mut()
-            .map_or_else(Vec::new, Facets::tls_infos_mut)
-            .into_iter()
-    }
-
     /// What expires, one entry per thing: the earliest certificate of [`Details::tls_info`]'s
     /// chain first, then what the kind adds ([`Facets::expiring`]).
     pub fn expiries(&self) -> Vec<(Expiring, i64)> {
@@ -185,14 +165,13 @@ impl Details {
     /// What expires first among the things this run saw (a certificate of any TLS
     /// handshake, a DNSSEC signature, a domain registration), and when (Unix seconds).
     pub fn earliest_expiry(&self) -> Option<(Expiring, i64)> {
+        // Certificates first, so a tie goes to the certificate (`min_by_key` keeps the first).
         let certificates = self
             .tls_infos()
             .filter_map(TlsInfo::earliest_expiry)
             .map(|at| (Expiring::Certificate, at));
-        self.expiries()
-            .into_iter()
-            .chain(certificates)
-            .min_by_key(|(_, at)| *at)
+        let others = self.facets().map_or_else(Vec::new, Facets::expiring);
+        certificates.chain(others).min_by_key(|(_, at)| *at)
     }
 }
 
@@ -222,20 +201,10 @@ pub trait Facets {
         None
     }
 
-    /// [`Facets::tls_info`], mutably; a kind that overrides one overrides both.
-    fn tls_info_mut(&mut self) -> Option<&mut TlsInfo> {
-        None
-    }
-
     /// Every chain the target presented: [`Facets::tls_info`]'s, or several (a flow's
     /// steps). Not a chain of nightjar's own requests (a domain check's RDAP server).
     fn tls_infos(&self) -> Vec<&TlsInfo> {
         self.tls_info().into_iter().collect()
-    }
-
-    /// [`Facets::tls_infos`], mutably; a kind that overrides one overrides both.
-    fn tls_infos_mut(&mut self) -> Vec<&mut TlsInfo> {
-        self.tls_info_mut().into_iter().collect()
     }
 
     /// What expires besides certificates (a DNSSEC signature, a domain registration), and
@@ -258,9 +227,6 @@ impl Facets for HttpDetails {
     fn tls_info(&self) -> Option<&TlsInfo> {
         self.tls_info.as_ref()
     }
-    fn tls_info_mut(&mut self) -> Option<&mut TlsInfo> {
-        self.tls_info.as_mut()
-    }
 }
 
 impl Facets for TlsDetails {
@@ -275,9 +241,6 @@ impl Facets for TlsDetails {
     }
     fn tls_info(&self) -> Option<&TlsInfo> {
         self.info.as_ref()
-    }
-    fn tls_info_mut(&mut self) -> Option<&mut TlsInfo> {
-        self.info.as_mut()
     }
 }
 
@@ -303,9 +266,6 @@ impl Facets for DnsDetails {
     }
     fn tls_info(&self) -> Option<&TlsInfo> {
         self.tls_info.as_ref()
-    }
-    fn tls_info_mut(&mut self) -> Option<&mut TlsInfo> {
-        self.tls_info.as_mut()
     }
     fn expiring(&self) -> Vec<(Expiring, i64)> {
         self.earliest_rrsig
@@ -334,12 +294,6 @@ impl Facets for FlowDetails {
         self.steps
             .iter()
             .filter_map(|step| step.http.tls_info.as_ref())
-            .collect()
-    }
-    fn tls_infos_mut(&mut self) -> Vec<&mut TlsInfo> {
-        self.steps
-            .iter_mut()
-            .filter_map(|step| step.http.tls_info.as_mut())
             .collect()
     }
 }
@@ -787,7 +741,7 @@ mod tests {
             },
             ..StepResult::default()
         };
-        let mut details = Details::Flow(FlowDetails {
+        let details = Details::Flow(FlowDetails {
             steps: vec![step(300), StepResult::default(), step(200)],
             failed_step: None,
         });
@@ -795,7 +749,6 @@ mod tests {
         assert!(details.expiries().is_empty());
         assert!(details.phases().is_empty());
         assert_eq!(details.tls_infos().count(), 2);
-        assert_eq!(details.tls_infos_mut().count(), 2);
         assert_eq!(
             details.earliest_expiry(),
             Some((Expiring::Certificate, 200))

@@ -12,7 +12,7 @@ use crate::checks::CheckCtx;
 use crate::checks::domain::RdapState;
 use crate::config::CheckDef;
 use crate::net::Resolver;
-use crate::result::{CheckResult, Details, Failure, FailureReason, Status, TlsInfo};
+use crate::result::{CheckResult, Details, Failure, FailureReason, Status};
 use crate::text::{MAX_DETAIL, MAX_NAME, sanitize};
 
 /// The `User-Agent` nightjar sends.
@@ -106,32 +106,11 @@ fn clean_in_place(text: &mut String, max: usize) {
     }
 }
 
-fn sanitize_tls(info: &mut TlsInfo) {
-    if let Some(alpn) = &mut info.alpn {
-        clean_in_place(alpn, MAX_NAME);
-    }
-    if let Some(error) = &mut info.verify_error {
-        clean_in_place(error, MAX_DETAIL);
-    }
-    for cert in &mut info.chain {
-        clean_in_place(&mut cert.subject, MAX_NAME);
-        clean_in_place(&mut cert.issuer, MAX_NAME);
-        for san in &mut cert.sans {
-            clean_in_place(san, MAX_NAME);
-        }
-    }
-}
-
-/// Every piece of text in the details that a target chose: certificate names (of every chain
-/// the run saw), DNS names and record data, the RDAP server a bootstrap registry named.
+/// Every piece of text in the details that a target chose and nothing sanitised on the way:
+/// DNS names and record data, the RDAP server a bootstrap registry named. (Certificate names,
+/// ALPN and verification errors are sanitised where `tlsinfo::inspect` reads them, on every
+/// path, the injector's included.)
 fn sanitize_details(details: &mut Details) {
-    debug_assert_eq!(
-        details.tls_infos().count(),
-        details.tls_infos_mut().count(),
-        "a kind's Facets give its chains both ways"
-    );
-    details.tls_infos_mut().for_each(sanitize_tls);
-    // What only one kind has.
     match details {
         Details::Dns(dns) => {
             for answer in &mut dns.answers {
@@ -147,8 +126,6 @@ fn sanitize_details(details: &mut Details) {
             if let Some(server) = &mut domain.server {
                 clean_in_place(server, MAX_NAME);
             }
-            // The RDAP server's chain, not the target's, so not among `tls_infos`.
-            domain.http.tls_info.iter_mut().for_each(sanitize_tls);
         }
         Details::Http(_) | Details::Tls(_) | Details::Tcp(_) | Details::Flow(_) | Details::None => {
         }

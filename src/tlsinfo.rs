@@ -70,10 +70,11 @@ pub fn inspect(
             .map_or("unknown", net::tls_version_name),
         alpn: conn
             .alpn_protocol()
-            .map(|alpn| String::from_utf8_lossy(alpn).into_owned()),
+            .map(|alpn| shown_name(&String::from_utf8_lossy(alpn))),
         chain,
         chain_valid,
-        verify_error,
+        verify_error: verify_error
+            .map(|error| crate::text::sanitize(&error, crate::text::MAX_DETAIL).into_owned()),
         hostname_match,
     }
 }
