@@ -121,18 +121,16 @@ async fn metrics(
             .num_alive_tasks(),
     );
     let (chunks, receiver) = tokio::sync::mpsc::channel::<String>(2);
-    let runtime = tokio::runtime::Handle::current();
     let rendering = render.clone();
     tokio::task::spawn_blocking(move || {
         let _rendering = rendering;
-        // A reader that stops reading lets the renderer give up after WRITE_TIMEOUT, and one
-        // whose connection closed (a timeout, the response deadline, an eviction) at its next
-        // chunk, so it never holds a blocking thread for long.
-        state.metrics.write_text(&mut |chunk| {
-            runtime
-                .block_on(tokio::time::timeout(WRITE_TIMEOUT, chunks.send(chunk)))
-                .is_ok_and(|sent| sent.is_ok())
-        });
+        // The renderer stops at its next chunk once the connection is gone: a reader that
+        // stops reading is reset after WRITE_TIMEOUT without progress, a slow one at the
+        // RESPONSE_DEADLINE, either way dropping the body. It never gives up on its own, which
+        // would end the body early and hand the scraper a partial exposition that looks whole.
+        state
+            .metrics
+            .write_text(&mut |chunk| chunks.blocking_send(chunk).is_ok());
     });
     (
         [(
