@@ -208,12 +208,10 @@ impl Pushers {
         self.agent = agent.to_string();
         let names: Vec<&str> = defs.iter().map(|def| def.name.as_str()).collect();
         for name in crate::reload::gone(&self.running, &names) {
-            // Dropping the sender stops the pusher.
+            // Aborted, a push in flight included; its queue and series go.
             if let Some(pusher) = self.running.remove(&name) {
-                drop(pusher.target);
                 pusher.task.abort();
             }
-            self.metrics.remote_write_queue(&name, 0);
             changes.removed.push(name);
         }
         for def in defs {
@@ -253,7 +251,6 @@ impl Pushers {
     pub async fn join(self) {
         for (_, pusher) in self.running {
             let _ = pusher.task.await;
-            drop(pusher.target);
         }
     }
 }
@@ -265,7 +262,7 @@ enum Outcome {
 }
 
 async fn push_loop(
-    mut target: watch::Receiver<Target>,
+    target: watch::Receiver<Target>,
     env: RunEnv,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
@@ -278,7 +275,7 @@ async fn push_loop(
     let mut next_tick = Instant::now();
     loop {
         // The definition of this round: a reload may have replaced it.
-        let (def, agent) = target.borrow_and_update().clone();
+        let (def, agent) = target.borrow().clone();
         let extra = vec![("agent".to_string(), agent)];
         let stopping = *shutdown.borrow();
         // Snapshot and queue.
@@ -370,17 +367,9 @@ async fn push_loop(
             continue;
         }
         // Wait for the next round; a new definition applies from it.
-        let removed = loop {
-            tokio::select! {
-                () = sleep_until(next_tick) => break false,
-                _ = shutdown.changed() => break false,
-                changed = target.changed() => if changed.is_err() {
-                    break true;
-                },
-            }
-        };
-        if removed {
-            break;
+        tokio::select! {
+            () = sleep_until(next_tick) => {}
+            _ = shutdown.changed() => {}
         }
         if Instant::now() > next_tick + def.interval {
             next_tick = Instant::now();

@@ -206,6 +206,11 @@ async fn inject(
             }
             _ => None,
         };
+        if *shutdown.borrow() {
+            // Retired during the query (a reload removed or replaced it, and its series may be
+            // gone): nothing more to plan or report.
+            break;
+        }
         let planned = plan(&def, real, active);
         metrics.traffic_plan(
             &def.name,

@@ -1,6 +1,6 @@
 //! Turns parsed TOML documents into a validated [`Config`], collecting every problem.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -209,10 +209,11 @@ fn read_checks<'a>(
             checks.push(Arc::new(check));
         }
     }
+    let valid: HashSet<&str> = checks.iter().map(|def| &*def.name).collect();
     let failed = Failed {
         checks: seen
             .keys()
-            .filter(|name| !checks.iter().any(|def: &Arc<CheckDef>| *def.name == **name))
+            .filter(|name| !valid.contains(name.as_str()))
             .cloned()
             .collect(),
         slos: BTreeSet::new(),
