@@ -114,7 +114,7 @@ pub fn redact(secrets: &[String], text: &str) -> String {
 
 /// The forms of `secret` [`redact`] looks for, the raw one first, longest first after it so
 /// a form that contains another is replaced whole.
-pub fn forms(secret: &str) -> Vec<String> {
+fn forms(secret: &str) -> Vec<String> {
     // The sets the url crate (WHATWG URL) encodes in a path, a query and user-info, over the
     // C0 controls, DEL and every non-ASCII byte it always encodes.
     const FRAGMENT: &[u8] = b" \"<>`";
@@ -123,10 +123,6 @@ pub fn forms(secret: &str) -> Vec<String> {
     const PATH: &[u8] = b" \"<>`#?{}";
     const USERINFO: &[u8] = b" \"<>`#?{}/:;=@[\\]^|";
     let whatwg = |set: &'static [u8]| move |b: u8| b.is_ascii_control() || set.contains(&b);
-    // Everything but the unreserved characters (encodeURIComponent and flow templates), and
-    // the same keeping `/` (a flow template's path position).
-    let component = |b: u8| !(b.is_ascii_alphanumeric() || b"-._~".contains(&b));
-    let component_path = |b: u8| b != b'/' && component(b);
 
     let mut out = vec![secret.to_string()];
     let encoders: [&dyn Fn(u8) -> bool; 7] = [
@@ -135,8 +131,8 @@ pub fn forms(secret: &str) -> Vec<String> {
         &whatwg(SPECIAL_QUERY),
         &whatwg(PATH),
         &whatwg(USERINFO),
-        &component,
-        &component_path,
+        &encodes_in_component,
+        &encodes_in_path_segment,
     ];
     for encodes in encoders {
         let upper = percent_encode(secret, encodes, "0123456789ABCDEF");
@@ -154,6 +150,17 @@ pub fn forms(secret: &str) -> Vec<String> {
     out.retain(|form| *form != raw);
     out.insert(0, raw);
     out
+}
+
+/// What a flow template (and encodeURIComponent) encodes in a query or fragment: everything
+/// but the unreserved characters. Redaction looks for a secret encoded this way too.
+pub fn encodes_in_component(b: u8) -> bool {
+    !(b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
+/// What a flow template encodes in a path: [`encodes_in_component`] less `/`.
+pub fn encodes_in_path_segment(b: u8) -> bool {
+    b != b'/' && encodes_in_component(b)
 }
 
 /// Percent-encodes the bytes `encodes` picks, and every byte that is not ASCII.

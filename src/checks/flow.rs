@@ -219,10 +219,6 @@ fn url_position(so_far: &str) -> UrlPosition {
     }
 }
 
-fn unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~".contains(&b)
-}
-
 /// A step's URL once filled in.
 struct FilledUrl {
     url: Url,
@@ -360,12 +356,12 @@ impl Template {
                     match url_position(&out) {
                         UrlPosition::Path => out.push_str(&crate::text::percent_encode(
                             value,
-                            |b| b != b'/' && !unreserved(b),
+                            crate::text::encodes_in_path_segment,
                             "0123456789ABCDEF",
                         )),
                         UrlPosition::Query => out.push_str(&crate::text::percent_encode(
                             value,
-                            |b| !unreserved(b),
+                            crate::text::encodes_in_component,
                             "0123456789ABCDEF",
                         )),
                         UrlPosition::Authority => {
