@@ -452,7 +452,10 @@ pub async fn require(State(gate): State<Gate>, request: Request, next: Next) -> 
     let access = Access::current(&gate.access);
     let open_path = OPEN_PATHS.contains(&request.uri().path());
     let conn = request.extensions().get::<ConnInfo>().copied();
-    if !open_path && let Some(conn) = conn {
+    if !open_path
+        && let Some(conn) = conn
+        && !access.answers_any(conn.local)
+    {
         // The Host header and an absolute-form request's authority must both be answered; a
         // Host that is not visible ASCII names nothing this agent answers to. A request with
         // neither is no browser's: there is nothing to rebind.
@@ -475,7 +478,7 @@ pub async fn require(State(gate): State<Gate>, request: Request, next: Next) -> 
             )
             .find(|host| match host {
                 Ok(host) => !access.answers(host, conn.local),
-                Err(_) => !access.answers_any(conn.local),
+                Err(_) => true,
             })
             .map(|(Ok(host) | Err(host))| host);
         if let Some(host) = refused {

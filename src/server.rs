@@ -167,13 +167,13 @@ impl http_body::Body for Chunks {
 }
 
 /// `/metrics` renders at once.
-pub const RENDERS: usize = 4;
+const RENDERS: usize = 4;
 /// How long a scrape waits for a render's place before it is answered 503.
-pub const RENDER_WAIT: Duration = Duration::from_secs(5);
+const RENDER_WAIT: Duration = Duration::from_secs(5);
 /// How long a render (or a request, for the connection cap) must have been in progress before
 /// a client from an address holding fewer may take its place: a scrape that is served
 /// promptly is never cut off, one that a slow reader drags out is.
-pub const PREEMPT_AFTER: Duration = Duration::from_secs(2);
+const PREEMPT_AFTER: Duration = Duration::from_secs(2);
 
 /// The `/metrics` renders in progress and their places.
 struct Renders {
@@ -416,16 +416,16 @@ async fn render(html: impl FnOnce() -> Option<String> + Send + 'static) -> Respo
 /// How long a client has to send a whole request head, counted from the connection (or the
 /// TLS handshake's end) and, on a kept-alive connection, from the end of the previous
 /// response: so it is also the idle keep-alive timeout.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client has to complete its TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a write to a client may make no progress before the connection is closed (a
 /// `/metrics` reader that stopped reading).
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a request may take in all, from its head to its response's last byte, before its
 /// connection is closed: a client that reads, but slowly, cannot hold a connection (and a
 /// `/metrics` render) for longer. Prometheus gives up on a scrape after 10 s by default.
-pub const RESPONSE_DEADLINE: Duration = Duration::from_secs(60);
+const RESPONSE_DEADLINE: Duration = Duration::from_secs(60);
 /// At shutdown, how long requests in progress have to finish before their connections are
 /// closed.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -439,8 +439,7 @@ const MIN_CONNECTIONS: usize = 4;
 
 /// Raises the soft limit on open files to the hard limit, as Go programs do at start, so a
 /// default soft limit of 1024 does not cap the checks and connections an agent can have.
-/// Returns the soft limit now in force (`None` when it is unknown or unlimited).
-pub fn raise_open_files_limit() -> Option<u64> {
+pub fn raise_open_files_limit() {
     #[cfg(unix)]
     {
         use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
@@ -467,11 +466,6 @@ pub fn raise_open_files_limit() -> Option<u64> {
                 }
             }
         }
-        getrlimit(Resource::Nofile).current
-    }
-    #[cfg(not(unix))]
-    {
-        None
     }
 }
 
@@ -479,13 +473,13 @@ pub fn raise_open_files_limit() -> Option<u64> {
 /// stops accepting, lets requests in progress finish for [`SHUTDOWN_GRACE`], and closes every
 /// connection still open.
 ///
-/// Each connection has [`HEADER_READ_TIMEOUT`], [`HANDSHAKE_TIMEOUT`], [`WRITE_TIMEOUT`] and,
-/// per request, [`RESPONSE_DEADLINE`]. At most `[agent] max_connections` are open (fewer when
+/// Each connection has `HEADER_READ_TIMEOUT`, `HANDSHAKE_TIMEOUT`, `WRITE_TIMEOUT` and,
+/// per request, `RESPONSE_DEADLINE`. At most `[agent] max_connections` are open (fewer when
 /// the open-files limit minus the checks' reserve, `reserved_fds`, is lower): at the cap, an
 /// idle connection (no request in progress: a kept-alive one, or one that has not sent a
 /// whole request head) is closed to make room, the longest-idle one of the address holding
 /// the most connections, so idle and slow clients cannot keep a fresh scrape out; when every
-/// connection has a request in progress, the one busy longest (at least [`PREEMPT_AFTER`]) of
+/// connection has a request in progress, the one busy longest (at least `PREEMPT_AFTER`) of
 /// the address holding the most is closed, if that address holds more than the new
 /// connection's; else the new one is refused.
 pub async fn serve(
