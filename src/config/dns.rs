@@ -52,16 +52,12 @@ impl Transport {
     }
 }
 
-/// The keys of a `dns` check: its spec and target (`validate::read_spec` dispatches here).
+/// Reads the keys of a `dns` check (`validate::read_spec` dispatches
+/// here). Returns the spec and the target as shown to humans.
 pub(super) fn read(
     table: &Table<'_>,
     _cx: &mut super::reader::SpecCx<'_>,
 ) -> Option<(DnsSpec, String)> {
-    read_dns_check(table)
-}
-
-/// Reads the keys of a `dns` check. Returns the spec and the target as shown to humans.
-pub(super) fn read_dns_check(table: &Table<'_>) -> Option<(DnsSpec, String)> {
     let query = read_query(table);
     let record = read_record(table);
     let transport = read_transport(table);

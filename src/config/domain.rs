@@ -3,25 +3,18 @@
 use std::ops::Range;
 use std::time::Duration;
 
-use super::AgentConfig;
 use super::reader::{Diags, Table, read_ip_preference};
 use crate::checks::domain::DomainSpec;
 
 const DEFAULT_CACHE: Duration = Duration::from_secs(3600);
 
-/// The keys of a `domain` check: its spec and target (`validate::read_spec` dispatches here).
+/// Reads the keys of a `domain` check (`validate::read_spec` dispatches
+/// here). Returns the spec and the domain as the target.
 pub(super) fn read(
     table: &Table<'_>,
     cx: &mut super::reader::SpecCx<'_>,
 ) -> Option<(DomainSpec, String)> {
-    read_domain_check(table, cx.agent)
-}
-
-/// Reads the keys of a `domain` check. Returns the spec and the domain as the target.
-pub(super) fn read_domain_check(
-    table: &Table<'_>,
-    agent: &AgentConfig,
-) -> Option<(DomainSpec, String)> {
+    let agent = cx.agent;
     let d = table.diags();
     let mut ok = true;
     let domain = match table.str("domain") {

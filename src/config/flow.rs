@@ -11,19 +11,13 @@ use super::http::{header_name, read_request_options};
 use super::reader::{Diags, Piece, Table, Value, compile_regex, type_name};
 use crate::checks::flow::{Extractor, FlowBody, FlowSpec, FlowStep, JsonTemplate, Part, Template};
 
-/// The keys of a `flow` check: its spec and target (`validate::read_spec` dispatches here).
+/// Reads a `flow` check (`validate::read_spec` dispatches
+/// here). Returns the spec and the first step's URL as the target.
 pub(super) fn read(
     table: &Table<'_>,
     cx: &mut super::reader::SpecCx<'_>,
 ) -> Option<(FlowSpec, String)> {
-    read_flow_check(table, cx.secrets)
-}
-
-/// Reads a `flow` check. Returns the spec and the first step's URL as the target.
-pub(super) fn read_flow_check(
-    table: &Table<'_>,
-    secrets: &mut Vec<String>,
-) -> Option<(FlowSpec, String)> {
+    let secrets = &mut *cx.secrets;
     let d = table.diags();
     let Some(items) = table.array("steps") else {
         table.missing(

@@ -68,16 +68,14 @@ impl Config {
     }
 }
 
-/// A hash of a definition as written: its table's text and whatever else it takes from
-/// outside the table (secret values, inherited defaults). Reloads compare revisions to tell
+/// A hash of a definition as written: its table's content (`Table::written`), what it takes
+/// from outside the table (inherited defaults, a referenced check), and its secret values. Reloads compare revisions to tell
 /// an unchanged check, injector or remote-write endpoint from a changed one. Stable within
 /// one process, which is all a reload needs.
-pub(crate) fn revision(parts: &[&[u8]]) -> u64 {
+pub(crate) fn revision(written: &str, outside: &str, secrets: &[String]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::hash::DefaultHasher::new();
-    for part in parts {
-        part.hash(&mut hasher);
-    }
+    (written, outside, secrets).hash(&mut hasher);
     hasher.finish()
 }
 

@@ -67,9 +67,7 @@ pub(super) fn read_remote_write(table: Table<'_>, index: usize) -> Option<Remote
         return None;
     }
     let tls = tls?;
-    let mut revision_parts = vec![name.as_bytes(), written.as_bytes()];
-    revision_parts.extend(secrets.iter().map(|secret| secret.as_bytes()));
-    let revision = super::revision(&revision_parts);
+    let revision = super::revision(&written, &name, &secrets);
     Some(RemoteWriteDef {
         name,
         url: url?,

@@ -4,16 +4,12 @@ use super::reader::{Table, read_ip_preference};
 use crate::checks::TcpSpec;
 use crate::net::HostPort;
 
-/// The keys of a `tcp` check: its spec and target (`validate::read_spec` dispatches here).
+/// Reads the keys of a `tcp` check (`validate::read_spec` dispatches
+/// here). Returns the spec and the target as shown to humans.
 pub(super) fn read(
     table: &Table<'_>,
     _cx: &mut super::reader::SpecCx<'_>,
 ) -> Option<(TcpSpec, String)> {
-    read_tcp_check(table)
-}
-
-/// Reads the keys of a `tcp` check. Returns the spec and the target as shown to humans.
-pub(super) fn read_tcp_check(table: &Table<'_>) -> Option<(TcpSpec, String)> {
     let d = table.diags();
     let target = match table.str("target") {
         Some((text, span)) => match HostPort::parse(text, 0) {

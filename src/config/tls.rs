@@ -35,16 +35,12 @@ pub(super) fn read_pem_pair(cert: &str, key: &str) -> PemPair {
     (chain, key)
 }
 
-/// The keys of a `tls` check: its spec and target (`validate::read_spec` dispatches here).
+/// Reads the keys of a `tls` check (`validate::read_spec` dispatches
+/// here). Returns the spec and the target as shown to humans.
 pub(super) fn read(
     table: &Table<'_>,
     _cx: &mut super::reader::SpecCx<'_>,
 ) -> Option<(TlsSpec, String)> {
-    read_tls_check(table)
-}
-
-/// Reads the keys of a `tls` check. Returns the spec and the target as shown to humans.
-pub(super) fn read_tls_check(table: &Table<'_>) -> Option<(TlsSpec, String)> {
     let d = table.diags();
     let mut ok = true;
     let target = match table.str("target") {

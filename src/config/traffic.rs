@@ -56,9 +56,7 @@ pub(super) fn read_traffic(
     }
     let floor = floor?;
     let outside = format!("{check_revision} {floor}");
-    let mut revision_parts = vec![written.as_bytes(), outside.as_bytes()];
-    revision_parts.extend(secrets.iter().map(|secret| secret.as_bytes()));
-    let revision = super::revision(&revision_parts);
+    let revision = super::revision(&written, &outside, &secrets);
     Some(TrafficDef {
         name: name?,
         request: mark(request?),

@@ -613,9 +613,7 @@ fn read_check(
     let target = super::redact(&secrets, &target);
     let schedule = schedule?;
     let inherited = format!("{schedule} {timeout:?} {run_on_load}");
-    let mut revision_parts = vec![written.as_bytes(), inherited.as_bytes()];
-    revision_parts.extend(secrets.iter().map(|secret| secret.as_bytes()));
-    let revision = super::revision(&revision_parts);
+    let revision = super::revision(&written, &inherited, &secrets);
     Some(CheckDef {
         name: Arc::from(name?.as_str()),
         schedule,
