@@ -406,14 +406,14 @@ async fn send(def: &RemoteWriteDef, env: &RunEnv, body: Bytes, deadline: Instant
     match fetch(&spec, &ctx, &mut details).await {
         Ok(received) => {
             let code = received.status.as_u16();
-            // The endpoint's reply goes to a log: secrets out (an endpoint may echo the
+            // An error reply goes to a log: secrets out (an endpoint may echo the
             // credentials it was sent), control characters escaped so it cannot forge a log
             // line, length capped.
-            let text = reply_text(def, &received.body);
+            let said = || format!("HTTP {code}: {}", reply_text(def, &received.body).trim());
             match code {
                 200..=299 => Outcome::Sent,
-                429 | 500..=599 => Outcome::Retry(format!("HTTP {code}: {}", text.trim())),
-                _ => Outcome::Rejected(format!("HTTP {code}: {}", text.trim())),
+                429 | 500..=599 => Outcome::Retry(said()),
+                _ => Outcome::Rejected(said()),
             }
         }
         Err(Failure { detail, .. }) => Outcome::Retry(
