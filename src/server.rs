@@ -70,21 +70,25 @@ async fn security_headers(
 ) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    headers
-        .entry(header::CONTENT_SECURITY_POLICY)
-        .or_insert(header::HeaderValue::from_static(
-            page::content_security_policy(),
-        ));
-    headers
-        .entry(header::X_CONTENT_TYPE_OPTIONS)
-        .or_insert(header::HeaderValue::from_static("nosniff"));
-    headers
-        .entry(header::REFERRER_POLICY)
-        .or_insert(header::HeaderValue::from_static("no-referrer"));
-    headers
-        .entry(header::X_FRAME_OPTIONS)
-        .or_insert(header::HeaderValue::from_static("DENY"));
+    for (name, value) in security_header_values() {
+        headers
+            .entry(name)
+            .or_insert(header::HeaderValue::from_static(value));
+    }
     response
+}
+
+/// The headers every answer carries, the raw 503 at the connection cap included.
+fn security_header_values() -> [(header::HeaderName, &'static str); 4] {
+    [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            page::content_security_policy(),
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+    ]
 }
 
 /// `GET /metrics`, streamed: a blocking task renders chunk by chunk while the client reads,
@@ -619,12 +623,13 @@ fn refused_answer() -> &'static [u8] {
     static ANSWER: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     ANSWER.get_or_init(|| {
         let body = "Every connection of this agent is busy; retry shortly.\r\n";
+        let security: String = security_header_values()
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}\r\n"))
+            .collect();
         format!(
             "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n\
-Content-Type: text/plain; charset=utf-8\r\nContent-Security-Policy: {}\r\n\
-X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\nX-Frame-Options: DENY\r\n\
-Content-Length: {}\r\n\r\n{body}",
-            page::content_security_policy(),
+Content-Type: text/plain; charset=utf-8\r\n{security}Content-Length: {}\r\n\r\n{body}",
             body.len()
         )
         .into_bytes()
