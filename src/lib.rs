@@ -55,6 +55,7 @@ pub mod kind;
 pub mod metrics;
 pub mod net;
 pub mod page;
+mod reader;
 pub mod reload;
 pub mod remote_write;
 pub mod result;

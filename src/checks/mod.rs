@@ -198,7 +198,7 @@ mod reason_lists {
     use super::CheckKind;
 
     const MOD: &str = include_str!("mod.rs");
-    const HTTP: &str = include_str!("http.rs");
+    const HTTP: &str = include_str!("http/mod.rs");
     const NET: &str = include_str!("../net.rs");
     const RUNNER: &str = include_str!("../runner.rs");
 
@@ -267,33 +267,33 @@ mod reason_lists {
             ),
             (
                 CheckKind::Flow,
-                [include_str!("flow.rs"), transport, expectations]
+                [include_str!("flow/mod.rs"), transport, expectations]
                     .into_iter()
                     .chain(tls_kinds)
                     .collect(),
             ),
             (
                 CheckKind::Domain,
-                [include_str!("domain.rs"), transport]
+                [include_str!("domain/mod.rs"), transport]
                     .into_iter()
                     .chain(tls_kinds)
                     .collect(),
             ),
             (
                 CheckKind::Dns,
-                [include_str!("dns.rs"), transport]
+                [include_str!("dns/mod.rs"), transport]
                     .into_iter()
                     .chain(tls_kinds)
                     .collect(),
             ),
             (
                 CheckKind::Tls,
-                [include_str!("tls.rs")]
+                [include_str!("tls/mod.rs")]
                     .into_iter()
                     .chain(tls_kinds)
                     .collect(),
             ),
-            (CheckKind::Tcp, vec![include_str!("tcp.rs"), dial, RUNNER]),
+            (CheckKind::Tcp, vec![include_str!("tcp/mod.rs"), dial, RUNNER]),
         ];
         assert_eq!(parts.len(), CheckKind::ALL.len(), "every kind is covered");
         let mut missing = BTreeSet::new();

@@ -4,20 +4,13 @@
 //! values: everything downstream receives validated, built values ([`Config`], [`CheckDef`]).
 //! Every problem in every file is reported at once, each as `file:line:column: message`.
 
-mod dns;
-mod domain;
-mod flow;
-mod http;
-mod reader;
 mod remote_write;
 mod slo;
-mod tcp;
-mod tls;
 mod traffic;
 mod validate;
 pub mod web;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -26,7 +19,9 @@ use std::time::Duration;
 
 use crate::checks::{CheckKind, CheckSpec};
 
-pub use reader::{parse_duration, parse_size};
+pub use crate::reader::{
+    ConfigError, Env, MapEnv, NoSecrets, ProcessEnv, parse_duration, parse_size,
+};
 
 /// The default address of the agent's own server: loopback only, so nothing is exposed by
 /// accident.
@@ -406,84 +401,6 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
 }
 
-/// Source of environment variables for `${env:NAME}`; a trait so tests never touch the
-/// process environment.
-pub trait Env {
-    /// The value of `name`, if set.
-    fn var(&self, name: &str) -> Option<String>;
-
-    /// Whether secret references are only checked for syntax and stand for a placeholder,
-    /// with no variable or file read ([`NoSecrets`]).
-    fn placeholders(&self) -> bool {
-        false
-    }
-}
-
-/// For `nightjar validate --no-secrets`: every `${env:..}` and `${file:..}` reference stands
-/// for a placeholder, so a repository of check definitions validates in CI without the
-/// production secrets. Everything else is validated as usual.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoSecrets;
-
-impl Env for NoSecrets {
-    fn var(&self, _name: &str) -> Option<String> {
-        None
-    }
-
-    fn placeholders(&self) -> bool {
-        true
-    }
-}
-
-/// The process environment.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ProcessEnv;
-
-impl Env for ProcessEnv {
-    fn var(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok()
-    }
-}
-
-/// A fixed map of variables, for tests.
-#[derive(Debug, Clone, Default)]
-pub struct MapEnv(pub HashMap<String, String>);
-
-impl Env for MapEnv {
-    fn var(&self, name: &str) -> Option<String> {
-        self.0.get(name).cloned()
-    }
-}
-
-/// One problem in the configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The file (or directory) the problem is in.
-    pub path: PathBuf,
-    /// 1-based line, when the problem has a place in the file.
-    pub line: Option<usize>,
-    /// 1-based column in characters.
-    pub column: Option<usize>,
-    /// What is wrong.
-    pub message: String,
-    /// How to fix it, where that helps.
-    pub hint: Option<String>,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.path.display())?;
-        if let (Some(line), Some(column)) = (self.line, self.column) {
-            write!(f, ":{line}:{column}")?;
-        }
-        write!(f, ": {}", self.message)?;
-        if let Some(hint) = &self.hint {
-            write!(f, " (hint: {hint})")?;
-        }
-        Ok(())
-    }
-}
-
 /// Every problem found in a configuration.
 #[derive(Debug, Clone)]
 pub struct ConfigErrors(pub Vec<ConfigError>);
@@ -517,7 +434,7 @@ pub fn load(
     let mut sources = Vec::with_capacity(files.len());
     for file in &files {
         match std::fs::read_to_string(file) {
-            Ok(text) => sources.push(reader::Source::new(file.clone(), text)),
+            Ok(text) => sources.push(crate::reader::Source::new(file.clone(), text)),
             Err(error) => errors.push(file_error(
                 file,
                 format!("cannot read config file: {error}"),
@@ -549,7 +466,10 @@ pub fn load_str(
     env: &dyn Env,
     overrides: &Overrides,
 ) -> Result<Config, ConfigErrors> {
-    let sources = vec![reader::Source::new(path.to_path_buf(), text.to_string())];
+    let sources = vec![crate::reader::Source::new(
+        path.to_path_buf(),
+        text.to_string(),
+    )];
     validate::build(
         &sources,
         env,

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::RemoteWriteDef;
-use super::reader::Table;
+use crate::reader::Table;
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,7 +41,7 @@ pub(super) fn read_remote_write(table: Table<'_>, index: usize) -> Option<Remote
             None
         }
     };
-    let (headers, _) = super::http::read_headers(&table, &mut secrets);
+    let (headers, _) = crate::checks::http::config::read_headers(&table, &mut secrets);
     let interval = table
         .duration("interval")
         .map_or(DEFAULT_INTERVAL, |(every, _)| every);
@@ -58,9 +58,12 @@ pub(super) fn read_remote_write(table: Table<'_>, index: usize) -> Option<Remote
     };
     let max_queue = count("max_queue", DEFAULT_MAX_QUEUE);
     let max_batch = count("max_batch", DEFAULT_MAX_BATCH);
-    let ip = super::reader::read_ip_preference(&table);
-    let tls =
-        super::tls::read_tls_options(&table, vec![b"h2".to_vec(), b"http/1.1".to_vec()], true);
+    let ip = crate::reader::read_ip_preference(&table);
+    let tls = crate::checks::tls::config::read_tls_options(
+        &table,
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        true,
+    );
     let written = table.written();
     table.finish();
     if d.error_count() > errors_before {

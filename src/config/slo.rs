@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use toml::de::DeValue;
 
-use super::reader::{Diags, Table, Value, as_int, read_labels};
 use super::{RulesConfig, SliSource, Slo};
+use crate::reader::{Diags, Table, Value, as_int, read_labels};
 use crate::tiers::{TIERS, tier_factor};
 
 /// Label names the generated rules set themselves.
@@ -227,7 +227,7 @@ fn checks_source(
             cascaded = true;
         } else {
             let candidates: Vec<&str> = check_names.iter().map(String::as_str).collect();
-            let hint = match super::reader::closest(check, &candidates) {
+            let hint = match crate::reader::closest(check, &candidates) {
                 Some(best) => format!("did you mean {best:?}?"),
                 None => "list checks defined in [[check]] tables".to_string(),
             };
@@ -335,7 +335,7 @@ fn read_floor(table: &Table<'_>) -> bool {
 /// `service`, validated like a check name.
 fn read_service(table: &Table<'_>) -> Option<String> {
     let (service, span) = table.str("service")?;
-    if !super::reader::valid_check_name(service) {
+    if !crate::reader::valid_check_name(service) {
         table
             .diags()
             .error(&span, format!("service name {service:?} is not valid"));

@@ -4,10 +4,10 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::reader::{Diags, Table};
 use super::{ActiveWindow, CheckDef, Fallback, Slo, TrafficDef};
 use crate::checks::CheckSpec;
 use crate::checks::flow::{Part, Template};
+use crate::reader::{Diags, Table};
 use crate::synthetic::synthetic_header;
 
 const DEFAULT_MAX_RATE: f64 = 5.0;
@@ -22,7 +22,7 @@ pub(super) fn read_traffic(
     table: Table<'_>,
     checks: &[Arc<CheckDef>],
     slos: &[Slo],
-    failed: &super::reader::Failed,
+    failed: &crate::reader::Failed,
 ) -> Option<TrafficDef> {
     let d = table.diags();
     let errors_before = d.error_count();
@@ -80,7 +80,7 @@ pub(super) fn read_traffic(
 fn read_floor(
     table: &Table<'_>,
     slos: &[Slo],
-    failed: &super::reader::Failed,
+    failed: &crate::reader::Failed,
 ) -> (Option<String>, Option<f64>) {
     let d = table.diags();
     let slo = table.str("slo");
@@ -127,7 +127,7 @@ fn slo_floor(
     slo_name: &str,
     span: &Range<usize>,
     slos: &[Slo],
-    failed: &super::reader::Failed,
+    failed: &crate::reader::Failed,
 ) -> (Option<String>, Option<f64>) {
     match slos.iter().find(|slo| slo.name == slo_name) {
         Some(slo) => {
@@ -150,7 +150,7 @@ fn slo_floor(
         None if failed.slos.contains(slo_name) => (None, None),
         None => {
             let names: Vec<&str> = slos.iter().map(|slo| slo.name.as_str()).collect();
-            let hint = match super::reader::closest(slo_name, &names) {
+            let hint = match crate::reader::closest(slo_name, &names) {
                 Some(best) => format!("did you mean {best:?}?"),
                 None => "name an SLO defined in [[slo]], or set floor = \"100/h\"".to_string(),
             };
@@ -165,7 +165,7 @@ fn slo_floor(
 fn read_request(
     table: &Table<'_>,
     checks: &[Arc<CheckDef>],
-    failed: &super::reader::Failed,
+    failed: &crate::reader::Failed,
     secrets: &mut Vec<String>,
     check_revision: &mut u64,
 ) -> Option<CheckSpec> {
@@ -193,9 +193,8 @@ fn read_request(
                 None
             }
         },
-        (None, Some(_)) => {
-            super::http::read_http(table, secrets).map(|(spec, _)| CheckSpec::Http(Box::new(spec)))
-        }
+        (None, Some(_)) => crate::checks::http::config::read_http(table, secrets)
+            .map(|(spec, _)| CheckSpec::Http(Box::new(spec))),
         (Some((_, span)), Some(_)) => {
             d.error_hint(
                 &span,
@@ -216,9 +215,9 @@ fn read_request(
 
 /// `prometheus` and `real_rate`, which go together.
 fn read_real_rate(table: &Table<'_>) -> (Option<url::Url>, Option<String>) {
-    let prometheus = table
-        .str("prometheus")
-        .and_then(|(text, span)| super::domain::read_base_url(table.diags(), text, &span));
+    let prometheus = table.str("prometheus").and_then(|(text, span)| {
+        crate::checks::domain::config::read_base_url(table.diags(), text, &span)
+    });
     let real_rate = table.str("real_rate").map(|(query, _)| query.to_string());
     match (&prometheus, &real_rate) {
         (Some(_), None) => table.missing("real_rate", "give the PromQL of the real request rate per second, like real_rate = 'sum(rate(http_requests_total{job=\"shop\"}[5m]))'"),

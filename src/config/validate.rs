@@ -8,15 +8,15 @@ use std::time::Duration;
 
 use toml::de::DeTable;
 
-use super::reader::{
-    Diags, Failed, Source, Table, Unresolved, Value, read_labels, valid_check_name,
-};
 use super::{
     AgentConfig, CheckDef, Config, ConfigError, ConfigErrors, DEFAULT_DURATION_BUCKETS,
     DEFAULT_LISTEN, Env, Origin, Overrides, Schedule,
 };
 use crate::checks::{CheckKind, CheckSpec};
 use crate::metrics::names::RESERVED_LABELS;
+use crate::reader::{
+    Diags, Failed, Source, Table, Unresolved, Value, read_labels, valid_check_name,
+};
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -381,14 +381,15 @@ fn read_agent(d: &Diags<'_>, value: &Value<'_>) -> Option<AgentConfig> {
     };
     let duration_buckets = read_duration_buckets(&table);
     let rdap_bootstrap = match table.str("rdap_bootstrap") {
-        Some((text, span)) => {
-            super::domain::read_base_url(d, text, &span).unwrap_or_else(default_bootstrap)
-        }
+        Some((text, span)) => crate::checks::domain::config::read_base_url(d, text, &span)
+            .unwrap_or_else(default_bootstrap),
         None => default_bootstrap(),
     };
     let mut rdap_servers = BTreeMap::new();
     for entry in table.str_map("rdap_servers").unwrap_or_default() {
-        if let Some(url) = super::domain::read_base_url(d, entry.value, &entry.value_span) {
+        if let Some(url) =
+            crate::checks::domain::config::read_base_url(d, entry.value, &entry.value_span)
+        {
             rdap_servers.insert(entry.key.trim_matches('.').to_ascii_lowercase(), url);
         }
     }
@@ -594,9 +595,10 @@ fn read_check(
         read_spec(
             kind,
             &table,
-            &mut super::reader::SpecCx {
+            &mut crate::reader::SpecCx {
                 secrets: &mut secrets,
-                agent,
+                rdap_bootstrap: &agent.rdap_bootstrap,
+                rdap_servers: &agent.rdap_servers,
             },
         )
     });
@@ -672,7 +674,7 @@ fn read_kind(table: &Table<'_>) -> Option<CheckKind> {
             Ok(kind) => Some(kind),
             Err(()) => {
                 let names: Vec<&str> = CheckKind::ALL.iter().map(|k| k.as_str()).collect();
-                let hint = match super::reader::closest(text, &names) {
+                let hint = match crate::reader::closest(text, &names) {
                     Some(best) => format!(
                         "did you mean {best:?}? supported types: {}",
                         names.join(", ")
@@ -861,11 +863,11 @@ mod tests {
 
 macro_rules! define_readers {
     ($(($variant:ident, $module:ident, $name:literal, $spec:ident, $doc:literal)),* $(,)?) => {
-        /// Reads the kind-specific keys of a check of `kind` (each kind's `config::<kind>::read`):
+        /// Reads the kind-specific keys of a check of `kind` (each kind's `checks::<kind>::config::read`):
         /// its spec and its target as shown (without credentials).
-        fn read_spec(kind: CheckKind, table: &Table<'_>, cx: &mut super::reader::SpecCx<'_>) -> Option<(CheckSpec, String)> {
+        fn read_spec(kind: CheckKind, table: &Table<'_>, cx: &mut crate::reader::SpecCx<'_>) -> Option<(CheckSpec, String)> {
             match kind {
-                $(CheckKind::$variant => super::$module::read(table, cx)
+                $(CheckKind::$variant => crate::checks::$module::config::read(table, cx)
                     .map(|(spec, target)| (CheckSpec::$variant(Box::new(spec)), target)),)*
             }
         }

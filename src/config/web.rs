@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use super::reader::Table;
+use crate::reader::Table;
 
 /// Connections the agent's server keeps open at most, by default.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
@@ -109,7 +109,7 @@ fn read_server_tls(table: &Table<'_>) -> Option<Arc<rustls::ServerConfig>> {
     let d = table.diags();
     match (table.str("tls_cert_file"), table.str("tls_key_file")) {
         (Some((cert, cert_span)), Some((key, key_span))) => {
-            match super::tls::read_pem_pair(cert, key) {
+            match crate::checks::tls::config::read_pem_pair(cert, key) {
                 (Ok(chain), _) if chain.is_empty() => d.error_hint(
                     &cert_span,
                     format!("{cert} holds no PEM certificate"),

@@ -8,12 +8,10 @@ use hickory_proto::rr::{Name, RecordType};
 use rustls::pki_types::ServerName;
 use toml::de::DeValue;
 
-use super::reader::{Diags, Table, read_ip_preference};
-use super::tls::read_tls_options;
-use crate::checks::dns::{
-    Consistency, DnsExpect, DnsServer, DnsSpec, HostPort, HttpsServer, TlsServer,
-};
+use super::{Consistency, DnsExpect, DnsServer, DnsSpec, HostPort, HttpsServer, TlsServer};
 use crate::checks::http::TlsOptions;
+use crate::checks::tls::config::read_tls_options;
+use crate::reader::{Diags, Table, read_ip_preference};
 
 /// Record types a `dns` check may ask for.
 const RECORD_TYPES: &[&str] = &[
@@ -54,9 +52,9 @@ impl Transport {
 
 /// Reads the keys of a `dns` check (`validate::read_spec` dispatches
 /// here). Returns the spec and the target as shown to humans.
-pub(super) fn read(
+pub(crate) fn read(
     table: &Table<'_>,
-    _cx: &mut super::reader::SpecCx<'_>,
+    _cx: &mut crate::reader::SpecCx<'_>,
 ) -> Option<(DnsSpec, String)> {
     let query = read_query(table);
     let record = read_record(table);
@@ -93,7 +91,7 @@ pub(super) fn read(
         DnsServer::System { .. } => "system resolver".to_string(),
         DnsServer::Udp(addr) | DnsServer::Tcp(addr) => addr.to_string(),
         DnsServer::Tls(tls) => format!("tls://{}", tls.addr),
-        DnsServer::Https(https) => super::super::checks::http::show_url(&https.url),
+        DnsServer::Https(https) => crate::checks::http::show_url(&https.url),
     };
     let shown = format!("{} {record} @ {where_to} ({})", query, transport.as_str());
     Some((

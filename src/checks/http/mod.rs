@@ -5,6 +5,8 @@
 //! Success means: every hop connected, the final response arrived before the deadline, and
 //! status, headers, body, JSON and duration expectations all held.
 
+pub(crate) mod config;
+
 use std::sync::Arc;
 use std::time::Duration;
 

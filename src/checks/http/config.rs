@@ -6,26 +6,26 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
 use toml::de::DeValue;
 
-use super::reader::{Diags, Table, as_int, read_ip_preference, type_name};
-use crate::checks::http::{
+use super::{
     HttpExpect, HttpSpec, HttpVersionPref, JsonExpect, JsonTest, StatusMatch, TlsOptions, show_url,
 };
 use crate::net::IpPreference;
+use crate::reader::{Diags, Table, as_int, read_ip_preference, type_name};
 
 const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
 const DEFAULT_MAX_REDIRECTS: i64 = 10;
 
 /// The keys of a `http` check: its spec and target (`validate::read_spec` dispatches here).
-pub(super) fn read(
+pub(crate) fn read(
     table: &Table<'_>,
-    cx: &mut super::reader::SpecCx<'_>,
+    cx: &mut crate::reader::SpecCx<'_>,
 ) -> Option<(HttpSpec, String)> {
     read_http(table, cx.secrets)
 }
 
 /// Reads the `http`-specific keys of a check table. Returns the spec and the target as shown
 /// to humans (no credentials, no query string).
-pub(super) fn read_http(
+pub(crate) fn read_http(
     table: &Table<'_>,
     secrets: &mut Vec<String>,
 ) -> Option<(HttpSpec, String)> {
@@ -92,7 +92,7 @@ pub(super) fn read_http(
 
 /// A header name as written at `span` (a `headers` key, an extraction's `header`); a problem
 /// there if it is not one.
-pub(super) fn header_name(d: &Diags<'_>, name: &str, span: &Range<usize>) -> Option<HeaderName> {
+pub(crate) fn header_name(d: &Diags<'_>, name: &str, span: &Range<usize>) -> Option<HeaderName> {
     let parsed = HeaderName::from_bytes(name.as_bytes()).ok();
     if parsed.is_none() {
         d.error(span, format!("{name:?} is not a valid header name"));
@@ -102,7 +102,7 @@ pub(super) fn header_name(d: &Diags<'_>, name: &str, span: &Range<usize>) -> Opt
 
 /// `headers`, `basic_auth` and `bearer_token` of a request, with secrets substituted.
 /// Returns the headers and whether all of them were valid.
-pub(super) fn read_headers(
+pub(crate) fn read_headers(
     table: &Table<'_>,
     secrets: &mut Vec<String>,
 ) -> (Vec<(HeaderName, HeaderValue)>, bool) {
@@ -149,7 +149,7 @@ pub(super) fn read_headers(
                 let user = d.interpolate(user, &user_span);
                 let password = d.interpolate(password, &password_span);
                 if let (Some(user), Some(password)) = (user, password) {
-                    let value = crate::checks::http::basic_auth(&user.value, &password.value);
+                    let value = super::basic_auth(&user.value, &password.value);
                     secrets.extend(user.secrets);
                     secrets.extend(password.secrets);
                     secrets.push(value.clone());
@@ -198,7 +198,7 @@ pub(super) fn read_headers(
 
 /// What an HTTP request can set besides its URL, headers and body, and what it expects:
 /// shared by `http` checks and `flow` steps.
-pub(super) struct RequestOptions {
+pub(crate) struct RequestOptions {
     pub method: Method,
     pub follow_redirects: bool,
     pub max_redirects: u32,
@@ -209,7 +209,7 @@ pub(super) struct RequestOptions {
     pub expect: HttpExpect,
 }
 
-pub(super) fn read_request_options(table: &Table<'_>) -> Option<RequestOptions> {
+pub(crate) fn read_request_options(table: &Table<'_>) -> Option<RequestOptions> {
     let d = table.diags();
     let mut ok = true;
     let method = match table.str("method") {
@@ -257,7 +257,7 @@ pub(super) fn read_request_options(table: &Table<'_>) -> Option<RequestOptions> 
         HttpVersionPref::Http1 => vec![b"http/1.1".to_vec()],
         HttpVersionPref::Http2 => vec![b"h2".to_vec()],
     };
-    let tls = super::tls::read_tls_options(table, alpn, true);
+    let tls = crate::checks::tls::config::read_tls_options(table, alpn, true);
     let expect = read_expect(table);
     let (Some(ip), Some(tls), Some(expect), true) = (ip, tls, expect, ok) else {
         return None;
@@ -383,7 +383,7 @@ fn read_header_expects(expect: &Table<'_>) -> Option<Vec<(HeaderName, regex::Reg
             ok = false;
             continue;
         };
-        match super::reader::compile_regex(entry.value) {
+        match crate::reader::compile_regex(entry.value) {
             Ok(regex) => headers.push((name, regex)),
             Err(message) => {
                 d.error(
@@ -465,7 +465,7 @@ fn read_json_test(entry: &Table<'_>) -> Option<JsonTest> {
                 None
             }
         },
-        (None, Some((pattern, span))) => match super::reader::compile_regex(pattern) {
+        (None, Some((pattern, span))) => match crate::reader::compile_regex(pattern) {
             Ok(regex) => Some(JsonTest::Matches(regex)),
             Err(message) => {
                 d.error(&span, format!("invalid regex in `matches`: {message}"));

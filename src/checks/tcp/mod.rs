@@ -4,6 +4,8 @@
 //! Success means: the connection was accepted and, when `expect.matches` is set, what the
 //! target sent (at most [`MAX_READ`] bytes) matched every pattern before the deadline.
 
+pub(crate) mod config;
+
 use std::time::Duration;
 
 use regex::Regex;

@@ -3,18 +3,17 @@
 use std::ops::Range;
 use std::time::Duration;
 
-use super::reader::{Diags, Table, read_ip_preference};
-use crate::checks::domain::DomainSpec;
+use super::DomainSpec;
+use crate::reader::{Diags, Table, read_ip_preference};
 
 const DEFAULT_CACHE: Duration = Duration::from_secs(3600);
 
 /// Reads the keys of a `domain` check (`validate::read_spec` dispatches
 /// here). Returns the spec and the domain as the target.
-pub(super) fn read(
+pub(crate) fn read(
     table: &Table<'_>,
-    cx: &mut super::reader::SpecCx<'_>,
+    cx: &mut crate::reader::SpecCx<'_>,
 ) -> Option<(DomainSpec, String)> {
-    let agent = cx.agent;
     let d = table.diags();
     let mut ok = true;
     let domain = match table.str("domain") {
@@ -72,8 +71,8 @@ pub(super) fn read(
         DomainSpec {
             domain,
             server,
-            tld_servers: agent.rdap_servers.clone(),
-            bootstrap: agent.rdap_bootstrap.clone(),
+            tld_servers: cx.rdap_servers.clone(),
+            bootstrap: cx.rdap_bootstrap.clone(),
             cache_for,
             ip,
             min_days_left,
@@ -83,7 +82,7 @@ pub(super) fn read(
 }
 
 /// An RDAP base URL (`http` or `https`), normalised to end with `/` so paths join under it.
-pub(super) fn read_base_url(d: &Diags<'_>, text: &str, span: &Range<usize>) -> Option<url::Url> {
+pub(crate) fn read_base_url(d: &Diags<'_>, text: &str, span: &Range<usize>) -> Option<url::Url> {
     let with_slash = if text.ends_with('/') || text.ends_with(".json") {
         text.to_string()
     } else {

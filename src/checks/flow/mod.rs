@@ -5,6 +5,8 @@
 //! Nothing a flow handles (secrets, TOTP codes, cookies, extracted values) leaves it: every
 //! detail is redacted of them before it is returned, and none becomes a label.
 
+pub(crate) mod config;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -6,6 +6,8 @@
 //! that server for the time it asks (`Retry-After`) while the last known answer keeps being
 //! reported. Success means: an expiration date was found and is at least `min_days_left` away.
 
+pub(crate) mod config;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};

@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use toml::de::DeValue;
 
-use super::http::{header_name, read_request_options};
-use super::reader::{Diags, Piece, Table, Value, compile_regex, type_name};
-use crate::checks::flow::{Extractor, FlowBody, FlowSpec, FlowStep, JsonTemplate, Part, Template};
+use super::{Extractor, FlowBody, FlowSpec, FlowStep, JsonTemplate, Part, Template};
+use crate::checks::http::config::{header_name, read_request_options};
+use crate::reader::{Diags, Piece, Table, Value, compile_regex, type_name};
 
 /// Reads a `flow` check (`validate::read_spec` dispatches
 /// here). Returns the spec and the first step's URL as the target.
-pub(super) fn read(
+pub(crate) fn read(
     table: &Table<'_>,
-    cx: &mut super::reader::SpecCx<'_>,
+    cx: &mut crate::reader::SpecCx<'_>,
 ) -> Option<(FlowSpec, String)> {
     let secrets = &mut *cx.secrets;
     let d = table.diags();
@@ -129,7 +129,7 @@ fn read_step_name(step: &Table<'_>, names: &mut Vec<String>) -> Option<String> {
         step.missing("name", "name every step, like name = \"login-page\"");
         return None;
     };
-    if !super::reader::valid_check_name(name) {
+    if !crate::reader::valid_check_name(name) {
         d.error_hint(
             &span,
             format!("step name {name:?} is not valid"),
@@ -498,7 +498,7 @@ fn json_template(
             JsonTemplate::String(template(d, text, &value.span(), defined, secrets)?)
         }
         DeValue::Integer(_) => JsonTemplate::Literal(serde_json::Value::from(
-            super::reader::as_int(value.get_ref())?,
+            crate::reader::as_int(value.get_ref())?,
         )),
         DeValue::Float(f) => JsonTemplate::Literal(serde_json::Value::from(
             f.as_str().replace('_', "").parse::<f64>().ok()?,

@@ -1,14 +1,14 @@
 //! The keys of a `tcp` check.
 
-use super::reader::{Table, read_ip_preference};
-use crate::checks::TcpSpec;
+use super::TcpSpec;
 use crate::net::HostPort;
+use crate::reader::{Table, read_ip_preference};
 
 /// Reads the keys of a `tcp` check (`validate::read_spec` dispatches
 /// here). Returns the spec and the target as shown to humans.
-pub(super) fn read(
+pub(crate) fn read(
     table: &Table<'_>,
-    _cx: &mut super::reader::SpecCx<'_>,
+    _cx: &mut crate::reader::SpecCx<'_>,
 ) -> Option<(TcpSpec, String)> {
     let d = table.diags();
     let target = match table.str("target") {

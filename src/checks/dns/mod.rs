@@ -7,6 +7,8 @@
 //! each phase is timed and each misbehaviour (a mismatched ID, a truncated or malformed
 //! answer) becomes a precise failure reason.
 
+pub(crate) mod config;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::SystemTime;

@@ -7,7 +7,8 @@
 //! for with a "did you mean" hint. Every problem carries the file, line and column.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,7 +16,6 @@ use std::time::Duration;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::{ConfigError, Env};
 use crate::net::{IpFamily, IpPreference};
 
 /// One config file's text, with what is needed to turn byte offsets into line and column.
@@ -737,7 +737,7 @@ impl<'a> Table<'a> {
 
     /// The table's content as text without positions (keys in order, values with their
     /// types), wherever in the file its parts were written: moving a definition, or editing
-    /// another one, leaves this unchanged. Feeds [`super::revision`].
+    /// another one, leaves this unchanged. Feeds `config::revision`.
     pub fn written(&self) -> String {
         fn walk(value: &DeValue<'_>, out: &mut String) {
             use std::fmt::Write as _;
@@ -992,7 +992,7 @@ pub(crate) fn read_labels(
 }
 
 /// `ip_protocol` and `ip_protocol_fallback`, shared by every check that connects.
-pub(super) fn read_ip_preference(table: &Table<'_>) -> Option<IpPreference> {
+pub(crate) fn read_ip_preference(table: &Table<'_>) -> Option<IpPreference> {
     let prefer = match table.str("ip_protocol") {
         Some(("ip4", _)) => IpFamily::V4,
         Some(("ip6", _)) | None => IpFamily::V6,
@@ -1012,7 +1012,7 @@ pub(super) fn read_ip_preference(table: &Table<'_>) -> Option<IpPreference> {
 /// Names defined in the configuration whose definitions are invalid. A reference to one is
 /// no problem of its own: the definition's problem is reported where it is defined, and
 /// reporting the reference too would bury the root cause under its consequences.
-pub(super) struct Failed {
+pub(crate) struct Failed {
     /// Checks with a valid, unique name whose definition has a problem.
     pub checks: BTreeSet<String>,
     /// SLOs whose definition has a problem (or names a failed check).
@@ -1032,8 +1032,88 @@ pub(crate) fn valid_check_name(name: &str) -> bool {
 pub(crate) struct SpecCx<'a> {
     /// Secret values the check uses, to be redacted from whatever it produces.
     pub secrets: &'a mut Vec<String>,
-    /// The agent's settings (RDAP servers, for `domain`).
-    pub agent: &'a super::AgentConfig,
+    /// Where `domain` checks find the RDAP bootstrap registry (`[agent] rdap_bootstrap`).
+    pub rdap_bootstrap: &'a url::Url,
+    /// RDAP base URLs by TLD (`[agent] rdap_servers`).
+    pub rdap_servers: &'a BTreeMap<String, url::Url>,
+}
+
+/// Source of environment variables for `${env:NAME}`; a trait so tests never touch the
+/// process environment.
+pub trait Env {
+    /// The value of `name`, if set.
+    fn var(&self, name: &str) -> Option<String>;
+
+    /// Whether secret references are only checked for syntax and stand for a placeholder,
+    /// with no variable or file read ([`NoSecrets`]).
+    fn placeholders(&self) -> bool {
+        false
+    }
+}
+
+/// For `nightjar validate --no-secrets`: every `${env:..}` and `${file:..}` reference stands
+/// for a placeholder, so a repository of check definitions validates in CI without the
+/// production secrets. Everything else is validated as usual.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoSecrets;
+
+impl Env for NoSecrets {
+    fn var(&self, _name: &str) -> Option<String> {
+        None
+    }
+
+    fn placeholders(&self) -> bool {
+        true
+    }
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+/// A fixed map of variables, for tests.
+#[derive(Debug, Clone, Default)]
+pub struct MapEnv(pub HashMap<String, String>);
+
+impl Env for MapEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+}
+
+/// One problem in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file (or directory) the problem is in.
+    pub path: PathBuf,
+    /// 1-based line, when the problem has a place in the file.
+    pub line: Option<usize>,
+    /// 1-based column in characters.
+    pub column: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it, where that helps.
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let (Some(line), Some(column)) = (self.line, self.column) {
+            write!(f, ":{line}:{column}")?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, " (hint: {hint})")?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

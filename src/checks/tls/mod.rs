@@ -5,6 +5,8 @@
 //! in the chain is at least `min_days_left` away, the chain validates to the configured roots,
 //! the leaf is valid for the server name, and the version is at least `min_version`.
 
+pub(crate) mod config;
+
 use std::sync::Arc;
 use std::time::SystemTime;
 

@@ -10,21 +10,21 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
-use super::reader::{Table, read_ip_preference};
+use super::{StartTls, TlsExpect, TlsSpec, TlsVersion};
 use crate::checks::http::TlsOptions;
-use crate::checks::tls::{StartTls, TlsExpect, TlsSpec, TlsVersion};
 use crate::net::{self, HostPort, TlsSetup};
+use crate::reader::{Table, read_ip_preference};
 use crate::tlsinfo;
 
 /// A certificate chain and a private key, both PEM files: a client certificate here, the
 /// agent's own server certificate in `web`.
-pub(super) type PemPair = (
+pub(crate) type PemPair = (
     Result<Vec<CertificateDer<'static>>, String>,
     Result<PrivateKeyDer<'static>, String>,
 );
 
 /// Reads the chain in `cert` and the key in `key`, each with its own error.
-pub(super) fn read_pem_pair(cert: &str, key: &str) -> PemPair {
+pub(crate) fn read_pem_pair(cert: &str, key: &str) -> PemPair {
     let chain = CertificateDer::pem_file_iter(cert)
         .map_err(|error| error.to_string())
         .and_then(|iter| {
@@ -37,9 +37,9 @@ pub(super) fn read_pem_pair(cert: &str, key: &str) -> PemPair {
 
 /// Reads the keys of a `tls` check (`validate::read_spec` dispatches
 /// here). Returns the spec and the target as shown to humans.
-pub(super) fn read(
+pub(crate) fn read(
     table: &Table<'_>,
-    _cx: &mut super::reader::SpecCx<'_>,
+    _cx: &mut crate::reader::SpecCx<'_>,
 ) -> Option<(TlsSpec, String)> {
     let d = table.diags();
     let mut ok = true;
@@ -153,7 +153,7 @@ fn read_tls_expect(table: &Table<'_>) -> Option<TlsExpect> {
 
 /// Reads the optional `tls` table of a check. `allow_insecure` says whether
 /// `insecure_skip_verify` is a key of this check type.
-pub(super) fn read_tls_options(
+pub(crate) fn read_tls_options(
     table: &Table<'_>,
     alpn: Vec<Vec<u8>>,
     allow_insecure: bool,
