@@ -50,6 +50,7 @@ pub mod agent;
 pub mod checks;
 pub mod cli;
 pub mod config;
+pub mod detect;
 pub mod hash;
 pub mod kind;
 pub mod metrics;

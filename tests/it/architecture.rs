@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 /// `metrics::names` is a file of `metrics` that counts as a module of its own here: the names
 /// other modules spell, without the registry.
 const LEAVES: &[&str] = &[
+    "detect",
     "hash",
     "kind",
     "metrics::names",
