@@ -53,6 +53,7 @@ pub mod config;
 pub mod detect;
 pub mod hash;
 pub mod kind;
+pub mod maintenance;
 pub mod metrics;
 pub mod net;
 pub mod page;

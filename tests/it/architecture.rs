@@ -20,6 +20,7 @@ const LEAVES: &[&str] = &[
     "detect",
     "hash",
     "kind",
+    "maintenance",
     "metrics::names",
     "reload",
     "synthetic",
