@@ -214,7 +214,10 @@ mod tests {
             })
         };
         assert_eq!(t.record(false, THREE_TWO), pending(1));
-        assert_eq!(t.pending().unwrap().to_string(), "failing, confirming 1 of 3");
+        assert_eq!(
+            t.pending().unwrap().to_string(),
+            "failing, confirming 1 of 3"
+        );
         assert_eq!(t.record(false, THREE_TWO), pending(2));
         assert!(t.undecided());
         assert_eq!(t.decided(), Some(Verdict::Passing));

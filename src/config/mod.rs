@@ -4,6 +4,7 @@
 //! values: everything downstream receives validated, built values ([`Config`], [`CheckDef`]).
 //! Every problem in every file is reported at once, each as `file:line:column: message`.
 
+mod maintenance;
 mod remote_write;
 mod slo;
 mod traffic;
@@ -47,6 +48,8 @@ pub struct Config {
     pub traffic: Vec<Arc<TrafficDef>>,
     /// Every `[[remote_write]]` endpoint.
     pub remote_write: Vec<Arc<RemoteWriteDef>>,
+    /// Every `[[maintenance]]` window.
+    pub maintenance: Vec<crate::maintenance::Window>,
     /// Where the configuration came from.
     pub origin: Origin,
     /// [`fingerprint`] of the files as they were when loaded, for `watch_config`.
@@ -135,6 +138,9 @@ pub struct AgentConfig {
     pub rdap_bootstrap: url::Url,
     /// RDAP base URLs by TLD, used before the bootstrap registry.
     pub rdap_servers: BTreeMap<String, url::Url>,
+    /// Where check states, histories, ad hoc maintenance windows and the RDAP cache are kept
+    /// across restarts (`state_dir`); nothing is kept without it.
+    pub state_dir: Option<PathBuf>,
     /// HTTPS and authentication of the agent's own server.
     pub web: web::WebConfig,
 }
@@ -163,6 +169,12 @@ pub struct CheckDef {
     /// Whether the check runs once soon after it is loaded (within `min(interval, 60 s)`)
     /// rather than waiting for its first slot.
     pub run_on_load: bool,
+    /// After a run that leaves a change of state unconfirmed, the next run comes this soon
+    /// instead of a whole interval later (`retry_interval`).
+    pub retry_interval: Option<Duration>,
+    /// Runs in a row that decide a change of state (`confirm_failures`,
+    /// `confirm_recoveries`).
+    pub confirm: crate::detect::Confirm,
     /// The definition as written (`config::revision`): equal across a reload when the check is
     /// unchanged.
     pub revision: u64,
@@ -202,6 +214,8 @@ pub struct Slo {
     pub tolerated_failures: u32,
     /// Divide by at least the floor's request count (the "virtual floor").
     pub virtual_floor: bool,
+    /// Leave runs taken in maintenance windows out of the SLI (checks SLIs only).
+    pub exclude_maintenance: bool,
     /// Extra labels on the SLO's rules.
     pub labels: BTreeMap<String, String>,
 }

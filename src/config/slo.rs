@@ -88,6 +88,7 @@ pub(super) fn read_slo(
     let objective = read_objective(&table);
     let window = read_window(&table);
     let source = read_source(&table, check_names, failed_checks, buckets);
+    let exclude_maintenance = read_exclude_maintenance(&table, source.as_ref());
     let tolerated_failures = read_tolerated_failures(&table);
     let virtual_floor = read_floor(&table);
     let labels: BTreeMap<String, String> =
@@ -109,8 +110,26 @@ pub(super) fn read_slo(
         source: source?,
         tolerated_failures,
         virtual_floor,
+        exclude_maintenance,
         labels,
     })
+}
+
+/// `exclude_maintenance`: runs taken in a maintenance window count neither as good nor as bad
+/// events. Only for SLIs from checks: nightjar counts those runs apart.
+fn read_exclude_maintenance(table: &Table<'_>, source: Option<&SliSource>) -> bool {
+    let exclude = table.bool("exclude_maintenance").unwrap_or(false);
+    if exclude && matches!(source, Some(SliSource::Queries { .. })) {
+        let span = table
+            .key_span("exclude_maintenance")
+            .unwrap_or_else(|| table.span());
+        table.diags().error_hint(
+            &span,
+            "exclude_maintenance applies to SLIs from checks",
+            "leave maintenance out in the PromQL of `errors` and `total`, or remove exclude_maintenance",
+        );
+    }
+    exclude
 }
 
 /// `objective`: a ratio strictly between 0 and 1 (a percentage gets a hint).

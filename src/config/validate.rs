@@ -27,6 +27,65 @@ struct Defaults {
     interval: Duration,
     timeout: Option<Duration>,
     run_on_load: bool,
+    detection: Detection,
+}
+
+/// How a check's state is decided: `retry_interval`, `confirm_failures`,
+/// `confirm_recoveries` (per check, defaulting to `[defaults]`).
+#[derive(Debug, Clone, Copy, Default)]
+struct Detection {
+    retry_interval: Option<Duration>,
+    confirm: crate::detect::Confirm,
+}
+
+/// The most consecutive runs `confirm_failures` and `confirm_recoveries` may ask for.
+const MAX_CONFIRM: i64 = 100;
+
+/// The shortest `retry_interval`.
+const MIN_RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// `retry_interval`, `confirm_failures` and `confirm_recoveries` of `table`, each defaulting to
+/// `inherited`'s.
+fn read_detection(table: &Table<'_>, inherited: Detection) -> Detection {
+    let d = table.diags();
+    let retry_interval = match table.duration("retry_interval") {
+        Some((every, span)) if every < MIN_RETRY_INTERVAL => {
+            d.error_hint(
+                &span,
+                format!(
+                    "retry_interval {} is shorter than 1s",
+                    humantime::format_duration(every)
+                ),
+                "retries come at most once a second; use retry_interval = \"10s\" or so",
+            );
+            inherited.retry_interval
+        }
+        Some((every, _)) => Some(every),
+        None => inherited.retry_interval,
+    };
+    let count = |key: &'static str, inherited: u32| match table.int(key) {
+        Some((n, _)) if (1..=MAX_CONFIRM).contains(&n) => u32::try_from(n).unwrap_or(1),
+        Some((n, span)) => {
+            d.error_hint(
+                &span,
+                format!("{key} = {n} is out of range"),
+                format!(
+                    "give the runs in a row that decide a change, 1 (at once) to {MAX_CONFIRM}"
+                ),
+            );
+            inherited
+        }
+        None => inherited,
+    };
+    let failures = count("confirm_failures", inherited.confirm.failures);
+    let recoveries = count("confirm_recoveries", inherited.confirm.recoveries);
+    Detection {
+        retry_interval,
+        confirm: crate::detect::Confirm {
+            failures,
+            recoveries,
+        },
+    }
 }
 
 pub(super) fn build(
@@ -79,6 +138,7 @@ pub(super) fn build(
     // Pass 4: the traffic injectors, which name SLOs and checks.
     let traffic = read_traffics(&roots, &diags, &checks, &slos, &failed);
     let remote_write = read_remote_writes(&roots, &diags);
+    let maintenance = read_maintenances(&roots, &diags, &checks, &failed);
     for (_, root) in roots {
         root.finish();
     }
@@ -98,6 +158,7 @@ pub(super) fn build(
         rules: singles.rules,
         traffic,
         remote_write,
+        maintenance,
         origin,
         fingerprint: 0,
     })
@@ -146,6 +207,7 @@ fn read_single_tables<'a>(roots: &'a [(usize, Table<'a>)], diags: &'a [Diags<'a>
             interval: DEFAULT_INTERVAL,
             timeout: None,
             run_on_load: true,
+            detection: Detection::default(),
         },
         rules: super::RulesConfig::default(),
     };
@@ -186,6 +248,7 @@ fn default_agent() -> AgentConfig {
         rdap_bootstrap: default_bootstrap(),
         rdap_servers: BTreeMap::new(),
         watch_config: None,
+        state_dir: None,
         web: super::web::WebConfig::default(),
     }
 }
@@ -306,6 +369,27 @@ fn read_remote_writes<'a>(
     remote_write
 }
 
+/// Every `[[maintenance]]`.
+fn read_maintenances<'a>(
+    roots: &'a [(usize, Table<'a>)],
+    diags: &'a [Diags<'a>],
+    checks: &[Arc<CheckDef>],
+    failed: &Failed,
+) -> Vec<crate::maintenance::Window> {
+    let mut windows: Vec<crate::maintenance::Window> = Vec::new();
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for (d, n, item) in items(roots, diags, "maintenance") {
+        let Some(table) = Table::new(d, item, format!("maintenance #{}", n + 1)) else {
+            continue;
+        };
+        if let Some(window) = super::maintenance::read_maintenance(table, checks, failed, &mut seen)
+        {
+            windows.push(window);
+        }
+    }
+    windows
+}
+
 /// Whether `name` is none of `known`; a problem at `span` if it is one (`what`: `SLO`).
 fn unique<'k>(
     d: &Diags<'_>,
@@ -398,6 +482,7 @@ fn read_agent(d: &Diags<'_>, value: &Value<'_>) -> Option<AgentConfig> {
         None => host_name(),
     };
     let watch_config = table.duration("watch_config").map(|(every, _)| every);
+    let state_dir = read_state_dir(&table);
     let web = super::web::read_web(&table);
     table.finish();
     Some(AgentConfig {
@@ -410,8 +495,24 @@ fn read_agent(d: &Diags<'_>, value: &Value<'_>) -> Option<AgentConfig> {
         rdap_bootstrap,
         rdap_servers,
         watch_config,
+        state_dir,
         web,
     })
+}
+
+/// `state_dir`: where the agent keeps what survives a restart. A path that exists must be a
+/// directory; a missing one is created at start.
+fn read_state_dir(table: &Table<'_>) -> Option<std::path::PathBuf> {
+    let (text, span) = table.str("state_dir")?;
+    if text.is_empty() {
+        table.diags().error_hint(
+            &span,
+            "state_dir is empty",
+            "give a directory the agent may write, like state_dir = \"/var/lib/nightjar\", or leave it out",
+        );
+        return None;
+    }
+    Some(std::path::PathBuf::from(text))
 }
 
 /// `region` of `[agent]`: "default" unless given (or invalid, reported).
@@ -552,11 +653,13 @@ fn read_defaults(d: &Diags<'_>, value: &Value<'_>) -> Option<Defaults> {
         );
     }
     let run_on_load = table.bool("run_on_load").unwrap_or(true);
+    let detection = read_detection(&table, Detection::default());
     table.finish();
     Some(Defaults {
         interval,
         timeout,
         run_on_load,
+        detection,
     })
 }
 
@@ -603,6 +706,8 @@ fn read_check(
         )
     });
     let run_on_load = table.bool("run_on_load").unwrap_or(defaults.run_on_load);
+    let detection = read_detection(&table, defaults.detection);
+    check_retry_interval(&table, detection, schedule.as_ref());
     let defined_at = d.location(&table.span());
     let written = table.written();
     table.finish();
@@ -614,7 +719,7 @@ fn read_check(
     // A secret in the URL's path must not reach the `target` label or the status page.
     let target = super::redact(&secrets, &target);
     let schedule = schedule?;
-    let inherited = format!("{schedule} {timeout:?} {run_on_load}");
+    let inherited = format!("{schedule} {timeout:?} {run_on_load} {detection:?}");
     let revision = super::revision(&written, &inherited, &secrets);
     Some(CheckDef {
         name: Arc::from(name?.as_str()),
@@ -627,8 +732,33 @@ fn read_check(
         secrets,
         defined_at,
         run_on_load,
+        retry_interval: detection.retry_interval,
+        confirm: detection.confirm,
         revision,
     })
+}
+
+/// A `retry_interval` at least as long as the check's interval would never come first.
+fn check_retry_interval(table: &Table<'_>, detection: Detection, schedule: Option<&Schedule>) {
+    let (Some(retry), Some(gap)) = (detection.retry_interval, schedule.and_then(shortest_gap))
+    else {
+        return;
+    };
+    if retry >= gap {
+        let span = table
+            .key_span("retry_interval")
+            .unwrap_or_else(|| table.span());
+        table.diags().error_hint(
+            &span,
+            format!(
+                "retry_interval {} is not shorter than the interval {} of {}",
+                humantime::format_duration(retry),
+                humantime::format_duration(gap),
+                table.what()
+            ),
+            "a retry comes before the next regular run; lower retry_interval or leave it out",
+        );
+    }
 }
 
 /// `name`: valid, and unique among the checks read so far (`seen`: where each is defined).
