@@ -217,8 +217,6 @@ pub async fn run(spec: &HttpSpec, ctx: &CheckCtx) -> (Status, Details) {
 pub(crate) struct Received {
     /// Status code.
     pub status: StatusCode,
-    /// HTTP version.
-    pub version: Version,
     /// Response headers.
     pub headers: http::HeaderMap,
     /// The body, at most `max_body` bytes of it.
@@ -628,7 +626,6 @@ async fn finish_response(
     details.content_length = Some(total);
     Ok(Received {
         status: parts.status,
-        version: parts.version,
         headers: parts.headers,
         body: kept,
         total_len: total,
@@ -798,147 +795,186 @@ pub(crate) fn evaluate(
     details: &mut HttpDetails,
 ) -> Status {
     let expect = &spec.expect;
+    let verdict = expect_status(expect, received)
+        .and_then(|()| expect_headers(expect, received))
+        .and_then(|()| expect_body(expect, received, details))
+        .and_then(|()| expect_json(expect, received))
+        .and_then(|()| expect_tls(expect, details))
+        .and_then(|()| expect_duration(expect, elapsed));
+    match verdict {
+        Ok(()) => Status::Pass,
+        Err(failure) => failure.into(),
+    }
+}
+
+/// The status code: one of `status`, or any 2xx when none is given.
+fn expect_status(expect: &HttpExpect, received: &Received) -> Result<(), Failure> {
     let code = received.status.as_u16();
     let status_ok = if expect.status.is_empty() {
         (200..300).contains(&code)
     } else {
         expect.status.iter().any(|m| m.matches(code))
     };
-    if !status_ok {
-        let wanted = if expect.status.is_empty() {
-            "2xx".to_string()
-        } else {
-            expect
-                .status
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let phrase = received.status.canonical_reason().unwrap_or("");
-        return Status::fail(
-            FailureReason::Status,
-            format!("expected status {wanted}, got {code} {phrase}")
-                .trim_end()
-                .to_string(),
-        );
+    if status_ok {
+        return Ok(());
     }
+    let wanted = if expect.status.is_empty() {
+        "2xx".to_string()
+    } else {
+        expect
+            .status
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let phrase = received.status.canonical_reason().unwrap_or("");
+    Err(Failure::new(
+        FailureReason::Status,
+        format!("expected status {wanted}, got {code} {phrase}")
+            .trim_end()
+            .to_string(),
+    ))
+}
 
+/// Each expected header is present, with a value matching its regex.
+fn expect_headers(expect: &HttpExpect, received: &Received) -> Result<(), Failure> {
     for (name, regex) in &expect.headers {
-        match received.headers.get(name) {
-            None => {
-                return Status::fail(
-                    FailureReason::Header,
-                    format!(
-                        "expected header {name} matching /{regex}/, but the response has no {name} header"
-                    ),
-                );
-            }
-            Some(value) => {
-                let text = String::from_utf8_lossy(value.as_bytes());
-                if !regex.is_match(&text) {
-                    return Status::fail(
-                        FailureReason::Header,
-                        format!(
-                            "expected header {name} matching /{regex}/, got {}",
-                            quote_short(&text)
-                        ),
-                    );
-                }
-            }
+        let Some(value) = received.headers.get(name) else {
+            return Err(Failure::new(
+                FailureReason::Header,
+                format!(
+                    "expected header {name} matching /{regex}/, but the response has no {name} header"
+                ),
+            ));
+        };
+        let text = String::from_utf8_lossy(value.as_bytes());
+        if !regex.is_match(&text) {
+            return Err(Failure::new(
+                FailureReason::Header,
+                format!(
+                    "expected header {name} matching /{regex}/, got {}",
+                    quote_short(&text)
+                ),
+            ));
         }
     }
+    Ok(())
+}
 
+/// The body's contains, not-contains, matches and not-matches expectations, in that order,
+/// on the bytes kept.
+fn expect_body(
+    expect: &HttpExpect,
+    received: &Received,
+    details: &mut HttpDetails,
+) -> Result<(), Failure> {
     let body_text = String::from_utf8_lossy(&received.body);
-    let seen = if received.total_len > received.body.len() as u64 {
-        format!(
-            "the first {} of {} body bytes",
-            received.body.len(),
-            received.total_len
-        )
-    } else {
-        format!("{} body bytes", received.body.len())
+    // What the body expectations saw, for their failure details.
+    let seen = || {
+        if received.total_len > received.body.len() as u64 {
+            format!(
+                "the first {} of {} body bytes",
+                received.body.len(),
+                received.total_len
+            )
+        } else {
+            format!("{} body bytes", received.body.len())
+        }
     };
     for needle in &expect.body_contains {
         if !body_text.contains(needle.as_str()) {
-            return Status::fail(
+            return Err(Failure::new(
                 FailureReason::Body,
-                format!("expected the body to contain {needle:?}; not found in {seen}"),
-            );
+                format!(
+                    "expected the body to contain {needle:?}; not found in {}",
+                    seen()
+                ),
+            ));
         }
     }
     for needle in &expect.body_not_contains {
         if body_text.contains(needle.as_str()) {
-            return Status::fail(
+            return Err(Failure::new(
                 FailureReason::Body,
                 format!("expected the body not to contain {needle:?}, but it does"),
-            );
+            ));
         }
     }
     for regex in &expect.body_matches {
         if !regex.is_match(&body_text) {
             details.failed_due_to_regex = true;
-            return Status::fail(
+            return Err(Failure::new(
                 FailureReason::Body,
-                format!("expected the body to match /{regex}/; no match in {seen}"),
-            );
+                format!(
+                    "expected the body to match /{regex}/; no match in {}",
+                    seen()
+                ),
+            ));
         }
     }
     for regex in &expect.body_not_matches {
         if let Some(found) = regex.find(&body_text) {
             details.failed_due_to_regex = true;
-            return Status::fail(
+            return Err(Failure::new(
                 FailureReason::Body,
                 format!(
                     "expected the body not to match /{regex}/, but it does: {}",
                     quote_short(found.as_str())
                 ),
-            );
+            ));
         }
     }
+    Ok(())
+}
 
-    if !expect.json.is_empty() {
-        let document: serde_json::Value = match serde_json::from_slice(&received.body) {
-            Ok(document) => document,
-            Err(error) => {
-                return Status::fail(
-                    FailureReason::Json,
-                    format!("expected a JSON body, but it does not parse: {error}"),
-                );
-            }
-        };
-        for json in &expect.json {
-            if let Some(status) = check_json(&document, json) {
-                return status;
-            }
+/// The JSON pointer expectations, on the body parsed once (only when there are any).
+fn expect_json(expect: &HttpExpect, received: &Received) -> Result<(), Failure> {
+    if expect.json.is_empty() {
+        return Ok(());
+    }
+    let document: serde_json::Value = serde_json::from_slice(&received.body).map_err(|error| {
+        Failure::new(
+            FailureReason::Json,
+            format!("expected a JSON body, but it does not parse: {error}"),
+        )
+    })?;
+    for json in &expect.json {
+        if let Some(Status::Fail(failure)) = check_json(&document, json) {
+            return Err(failure);
         }
     }
+    Ok(())
+}
 
-    if let Some(want_tls) = expect.tls
-        && want_tls != details.tls_used
-    {
-        let detail = if want_tls {
-            "expected the final response over TLS, but it came over plain HTTP"
-        } else {
-            "expected the final response over plain HTTP, but it came over TLS"
-        };
-        return Status::fail(FailureReason::Tls, detail);
+/// Whether the final hop used TLS, when `tls` says which it must.
+fn expect_tls(expect: &HttpExpect, details: &HttpDetails) -> Result<(), Failure> {
+    match expect.tls {
+        Some(want_tls) if want_tls != details.tls_used => {
+            let detail = if want_tls {
+                "expected the final response over TLS, but it came over plain HTTP"
+            } else {
+                "expected the final response over plain HTTP, but it came over TLS"
+            };
+            Err(Failure::new(FailureReason::Tls, detail))
+        }
+        _ => Ok(()),
     }
+}
 
-    if let Some(max) = expect.max_duration
-        && elapsed > max
-    {
-        return Status::fail(
+/// The whole run, redirects included, within `max_duration`.
+fn expect_duration(expect: &HttpExpect, elapsed: Duration) -> Result<(), Failure> {
+    match expect.max_duration {
+        Some(max) if elapsed > max => Err(Failure::new(
             FailureReason::TooSlow,
             format!(
                 "took {}, more than max_duration {}",
                 format_secs(elapsed),
                 humantime::format_duration(max)
             ),
-        );
+        )),
+        _ => Ok(()),
     }
-    let _ = received.version;
-    Status::Pass
 }
 
 fn check_json(document: &serde_json::Value, json: &JsonExpect) -> Option<Status> {
