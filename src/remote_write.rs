@@ -22,7 +22,7 @@ use tracing::{info, warn};
 
 use crate::checks::http::{HttpSpec, fetch};
 use crate::config::RemoteWriteDef;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RemoteResult};
 use crate::reload::Changes;
 use crate::result::{Failure, HttpDetails};
 use crate::runner::RunEnv;
@@ -203,47 +203,56 @@ impl Pushers {
     /// Applies a new configuration: new endpoints start, removed ones stop (their queues are
     /// dropped), changed ones go on with the new definition and the same queue.
     pub fn apply(&mut self, defs: &[Arc<RemoteWriteDef>], agent: &str) -> Changes {
-        let mut changes = Changes::default();
-        let agent_changed = agent != self.agent;
-        self.agent = agent.to_string();
-        let names: Vec<&str> = defs.iter().map(|def| def.name.as_str()).collect();
-        for name in crate::reload::gone(&self.running, &names) {
+        let mut changes = Changes::between(
+            self.running
+                .iter()
+                .map(|(name, pusher)| (name.as_str(), pusher.target.borrow().0.revision)),
+            defs.iter().map(|def| (def.name.as_str(), def.revision)),
+        );
+        if agent != self.agent {
+            // Every kept endpoint's series get the new `agent` label.
+            changes.changed = defs
+                .iter()
+                .filter(|def| self.running.contains_key(&def.name))
+                .map(|def| def.name.clone())
+                .collect();
+            self.agent = agent.to_string();
+        }
+        for name in &changes.removed {
             // Aborted, a push in flight included; its queue and series go.
-            if let Some(pusher) = self.running.remove(&name) {
+            if let Some(pusher) = self.running.remove(name) {
                 pusher.task.abort();
             }
-            changes.removed.push(name);
         }
         for def in defs {
             let target = (def.clone(), self.agent.clone());
             match self.running.get(&def.name) {
-                Some(pusher) => {
-                    let before = pusher.target.borrow().0.revision;
-                    if before != def.revision || agent_changed {
-                        pusher.target.send_replace(target);
-                        changes.changed.push(def.name.clone());
-                    }
+                Some(pusher) if changes.changed.contains(&def.name) => {
+                    pusher.target.send_replace(target);
                 }
-                None => {
-                    let (sender, receiver) = watch::channel(target);
-                    let task = tokio::spawn(push_loop(
-                        receiver,
-                        self.env.clone(),
-                        self.metrics.clone(),
-                        self.shutdown.clone(),
-                    ));
-                    self.running.insert(
-                        def.name.clone(),
-                        Pusher {
-                            target: sender,
-                            task,
-                        },
-                    );
-                    changes.added.push(def.name.clone());
-                }
+                Some(_) => {}
+                None => self.spawn(def, target),
             }
         }
         changes
+    }
+
+    /// Starts the pusher of `def`, pushing to `target`.
+    fn spawn(&mut self, def: &RemoteWriteDef, target: Target) {
+        let (sender, receiver) = watch::channel(target);
+        let task = tokio::spawn(push_loop(
+            receiver,
+            self.env.clone(),
+            self.metrics.clone(),
+            self.shutdown.clone(),
+        ));
+        self.running.insert(
+            def.name.clone(),
+            Pusher {
+                target: sender,
+                task,
+            },
+        );
     }
 
     /// Waits for every pusher to end: after shutdown each pushes once more, so this returns
@@ -303,7 +312,7 @@ async fn push_loop(
                 break;
             };
             queued -= oldest.samples;
-            metrics.remote_write(&def.name, "dropped", oldest.samples);
+            metrics.remote_write(&def.name, RemoteResult::Dropped, oldest.samples);
         }
         next_tick += def.interval;
         // The last flush at shutdown has a few seconds in all, so a slow or dead endpoint
@@ -329,14 +338,14 @@ async fn push_loop(
                         info!(message = "Remote write recovered.", remote = %def.name);
                         failing = false;
                     }
-                    metrics.remote_write(&def.name, "sent", batch.samples);
+                    metrics.remote_write(&def.name, RemoteResult::Sent, batch.samples);
                     queued -= batch.samples;
                     queue.pop_front();
                     backoff = Duration::from_millis(250);
                 }
                 Outcome::Rejected(why) => {
                     warn!(message = "Remote write rejected a batch; dropping it.", remote = %def.name, reason = %why);
-                    metrics.remote_write(&def.name, "rejected", batch.samples);
+                    metrics.remote_write(&def.name, RemoteResult::Rejected, batch.samples);
                     queued -= batch.samples;
                     queue.pop_front();
                 }

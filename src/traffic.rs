@@ -23,7 +23,7 @@ use url::Url;
 
 use crate::checks::http::{HttpSpec, HttpVersionPref, TlsOptions, fetch};
 use crate::config::{Fallback, TrafficDef};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, TrafficResult};
 use crate::net::{self, TlsSetup};
 use crate::reload::Changes;
 use crate::result::{Failure, Status};
@@ -67,23 +67,25 @@ impl Injectors {
         injectors
     }
 
-    /// Applies a new configuration.
+    /// Applies a new configuration: removed and changed injectors stop, changed and new
+    /// ones start (in the configuration's order).
     pub fn apply(&mut self, defs: &[Arc<TrafficDef>]) -> Changes {
-        let mut changes = Changes::default();
-        let names: Vec<&str> = defs.iter().map(|def| def.name.as_str()).collect();
-        for name in crate::reload::gone(&self.running, &names) {
-            self.retire(&name);
-            changes.removed.push(name);
+        let changes = Changes::between(
+            self.running
+                .iter()
+                .map(|(name, injector)| (name.as_str(), injector.revision)),
+            defs.iter().map(|def| (def.name.as_str(), def.revision)),
+        );
+        for name in &changes.removed {
+            self.retire(name);
         }
         self.stopping.retain(|task| !task.is_finished());
+        for name in &changes.changed {
+            self.retire(name);
+        }
         for def in defs {
-            match self.running.get(&def.name) {
-                Some(running) if running.revision == def.revision => continue,
-                Some(_) => {
-                    self.retire(&def.name);
-                    changes.changed.push(def.name.clone());
-                }
-                None => changes.added.push(def.name.clone()),
+            if self.running.contains_key(&def.name) {
+                continue;
             }
             let (stop, stopped) = watch::channel(false);
             let task = tokio::spawn(inject(
@@ -254,7 +256,7 @@ async fn inject(
             // starved runtime) are skipped, not sent in a burst.
             next = Some((at + gap(planned.inject, def.poisson)).max(Instant::now()));
             let Ok(permit) = permits.clone().try_acquire_owned() else {
-                metrics.traffic_request(&def.name, "dropped");
+                metrics.traffic_request(&def.name, TrafficResult::Dropped);
                 continue;
             };
             let def = def.clone();
@@ -267,7 +269,7 @@ async fn inject(
                 // A request that ends after its injector stopped (removed or replaced by a
                 // reload, whose series may be gone) is not counted.
                 if !*stopped.borrow() {
-                    metrics.traffic_request(&def.name, if ok { "success" } else { "failure" });
+                    metrics.traffic_request(&def.name, TrafficResult::of(ok));
                 }
             });
         }
