@@ -2,6 +2,7 @@
 //! and shuts it all down in order.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -12,7 +13,7 @@ use tracing::{error, info, warn};
 use crate::access::{Access, SharedAccess, SharedTls};
 use crate::config::{Config, ConfigErrors, Origin};
 use crate::metrics::Metrics;
-use crate::reload::{ReloadReply, ReloadRequest};
+use crate::reload::{Changes, ReloadReply, ReloadRequest};
 use crate::remote_write::Pushers;
 use crate::result::{CheckResult, Failure, Status};
 use crate::schedule::{Runner, Scheduler, WallClock};
@@ -75,87 +76,66 @@ pub async fn run(
     let status = Arc::new(StatusStore::new(&config));
     let ready = Arc::new(AtomicBool::new(false));
     let local = listener.local_addr()?;
-
-    let region = config.agent.region.clone();
-    for def in config.checks.iter().filter(|def| !def.runs_in(&region)) {
-        info!(message = "Check not scheduled: it does not run in this region.", check = %def.name, region = %region, regions = ?def.regions);
-    }
-
-    let (results_tx, results_rx) = mpsc::channel::<CheckResult>(1024);
-    let sink = tokio::spawn(sink(
-        results_rx,
-        metrics.clone(),
-        status.clone(),
-        region.clone(),
-    ));
-
-    // Traffic injectors and remote-write pushers; a reload changes them in place.
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut injectors = Injectors::start(
-        &config.traffic,
-        crate::runner::RunEnv::system(),
-        metrics.clone(),
-    );
-    let mut pushers = Pushers::start(
-        &config.remote_write,
-        config.agent.name.clone(),
-        crate::runner::RunEnv::system(),
-        metrics.clone(),
-        stop_rx,
-    );
-    let mut running = start_scheduler(&config, &runner, &metrics, &results_tx, Vec::new());
-    let n_checks = config
-        .checks
-        .iter()
-        .filter(|def| def.runs_in(&region))
-        .count();
+    log_other_regions(&config);
+    let mut agent = Agent::start(config, runner, metrics, status);
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(8);
-    let access = Access::shared(&config.agent.web);
-    let tls = config
-        .agent
-        .web
-        .tls
-        .clone()
-        .map(|tls| Arc::new(std::sync::RwLock::new(tls)));
     let state = AppState {
-        metrics: metrics.clone(),
-        status: status.clone(),
+        metrics: agent.metrics.clone(),
+        status: agent.status.clone(),
         ready: ready.clone(),
         reload: reloader.as_ref().map(|_| reload_tx.clone()),
-        access: access.clone(),
+        access: agent.access.clone(),
     };
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
-    let app = router(state);
     let stopped = async move {
         let mut server_stop_rx = server_stop_rx;
         let _ = server_stop_rx.wait_for(|stop| *stop).await;
     };
-    let server = serve(
-        listener,
-        tls.clone(),
-        app,
-        &access,
-        &metrics,
-        config.agent.concurrency,
-        stopped,
-    );
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut triggers = Vec::new();
-    if reloader.is_some() {
-        triggers.push(tokio::spawn(on_sighup(reload_tx.clone())));
-        if let (Some(every), Origin::Files(_)) = (config.agent.watch_config, &config.origin) {
-            triggers.push(tokio::spawn(watch_files(
-                config.origin.clone(),
-                config.fingerprint,
-                every,
-                reload_tx.clone(),
-            )));
+    let server = serve(listener, &agent, router(state), stopped);
+    let triggers = reload_triggers(&agent.current, reloader.is_some(), reload_tx);
+    ready.store(true, Ordering::Release);
+    log_started(&agent.current, local, agent.tls.is_some());
+
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(reply) = reload_rx.recv() => {
+                let Some(reloader) = &reloader else { continue };
+                let answer = agent.reload(reloader).await;
+                if let Some(reply) = reply {
+                    let _ = reply.send(answer);
+                }
+            }
         }
     }
-    drop(reload_tx);
-    ready.store(true, Ordering::Release);
+    info!(message = "Shutting down: no new runs; waiting for runs in flight.");
+    ready.store(false, Ordering::Release);
+    for trigger in triggers {
+        trigger.abort();
+    }
+    agent.stop().await;
+    let _ = server_stop_tx.send(true);
+    match server.await {
+        Ok(result) => result?,
+        Err(error) => warn!(message = "Server task ended abnormally.", %error),
+    }
+    info!(message = "Agent stopped.");
+    Ok(())
+}
 
+/// Logs each check that does not run in this agent's region.
+fn log_other_regions(config: &Config) {
+    let region = &config.agent.region;
+    for def in config.checks.iter().filter(|def| !def.runs_in(region)) {
+        info!(message = "Check not scheduled: it does not run in this region.", check = %def.name, region = %region, regions = ?def.regions);
+    }
+}
+
+/// Logs where the agent answers and what it runs, once it is ready.
+fn log_started(config: &Config, local: SocketAddr, https: bool) {
+    let scheme = if https { "https" } else { "http" };
     match &config.origin {
         Origin::Embedded => info!(
             message = "No --config given: running the embedded default, which checks this agent's own endpoints. Point nightjar at real checks with --config FILE_OR_DIR (see checks/ for examples).",
@@ -171,104 +151,218 @@ pub async fn run(
             authentication = config.agent.web.requires_auth(),
         ),
     }
-    info!(message = "Agent started.", listen = %local, region = %region, checks = n_checks, version = env!("CARGO_PKG_VERSION"));
+    let region = &config.agent.region;
+    let checks = config
+        .checks
+        .iter()
+        .filter(|def| def.runs_in(region))
+        .count();
+    info!(message = "Agent started.", listen = %local, region = %region, checks, version = env!("CARGO_PKG_VERSION"));
+}
 
-    let mut current = config;
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            Some(reply) = reload_rx.recv() => {
-                let Some(reloader) = &reloader else { continue };
-                let outcome = match reloader() {
-                    Ok(next) => apply(&current, &next, &metrics, &status, &access, tls.as_ref()).map(|summary| {
-                        let summary = format!(
-                            "{summary}. Traffic: {}. Remote write: {}.",
-                            injectors.apply(&next.traffic),
-                            pushers.apply(&next.remote_write, &next.agent.name),
-                        );
-                        metrics.reconfigure_outputs(&current.remote_write, &current.traffic, &next.remote_write, &next.traffic);
-                        (next, summary)
-                    }),
-                    Err(errors) => {
-                        for error in &errors.0 {
-                            error!(message = "The new configuration is invalid; keeping the old one.", error = %error);
-                        }
-                        Err(errors.to_string())
-                    }
-                };
-                metrics.config_reloaded(outcome.is_ok());
-                let answer = match outcome {
-                    Ok((next, summary)) => {
-                        // Restart the scheduler: offsets are wall-anchored, so unchanged
-                        // checks keep their firing times.
-                        let _ = running.stop.send(true);
-                        let _ = (&mut running.task).await;
-                        running = start_scheduler(&next, &runner, &metrics, &results_tx, settled(&current, &next, &status));
-                        current = next;
-                        info!(message = "Configuration reloaded.", changes = %summary);
-                        ReloadReply::Reloaded(summary)
-                    }
-                    Err(message) => {
-                        warn!(message = "Reload rejected; the old configuration keeps running.", reason = %message);
-                        ReloadReply::Rejected(message)
-                    }
-                };
-                if let Some(reply) = reply {
-                    let _ = reply.send(answer);
+/// What asks for reloads beside `POST /-/reload`, when the agent can reload: SIGHUP, and
+/// changed files with `[agent] watch_config`.
+fn reload_triggers(
+    config: &Config,
+    reloads: bool,
+    requests: mpsc::Sender<ReloadRequest>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut triggers = Vec::new();
+    if reloads {
+        triggers.push(tokio::spawn(on_sighup(requests.clone())));
+        if let (Some(every), Origin::Files(_)) = (config.agent.watch_config, &config.origin) {
+            triggers.push(tokio::spawn(watch_files(
+                config.origin.clone(),
+                config.fingerprint,
+                every,
+                requests,
+            )));
+        }
+    }
+    triggers
+}
+
+/// What runs the configuration and what a reload changes in place: the scheduler, the
+/// injectors and pushers, the credentials and certificate, and what results go to.
+struct Agent {
+    current: Config,
+    runner: Runner,
+    metrics: Arc<Metrics>,
+    status: Arc<StatusStore>,
+    access: SharedAccess,
+    tls: Option<SharedTls>,
+    results: mpsc::Sender<CheckResult>,
+    sink: tokio::task::JoinHandle<()>,
+    running: Running,
+    injectors: Injectors,
+    pushers: Pushers,
+    /// Tells the pushers to push once more and stop.
+    stop_pushing: watch::Sender<bool>,
+}
+
+impl Agent {
+    /// Starts consuming results, the injectors, the pushers and the scheduler of `config`.
+    fn start(
+        config: Config,
+        runner: Runner,
+        metrics: Arc<Metrics>,
+        status: Arc<StatusStore>,
+    ) -> Agent {
+        let (results, results_rx) = mpsc::channel::<CheckResult>(1024);
+        let sink = tokio::spawn(sink(
+            results_rx,
+            metrics.clone(),
+            status.clone(),
+            config.agent.region.clone(),
+        ));
+        // Traffic injectors and remote-write pushers; a reload changes them in place.
+        let (stop_pushing, stop_rx) = watch::channel(false);
+        let injectors = Injectors::start(
+            &config.traffic,
+            crate::runner::RunEnv::system(),
+            metrics.clone(),
+        );
+        let pushers = Pushers::start(
+            &config.remote_write,
+            config.agent.name.clone(),
+            crate::runner::RunEnv::system(),
+            metrics.clone(),
+            stop_rx,
+        );
+        let running = start_scheduler(&config, &runner, &metrics, &results, Vec::new());
+        let access = Access::shared(&config.agent.web);
+        let tls = config
+            .agent
+            .web
+            .tls
+            .clone()
+            .map(|tls| Arc::new(std::sync::RwLock::new(tls)));
+        Agent {
+            current: config,
+            runner,
+            metrics,
+            status,
+            access,
+            tls,
+            results,
+            sink,
+            running,
+            injectors,
+            pushers,
+            stop_pushing,
+        }
+    }
+
+    /// Loads the configuration again and applies it, or keeps the current one if it is
+    /// invalid or cannot apply in place; the answer says which.
+    async fn reload(&mut self, reloader: &Reloader) -> ReloadReply {
+        let outcome = match reloader() {
+            Ok(next) => self.apply(&next).map(|summary| (next, summary)),
+            Err(errors) => {
+                for error in &errors.0 {
+                    error!(message = "The new configuration is invalid; keeping the old one.", error = %error);
                 }
+                Err(errors.to_string())
+            }
+        };
+        self.metrics.config_reloaded(outcome.is_ok());
+        match outcome {
+            Ok((next, summary)) => {
+                self.restart_scheduler(next).await;
+                info!(message = "Configuration reloaded.", changes = %summary);
+                ReloadReply::Reloaded(summary)
+            }
+            Err(message) => {
+                warn!(message = "Reload rejected; the old configuration keeps running.", reason = %message);
+                ReloadReply::Rejected(message)
             }
         }
     }
-    info!(message = "Shutting down: no new runs; waiting for runs in flight.");
-    ready.store(false, Ordering::Release);
-    for trigger in triggers {
-        trigger.abort();
+
+    /// Checks that `next` can replace the current configuration in place and applies it to
+    /// everything but the scheduler. Returns a summary of the changes.
+    fn apply(&mut self, next: &Config) -> Result<String, String> {
+        let checks = apply(
+            &self.current,
+            next,
+            &self.metrics,
+            &self.status,
+            &self.access,
+            self.tls.as_ref(),
+        )?;
+        let summary = format!(
+            "{checks}. Traffic: {}. Remote write: {}.",
+            self.injectors.apply(&next.traffic),
+            self.pushers.apply(&next.remote_write, &next.agent.name),
+        );
+        self.metrics.reconfigure_outputs(
+            &self.current.remote_write,
+            &self.current.traffic,
+            &next.remote_write,
+            &next.traffic,
+        );
+        Ok(summary)
     }
-    let _ = running.stop.send(true);
-    let _ = stop_tx.send(true);
-    // Checks and injected requests in flight finish together, within the longest check
-    // timeout; then the results are consumed and the last push (bounded by
-    // `remote_write::FINAL_FLUSH`) goes out.
-    let longest = current
-        .checks
-        .iter()
-        .map(|def| def.timeout)
-        .max()
-        .unwrap_or_default();
-    let (_, ()) = tokio::join!(&mut running.task, injectors.stop(longest));
-    drop(results_tx);
-    let _ = sink.await;
-    // A last push after the last results.
-    pushers.join().await;
-    let _ = server_stop_tx.send(true);
-    match server.await {
-        Ok(result) => result?,
-        Err(error) => warn!(message = "Server task ended abnormally.", %error),
+
+    /// Replaces the scheduler with one of `next`, which becomes the current configuration.
+    /// Offsets are wall-anchored, so unchanged checks keep their firing times.
+    async fn restart_scheduler(&mut self, next: Config) {
+        let _ = self.running.stop.send(true);
+        let _ = (&mut self.running.task).await;
+        let settled = settled(&self.current, &next, &self.status);
+        self.running = start_scheduler(&next, &self.runner, &self.metrics, &self.results, settled);
+        self.current = next;
     }
-    info!(message = "Agent stopped.");
-    Ok(())
+
+    /// Stops scheduling and injecting; waits for the runs and requests in flight, the last
+    /// results and the pushers' last push.
+    async fn stop(self) {
+        let Agent {
+            current,
+            results,
+            sink,
+            mut running,
+            injectors,
+            pushers,
+            stop_pushing,
+            ..
+        } = self;
+        let _ = running.stop.send(true);
+        let _ = stop_pushing.send(true);
+        // Checks and injected requests in flight finish together, within the longest check
+        // timeout; then the results are consumed and the last push (bounded by
+        // `remote_write::FINAL_FLUSH`) goes out.
+        let longest = current
+            .checks
+            .iter()
+            .map(|def| def.timeout)
+            .max()
+            .unwrap_or_default();
+        let (_, ()) = tokio::join!(&mut running.task, injectors.stop(longest));
+        drop(results);
+        let _ = sink.await;
+        // A last push after the last results.
+        pushers.join().await;
+    }
 }
 
-/// Serves `app` on `listener` (HTTPS with `tls`) until `stopped` resolves, then closes
-/// every connection within `server::SHUTDOWN_GRACE`; keeps descriptors for `concurrency`
-/// check runs out of the connection cap.
+/// Serves `app` on `listener` (HTTPS with the agent's certificate) until `stopped` resolves,
+/// then closes every connection within `server::SHUTDOWN_GRACE`; keeps descriptors for
+/// `[agent] concurrency` check runs out of the connection cap.
 fn serve(
     listener: TcpListener,
-    tls: Option<SharedTls>,
+    agent: &Agent,
     app: axum::Router,
-    access: &SharedAccess,
-    metrics: &Metrics,
-    concurrency: usize,
     stopped: impl Future<Output = ()> + Send + 'static,
 ) -> tokio::task::JoinHandle<std::io::Result<()>> {
-    let reserved = crate::server::FD_RESERVE + crate::server::FDS_PER_RUN * concurrency;
+    let reserved =
+        crate::server::FD_RESERVE + crate::server::FDS_PER_RUN * agent.current.agent.concurrency;
     tokio::spawn(crate::server::serve(
         listener,
-        tls,
+        agent.tls.clone(),
         app,
-        access.clone(),
-        metrics.http.clone(),
+        agent.access.clone(),
+        agent.metrics.http.clone(),
         reserved,
         stopped,
     ))
@@ -303,47 +397,29 @@ fn apply(
     }
     metrics.reconfigure(next);
     status.reconfigure(next);
-    let before = revisions(current);
-    let after: std::collections::HashSet<&str> = next.checks.iter().map(|def| &*def.name).collect();
-    let added = next
-        .checks
-        .iter()
-        .filter(|def| !before.contains_key(&*def.name))
-        .count();
-    let removed = current
-        .checks
-        .iter()
-        .filter(|def| !after.contains(&*def.name))
-        .count();
-    let changed = next
-        .checks
-        .iter()
-        .filter(|def| {
-            before
-                .get(&*def.name)
-                .is_some_and(|old| *old != def.revision)
-        })
-        .count();
+    let changes = Changes::between(
+        current.checks.iter().map(|def| (&*def.name, def.revision)),
+        next.checks.iter().map(|def| (&*def.name, def.revision)),
+    );
     Ok(format!(
-        "{} checks: {added} added, {changed} changed, {removed} removed",
-        after.len()
+        "{} checks: {} added, {} changed, {} removed",
+        next.checks.len(),
+        changes.added.len(),
+        changes.changed.len(),
+        changes.removed.len()
     ))
-}
-
-/// Each check's revision by name, so a reload of 10,000 checks compares by lookup.
-fn revisions(config: &Config) -> std::collections::HashMap<&str, u64> {
-    config
-        .checks
-        .iter()
-        .map(|def| (&*def.name, def.revision))
-        .collect()
 }
 
 /// The checks of `next` defined exactly as in `current` that already have a result: they
 /// keep their slots. A check still waiting for its early first run (a reload soon after a
 /// start) gets it again, so a reload never leaves a long-interval check blind.
 fn settled(current: &Config, next: &Config, status: &StatusStore) -> Vec<Arc<str>> {
-    let before = revisions(current);
+    // By name, so a reload of 10,000 checks compares by lookup.
+    let before: std::collections::HashMap<&str, u64> = current
+        .checks
+        .iter()
+        .map(|def| (&*def.name, def.revision))
+        .collect();
     next.checks
         .iter()
         .filter(|def| before.get(&*def.name) == Some(&def.revision) && status.has_run(&def.name))
