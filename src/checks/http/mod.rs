@@ -7,6 +7,7 @@
 
 pub(crate) mod config;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -251,84 +252,53 @@ pub(crate) async fn fetch_with_cookies(
     details: &mut HttpDetails,
     mut jar: Option<&mut cookie_store::CookieStore>,
 ) -> Result<Received, Failure> {
-    let mut url = spec.url.clone();
-    let mut method = spec.method.clone();
-    let mut body = spec.body.clone();
-    let mut headers = spec.headers.clone();
-    let received = loop {
-        let mut hop_headers = headers.clone();
-        if let Some(jar) = jar.as_deref() {
-            let cookies: Vec<String> = jar
-                .get_request_values(&url)
-                .map(|(name, value)| format!("{name}={value}"))
-                .collect();
-            if !cookies.is_empty()
-                && let Ok(mut value) = HeaderValue::from_str(&cookies.join("; "))
-            {
-                value.set_sensitive(true);
-                hop_headers.retain(|(name, _)| name != COOKIE);
-                hop_headers.push((COOKIE, value));
-            }
-        }
-        let response = match exchange(
+    let mut hop = Hop {
+        url: Cow::Borrowed(&spec.url),
+        method: spec.method.clone(),
+        body: spec.body.clone(),
+        headers: Cow::Borrowed(&spec.headers),
+    };
+    loop {
+        let headers = with_cookies(&hop.headers, jar.as_deref(), &hop.url);
+        let response = exchange(
             spec,
             ctx,
-            &url,
-            &method,
-            &hop_headers,
-            body.clone(),
+            &hop.url,
+            &hop.method,
+            &headers,
+            hop.body.clone(),
             details,
         )
-        .await
-        {
-            Ok(response) => response,
-            Err(failure) => return Err(failure),
-        };
+        .await?;
         if let Some(jar) = jar.as_deref_mut() {
-            for set_cookie in response.headers.get_all(http::header::SET_COOKIE) {
-                if let Ok(text) = set_cookie.to_str() {
-                    let _ = jar.parse(text, &url);
-                }
-            }
+            store_cookies(jar, &response, &hop.url);
         }
         let code = response.status.as_u16();
         let is_redirect = matches!(code, 301 | 302 | 303 | 307 | 308);
         if !(spec.follow_redirects && is_redirect) {
-            break response;
+            return Ok(response);
         }
-        let Some(location) = response.headers.get(LOCATION).and_then(|v| v.to_str().ok()) else {
-            return Err(Failure::new(
-                FailureReason::Redirect,
-                format!(
-                    "{} {code} redirect has no usable Location header",
-                    show_url(&url)
-                ),
-            ));
-        };
-        let next = match url.join(location) {
-            Ok(next) if matches!(next.scheme(), "http" | "https") => next,
-            _ => {
-                return Err(Failure::new(
-                    FailureReason::Redirect,
-                    format!("{} redirected to an unusable location", show_url(&url)),
-                ));
-            }
-        };
-        if details.redirects >= spec.max_redirects {
-            return Err(Failure::new(
-                FailureReason::Redirect,
-                format!(
-                    "stopped after {} redirects (max_redirects = {}); the last pointed to {}",
-                    details.redirects,
-                    spec.max_redirects,
-                    show_url(&next)
-                ),
-            ));
-        }
+        let next = redirect_target(spec, &hop.url, code, &response, details.redirects)?;
+        hop.redirect(code, next)?;
+        details.redirects += 1;
+    }
+}
+
+/// What a hop sends: the first hop's as the spec says, changed by each redirect followed.
+struct Hop<'a> {
+    url: Cow<'a, Url>,
+    method: Method,
+    body: Option<Bytes>,
+    headers: Cow<'a, [(HeaderName, HeaderValue)]>,
+}
+
+impl Hop<'_> {
+    /// Turns this hop into the one a `code` redirect to `next` asks for.
+    fn redirect(&mut self, code: u16, next: Url) -> Result<(), Failure> {
         // 303, and 301/302 after a POST, turn into a GET without a body, as browsers do.
-        if code == 303 || (matches!(code, 301 | 302) && method == Method::POST) {
-            method = Method::GET;
-            body = None;
+        if code == 303 || (matches!(code, 301 | 302) && self.method == Method::POST) {
+            self.method = Method::GET;
+            self.body = None;
         }
         // Credentials never follow a redirect to another origin (as browsers and curl do):
         // Authorization, Proxy-Authorization and Cookie headers, and every header that holds
@@ -336,8 +306,8 @@ pub(crate) async fn fetch_with_cookies(
         // where their own domain rules send them. A body (a login form, an API key in JSON)
         // is not re-sent there either: a 307 or 308 (or a 301/302 of a method other than
         // POST) that would carry one to another origin fails the run.
-        if next.origin() != url.origin() {
-            if body.as_ref().is_some_and(|body| !body.is_empty()) {
+        if next.origin() != self.url.origin() {
+            if self.body.as_ref().is_some_and(|body| !body.is_empty()) {
                 return Err(Failure::new(
                     FailureReason::Redirect,
                     format!(
@@ -346,17 +316,97 @@ pub(crate) async fn fetch_with_cookies(
                     ),
                 ));
             }
-            headers.retain(|(name, value)| {
+            self.headers.to_mut().retain(|(name, value)| {
                 !value.is_sensitive()
                     && name != AUTHORIZATION
                     && name != PROXY_AUTHORIZATION
                     && name != COOKIE
             });
         }
-        details.redirects += 1;
-        url = next;
+        self.url = Cow::Owned(next);
+        Ok(())
+    }
+}
+
+/// The headers of a hop to `url`: `headers`, with the jar's cookies for `url` as the one
+/// `Cookie` header (in place of a configured one) when it has any.
+fn with_cookies<'h>(
+    headers: &'h [(HeaderName, HeaderValue)],
+    jar: Option<&cookie_store::CookieStore>,
+    url: &Url,
+) -> Cow<'h, [(HeaderName, HeaderValue)]> {
+    let Some(jar) = jar else {
+        return Cow::Borrowed(headers);
     };
-    Ok(received)
+    let mut cookies = String::new();
+    for (name, value) in jar.get_request_values(url) {
+        if !cookies.is_empty() {
+            cookies.push_str("; ");
+        }
+        cookies.push_str(name);
+        cookies.push('=');
+        cookies.push_str(value);
+    }
+    if cookies.is_empty() {
+        return Cow::Borrowed(headers);
+    }
+    let Ok(mut value) = HeaderValue::from_str(&cookies) else {
+        return Cow::Borrowed(headers);
+    };
+    value.set_sensitive(true);
+    let mut with = headers.to_vec();
+    with.retain(|(name, _)| name != COOKIE);
+    with.push((COOKIE, value));
+    Cow::Owned(with)
+}
+
+/// Stores every `Set-Cookie` of a response from `url` in the jar.
+fn store_cookies(jar: &mut cookie_store::CookieStore, response: &Received, url: &Url) {
+    for set_cookie in response.headers.get_all(http::header::SET_COOKIE) {
+        if let Ok(text) = set_cookie.to_str() {
+            let _ = jar.parse(text, url);
+        }
+    }
+}
+
+/// Where a `code` redirect from `url` leads: its `Location`, resolved against `url`. Fails
+/// when there is no usable one, or when `redirects` already followed are the most allowed.
+fn redirect_target(
+    spec: &HttpSpec,
+    url: &Url,
+    code: u16,
+    response: &Received,
+    redirects: u32,
+) -> Result<Url, Failure> {
+    let Some(location) = response.headers.get(LOCATION).and_then(|v| v.to_str().ok()) else {
+        return Err(Failure::new(
+            FailureReason::Redirect,
+            format!(
+                "{} {code} redirect has no usable Location header",
+                show_url(url)
+            ),
+        ));
+    };
+    let next = match url.join(location) {
+        Ok(next) if matches!(next.scheme(), "http" | "https") => next,
+        _ => {
+            return Err(Failure::new(
+                FailureReason::Redirect,
+                format!("{} redirected to an unusable location", show_url(url)),
+            ));
+        }
+    };
+    if redirects >= spec.max_redirects {
+        return Err(Failure::new(
+            FailureReason::Redirect,
+            format!(
+                "stopped after {redirects} redirects (max_redirects = {}); the last pointed to {}",
+                spec.max_redirects,
+                show_url(&next)
+            ),
+        ));
+    }
+    Ok(next)
 }
 
 fn timed_out(phase: &str, url: &Url) -> Failure {
