@@ -228,130 +228,158 @@ fn record_answer(message: &Message, record: RecordType, details: &mut DnsDetails
 
 /// Judges an answer; the first expectation that fails decides.
 pub fn evaluate(expect: &DnsExpect, details: &DnsDetails, now: SystemTime) -> Status {
-    if !details
+    let verdict = expect_rcode(expect, details)
+        .and_then(|()| expect_answers(expect, &details.answers))
+        .and_then(|()| expect_authoritative(expect, details))
+        .and_then(|()| expect_ttls(expect, &details.answers))
+        .and_then(|()| expect_rrsig(expect, details, now));
+    match verdict {
+        Ok(()) => Status::Pass,
+        Err(failure) => failure.into(),
+    }
+}
+
+/// The response code is one of `rcodes`.
+fn expect_rcode(expect: &DnsExpect, details: &DnsDetails) -> Result<(), Failure> {
+    if details
         .rcode
         .is_some_and(|rcode| expect.rcodes.contains(&rcode))
     {
-        let rcode = details.rcode_name();
-        let rcode = rcode.as_deref().unwrap_or("none");
-        let wanted: Vec<String> = expect.rcodes.iter().map(|code| rcode_name(*code)).collect();
-        return Status::fail(
-            FailureReason::Rcode,
-            format!("expected rcode {}, got {rcode}", wanted.join(" or ")),
-        );
+        return Ok(());
     }
-    let answers: Vec<&str> = details
-        .answers
-        .iter()
-        .map(|answer| answer.data.as_str())
-        .collect();
+    let rcode = details.rcode_name();
+    let rcode = rcode.as_deref().unwrap_or("none");
+    let wanted: Vec<String> = expect.rcodes.iter().map(|code| rcode_name(*code)).collect();
+    Err(Failure::new(
+        FailureReason::Rcode,
+        format!("expected rcode {}, got {rcode}", wanted.join(" or ")),
+    ))
+}
+
+/// The answers of the queried type: how many, what they match, and exactly which.
+fn expect_answers(expect: &DnsExpect, records: &[DnsAnswer]) -> Result<(), Failure> {
+    let answers = || records.iter().map(|answer| answer.data.as_str());
     let shown = || {
-        if answers.is_empty() {
+        if records.is_empty() {
             "no answers".to_string()
         } else {
-            let listed: Vec<String> = answers.iter().take(10).map(|a| format!("{a:?}")).collect();
+            let listed: Vec<String> = answers().take(10).map(|a| format!("{a:?}")).collect();
             format!("answers {}", listed.join(", "))
         }
     };
+    let fail = |detail: String| Err(Failure::new(FailureReason::Answer, detail));
     if let Some(min) = expect.min_answers
-        && answers.len() < min
+        && records.len() < min
     {
-        return Status::fail(
-            FailureReason::Answer,
-            format!("expected at least {min} answers, got {}", shown()),
-        );
+        return fail(format!("expected at least {min} answers, got {}", shown()));
     }
     for regex in &expect.answers_match {
-        if answers.is_empty() || answers.iter().any(|answer| !regex.is_match(answer)) {
-            return Status::fail(
-                FailureReason::Answer,
-                format!("expected every answer to match /{regex}/, got {}", shown()),
-            );
+        if records.is_empty() || answers().any(|answer| !regex.is_match(answer)) {
+            return fail(format!(
+                "expected every answer to match /{regex}/, got {}",
+                shown()
+            ));
         }
     }
     for regex in &expect.answers_match_any {
-        if !answers.iter().any(|answer| regex.is_match(answer)) {
-            return Status::fail(
-                FailureReason::Answer,
-                format!("expected an answer matching /{regex}/, got {}", shown()),
-            );
+        if !answers().any(|answer| regex.is_match(answer)) {
+            return fail(format!(
+                "expected an answer matching /{regex}/, got {}",
+                shown()
+            ));
         }
     }
     for regex in &expect.answers_match_none {
-        if let Some(found) = answers.iter().find(|answer| regex.is_match(answer)) {
-            return Status::fail(
-                FailureReason::Answer,
-                format!("expected no answer matching /{regex}/, got {found:?}"),
-            );
+        if let Some(found) = answers().find(|answer| regex.is_match(answer)) {
+            return fail(format!(
+                "expected no answer matching /{regex}/, got {found:?}"
+            ));
         }
     }
     if let Some(exact) = &expect.answers {
-        let mut got: Vec<&str> = answers.clone();
+        let mut got: Vec<&str> = answers().collect();
         let mut wanted: Vec<&str> = exact.iter().map(String::as_str).collect();
         got.sort_unstable();
         wanted.sort_unstable();
         if got != wanted {
-            return Status::fail(
-                FailureReason::Answer,
-                format!("expected exactly the answers {wanted:?}, got {}", shown()),
-            );
+            return fail(format!(
+                "expected exactly the answers {wanted:?}, got {}",
+                shown()
+            ));
         }
     }
-    if let Some(want) = expect.authoritative
-        && want != details.authoritative
-    {
-        let detail = if want {
-            "expected an authoritative answer (AA flag), got a non-authoritative one"
-        } else {
-            "expected a non-authoritative answer, got one with the AA flag"
-        };
-        return Status::fail(FailureReason::Answer, detail);
+    Ok(())
+}
+
+/// The AA flag is what `authoritative` says.
+fn expect_authoritative(expect: &DnsExpect, details: &DnsDetails) -> Result<(), Failure> {
+    match expect.authoritative {
+        Some(want) if want != details.authoritative => {
+            let detail = if want {
+                "expected an authoritative answer (AA flag), got a non-authoritative one"
+            } else {
+                "expected a non-authoritative answer, got one with the AA flag"
+            };
+            Err(Failure::new(FailureReason::Answer, detail))
+        }
+        _ => Ok(()),
     }
-    for answer in &details.answers {
+}
+
+/// Every answer's TTL within `min_ttl` and `max_ttl`.
+fn expect_ttls(expect: &DnsExpect, answers: &[DnsAnswer]) -> Result<(), Failure> {
+    for answer in answers {
         if let Some(min) = expect.min_ttl
             && answer.ttl < min
         {
-            return Status::fail(
+            return Err(Failure::new(
                 FailureReason::Answer,
                 format!(
                     "TTL {} of {:?} is below min_ttl {min}s",
                     answer.ttl, answer.data
                 ),
-            );
+            ));
         }
         if let Some(max) = expect.max_ttl
             && answer.ttl > max
         {
-            return Status::fail(
+            return Err(Failure::new(
                 FailureReason::Answer,
                 format!(
                     "TTL {} of {:?} is above max_ttl {max}s",
                     answer.ttl, answer.data
                 ),
-            );
+            ));
         }
     }
-    if let Some(min_days) = expect.min_rrsig_days_left {
-        let Some(expiry) = details.earliest_rrsig else {
-            return Status::fail(
-                FailureReason::RrsigExpiring,
-                "expected RRSIG records among the answers (a signed zone), found none",
-            );
-        };
-        let days_left = time::days_until(expiry, now);
-        if days_left < min_days {
-            let state = format!(
-                "{} ({})",
-                time::expiry_verdict(days_left),
-                time::rfc3339_unix(expiry)
-            );
-            return Status::fail(
-                FailureReason::RrsigExpiring,
-                format!("the earliest RRSIG {state}, less than min_rrsig_days_left {min_days}"),
-            );
-        }
+    Ok(())
+}
+
+/// The earliest RRSIG among the answers, when `min_rrsig_days_left` asks for one, at least
+/// that many days from expiring.
+fn expect_rrsig(expect: &DnsExpect, details: &DnsDetails, now: SystemTime) -> Result<(), Failure> {
+    let Some(min_days) = expect.min_rrsig_days_left else {
+        return Ok(());
+    };
+    let Some(expiry) = details.earliest_rrsig else {
+        return Err(Failure::new(
+            FailureReason::RrsigExpiring,
+            "expected RRSIG records among the answers (a signed zone), found none",
+        ));
+    };
+    let days_left = time::days_until(expiry, now);
+    if days_left < min_days {
+        let state = format!(
+            "{} ({})",
+            time::expiry_verdict(days_left),
+            time::rfc3339_unix(expiry)
+        );
+        return Err(Failure::new(
+            FailureReason::RrsigExpiring,
+            format!("the earliest RRSIG {state}, less than min_rrsig_days_left {min_days}"),
+        ));
     }
-    Status::Pass
+    Ok(())
 }
 
 async fn run_consistency(
