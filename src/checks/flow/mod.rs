@@ -508,13 +508,50 @@ async fn run_step(
     home: &mut Option<url::Origin>,
     http: &mut HttpDetails,
 ) -> Result<(), Failure> {
+    let (url, trusted) = step_url(step, vars, sensitive, home)?;
+    let mut headers = step_headers(step, trusted, vars, sensitive)?;
+    let body = step_body(step, vars, sensitive, &mut headers);
+    let spec = HttpSpec {
+        url,
+        method: step.method.clone(),
+        headers,
+        body,
+        follow_redirects: step.follow_redirects,
+        max_redirects: step.max_redirects,
+        ip: step.ip,
+        version: step.version,
+        tls: step.tls.clone(),
+        max_body: step.max_body,
+        expect: step.expect.clone(),
+    };
+    let started = Instant::now();
+    let received = fetch_with_cookies(&spec, ctx, http, Some(jar)).await?;
+    match evaluate(&spec, &received, started.elapsed(), http) {
+        Status::Pass => {}
+        Status::Fail(failure) => return Err(failure),
+    }
+    extract_vars(step, &received, jar, &spec.url, vars, sensitive)?;
+    // Cookie values are secrets too.
+    for cookie in jar.iter_unexpired() {
+        sensitive.add(cookie.value());
+    }
+    Ok(())
+}
+
+/// The step's URL filled in, and whether credentials may go there: they go only to the
+/// origin the config names, the step's literal one or, for a URL that is a variable, the
+/// first step's (`home`, set by the first step). A body never goes anywhere else.
+fn step_url(
+    step: &FlowStep,
+    vars: &HashMap<String, String>,
+    sensitive: &mut Sensitive,
+    home: &mut Option<url::Origin>,
+) -> Result<(Url, bool), Failure> {
     let FilledUrl {
         url,
         literal_origin,
     } = step.url.render_url(vars, sensitive)?;
     let home = home.get_or_insert_with(|| url.origin());
-    // Credentials (headers, basic_auth, a body) go only to the origin the config names: the
-    // step's literal one, or, for a URL that is a variable, the first step's.
     let trusted = literal_origin || url.origin() == *home;
     if !trusted && !matches!(step.body, FlowBody::None) {
         return Err(Failure::new(
@@ -526,6 +563,17 @@ async fn run_step(
             ),
         ));
     }
+    Ok((url, trusted))
+}
+
+/// The step's headers and `basic_auth`, filled in and marked sensitive; none when the URL
+/// is not `trusted`.
+fn step_headers(
+    step: &FlowStep,
+    trusted: bool,
+    vars: &HashMap<String, String>,
+    sensitive: &mut Sensitive,
+) -> Result<Vec<(HeaderName, HeaderValue)>, Failure> {
     let mut headers = Vec::with_capacity(step.headers.len() + 1);
     let configured = if trusted { &step.headers[..] } else { &[] };
     for (name, template) in configured {
@@ -557,7 +605,18 @@ async fn run_step(
         value.set_sensitive(true);
         headers.push((http::header::AUTHORIZATION, value));
     }
-    let body = match &step.body {
+    Ok(headers)
+}
+
+/// The step's body filled in; a form or JSON body adds its `Content-Type` to `headers`
+/// unless one is set.
+fn step_body(
+    step: &FlowStep,
+    vars: &HashMap<String, String>,
+    sensitive: &mut Sensitive,
+    headers: &mut Vec<(HeaderName, HeaderValue)>,
+) -> Option<Bytes> {
+    match &step.body {
         FlowBody::None => None,
         FlowBody::Raw(template) => Some(Bytes::from(template.render(vars, sensitive))),
         FlowBody::Form(fields) => {
@@ -565,35 +624,28 @@ async fn run_step(
             for (name, template) in fields {
                 form.append_pair(name, &template.render(vars, sensitive));
             }
-            set_default_header(&mut headers, "application/x-www-form-urlencoded");
+            set_default_header(headers, "application/x-www-form-urlencoded");
             Some(Bytes::from(form.finish()))
         }
         FlowBody::Json(template) => {
-            set_default_header(&mut headers, "application/json");
+            set_default_header(headers, "application/json");
             Some(Bytes::from(template.render(vars, sensitive).to_string()))
         }
-    };
-    let spec = HttpSpec {
-        url,
-        method: step.method.clone(),
-        headers,
-        body,
-        follow_redirects: step.follow_redirects,
-        max_redirects: step.max_redirects,
-        ip: step.ip,
-        version: step.version,
-        tls: step.tls.clone(),
-        max_body: step.max_body,
-        expect: step.expect.clone(),
-    };
-    let started = Instant::now();
-    let received = fetch_with_cookies(&spec, ctx, http, Some(jar)).await?;
-    match evaluate(&spec, &received, started.elapsed(), http) {
-        Status::Pass => {}
-        Status::Fail(failure) => return Err(failure),
     }
+}
+
+/// Takes the step's variables from its response (and the jar, for `url`); each value is a
+/// secret from then on.
+fn extract_vars(
+    step: &FlowStep,
+    received: &super::http::Received,
+    jar: &cookie_store::CookieStore,
+    url: &Url,
+    vars: &mut HashMap<String, String>,
+    sensitive: &mut Sensitive,
+) -> Result<(), Failure> {
     for (name, extractor) in &step.extract {
-        let value = extract(extractor, &received, jar, &spec.url).ok_or_else(|| {
+        let value = extract(extractor, received, jar, url).ok_or_else(|| {
             Failure::new(
                 FailureReason::Extract,
                 format!("could not extract ${{{name}}}: {}", describe(extractor)),
@@ -601,10 +653,6 @@ async fn run_step(
         })?;
         sensitive.add(&value);
         vars.insert(name.clone(), value);
-    }
-    // Cookie values are secrets too.
-    for cookie in jar.iter_unexpired() {
-        sensitive.add(cookie.value());
     }
     Ok(())
 }
