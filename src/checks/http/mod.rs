@@ -229,7 +229,7 @@ pub(crate) struct Received {
 async fn run_inner(spec: &HttpSpec, ctx: &CheckCtx, details: &mut HttpDetails) -> Status {
     let started = Instant::now();
     match fetch(spec, ctx, details).await {
-        Ok(received) => evaluate(spec, &received, started.elapsed(), details),
+        Ok(received) => evaluate(&spec.expect, &received, started.elapsed(), details),
         Err(failure) => failure.into(),
     }
 }
@@ -839,12 +839,11 @@ pub fn show_url(url: &Url) -> String {
 
 /// Checks the final response against the expectations; the first that fails decides.
 pub(crate) fn evaluate(
-    spec: &HttpSpec,
+    expect: &HttpExpect,
     received: &Received,
     elapsed: Duration,
     details: &mut HttpDetails,
 ) -> Status {
-    let expect = &spec.expect;
     let verdict = expect_status(expect, received)
         .and_then(|()| expect_headers(expect, received))
         .and_then(|()| expect_body(expect, received, details))
