@@ -270,91 +270,125 @@ enum Outcome {
     Retry(String),
 }
 
+/// Pushes to the endpoint of `target` every interval until `shutdown` turns true, then once
+/// more, within [`FINAL_FLUSH`].
 async fn push_loop(
     target: watch::Receiver<Target>,
     env: RunEnv,
     metrics: Arc<Metrics>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    // Batches are queued encoded and compressed, as they will be sent: about 20 bytes a
-    // sample instead of about 1.4 KB of label strings, so a long outage stays cheap.
-    let mut queue: VecDeque<Batch> = VecDeque::new();
-    let mut queued = 0usize;
-    let mut failing = false;
+    let mut push = Push {
+        env,
+        metrics,
+        shutdown,
+        queue: Queue::default(),
+        failing: false,
+    };
     let mut next_tick = Instant::now();
     loop {
         // The definition of this round: a reload may have replaced it.
         let (def, agent) = target.borrow().clone();
+        let stopping = *push.shutdown.borrow();
+        push.snapshot(&def, agent);
+        next_tick += def.interval;
+        push.send_queue(&def, stopping, next_tick).await;
+        push.metrics
+            .remote_write_queue(&def.name, push.queue.samples);
+        if stopping {
+            break;
+        }
+        if *push.shutdown.borrow() {
+            // Stopped during this round: the last flush now, not at the next tick.
+            continue;
+        }
+        // Wait for the next round; a new definition applies from it.
+        tokio::select! {
+            () = sleep_until(next_tick) => {}
+            _ = push.shutdown.changed() => {}
+        }
+        if Instant::now() > next_tick + def.interval {
+            next_tick = Instant::now();
+        }
+    }
+}
+
+/// A pusher's state across rounds: its queue, whether its endpoint is failing, and what it
+/// pushes with and reports to.
+struct Push {
+    env: RunEnv,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+    queue: Queue,
+    failing: bool,
+}
+
+impl Push {
+    /// Queues a snapshot of the registry in batches of at most `max_batch` series, with the
+    /// `agent` label, then drops the oldest batches beyond `max_queue` samples.
+    fn snapshot(&mut self, def: &RemoteWriteDef, agent: String) {
         let extra = vec![("agent".to_string(), agent)];
-        let stopping = *shutdown.borrow();
-        // Snapshot and queue.
         let now_ms = crate::time::since_epoch(SystemTime::now()).as_millis() as i64;
         let mut batch = Vec::with_capacity(def.max_batch.min(5_000));
-        let mut seal = |batch: &mut Vec<TimeSeries>| {
-            if !batch.is_empty() {
-                queued += batch.len();
-                queue.push_back(Batch {
-                    samples: batch.len(),
-                    body: Bytes::from(encode(batch)),
-                });
-                batch.clear();
-            }
-        };
-        each_series(&metrics.gather(), &extra, now_ms, &mut |series| {
+        let queue = &mut self.queue;
+        each_series(&self.metrics.gather(), &extra, now_ms, &mut |series| {
             batch.push(series);
             if batch.len() >= def.max_batch {
-                seal(&mut batch);
+                queue.seal(&mut batch);
             }
         });
-        seal(&mut batch);
-        while queued > def.max_queue {
-            let Some(oldest) = queue.pop_front() else {
+        queue.seal(&mut batch);
+        while queue.samples > def.max_queue {
+            let Some(oldest) = queue.pop() else {
                 break;
             };
-            queued -= oldest.samples;
-            metrics.remote_write(&def.name, RemoteResult::Dropped, oldest.samples);
+            self.metrics
+                .remote_write(&def.name, RemoteResult::Dropped, oldest.samples);
         }
-        next_tick += def.interval;
-        // The last flush at shutdown has a few seconds in all, so a slow or dead endpoint
-        // cannot hold the agent's exit.
+    }
+
+    /// Sends the queued batches in order, retrying with backoff until the next snapshot is
+    /// due at `next_tick`. The last flush at shutdown (`stopping`) has [`FINAL_FLUSH`] in
+    /// all, so a slow or dead endpoint cannot hold the agent's exit.
+    async fn send_queue(&mut self, def: &RemoteWriteDef, stopping: bool, next_tick: Instant) {
         let flush_by = stopping.then(|| Instant::now() + FINAL_FLUSH);
-        // Send in order, retrying with backoff until the next snapshot is due.
         let mut backoff = Duration::from_millis(250);
-        while let Some(batch) = queue.front() {
+        while let Some(batch) = self.queue.batches.front() {
             let deadline = match flush_by {
                 Some(by) if Instant::now() >= by => break,
                 Some(by) => by.min(Instant::now() + def.timeout),
                 None => Instant::now() + def.timeout,
             };
+            let samples = batch.samples;
             // A push in flight when the agent stops is abandoned (its batch stays queued)
             // for the bounded last flush.
             let outcome = tokio::select! {
-                outcome = send(&def, &env, batch.body.clone(), deadline) => outcome,
-                _ = shutdown.changed(), if !stopping => break,
+                outcome = send(def, &self.env, batch.body.clone(), deadline) => outcome,
+                _ = self.shutdown.changed(), if !stopping => break,
             };
             match outcome {
                 Outcome::Sent => {
-                    if failing {
+                    if self.failing {
                         info!(message = "Remote write recovered.", remote = %def.name);
-                        failing = false;
+                        self.failing = false;
                     }
-                    metrics.remote_write(&def.name, RemoteResult::Sent, batch.samples);
-                    queued -= batch.samples;
-                    queue.pop_front();
+                    self.metrics
+                        .remote_write(&def.name, RemoteResult::Sent, samples);
+                    self.queue.pop();
                     backoff = Duration::from_millis(250);
                 }
                 Outcome::Rejected(why) => {
                     warn!(message = "Remote write rejected a batch; dropping it.", remote = %def.name, reason = %why);
-                    metrics.remote_write(&def.name, RemoteResult::Rejected, batch.samples);
-                    queued -= batch.samples;
-                    queue.pop_front();
+                    self.metrics
+                        .remote_write(&def.name, RemoteResult::Rejected, samples);
+                    self.queue.pop();
                 }
                 Outcome::Retry(why) => {
-                    if !failing {
+                    if !self.failing {
                         warn!(message = "Remote write failed; retrying with backoff.", remote = %def.name, reason = %why);
-                        failing = true;
+                        self.failing = true;
                     }
-                    metrics.remote_write_retry(&def.name);
+                    self.metrics.remote_write_retry(&def.name);
                     let wake = Instant::now() + backoff;
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                     if stopping || wake >= next_tick {
@@ -362,27 +396,42 @@ async fn push_loop(
                     }
                     tokio::select! {
                         () = sleep_until(wake) => {}
-                        _ = shutdown.changed() => break,
+                        _ = self.shutdown.changed() => break,
                     }
                 }
             }
         }
-        metrics.remote_write_queue(&def.name, queued);
-        if stopping {
-            break;
+    }
+}
+
+/// The batches waiting to be sent, oldest first. They are queued encoded and compressed, as
+/// they will be sent: about 20 bytes a sample instead of about 1.4 KB of label strings, so a
+/// long outage stays cheap.
+#[derive(Default)]
+struct Queue {
+    batches: VecDeque<Batch>,
+    /// The samples of every batch.
+    samples: usize,
+}
+
+impl Queue {
+    /// Queues `batch` as one request, unless it is empty, and empties it.
+    fn seal(&mut self, batch: &mut Vec<TimeSeries>) {
+        if !batch.is_empty() {
+            self.samples += batch.len();
+            self.batches.push_back(Batch {
+                samples: batch.len(),
+                body: Bytes::from(encode(batch)),
+            });
+            batch.clear();
         }
-        if *shutdown.borrow() {
-            // Stopped during this round: the last flush now, not at the next tick.
-            continue;
-        }
-        // Wait for the next round; a new definition applies from it.
-        tokio::select! {
-            () = sleep_until(next_tick) => {}
-            _ = shutdown.changed() => {}
-        }
-        if Instant::now() > next_tick + def.interval {
-            next_tick = Instant::now();
-        }
+    }
+
+    /// Takes the oldest batch off the queue.
+    fn pop(&mut self) -> Option<Batch> {
+        let oldest = self.batches.pop_front()?;
+        self.samples -= oldest.samples;
+        Some(oldest)
     }
 }
 
