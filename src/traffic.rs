@@ -164,118 +164,164 @@ pub fn plan(def: &TrafficDef, real: Option<f64>, active: bool) -> Plan {
     }
 }
 
+/// Runs the injector of `def` until `shutdown` turns true: every `refresh`, reads the real
+/// rate, plans, and sends at the planned rate until the next refresh.
 async fn inject(
     def: Arc<TrafficDef>,
     env: RunEnv,
     metrics: Arc<Metrics>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    let mut prometheus_was_up = true;
-    // The next arrival; `None` until the first plan that injects.
-    let mut next: Option<Instant> = None;
+    let mut injector = Injection {
+        def,
+        env,
+        metrics,
+        shutdown,
+        permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        prometheus_was_up: true,
+        next: None,
+    };
     loop {
-        if *shutdown.borrow() {
+        if *injector.shutdown.borrow() {
             break;
         }
+        let def = injector.def.clone();
         let refresh_end = Instant::now() + def.refresh;
         let active = def
             .active
             .is_none_or(|window| window.contains(chrono::Utc::now()));
-        let real = match (&def.prometheus, &def.real_rate) {
-            (Some(prometheus), Some(query)) if active => {
-                match query_rate(&env, prometheus, query).await {
-                    Ok(rate) => {
-                        if !prometheus_was_up {
-                            info!(message = "Prometheus answers again; injecting from the real rate.", traffic = %def.name);
-                        }
-                        prometheus_was_up = true;
-                        Some(rate)
-                    }
-                    Err(error) => {
-                        if prometheus_was_up {
-                            warn!(
-                                message = "Cannot read the real rate from Prometheus; using the fallback.",
-                                traffic = %def.name,
-                                fallback = def.fallback.as_str(),
-                                error = %crate::text::sanitize(&error, crate::text::MAX_REPLY)
-                            );
-                        }
-                        prometheus_was_up = false;
-                        None
-                    }
-                }
-            }
-            _ => None,
-        };
-        if *shutdown.borrow() {
+        let real = injector.real_rate(active).await;
+        if *injector.shutdown.borrow() {
             // Retired during the query (a reload removed or replaced it, and its series may be
             // gone): nothing more to plan or report.
             break;
         }
         let planned = plan(&def, real, active);
-        metrics.traffic_plan(
+        injector.metrics.traffic_plan(
             &def.name,
             def.floor,
             planned.real,
             planned.inject,
-            prometheus_was_up,
+            injector.prometheus_was_up,
         );
         debug!(message = "Traffic planned.", traffic = %def.name, real = ?planned.real, inject = planned.inject);
+        injector.send_until(refresh_end, planned.inject).await;
+    }
+    // Let requests in flight finish (each is bounded by its timeout).
+    let _ = injector.permits.acquire_many(MAX_IN_FLIGHT as u32).await;
+}
 
-        // Send until the next refresh. The arrivals go on from where the last refresh left
-        // them (an arrival due at or after a refresh is sent in the next one), so a refresh
-        // neither drops nor adds one: a plan of 4/s sends 4 a second, not 3.
-        if planned.inject <= 0.0 {
-            next = None;
+/// A running injector's state across refreshes.
+struct Injection {
+    def: Arc<TrafficDef>,
+    env: RunEnv,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+    /// Places for requests in flight, [`MAX_IN_FLIGHT`] in all.
+    permits: Arc<Semaphore>,
+    /// Whether the last query reached Prometheus, so a change is logged once.
+    prometheus_was_up: bool,
+    /// The next arrival; `None` until the first plan that injects.
+    next: Option<Instant>,
+}
+
+impl Injection {
+    /// The real rate from Prometheus, when it is configured and the window is `active`; a
+    /// failure to read it, or reading it again after one, is logged once.
+    async fn real_rate(&mut self, active: bool) -> Option<f64> {
+        let def = &self.def;
+        let (Some(prometheus), Some(query)) = (&def.prometheus, &def.real_rate) else {
+            return None;
+        };
+        if !active {
+            return None;
         }
-        loop {
-            if planned.inject <= 0.0 {
-                tokio::select! {
-                    () = sleep_until(refresh_end) => {}
-                    _ = shutdown.changed() => {}
+        match query_rate(&self.env, prometheus, query).await {
+            Ok(rate) => {
+                if !self.prometheus_was_up {
+                    info!(message = "Prometheus answers again; injecting from the real rate.", traffic = %def.name);
                 }
-                break;
+                self.prometheus_was_up = true;
+                Some(rate)
             }
-            let at = *next.get_or_insert_with(|| Instant::now() + gap(planned.inject, def.poisson));
-            if at >= refresh_end {
-                tokio::select! {
-                    () = sleep_until(refresh_end) => {}
-                    _ = shutdown.changed() => {}
+            Err(error) => {
+                if self.prometheus_was_up {
+                    warn!(
+                        message = "Cannot read the real rate from Prometheus; using the fallback.",
+                        traffic = %def.name,
+                        fallback = def.fallback.as_str(),
+                        error = %crate::text::sanitize(&error, crate::text::MAX_REPLY)
+                    );
                 }
-                break;
+                self.prometheus_was_up = false;
+                None
+            }
+        }
+    }
+
+    /// Sends at `rate` per second until `refresh_end` (or the injector stops). The arrivals
+    /// go on from where the last refresh left them (an arrival due at or after a refresh is
+    /// sent in the next one), so a refresh neither drops nor adds one: a plan of 4/s sends 4
+    /// a second, not 3.
+    async fn send_until(&mut self, refresh_end: Instant, rate: f64) {
+        if rate <= 0.0 {
+            self.next = None;
+            self.wait_until(refresh_end).await;
+            return;
+        }
+        let poisson = self.def.poisson;
+        loop {
+            let at = *self
+                .next
+                .get_or_insert_with(|| Instant::now() + gap(rate, poisson));
+            if at >= refresh_end {
+                self.wait_until(refresh_end).await;
+                return;
             }
             tokio::select! {
                 () = sleep_until(at) => {}
-                _ = shutdown.changed() => break,
+                _ = self.shutdown.changed() => return,
             }
-            if *shutdown.borrow() {
-                break;
+            if *self.shutdown.borrow() {
+                return;
             }
             // Arrivals missed while the loop could not run (a slow Prometheus query, a
             // starved runtime) are skipped, not sent in a burst.
-            next = Some((at + gap(planned.inject, def.poisson)).max(Instant::now()));
-            let Ok(permit) = permits.clone().try_acquire_owned() else {
-                metrics.traffic_request(&def.name, TrafficResult::Dropped);
-                continue;
-            };
-            let def = def.clone();
-            let env = env.clone();
-            let metrics = metrics.clone();
-            let stopped = shutdown.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
-                let ok = send(&def, &env).await;
-                // A request that ends after its injector stopped (removed or replaced by a
-                // reload, whose series may be gone) is not counted.
-                if !*stopped.borrow() {
-                    metrics.traffic_request(&def.name, TrafficResult::of(ok));
-                }
-            });
+            self.next = Some((at + gap(rate, poisson)).max(Instant::now()));
+            self.send_one();
         }
     }
-    // Let requests in flight finish (each is bounded by its timeout).
-    let _ = permits.acquire_many(MAX_IN_FLIGHT as u32).await;
+
+    /// Waits until `until`, or until the injector is told to stop.
+    async fn wait_until(&mut self, until: Instant) {
+        tokio::select! {
+            () = sleep_until(until) => {}
+            _ = self.shutdown.changed() => {}
+        }
+    }
+
+    /// Sends one request in a task of its own, or counts it dropped when [`MAX_IN_FLIGHT`]
+    /// are in flight.
+    fn send_one(&self) {
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            self.metrics
+                .traffic_request(&self.def.name, TrafficResult::Dropped);
+            return;
+        };
+        let def = self.def.clone();
+        let env = self.env.clone();
+        let metrics = self.metrics.clone();
+        let stopped = self.shutdown.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let ok = send(&def, &env).await;
+            // A request that ends after its injector stopped (removed or replaced by a
+            // reload, whose series may be gone) is not counted.
+            if !*stopped.borrow() {
+                metrics.traffic_request(&def.name, TrafficResult::of(ok));
+            }
+        });
+    }
 }
 
 /// The time to the next arrival at `rate` per second: fixed, or exponential (Poisson).
