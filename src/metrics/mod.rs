@@ -21,7 +21,7 @@ use prometheus::{
 
 use crate::config::{CheckDef, Config};
 use crate::result::{CheckResult, Details, DnsDetails, Expiring, TlsInfo};
-pub use names::{RESERVED_LABELS, is_reserved_label};
+pub use names::{RESERVED_LABELS, RemoteResult, RunResult, TrafficResult, is_reserved_label};
 use names::{expires, label};
 use store::{Fam, Identity, Sample, Store};
 
@@ -112,10 +112,7 @@ impl Metrics {
         let traffic_requests = counter(
             "nightjar_traffic_requests_total",
             "Synthetic requests sent by each injector, by result (success, failure, dropped).",
-            &["traffic"]
-                .into_iter()
-                .chain(["result"])
-                .collect::<Vec<_>>(),
+            &["traffic", label::RESULT],
         );
         let traffic_target = gauge(
             "nightjar_traffic_target_rate",
@@ -140,7 +137,7 @@ impl Metrics {
         let remote_samples = counter(
             "nightjar_remote_write_samples_total",
             "Samples handled by each remote-write endpoint: sent, dropped (queue full) or rejected (4xx).",
-            &["remote", "result"],
+            &["remote", label::RESULT],
         );
         let remote_retries = counter(
             "nightjar_remote_write_retries_total",
@@ -230,13 +227,13 @@ impl Metrics {
         remotes: &[Arc<crate::config::RemoteWriteDef>],
         traffic: &[Arc<crate::config::TrafficDef>],
     ) {
-        const REMOTE_RESULTS: [&str; 3] = ["sent", "dropped", "rejected"];
-        const TRAFFIC_RESULTS: [&str; 3] = ["success", "failure", "dropped"];
         for def in remotes_before {
             if !remotes.iter().any(|kept| kept.name == def.name) {
                 let name = def.name.as_str();
-                for result in REMOTE_RESULTS {
-                    let _ = self.remote_samples.remove_label_values(&[name, result]);
+                for result in RemoteResult::ALL {
+                    let _ = self
+                        .remote_samples
+                        .remove_label_values(&[name, result.as_str()]);
                 }
                 let _ = self.remote_retries.remove_label_values(&[name]);
                 let _ = self.remote_queue.remove_label_values(&[name]);
@@ -245,8 +242,10 @@ impl Metrics {
         for def in traffic_before {
             if !traffic.iter().any(|kept| kept.name == def.name) {
                 let name = def.name.as_str();
-                for result in TRAFFIC_RESULTS {
-                    let _ = self.traffic_requests.remove_label_values(&[name, result]);
+                for result in TrafficResult::ALL {
+                    let _ = self
+                        .traffic_requests
+                        .remove_label_values(&[name, result.as_str()]);
                 }
                 for gauge in [
                     &self.traffic_target,
@@ -260,9 +259,9 @@ impl Metrics {
         }
         for def in remotes {
             let name = def.name.as_str();
-            for result in REMOTE_RESULTS {
+            for result in RemoteResult::ALL {
                 self.remote_samples
-                    .with_label_values(&[name, result])
+                    .with_label_values(&[name, result.as_str()])
                     .inc_by(0);
             }
             self.remote_retries.with_label_values(&[name]).inc_by(0);
@@ -272,9 +271,9 @@ impl Metrics {
         }
         for def in traffic {
             let name = def.name.as_str();
-            for result in TRAFFIC_RESULTS {
+            for result in TrafficResult::ALL {
                 self.traffic_requests
-                    .with_label_values(&[name, result])
+                    .with_label_values(&[name, result.as_str()])
                     .inc_by(0);
             }
             self.traffic_floor.with_label_values(&[name]).set(def.floor);
@@ -337,7 +336,7 @@ impl Metrics {
     pub fn observe(&self, res: &CheckResult) {
         self.store.observe(
             &res.check,
-            res.is_success(),
+            RunResult::of(res.is_success()),
             res.duration.as_secs_f64(),
             res.reason(),
             |identity| gauges_of(res, &identity.steps),
@@ -366,16 +365,16 @@ impl Metrics {
     }
 
     /// Counts one injected request.
-    pub fn traffic_request(&self, traffic: &str, result: &str) {
+    pub fn traffic_request(&self, traffic: &str, result: TrafficResult) {
         self.traffic_requests
-            .with_label_values(&[traffic, result])
+            .with_label_values(&[traffic, result.as_str()])
             .inc();
     }
 
     /// Counts remote-write samples by result.
-    pub fn remote_write(&self, remote: &str, result: &str, samples: usize) {
+    pub fn remote_write(&self, remote: &str, result: RemoteResult, samples: usize) {
         self.remote_samples
-            .with_label_values(&[remote, result])
+            .with_label_values(&[remote, result.as_str()])
             .inc_by(samples as u64);
     }
 

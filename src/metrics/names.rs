@@ -23,7 +23,8 @@ pub mod label {
     pub const CHECK: &str = "check";
     /// The agent's region, on every series.
     pub const REGION: &str = "region";
-    /// `success` or `failure` on runs and durations.
+    /// What became of a run, request or sample: [`RunResult`](super::RunResult),
+    /// [`TrafficResult`](super::TrafficResult), [`RemoteResult`](super::RemoteResult).
     pub const RESULT: &str = "result";
     /// A histogram bucket's upper bound.
     pub const LE: &str = "le";
@@ -31,12 +32,115 @@ pub mod label {
     pub const EXPIRES: &str = "expires";
 }
 
-/// Values of [`label::RESULT`] on a check's runs and durations.
-pub mod result {
+/// The result of a check run: the value of [`label::RESULT`] on its runs and durations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunResult {
     /// A passing run.
-    pub const SUCCESS: &str = "success";
+    Success,
     /// A failing run.
-    pub const FAILURE: &str = "failure";
+    Failure,
+}
+
+impl RunResult {
+    /// Every result, in the order a check's series are written (the index of each is
+    /// `result as usize`).
+    pub const ALL: [RunResult; 2] = [RunResult::Success, RunResult::Failure];
+
+    /// The result of a run that passed (`success`) or not.
+    pub const fn of(success: bool) -> RunResult {
+        if success {
+            RunResult::Success
+        } else {
+            RunResult::Failure
+        }
+    }
+
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RunResult::Success => "success",
+            RunResult::Failure => "failure",
+        }
+    }
+}
+
+/// [`RunResult`]'s label values as constants, for the rule generator's PromQL.
+pub mod result {
+    use super::RunResult;
+
+    /// A passing run.
+    pub const SUCCESS: &str = RunResult::Success.as_str();
+    /// A failing run.
+    pub const FAILURE: &str = RunResult::Failure.as_str();
+}
+
+/// What became of an injector's request: the value of [`label::RESULT`] on
+/// `nightjar_traffic_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrafficResult {
+    /// Sent, and the response met the request's expectations.
+    Success,
+    /// Sent, and it failed.
+    Failure,
+    /// Not sent: as many of the injector's requests as it allows were in flight.
+    Dropped,
+}
+
+impl TrafficResult {
+    /// Every result.
+    pub const ALL: [TrafficResult; 3] = [
+        TrafficResult::Success,
+        TrafficResult::Failure,
+        TrafficResult::Dropped,
+    ];
+
+    /// The result of a request that was sent and passed (`success`) or not.
+    pub const fn of(success: bool) -> TrafficResult {
+        if success {
+            TrafficResult::Success
+        } else {
+            TrafficResult::Failure
+        }
+    }
+
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TrafficResult::Success => RunResult::Success.as_str(),
+            TrafficResult::Failure => RunResult::Failure.as_str(),
+            TrafficResult::Dropped => "dropped",
+        }
+    }
+}
+
+/// What became of remote-write samples: the value of [`label::RESULT`] on
+/// `nightjar_remote_write_samples_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteResult {
+    /// Accepted by the endpoint.
+    Sent,
+    /// Dropped from a full queue.
+    Dropped,
+    /// Refused by the endpoint (4xx), not retried.
+    Rejected,
+}
+
+impl RemoteResult {
+    /// Every result.
+    pub const ALL: [RemoteResult; 3] = [
+        RemoteResult::Sent,
+        RemoteResult::Dropped,
+        RemoteResult::Rejected,
+    ];
+
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RemoteResult::Sent => "sent",
+            RemoteResult::Dropped => TrafficResult::Dropped.as_str(),
+            RemoteResult::Rejected => "rejected",
+        }
+    }
 }
 
 /// Values of [`label::EXPIRES`].

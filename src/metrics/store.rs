@@ -19,7 +19,7 @@ use prometheus::proto::{
     Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
 };
 
-use super::names::{self, label};
+use super::names::{self, RunResult, label};
 use crate::result::FailureReason;
 
 /// Families of per-check gauges that describe the last run, in exposition order.
@@ -273,7 +273,6 @@ const SKIPPED: (&str, &str) = (
     "nightjar_check_skipped_runs_total",
     "Runs not started because the previous run of the same check was still in flight.",
 );
-const RESULTS: [&str; 2] = [names::result::SUCCESS, names::result::FAILURE];
 
 /// A label value of a gauge beyond the check's own labels.
 pub(super) type Extra = Vec<(&'static str, Cow<'static, str>)>;
@@ -333,10 +332,11 @@ struct Cell {
 }
 
 struct State {
+    /// Runs by result (indexed by `RunResult as usize`).
     runs: [u64; 2],
     failures: Vec<u64>,
     skipped: u64,
-    /// Per result: observations per bucket (not cumulative; the last is +Inf), sum.
+    /// By result, as `runs`: observations per bucket (not cumulative; the last is +Inf), sum.
     histograms: [(Vec<u64>, f64); 2],
     /// The last run's gauges, sorted by family.
     gauges: Vec<Sample>,
@@ -442,7 +442,7 @@ impl Store {
     pub fn observe(
         &self,
         check: &str,
-        success: bool,
+        result: RunResult,
         seconds: f64,
         reason: Option<FailureReason>,
         gauges: impl FnOnce(&Identity) -> Vec<Sample>,
@@ -452,7 +452,7 @@ impl Store {
         };
         let mut gauges = gauges(&cell.identity);
         gauges.sort_by_key(|sample| sample.fam);
-        let result = usize::from(!success);
+        let result = result as usize;
         let bucket = self
             .buckets
             .iter()
@@ -511,7 +511,7 @@ impl Store {
         };
         let head = |name: &str, suffix: &str| format!("{name}{suffix}{{");
         let by_result = |more: &[(&str, &str)]| {
-            RESULTS.map(|result| tail(&[&[(label::RESULT, result)], more].concat()))
+            RunResult::ALL.map(|result| tail(&[&[(label::RESULT, result.as_str())], more].concat()))
         };
 
         let info = head(INFO.0, "");
@@ -667,8 +667,10 @@ impl Store {
                 &[("target", target), ("schedule", schedule)],
                 1.0,
             ));
-            for (idx, result) in RESULTS.iter().enumerate() {
-                runs.push(counter(cell, &[(label::RESULT, result)], state.runs[idx]));
+            for result in RunResult::ALL {
+                let idx = result as usize;
+                let by_result = [(label::RESULT, result.as_str())];
+                runs.push(counter(cell, &by_result, state.runs[idx]));
                 let (counts, sum) = &state.histograms[idx];
                 let mut histogram = Histogram::default();
                 let mut cumulative = 0;
@@ -683,7 +685,7 @@ impl Store {
                 histogram.set_bucket(buckets);
                 histogram.set_sample_count(counts.iter().sum());
                 histogram.set_sample_sum(*sum);
-                let mut m = metric(cell, &[(label::RESULT, result)]);
+                let mut m = metric(cell, &by_result);
                 m.set_histogram(histogram);
                 durations.push(m);
             }
@@ -869,10 +871,14 @@ mod tests {
                 Sample::with(Fam::HttpDuration, "phase", "tls", 0.5),
             ]
         };
-        store.observe("a", true, 0.05, None, phases);
-        store.observe("a", false, 2.0, Some(FailureReason::Status), |_| {
-            vec![Sample::new(Fam::ProbeSuccess, 0.0)]
-        });
+        store.observe("a", RunResult::Success, 0.05, None, phases);
+        store.observe(
+            "a",
+            RunResult::Failure,
+            2.0,
+            Some(FailureReason::Status),
+            |_| vec![Sample::new(Fam::ProbeSuccess, 0.0)],
+        );
         let mut text = String::new();
         store.write_text(64, &mut |chunk| {
             text.push_str(&chunk);

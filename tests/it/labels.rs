@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use nightjar::checks::{CheckKind, CheckSpec};
 use nightjar::config::{self, CheckDef, Config, MapEnv, Overrides};
-use nightjar::metrics::{Metrics, RESERVED_LABELS};
+use nightjar::metrics::{Metrics, RESERVED_LABELS, RemoteResult, TrafficResult};
 use nightjar::result::{
     CertInfo, CheckResult, Details, DnsDetails, DomainDetails, FlowDetails, HttpDetails, SoaServer,
     Status, StepResult, TcpDetails, TlsDetails, TlsInfo,
@@ -338,10 +338,10 @@ pub(crate) fn observed(config: &Config) -> Metrics {
     }
     for def in &config.traffic {
         metrics.traffic_plan(&def.name, def.floor, Some(0.5), 1.0, true);
-        metrics.traffic_request(&def.name, "success");
+        metrics.traffic_request(&def.name, TrafficResult::Success);
     }
     for def in &config.remote_write {
-        metrics.remote_write(&def.name, "sent", 10);
+        metrics.remote_write(&def.name, RemoteResult::Sent, 10);
         metrics.remote_write_retry(&def.name);
         metrics.remote_write_queue(&def.name, 3);
     }
