@@ -179,6 +179,54 @@ const RENDER_WAIT: Duration = Duration::from_secs(5);
 /// promptly is never cut off, one that a slow reader drags out is.
 const PREEMPT_AFTER: Duration = Duration::from_secs(2);
 
+/// A connection or a render, as the choice of which to close to make room sees it.
+struct Holder<P> {
+    id: u64,
+    /// The client's address (an IPv6 /64).
+    peer: P,
+    /// Since when it has been idle or busy.
+    since: std::time::Instant,
+    state: Held,
+}
+
+/// What a [`Holder`] is doing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Held {
+    /// Waiting for a request.
+    Idle,
+    /// Serving a request (or a render).
+    Busy,
+    /// Not to be closed.
+    Fixed,
+}
+
+/// Which of `holders` to close to make room for a client from `peer`: the longest idle of
+/// the address that holds the most, so one client's flood closes its own connections before
+/// anyone else's; when none is idle, the one busy longest (for [`PREEMPT_AFTER`] at least)
+/// of the address holding the most, if that is more than `peer` holds, so one address's slow
+/// requests cannot lock everyone out.
+fn choose_victim<P: Copy + Eq + std::hash::Hash>(holders: &[Holder<P>], peer: P) -> Option<u64> {
+    let mut held: std::collections::HashMap<P, usize> = std::collections::HashMap::new();
+    for holder in holders {
+        *held.entry(holder.peer).or_default() += 1;
+    }
+    let holds = |holder: &Holder<P>| held.get(&holder.peer).copied().unwrap_or(0);
+    let mine = held.get(&peer).copied().unwrap_or(0);
+    let idle = |holder: &&Holder<P>| holder.state == Held::Idle;
+    let dragging = |holder: &&Holder<P>| {
+        holder.state == Held::Busy
+            && holds(holder) > mine
+            && holder.since.elapsed() >= PREEMPT_AFTER
+    };
+    let longest = |holder: &&Holder<P>| (holds(holder), std::cmp::Reverse(holder.since));
+    holders
+        .iter()
+        .filter(idle)
+        .max_by_key(longest)
+        .or_else(|| holders.iter().filter(dragging).max_by_key(longest))
+        .map(|holder| holder.id)
+}
+
 /// The `/metrics` renders in progress and their places.
 struct Renders {
     places: Arc<tokio::sync::Semaphore>,
@@ -284,33 +332,29 @@ impl Renders {
         }
     }
 
-    /// The place of the longest-running render, of at least [`PREEMPT_AFTER`], of the address
-    /// holding the most renders, if that is more than `peer` holds; its connection is closed.
+    /// The place of the render [`choose_victim`] picks (renders are never idle: the
+    /// longest-running, of at least [`PREEMPT_AFTER`], of the address holding the most
+    /// renders, if that is more than `peer` holds); its connection is closed.
     fn take_over(
         &self,
         peer: Option<std::net::IpAddr>,
     ) -> Option<tokio::sync::OwnedSemaphorePermit> {
         let mut active = self.lock();
-        let mut held: std::collections::HashMap<Option<std::net::IpAddr>, usize> =
-            std::collections::HashMap::new();
-        for render in active.values() {
-            *held.entry(render.peer).or_default() += 1;
-        }
-        let mine = held.get(&peer).copied().unwrap_or(0);
-        let victim = active
+        let holders: Vec<Holder<Option<std::net::IpAddr>>> = active
             .iter()
-            .filter(|(_, render)| {
-                render.slot.is_some()
-                    && render.started.elapsed() >= PREEMPT_AFTER
-                    && held.get(&render.peer).copied().unwrap_or(0) > mine
+            .map(|(id, render)| Holder {
+                id: *id,
+                peer: render.peer,
+                since: render.started,
+                // A render without a connection cannot be closed.
+                state: if render.slot.is_some() {
+                    Held::Busy
+                } else {
+                    Held::Fixed
+                },
             })
-            .max_by_key(|(_, render)| {
-                (
-                    held.get(&render.peer).copied().unwrap_or(0),
-                    std::cmp::Reverse(render.started),
-                )
-            })
-            .map(|(id, _)| *id)?;
+            .collect();
+        let victim = choose_victim(&holders, peer)?;
         let victim = active.remove(&victim)?;
         if let Some(slot) = &victim.slot {
             tracing::debug!(message = "A /metrics render dragged out by a slow reader gives its place to another client.", peer = %slot.peer);
@@ -701,36 +745,27 @@ impl Table {
         self.lock().len()
     }
 
-    /// A slot for a connection from `peer`, under `cap`. At the cap, the victim is the
-    /// longest-idle connection of the address that holds the most, so one client's flood
-    /// closes its own connections before anyone else's; when none is idle, the one busy
-    /// longest (for [`PREEMPT_AFTER`] at least) of the address holding the most, if that is
-    /// more than `peer` holds, so one address's slow requests cannot lock everyone out.
+    /// A slot for a connection from `peer`, under `cap`. At the cap, the connection that
+    /// [`choose_victim`] picks is closed to make room; with none to pick, the table is full.
     fn admit(&self, cap: usize, peer: std::net::IpAddr) -> Admitted {
         let peer = crate::access::client_key(peer);
         let mut slots = self.lock();
         let mut evicting = false;
         if slots.len() >= cap {
-            let mut held: std::collections::HashMap<std::net::IpAddr, usize> =
-                std::collections::HashMap::new();
-            for slot in slots.values() {
-                *held.entry(slot.peer).or_default() += 1;
-            }
-            let holds = |slot: &Slot| held.get(&slot.peer).copied().unwrap_or(0);
-            let mine = held.get(&peer).copied().unwrap_or(0);
-            let idle = |slot: &&Arc<Slot>| slot.busy.load(Ordering::Acquire) == 0;
-            let dragging = |slot: &&Arc<Slot>| {
-                slot.busy.load(Ordering::Acquire) > 0
-                    && holds(slot) > mine
-                    && slot.since().elapsed() >= PREEMPT_AFTER
-            };
-            let longest = |slot: &&Arc<Slot>| (holds(slot), std::cmp::Reverse(*slot.since()));
-            let victim = slots
+            let holders: Vec<Holder<std::net::IpAddr>> = slots
                 .values()
-                .filter(idle)
-                .max_by_key(longest)
-                .or_else(|| slots.values().filter(dragging).max_by_key(longest))
-                .map(|slot| slot.id);
+                .map(|slot| Holder {
+                    id: slot.id,
+                    peer: slot.peer,
+                    since: *slot.since(),
+                    state: if slot.busy.load(Ordering::Acquire) == 0 {
+                        Held::Idle
+                    } else {
+                        Held::Busy
+                    },
+                })
+                .collect();
+            let victim = choose_victim(&holders, peer);
             let Some(victim) = victim.and_then(|id| slots.remove(&id)) else {
                 return Admitted::Full;
             };
