@@ -528,16 +528,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn factors_for_thirty_days() {
-        let month = Duration::from_secs(30 * DAY);
-        let factors: Vec<f64> = TIERS
-            .iter()
-            .map(|tier| (tier_factor(*tier, month) * 10.0).round() / 10.0)
-            .collect();
-        assert_eq!(factors, [14.4, 6.0, 3.0, 1.0]);
-    }
-
-    #[test]
     fn prometheus_durations() {
         assert_eq!(prom_duration(Duration::from_secs(300)), "5m");
         assert_eq!(prom_duration(Duration::from_secs(3 * DAY)), "3d");

@@ -62,12 +62,18 @@ pub fn tier_factor(tier: Tier, window: Duration) -> f64 {
     tier.budget_share * window.as_secs_f64() / tier.long.as_secs_f64()
 }
 
+/// A tier's alert threshold for an SLO: the error ratio above which it fires, its burn-rate
+/// factor `B` times the error budget: `B·(1−S)` (`objective` is `S`, `window` the SLO window).
+pub fn tier_threshold(tier: Tier, window: Duration, objective: f64) -> f64 {
+    tier_factor(tier, window) * (1.0 - objective)
+}
+
 /// The request rate (per second) at which `k` failures in a tier's long window stay below
 /// its threshold: `k / (B·(1−S)·W)`.
 /// `tolerated_failures` is `k`, `objective` is `S`, `window` the SLO window.
 pub fn floor_rate(tier: Tier, window: Duration, objective: f64, tolerated_failures: u32) -> f64 {
-    let factor = tier_factor(tier, window);
-    f64::from(tolerated_failures) / (factor * (1.0 - objective) * tier.long.as_secs_f64())
+    f64::from(tolerated_failures)
+        / (tier_threshold(tier, window, objective) * tier.long.as_secs_f64())
 }
 
 /// The binding floor of an SLO (the largest [`floor_rate`] over its tiers), with the margin.
@@ -77,4 +83,19 @@ pub fn binding_floor(window: Duration, objective: f64, tolerated_failures: u32) 
         .map(|tier| floor_rate(*tier, window, objective, tolerated_failures))
         .fold(0.0, f64::max)
         * (1.0 + FLOOR_MARGIN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn factors_for_thirty_days() {
+        let month = Duration::from_secs(30 * DAY);
+        let factors: Vec<f64> = TIERS
+            .iter()
+            .map(|tier| (tier_factor(*tier, month) * 10.0).round() / 10.0)
+            .collect();
+        assert_eq!(factors, [14.4, 6.0, 3.0, 1.0]);
+    }
 }
