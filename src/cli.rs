@@ -579,109 +579,131 @@ async fn cmd_slo_plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         out.push_str("no [[slo]] in the configuration\n");
     }
     for slo in &config.slos {
-        let budget = 1.0 - slo.objective;
-        out.push_str(&format!(
-            "SLO {}: objective {}, window {}, tolerated failures k = {}\n",
-            slo.name,
-            slo.objective,
-            crate::rules::prom_duration(slo.window),
-            slo.tolerated_failures
-        ));
-        // The real rate, from the first injector of this SLO that can ask Prometheus.
-        let injector = config
-            .traffic
-            .iter()
-            .find(|def| def.slo.as_deref() == Some(slo.name.as_str()));
-        let real =
-            match injector.and_then(|def| def.prometheus.as_ref().zip(def.real_rate.as_ref())) {
-                Some((prometheus, query)) => {
-                    match crate::traffic::query_rate(&env, prometheus, query).await {
-                        Ok(rate) => Some(rate),
-                        Err(error) => {
-                            out.push_str(&format!("  real rate: unknown ({error})\n"));
-                            None
-                        }
-                    }
-                }
-                None => None,
-            };
-        if let Some(real) = real {
-            out.push_str(&format!(
-                "  real rate: {:.4}/s = {:.1}/h\n",
-                real,
-                real * 3600.0
-            ));
-        }
-        out.push_str(&format!(
-            "  {:<7} {:>6} {:>7} {:>7}  {:>17}  {:>10}  {:>10}  {:>18}\n",
-            "tier",
-            "long",
-            "short",
-            "burn",
-            "min requests/long",
-            "floor/h",
-            "floor/s",
-            "1 failure now burns"
-        ));
-        for tier in crate::tiers::TIERS {
-            let factor = crate::tiers::tier_factor(tier, slo.window);
-            let rate = crate::rules::floor_rate(slo, tier);
-            let min_requests = f64::from(slo.tolerated_failures) / (factor * budget);
-            let one_failure = real.map_or_else(
-                || "-".to_string(),
-                |real| {
-                    let requests = real * tier.long.as_secs_f64();
-                    if requests > 0.0 {
-                        format!("{:.1}x", 1.0 / (requests * budget))
-                    } else {
-                        "all of it".to_string()
-                    }
-                },
-            );
-            out.push_str(&format!(
-                "  {:<7} {:>6} {:>7} {:>6.1}x  {:>17.1}  {:>10.1}  {:>10.5}  {:>18}\n",
-                tier.severity,
-                crate::rules::prom_duration(tier.long),
-                crate::rules::prom_duration(tier.short),
-                factor,
-                min_requests,
-                rate * 3600.0,
-                rate,
-                one_failure
-            ));
-        }
-        let floor = crate::rules::binding_floor(slo);
-        out.push_str(&format!(
-            "  floor with a {:.0}% margin: {:.4}/s = {:.1}/h (one request every {:.1}s)\n",
-            crate::tiers::FLOOR_MARGIN * 100.0,
-            floor,
-            floor * 3600.0,
-            1.0 / floor
-        ));
-        match injector {
-            Some(def) => {
-                let planned = crate::traffic::plan(def, real, true);
-                let when = if real.is_some() {
-                    "now"
-                } else {
-                    "with the real rate unknown (fallback)"
-                };
-                out.push_str(&format!(
-                    "  injector {}: adds {:.4}/s = {:.1}/h {when}, at most {}/s\n",
-                    def.name,
-                    planned.inject,
-                    planned.inject * 3600.0,
-                    def.max_rate
-                ));
-            }
-            None => out.push_str("  no [[traffic]] injects for this SLO\n"),
-        }
+        plan_slo(&mut out, &env, &config, slo).await;
     }
     std::io::stdout()
         .lock()
         .write_all(out.as_bytes())
         .context("cannot write the plan")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The plan of one SLO: its real rate, each tier's floor, the binding floor and what its
+/// injector adds.
+async fn plan_slo(out: &mut String, env: &RunEnv, config: &Config, slo: &config::Slo) {
+    out.push_str(&format!(
+        "SLO {}: objective {}, window {}, tolerated failures k = {}\n",
+        slo.name,
+        slo.objective,
+        crate::rules::prom_duration(slo.window),
+        slo.tolerated_failures
+    ));
+    // The first injector of this SLO, if any.
+    let injector = config
+        .traffic
+        .iter()
+        .find(|def| def.slo.as_deref() == Some(slo.name.as_str()));
+    let real = match injector {
+        Some(def) => real_rate(out, env, def).await,
+        None => None,
+    };
+    if let Some(real) = real {
+        out.push_str(&format!(
+            "  real rate: {:.4}/s = {:.1}/h\n",
+            real,
+            real * 3600.0
+        ));
+    }
+    tier_table(out, slo, real);
+    let floor = crate::tiers::binding_floor(slo.window, slo.objective, slo.tolerated_failures);
+    out.push_str(&format!(
+        "  floor with a {:.0}% margin: {:.4}/s = {:.1}/h (one request every {:.1}s)\n",
+        crate::tiers::FLOOR_MARGIN * 100.0,
+        floor,
+        floor * 3600.0,
+        1.0 / floor
+    ));
+    match injector {
+        Some(def) => {
+            let planned = crate::traffic::plan(def, real, true);
+            let when = if real.is_some() {
+                "now"
+            } else {
+                "with the real rate unknown (fallback)"
+            };
+            out.push_str(&format!(
+                "  injector {}: adds {:.4}/s = {:.1}/h {when}, at most {}/s\n",
+                def.name,
+                planned.inject,
+                planned.inject * 3600.0,
+                def.max_rate
+            ));
+        }
+        None => out.push_str("  no [[traffic]] injects for this SLO\n"),
+    }
+}
+
+/// The real rate of an SLO's events, from its injector if that can ask Prometheus; a failed
+/// query is a line of the plan and an unknown rate.
+async fn real_rate(out: &mut String, env: &RunEnv, injector: &config::TrafficDef) -> Option<f64> {
+    let (prometheus, query) = injector
+        .prometheus
+        .as_ref()
+        .zip(injector.real_rate.as_ref())?;
+    match crate::traffic::query_rate(env, prometheus, query).await {
+        Ok(rate) => Some(rate),
+        Err(error) => {
+            out.push_str(&format!("  real rate: unknown ({error})\n"));
+            None
+        }
+    }
+}
+
+/// Per alert tier of an SLO: its windows and burn rate, the traffic at which the tolerated
+/// failures stay below its threshold, and how much of the budget one failure burns at the
+/// real rate.
+fn tier_table(out: &mut String, slo: &config::Slo, real: Option<f64>) {
+    let budget = 1.0 - slo.objective;
+    out.push_str(&format!(
+        "  {:<7} {:>6} {:>7} {:>7}  {:>17}  {:>10}  {:>10}  {:>18}\n",
+        "tier",
+        "long",
+        "short",
+        "burn",
+        "min requests/long",
+        "floor/h",
+        "floor/s",
+        "1 failure now burns"
+    ));
+    for tier in crate::tiers::TIERS {
+        let factor = crate::tiers::tier_factor(tier, slo.window);
+        let threshold = crate::tiers::tier_threshold(tier, slo.window, slo.objective);
+        let rate =
+            crate::tiers::floor_rate(tier, slo.window, slo.objective, slo.tolerated_failures);
+        let min_requests = f64::from(slo.tolerated_failures) / threshold;
+        let one_failure = real.map_or_else(
+            || "-".to_string(),
+            |real| {
+                let requests = real * tier.long.as_secs_f64();
+                if requests > 0.0 {
+                    format!("{:.1}x", 1.0 / (requests * budget))
+                } else {
+                    "all of it".to_string()
+                }
+            },
+        );
+        out.push_str(&format!(
+            "  {:<7} {:>6} {:>7} {:>6.1}x  {:>17.1}  {:>10.1}  {:>10.5}  {:>18}\n",
+            tier.severity,
+            crate::rules::prom_duration(tier.long),
+            crate::rules::prom_duration(tier.short),
+            factor,
+            min_requests,
+            rate * 3600.0,
+            rate,
+            one_failure
+        ));
+    }
 }
 
 /// Live progress of `nightjar check`: a bar when standard output is a terminal, nothing when

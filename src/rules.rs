@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::config::{CheckDef, Config, SliSource, Slo};
 use crate::metrics::names::{self, expires, label, result};
-use crate::tiers::{self, TIERS, Tier, tier_factor};
+use crate::tiers::{self, TIERS};
 
 const MINUTE: u64 = 60;
 const HOUR: u64 = 3600;
@@ -33,16 +33,6 @@ const WINDOWS: [u64; 7] = [
     DAY,
     3 * DAY,
 ];
-
-/// [`tiers::floor_rate`] of an SLO.
-pub fn floor_rate(slo: &Slo, tier: Tier) -> f64 {
-    tiers::floor_rate(tier, slo.window, slo.objective, slo.tolerated_failures)
-}
-
-/// [`tiers::binding_floor`] of an SLO.
-pub fn binding_floor(slo: &Slo) -> f64 {
-    tiers::binding_floor(slo.window, slo.objective, slo.tolerated_failures)
-}
 
 /// A Prometheus duration: `5m`, `1h`, `3d`.
 pub fn prom_duration(duration: Duration) -> String {
@@ -192,7 +182,8 @@ fn slo_groups(out: &mut String, slo: &Slo, sloth: bool) {
         let denominator = if slo.virtual_floor {
             // Divide by at least the floor traffic: k failures then stay below the fastest
             // page threshold however quiet the hour, and a real outage still pages.
-            format!("clamp_min({total}, {})", binding_floor(slo))
+            let floor = tiers::binding_floor(slo.window, slo.objective, slo.tolerated_failures);
+            format!("clamp_min({total}, {floor})")
         } else {
             total
         };
@@ -246,7 +237,7 @@ fn slo_groups(out: &mut String, slo: &Slo, sloth: bool) {
             .iter()
             .filter(|tier| tier.severity == severity)
             .map(|tier| {
-                let threshold = tier_factor(*tier, slo.window) * budget;
+                let threshold = tiers::tier_threshold(*tier, slo.window, slo.objective);
                 format!(
                     "({} and {})",
                     ratio(tier.long, threshold),
