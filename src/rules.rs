@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::config::{CheckDef, Config, SliSource, Slo};
 use crate::metrics::names::{self, expires, label, result};
-use crate::tiers::{self, TIERS};
+use crate::tiers::{self, TIERS, Tier};
 
 const MINUTE: u64 = 60;
 const HOUR: u64 = 3600;
@@ -165,61 +165,140 @@ fn slo_labels(slo: &Slo, sloth: bool) -> Vec<(&'static str, String)> {
     labels
 }
 
+/// An SLO's two groups: its recording rules, then its alerts. Every rule carries `labels`:
+/// the SLO's identifying labels, then its own.
 fn slo_groups(out: &mut String, slo: &Slo, sloth: bool) {
-    let budget = 1.0 - slo.objective;
     let mut labels: Vec<(&str, String)> = slo_labels(slo, sloth);
     labels.extend(slo.labels.iter().map(|(k, v)| (k.as_str(), v.clone())));
+    recording_group(out, slo, sloth, &labels);
+    alert_group(out, slo, sloth, &labels);
+}
 
-    let _ = writeln!(
-        out,
-        "  - name: {}",
-        q(&format!("nightjar-slo-{}-recordings", slo.name))
-    );
+/// The start of a rule group.
+fn group_header(out: &mut String, name: &str) {
+    let _ = writeln!(out, "  - name: {}", q(name));
     let _ = writeln!(out, "    rules:");
+}
+
+/// A recording rule.
+fn record(out: &mut String, name: &str, expr: &str, labels: &[(&str, String)]) {
+    let _ = writeln!(out, "      - record: {name}");
+    let _ = writeln!(out, "        expr: {}", q(expr));
+    label_lines(out, "        ", labels);
+}
+
+/// An SLO's recordings: its error ratio over each of [`WINDOWS`] (and Sloth's meta rules with
+/// Sloth naming), its objective and its error budget.
+fn recording_group(out: &mut String, slo: &Slo, sloth: bool, labels: &[(&str, String)]) {
+    group_header(out, &format!("nightjar-slo-{}-recordings", slo.name));
     for secs in WINDOWS {
         let window = prom_duration(Duration::from_secs(secs));
-        let (errors, total) = sli_queries(slo, &window);
-        let denominator = if slo.virtual_floor {
-            // Divide by at least the floor traffic: k failures then stay below the fastest
-            // page threshold however quiet the hour, and a real outage still pages.
-            let floor = tiers::binding_floor(slo.window, slo.objective, slo.tolerated_failures);
-            format!("clamp_min({total}, {floor})")
-        } else {
-            total
-        };
-        let (name, extra) = ratio_series(&window, sloth);
-        let _ = writeln!(out, "      - record: {name}");
-        let _ = writeln!(
-            out,
-            "        expr: {}",
-            q(&format!("{errors} / {denominator}"))
-        );
-        let mut series_labels = labels.clone();
-        series_labels.extend(extra);
-        label_lines(out, "        ", &series_labels);
+        ratio_record(out, slo, sloth, labels, &window);
     }
     if sloth {
-        sloth_meta(out, slo, &labels);
+        sloth_meta(out, slo, labels);
     }
-    let _ = writeln!(out, "      - record: nightjar:slo_objective:ratio");
-    let _ = writeln!(
+    let budget = 1.0 - slo.objective;
+    record(
         out,
-        "        expr: {}",
-        q(&format!("vector({})", slo.objective))
+        "nightjar:slo_objective:ratio",
+        &format!("vector({})", slo.objective),
+        labels,
     );
-    label_lines(out, "        ", &labels);
-    let _ = writeln!(out, "      - record: nightjar:slo_error_budget:ratio");
-    let _ = writeln!(out, "        expr: {}", q(&format!("vector({budget})")));
-    label_lines(out, "        ", &labels);
+    record(
+        out,
+        "nightjar:slo_error_budget:ratio",
+        &format!("vector({budget})"),
+        labels,
+    );
+}
 
-    let _ = writeln!(
+/// The recorded error ratio of an SLO over `window`.
+fn ratio_record(out: &mut String, slo: &Slo, sloth: bool, labels: &[(&str, String)], window: &str) {
+    let (errors, total) = sli_queries(slo, window);
+    let denominator = if slo.virtual_floor {
+        // Divide by at least the floor traffic: k failures then stay below the fastest
+        // page threshold however quiet the hour, and a real outage still pages.
+        let floor = tiers::binding_floor(slo.window, slo.objective, slo.tolerated_failures);
+        format!("clamp_min({total}, {floor})")
+    } else {
+        total
+    };
+    let (name, extra) = ratio_series(window, sloth);
+    let mut series_labels = labels.to_vec();
+    series_labels.extend(extra);
+    record(
         out,
-        "  - name: {}",
-        q(&format!("nightjar-slo-{}-alerts", slo.name))
+        &name,
+        &format!("{errors} / {denominator}"),
+        &series_labels,
     );
-    let _ = writeln!(out, "    rules:");
+}
+
+/// An SLO's alerts: its budget burning fast enough to page, or to open a ticket, and no
+/// traffic.
+fn alert_group(out: &mut String, slo: &Slo, sloth: bool, labels: &[(&str, String)]) {
+    group_header(out, &format!("nightjar-slo-{}-alerts", slo.name));
+    for (severity, alert) in [
+        ("page", "NightjarSLOBurnRatePage"),
+        ("ticket", "NightjarSLOBurnRateTicket"),
+    ] {
+        burn_alert(out, slo, sloth, labels, severity, alert);
+    }
+    no_traffic_alert(out, slo, labels);
+}
+
+/// `labels` and a severity.
+fn with_severity<'a>(labels: &[(&'a str, String)], severity: &str) -> Vec<(&'a str, String)> {
+    let mut labels = labels.to_vec();
+    labels.push(("severity", severity.to_string()));
+    labels
+}
+
+/// The burn-rate alert of a severity: any of its tiers burning over both its windows.
+fn burn_alert(
+    out: &mut String,
+    slo: &Slo,
+    sloth: bool,
+    labels: &[(&str, String)],
+    severity: &str,
+    alert: &str,
+) {
+    let conditions: Vec<String> = TIERS
+        .iter()
+        .filter(|tier| tier.severity == severity)
+        .map(|tier| tier_condition(slo, sloth, *tier))
+        .collect();
+    let _ = writeln!(out, "      - alert: {alert}");
+    let _ = writeln!(out, "        expr: {}", q(&conditions.join(" or ")));
+    label_lines(out, "        ", &with_severity(labels, severity));
+    annotations(
+        out,
+        &format!(
+            "SLO {} is burning its error budget too fast ({severity})",
+            slo.name
+        ),
+        &format!(
+            "The error budget of SLO {} (objective {}, window {}) is being spent fast enough to {}: error ratio {{{{ $value | humanizePercentage }}}}. {}",
+            slo.name,
+            slo.objective,
+            prom_duration(slo.window),
+            if severity == "page" {
+                "exhaust it within days"
+            } else {
+                "need attention this week"
+            },
+            source_text(slo)
+        ),
+    );
+}
+
+/// A tier's condition: the SLO's error ratio above the tier's threshold over both its long
+/// and its short window.
+fn tier_condition(slo: &Slo, sloth: bool, tier: Tier) -> String {
+    let threshold = tiers::tier_threshold(tier, slo.window, slo.objective);
     let sel = selector(slo);
-    let ratio = |window: Duration, threshold: f64| -> String {
+    let above = |window: Duration| -> String {
         let window = prom_duration(window);
         let (name, _) = ratio_series(&window, sloth);
         if sloth {
@@ -229,51 +308,12 @@ fn slo_groups(out: &mut String, slo: &Slo, sloth: bool) {
             format!("{name}{sel} > {threshold}")
         }
     };
-    for (severity, alert) in [
-        ("page", "NightjarSLOBurnRatePage"),
-        ("ticket", "NightjarSLOBurnRateTicket"),
-    ] {
-        let conditions: Vec<String> = TIERS
-            .iter()
-            .filter(|tier| tier.severity == severity)
-            .map(|tier| {
-                let threshold = tiers::tier_threshold(*tier, slo.window, slo.objective);
-                format!(
-                    "({} and {})",
-                    ratio(tier.long, threshold),
-                    ratio(tier.short, threshold)
-                )
-            })
-            .collect();
-        let mut alert_labels = labels.clone();
-        alert_labels.push(("severity", severity.to_string()));
-        let _ = writeln!(out, "      - alert: {alert}");
-        let _ = writeln!(out, "        expr: {}", q(&conditions.join(" or ")));
-        label_lines(out, "        ", &alert_labels);
-        annotations(
-            out,
-            &format!(
-                "SLO {} is burning its error budget too fast ({severity})",
-                slo.name
-            ),
-            &format!(
-                "The error budget of SLO {} (objective {}, window {}) is being spent fast enough to {}: error ratio {{{{ $value | humanizePercentage }}}}. {}",
-                slo.name,
-                slo.objective,
-                prom_duration(slo.window),
-                if severity == "page" {
-                    "exhaust it within days"
-                } else {
-                    "need attention this week"
-                },
-                source_text(slo)
-            ),
-        );
-    }
-    // Burn alerts are silent at zero traffic (0/0 is NaN); this one is not.
+    format!("({} and {})", above(tier.long), above(tier.short))
+}
+
+/// Burn alerts are silent at zero traffic (0/0 is NaN); this one is not.
+fn no_traffic_alert(out: &mut String, slo: &Slo, labels: &[(&str, String)]) {
     let (_, total) = sli_queries(slo, "10m");
-    let mut alert_labels = labels.clone();
-    alert_labels.push(("severity", "ticket".to_string()));
     let _ = writeln!(out, "      - alert: NightjarSLONoTraffic");
     let _ = writeln!(
         out,
@@ -281,7 +321,7 @@ fn slo_groups(out: &mut String, slo: &Slo, sloth: bool) {
         q(&format!("absent({total}) or ({total} == 0)"))
     );
     let _ = writeln!(out, "        for: 10m");
-    label_lines(out, "        ", &alert_labels);
+    label_lines(out, "        ", &with_severity(labels, "ticket"));
     annotations(
         out,
         &format!("SLO {} has no events", slo.name),
@@ -342,14 +382,12 @@ fn sloth_meta(out: &mut String, slo: &Slo, labels: &[(&str, String)]) {
             None,
         ),
     ];
-    for (record, expr, window) in rules {
-        let _ = writeln!(out, "      - record: {record}");
-        let _ = writeln!(out, "        expr: {}", q(&expr));
+    for (name, expr, window) in rules {
         let mut series_labels = labels.to_vec();
         if let Some(window) = window {
             series_labels.push(("sloth_window", window));
         }
-        label_lines(out, "        ", &series_labels);
+        record(out, &name, &expr, &series_labels);
     }
     let mut info = labels.to_vec();
     info.extend([
@@ -361,9 +399,7 @@ fn sloth_meta(out: &mut String, slo: &Slo, labels: &[(&str, String)]) {
             format!("nightjar-{}", env!("CARGO_PKG_VERSION")),
         ),
     ]);
-    let _ = writeln!(out, "      - record: sloth_slo_info");
-    let _ = writeln!(out, "        expr: \"vector(1)\"");
-    label_lines(out, "        ", &info);
+    record(out, "sloth_slo_info", "vector(1)", &info);
 }
 
 fn source_text(slo: &Slo) -> String {
@@ -388,8 +424,7 @@ fn source_text(slo: &Slo) -> String {
 fn expiry_group(out: &mut String, config: &Config) {
     let warning = config.rules.expiry_warning.as_secs();
     let critical = config.rules.expiry_critical.as_secs();
-    let _ = writeln!(out, "  - name: \"nightjar-expiry\"");
-    let _ = writeln!(out, "    rules:");
+    group_header(out, "nightjar-expiry");
     for (expires, alert, what) in [
         (
             expires::CERTIFICATE,
@@ -440,8 +475,7 @@ fn quorum_group(out: &mut String, config: &Config) {
     if config.checks.is_empty() {
         return;
     }
-    let _ = writeln!(out, "  - name: \"nightjar-region-quorum\"");
-    let _ = writeln!(out, "    rules:");
+    group_header(out, "nightjar-region-quorum");
     for def in &config.checks {
         quorum_rule(out, def, config);
     }
@@ -489,8 +523,7 @@ fn quorum_rule(out: &mut String, def: &CheckDef, config: &Config) {
 }
 
 fn agent_group(out: &mut String) {
-    let _ = writeln!(out, "  - name: \"nightjar-agent\"");
-    let _ = writeln!(out, "    rules:");
+    group_header(out, "nightjar-agent");
     let _ = writeln!(out, "      - alert: NightjarAgentDown");
     let _ = writeln!(
         out,
