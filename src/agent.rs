@@ -13,9 +13,10 @@ use tracing::{error, info, warn};
 use crate::access::{Access, SharedAccess, SharedTls};
 use crate::config::{Config, ConfigErrors, Origin};
 use crate::metrics::Metrics;
+use crate::outcome::Outcome;
 use crate::reload::{Changes, ReloadReply, ReloadRequest};
 use crate::remote_write::Pushers;
-use crate::result::{CheckResult, Failure, Status};
+use crate::result::{Failure, Status};
 use crate::schedule::{Runner, Scheduler, WallClock};
 use crate::server::{AppState, router};
 use crate::status::{StatusStore, Transition};
@@ -36,7 +37,7 @@ fn start_scheduler(
     config: &Config,
     runner: &Runner,
     metrics: &Arc<Metrics>,
-    results: &mpsc::Sender<CheckResult>,
+    results: &mpsc::Sender<Outcome>,
     settled: Vec<Arc<str>>,
 ) -> Running {
     let region = &config.agent.region;
@@ -191,7 +192,7 @@ struct Agent {
     status: Arc<StatusStore>,
     access: SharedAccess,
     tls: Option<SharedTls>,
-    results: mpsc::Sender<CheckResult>,
+    results: mpsc::Sender<Outcome>,
     sink: tokio::task::JoinHandle<()>,
     running: Running,
     injectors: Injectors,
@@ -208,7 +209,7 @@ impl Agent {
         metrics: Arc<Metrics>,
         status: Arc<StatusStore>,
     ) -> Agent {
-        let (results, results_rx) = mpsc::channel::<CheckResult>(1024);
+        let (results, results_rx) = mpsc::channel::<Outcome>(1024);
         let sink = tokio::spawn(sink(
             results_rx,
             metrics.clone(),
@@ -490,12 +491,13 @@ async fn watch_files(
 
 /// Consumes results: metrics, status store, and one log line per state change.
 async fn sink(
-    mut results: mpsc::Receiver<CheckResult>,
+    mut results: mpsc::Receiver<Outcome>,
     metrics: Arc<Metrics>,
     status: Arc<StatusStore>,
     region: String,
 ) {
-    while let Some(res) = results.recv().await {
+    while let Some(outcome) = results.recv().await {
+        let res = outcome.result;
         metrics.observe(&res);
         let check = res.check.clone();
         let kind = res.kind.as_str();

@@ -56,6 +56,7 @@ pub mod kind;
 pub mod maintenance;
 pub mod metrics;
 pub mod net;
+pub mod outcome;
 pub mod page;
 mod reader;
 pub mod reload;

@@ -5,7 +5,7 @@
 //! [`WallClock`], captured once, so a stepped system clock moves neither the intervals nor the
 //! cron firings, and tests can run the whole scheduler on paused time.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -14,8 +14,11 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
 use crate::config::{CheckDef, Schedule};
+use crate::detect::Tracker;
 use crate::hash::stable_hash;
+use crate::maintenance::{Maintenance, Mode, Open};
 use crate::metrics::Metrics;
+use crate::outcome::Outcome;
 use crate::result::CheckResult;
 use crate::runner::{RunEnv, run_one};
 
@@ -127,8 +130,9 @@ struct Shared {
     runner: Runner,
     metrics: Arc<Metrics>,
     permits: Arc<Semaphore>,
-    results: mpsc::Sender<CheckResult>,
+    results: mpsc::Sender<Outcome>,
     clock: WallClock,
+    maintenance: Arc<Maintenance>,
 }
 
 /// Runs the checks until shutdown.
@@ -136,16 +140,17 @@ pub struct Scheduler {
     checks: Vec<Arc<CheckDef>>,
     shared: Arc<Shared>,
     settled: HashSet<Arc<str>>,
+    trackers: HashMap<Arc<str>, Tracker>,
 }
 
 impl Scheduler {
-    /// A scheduler for `checks`, sending every result to `results`, with at most
+    /// A scheduler for `checks`, sending every outcome to `results`, with at most
     /// `concurrency` runs in flight at once.
     pub fn new(
         checks: Vec<Arc<CheckDef>>,
         runner: Runner,
         metrics: Arc<Metrics>,
-        results: mpsc::Sender<CheckResult>,
+        results: mpsc::Sender<Outcome>,
         concurrency: usize,
         clock: WallClock,
     ) -> Scheduler {
@@ -157,8 +162,10 @@ impl Scheduler {
                 permits: Arc::new(Semaphore::new(concurrency.max(1))),
                 results,
                 clock,
+                maintenance: Arc::new(Maintenance::default()),
             }),
             settled: HashSet::new(),
+            trackers: HashMap::new(),
         }
     }
 
@@ -171,20 +178,44 @@ impl Scheduler {
         self
     }
 
+    /// The states the checks start from (kept across a reload, or read from the state
+    /// dir); a check not named starts unknown.
+    #[must_use]
+    pub fn trackers(
+        mut self,
+        trackers: impl IntoIterator<Item = (Arc<str>, Tracker)>,
+    ) -> Scheduler {
+        self.trackers = trackers.into_iter().collect();
+        self
+    }
+
+    /// The maintenance windows: a check in a `skip` window does not run, and a run in a
+    /// `mark` window carries the window in its outcome.
+    #[must_use]
+    pub fn maintenance(mut self, maintenance: Arc<Maintenance>) -> Scheduler {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.maintenance = maintenance;
+        }
+        self
+    }
+
     /// Spawns one task per check and waits for them. When `shutdown` turns true (or its
     /// sender is dropped) no new run starts; runs in flight finish (each within its
-    /// timeout) before this returns. The results sender is dropped on return.
+    /// timeout) and hand on their outcome before this returns. The results sender is dropped
+    /// on return.
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
         let tasks: Vec<JoinHandle<()>> = self
             .checks
             .into_iter()
             .map(|def| {
                 let early = def.run_on_load && !self.settled.contains(&def.name);
+                let tracker = self.trackers.get(&def.name).copied().unwrap_or_default();
                 tokio::spawn(check_loop(
                     def,
                     self.shared.clone(),
                     shutdown.clone(),
                     early,
+                    tracker,
                 ))
             })
             .collect();
@@ -195,11 +226,27 @@ impl Scheduler {
     }
 }
 
+/// A run in flight: its task, and whether it is a retry.
+struct Running {
+    task: JoinHandle<Option<Ran>>,
+    retry: bool,
+}
+
+/// What a run's task hands back.
+struct Ran {
+    result: CheckResult,
+    maintenance: Option<Open>,
+}
+
+/// One check's loop: sleeps until its next slot (or retry), starts a run unless the last one
+/// is still in flight or a `skip` window is open, and hands each finished run on with the
+/// check's state after it.
 async fn check_loop(
     def: Arc<CheckDef>,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
     early: bool,
+    mut tracker: Tracker,
 ) {
     let now = Instant::now();
     let slot_from = |from: Instant| match &def.schedule {
@@ -221,17 +268,24 @@ async fn check_loop(
         }
     }
     let mut due = early.unwrap_or(slot);
-    let mut running: Option<JoinHandle<()>> = None;
+    // A retry due before the next regular run, while a change of state is unconfirmed.
+    let mut retry_at: Option<Instant> = None;
+    let mut running: Option<Running> = None;
     loop {
         if *shutdown.borrow() {
             break;
         }
+        let wake = retry_at.map_or(due, |at| at.min(due));
         tokio::select! {
-            () = sleep_until(due) => {}
+            () = sleep_until(wake) => {}
             // Let go of a finished run at once: its handle holds the task's memory.
-            _ = async { running.as_mut().expect("guarded by the condition").await },
+            joined = async { (&mut running.as_mut().expect("guarded by the condition").task).await },
                 if running.is_some() => {
-                running = None;
+                let retry = running.take().is_some_and(|run| run.retry);
+                if let Ok(Some(ran)) = joined {
+                    retry_at = hand_on(&def, &shared, &mut tracker, ran, retry).await
+                        .filter(|at| *at < due);
+                }
                 continue;
             }
             changed = shutdown.changed() => {
@@ -241,51 +295,103 @@ async fn check_loop(
                 continue;
             }
         }
-        let this_due = due;
-        due = match &def.schedule {
-            _ if early.take().is_some() => slot,
-            Schedule::Interval(every) => {
-                // After a stall (a suspended VM, a starved runtime) skip the missed slots
-                // instead of firing them back to back.
-                let mut next = this_due + *every;
-                let now = Instant::now();
-                while next <= now {
-                    next += *every;
-                }
-                next
+        let retry = retry_at.is_some_and(|at| at <= wake && at < due);
+        retry_at = None;
+        let this_due = wake;
+        if !retry {
+            due = match next_due(&def, &shared, &mut early, slot, this_due) {
+                Some(next) => next,
+                None => break,
+            };
+        }
+        if running.as_ref().is_some_and(|run| !run.task.is_finished()) {
+            if !retry {
+                shared.metrics.skipped(&def.name);
             }
-            Schedule::Cron(cron) => {
-                match next_cron(cron, Instant::now().max(this_due), &shared.clock) {
-                    Some(next) => next,
-                    None => break,
-                }
-            }
-        };
-        if running.as_ref().is_some_and(|handle| !handle.is_finished()) {
-            shared.metrics.skipped(&def.name);
             tracing::debug!(message = "Run skipped: the previous run is still in flight.", check = %def.name);
             continue;
         }
-        running = Some(tokio::spawn(run_task(
-            def.clone(),
-            shared.clone(),
-            this_due,
-        )));
+        let wall = shared.clock.wall_at(Instant::now());
+        let open = shared.maintenance.open_for(&def.name, &def.labels, wall);
+        if open.as_ref().is_some_and(|open| open.mode == Mode::Skip) {
+            tracing::debug!(message = "Run skipped: a maintenance window is open.", check = %def.name);
+            continue;
+        }
+        running = Some(Running {
+            task: tokio::spawn(run_task(def.clone(), shared.clone(), this_due, open)),
+            retry,
+        });
     }
-    if let Some(handle) = running {
-        let _ = handle.await;
+    if let Some(run) = running
+        && let Ok(Some(ran)) = run.task.await
+    {
+        hand_on(&def, &shared, &mut tracker, ran, run.retry).await;
     }
 }
 
-async fn run_task(def: Arc<CheckDef>, shared: Arc<Shared>, due: Instant) {
-    let Ok(_permit) = shared.permits.clone().acquire_owned().await else {
-        return;
+/// The regular run after the one due at `this_due` (the first slot after an early run).
+fn next_due(
+    def: &CheckDef,
+    shared: &Shared,
+    early: &mut Option<Instant>,
+    slot: Instant,
+    this_due: Instant,
+) -> Option<Instant> {
+    if early.take().is_some() {
+        return Some(slot);
+    }
+    match &def.schedule {
+        Schedule::Interval(every) => {
+            // After a stall (a suspended VM, a starved runtime) skip the missed slots
+            // instead of firing them back to back.
+            let mut next = this_due + *every;
+            let now = Instant::now();
+            while next <= now {
+                next += *every;
+            }
+            Some(next)
+        }
+        Schedule::Cron(cron) => next_cron(cron, Instant::now().max(this_due), &shared.clock),
+    }
+}
+
+/// Records a finished run in the check's state and sends its outcome on; returns when to
+/// retry, if the state waits on a confirmation and the check has a `retry_interval`.
+async fn hand_on(
+    def: &CheckDef,
+    shared: &Shared,
+    tracker: &mut Tracker,
+    ran: Ran,
+    retry: bool,
+) -> Option<Instant> {
+    let change = tracker.record(ran.result.is_success(), def.confirm);
+    let outcome = Outcome {
+        result: ran.result,
+        retry,
+        maintenance: ran.maintenance,
+        tracker: *tracker,
+        change,
     };
+    let _ = shared.results.send(outcome).await;
+    let every = def.retry_interval?;
+    tracker.undecided().then(|| Instant::now() + every)
+}
+
+async fn run_task(
+    def: Arc<CheckDef>,
+    shared: Arc<Shared>,
+    due: Instant,
+    maintenance: Option<Open>,
+) -> Option<Ran> {
+    let _permit = shared.permits.clone().acquire_owned().await.ok()?;
     shared
         .metrics
         .observe_lag(Instant::now().saturating_duration_since(due));
-    let res = (shared.runner)(def).await;
-    let _ = shared.results.send(res).await;
+    let result = (shared.runner)(def).await;
+    Some(Ran {
+        result,
+        maintenance,
+    })
 }
 
 #[cfg(test)]

@@ -72,7 +72,7 @@ struct Harness {
     metrics: Arc<Metrics>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
-    results: mpsc::Receiver<CheckResult>,
+    results: mpsc::Receiver<nightjar::outcome::Outcome>,
     t0: Instant,
 }
 
