@@ -11,7 +11,6 @@ pub mod tcp;
 pub mod tls;
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
@@ -116,12 +115,11 @@ pub(crate) async fn dial(
     }
 }
 
-/// Completes a TLS handshake over `tcp` whatever the certificate (its signature is still
-/// checked), then reads and judges the presented chain. Adds the handshake time to `took`.
-/// `target` names the endpoint in failure details.
+/// Completes a TLS handshake over `tcp` as `tls` sets it up, whatever the certificate (its
+/// signature is still checked), then reads and judges the presented chain. Adds the handshake
+/// time to `took`. `target` names the endpoint in failure details.
 pub(crate) async fn tls_handshake(
-    client: &Arc<rustls::ClientConfig>,
-    verifier: &rustls::client::WebPkiServerVerifier,
+    tls: &http::TlsOptions,
     server_name: &ServerName<'static>,
     tcp: TcpStream,
     deadline: Instant,
@@ -129,13 +127,13 @@ pub(crate) async fn tls_handshake(
     took: &mut Duration,
 ) -> Result<(TlsStream<TcpStream>, TlsInfo), Failure> {
     let start = Instant::now();
-    let connector = TlsConnector::from(client.clone());
+    let connector = TlsConnector::from(tls.client.clone());
     let connected = timeout_at(deadline, connector.connect(server_name.clone(), tcp)).await;
     *took += start.elapsed();
     match connected {
-        Ok(Ok(tls)) => {
-            let info = tlsinfo::inspect(tls.get_ref().1, server_name, verifier);
-            Ok((tls, info))
+        Ok(Ok(stream)) => {
+            let info = tlsinfo::inspect(stream.get_ref().1, server_name, &tls.verifier);
+            Ok((stream, info))
         }
         Ok(Err(error)) => {
             let (reason, message) = net::classify_tls_error(&error);
@@ -293,7 +291,10 @@ mod reason_lists {
                     .chain(tls_kinds)
                     .collect(),
             ),
-            (CheckKind::Tcp, vec![include_str!("tcp/mod.rs"), dial, RUNNER]),
+            (
+                CheckKind::Tcp,
+                vec![include_str!("tcp/mod.rs"), dial, RUNNER],
+            ),
         ];
         assert_eq!(parts.len(), CheckKind::ALL.len(), "every kind is covered");
         let mut missing = BTreeSet::new();

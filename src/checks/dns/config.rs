@@ -237,10 +237,10 @@ fn tls_server(
             match name {
                 Some(server_name) => Some(DnsServer::Tls(Box::new(TlsServer {
                     addr,
-                    server_name,
-                    client: tls.client.clone(),
-                    verifier: tls.verifier.clone(),
-                    insecure_skip_verify: tls.insecure_skip_verify,
+                    tls: TlsOptions {
+                        server_name: Some(server_name),
+                        ..tls.clone()
+                    },
                 }))),
                 None => {
                     d.error_hint(

@@ -10,7 +10,6 @@
 pub(crate) mod config;
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -20,7 +19,6 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderValue, Method};
 use regex::Regex;
-use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UdpSocket;
 use tokio::time::{Instant, timeout_at};
@@ -100,14 +98,8 @@ pub enum DnsServer {
 pub struct TlsServer {
     /// Where it listens.
     pub addr: HostPort,
-    /// Name verified against its certificate.
-    pub server_name: ServerName<'static>,
-    /// The TLS client.
-    pub client: Arc<rustls::ClientConfig>,
-    /// Judges its chain.
-    pub verifier: Arc<rustls::client::WebPkiServerVerifier>,
-    /// Go on when the certificate does not verify.
-    pub insecure_skip_verify: bool,
+    /// Its TLS client, verifier and name (always set: the configured one, or the host's).
+    pub tls: TlsOptions,
 }
 
 /// A DNS-over-HTTPS endpoint.
@@ -823,17 +815,17 @@ async fn over_tls(
         &mut details.connect,
     )
     .await?;
+    let server_name = server.tls.name_for(&server.addr.host)?;
     let (mut tls, info) = super::tls_handshake(
-        &server.client,
-        &server.verifier,
-        &server.server_name,
+        &server.tls,
+        &server_name,
         tcp,
         ctx.deadline,
         &target,
         &mut details.tls,
     )
     .await?;
-    let verified = super::require_verified(&info, server.insecure_skip_verify, &target);
+    let verified = super::require_verified(&info, server.tls.insecure_skip_verify, &target);
     details.tls_info = Some(info);
     verified?;
     exchange_framed(&mut tls, ctx.deadline, wire, id, &target).await

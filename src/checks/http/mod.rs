@@ -103,7 +103,8 @@ pub struct TlsOptions {
     pub client: Arc<rustls::ClientConfig>,
     /// Judges the presented chain against the configured roots, right after the handshake.
     pub verifier: Arc<rustls::client::WebPkiServerVerifier>,
-    /// Name sent in SNI and verified against the certificate, instead of the URL's host.
+    /// Name sent in SNI and verified against the certificate, instead of the target's host.
+    /// Always set for a `tls` check and a DNS-over-TLS server: their readers resolve it.
     pub server_name: Option<ServerName<'static>>,
     /// Go on when the chain or name does not verify (the verdict is still reported).
     pub insecure_skip_verify: bool,
@@ -120,6 +121,21 @@ impl TlsOptions {
             verifier,
             server_name: None,
             insecure_skip_verify: false,
+        }
+    }
+
+    /// The name sent in SNI and verified against the certificate: `server_name`, or else
+    /// `host`'s (a domain name or an IP address).
+    pub(crate) fn name_for(&self, host: &str) -> Result<Cow<'_, ServerName<'static>>, Failure> {
+        if let Some(name) = &self.server_name {
+            return Ok(Cow::Borrowed(name));
+        }
+        match ServerName::try_from(host) {
+            Ok(name) => Ok(Cow::Owned(name.to_owned())),
+            Err(_) => Err(Failure::new(
+                FailureReason::Tls,
+                format!("{host} is not a valid TLS server name"),
+            )),
         }
     }
 }
@@ -459,22 +475,10 @@ async fn exchange(
         let use_h2 = spec.version == HttpVersionPref::Http2;
         return request(spec, ctx, url, method, headers, body, tcp, use_h2, details).await;
     }
-    let server_name = match &spec.tls.server_name {
-        Some(name) => name.clone(),
-        None => {
-            let shown = host.to_string();
-            server_name_of(host).ok_or_else(|| {
-                Failure::new(
-                    FailureReason::Tls,
-                    format!("{shown} is not a valid TLS server name"),
-                )
-            })?
-        }
-    };
+    let server_name = spec.tls.name_for(&host_text)?;
     let target = format!("{} at {remote}", show_url(url));
     let (tls, info) = super::tls_handshake(
-        &spec.tls.client,
-        &spec.tls.verifier,
+        &spec.tls,
         &server_name,
         tcp,
         deadline,
@@ -498,14 +502,6 @@ async fn exchange(
         ));
     }
     request(spec, ctx, url, method, headers, body, tls, use_h2, details).await
-}
-
-fn server_name_of(host: url::Host<&str>) -> Option<ServerName<'static>> {
-    match host {
-        url::Host::Domain(name) => ServerName::try_from(name.to_string()).ok(),
-        url::Host::Ipv4(ip) => Some(ServerName::IpAddress(std::net::IpAddr::from(ip).into())),
-        url::Host::Ipv6(ip) => Some(ServerName::IpAddress(std::net::IpAddr::from(ip).into())),
-    }
 }
 
 /// Aborts the spawned connection driver when the exchange is over.

@@ -108,10 +108,11 @@ pub(crate) fn read(
         TlsSpec {
             host,
             port,
-            server_name,
             ip,
-            client: tls.client,
-            verifier: tls.verifier,
+            tls: TlsOptions {
+                server_name: Some(server_name),
+                ..tls
+            },
             starttls,
             expect,
         },

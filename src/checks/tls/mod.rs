@@ -7,16 +7,15 @@
 
 pub(crate) mod config;
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
-use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
 use super::CheckCtx;
+use super::http::TlsOptions;
 use crate::net::IpPreference;
 use crate::result::{Details, Failure, FailureReason, Status, TlsDetails, TlsInfo};
 use crate::time;
@@ -41,14 +40,12 @@ pub struct TlsSpec {
     pub host: String,
     /// Port to connect to.
     pub port: u16,
-    /// Name sent in SNI and verified against the certificate.
-    pub server_name: ServerName<'static>,
     /// Address family preference.
     pub ip: IpPreference,
-    /// The TLS client (client certificate).
-    pub client: Arc<rustls::ClientConfig>,
-    /// Judges the presented chain against the configured roots.
-    pub verifier: Arc<WebPkiServerVerifier>,
+    /// The TLS client (client certificate), the verifier that judges the presented chain
+    /// against the configured roots, and the name sent in SNI and verified against the
+    /// certificate (always set: the configured one, or the host's).
+    pub tls: TlsOptions,
     /// A plain-text protocol to upgrade from first.
     pub starttls: Option<StartTls>,
     /// What must hold.
@@ -115,12 +112,15 @@ impl Default for TlsExpect {
 /// Runs a `tls` check once.
 pub async fn run(spec: &TlsSpec, ctx: &CheckCtx) -> (Status, Details) {
     let mut details = TlsDetails::default();
-    let status = match handshake(spec, ctx, &mut details).await {
-        Ok(info) => {
-            let status = evaluate(&spec.expect, &info, &spec.server_name, SystemTime::now());
-            details.info = Some(info);
-            status
-        }
+    let status = match spec.tls.name_for(&spec.host) {
+        Ok(server_name) => match handshake(spec, &server_name, ctx, &mut details).await {
+            Ok(info) => {
+                let status = evaluate(&spec.expect, &info, &server_name, SystemTime::now());
+                details.info = Some(info);
+                status
+            }
+            Err(failure) => failure.into(),
+        },
         Err(failure) => failure.into(),
     };
     (status, Details::Tls(details))
@@ -128,6 +128,7 @@ pub async fn run(spec: &TlsSpec, ctx: &CheckCtx) -> (Status, Details) {
 
 async fn handshake(
     spec: &TlsSpec,
+    server_name: &ServerName<'static>,
     ctx: &CheckCtx,
     details: &mut TlsDetails,
 ) -> Result<TlsInfo, Failure> {
@@ -152,9 +153,8 @@ async fn handshake(
     }
 
     let (mut tls, info) = super::tls_handshake(
-        &spec.client,
-        &spec.verifier,
-        &spec.server_name,
+        &spec.tls,
+        server_name,
         tcp,
         ctx.deadline,
         &format!("{target} at {remote}"),
