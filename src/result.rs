@@ -4,6 +4,7 @@
 //! A failing target is data, not an `Err`: every check returns a `CheckResult`, and only the
 //! outer layers (metrics, status store, CLI) decide how to show it.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -345,23 +346,24 @@ pub struct StepResult {
 }
 
 /// A response code's mnemonic ("NOERROR", "NXDOMAIN", ...), or `RCODE<n>` for one without a
-/// name here: the text of the `rcode` label, the API and failure details.
-pub fn rcode_name(code: ResponseCode) -> String {
-    match code {
-        ResponseCode::NoError => "NOERROR".to_string(),
-        ResponseCode::FormErr => "FORMERR".to_string(),
-        ResponseCode::ServFail => "SERVFAIL".to_string(),
-        ResponseCode::NXDomain => "NXDOMAIN".to_string(),
-        ResponseCode::NotImp => "NOTIMP".to_string(),
-        ResponseCode::Refused => "REFUSED".to_string(),
-        ResponseCode::YXDomain => "YXDOMAIN".to_string(),
-        ResponseCode::YXRRSet => "YXRRSET".to_string(),
-        ResponseCode::NXRRSet => "NXRRSET".to_string(),
-        ResponseCode::NotAuth => "NOTAUTH".to_string(),
-        ResponseCode::NotZone => "NOTZONE".to_string(),
-        ResponseCode::BADVERS => "BADVERS".to_string(),
-        other => format!("RCODE{}", u16::from(other)),
-    }
+/// name here: the text of the `rcode` label, the API and failure details. Only `RCODE<n>` is
+/// built; a mnemonic is borrowed.
+pub fn rcode_name(code: ResponseCode) -> Cow<'static, str> {
+    Cow::Borrowed(match code {
+        ResponseCode::NoError => "NOERROR",
+        ResponseCode::FormErr => "FORMERR",
+        ResponseCode::ServFail => "SERVFAIL",
+        ResponseCode::NXDomain => "NXDOMAIN",
+        ResponseCode::NotImp => "NOTIMP",
+        ResponseCode::Refused => "REFUSED",
+        ResponseCode::YXDomain => "YXDOMAIN",
+        ResponseCode::YXRRSet => "YXRRSET",
+        ResponseCode::NXRRSet => "NXRRSET",
+        ResponseCode::NotAuth => "NOTAUTH",
+        ResponseCode::NotZone => "NOTZONE",
+        ResponseCode::BADVERS => "BADVERS",
+        other => return Cow::Owned(format!("RCODE{}", u16::from(other))),
+    })
 }
 
 /// What a `dns` check measured and was told.
@@ -403,7 +405,7 @@ pub struct DnsDetails {
 
 impl DnsDetails {
     /// The response code's mnemonic, e.g. "NOERROR".
-    pub fn rcode_name(&self) -> Option<String> {
+    pub fn rcode_name(&self) -> Option<Cow<'static, str>> {
         self.rcode.map(rcode_name)
     }
 
@@ -790,5 +792,19 @@ mod tests {
         assert_eq!(details.remote_addr(), None);
         assert!(Details::Tcp(TcpDetails::default()).remote_addr() == Some(None));
         assert!(Details::None.phases().is_empty());
+    }
+
+    #[test]
+    fn rcode_names_borrow_the_mnemonics_and_build_the_rest() {
+        assert!(matches!(
+            rcode_name(ResponseCode::NXDomain),
+            Cow::Borrowed("NXDOMAIN")
+        ));
+        assert!(matches!(
+            rcode_name(ResponseCode::BADVERS),
+            Cow::Borrowed("BADVERS")
+        ));
+        assert_eq!(rcode_name(ResponseCode::BADCOOKIE), "RCODE23");
+        assert_eq!(rcode_name(ResponseCode::Unknown(3841)), "RCODE3841");
     }
 }

@@ -556,7 +556,7 @@ impl RunView {
             Details::Dns(dns) => {
                 view.dns = Some(DnsView {
                     server: dns.server.clone(),
-                    rcode: dns.rcode_name(),
+                    rcode: dns.rcode_name().map(String::from),
                     authoritative: dns.authoritative,
                     truncated: dns.truncated,
                     answers: dns

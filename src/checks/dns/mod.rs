@@ -241,7 +241,7 @@ fn expect_rcode(expect: &DnsExpect, details: &DnsDetails) -> Result<(), Failure>
     }
     let rcode = details.rcode_name();
     let rcode = rcode.as_deref().unwrap_or("none");
-    let wanted: Vec<String> = expect.rcodes.iter().map(|code| rcode_name(*code)).collect();
+    let wanted: Vec<_> = expect.rcodes.iter().map(|code| rcode_name(*code)).collect();
     Err(Failure::new(
         FailureReason::Rcode,
         format!("expected rcode {}, got {rcode}", wanted.join(" or ")),
