@@ -5,6 +5,7 @@ mod architecture;
 mod cli;
 mod config;
 mod deploy;
+mod detection;
 mod dns;
 mod domain;
 mod examples;
