@@ -500,7 +500,8 @@ impl Store {
     ///
     /// A line is `head` (`name{`), the check's rendered labels, a `tail` (`,label="v"} `) and
     /// the value; every head and tail that does not depend on the run is rendered once per
-    /// scrape here, so the loop over checks only copies bytes and formats numbers.
+    /// scrape (by each family's writer, before its loop over checks), so the loop over checks
+    /// only copies bytes and formats numbers.
     pub fn write_text(&self, chunk: usize, emit: &mut dyn FnMut(String) -> bool) {
         let cells: Vec<Arc<Cell>> = self.cells().values().cloned().collect();
         let mut out = Writer {
@@ -509,105 +510,131 @@ impl Store {
             emit,
             stopped: false,
         };
-        let head = |name: &str, suffix: &str| format!("{name}{suffix}{{");
-        let by_result = |more: &[(&str, &str)]| {
-            RunResult::ALL.map(|result| tail(&[&[(label::RESULT, result.as_str())], more].concat()))
-        };
-
-        let info = head(INFO.0, "");
-        let mut info_tail = String::new();
-        out.family(INFO, "gauge", &cells, None, |buf, cell, _| {
-            let [target, schedule] = &cell.identity.info;
-            let pairs = [("target", target.as_str()), ("schedule", schedule.as_str())];
-            write_tail(&mut info_tail, pairs);
-            line(buf, &info, &cell.prefix, &info_tail, Int(1));
-        });
-        let runs = head(RUNS.0, "");
-        let run_tails = by_result(&[]);
-        out.family(RUNS, "counter", &cells, None, |buf, cell, state| {
-            for (tail, count) in run_tails.iter().zip(state.runs) {
-                line(buf, &runs, &cell.prefix, tail, Int(count));
-            }
-        });
-        let failures = head(FAILURES.0, "");
-        // Indexed by the reason's discriminant.
-        let mut reason_tails: Vec<String> = Vec::new();
-        for reason in crate::checks::CheckKind::ALL
-            .iter()
-            .flat_map(|kind| kind.reasons())
-        {
-            let idx = *reason as usize;
-            if reason_tails.len() <= idx {
-                reason_tails.resize(idx + 1, String::new());
-            }
-            reason_tails[idx] = tail(&[("reason", reason.as_str())]);
-        }
-        out.family(FAILURES, "counter", &cells, None, |buf, cell, state| {
-            for (reason, count) in cell.identity.reasons.iter().zip(&state.failures) {
-                let tail = &reason_tails[*reason as usize];
-                line(buf, &failures, &cell.prefix, tail, Int(*count));
-            }
-        });
-        let (bucket, sum, count) = (
-            head(DURATION.0, "_bucket"),
-            head(DURATION.0, "_sum"),
-            head(DURATION.0, "_count"),
-        );
-        let les: Vec<String> = self
-            .buckets
-            .iter()
-            .map(|bound| bound.to_string())
-            .chain(["+Inf".to_string()])
-            .collect();
-        let bucket_tails: Vec<[String; 2]> =
-            les.iter().map(|le| by_result(&[(label::LE, le)])).collect();
-        let result_tails = by_result(&[]);
-        out.family(DURATION, "histogram", &cells, None, |buf, cell, state| {
-            for (idx, (counts, total)) in state.histograms.iter().enumerate() {
-                let mut cumulative = 0;
-                for (tails, n) in bucket_tails.iter().zip(counts) {
-                    cumulative += n;
-                    line(buf, &bucket, &cell.prefix, &tails[idx], Int(cumulative));
-                }
-                line(buf, &sum, &cell.prefix, &result_tails[idx], Float(*total));
-                line(
-                    buf,
-                    &count,
-                    &cell.prefix,
-                    &result_tails[idx],
-                    Int(cumulative),
-                );
-            }
-        });
-        let skipped = head(SKIPPED.0, "");
-        out.family(SKIPPED, "counter", &cells, None, |buf, cell, state| {
-            line(buf, &skipped, &cell.prefix, "} ", Int(state.skipped));
-        });
-        let mut extra = String::new();
-        for (fam, name, help) in GAUGES {
-            let gauge = head(name, "");
-            out.family(
-                (name, help),
-                "gauge",
-                &cells,
-                Some(*fam),
-                |buf, cell, state| {
-                    let idx = *fam as usize;
-                    let range = usize::from(state.starts[idx])..usize::from(state.starts[idx + 1]);
-                    for sample in &state.gauges[range] {
-                        let pairs = sample.extra.iter().map(|(k, v)| (*k, v.as_ref()));
-                        write_tail(&mut extra, pairs);
-                        line(buf, &gauge, &cell.prefix, &extra, Float(sample.value));
-                    }
-                },
-            );
-        }
+        out.info(&cells);
+        out.runs(&cells);
+        out.failures(&cells);
+        out.durations(&cells, &self.buckets);
+        out.skipped(&cells);
+        out.gauges(&cells);
         out.flush();
     }
 
     /// Every per-check family as protobuf structures (for remote write).
     pub fn families(&self) -> Vec<MetricFamily> {
         let cells: Vec<Arc<Cell>> = self.cells().values().cloned().collect();
+        let mut gathered = Gathered::default();
+        gathered.gauges.resize(GAUGES.len(), Vec::new());
+        for cell in &cells {
+            let state = cell.lock();
+            self.gather_cell(&mut gathered, cell, &state);
+        }
+        gathered.into_families()
+    }
+
+    /// Adds `cell`'s series, of its state `state`, to `gathered`.
+    fn gather_cell(&self, gathered: &mut Gathered, cell: &Cell, state: &State) {
+        let [target, schedule] = &cell.identity.info;
+        gathered
+            .info
+            .push(self.gauge(cell, &[("target", target), ("schedule", schedule)], 1.0));
+        for result in RunResult::ALL {
+            let idx = result as usize;
+            let by_result = [(label::RESULT, result.as_str())];
+            gathered
+                .runs
+                .push(self.counter(cell, &by_result, state.runs[idx]));
+            let (counts, sum) = &state.histograms[idx];
+            let mut metric = self.metric(cell, &by_result);
+            metric.set_histogram(self.histogram(counts, *sum));
+            gathered.durations.push(metric);
+        }
+        for (reason, count) in cell.identity.reasons.iter().zip(&state.failures) {
+            gathered
+                .failures
+                .push(self.counter(cell, &[("reason", reason.as_str())], *count));
+        }
+        gathered
+            .skipped
+            .push(self.counter(cell, &[], state.skipped));
+        for sample in &state.gauges {
+            let extra: Vec<(&str, &str)> =
+                sample.extra.iter().map(|(k, v)| (*k, v.as_ref())).collect();
+            gathered.gauges[sample.fam as usize].push(self.gauge(cell, &extra, sample.value));
+        }
+    }
+
+    /// A metric of `cell` with its labels, the agent's, then `extra`.
+    fn metric(&self, cell: &Cell, extra: &[(&str, &str)]) -> Metric {
+        let mut metric = Metric::default();
+        let pairs = cell
+            .identity
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.as_str()))
+            .chain(self.agent.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .chain(extra.iter().copied())
+            .map(|(name, value)| {
+                let mut pair = LabelPair::default();
+                pair.set_name(name.to_string());
+                pair.set_value(value.to_string());
+                pair
+            })
+            .collect();
+        metric.set_label(pairs);
+        metric
+    }
+
+    fn counter(&self, cell: &Cell, extra: &[(&str, &str)], value: u64) -> Metric {
+        let mut metric = self.metric(cell, extra);
+        let mut counter = Counter::default();
+        counter.set_value(value as f64);
+        metric.set_counter(counter);
+        metric
+    }
+
+    fn gauge(&self, cell: &Cell, extra: &[(&str, &str)], value: f64) -> Metric {
+        let mut metric = self.metric(cell, extra);
+        let mut gauge = Gauge::default();
+        gauge.set_value(value);
+        metric.set_gauge(gauge);
+        metric
+    }
+
+    /// The histogram of one result's observations per bucket (`counts`, not cumulative, the
+    /// last +Inf) and their `sum`.
+    fn histogram(&self, counts: &[u64], sum: f64) -> Histogram {
+        let mut histogram = Histogram::default();
+        let mut cumulative = 0;
+        let mut buckets = Vec::new();
+        for (bound, count) in self.buckets.iter().zip(counts) {
+            cumulative += count;
+            let mut bucket = Bucket::default();
+            bucket.set_upper_bound(*bound);
+            bucket.set_cumulative_count(cumulative);
+            buckets.push(bucket);
+        }
+        histogram.set_bucket(buckets);
+        histogram.set_sample_count(counts.iter().sum());
+        histogram.set_sample_sum(sum);
+        histogram
+    }
+}
+
+/// The per-check families' metrics, gathered check by check.
+#[derive(Default)]
+struct Gathered {
+    info: Vec<Metric>,
+    runs: Vec<Metric>,
+    failures: Vec<Metric>,
+    durations: Vec<Metric>,
+    skipped: Vec<Metric>,
+    /// Indexed by `Fam as usize`.
+    gauges: Vec<Vec<Metric>>,
+}
+
+impl Gathered {
+    /// The families, in the text format's order; those no check has are left out.
+    fn into_families(self) -> Vec<MetricFamily> {
         let mut families = Vec::new();
         let mut family = |(name, help): (&str, &str), kind: MetricType, metrics: Vec<Metric>| {
             if metrics.is_empty() {
@@ -620,91 +647,12 @@ impl Store {
             family.set_metric(metrics);
             families.push(family);
         };
-        let metric = |cell: &Cell, extra: &[(&str, &str)]| {
-            let mut metric = Metric::default();
-            let pairs = cell
-                .identity
-                .labels
-                .iter()
-                .map(|(k, v)| (k.as_ref(), v.as_str()))
-                .chain(self.agent.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .chain(extra.iter().copied())
-                .map(|(name, value)| {
-                    let mut pair = LabelPair::default();
-                    pair.set_name(name.to_string());
-                    pair.set_value(value.to_string());
-                    pair
-                })
-                .collect();
-            metric.set_label(pairs);
-            metric
-        };
-        let counter = |cell: &Cell, extra: &[(&str, &str)], value: u64| {
-            let mut m = metric(cell, extra);
-            let mut counter = Counter::default();
-            counter.set_value(value as f64);
-            m.set_counter(counter);
-            m
-        };
-        let gauge = |cell: &Cell, extra: &[(&str, &str)], value: f64| {
-            let mut m = metric(cell, extra);
-            let mut gauge = Gauge::default();
-            gauge.set_value(value);
-            m.set_gauge(gauge);
-            m
-        };
-        let mut info = Vec::new();
-        let mut runs = Vec::new();
-        let mut failures = Vec::new();
-        let mut durations = Vec::new();
-        let mut skipped = Vec::new();
-        let mut gauges: Vec<Vec<Metric>> = vec![Vec::new(); GAUGES.len()];
-        for cell in &cells {
-            let state = cell.lock();
-            let [target, schedule] = &cell.identity.info;
-            info.push(gauge(
-                cell,
-                &[("target", target), ("schedule", schedule)],
-                1.0,
-            ));
-            for result in RunResult::ALL {
-                let idx = result as usize;
-                let by_result = [(label::RESULT, result.as_str())];
-                runs.push(counter(cell, &by_result, state.runs[idx]));
-                let (counts, sum) = &state.histograms[idx];
-                let mut histogram = Histogram::default();
-                let mut cumulative = 0;
-                let mut buckets = Vec::new();
-                for (bound, count) in self.buckets.iter().zip(counts) {
-                    cumulative += count;
-                    let mut bucket = Bucket::default();
-                    bucket.set_upper_bound(*bound);
-                    bucket.set_cumulative_count(cumulative);
-                    buckets.push(bucket);
-                }
-                histogram.set_bucket(buckets);
-                histogram.set_sample_count(counts.iter().sum());
-                histogram.set_sample_sum(*sum);
-                let mut m = metric(cell, &by_result);
-                m.set_histogram(histogram);
-                durations.push(m);
-            }
-            for (reason, count) in cell.identity.reasons.iter().zip(&state.failures) {
-                failures.push(counter(cell, &[("reason", reason.as_str())], *count));
-            }
-            skipped.push(counter(cell, &[], state.skipped));
-            for sample in &state.gauges {
-                let extra: Vec<(&str, &str)> =
-                    sample.extra.iter().map(|(k, v)| (*k, v.as_ref())).collect();
-                gauges[sample.fam as usize].push(gauge(cell, &extra, sample.value));
-            }
-        }
-        family(INFO, MetricType::GAUGE, info);
-        family(RUNS, MetricType::COUNTER, runs);
-        family(FAILURES, MetricType::COUNTER, failures);
-        family(DURATION, MetricType::HISTOGRAM, durations);
-        family(SKIPPED, MetricType::COUNTER, skipped);
-        for ((_, name, help), metrics) in GAUGES.iter().zip(gauges) {
+        family(INFO, MetricType::GAUGE, self.info);
+        family(RUNS, MetricType::COUNTER, self.runs);
+        family(FAILURES, MetricType::COUNTER, self.failures);
+        family(DURATION, MetricType::HISTOGRAM, self.durations);
+        family(SKIPPED, MetricType::COUNTER, self.skipped);
+        for ((_, name, help), metrics) in GAUGES.iter().zip(self.gauges) {
             family((name, help), MetricType::GAUGE, metrics);
         }
         families
@@ -764,6 +712,122 @@ impl Writer<'_> {
     }
 }
 
+/// The writer of each per-check family: each renders its heads and the tails that do not
+/// depend on the run once, then writes every check's lines.
+impl Writer<'_> {
+    /// `nightjar_check_info`: the check's target and schedule.
+    fn info(&mut self, cells: &[Arc<Cell>]) {
+        let info = head(INFO.0, "");
+        let mut info_tail = String::new();
+        self.family(INFO, "gauge", cells, None, |buf, cell, _| {
+            let [target, schedule] = &cell.identity.info;
+            let pairs = [("target", target.as_str()), ("schedule", schedule.as_str())];
+            write_tail(&mut info_tail, pairs);
+            line(buf, &info, &cell.prefix, &info_tail, Int(1));
+        });
+    }
+
+    /// `nightjar_check_runs_total`, by result.
+    fn runs(&mut self, cells: &[Arc<Cell>]) {
+        let runs = head(RUNS.0, "");
+        let run_tails = by_result(&[]);
+        self.family(RUNS, "counter", cells, None, |buf, cell, state| {
+            for (tail, count) in run_tails.iter().zip(state.runs) {
+                line(buf, &runs, &cell.prefix, tail, Int(count));
+            }
+        });
+    }
+
+    /// `nightjar_check_failures_total`, by each reason of the check's kind.
+    fn failures(&mut self, cells: &[Arc<Cell>]) {
+        let failures = head(FAILURES.0, "");
+        // Indexed by the reason's discriminant.
+        let mut reason_tails: Vec<String> = Vec::new();
+        for reason in crate::checks::CheckKind::ALL
+            .iter()
+            .flat_map(|kind| kind.reasons())
+        {
+            let idx = *reason as usize;
+            if reason_tails.len() <= idx {
+                reason_tails.resize(idx + 1, String::new());
+            }
+            reason_tails[idx] = tail(&[("reason", reason.as_str())]);
+        }
+        self.family(FAILURES, "counter", cells, None, |buf, cell, state| {
+            for (reason, count) in cell.identity.reasons.iter().zip(&state.failures) {
+                let tail = &reason_tails[*reason as usize];
+                line(buf, &failures, &cell.prefix, tail, Int(*count));
+            }
+        });
+    }
+
+    /// `nightjar_check_duration_seconds` by result: cumulative buckets (bounds `buckets`,
+    /// then +Inf), sum and count.
+    fn durations(&mut self, cells: &[Arc<Cell>], buckets: &[f64]) {
+        let (bucket, sum, count) = (
+            head(DURATION.0, "_bucket"),
+            head(DURATION.0, "_sum"),
+            head(DURATION.0, "_count"),
+        );
+        let les: Vec<String> = buckets
+            .iter()
+            .map(|bound| bound.to_string())
+            .chain(["+Inf".to_string()])
+            .collect();
+        let bucket_tails: Vec<[String; 2]> =
+            les.iter().map(|le| by_result(&[(label::LE, le)])).collect();
+        let result_tails = by_result(&[]);
+        self.family(DURATION, "histogram", cells, None, |buf, cell, state| {
+            for (idx, (counts, total)) in state.histograms.iter().enumerate() {
+                let mut cumulative = 0;
+                for (tails, n) in bucket_tails.iter().zip(counts) {
+                    cumulative += n;
+                    line(buf, &bucket, &cell.prefix, &tails[idx], Int(cumulative));
+                }
+                line(buf, &sum, &cell.prefix, &result_tails[idx], Float(*total));
+                line(
+                    buf,
+                    &count,
+                    &cell.prefix,
+                    &result_tails[idx],
+                    Int(cumulative),
+                );
+            }
+        });
+    }
+
+    /// `nightjar_check_skipped_runs_total`.
+    fn skipped(&mut self, cells: &[Arc<Cell>]) {
+        let skipped = head(SKIPPED.0, "");
+        self.family(SKIPPED, "counter", cells, None, |buf, cell, state| {
+            line(buf, &skipped, &cell.prefix, "} ", Int(state.skipped));
+        });
+    }
+
+    /// The last run's gauges, family by family; a check without a family is passed over.
+    fn gauges(&mut self, cells: &[Arc<Cell>]) {
+        let mut extra = String::new();
+        for (fam, name, help) in GAUGES {
+            let gauge = head(name, "");
+            self.family(
+                (name, help),
+                "gauge",
+                cells,
+                Some(*fam),
+                |buf, cell, state| {
+                    let idx = *fam as usize;
+                    let range = usize::from(state.starts[idx])..usize::from(state.starts[idx + 1]);
+                    for sample in &state.gauges[range] {
+                        let pairs = sample.extra.iter().map(|(k, v)| (*k, v.as_ref()));
+                        write_tail(&mut extra, pairs);
+                        line(buf, &gauge, &cell.prefix, &extra, Float(sample.value));
+                    }
+                },
+            );
+        }
+    }
+}
+
 /// A sample value in the text format.
 trait Value {
     fn write(&self, buf: &mut String);
@@ -804,6 +868,16 @@ fn line(buf: &mut String, head: &str, prefix: &str, tail: &str, value: impl Valu
     buf.push_str(tail);
     value.write(buf);
     buf.push('\n');
+}
+
+/// `name` and `suffix` then `{`: what starts a line.
+fn head(name: &str, suffix: &str) -> String {
+    format!("{name}{suffix}{{")
+}
+
+/// The tails of both results, in [`RunResult::ALL`]'s order, each followed by `more`.
+fn by_result(more: &[(&str, &str)]) -> [String; 2] {
+    RunResult::ALL.map(|result| tail(&[&[(label::RESULT, result.as_str())], more].concat()))
 }
 
 /// `,label="value",...} `: what follows the check's labels on a line.
