@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 
 use crate::result::Failure;
-use crate::status::{RunView, State, StatusStore, Summary};
+use crate::status::{
+    AnswerView, DnsView, DomainView, RunView, State, StatusStore, StepView, Summary, TlsView,
+};
 use crate::time::{days_text, left_text, unix_secs};
 
 const STYLE: &str = include_str!("style.css");
@@ -133,32 +135,93 @@ pub fn list(store: &StatusStore, filter: &Filter) -> String {
     let (warning, critical) = store.expiry_leads();
     let mut rows = store.summaries();
     let expiring = |row: &Summary| row.expiry.is_some_and(|(_, at)| within(at, now, warning));
-
-    let mut counts = [0usize; 4]; // failing, expiring, unknown, passing
-    let mut kinds = BTreeSet::new();
-    let mut labels = BTreeSet::new();
-    for row in &rows {
-        match row.state {
-            State::Failing => counts[0] += 1,
-            State::Unknown => counts[2] += 1,
-            State::Passing => counts[3] += 1,
-        }
-        if expiring(row) {
-            counts[1] += 1;
-        }
-        kinds.insert(row.def.kind().as_str());
-        for (key, value) in &row.def.labels {
-            if labels.len() < LABEL_SUGGESTIONS {
-                labels.insert(format!("{key}={value}"));
-            }
-        }
-    }
+    let tally = Tally::of(&rows, expiring);
     let total = rows.len();
 
     let q = Filter::get(&filter.q).to_lowercase();
     rows.retain(|row| filter.matches(row, expiring(row), &q));
-    // What needs attention first: failing (the newest failure first), then expiring (the
-    // soonest first), then not run yet, then passing; by name within each.
+    by_attention(&mut rows, expiring);
+    let matching = rows.len();
+    let pages = matching.div_ceil(PAGE_SIZE).max(1);
+    let page = Filter::get(&filter.page)
+        .parse::<usize>()
+        .unwrap_or(1)
+        .clamp(1, pages);
+    let first = (page - 1) * PAGE_SIZE;
+    let shown = &rows[first.min(matching)..(first + PAGE_SIZE).min(matching)];
+
+    let mut html = list_head(store, tally.failing);
+    filter_form(&mut html, filter, &tally.kinds, &tally.labels);
+    let _ = writeln!(html, "<div id=\"live\" data-refresh=\"{REFRESH_SECONDS}\">");
+    counts(&mut html, &tally, total, warning);
+    if matching == 0 {
+        html.push_str(if total == 0 {
+            "<p>This agent runs no checks in its region.</p>\n"
+        } else {
+            "<p>No check matches these filters. <a href=\"/\">Show all checks</a>.</p>\n"
+        });
+    } else {
+        checks_table(
+            &mut html,
+            shown,
+            first,
+            (matching, total),
+            now,
+            (warning, critical),
+        );
+    }
+    if pages > 1 {
+        pager(&mut html, filter, page, pages);
+    }
+    html.push_str("</div>\n</main>\n");
+    foot(&mut html);
+    html
+}
+
+/// What the list's summary and filter form show of every check, filtered or not.
+#[derive(Default)]
+struct Tally {
+    /// Checks failing.
+    failing: usize,
+    /// Checks whose certificate, signature or registration expires within the warning lead
+    /// time (whatever their state).
+    expiring: usize,
+    /// Checks not run yet.
+    unknown: usize,
+    /// Checks passing.
+    passing: usize,
+    /// The check types present, for the type filter.
+    kinds: BTreeSet<&'static str>,
+    /// Up to [`LABEL_SUGGESTIONS`] `key=value` pairs, for the label filter.
+    labels: BTreeSet<String>,
+}
+
+impl Tally {
+    fn of(rows: &[Summary], expiring: impl Fn(&Summary) -> bool) -> Tally {
+        let mut tally = Tally::default();
+        for row in rows {
+            match row.state {
+                State::Failing => tally.failing += 1,
+                State::Unknown => tally.unknown += 1,
+                State::Passing => tally.passing += 1,
+            }
+            if expiring(row) {
+                tally.expiring += 1;
+            }
+            tally.kinds.insert(row.def.kind().as_str());
+            for (key, value) in &row.def.labels {
+                if tally.labels.len() < LABEL_SUGGESTIONS {
+                    tally.labels.insert(format!("{key}={value}"));
+                }
+            }
+        }
+        tally
+    }
+}
+
+/// What needs attention first: failing (the newest failure first), then expiring (the
+/// soonest first), then not run yet, then passing; by name within each.
+fn by_attention(rows: &mut [Summary], expiring: impl Fn(&Summary) -> bool) {
     rows.sort_by_cached_key(|row| {
         let rank = match row.state {
             State::Failing => 0,
@@ -173,17 +236,12 @@ pub fn list(store: &StatusStore, filter: &Filter) -> String {
         };
         (rank, order, row.def.name.clone())
     });
-    let matching = rows.len();
-    let pages = matching.div_ceil(PAGE_SIZE).max(1);
-    let page = Filter::get(&filter.page)
-        .parse::<usize>()
-        .unwrap_or(1)
-        .clamp(1, pages);
-    let first = (page - 1) * PAGE_SIZE;
-    let shown = &rows[first.min(matching)..(first + PAGE_SIZE).min(matching)];
+}
 
-    let title = if counts[0] > 0 {
-        format!("{} failing · nightjar {}", counts[0], store.region())
+/// The document head, titled with the failing count, and the page header.
+fn list_head(store: &StatusStore, failing: usize) -> String {
+    let title = if failing > 0 {
+        format!("{failing} failing · nightjar {}", store.region())
     } else {
         format!("nightjar {}", store.region())
     };
@@ -195,63 +253,69 @@ pub fn list(store: &StatusStore, filter: &Filter) -> String {
         region = escape(store.region()),
         version = env!("CARGO_PKG_VERSION"),
     );
-    filter_form(&mut html, filter, &kinds, &labels);
+    html
+}
 
+/// The summary line: how many checks fail, expire, have not run and pass, of how many.
+fn counts(html: &mut String, tally: &Tally, total: usize, warning: Duration) {
+    let _ = writeln!(
+        html,
+        "<ul class=\"counts\" aria-label=\"Summary\">\
+<li class=\"failing\">{} failing</li><li class=\"warn\">{} expiring within {}</li>\
+<li class=\"unknown\">{} not run yet</li><li class=\"passing\">{} passing</li><li class=\"muted\">{total} checks</li></ul>",
+        tally.failing,
+        tally.expiring,
+        days_text(warning.as_secs() as i64),
+        tally.unknown,
+        tally.passing,
+    );
+}
+
+/// One page of rows (`first` is the index of the first), with a caption saying which of how
+/// many matching checks they are.
+fn checks_table(
+    html: &mut String,
+    shown: &[Summary],
+    first: usize,
+    (matching, total): (usize, usize),
+    now: SystemTime,
+    (warning, critical): (Duration, Duration),
+) {
     let _ = write!(
         html,
-        "<div id=\"live\" data-refresh=\"{REFRESH_SECONDS}\">\n<ul class=\"counts\" aria-label=\"Summary\">\
-<li class=\"failing\">{} failing</li><li class=\"warn\">{} expiring within {}</li>\
-<li class=\"unknown\">{} not run yet</li><li class=\"passing\">{} passing</li><li class=\"muted\">{total} checks</li></ul>\n",
-        counts[0],
-        counts[1],
-        days_text(warning.as_secs() as i64),
-        counts[2],
-        counts[3],
-    );
-    if matching == 0 {
-        html.push_str(if total == 0 {
-            "<p>This agent runs no checks in its region.</p>\n"
-        } else {
-            "<p>No check matches these filters. <a href=\"/\">Show all checks</a>.</p>\n"
-        });
-    } else {
-        let _ = write!(
-            html,
-            "<div class=\"scroll\"><table id=\"checks\">\n<caption>Checks {}–{} of {matching}{}, what needs attention first</caption>\n\
+        "<div class=\"scroll\"><table id=\"checks\">\n<caption>Checks {}–{} of {matching}{}, what needs attention first</caption>\n\
 <thead><tr><th scope=\"col\">State</th><th scope=\"col\">Check</th><th scope=\"col\" class=\"wide\">Type</th>\
 <th scope=\"col\" class=\"wide\">Target</th><th scope=\"col\">For</th><th scope=\"col\">Last run</th>\
 <th scope=\"col\" class=\"wide\">History</th><th scope=\"col\">Expires</th><th scope=\"col\">Reason</th></tr></thead>\n<tbody>\n",
-            first + 1,
-            first + shown.len(),
-            if matching < total { " matching" } else { "" },
+        first + 1,
+        first + shown.len(),
+        if matching < total { " matching" } else { "" },
+    );
+    for row in shown {
+        list_row(html, row, now, warning, critical);
+    }
+    html.push_str("</tbody></table></div>\n");
+}
+
+/// Links to the previous and next pages, keeping the filters.
+fn pager(html: &mut String, filter: &Filter, page: usize, pages: usize) {
+    html.push_str("<nav class=\"pages\" aria-label=\"Pages\">");
+    if page > 1 {
+        let _ = write!(
+            html,
+            "<a href=\"{}\" rel=\"prev\">← Previous</a>",
+            escape(&filter.href(page - 1))
         );
-        for row in shown {
-            list_row(&mut html, row, now, warning, critical);
-        }
-        html.push_str("</tbody></table></div>\n");
     }
-    if pages > 1 {
-        html.push_str("<nav class=\"pages\" aria-label=\"Pages\">");
-        if page > 1 {
-            let _ = write!(
-                html,
-                "<a href=\"{}\" rel=\"prev\">← Previous</a>",
-                escape(&filter.href(page - 1))
-            );
-        }
-        let _ = write!(html, "<span>Page {page} of {pages}</span>");
-        if page < pages {
-            let _ = write!(
-                html,
-                "<a href=\"{}\" rel=\"next\">Next →</a>",
-                escape(&filter.href(page + 1))
-            );
-        }
-        html.push_str("</nav>\n");
+    let _ = write!(html, "<span>Page {page} of {pages}</span>");
+    if page < pages {
+        let _ = write!(
+            html,
+            "<a href=\"{}\" rel=\"next\">Next →</a>",
+            escape(&filter.href(page + 1))
+        );
     }
-    html.push_str("</div>\n</main>\n");
-    foot(&mut html);
-    html
+    html.push_str("</nav>\n");
 }
 
 fn filter_form(
@@ -512,7 +576,7 @@ pub fn detail(store: &StatusStore, name: &str) -> Option<String> {
 
     match &view.last_run {
         None => html.push_str("<h2>Last run</h2>\n<p>The check has not finished a run yet.</p>\n"),
-        Some(run) => last_run(&mut html, run, now, warning, critical),
+        Some(run) => last_run(&mut html, run, now, (warning, critical)),
     }
 
     if !view.history.is_empty() {
@@ -554,13 +618,29 @@ fn fact(html: &mut String, term: &str, value: &str) {
     let _ = writeln!(html, "<dt>{term}</dt><dd>{value}</dd>");
 }
 
-fn last_run(
-    html: &mut String,
-    run: &RunView,
-    now: SystemTime,
-    warning: Duration,
-    critical: Duration,
-) {
+/// The last run's sections: its facts, then what its kind measured (phases, flow steps,
+/// certificates, DNS answer, registration), each only when the run has it.
+fn last_run(html: &mut String, run: &RunView, now: SystemTime, leads: (Duration, Duration)) {
+    run_facts(html, run);
+    if !run.phases.is_empty() {
+        phases_table(html, &run.phases);
+    }
+    if !run.steps.is_empty() {
+        steps_table(html, &run.steps);
+    }
+    if let Some(tls) = &run.tls {
+        certificates(html, tls, now, leads);
+    }
+    if let Some(dns) = &run.dns {
+        dns_answer(html, dns, now, leads);
+    }
+    if let Some(domain) = &run.domain {
+        registration(html, domain, now, leads);
+    }
+}
+
+/// When the run started, how long it took, its result and what HTTP and TLS said.
+fn run_facts(html: &mut String, run: &RunView) {
     html.push_str("<h2>Last run</h2>\n<dl class=\"facts\">\n");
     fact(
         html,
@@ -603,166 +683,191 @@ fn last_run(
         fact(html, "TLS", version);
     }
     html.push_str("</dl>\n");
+}
 
-    if !run.phases.is_empty() {
-        html.push_str(
-            "<h2>Phases</h2>\n<table class=\"compact\"><caption>Time per phase of the last run</caption>\
+/// The time each phase took, in the order they happen.
+fn phases_table(html: &mut String, phases: &BTreeMap<&'static str, f64>) {
+    html.push_str(
+        "<h2>Phases</h2>\n<table class=\"compact\"><caption>Time per phase of the last run</caption>\
 <thead><tr><th scope=\"col\">Phase</th><th scope=\"col\">Took</th></tr></thead><tbody>\n",
+    );
+    // STARTTLS is a phase only of checks that use it.
+    for (phase, seconds) in in_order(phases)
+        .into_iter()
+        .filter(|(phase, seconds)| *phase != "starttls" || *seconds > 0.0)
+    {
+        let _ = writeln!(
+            html,
+            "<tr><th scope=\"row\">{phase}</th><td class=\"num\">{}</td></tr>",
+            took_text(seconds)
         );
-        // STARTTLS is a phase only of checks that use it.
-        for (phase, seconds) in in_order(&run.phases)
-            .into_iter()
-            .filter(|(phase, seconds)| *phase != "starttls" || *seconds > 0.0)
-        {
-            let _ = writeln!(
-                html,
-                "<tr><th scope=\"row\">{phase}</th><td class=\"num\">{}</td></tr>",
-                took_text(seconds)
-            );
-        }
-        html.push_str("</tbody></table>\n");
     }
+    html.push_str("</tbody></table>\n");
+}
 
-    if !run.steps.is_empty() {
-        html.push_str(
-            "<h2>Steps</h2>\n<table><caption>The flow's steps, in order</caption><thead><tr>\
+/// A flow's steps, in order: state, HTTP status, time and phases of each.
+fn steps_table(html: &mut String, steps: &[StepView]) {
+    html.push_str(
+        "<h2>Steps</h2>\n<table><caption>The flow's steps, in order</caption><thead><tr>\
 <th scope=\"col\">Step</th><th scope=\"col\">State</th><th scope=\"col\">HTTP status</th>\
 <th scope=\"col\">Took</th><th scope=\"col\" class=\"wide\">Phases</th></tr></thead><tbody>\n",
+    );
+    for step in steps {
+        let phases: Vec<String> = in_order(&step.phases)
+            .into_iter()
+            .map(|(phase, seconds)| format!("{phase} {}", took_text(seconds)))
+            .collect();
+        let _ = writeln!(
+            html,
+            "<tr><th scope=\"row\">{}</th><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"wide muted\">{}</td></tr>",
+            escape(&step.name),
+            badge(if step.success {
+                State::Passing
+            } else {
+                State::Failing
+            }),
+            step.status_code
+                .map(|code| code.to_string())
+                .unwrap_or_default(),
+            took_text(step.duration_seconds),
+            phases.join(", ")
         );
-        for step in &run.steps {
-            let phases: Vec<String> = in_order(&step.phases)
-                .into_iter()
-                .map(|(phase, seconds)| format!("{phase} {}", took_text(seconds)))
-                .collect();
-            let _ = writeln!(
-                html,
-                "<tr><th scope=\"row\">{}</th><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"wide muted\">{}</td></tr>",
-                escape(&step.name),
-                badge(if step.success {
-                    State::Passing
-                } else {
-                    State::Failing
-                }),
-                step.status_code
-                    .map(|code| code.to_string())
-                    .unwrap_or_default(),
-                took_text(step.duration_seconds),
-                phases.join(", ")
-            );
-        }
-        html.push_str("</tbody></table>\n");
     }
+    html.push_str("</tbody></table>\n");
+}
 
-    if let Some(tls) = &run.tls {
-        html.push_str("<h2>Certificates</h2>\n<dl class=\"facts\">\n");
-        fact(html, "Version", tls.version);
-        fact(
-            html,
-            "Chain",
-            if tls.chain_valid {
-                "valid"
-            } else {
-                "<span class=\"failing\">not valid</span>"
-            },
-        );
-        fact(
-            html,
-            "Name",
-            if tls.hostname_match {
-                "matches"
-            } else {
-                "<span class=\"failing\">does not match</span>"
-            },
-        );
-        if let Some(error) = &tls.verify_error {
-            fact(html, "Verification", &escape(error));
-        }
-        html.push_str("</dl>\n<div class=\"scroll\"><table><caption>The presented chain, leaf first</caption><thead><tr>\
+/// The TLS verdicts, then the presented chain with each certificate's expiry.
+fn certificates(
+    html: &mut String,
+    tls: &TlsView,
+    now: SystemTime,
+    (warning, critical): (Duration, Duration),
+) {
+    html.push_str("<h2>Certificates</h2>\n<dl class=\"facts\">\n");
+    fact(html, "Version", tls.version);
+    fact(
+        html,
+        "Chain",
+        if tls.chain_valid {
+            "valid"
+        } else {
+            "<span class=\"failing\">not valid</span>"
+        },
+    );
+    fact(
+        html,
+        "Name",
+        if tls.hostname_match {
+            "matches"
+        } else {
+            "<span class=\"failing\">does not match</span>"
+        },
+    );
+    if let Some(error) = &tls.verify_error {
+        fact(html, "Verification", &escape(error));
+    }
+    html.push_str("</dl>\n<div class=\"scroll\"><table><caption>The presented chain, leaf first</caption><thead><tr>\
 <th scope=\"col\">#</th><th scope=\"col\">Subject</th><th scope=\"col\" class=\"wide\">Issuer</th>\
 <th scope=\"col\">Expires</th><th scope=\"col\" class=\"wide\">Names</th><th scope=\"col\" class=\"wide\">SHA-256</th></tr></thead><tbody>\n");
-        for cert in &tls.chain {
-            let left = seconds_left(&cert.not_after, now);
-            let _ = writeln!(
-                html,
-                "<tr><td class=\"num\">{}</td><th scope=\"row\">{}</th><td class=\"wide\">{}</td>\
+    for cert in &tls.chain {
+        let left = seconds_left(&cert.not_after, now);
+        let _ = writeln!(
+            html,
+            "<tr><td class=\"num\">{}</td><th scope=\"row\">{}</th><td class=\"wide\">{}</td>\
 <td class=\"{}\">{}<br><span class=\"muted\">{}</span></td><td class=\"wide\">{}</td><td class=\"wide mono detail\">{}</td></tr>",
-                cert.position,
-                escape(&cert.subject),
-                escape(&cert.issuer),
-                expiry_class(left, warning, critical),
-                left_text(left),
-                short_time(&cert.not_after),
-                escape(&cert.sans.join(", ")),
-                escape(&cert.fingerprint_sha256),
-            );
-        }
-        html.push_str("</tbody></table></div>\n");
+            cert.position,
+            escape(&cert.subject),
+            escape(&cert.issuer),
+            expiry_class(left, warning, critical),
+            left_text(left),
+            short_time(&cert.not_after),
+            escape(&cert.sans.join(", ")),
+            escape(&cert.fingerprint_sha256),
+        );
     }
+    html.push_str("</tbody></table></div>\n");
+}
 
-    if let Some(dns) = &run.dns {
-        html.push_str("<h2>DNS</h2>\n<dl class=\"facts\">\n");
-        fact(html, "Server", &escape(&dns.server));
-        fact(
-            html,
-            "Response code",
-            &escape(dns.rcode.as_deref().unwrap_or("none")),
-        );
-        fact(
-            html,
-            "Authoritative",
-            if dns.authoritative { "yes" } else { "no" },
-        );
-        if dns.truncated {
-            fact(html, "Truncated", "yes, asked again over TCP");
-        }
-        if let Some(serial) = dns.soa_serial {
-            fact(html, "SOA serial", &serial.to_string());
-        }
-        if let Some(expiry) = &dns.rrsig_expiry {
-            expiry_fact(html, "Signatures expire", expiry, now, (warning, critical));
-        }
-        html.push_str("</dl>\n");
-        if !dns.answers.is_empty() {
-            html.push_str("<div class=\"scroll\"><table><caption>Answers</caption><thead><tr><th scope=\"col\">Name</th>\
+/// What the DNS server said: its flags, the answers, and each server's SOA serial.
+fn dns_answer(html: &mut String, dns: &DnsView, now: SystemTime, leads: (Duration, Duration)) {
+    html.push_str("<h2>DNS</h2>\n<dl class=\"facts\">\n");
+    fact(html, "Server", &escape(&dns.server));
+    fact(
+        html,
+        "Response code",
+        &escape(dns.rcode.as_deref().unwrap_or("none")),
+    );
+    fact(
+        html,
+        "Authoritative",
+        if dns.authoritative { "yes" } else { "no" },
+    );
+    if dns.truncated {
+        fact(html, "Truncated", "yes, asked again over TCP");
+    }
+    if let Some(serial) = dns.soa_serial {
+        fact(html, "SOA serial", &serial.to_string());
+    }
+    if let Some(expiry) = &dns.rrsig_expiry {
+        expiry_fact(html, "Signatures expire", expiry, now, leads);
+    }
+    html.push_str("</dl>\n");
+    if !dns.answers.is_empty() {
+        answers_table(html, &dns.answers);
+    }
+    if !dns.soa_servers.is_empty() {
+        soa_servers_table(html, &dns.soa_servers);
+    }
+}
+
+/// The answer records, in zone-file form.
+fn answers_table(html: &mut String, answers: &[AnswerView]) {
+    html.push_str("<div class=\"scroll\"><table><caption>Answers</caption><thead><tr><th scope=\"col\">Name</th>\
 <th scope=\"col\">Type</th><th scope=\"col\">TTL</th><th scope=\"col\">Data</th></tr></thead><tbody>\n");
-            for answer in &dns.answers {
-                let _ = writeln!(
-                    html,
-                    "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"mono detail\">{}</td></tr>",
-                    escape(&answer.name),
-                    escape(&answer.kind),
-                    answer.ttl,
-                    escape(&answer.data)
-                );
-            }
-            html.push_str("</tbody></table></div>\n");
-        }
-        if !dns.soa_servers.is_empty() {
-            html.push_str("<table class=\"compact\"><caption>SOA serial per server</caption><thead><tr><th scope=\"col\">Server</th>\
-<th scope=\"col\">Serial</th></tr></thead><tbody>\n");
-            for (server, serial) in &dns.soa_servers {
-                let _ = writeln!(
-                    html,
-                    "<tr><th scope=\"row\">{}</th><td class=\"num\">{}</td></tr>",
-                    escape(server),
-                    serial.map_or_else(|| "no answer".to_string(), |s| s.to_string())
-                );
-            }
-            html.push_str("</tbody></table>\n");
-        }
+    for answer in answers {
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"mono detail\">{}</td></tr>",
+            escape(&answer.name),
+            escape(&answer.kind),
+            answer.ttl,
+            escape(&answer.data)
+        );
     }
+    html.push_str("</tbody></table></div>\n");
+}
 
-    if let Some(domain) = &run.domain {
-        html.push_str("<h2>Registration</h2>\n<dl class=\"facts\">\n");
-        if let Some(expiry) = &domain.expiry {
-            expiry_fact(html, "Expires", expiry, now, (warning, critical));
-        }
-        if let Some(server) = &domain.server {
-            fact(html, "RDAP server", &escape(server));
-        }
-        fact(html, "From cache", if domain.cached { "yes" } else { "no" });
-        html.push_str("</dl>\n");
+/// Consistency mode: the SOA serial each of a zone's servers answered.
+fn soa_servers_table(html: &mut String, servers: &BTreeMap<String, Option<u32>>) {
+    html.push_str("<table class=\"compact\"><caption>SOA serial per server</caption><thead><tr><th scope=\"col\">Server</th>\
+<th scope=\"col\">Serial</th></tr></thead><tbody>\n");
+    for (server, serial) in servers {
+        let _ = writeln!(
+            html,
+            "<tr><th scope=\"row\">{}</th><td class=\"num\">{}</td></tr>",
+            escape(server),
+            serial.map_or_else(|| "no answer".to_string(), |s| s.to_string())
+        );
     }
+    html.push_str("</tbody></table>\n");
+}
+
+/// What RDAP said of a domain: when its registration expires, and where that came from.
+fn registration(
+    html: &mut String,
+    domain: &DomainView,
+    now: SystemTime,
+    leads: (Duration, Duration),
+) {
+    html.push_str("<h2>Registration</h2>\n<dl class=\"facts\">\n");
+    if let Some(expiry) = &domain.expiry {
+        expiry_fact(html, "Expires", expiry, now, leads);
+    }
+    if let Some(server) = &domain.server {
+        fact(html, "RDAP server", &escape(server));
+    }
+    fact(html, "From cache", if domain.cached { "yes" } else { "no" });
+    html.push_str("</dl>\n");
 }
 
 /// Seconds from now until an RFC 3339 time (0 if it does not parse).
