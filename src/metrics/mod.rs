@@ -14,12 +14,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus::core::Collector;
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
-use crate::config::{CheckDef, Config};
+use crate::config::{AgentConfig, CheckDef, Config, RemoteWriteDef, TrafficDef};
 use crate::result::{CheckResult, Details, DnsDetails, Expiring, TlsInfo};
 pub use names::{RESERVED_LABELS, RemoteResult, RunResult, TrafficResult, is_reserved_label};
 use names::{expires, label};
@@ -39,18 +40,12 @@ pub struct Metrics {
     /// Every loaded check's series.
     store: Store,
     scheduler_lag: Histogram,
+    tasks: IntGauge,
     reload_ok: IntGauge,
     reload_timestamp: prometheus::Gauge,
-    tasks: IntGauge,
     checks_configured: IntGauge,
-    traffic_requests: IntCounterVec,
-    traffic_target: GaugeVec,
-    traffic_real: GaugeVec,
-    traffic_floor: GaugeVec,
-    traffic_prometheus_up: GaugeVec,
-    remote_samples: IntCounterVec,
-    remote_retries: IntCounterVec,
-    remote_queue: GaugeVec,
+    traffic: TrafficMetrics,
+    remote: RemoteMetrics,
     /// The agent's own HTTP server: connections and refusals.
     pub http: HttpMetrics,
 }
@@ -67,150 +62,53 @@ impl Metrics {
     /// Registers every family for `config` and creates each check's counters at 0. Only
     /// checks that run in the agent's region are registered.
     pub fn new(config: &Config) -> Metrics {
-        let mut const_labels: HashMap<String, String> =
-            config.agent.labels.clone().into_iter().collect();
-        const_labels.insert(label::REGION.to_string(), config.agent.region.clone());
-        let mut agent_labels: Vec<(String, String)> = const_labels.clone().into_iter().collect();
-        agent_labels.sort();
-        let registry =
-            Registry::new_custom(None, Some(const_labels)).expect("agent labels are validated");
-        let gauge = |name: &str, help: &str, labels: &[&str]| {
-            let vec =
-                GaugeVec::new(Opts::new(name, help), labels).expect("metric definitions are valid");
-            registry
-                .register(Box::new(vec.clone()))
-                .expect("metric names are unique");
-            vec
-        };
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            let vec = IntCounterVec::new(Opts::new(name, help), labels)
-                .expect("metric definitions are valid");
-            registry
-                .register(Box::new(vec.clone()))
-                .expect("metric names are unique");
-            vec
-        };
-        let scheduler_lag = Histogram::with_opts(
-            HistogramOpts::new(
-                "nightjar_scheduler_lag_seconds",
-                "Delay between when a run was due and when it started (includes waiting for the concurrency cap).",
-            )
-            .buckets(LAG_BUCKETS.to_vec()),
-        )
-        .expect("lag buckets are valid");
-        registry
-            .register(Box::new(scheduler_lag.clone()))
-            .expect("metric names are unique");
-        let tasks = IntGauge::new(
-            "nightjar_runtime_tasks",
-            "Tasks alive in the agent's async runtime, read at each scrape: steady with a steady configuration.",
-        )
-        .expect("a valid gauge");
-        registry
-            .register(Box::new(tasks.clone()))
-            .expect("metric names are unique");
-        let traffic_requests = counter(
-            "nightjar_traffic_requests_total",
-            "Synthetic requests sent by each injector, by result (success, failure, dropped).",
-            &["traffic", label::RESULT],
-        );
-        let traffic_target = gauge(
-            "nightjar_traffic_target_rate",
-            "The rate (requests per second) each injector is sending at: max(0, floor - real rate), capped.",
-            &["traffic"],
-        );
-        let traffic_real = gauge(
-            "nightjar_traffic_observed_rate",
-            "The real request rate (per second) Prometheus last reported to each injector.",
-            &["traffic"],
-        );
-        let traffic_floor = gauge(
-            "nightjar_traffic_floor_rate",
-            "The traffic floor (requests per second) of each injector.",
-            &["traffic"],
-        );
-        let traffic_prometheus_up = gauge(
-            "nightjar_traffic_prometheus_up",
-            "Whether each injector could read the real rate from Prometheus at its last refresh.",
-            &["traffic"],
-        );
-        let remote_samples = counter(
-            "nightjar_remote_write_samples_total",
-            "Samples handled by each remote-write endpoint: sent, dropped (queue full) or rejected (4xx).",
-            &["remote", label::RESULT],
-        );
-        let remote_retries = counter(
-            "nightjar_remote_write_retries_total",
-            "Failed remote-write requests that will be retried (5xx, 429, network errors).",
-            &["remote"],
-        );
-        let remote_queue = gauge(
-            "nightjar_remote_write_queue_samples",
-            "Samples waiting to be sent to each remote-write endpoint.",
-            &["remote"],
-        );
-        let build_info = IntGaugeVec::new(
-            Opts::new(
-                names::BUILD_INFO,
-                "The running nightjar's version; always 1.",
-            ),
-            &["version"],
-        )
-        .expect("metric definitions are valid");
-        registry
-            .register(Box::new(build_info.clone()))
-            .expect("metric names are unique");
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
-
-        let reload_ok = IntGauge::new(
-            "nightjar_config_last_reload_successful",
-            "Whether the last configuration load succeeded.",
-        )
-        .expect("metric definitions are valid");
-        let reload_timestamp = prometheus::Gauge::new(
-            "nightjar_config_last_reload_success_timestamp_seconds",
-            "When the configuration was last loaded successfully.",
-        )
-        .expect("metric definitions are valid");
-        let checks_configured = IntGauge::new(
-            "nightjar_checks_configured",
-            "Checks loaded that run in this agent's region.",
-        )
-        .expect("metric definitions are valid");
-        for collector in [&reload_ok, &checks_configured] {
-            registry
-                .register(Box::new(collector.clone()))
-                .expect("metric names are unique");
-        }
-        registry
-            .register(Box::new(reload_timestamp.clone()))
-            .expect("metric names are unique");
-        reload_ok.set(1);
-        reload_timestamp.set(unix_now());
+        let (registry, agent_labels) = agent_registry(&config.agent);
+        register_build_info(&registry);
         let checks = regional(config);
-        checks_configured.set(checks.len() as i64);
-
-        let http = HttpMetrics::register(&registry);
         let metrics = Metrics {
-            registry,
             store: Store::new(config.agent.duration_buckets.clone(), agent_labels),
-            scheduler_lag,
-            reload_ok,
-            reload_timestamp,
-            tasks,
-            checks_configured,
-            traffic_requests,
-            traffic_target,
-            traffic_real,
-            traffic_floor,
-            traffic_prometheus_up,
-            remote_samples,
-            remote_retries,
-            remote_queue,
-            http,
+            scheduler_lag: register(
+                &registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "nightjar_scheduler_lag_seconds",
+                        "Delay between when a run was due and when it started (includes waiting for the concurrency cap).",
+                    )
+                    .buckets(LAG_BUCKETS.to_vec()),
+                )
+                .expect("lag buckets are valid"),
+            ),
+            tasks: int_gauge(
+                &registry,
+                "nightjar_runtime_tasks",
+                "Tasks alive in the agent's async runtime, read at each scrape: steady with a steady configuration.",
+            ),
+            reload_ok: int_gauge(
+                &registry,
+                "nightjar_config_last_reload_successful",
+                "Whether the last configuration load succeeded.",
+            ),
+            reload_timestamp: register(
+                &registry,
+                prometheus::Gauge::new(
+                    "nightjar_config_last_reload_success_timestamp_seconds",
+                    "When the configuration was last loaded successfully.",
+                )
+                .expect("metric definitions are valid"),
+            ),
+            checks_configured: int_gauge(
+                &registry,
+                "nightjar_checks_configured",
+                "Checks loaded that run in this agent's region.",
+            ),
+            traffic: TrafficMetrics::register(&registry),
+            remote: RemoteMetrics::register(&registry),
+            http: HttpMetrics::register(&registry),
+            registry,
         };
+        metrics.reload_ok.set(1);
+        metrics.reload_timestamp.set(unix_now());
+        metrics.checks_configured.set(checks.len() as i64);
         for def in checks {
             metrics.register_check(def);
         }
@@ -222,62 +120,13 @@ impl Metrics {
     /// ones start at 0 (so `rate()` sees their first increase), kept ones keep counting.
     pub fn reconfigure_outputs(
         &self,
-        remotes_before: &[Arc<crate::config::RemoteWriteDef>],
-        traffic_before: &[Arc<crate::config::TrafficDef>],
-        remotes: &[Arc<crate::config::RemoteWriteDef>],
-        traffic: &[Arc<crate::config::TrafficDef>],
+        remotes_before: &[Arc<RemoteWriteDef>],
+        traffic_before: &[Arc<TrafficDef>],
+        remotes: &[Arc<RemoteWriteDef>],
+        traffic: &[Arc<TrafficDef>],
     ) {
-        for def in remotes_before {
-            if !remotes.iter().any(|kept| kept.name == def.name) {
-                let name = def.name.as_str();
-                for result in RemoteResult::ALL {
-                    let _ = self
-                        .remote_samples
-                        .remove_label_values(&[name, result.as_str()]);
-                }
-                let _ = self.remote_retries.remove_label_values(&[name]);
-                let _ = self.remote_queue.remove_label_values(&[name]);
-            }
-        }
-        for def in traffic_before {
-            if !traffic.iter().any(|kept| kept.name == def.name) {
-                let name = def.name.as_str();
-                for result in TrafficResult::ALL {
-                    let _ = self
-                        .traffic_requests
-                        .remove_label_values(&[name, result.as_str()]);
-                }
-                for gauge in [
-                    &self.traffic_target,
-                    &self.traffic_real,
-                    &self.traffic_floor,
-                    &self.traffic_prometheus_up,
-                ] {
-                    let _ = gauge.remove_label_values(&[name]);
-                }
-            }
-        }
-        for def in remotes {
-            let name = def.name.as_str();
-            for result in RemoteResult::ALL {
-                self.remote_samples
-                    .with_label_values(&[name, result.as_str()])
-                    .inc_by(0);
-            }
-            self.remote_retries.with_label_values(&[name]).inc_by(0);
-            if !remotes_before.iter().any(|kept| kept.name == def.name) {
-                self.remote_queue.with_label_values(&[name]).set(0.0);
-            }
-        }
-        for def in traffic {
-            let name = def.name.as_str();
-            for result in TrafficResult::ALL {
-                self.traffic_requests
-                    .with_label_values(&[name, result.as_str()])
-                    .inc_by(0);
-            }
-            self.traffic_floor.with_label_values(&[name]).set(def.floor);
-        }
+        self.remote.reconfigure(remotes_before, remotes);
+        self.traffic.reconfigure(traffic_before, traffic);
     }
 
     /// What identifies `def`'s series: its labels, info values, reasons and flow steps.
@@ -352,40 +201,43 @@ impl Metrics {
         inject: f64,
         prometheus_up: bool,
     ) {
-        self.traffic_floor.with_label_values(&[traffic]).set(floor);
-        self.traffic_target
-            .with_label_values(&[traffic])
-            .set(inject);
+        let metrics = &self.traffic;
+        metrics.floor.with_label_values(&[traffic]).set(floor);
+        metrics.target.with_label_values(&[traffic]).set(inject);
         if let Some(real) = real {
-            self.traffic_real.with_label_values(&[traffic]).set(real);
+            metrics.real.with_label_values(&[traffic]).set(real);
         }
-        self.traffic_prometheus_up
+        metrics
+            .prometheus_up
             .with_label_values(&[traffic])
             .set(f64::from(u8::from(prometheus_up)));
     }
 
     /// Counts one injected request.
     pub fn traffic_request(&self, traffic: &str, result: TrafficResult) {
-        self.traffic_requests
+        self.traffic
+            .requests
             .with_label_values(&[traffic, result.as_str()])
             .inc();
     }
 
     /// Counts remote-write samples by result.
     pub fn remote_write(&self, remote: &str, result: RemoteResult, samples: usize) {
-        self.remote_samples
+        self.remote
+            .samples
             .with_label_values(&[remote, result.as_str()])
             .inc_by(samples as u64);
     }
 
     /// Counts a remote-write request that will be retried.
     pub fn remote_write_retry(&self, remote: &str) {
-        self.remote_retries.with_label_values(&[remote]).inc();
+        self.remote.retries.with_label_values(&[remote]).inc();
     }
 
     /// Records the remote-write queue length.
     pub fn remote_write_queue(&self, remote: &str, samples: usize) {
-        self.remote_queue
+        self.remote
+            .queue
             .with_label_values(&[remote])
             .set(samples as f64);
     }
@@ -643,49 +495,232 @@ fn unix_now() -> f64 {
     crate::time::since_epoch(std::time::SystemTime::now()).as_secs_f64()
 }
 
+/// A registry whose series all carry the agent's region and `[agent] labels`, and those
+/// label pairs, sorted, for the per-check series (which are not in the registry).
+fn agent_registry(agent: &AgentConfig) -> (Registry, Vec<(String, String)>) {
+    let mut const_labels: HashMap<String, String> = agent.labels.clone().into_iter().collect();
+    const_labels.insert(label::REGION.to_string(), agent.region.clone());
+    let mut agent_labels: Vec<(String, String)> = const_labels.clone().into_iter().collect();
+    agent_labels.sort();
+    let registry =
+        Registry::new_custom(None, Some(const_labels)).expect("agent labels are validated");
+    (registry, agent_labels)
+}
+
+/// `nightjar_build_info`, at 1 for the running version.
+fn register_build_info(registry: &Registry) {
+    let build_info = IntGaugeVec::new(
+        Opts::new(
+            names::BUILD_INFO,
+            "The running nightjar's version; always 1.",
+        ),
+        &["version"],
+    )
+    .expect("metric definitions are valid");
+    register(registry, build_info)
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
+}
+
+/// Registers `collector` in `registry` and hands it back.
+fn register<C: Collector + Clone + 'static>(registry: &Registry, collector: C) -> C {
+    registry
+        .register(Box::new(collector.clone()))
+        .expect("metric names are unique");
+    collector
+}
+
+/// A registered gauge without labels.
+fn int_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    register(
+        registry,
+        IntGauge::new(name, help).expect("metric definitions are valid"),
+    )
+}
+
+/// A registered counter without labels.
+fn int_counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    register(
+        registry,
+        IntCounter::new(name, help).expect("metric definitions are valid"),
+    )
+}
+
+/// A registered family of gauges by `labels`.
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    register(
+        registry,
+        GaugeVec::new(Opts::new(name, help), labels).expect("metric definitions are valid"),
+    )
+}
+
+/// A registered family of counters by `labels`.
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(
+        registry,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("metric definitions are valid"),
+    )
+}
+
+/// The traffic injectors' series, by injector (`traffic`).
+struct TrafficMetrics {
+    requests: IntCounterVec,
+    target: GaugeVec,
+    real: GaugeVec,
+    floor: GaugeVec,
+    prometheus_up: GaugeVec,
+}
+
+impl TrafficMetrics {
+    fn register(registry: &Registry) -> TrafficMetrics {
+        let gauge = |name: &str, help: &str| gauge_vec(registry, name, help, &["traffic"]);
+        TrafficMetrics {
+            requests: counter_vec(
+                registry,
+                "nightjar_traffic_requests_total",
+                "Synthetic requests sent by each injector, by result (success, failure, dropped).",
+                &["traffic", label::RESULT],
+            ),
+            target: gauge(
+                "nightjar_traffic_target_rate",
+                "The rate (requests per second) each injector is sending at: max(0, floor - real rate), capped.",
+            ),
+            real: gauge(
+                "nightjar_traffic_observed_rate",
+                "The real request rate (per second) Prometheus last reported to each injector.",
+            ),
+            floor: gauge(
+                "nightjar_traffic_floor_rate",
+                "The traffic floor (requests per second) of each injector.",
+            ),
+            prometheus_up: gauge(
+                "nightjar_traffic_prometheus_up",
+                "Whether each injector could read the real rate from Prometheus at its last refresh.",
+            ),
+        }
+    }
+
+    /// Removes the series of injectors of `before` not in `now`; creates the counters of
+    /// those in `now` (at 0 if new) and sets their floor.
+    fn reconfigure(&self, before: &[Arc<TrafficDef>], now: &[Arc<TrafficDef>]) {
+        for def in before {
+            if !now.iter().any(|kept| kept.name == def.name) {
+                let name = def.name.as_str();
+                for result in TrafficResult::ALL {
+                    let _ = self.requests.remove_label_values(&[name, result.as_str()]);
+                }
+                for gauge in [&self.target, &self.real, &self.floor, &self.prometheus_up] {
+                    let _ = gauge.remove_label_values(&[name]);
+                }
+            }
+        }
+        for def in now {
+            let name = def.name.as_str();
+            for result in TrafficResult::ALL {
+                self.requests
+                    .with_label_values(&[name, result.as_str()])
+                    .inc_by(0);
+            }
+            self.floor.with_label_values(&[name]).set(def.floor);
+        }
+    }
+}
+
+/// The remote-write endpoints' series, by endpoint (`remote`).
+struct RemoteMetrics {
+    samples: IntCounterVec,
+    retries: IntCounterVec,
+    queue: GaugeVec,
+}
+
+impl RemoteMetrics {
+    fn register(registry: &Registry) -> RemoteMetrics {
+        RemoteMetrics {
+            samples: counter_vec(
+                registry,
+                "nightjar_remote_write_samples_total",
+                "Samples handled by each remote-write endpoint: sent, dropped (queue full) or rejected (4xx).",
+                &["remote", label::RESULT],
+            ),
+            retries: counter_vec(
+                registry,
+                "nightjar_remote_write_retries_total",
+                "Failed remote-write requests that will be retried (5xx, 429, network errors).",
+                &["remote"],
+            ),
+            queue: gauge_vec(
+                registry,
+                "nightjar_remote_write_queue_samples",
+                "Samples waiting to be sent to each remote-write endpoint.",
+                &["remote"],
+            ),
+        }
+    }
+
+    /// Removes the series of endpoints of `before` not in `now`; creates the counters of
+    /// those in `now` (at 0 if new), and the queue gauge of new ones at 0.
+    fn reconfigure(&self, before: &[Arc<RemoteWriteDef>], now: &[Arc<RemoteWriteDef>]) {
+        for def in before {
+            if !now.iter().any(|kept| kept.name == def.name) {
+                let name = def.name.as_str();
+                for result in RemoteResult::ALL {
+                    let _ = self.samples.remove_label_values(&[name, result.as_str()]);
+                }
+                let _ = self.retries.remove_label_values(&[name]);
+                let _ = self.queue.remove_label_values(&[name]);
+            }
+        }
+        for def in now {
+            let name = def.name.as_str();
+            for result in RemoteResult::ALL {
+                self.samples
+                    .with_label_values(&[name, result.as_str()])
+                    .inc_by(0);
+            }
+            self.retries.with_label_values(&[name]).inc_by(0);
+            if !before.iter().any(|kept| kept.name == def.name) {
+                self.queue.with_label_values(&[name]).set(0.0);
+            }
+        }
+    }
+}
+
 /// The agent's own HTTP server (`server::serve`): open connections, and the connections and
 /// requests it turned away to stay available.
 #[derive(Clone, Debug)]
 pub struct HttpMetrics {
     open: IntGauge,
-    refused: prometheus::IntCounter,
-    evicted: prometheus::IntCounter,
-    timed_out: prometheus::IntCounter,
-    throttled: prometheus::IntCounter,
+    refused: IntCounter,
+    evicted: IntCounter,
+    timed_out: IntCounter,
+    throttled: IntCounter,
 }
 
 impl HttpMetrics {
     fn register(registry: &Registry) -> HttpMetrics {
-        let counter = |name: &str, help: &str| {
-            let counter = prometheus::IntCounter::new(name, help).expect("a valid counter");
-            registry
-                .register(Box::new(counter.clone()))
-                .expect("metric names are unique");
-            counter
-        };
-        let open = IntGauge::new(
-            "nightjar_http_connections",
-            "Connections open to the agent's own server.",
-        )
-        .expect("a valid gauge");
-        registry
-            .register(Box::new(open.clone()))
-            .expect("metric names are unique");
         HttpMetrics {
-            open,
-            refused: counter(
+            open: int_gauge(
+                registry,
+                "nightjar_http_connections",
+                "Connections open to the agent's own server.",
+            ),
+            refused: int_counter(
+                registry,
                 "nightjar_http_connections_refused_total",
                 "Connections closed at once because [agent] max_connections were open and none could make room.",
             ),
-            evicted: counter(
+            evicted: int_counter(
+                registry,
                 "nightjar_http_connections_evicted_total",
                 "Connections closed to make room at [agent] max_connections (idle ones first), and /metrics renders that gave their place to another client's scrape.",
             ),
-            timed_out: counter(
+            timed_out: int_counter(
+                registry,
                 "nightjar_http_connections_timed_out_total",
                 "Connections closed because a request head, a TLS handshake, a write or a whole response did not complete in time.",
             ),
-            throttled: counter(
+            throttled: int_counter(
+                registry,
                 "nightjar_http_requests_throttled_total",
                 "Requests answered 429: basic-auth verification busy, or an address backing off after failed logins.",
             ),
