@@ -16,6 +16,23 @@ pub const PROBE_SUCCESS: &str = "probe_success";
 pub const EXPIRY_TIMESTAMP: &str = "nightjar_expiry_timestamp_seconds";
 /// `nightjar_build_info`: the running agent's version; always 1.
 pub const BUILD_INFO: &str = "nightjar_build_info";
+/// `nightjar_check_state`: the check's decided state, one series per [`CheckState`], 1 for
+/// the current one.
+pub const CHECK_STATE: &str = "nightjar_check_state";
+/// `nightjar_check_consecutive_failures`: failed runs in a row, retries included.
+pub const CONSECUTIVE_FAILURES: &str = "nightjar_check_consecutive_failures";
+/// `nightjar_check_maintenance`: 1 while a maintenance window covers the check.
+pub const CHECK_MAINTENANCE: &str = "nightjar_check_maintenance";
+/// `nightjar_check_retry_runs_total`: runs taken `retry_interval` after a result that left a
+/// change unconfirmed, by result; kept out of [`CHECK_RUNS`] so the SLI stays a sample of the
+/// schedule.
+pub const CHECK_RETRY_RUNS: &str = "nightjar_check_retry_runs_total";
+/// `nightjar_check_maintenance_runs_total`: the scheduled runs (counted in [`CHECK_RUNS`]
+/// too) taken while a maintenance window covered the check, by result.
+pub const CHECK_MAINTENANCE_RUNS: &str = "nightjar_check_maintenance_runs_total";
+/// `nightjar_check_maintenance_duration_seconds`: the histogram of those runs, by result,
+/// for latency SLIs with `exclude_maintenance`.
+pub const CHECK_MAINTENANCE_DURATION: &str = "nightjar_check_maintenance_duration_seconds";
 
 /// Label names.
 pub mod label {
@@ -30,6 +47,41 @@ pub mod label {
     pub const LE: &str = "le";
     /// What expires, on [`EXPIRY_TIMESTAMP`](super::EXPIRY_TIMESTAMP).
     pub const EXPIRES: &str = "expires";
+    /// A check's state, on [`CHECK_STATE`](super::CHECK_STATE).
+    pub const STATE: &str = "state";
+}
+
+/// A check's state as shown: the value of [`label::STATE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckState {
+    /// Its runs pass (confirmed).
+    Passing,
+    /// Its runs fail (confirmed).
+    Failing,
+    /// Nothing decided yet.
+    Unknown,
+    /// A maintenance window covers it.
+    Maintenance,
+}
+
+impl CheckState {
+    /// Every state.
+    pub const ALL: [CheckState; 4] = [
+        CheckState::Passing,
+        CheckState::Failing,
+        CheckState::Unknown,
+        CheckState::Maintenance,
+    ];
+
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CheckState::Passing => "passing",
+            CheckState::Failing => "failing",
+            CheckState::Unknown => "unknown",
+            CheckState::Maintenance => "maintenance",
+        }
+    }
 }
 
 /// The result of a check run: the value of [`label::RESULT`] on its runs and durations.
@@ -175,6 +227,7 @@ pub const RESERVED_LABELS: &[&str] = &[
     "phase",
     "step",
     label::EXPIRES,
+    label::STATE,
     "rcode",
     "server",
     // Certificates and TLS.
