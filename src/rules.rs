@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::config::{CheckDef, Config, SliSource, Slo};
-use crate::metrics::names::{self, expires, label, result};
+use crate::metrics::names::{self, CheckState, expires, label, result};
 use crate::tiers::{self, TIERS, Tier};
 
 const MINUTE: u64 = 60;
@@ -105,29 +105,42 @@ fn sli_queries(slo: &Slo, window: &str) -> (String, String) {
         } => {
             let checks = checks.join("|");
             let checks = (label::CHECK, "=~", checks.as_str());
-            let rate = |series: String| format!("sum(rate({series}[{window}]))");
+            // With exclude_maintenance, the runs taken in maintenance windows (counted apart as
+            // well) are taken off; a check never in one has no such series, hence `or vector(0)`.
+            let rate = |name: &str, maintenance: &str, matchers: &[(&str, &str, &str)]| {
+                let all = format!("sum(rate({}[{window}]))", series(name, matchers));
+                if slo.exclude_maintenance {
+                    let during = format!("sum(rate({}[{window}]))", series(maintenance, matchers));
+                    format!("({all} - ({during} or vector(0)))")
+                } else {
+                    all
+                }
+            };
             match latency {
                 None => (
-                    rate(series(
+                    rate(
                         names::CHECK_RUNS,
+                        names::CHECK_MAINTENANCE_RUNS,
                         &[checks, (label::RESULT, "=", result::FAILURE)],
-                    )),
-                    rate(series(names::CHECK_RUNS, &[checks])),
+                    ),
+                    rate(names::CHECK_RUNS, names::CHECK_MAINTENANCE_RUNS, &[checks]),
                 ),
                 Some(threshold) => {
-                    let total = rate(series(
+                    let total = rate(
                         &format!("{}_count", names::CHECK_DURATION),
+                        &format!("{}_count", names::CHECK_MAINTENANCE_DURATION),
                         &[checks],
-                    ));
+                    );
                     let threshold = threshold.to_string();
-                    let good = rate(series(
+                    let good = rate(
                         &format!("{}_bucket", names::CHECK_DURATION),
+                        &format!("{}_bucket", names::CHECK_MAINTENANCE_DURATION),
                         &[
                             checks,
                             (label::RESULT, "=", result::SUCCESS),
                             (label::LE, "=", &threshold),
                         ],
-                    ));
+                    );
                     (format!("({total} - {good})"), total)
                 }
             }
@@ -137,6 +150,17 @@ fn sli_queries(slo: &Slo, window: &str) -> (String, String) {
             format!("({})", total.replace("$window", window)),
         ),
     }
+}
+
+/// `unless` a maintenance window covers the series' check in its region: what the per-check
+/// alerts add so they do not page for planned work.
+fn unless_maintenance() -> String {
+    format!(
+        "unless on ({check}, {region}) {maintenance} == 1",
+        check = label::CHECK,
+        region = label::REGION,
+        maintenance = names::CHECK_MAINTENANCE,
+    )
 }
 
 /// The recorded error-ratio series of a window: its name and the labels that set it apart.
@@ -447,9 +471,15 @@ fn expiry_group(out: &mut String, config: &Config) {
         for (severity, expr) in [
             (
                 "warning",
-                format!("{left} < {warning} and {left} >= {critical}"),
+                format!(
+                    "{left} < {warning} and {left} >= {critical} {}",
+                    unless_maintenance()
+                ),
             ),
-            ("critical", format!("{left} < {critical}")),
+            (
+                "critical",
+                format!("{left} < {critical} {}", unless_maintenance()),
+            ),
         ] {
             let _ = writeln!(out, "      - alert: {alert}");
             let _ = writeln!(out, "        expr: {}", q(&expr));
@@ -482,8 +512,20 @@ fn quorum_group(out: &mut String, config: &Config) {
 }
 
 fn quorum_rule(out: &mut String, def: &CheckDef, config: &Config) {
-    let success = series(names::PROBE_SUCCESS, &[(label::CHECK, "=", &def.name)]);
-    let failing = format!("count by ({}) ({success} == 0)", label::CHECK);
+    // The decided state, so a check's confirm_failures holds here too, and not while a
+    // maintenance window covers it.
+    let state = |value: &str| {
+        series(
+            names::CHECK_STATE,
+            &[(label::CHECK, "=", &def.name), (label::STATE, "=", value)],
+        )
+    };
+    let failing_state = state(CheckState::Failing.as_str());
+    let failing = format!(
+        "count by ({}) ({failing_state} == 1 {})",
+        label::CHECK,
+        unless_maintenance()
+    );
     let (expr, needed) = match (config.rules.quorum, def.regions.len()) {
         (Some(n), _) => (format!("{failing} >= {n}"), format!("{n} regions")),
         (None, n) if n > 0 => {
@@ -495,7 +537,10 @@ fn quorum_rule(out: &mut String, def: &CheckDef, config: &Config) {
         }
         // The regions are those that report the check: more than half of them.
         (None, _) => (
-            format!("{failing} > count by ({}) ({success}) / 2", label::CHECK),
+            format!(
+                "{failing} > count by ({}) ({failing_state}) / 2",
+                label::CHECK
+            ),
             "more than half of the regions that run it".to_string(),
         ),
     };
@@ -513,7 +558,7 @@ fn quorum_rule(out: &mut String, def: &CheckDef, config: &Config) {
         out,
         &format!("Check {} is failing in {{{{ $value }}}} regions", def.name),
         &format!(
-            "Check {} ({} {}) has failed in {needed} for {}; the failing regions are those with {success} == 0.",
+            "Check {} ({} {}) has failed in {needed} for {}; the failing regions are those with {failing_state} == 1 (failures confirmed, no maintenance window open).",
             def.name,
             def.kind().as_str(),
             def.target,

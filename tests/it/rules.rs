@@ -132,6 +132,9 @@ const OK: &str = r#"nightjar_check_runs_total{check="shop-home",result="success"
 const FAILED: &str = r#"nightjar_check_runs_total{check="shop-home",result="failure"}"#;
 const SLO: &str = r#"severity="page",slo="shop-availability""#;
 const PAGE: &str = "NightjarSLOBurnRatePage";
+const FAILING_EU: &str = r#"nightjar_check_state{check="shop-home",region="eu",state="failing"}"#;
+const FAILING_US: &str = r#"nightjar_check_state{check="shop-home",region="us",state="failing"}"#;
+const FAILING_AP: &str = r#"nightjar_check_state{check="shop-home",region="ap",state="failing"}"#;
 
 #[test]
 fn generated_rules_pass_promtool_and_behave_by_night_and_by_day() {
@@ -226,16 +229,14 @@ fn generated_rules_pass_promtool_and_behave_by_night_and_by_day() {
                 ],
             )],
         ),
-        // Two of three regions failing pages after 5 minutes; one region alone never does.
+        // Two of three regions failing (confirmed) pages after 5 minutes; one region alone
+        // never does.
         group(
             "region quorum",
             &[
-                (r#"probe_success{check="shop-home",region="eu"}"#, "0x20"),
-                (
-                    r#"probe_success{check="shop-home",region="us"}"#,
-                    "1x5 0x15",
-                ),
-                (r#"probe_success{check="shop-home",region="ap"}"#, "1x20"),
+                (FAILING_EU, "1x20"),
+                (FAILING_US, "0x5 1x15"),
+                (FAILING_AP, "0x20"),
             ],
             &[
                 alert_at("NightjarCheckFailingInRegions", 4, &[]),
@@ -243,6 +244,56 @@ fn generated_rules_pass_promtool_and_behave_by_night_and_by_day() {
                     "NightjarCheckFailingInRegions",
                     12,
                     &[r#"check="shop-home",severity="page""#],
+                ),
+            ],
+        ),
+        // The same outage while a maintenance window covers the check in one of the two
+        // failing regions: no quorum until the window closes at minute 10, then the page
+        // comes 5 minutes later.
+        group(
+            "region quorum in maintenance",
+            &[
+                (FAILING_EU, "1x30"),
+                (FAILING_US, "1x30"),
+                (FAILING_AP, "0x30"),
+                (
+                    r#"nightjar_check_maintenance{check="shop-home",region="us"}"#,
+                    "1x9 0x20",
+                ),
+                (
+                    r#"nightjar_check_maintenance{check="shop-home",region="eu"}"#,
+                    "0x30",
+                ),
+            ],
+            &[
+                alert_at("NightjarCheckFailingInRegions", 9, &[]),
+                alert_at("NightjarCheckFailingInRegions", 14, &[]),
+                alert_at(
+                    "NightjarCheckFailingInRegions",
+                    16,
+                    &[r#"check="shop-home",severity="page""#],
+                ),
+            ],
+        ),
+        // An expiring certificate does not page while its check is in maintenance.
+        group(
+            "certificate expiry in maintenance",
+            &[
+                (
+                    r#"nightjar_expiry_timestamp_seconds{check="shop-cert",expires="certificate",region="eu"}"#,
+                    "519000x20",
+                ),
+                (
+                    r#"nightjar_check_maintenance{check="shop-cert",region="eu"}"#,
+                    "1x11 0x8",
+                ),
+            ],
+            &[
+                alert_at("NightjarCertificateExpiringSoon", 10, &[]),
+                alert_at(
+                    "NightjarCertificateExpiringSoon",
+                    13,
+                    &[r#"check="shop-cert",expires="certificate",region="eu",severity="critical""#],
                 ),
             ],
         ),
@@ -257,6 +308,71 @@ fn generated_rules_pass_promtool_and_behave_by_night_and_by_day() {
     )
     .unwrap();
     promtool_test_rules(dir.path(), &test_file);
+}
+
+const MAINTENANCE_SLO: &str = r#"
+[[check]]
+name = "db"
+type = "tcp"
+target = "db.example.com:5432"
+
+[[slo]]
+name = "db-availability"
+objective = 0.999
+window = "30d"
+checks = ["db"]
+exclude_maintenance = true
+"#;
+
+/// With `exclude_maintenance`, failures during a window (counted in the maintenance counter
+/// too) burn nothing; the same failures outside a window page.
+#[test]
+fn an_slo_excluding_maintenance_does_not_burn_during_a_window() {
+    let dir = tempfile::tempdir().unwrap();
+    write_rules(dir.path(), MAINTENANCE_SLO);
+    let ok = r#"nightjar_check_runs_total{check="db",result="success"}"#;
+    let failed = r#"nightjar_check_runs_total{check="db",result="failure"}"#;
+    let maintenance_ok = r#"nightjar_check_maintenance_runs_total{check="db",result="success"}"#;
+    let maintenance_failed =
+        r#"nightjar_check_maintenance_runs_total{check="db",result="failure"}"#;
+    let page = r#"severity="page",slo="db-availability""#;
+    let groups = [
+        // One run a minute; from minute 60 every run fails, all inside a window.
+        group(
+            "outage in maintenance",
+            &[
+                (ok, "0+1x60 60x60"),
+                (failed, "0x60 1+1x59"),
+                (maintenance_ok, "0x120"),
+                (maintenance_failed, "0x60 1+1x59"),
+            ],
+            &[alert_at(PAGE, 75, &[]), alert_at(PAGE, 110, &[])],
+        ),
+        // The same outage with no window pages.
+        group(
+            "outage",
+            &[(ok, "0+1x60 60x60"), (failed, "0x60 1+1x59")],
+            &[alert_at(PAGE, 75, &[page])],
+        ),
+    ];
+    let test_file = dir.path().join("rules_test.yml");
+    std::fs::write(
+        &test_file,
+        format!(
+            "rule_files: [rules.yml]\nevaluation_interval: 1m\ntests:\n{}",
+            groups.concat()
+        ),
+    )
+    .unwrap();
+    promtool_test_rules(dir.path(), &test_file);
+    let err = config_errors(
+        "s.toml",
+        "[[slo]]\nname = \"s\"\nobjective = 0.999\nerrors = 'sum(rate(x[$window]))'\ntotal = 'sum(rate(y[$window]))'\nexclude_maintenance = true\n",
+    );
+    assert!(
+        err.contains("exclude_maintenance applies to SLIs from checks"),
+        "{err}"
+    );
 }
 
 #[test]
