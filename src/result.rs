@@ -3,21 +3,29 @@
 //!
 //! A failing target is data, not an `Err`: every check returns a `CheckResult`, and only the
 //! outer layers (metrics, status store, CLI) decide how to show it.
+//!
+//! A result serialises with serde (the state file keeps each check's last one) and comes back
+//! equal: kinds and reasons as their names (an unknown name is an error), enums in snake case,
+//! durations and times in serde's own form, a DNS response code as its number, a TLS version
+//! as its name (one nightjar does not report comes back as "unknown"; [`TLS_VERSION_NAMES`]).
 
 use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use hickory_proto::op::ResponseCode;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::kind::CheckKind;
 
 /// The outcome of one run of one check.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckResult {
     /// The check's unique name.
+    #[serde(with = "arc_str")]
     pub check: Arc<str>,
     /// The check's type.
     pub kind: CheckKind,
@@ -47,7 +55,8 @@ impl CheckResult {
 }
 
 /// Whether a run passed and, if not, why.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Every expectation held.
     Pass,
@@ -64,7 +73,7 @@ impl Status {
 
 /// Why a run failed; also what a check's helpers return as their `Err`, so a pass cannot be
 /// one.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
     /// Bounded reason; becomes the `reason` metric label.
     pub reason: FailureReason,
@@ -90,7 +99,8 @@ impl From<Failure> for Status {
 }
 
 /// Measurements specific to a check type.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Details {
     /// Nothing beyond the status (the run did not get far enough, or the type has none).
     #[default]
@@ -300,7 +310,8 @@ impl Facets for FlowDetails {
 }
 
 /// What can expire: the status page names it beside the days left.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Expiring {
     /// A certificate of the presented chain.
     Certificate,
@@ -322,7 +333,8 @@ impl Expiring {
 }
 
 /// What a `flow` check's steps did.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct FlowDetails {
     /// The steps that ran, in order.
     pub steps: Vec<StepResult>,
@@ -331,7 +343,8 @@ pub struct FlowDetails {
 }
 
 /// One step of a flow run.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StepResult {
     /// The step's name.
     pub name: String,
@@ -367,7 +380,8 @@ pub fn rcode_name(code: ResponseCode) -> Cow<'static, str> {
 }
 
 /// What a `dns` check measured and was told.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DnsDetails {
     /// The server asked (address, or URL for DNS over HTTPS).
     pub server: String,
@@ -379,7 +393,8 @@ pub struct DnsDetails {
     pub tls: Duration,
     /// From sending the query to having the answer.
     pub request: Duration,
-    /// The response code ([`rcode_name`] shows it).
+    /// The response code ([`rcode_name`] shows it); serialised as its number.
+    #[serde(with = "rcode_number")]
     pub rcode: Option<ResponseCode>,
     /// The AA flag.
     pub authoritative: bool,
@@ -430,7 +445,7 @@ impl DnsDetails {
 }
 
 /// One answer record of the queried type.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DnsAnswer {
     /// Owner name.
     pub name: String,
@@ -443,7 +458,7 @@ pub struct DnsAnswer {
 }
 
 /// One authoritative server's SOA serial (consistency mode).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SoaServer {
     /// The server, as "name (address)" or "address:port".
     pub server: String,
@@ -452,7 +467,8 @@ pub struct SoaServer {
 }
 
 /// What a `domain` check found.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DomainDetails {
     /// When the registration expires (Unix seconds), if found.
     pub expiry: Option<i64>,
@@ -464,8 +480,9 @@ pub struct DomainDetails {
     pub http: HttpDetails,
 }
 
-/// What a `tls` check measured.
-#[derive(Debug, Clone, Default)]
+/// What a `tcp` check measured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TcpDetails {
     /// Time spent resolving the target.
     pub resolve: Duration,
@@ -480,7 +497,8 @@ pub struct TcpDetails {
 }
 
 /// What a `tls` check measured.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TlsDetails {
     /// Time spent resolving the target.
     pub resolve: Duration,
@@ -509,10 +527,12 @@ impl TlsDetails {
 
 /// The presented certificate chain and the verdicts on it, recorded whether or not it is
 /// valid.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TlsInfo {
-    /// Negotiated protocol version, e.g. "TLS 1.3".
-    pub version: &'static str,
+    /// Negotiated protocol version, e.g. "TLS 1.3" (one of [`TLS_VERSION_NAMES`]).
+    #[serde(with = "tls_version")]
+    pub version: StaticName,
     /// Negotiated ALPN protocol.
     pub alpn: Option<String>,
     /// The chain as presented, leaf first.
@@ -541,7 +561,8 @@ impl TlsInfo {
 }
 
 /// One certificate of a presented chain.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CertInfo {
     /// Subject distinguished name, e.g. "CN=shop.example.com".
     pub subject: String,
@@ -560,7 +581,8 @@ pub struct CertInfo {
 }
 
 /// What an HTTP check measured, summed over every redirect hop like blackbox_exporter does.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct HttpDetails {
     /// Time spent resolving names.
     pub resolve: Duration,
@@ -582,8 +604,9 @@ pub struct HttpDetails {
     pub redirects: u32,
     /// Whether the last hop used TLS.
     pub tls_used: bool,
-    /// TLS protocol version of the last hop, e.g. "TLS 1.3".
-    pub tls_version: Option<&'static str>,
+    /// TLS protocol version of the last hop, e.g. "TLS 1.3" (one of [`TLS_VERSION_NAMES`]).
+    #[serde(with = "tls_version_option")]
+    pub tls_version: Option<StaticName>,
     /// Whether a body regex expectation failed.
     pub failed_due_to_regex: bool,
     /// The address connected to on the last hop.
@@ -720,6 +743,123 @@ impl fmt::Display for FailureReason {
     }
 }
 
+/// A reason by its label value ([`FailureReason::as_str`]).
+impl FromStr for FailureReason {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<FailureReason, ()> {
+        FailureReason::ALL
+            .iter()
+            .copied()
+            .find(|reason| reason.as_str() == text)
+            .ok_or(())
+    }
+}
+
+/// As its label value.
+impl Serialize for FailureReason {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// From its label value; any other text is an error.
+impl<'de> Deserialize<'de> for FailureReason {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<FailureReason, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse()
+            .map_err(|()| serde::de::Error::custom(format_args!("unknown failure reason {text:?}")))
+    }
+}
+
+/// Every TLS version name nightjar reports ([`crate::net::tls_version_name`]), "unknown" last: a
+/// deserialised version is one of these, and a name not among them comes back as "unknown".
+pub const TLS_VERSION_NAMES: [&str; 5] = ["TLS 1.3", "TLS 1.2", "TLS 1.1", "TLS 1.0", "unknown"];
+
+/// The name in [`TLS_VERSION_NAMES`] equal to `text`, or "unknown".
+pub fn tls_version_named(text: &str) -> &'static str {
+    TLS_VERSION_NAMES
+        .iter()
+        .copied()
+        .find(|name| *name == text)
+        .unwrap_or("unknown")
+}
+
+/// A `&'static str` field that serde must not borrow: its derive treats a field spelt `&str`
+/// as borrowed from the input (and the input as living forever), so the fields that hold a
+/// static name are spelt with this alias and read through a `with` module instead.
+type StaticName = &'static str;
+
+/// A check's name as a string (serde's own `Arc<str>` needs its `rc` feature).
+mod arc_str {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(name: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(name)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Arc<str>, D::Error> {
+        String::deserialize(deserializer).map(Arc::from)
+    }
+}
+
+/// A TLS version as its name, read back onto [`TLS_VERSION_NAMES`].
+mod tls_version {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(
+        version: &&'static str,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(version)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<&'static str, D::Error> {
+        String::deserialize(deserializer).map(|text| tls_version_named(&text))
+    }
+}
+
+/// An optional TLS version as its name or null, read back onto [`TLS_VERSION_NAMES`].
+mod tls_version_option {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(
+        version: &Option<&'static str>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        version.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<&'static str>, D::Error> {
+        Option::<String>::deserialize(deserializer)
+            .map(|text| text.as_deref().map(tls_version_named))
+    }
+}
+
+/// A DNS response code as its number (BADVERS and BADSIG share 16, which reads back as hickory
+/// parses it from a message: BADSIG).
+mod rcode_number {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(
+        rcode: &Option<ResponseCode>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        rcode.map(u16::from).serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<ResponseCode>, D::Error> {
+        Option::<u16>::deserialize(deserializer)
+            .map(|code| code.map(<ResponseCode as From<u16>>::from))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -792,6 +932,213 @@ mod tests {
         assert_eq!(details.remote_addr(), None);
         assert!(Details::Tcp(TcpDetails::default()).remote_addr() == Some(None));
         assert!(Details::None.phases().is_empty());
+    }
+
+    fn tls(version: &'static str) -> TlsInfo {
+        TlsInfo {
+            version,
+            alpn: Some("h2".into()),
+            chain: vec![
+                CertInfo {
+                    subject: "CN=shop.example.com".into(),
+                    issuer: "CN=Example CA".into(),
+                    serial: "1f2e".into(),
+                    sans: vec!["shop.example.com".into(), "192.0.2.7".into()],
+                    not_before: 1_700_000_000,
+                    not_after: 1_800_000_000,
+                    fingerprint_sha256: "ab".repeat(32),
+                },
+                CertInfo {
+                    subject: "CN=Example CA".into(),
+                    not_after: 1_900_000_000,
+                    ..CertInfo::default()
+                },
+            ],
+            chain_valid: false,
+            verify_error: Some("invalid peer certificate: UnknownIssuer".into()),
+            hostname_match: true,
+        }
+    }
+
+    fn http() -> HttpDetails {
+        HttpDetails {
+            resolve: Duration::from_micros(1_250),
+            connect: Duration::from_nanos(2_000_001),
+            tls: Duration::from_millis(12),
+            processing: Duration::from_millis(40),
+            transfer: Duration::from_secs(1),
+            status_code: Some(302),
+            http_version: Some(1.1),
+            content_length: Some(5120),
+            redirects: 2,
+            tls_used: true,
+            tls_version: Some("TLS 1.2"),
+            failed_due_to_regex: true,
+            remote_addr: Some("[2001:db8::1]:443".parse().unwrap()),
+            tls_info: Some(tls("TLS 1.2")),
+        }
+    }
+
+    /// A rich result of every kind, and one without details.
+    fn every_kind() -> Vec<CheckResult> {
+        let result = |kind, details| CheckResult {
+            check: Arc::from(format!("{kind:?} check")),
+            kind,
+            started_at: SystemTime::UNIX_EPOCH + Duration::new(1_700_000_123, 456_789_012),
+            duration: Duration::from_nanos(1_234_567_891),
+            status: Status::fail(FailureReason::CertInvalid, "the chain \"does not\" verify"),
+            details,
+        };
+        let dns = DnsDetails {
+            server: "https://dns.example/dns-query".into(),
+            resolve: Duration::from_millis(3),
+            connect: Duration::from_millis(4),
+            tls: Duration::from_millis(5),
+            request: Duration::from_millis(6),
+            rcode: Some(ResponseCode::Unknown(3841)),
+            authoritative: true,
+            truncated: true,
+            answer_rrs: 2,
+            authority_rrs: 1,
+            additional_rrs: 3,
+            answers: vec![DnsAnswer {
+                name: "example.com.".into(),
+                kind: "MX".into(),
+                ttl: 300,
+                data: "10 mx1.example.com.".into(),
+            }],
+            soa_serial: Some(2024010101),
+            earliest_rrsig: Some(1_750_000_000),
+            soa_servers: vec![
+                SoaServer {
+                    server: "ns1.example.com. (192.0.2.1)".into(),
+                    serial: Some(7),
+                },
+                SoaServer {
+                    server: "192.0.2.2:53".into(),
+                    serial: None,
+                },
+            ],
+            tls_info: Some(tls("TLS 1.3")),
+        };
+        let step = |name: &str, success| StepResult {
+            name: name.into(),
+            duration: Duration::from_millis(70),
+            success,
+            status_code: Some(200),
+            http: http(),
+        };
+        vec![
+            result(CheckKind::Http, Details::Http(http())),
+            result(CheckKind::Dns, Details::Dns(dns.clone())),
+            result(
+                CheckKind::Dns,
+                Details::Dns(DnsDetails {
+                    rcode: Some(ResponseCode::NXDomain),
+                    ..DnsDetails::default()
+                }),
+            ),
+            result(
+                CheckKind::Flow,
+                Details::Flow(FlowDetails {
+                    steps: vec![step("login", true), step("cart", false)],
+                    failed_step: Some("cart".into()),
+                }),
+            ),
+            result(
+                CheckKind::Domain,
+                Details::Domain(DomainDetails {
+                    expiry: Some(1_818_129_600),
+                    server: Some("https://rdap.example/".into()),
+                    cached: true,
+                    http: http(),
+                }),
+            ),
+            result(
+                CheckKind::Tcp,
+                Details::Tcp(TcpDetails {
+                    resolve: Duration::from_millis(1),
+                    connect: Duration::from_millis(2),
+                    exchange: Duration::from_millis(3),
+                    received: 17,
+                    remote_addr: Some("192.0.2.9:25".parse().unwrap()),
+                }),
+            ),
+            result(
+                CheckKind::Tls,
+                Details::Tls(TlsDetails {
+                    resolve: Duration::from_millis(1),
+                    connect: Duration::from_millis(2),
+                    starttls: Duration::from_millis(3),
+                    handshake: Duration::from_millis(4),
+                    remote_addr: None,
+                    info: Some(tls("unknown")),
+                }),
+            ),
+            CheckResult {
+                status: Status::Pass,
+                ..result(CheckKind::Tcp, Details::None)
+            },
+        ]
+    }
+
+    #[test]
+    fn a_result_of_every_kind_round_trips_through_json() {
+        let all = every_kind();
+        let kinds: std::collections::BTreeSet<_> = all.iter().map(|res| res.kind).collect();
+        assert_eq!(kinds.len(), CheckKind::ALL.len(), "every kind is covered");
+        for result in all {
+            let json = serde_json::to_string(&result).unwrap();
+            let back: CheckResult = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, result, "{json}");
+            // Read from a reader too, as the state file is: nothing may borrow from the input.
+            let back: CheckResult = serde_json::from_reader(json.as_bytes()).unwrap();
+            assert_eq!(serde_json::to_string(&back).unwrap(), json);
+        }
+    }
+
+    #[test]
+    fn names_read_back_and_unknown_ones_are_refused_or_unknown() {
+        let json = serde_json::to_value(&every_kind()[0]).unwrap();
+        assert_eq!(json["kind"], "http");
+        assert_eq!(json["status"]["fail"]["reason"], "cert_invalid");
+        assert_eq!(json["details"]["http"]["tls_version"], "TLS 1.2");
+        assert_eq!(json["details"]["http"]["remote_addr"], "[2001:db8::1]:443");
+        let dns = serde_json::to_value(&every_kind()[1]).unwrap();
+        assert_eq!(dns["details"]["dns"]["rcode"], 3841);
+        assert_eq!(serde_json::to_value(Status::Pass).unwrap(), "pass");
+        assert_eq!(serde_json::to_value(Details::None).unwrap(), "none");
+
+        for reason in FailureReason::ALL {
+            let json = serde_json::to_string(reason).unwrap();
+            assert_eq!(
+                serde_json::from_str::<FailureReason>(&json).unwrap(),
+                *reason
+            );
+        }
+        for kind in CheckKind::ALL {
+            let json = serde_json::to_string(kind).unwrap();
+            assert_eq!(serde_json::from_str::<CheckKind>(&json).unwrap(), *kind);
+        }
+        let error = serde_json::from_str::<FailureReason>("\"teapot\"").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("unknown failure reason \"teapot\"")
+        );
+        let error = serde_json::from_str::<CheckKind>("\"ping\"").unwrap_err();
+        assert!(error.to_string().contains("unknown check kind \"ping\""));
+
+        // A version nightjar does not report comes back as "unknown"; a missing one as none.
+        let mut http = serde_json::to_value(http()).unwrap();
+        http["tls_version"] = "SSL 3.0".into();
+        http["tls_info"]["version"] = "TLS 1.4".into();
+        let back: HttpDetails = serde_json::from_value(http.clone()).unwrap();
+        assert_eq!(back.tls_version, Some("unknown"));
+        assert_eq!(back.tls_info.unwrap().version, "unknown");
+        http.as_object_mut().unwrap().remove("tls_version");
+        let back: HttpDetails = serde_json::from_value(http).unwrap();
+        assert_eq!(back.tls_version, None);
     }
 
     #[test]
