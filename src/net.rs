@@ -401,7 +401,8 @@ pub fn find_cause<'a, T: StdError + 'static>(error: &'a (dyn StdError + 'static)
     None
 }
 
-/// A TLS protocol version as blackbox_exporter labels it.
+/// A TLS protocol version as blackbox_exporter labels it: one of
+/// [`crate::result::TLS_VERSION_NAMES`], which a deserialised result maps its version onto.
 pub fn tls_version_name(version: rustls::ProtocolVersion) -> &'static str {
     match version {
         rustls::ProtocolVersion::TLSv1_3 => "TLS 1.3",
@@ -415,6 +416,29 @@ pub fn tls_version_name(version: rustls::ProtocolVersion) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_tls_version_name_is_one_a_result_reads_back() {
+        use rustls::ProtocolVersion;
+        let versions = [
+            ProtocolVersion::SSLv2,
+            ProtocolVersion::SSLv3,
+            ProtocolVersion::TLSv1_0,
+            ProtocolVersion::TLSv1_1,
+            ProtocolVersion::TLSv1_2,
+            ProtocolVersion::TLSv1_3,
+            ProtocolVersion::DTLSv1_3,
+            ProtocolVersion::Unknown(0x0305),
+        ];
+        for version in versions {
+            let name = tls_version_name(version);
+            assert!(
+                crate::result::TLS_VERSION_NAMES.contains(&name),
+                "{version:?} is named {name:?}"
+            );
+            assert_eq!(crate::result::tls_version_named(name), name);
+        }
+    }
 
     #[test]
     fn address_order() {
