@@ -2,14 +2,15 @@
 //! API and `nightjar check --format json` print.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
 use crate::config::{CheckDef, Config};
 use crate::result::{CheckResult, Details, Expiring, Failure, Status, TlsInfo};
-use crate::time::{days_left, rfc3339, rfc3339_unix};
+use crate::time::{days_left, from_unix, rfc3339, unix_secs};
 
 /// How many past results each check keeps for the history strip.
 const HISTORY: usize = 30;
@@ -258,6 +259,54 @@ pub struct Summary {
     pub history: Vec<(bool, u32)>,
 }
 
+/// A moment in wall-clock time as the views carry it: the status page computes with it (time
+/// since, time left) and the JSON API writes it as RFC 3339 text in UTC with milliseconds.
+/// It holds no more than that text says (it is truncated to the millisecond), so the page
+/// shows what the API does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(SystemTime);
+
+impl Timestamp {
+    /// The moment `secs` Unix seconds after the epoch (the epoch itself for negative values).
+    pub fn from_unix(secs: i64) -> Timestamp {
+        Timestamp(from_unix(secs))
+    }
+
+    /// The moment as a [`SystemTime`].
+    pub fn time(self) -> SystemTime {
+        self.0
+    }
+
+    /// The moment as whole Unix seconds (0 before the epoch).
+    pub fn unix_secs(self) -> i64 {
+        unix_secs(self.0)
+    }
+}
+
+impl From<SystemTime> for Timestamp {
+    fn from(time: SystemTime) -> Timestamp {
+        Timestamp(match time.duration_since(UNIX_EPOCH) {
+            Ok(since) => {
+                UNIX_EPOCH + Duration::new(since.as_secs(), since.subsec_millis() * 1_000_000)
+            }
+            Err(_) => time,
+        })
+    }
+}
+
+/// RFC 3339 in UTC with milliseconds: `2025-01-31T12:00:00.000Z`.
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&rfc3339(self.0))
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 /// One check as the JSON API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckView {
@@ -271,7 +320,7 @@ pub struct CheckView {
     /// `passing`, `failing` or `unknown` (not run yet).
     pub state: State,
     /// When the check entered its current state (RFC 3339).
-    pub since: Option<String>,
+    pub since: Option<Timestamp>,
     /// The check's schedule, e.g. "every 30s".
     pub schedule: String,
     /// Extra labels.
@@ -295,7 +344,7 @@ pub struct HistoryPoint {
 #[derive(Debug, Clone, Serialize)]
 pub struct RunView {
     /// When it started (RFC 3339).
-    pub started_at: String,
+    pub started_at: Timestamp,
     /// How long it took, in seconds.
     pub duration_seconds: f64,
     /// Whether it passed.
@@ -366,7 +415,7 @@ pub struct DnsView {
     /// The SOA serial in the answer, if any.
     pub soa_serial: Option<u32>,
     /// The earliest RRSIG expiration among the answers (RFC 3339).
-    pub rrsig_expiry: Option<String>,
+    pub rrsig_expiry: Option<Timestamp>,
     /// Days until then.
     pub rrsig_days_left: Option<f64>,
     /// Consistency mode: each server and its serial.
@@ -391,7 +440,7 @@ pub struct AnswerView {
 #[derive(Debug, Clone, Serialize)]
 pub struct DomainView {
     /// When the registration expires (RFC 3339).
-    pub expiry: Option<String>,
+    pub expiry: Option<Timestamp>,
     /// Days until then (negative once expired).
     pub days_left: Option<f64>,
     /// The RDAP server asked.
@@ -412,7 +461,7 @@ pub struct TlsView {
     /// Why verification failed, if it did.
     pub verify_error: Option<String>,
     /// Earliest expiry in the chain (RFC 3339).
-    pub earliest_expiry: Option<String>,
+    pub earliest_expiry: Option<Timestamp>,
     /// Days until then (negative once expired).
     pub days_left: Option<f64>,
     /// The chain, leaf first.
@@ -433,16 +482,16 @@ pub struct CertView {
     /// DNS and IP names.
     pub sans: Vec<String>,
     /// notBefore (RFC 3339).
-    pub not_before: String,
+    pub not_before: Timestamp,
     /// notAfter (RFC 3339).
-    pub not_after: String,
+    pub not_after: Timestamp,
     /// SHA-256 fingerprint, hex.
     pub fingerprint_sha256: String,
 }
 
 impl TlsView {
     fn new(info: &TlsInfo) -> TlsView {
-        let at = rfc3339_unix;
+        let at = Timestamp::from_unix;
         TlsView {
             version: info.version,
             chain_valid: info.chain_valid,
@@ -487,7 +536,7 @@ impl CheckView {
             kind: def.kind().as_str(),
             target: def.target.clone(),
             state,
-            since: since.map(rfc3339),
+            since: since.map(Timestamp::from),
             schedule: def.schedule.to_string(),
             labels: def.labels.clone(),
             last_run: last.map(RunView::new),
@@ -512,7 +561,7 @@ impl RunView {
             }
         };
         let mut view = RunView {
-            started_at: rfc3339(res.started_at),
+            started_at: Timestamp::from(res.started_at),
             duration_seconds: res.duration.as_secs_f64(),
             success: res.is_success(),
             reason,
@@ -570,7 +619,7 @@ impl RunView {
                         })
                         .collect(),
                     soa_serial: dns.soa_serial,
-                    rrsig_expiry: dns.earliest_rrsig.map(rfc3339_unix),
+                    rrsig_expiry: dns.earliest_rrsig.map(Timestamp::from_unix),
                     rrsig_days_left: dns.earliest_rrsig.map(days_left),
                     soa_servers: dns
                         .soa_servers
@@ -581,7 +630,7 @@ impl RunView {
             }
             Details::Domain(domain) => {
                 view.domain = Some(DomainView {
-                    expiry: domain.expiry.map(rfc3339_unix),
+                    expiry: domain.expiry.map(Timestamp::from_unix),
                     days_left: domain.expiry.map(days_left),
                     server: domain.server.clone(),
                     cached: domain.cached,
@@ -597,5 +646,31 @@ impl RunView {
             }
         }
         view
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_what_their_text_says() {
+        let at = UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
+        let stamp = Timestamp::from(at);
+        assert_eq!(stamp.to_string(), rfc3339(at));
+        assert_eq!(
+            serde_json::to_string(&Some(stamp)).unwrap(),
+            "\"2023-11-14T22:13:20.123Z\""
+        );
+        assert_eq!(
+            stamp.time(),
+            UNIX_EPOCH + Duration::new(1_700_000_000, 123_000_000)
+        );
+        assert_eq!(stamp.unix_secs(), 1_700_000_000);
+        assert_eq!(
+            Timestamp::from_unix(86_400).to_string(),
+            "1970-01-02T00:00:00.000Z"
+        );
+        assert_eq!(Timestamp::from_unix(-5).unix_secs(), 0);
     }
 }

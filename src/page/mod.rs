@@ -11,7 +11,8 @@ use serde::Deserialize;
 
 use crate::result::Failure;
 use crate::status::{
-    AnswerView, DnsView, DomainView, RunView, State, StatusStore, StepView, Summary, TlsView,
+    AnswerView, DnsView, DomainView, RunView, State, StatusStore, StepView, Summary, Timestamp,
+    TlsView,
 };
 use crate::time::{days_text, left_text, unix_secs};
 
@@ -547,11 +548,7 @@ pub fn detail(store: &StatusStore, name: &str) -> Option<String> {
         region = escape(store.region()),
         version = env!("CARGO_PKG_VERSION"),
     );
-    let since = view
-        .since
-        .as_deref()
-        .and_then(|text| chrono::DateTime::parse_from_rfc3339(text).ok())
-        .map(|at| since_cell(SystemTime::from(at), now));
+    let since = view.since.map(|since| since_cell(since.time(), now));
     fact(
         &mut html,
         "State",
@@ -770,7 +767,7 @@ fn certificates(
 <th scope=\"col\">#</th><th scope=\"col\">Subject</th><th scope=\"col\" class=\"wide\">Issuer</th>\
 <th scope=\"col\">Expires</th><th scope=\"col\" class=\"wide\">Names</th><th scope=\"col\" class=\"wide\">SHA-256</th></tr></thead><tbody>\n");
     for cert in &tls.chain {
-        let left = seconds_left(&cert.not_after, now);
+        let left = seconds_until(cert.not_after.unix_secs(), now);
         let _ = writeln!(
             html,
             "<tr><td class=\"num\">{}</td><th scope=\"row\">{}</th><td class=\"wide\">{}</td>\
@@ -780,7 +777,7 @@ fn certificates(
             escape(&cert.issuer),
             expiry_class(left, warning, critical),
             left_text(left),
-            short_time(&cert.not_after),
+            short_time(cert.not_after),
             escape(&cert.sans.join(", ")),
             escape(&cert.fingerprint_sha256),
         );
@@ -808,7 +805,7 @@ fn dns_answer(html: &mut String, dns: &DnsView, now: SystemTime, leads: (Duratio
     if let Some(serial) = dns.soa_serial {
         fact(html, "SOA serial", &serial.to_string());
     }
-    if let Some(expiry) = &dns.rrsig_expiry {
+    if let Some(expiry) = dns.rrsig_expiry {
         expiry_fact(html, "Signatures expire", expiry, now, leads);
     }
     html.push_str("</dl>\n");
@@ -860,7 +857,7 @@ fn registration(
     leads: (Duration, Duration),
 ) {
     html.push_str("<h2>Registration</h2>\n<dl class=\"facts\">\n");
-    if let Some(expiry) = &domain.expiry {
+    if let Some(expiry) = domain.expiry {
         expiry_fact(html, "Expires", expiry, now, leads);
     }
     if let Some(server) = &domain.server {
@@ -870,23 +867,16 @@ fn registration(
     html.push_str("</dl>\n");
 }
 
-/// Seconds from now until an RFC 3339 time (0 if it does not parse).
-fn seconds_left(rfc3339: &str, now: SystemTime) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(rfc3339)
-        .map(|at| seconds_until(at.timestamp(), now))
-        .unwrap_or(0)
-}
-
 /// A fact saying when something expires: the time left, coloured by the `[rules]` lead
 /// times, and the date.
 fn expiry_fact(
     html: &mut String,
     term: &str,
-    rfc3339: &str,
+    at: Timestamp,
     now: SystemTime,
     (warning, critical): (Duration, Duration),
 ) {
-    let left = seconds_left(rfc3339, now);
+    let left = seconds_until(at.unix_secs(), now);
     fact(
         html,
         term,
@@ -894,17 +884,16 @@ fn expiry_fact(
             "<span class=\"{}\">{}</span> ({})",
             expiry_class(left, warning, critical),
             left_text(left),
-            short_time(rfc3339)
+            short_time(at)
         ),
     );
 }
 
-/// An RFC 3339 time as "2027-01-21 11:21 UTC".
-fn short_time(rfc3339: &str) -> String {
-    chrono::DateTime::parse_from_rfc3339(rfc3339).map_or_else(
-        |_| escape(rfc3339),
-        |at| at.format("%Y-%m-%d %H:%M UTC").to_string(),
-    )
+/// A time as "2027-01-21 11:21 UTC".
+fn short_time(at: Timestamp) -> String {
+    chrono::DateTime::<chrono::Utc>::from(at.time())
+        .format("%Y-%m-%d %H:%M UTC")
+        .to_string()
 }
 
 /// Phases in the order they happen, not alphabetical.
