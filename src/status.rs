@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::config::{CheckDef, Config};
-use crate::result::{CheckResult, Details, Expiring, Failure, Status, TlsInfo};
+use crate::result::{
+    CheckResult, Details, DnsDetails, DomainDetails, Expiring, Failure, Status, StepResult, TlsInfo,
+};
 use crate::time::{days_left, from_unix, rfc3339, unix_secs};
 
 /// How many past results each check keeps for the history strip.
@@ -566,76 +568,23 @@ impl RunView {
             success: res.is_success(),
             reason,
             detail,
-            phases: BTreeMap::new(),
+            phases: phase_seconds(res.details.phases()),
             status_code: None,
             http_version: None,
             redirects: None,
             content_length: None,
             tls_version: None,
-            tls: None,
+            tls: res.details.tls_info().map(TlsView::new),
             domain: None,
             dns: None,
             steps: Vec::new(),
         };
-        for (phase, took) in res.details.phases() {
-            view.phases.insert(phase, took.as_secs_f64());
-        }
-        view.tls = res.details.tls_info().map(TlsView::new);
         // What only one kind has.
         match &res.details {
             Details::None | Details::Tcp(_) => {}
-            Details::Flow(flow) => {
-                view.steps = flow
-                    .steps
-                    .iter()
-                    .map(|step| StepView {
-                        name: step.name.clone(),
-                        success: step.success,
-                        duration_seconds: step.duration.as_secs_f64(),
-                        status_code: step.status_code,
-                        phases: step
-                            .http
-                            .phases()
-                            .into_iter()
-                            .map(|(phase, took)| (phase, took.as_secs_f64()))
-                            .collect(),
-                    })
-                    .collect();
-            }
-            Details::Dns(dns) => {
-                view.dns = Some(DnsView {
-                    server: dns.server.clone(),
-                    rcode: dns.rcode_name().map(String::from),
-                    authoritative: dns.authoritative,
-                    truncated: dns.truncated,
-                    answers: dns
-                        .answers
-                        .iter()
-                        .map(|answer| AnswerView {
-                            name: answer.name.clone(),
-                            kind: answer.kind.clone(),
-                            ttl: answer.ttl,
-                            data: answer.data.clone(),
-                        })
-                        .collect(),
-                    soa_serial: dns.soa_serial,
-                    rrsig_expiry: dns.earliest_rrsig.map(Timestamp::from_unix),
-                    rrsig_days_left: dns.earliest_rrsig.map(days_left),
-                    soa_servers: dns
-                        .soa_servers
-                        .iter()
-                        .map(|server| (server.server.clone(), server.serial))
-                        .collect(),
-                });
-            }
-            Details::Domain(domain) => {
-                view.domain = Some(DomainView {
-                    expiry: domain.expiry.map(Timestamp::from_unix),
-                    days_left: domain.expiry.map(days_left),
-                    server: domain.server.clone(),
-                    cached: domain.cached,
-                });
-            }
+            Details::Flow(flow) => view.steps = flow.steps.iter().map(StepView::new).collect(),
+            Details::Dns(dns) => view.dns = Some(DnsView::new(dns)),
+            Details::Domain(domain) => view.domain = Some(DomainView::new(domain)),
             Details::Tls(_) => view.tls_version = info_version(res),
             Details::Http(http) => {
                 view.status_code = http.status_code;
@@ -646,6 +595,68 @@ impl RunView {
             }
         }
         view
+    }
+}
+
+/// Phase timings in seconds, by phase name.
+fn phase_seconds(
+    phases: impl IntoIterator<Item = (&'static str, Duration)>,
+) -> BTreeMap<&'static str, f64> {
+    phases
+        .into_iter()
+        .map(|(phase, took)| (phase, took.as_secs_f64()))
+        .collect()
+}
+
+impl StepView {
+    fn new(step: &StepResult) -> StepView {
+        StepView {
+            name: step.name.clone(),
+            success: step.success,
+            duration_seconds: step.duration.as_secs_f64(),
+            status_code: step.status_code,
+            phases: phase_seconds(step.http.phases()),
+        }
+    }
+}
+
+impl DnsView {
+    fn new(dns: &DnsDetails) -> DnsView {
+        DnsView {
+            server: dns.server.clone(),
+            rcode: dns.rcode_name().map(String::from),
+            authoritative: dns.authoritative,
+            truncated: dns.truncated,
+            answers: dns
+                .answers
+                .iter()
+                .map(|answer| AnswerView {
+                    name: answer.name.clone(),
+                    kind: answer.kind.clone(),
+                    ttl: answer.ttl,
+                    data: answer.data.clone(),
+                })
+                .collect(),
+            soa_serial: dns.soa_serial,
+            rrsig_expiry: dns.earliest_rrsig.map(Timestamp::from_unix),
+            rrsig_days_left: dns.earliest_rrsig.map(days_left),
+            soa_servers: dns
+                .soa_servers
+                .iter()
+                .map(|server| (server.server.clone(), server.serial))
+                .collect(),
+        }
+    }
+}
+
+impl DomainView {
+    fn new(domain: &DomainDetails) -> DomainView {
+        DomainView {
+            expiry: domain.expiry.map(Timestamp::from_unix),
+            days_left: domain.expiry.map(days_left),
+            server: domain.server.clone(),
+            cached: domain.cached,
+        }
     }
 }
 
