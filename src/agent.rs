@@ -497,8 +497,8 @@ async fn sink(
     region: String,
 ) {
     while let Some(outcome) = results.recv().await {
+        metrics.observe_outcome(&outcome);
         let res = outcome.result;
-        metrics.observe(&res);
         let check = res.check.clone();
         let kind = res.kind.as_str();
         let failure = match &res.status {

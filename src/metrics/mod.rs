@@ -21,10 +21,12 @@ use prometheus::{
 };
 
 use crate::config::{AgentConfig, CheckDef, Config, RemoteWriteDef, TrafficDef};
+use crate::detect::Verdict;
+use crate::outcome::Outcome;
 use crate::result::{CheckResult, Details, DnsDetails, Expiring, TlsInfo};
+use names::{CheckState, expires, label};
 pub use names::{RESERVED_LABELS, RemoteResult, RunResult, TrafficResult, is_reserved_label};
-use names::{expires, label};
-use store::{Fam, Identity, Sample, Store};
+use store::{Fam, Identity, Run, Sample, Store};
 
 /// Buckets of `nightjar_scheduler_lag_seconds`: from 100 µs to 10 s.
 const LAG_BUCKETS: &[f64] = &[
@@ -181,15 +183,49 @@ impl Metrics {
         self.checks_configured.set(checks.len() as i64);
     }
 
-    /// Records one check result. Results of checks this registry does not know are ignored.
+    /// Records one check result (a run of `nightjar check` or a test's, on the schedule).
+    /// Results of checks this registry does not know are ignored.
     pub fn observe(&self, res: &CheckResult) {
-        self.store.observe(
-            &res.check,
-            RunResult::of(res.is_success()),
-            res.duration.as_secs_f64(),
-            res.reason(),
-            |identity| gauges_of(res, &identity.steps),
+        self.count(res, false, false);
+    }
+
+    /// Records a scheduled run: its result as [`Metrics::observe`] does (a retry only in the
+    /// retry counter, a run in a maintenance window in the maintenance counters too), and the
+    /// check's state after it.
+    pub fn observe_outcome(&self, outcome: &Outcome) {
+        self.count(
+            &outcome.result,
+            outcome.retry,
+            outcome.maintenance.is_some(),
         );
+        let decided = match outcome.tracker.decided() {
+            None => CheckState::Unknown,
+            Some(Verdict::Passing) => CheckState::Passing,
+            Some(Verdict::Failing) => CheckState::Failing,
+        };
+        self.store.set_state(
+            &outcome.result.check,
+            decided,
+            outcome.tracker.consecutive_failures(),
+        );
+    }
+
+    fn count(&self, res: &CheckResult, retry: bool, maintenance: bool) {
+        let run = Run {
+            result: RunResult::of(res.is_success()),
+            seconds: res.duration.as_secs_f64(),
+            reason: res.reason(),
+            retry,
+            maintenance,
+        };
+        self.store
+            .observe(&res.check, run, |identity| gauges_of(res, &identity.steps));
+    }
+
+    /// Sets whether a maintenance window covers `check` now (`nightjar_check_maintenance`,
+    /// and the state series read `maintenance` while it does).
+    pub fn set_maintenance(&self, check: &str, covered: bool) {
+        self.store.set_maintenance(check, covered);
     }
 
     /// Records one injector refresh.

@@ -19,7 +19,7 @@ use prometheus::proto::{
     Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
 };
 
-use super::names::{self, RunResult, label};
+use super::names::{self, CheckState, RunResult, label};
 use crate::result::FailureReason;
 
 /// Families of per-check gauges that describe the last run, in exposition order.
@@ -273,6 +273,42 @@ const SKIPPED: (&str, &str) = (
     "nightjar_check_skipped_runs_total",
     "Runs not started because the previous run of the same check was still in flight.",
 );
+const RETRIES: (&str, &str) = (
+    names::CHECK_RETRY_RUNS,
+    "Extra runs retry_interval after a result that left a change of state unconfirmed, by result; not in nightjar_check_runs_total.",
+);
+const MAINTENANCE_RUNS: (&str, &str) = (
+    names::CHECK_MAINTENANCE_RUNS,
+    "Scheduled runs taken while a maintenance window covered the check, by result (also in nightjar_check_runs_total).",
+);
+const MAINTENANCE_DURATION: (&str, &str) = (
+    names::CHECK_MAINTENANCE_DURATION,
+    "Duration of the scheduled runs taken while a maintenance window covered the check, by result.",
+);
+const STATE: (&str, &str) = (
+    names::CHECK_STATE,
+    "The check's state: 1 for the current one (failures and recoveries confirmed as configured; maintenance while a window covers it).",
+);
+const CONSECUTIVE_FAILURES: (&str, &str) = (
+    names::CONSECUTIVE_FAILURES,
+    "Failed runs in a row, retries included.",
+);
+const IN_MAINTENANCE: (&str, &str) = (
+    names::CHECK_MAINTENANCE,
+    "1 while a maintenance window covers the check.",
+);
+
+/// How one run is counted.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Run {
+    pub result: RunResult,
+    pub seconds: f64,
+    pub reason: Option<FailureReason>,
+    /// A retry: counted in the retry counter only.
+    pub retry: bool,
+    /// Taken in a maintenance window: counted in the maintenance counters too.
+    pub maintenance: bool,
+}
 
 /// A label value of a gauge beyond the check's own labels.
 pub(super) type Extra = Vec<(&'static str, Cow<'static, str>)>;
@@ -334,6 +370,15 @@ struct Cell {
 struct State {
     /// Runs by result (indexed by `RunResult as usize`).
     runs: [u64; 2],
+    /// Retries by result.
+    retries: [u64; 2],
+    /// Runs and durations in maintenance windows, created (at 0) when a window first covers
+    /// the check: a check never in one has no such series.
+    maintenance: Option<Box<Counted>>,
+    /// The decided state (never `Maintenance`; that is `in_maintenance`).
+    decided: CheckState,
+    consecutive_failures: u32,
+    in_maintenance: bool,
     failures: Vec<u64>,
     skipped: u64,
     /// By result, as `runs`: observations per bucket (not cumulative; the last is +Inf), sum.
@@ -343,6 +388,40 @@ struct State {
     /// Where each family's gauges start in `gauges` (by `Fam as usize`; one past the end last),
     /// so a scrape reads them without searching.
     starts: [u16; GAUGES.len() + 1],
+}
+
+/// Runs by result and their histograms, as [`State`] keeps them.
+struct Counted {
+    runs: [u64; 2],
+    histograms: [(Vec<u64>, f64); 2],
+}
+
+impl Counted {
+    fn new(buckets: usize) -> Counted {
+        let empty = || (vec![0; buckets + 1], 0.0);
+        Counted {
+            runs: [0; 2],
+            histograms: [empty(), empty()],
+        }
+    }
+
+    fn count(&mut self, result: usize, bucket: usize, seconds: f64) {
+        self.runs[result] += 1;
+        let (counts, sum) = &mut self.histograms[result];
+        counts[bucket] += 1;
+        *sum += seconds;
+    }
+}
+
+impl State {
+    /// The state as shown.
+    fn shown(&self) -> CheckState {
+        if self.in_maintenance {
+            CheckState::Maintenance
+        } else {
+            self.decided
+        }
+    }
 }
 
 impl Cell {
@@ -412,6 +491,11 @@ impl Store {
         let empty = || (vec![0; self.buckets.len() + 1], 0.0);
         let state = State {
             runs: [0; 2],
+            retries: [0; 2],
+            maintenance: None,
+            decided: CheckState::Unknown,
+            consecutive_failures: 0,
+            in_maintenance: false,
             failures: vec![0; identity.reasons.len()],
             skipped: 0,
             histograms: [empty(), empty()],
@@ -438,44 +522,40 @@ impl Store {
     }
 
     /// Records a run of a loaded check: its result, duration, reason, and the gauges that now
-    /// describe it, which `gauges` builds from the check's identity (its flow steps).
-    pub fn observe(
-        &self,
-        check: &str,
-        result: RunResult,
-        seconds: f64,
-        reason: Option<FailureReason>,
-        gauges: impl FnOnce(&Identity) -> Vec<Sample>,
-    ) {
+    /// describe it, which `gauges` builds from the check's identity (its flow steps). A retry
+    /// counts in the retry counter only; a scheduled run in the runs counter, the failures by
+    /// reason and the histogram (and in the maintenance ones, when taken in a window).
+    pub fn observe(&self, check: &str, run: Run, gauges: impl FnOnce(&Identity) -> Vec<Sample>) {
         let Some(cell) = self.cell(check) else {
             return;
         };
         let mut gauges = gauges(&cell.identity);
         gauges.sort_by_key(|sample| sample.fam);
-        let result = result as usize;
+        let result = run.result as usize;
         let bucket = self
             .buckets
             .iter()
-            .position(|bound| seconds <= *bound)
+            .position(|bound| run.seconds <= *bound)
             .unwrap_or(self.buckets.len());
-        let listed = reason.map(|reason| cell.identity.reasons.iter().position(|r| *r == reason));
-        if let (Some(reason), Some(None)) = (reason, listed) {
-            // A bug (a reason missing from its kind's list, which a test guards against), so
-            // it is said rather than silently not counted.
-            tracing::error!(
-                message = "A failure reason is not in its check kind's list; it is not counted.",
-                check,
-                reason = reason.as_str()
-            );
-        }
-        let reason = listed.flatten();
+        let reason = self.reason_index(&cell, check, run.reason);
         let mut state = cell.lock();
-        state.runs[result] += 1;
-        let (counts, sum) = &mut state.histograms[result];
-        counts[bucket] += 1;
-        *sum += seconds;
-        if let Some(idx) = reason {
-            state.failures[idx] += 1;
+        if run.retry {
+            state.retries[result] += 1;
+        } else {
+            state.runs[result] += 1;
+            let (counts, sum) = &mut state.histograms[result];
+            counts[bucket] += 1;
+            *sum += run.seconds;
+            if let Some(idx) = reason {
+                state.failures[idx] += 1;
+            }
+            if run.maintenance {
+                let buckets = self.buckets.len();
+                state
+                    .maintenance
+                    .get_or_insert_with(|| Box::new(Counted::new(buckets)))
+                    .count(result, bucket, run.seconds);
+            }
         }
         let fams = gauges
             .iter()
@@ -487,6 +567,48 @@ impl Store {
         gauges.truncate(usize::from(u16::MAX));
         state.gauges = gauges;
         cell.fams.store(fams, Ordering::Relaxed);
+    }
+
+    /// Where `reason` is in the check's list of reasons.
+    fn reason_index(
+        &self,
+        cell: &Cell,
+        check: &str,
+        reason: Option<FailureReason>,
+    ) -> Option<usize> {
+        let reason = reason?;
+        let listed = cell.identity.reasons.iter().position(|r| *r == reason);
+        if listed.is_none() {
+            // A bug (a reason missing from its kind's list, which a test guards against), so
+            // it is said rather than silently not counted.
+            tracing::error!(
+                message = "A failure reason is not in its check kind's list; it is not counted.",
+                check,
+                reason = reason.as_str()
+            );
+        }
+        listed
+    }
+
+    /// Sets a check's decided state and its failures in a row.
+    pub fn set_state(&self, check: &str, decided: CheckState, consecutive_failures: u32) {
+        if let Some(cell) = self.cell(check) {
+            let mut state = cell.lock();
+            state.decided = decided;
+            state.consecutive_failures = consecutive_failures;
+        }
+    }
+
+    /// Sets whether a maintenance window covers a check; the first time one does, its
+    /// maintenance counters start at 0.
+    pub fn set_maintenance(&self, check: &str, covered: bool) {
+        if let Some(cell) = self.cell(check) {
+            let mut state = cell.lock();
+            state.in_maintenance = covered;
+            if covered && state.maintenance.is_none() {
+                state.maintenance = Some(Box::new(Counted::new(self.buckets.len())));
+            }
+        }
     }
 
     pub fn skipped(&self, check: &str) {
@@ -515,6 +637,7 @@ impl Store {
         out.failures(&cells);
         out.durations(&cells, &self.buckets);
         out.skipped(&cells);
+        out.detection(&cells, &self.buckets);
         out.gauges(&cells);
         out.flush();
     }
@@ -556,11 +679,48 @@ impl Store {
         gathered
             .skipped
             .push(self.counter(cell, &[], state.skipped));
+        self.gather_detection(gathered, cell, state);
         for sample in &state.gauges {
             let extra: Vec<(&str, &str)> =
                 sample.extra.iter().map(|(k, v)| (*k, v.as_ref())).collect();
             gathered.gauges[sample.fam as usize].push(self.gauge(cell, &extra, sample.value));
         }
+    }
+
+    /// `cell`'s detection and maintenance series (as [`Writer::detection`] writes them).
+    fn gather_detection(&self, gathered: &mut Gathered, cell: &Cell, state: &State) {
+        for result in RunResult::ALL {
+            let idx = result as usize;
+            let by_result = [(label::RESULT, result.as_str())];
+            gathered
+                .retries
+                .push(self.counter(cell, &by_result, state.retries[idx]));
+            if let Some(counted) = &state.maintenance {
+                gathered
+                    .maintenance_runs
+                    .push(self.counter(cell, &by_result, counted.runs[idx]));
+                let (counts, sum) = &counted.histograms[idx];
+                let mut metric = self.metric(cell, &by_result);
+                metric.set_histogram(self.histogram(counts, *sum));
+                gathered.maintenance_durations.push(metric);
+            }
+        }
+        let shown = state.shown();
+        for value in CheckState::ALL {
+            let by_state = [(label::STATE, value.as_str())];
+            let on = f64::from(u8::from(value == shown));
+            gathered.states.push(self.gauge(cell, &by_state, on));
+        }
+        gathered.consecutive_failures.push(self.gauge(
+            cell,
+            &[],
+            f64::from(state.consecutive_failures),
+        ));
+        gathered.in_maintenance.push(self.gauge(
+            cell,
+            &[],
+            f64::from(u8::from(state.in_maintenance)),
+        ));
     }
 
     /// A metric of `cell` with its labels, the agent's, then `extra`.
@@ -628,6 +788,12 @@ struct Gathered {
     failures: Vec<Metric>,
     durations: Vec<Metric>,
     skipped: Vec<Metric>,
+    retries: Vec<Metric>,
+    maintenance_runs: Vec<Metric>,
+    maintenance_durations: Vec<Metric>,
+    states: Vec<Metric>,
+    consecutive_failures: Vec<Metric>,
+    in_maintenance: Vec<Metric>,
     /// Indexed by `Fam as usize`.
     gauges: Vec<Vec<Metric>>,
 }
@@ -652,6 +818,20 @@ impl Gathered {
         family(FAILURES, MetricType::COUNTER, self.failures);
         family(DURATION, MetricType::HISTOGRAM, self.durations);
         family(SKIPPED, MetricType::COUNTER, self.skipped);
+        family(RETRIES, MetricType::COUNTER, self.retries);
+        family(MAINTENANCE_RUNS, MetricType::COUNTER, self.maintenance_runs);
+        family(
+            MAINTENANCE_DURATION,
+            MetricType::HISTOGRAM,
+            self.maintenance_durations,
+        );
+        family(STATE, MetricType::GAUGE, self.states);
+        family(
+            CONSECUTIVE_FAILURES,
+            MetricType::GAUGE,
+            self.consecutive_failures,
+        );
+        family(IN_MAINTENANCE, MetricType::GAUGE, self.in_maintenance);
         for ((_, name, help), metrics) in GAUGES.iter().zip(self.gauges) {
             family((name, help), MetricType::GAUGE, metrics);
         }
@@ -764,35 +944,77 @@ impl Writer<'_> {
     /// `nightjar_check_duration_seconds` by result: cumulative buckets (bounds `buckets`,
     /// then +Inf), sum and count.
     fn durations(&mut self, cells: &[Arc<Cell>], buckets: &[f64]) {
-        let (bucket, sum, count) = (
-            head(DURATION.0, "_bucket"),
-            head(DURATION.0, "_sum"),
-            head(DURATION.0, "_count"),
-        );
-        let les: Vec<String> = buckets
-            .iter()
-            .map(|bound| bound.to_string())
-            .chain(["+Inf".to_string()])
-            .collect();
-        let bucket_tails: Vec<[String; 2]> =
-            les.iter().map(|le| by_result(&[(label::LE, le)])).collect();
-        let result_tails = by_result(&[]);
+        let lines = HistogramLines::new(DURATION.0, buckets);
         self.family(DURATION, "histogram", cells, None, |buf, cell, state| {
-            for (idx, (counts, total)) in state.histograms.iter().enumerate() {
-                let mut cumulative = 0;
-                for (tails, n) in bucket_tails.iter().zip(counts) {
-                    cumulative += n;
-                    line(buf, &bucket, &cell.prefix, &tails[idx], Int(cumulative));
+            lines.write(buf, &cell.prefix, &state.histograms);
+        });
+    }
+
+    /// Detection and maintenance: retries by result, the maintenance runs and durations (of
+    /// checks a window has covered), the state, failures in a row, and the maintenance flag.
+    fn detection(&mut self, cells: &[Arc<Cell>], buckets: &[f64]) {
+        let retries = head(RETRIES.0, "");
+        let result_tails = by_result(&[]);
+        self.family(RETRIES, "counter", cells, None, |buf, cell, state| {
+            for (tail, count) in result_tails.iter().zip(state.retries) {
+                line(buf, &retries, &cell.prefix, tail, Int(count));
+            }
+        });
+        let runs = head(MAINTENANCE_RUNS.0, "");
+        self.family(
+            MAINTENANCE_RUNS,
+            "counter",
+            cells,
+            None,
+            |buf, cell, state| {
+                if let Some(counted) = &state.maintenance {
+                    for (tail, count) in result_tails.iter().zip(counted.runs) {
+                        line(buf, &runs, &cell.prefix, tail, Int(count));
+                    }
                 }
-                line(buf, &sum, &cell.prefix, &result_tails[idx], Float(*total));
+            },
+        );
+        let lines = HistogramLines::new(MAINTENANCE_DURATION.0, buckets);
+        self.family(
+            MAINTENANCE_DURATION,
+            "histogram",
+            cells,
+            None,
+            |buf, cell, state| {
+                if let Some(counted) = &state.maintenance {
+                    lines.write(buf, &cell.prefix, &counted.histograms);
+                }
+            },
+        );
+        let states = head(STATE.0, "");
+        let state_tails = CheckState::ALL.map(|shown| tail(&[(label::STATE, shown.as_str())]));
+        self.family(STATE, "gauge", cells, None, |buf, cell, state| {
+            let shown = state.shown();
+            for (value, tail) in CheckState::ALL.iter().zip(&state_tails) {
                 line(
                     buf,
-                    &count,
+                    &states,
                     &cell.prefix,
-                    &result_tails[idx],
-                    Int(cumulative),
+                    tail,
+                    Int(u64::from(*value == shown)),
                 );
             }
+        });
+        let failures = head(CONSECUTIVE_FAILURES.0, "");
+        self.family(
+            CONSECUTIVE_FAILURES,
+            "gauge",
+            cells,
+            None,
+            |buf, cell, state| {
+                let count = u64::from(state.consecutive_failures);
+                line(buf, &failures, &cell.prefix, "} ", Int(count));
+            },
+        );
+        let flag = head(IN_MAINTENANCE.0, "");
+        self.family(IN_MAINTENANCE, "gauge", cells, None, |buf, cell, state| {
+            let covered = u64::from(state.in_maintenance);
+            line(buf, &flag, &cell.prefix, "} ", Int(covered));
         });
     }
 
@@ -823,6 +1045,57 @@ impl Writer<'_> {
                         line(buf, &gauge, &cell.prefix, &extra, Float(sample.value));
                     }
                 },
+            );
+        }
+    }
+}
+
+/// The heads and tails of a histogram by result, rendered once per scrape.
+struct HistogramLines {
+    bucket: String,
+    sum: String,
+    count: String,
+    /// Per bucket (then +Inf), the tails of both results.
+    bucket_tails: Vec<[String; 2]>,
+    result_tails: [String; 2],
+}
+
+impl HistogramLines {
+    fn new(name: &str, buckets: &[f64]) -> HistogramLines {
+        let les = buckets
+            .iter()
+            .map(|bound| bound.to_string())
+            .chain(["+Inf".to_string()]);
+        HistogramLines {
+            bucket: head(name, "_bucket"),
+            sum: head(name, "_sum"),
+            count: head(name, "_count"),
+            bucket_tails: les.map(|le| by_result(&[(label::LE, &le)])).collect(),
+            result_tails: by_result(&[]),
+        }
+    }
+
+    /// Both results' cumulative buckets, sum and count.
+    fn write(&self, buf: &mut String, prefix: &str, histograms: &[(Vec<u64>, f64); 2]) {
+        for (idx, (counts, total)) in histograms.iter().enumerate() {
+            let mut cumulative = 0;
+            for (tails, n) in self.bucket_tails.iter().zip(counts) {
+                cumulative += n;
+                line(buf, &self.bucket, prefix, &tails[idx], Int(cumulative));
+            }
+            line(
+                buf,
+                &self.sum,
+                prefix,
+                &self.result_tails[idx],
+                Float(*total),
+            );
+            line(
+                buf,
+                &self.count,
+                prefix,
+                &self.result_tails[idx],
+                Int(cumulative),
             );
         }
     }
@@ -945,12 +1218,17 @@ mod tests {
                 Sample::with(Fam::HttpDuration, "phase", "tls", 0.5),
             ]
         };
-        store.observe("a", RunResult::Success, 0.05, None, phases);
+        let run = |result, seconds, reason| Run {
+            result,
+            seconds,
+            reason,
+            retry: false,
+            maintenance: false,
+        };
+        store.observe("a", run(RunResult::Success, 0.05, None), phases);
         store.observe(
             "a",
-            RunResult::Failure,
-            2.0,
-            Some(FailureReason::Status),
+            run(RunResult::Failure, 2.0, Some(FailureReason::Status)),
             |_| vec![Sample::new(Fam::ProbeSuccess, 0.0)],
         );
         let mut text = String::new();
