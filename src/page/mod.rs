@@ -11,8 +11,8 @@ use serde::Deserialize;
 
 use crate::result::Failure;
 use crate::status::{
-    AnswerView, DnsView, DomainView, RunView, State, StatusStore, StepView, Summary, Timestamp,
-    TlsView,
+    AnswerView, CheckView, DnsView, DomainView, HistoryPoint, RunView, State, StatusStore,
+    StepView, Summary, Timestamp, TlsView,
 };
 use crate::time::{days_text, left_text, unix_secs};
 
@@ -543,33 +543,12 @@ pub fn detail(store: &StatusStore, name: &str) -> Option<String> {
     let _ = write!(
         html,
         "<header><p><a href=\"/\">← All checks</a></p><h1>{name}</h1><p class=\"agent\">Region <strong>{region}</strong> · version {version}</p></header>\n\
-<main id=\"main\"><div id=\"live\" data-refresh=\"{REFRESH_SECONDS}\">\n<dl class=\"facts\">\n",
+<main id=\"main\"><div id=\"live\" data-refresh=\"{REFRESH_SECONDS}\">\n",
         name = escape(&view.name),
         region = escape(store.region()),
         version = env!("CARGO_PKG_VERSION"),
     );
-    let since = view.since.map(|since| since_cell(since.time(), now));
-    fact(
-        &mut html,
-        "State",
-        &format!(
-            "{} {}",
-            badge(state),
-            since.map(|s| format!("for {s}")).unwrap_or_default()
-        ),
-    );
-    fact(&mut html, "Type", view.kind);
-    fact(&mut html, "Target", &escape(&view.target));
-    fact(&mut html, "Schedule", &escape(&view.schedule));
-    if !view.labels.is_empty() {
-        let labels: Vec<String> = view
-            .labels
-            .iter()
-            .map(|(key, value)| format!("<code>{}={}</code>", escape(key), escape(value)))
-            .collect();
-        fact(&mut html, "Labels", &labels.join(" "));
-    }
-    html.push_str("</dl>\n");
+    check_facts(&mut html, &view, now);
 
     match &view.last_run {
         None => html.push_str("<h2>Last run</h2>\n<p>The check has not finished a run yet.</p>\n"),
@@ -577,30 +556,7 @@ pub fn detail(store: &StatusStore, name: &str) -> Option<String> {
     }
 
     if !view.history.is_empty() {
-        let points: Vec<(bool, u32)> = view
-            .history
-            .iter()
-            .map(|point| (point.success, (point.duration_seconds * 1e6) as u32))
-            .collect();
-        html.push_str("<h2>History</h2>\n<p>");
-        strip(&mut html, &points);
-        html.push_str("</p>\n<details><summary>Every run shown</summary><table class=\"compact\"><caption>Recent runs, newest first</caption>\
-<thead><tr><th scope=\"col\">Run</th><th scope=\"col\">Result</th><th scope=\"col\">Duration</th></tr></thead><tbody>\n");
-        for (age, point) in view.history.iter().rev().enumerate() {
-            let _ = writeln!(
-                html,
-                "<tr><td>{}</td><td class=\"{}\">{}</td><td class=\"num\">{}</td></tr>",
-                if age == 0 {
-                    "last".to_string()
-                } else {
-                    format!("{age} before")
-                },
-                if point.success { "passing" } else { "failing" },
-                if point.success { "passed" } else { "failed" },
-                took_text(point.duration_seconds)
-            );
-        }
-        html.push_str("</tbody></table></details>\n");
+        history(&mut html, &view.history);
     }
     let _ = write!(
         html,
@@ -609,6 +565,60 @@ pub fn detail(store: &StatusStore, name: &str) -> Option<String> {
     );
     foot(&mut html);
     Some(html)
+}
+
+/// The check's state and since when, its type, target, schedule and labels.
+fn check_facts(html: &mut String, view: &CheckView, now: SystemTime) {
+    html.push_str("<dl class=\"facts\">\n");
+    let since = view.since.map(|since| since_cell(since.time(), now));
+    fact(
+        html,
+        "State",
+        &format!(
+            "{} {}",
+            badge(view.state),
+            since.map(|s| format!("for {s}")).unwrap_or_default()
+        ),
+    );
+    fact(html, "Type", view.kind);
+    fact(html, "Target", &escape(&view.target));
+    fact(html, "Schedule", &escape(&view.schedule));
+    if !view.labels.is_empty() {
+        let labels: Vec<String> = view
+            .labels
+            .iter()
+            .map(|(key, value)| format!("<code>{}={}</code>", escape(key), escape(value)))
+            .collect();
+        fact(html, "Labels", &labels.join(" "));
+    }
+    html.push_str("</dl>\n");
+}
+
+/// The history strip, and every run it shows in a table, newest first.
+fn history(html: &mut String, history: &[HistoryPoint]) {
+    let points: Vec<(bool, u32)> = history
+        .iter()
+        .map(|point| (point.success, (point.duration_seconds * 1e6) as u32))
+        .collect();
+    html.push_str("<h2>History</h2>\n<p>");
+    strip(html, &points);
+    html.push_str("</p>\n<details><summary>Every run shown</summary><table class=\"compact\"><caption>Recent runs, newest first</caption>\
+<thead><tr><th scope=\"col\">Run</th><th scope=\"col\">Result</th><th scope=\"col\">Duration</th></tr></thead><tbody>\n");
+    for (age, point) in history.iter().rev().enumerate() {
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td class=\"{}\">{}</td><td class=\"num\">{}</td></tr>",
+            if age == 0 {
+                "last".to_string()
+            } else {
+                format!("{age} before")
+            },
+            if point.success { "passing" } else { "failing" },
+            if point.success { "passed" } else { "failed" },
+            took_text(point.duration_seconds)
+        );
+    }
+    html.push_str("</tbody></table></details>\n");
 }
 
 fn fact(html: &mut String, term: &str, value: &str) {
