@@ -5,6 +5,10 @@
 //! RDAP servers rate-limit, so answers are cached ([`RdapState`]), and a 429 stops requests to
 //! that server for the time it asks (`Retry-After`) while the last known answer keeps being
 //! reported. Success means: an expiration date was found and is at least `min_days_left` away.
+//!
+//! An answer's age is wall-clock time, so the cache can be saved and restored across a restart
+//! ([`RdapState::answers_snapshot`], [`RdapState::restore_answers`]): a restored answer is
+//! used like a fresh one while it is younger than the check's `cache_for`.
 
 pub(crate) mod config;
 
@@ -14,6 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use http::header::{ACCEPT, RETRY_AFTER};
 use http::{HeaderValue, Method};
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use url::Url;
 
@@ -53,6 +58,9 @@ const DEFAULT_BACKOFF: Duration = Duration::from_secs(300);
 /// Largest RDAP or bootstrap document read; anything larger is a failure.
 const MAX_DOCUMENT: u64 = 4 * 1024 * 1024;
 
+/// The most answers [`RdapState::restore_answers`] lets the cache hold.
+pub const MAX_RESTORED: usize = 10_000;
+
 /// A validated `domain` check.
 #[derive(Debug, Clone)]
 pub struct DomainSpec {
@@ -84,11 +92,34 @@ pub struct RdapState {
     backoff: Mutex<HashMap<String, Instant>>,
 }
 
+/// One cached answer.
 #[derive(Debug, Clone)]
 struct Answer {
-    at: Instant,
+    /// When it was fetched, on the wall clock (so it means the same after a restart).
+    at: SystemTime,
     expiry: i64,
     server: String,
+}
+
+impl Answer {
+    /// Whether it was fetched less than `max_age` before `now`. One fetched after `now` (the
+    /// clock was set back) is of unknown age and is not: the domain is asked again.
+    fn younger_than(&self, max_age: Duration, now: SystemTime) -> bool {
+        now.duration_since(self.at).is_ok_and(|age| age < max_age)
+    }
+}
+
+/// One cached RDAP answer, as kept across restarts ([`RdapState::answers_snapshot`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedAnswer {
+    /// The domain.
+    pub domain: String,
+    /// When the answer was fetched, Unix seconds.
+    pub fetched: i64,
+    /// The registration's expiry, Unix seconds.
+    pub expiry: i64,
+    /// The RDAP server that answered.
+    pub server: String,
 }
 
 impl RdapState {
@@ -106,6 +137,58 @@ impl RdapState {
             bootstraps: Mutex::new(HashMap::new()),
             answers: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The cached answers, by domain, to keep across a restart.
+    pub fn answers_snapshot(&self) -> Vec<CachedAnswer> {
+        let answers = self
+            .answers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut saved: Vec<CachedAnswer> = answers
+            .iter()
+            .map(|(domain, answer)| CachedAnswer {
+                domain: domain.clone(),
+                fetched: time::unix_secs(answer.at),
+                expiry: answer.expiry,
+                server: answer.server.clone(),
+            })
+            .collect();
+        saved.sort_unstable_by(|a, b| a.domain.cmp(&b.domain));
+        saved
+    }
+
+    /// Puts answers kept by [`RdapState::answers_snapshot`] back in the cache, where each is
+    /// used like a fresh one while it is younger than its check's `cache_for`. Answers from
+    /// the future are left out, an answer already cached is not replaced by an older one, and
+    /// no answer is added once the cache holds [`MAX_RESTORED`] (the newest go in first).
+    pub fn restore_answers(&self, mut saved: Vec<CachedAnswer>) {
+        let now = time::unix_now();
+        saved.retain(|answer| answer.fetched <= now);
+        // Newest first, so the bound keeps the newest.
+        saved.sort_unstable_by_key(|answer| std::cmp::Reverse(answer.fetched));
+        saved.truncate(MAX_RESTORED);
+        let mut answers = self
+            .answers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for answer in saved {
+            let at = time::from_unix(answer.fetched);
+            match answers.get(&answer.domain) {
+                Some(cached) if cached.at >= at => continue,
+                Some(_) => {}
+                None if answers.len() >= MAX_RESTORED => continue,
+                None => {}
+            }
+            answers.insert(
+                answer.domain,
+                Answer {
+                    at,
+                    expiry: answer.expiry,
+                    server: answer.server,
+                },
+            );
         }
     }
 }
@@ -216,7 +299,7 @@ async fn lookup(
         .insert(
             spec.domain.clone(),
             Answer {
-                at: Instant::now(),
+                at: SystemTime::now(),
                 expiry,
                 server: show_url(&base),
             },
@@ -229,9 +312,10 @@ fn cached(state: &RdapState, domain: &str, max_age: Duration) -> Option<Answer> 
         .answers
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let now = SystemTime::now();
     answers
         .get(domain)
-        .filter(|answer| answer.at.elapsed() < max_age)
+        .filter(|answer| answer.younger_than(max_age, now))
         .cloned()
 }
 
@@ -504,6 +588,68 @@ mod tests {
                 .unwrap_err()
                 .starts_with("is not valid JSON")
         );
+    }
+
+    fn saved(domain: &str, age_secs: i64, expiry: i64) -> CachedAnswer {
+        CachedAnswer {
+            domain: domain.into(),
+            fetched: time::unix_now() - age_secs,
+            expiry,
+            server: "https://rdap.example/".into(),
+        }
+    }
+
+    #[test]
+    fn a_restored_answer_is_used_while_younger_than_cache_for() {
+        let state = RdapState::new();
+        let (old, new) = (saved("old.example", 3600, 1), saved("new.example", 60, 2));
+        let future = saved("future.example", -3600, 3);
+        state.restore_answers(vec![old.clone(), new.clone(), future]);
+        let hour = Duration::from_secs(3600);
+        let answer = cached(&state, "new.example", hour).unwrap();
+        assert_eq!(
+            (answer.expiry, answer.server.as_str()),
+            (2, "https://rdap.example/")
+        );
+        assert!(cached(&state, "new.example", Duration::from_secs(30)).is_none());
+        assert!(cached(&state, "old.example", hour).is_none());
+        assert!(cached(&state, "old.example", STALE_LIMIT).is_some());
+        assert!(cached(&state, "future.example", STALE_LIMIT).is_none());
+
+        // What is kept is what was restored, by domain; it round-trips through JSON.
+        let snapshot = state.answers_snapshot();
+        let expected = vec![new, old];
+        assert_eq!(snapshot, expected);
+        let json = serde_json::to_string(&snapshot).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Vec<CachedAnswer>>(&json).unwrap(),
+            expected
+        );
+    }
+
+    #[test]
+    fn restoring_keeps_fresher_answers_and_is_bounded() {
+        let state = RdapState::new();
+        state.restore_answers(vec![saved("a.example", 10, 1)]);
+        // An older answer does not replace a newer one; a newer one does.
+        state.restore_answers(vec![saved("a.example", 20, 2)]);
+        assert_eq!(state.answers_snapshot()[0].expiry, 1);
+        state.restore_answers(vec![saved("a.example", 5, 3)]);
+        assert_eq!(state.answers_snapshot()[0].expiry, 3);
+
+        let many = (0..MAX_RESTORED as i64 + 5)
+            .map(|n| saved(&format!("d{n}.example"), n, n))
+            .collect();
+        state.restore_answers(many);
+        let snapshot = state.answers_snapshot();
+        assert_eq!(snapshot.len(), MAX_RESTORED);
+        // The oldest are the ones left out.
+        assert!(
+            snapshot
+                .iter()
+                .all(|answer| answer.expiry < MAX_RESTORED as i64 - 1)
+        );
+        assert!(snapshot.iter().any(|answer| answer.domain == "a.example"));
     }
 
     #[test]
