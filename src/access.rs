@@ -147,6 +147,11 @@ impl Access {
         self.users.is_empty() && self.token.is_none()
     }
 
+    /// Whether no credentials are configured (every request is let in without them).
+    pub fn is_open(&self) -> bool {
+        self.open()
+    }
+
     /// Whether the request's `Authorization` header passes.
     async fn check(&self, headers: &HeaderMap, peer: Option<IpAddr>, limits: &Limits) -> Verdict {
         let Some(value) = headers

@@ -11,13 +11,17 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::access::{Access, SharedAccess, SharedTls};
+use crate::checks::domain::RdapState;
 use crate::config::{Config, ConfigErrors, Origin};
+use crate::detect::Tracker;
+use crate::maintenance::Maintenance;
 use crate::metrics::Metrics;
 use crate::outcome::Outcome;
 use crate::reload::{Changes, ReloadReply, ReloadRequest};
 use crate::remote_write::Pushers;
 use crate::result::{Failure, Status};
-use crate::schedule::{Runner, Scheduler, WallClock};
+use crate::runner::RunEnv;
+use crate::schedule::{Runner, Scheduler, WallClock, real_runner};
 use crate::server::{AppState, router};
 use crate::status::{StatusStore, Transition};
 use crate::traffic::Injectors;
@@ -25,20 +29,52 @@ use crate::traffic::Injectors;
 /// Loads the configuration again, from the same files and overrides, for a reload.
 pub type Reloader = Arc<dyn Fn() -> Result<Config, ConfigErrors> + Send + Sync>;
 
-/// The running scheduler of the current configuration.
-struct Running {
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+/// What runs checks: the runner, and the RDAP state whose answer cache the state dir keeps.
+pub struct Probes {
+    /// Runs one check.
+    pub runner: Runner,
+    /// The RDAP bootstrap, answers and backoffs `domain` checks share.
+    pub rdap: Arc<RdapState>,
 }
 
-/// Starts a scheduler for the checks of `config` that run in its region. The checks named in
-/// `settled` keep their slots; every other one runs once soon (`run_on_load`).
+impl Probes {
+    /// Real probes in `env`.
+    pub fn real(env: RunEnv) -> Probes {
+        Probes {
+            rdap: env.rdap.clone(),
+            runner: real_runner(env),
+        }
+    }
+
+    /// A stand-in runner (tests), with an RDAP state of its own.
+    pub fn with_runner(runner: Runner) -> Probes {
+        Probes {
+            runner,
+            rdap: Arc::new(RdapState::new()),
+        }
+    }
+}
+
+/// The running scheduler of the current configuration; its task ends with each check's
+/// state, for the next scheduler to start from.
+struct Running {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Vec<(Arc<str>, Tracker)>>,
+}
+
+/// What a scheduler starts from: the checks named in `settled` keep their slots (every other
+/// one runs once soon, `run_on_load`), and each check's state in `trackers`.
+struct Start {
+    settled: Vec<Arc<str>>,
+    trackers: Vec<(Arc<str>, Tracker)>,
+}
+
+/// Starts a scheduler for the checks of `config` that run in its region.
 fn start_scheduler(
     config: &Config,
-    runner: &Runner,
-    metrics: &Arc<Metrics>,
+    agent: &Shared,
     results: &mpsc::Sender<Outcome>,
-    settled: Vec<Arc<str>>,
+    start: Start,
 ) -> Running {
     let region = &config.agent.region;
     let checks: Vec<_> = config
@@ -50,13 +86,15 @@ fn start_scheduler(
     let (stop, stop_rx) = watch::channel(false);
     let scheduler = Scheduler::new(
         checks,
-        runner.clone(),
-        metrics.clone(),
+        agent.runner.clone(),
+        agent.metrics.clone(),
         results.clone(),
         config.agent.concurrency,
         WallClock::now(),
     )
-    .settled(settled);
+    .settled(start.settled)
+    .trackers(start.trackers)
+    .maintenance(agent.maintenance.clone());
     Running {
         stop,
         task: tokio::spawn(scheduler.run(stop_rx)),
@@ -69,24 +107,33 @@ fn start_scheduler(
 pub async fn run(
     config: Config,
     listener: TcpListener,
-    runner: Runner,
+    probes: Probes,
     shutdown: impl Future<Output = ()>,
     reloader: Option<Reloader>,
 ) -> std::io::Result<()> {
-    let metrics = Arc::new(Metrics::new(&config));
-    let status = Arc::new(StatusStore::new(&config));
+    let shared = Shared {
+        metrics: Arc::new(Metrics::new(&config)),
+        status: Arc::new(StatusStore::new(&config)),
+        maintenance: Arc::new(Maintenance::new(config.maintenance.clone())),
+        runner: probes.runner,
+        rdap: probes.rdap,
+    };
     let ready = Arc::new(AtomicBool::new(false));
     let local = listener.local_addr()?;
     log_other_regions(&config);
-    let mut agent = Agent::start(config, runner, metrics, status);
+    if let Some(dir) = &config.agent.state_dir {
+        restore_state(dir, &config, &shared);
+    }
+    let mut agent = Agent::start(config, shared);
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(8);
     let state = AppState {
-        metrics: agent.metrics.clone(),
-        status: agent.status.clone(),
+        metrics: agent.shared.metrics.clone(),
+        status: agent.shared.status.clone(),
         ready: ready.clone(),
         reload: reloader.as_ref().map(|_| reload_tx.clone()),
         access: agent.access.clone(),
+        maintenance: agent.shared.maintenance.clone(),
     };
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
     let stopped = async move {
@@ -187,9 +234,7 @@ fn reload_triggers(
 /// injectors and pushers, the credentials and certificate, and what results go to.
 struct Agent {
     current: Config,
-    runner: Runner,
-    metrics: Arc<Metrics>,
-    status: Arc<StatusStore>,
+    shared: Shared,
     access: SharedAccess,
     tls: Option<SharedTls>,
     results: mpsc::Sender<Outcome>,
@@ -199,23 +244,49 @@ struct Agent {
     pushers: Pushers,
     /// Tells the pushers to push once more and stop.
     stop_pushing: watch::Sender<bool>,
+    /// Wakes the maintenance watcher after a reload (checks came or went).
+    rewatch: Arc<tokio::sync::Notify>,
+    /// Stops the maintenance watcher and the state keeper (after the last results).
+    stop_keeping: watch::Sender<bool>,
+    keepers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// What the agent's parts share for its whole life, across reloads.
+#[derive(Clone)]
+struct Shared {
+    metrics: Arc<Metrics>,
+    status: Arc<StatusStore>,
+    maintenance: Arc<Maintenance>,
+    runner: Runner,
+    rdap: Arc<RdapState>,
 }
 
 impl Agent {
     /// Starts consuming results, the injectors, the pushers and the scheduler of `config`.
-    fn start(
-        config: Config,
-        runner: Runner,
-        metrics: Arc<Metrics>,
-        status: Arc<StatusStore>,
-    ) -> Agent {
+    fn start(config: Config, shared: Shared) -> Agent {
+        let metrics = shared.metrics.clone();
         let (results, results_rx) = mpsc::channel::<Outcome>(1024);
         let sink = tokio::spawn(sink(
             results_rx,
             metrics.clone(),
-            status.clone(),
+            shared.status.clone(),
             config.agent.region.clone(),
         ));
+        let rewatch = Arc::new(tokio::sync::Notify::new());
+        let (stop_keeping, keeping) = watch::channel(false);
+        let mut keepers = vec![tokio::spawn(watch_maintenance(
+            shared.clone(),
+            rewatch.clone(),
+            keeping.clone(),
+        ))];
+        if let Some(dir) = &config.agent.state_dir {
+            keepers.push(tokio::spawn(keep_state(
+                dir.clone(),
+                config.agent.region.clone(),
+                shared.clone(),
+                keeping,
+            )));
+        }
         // Traffic injectors and remote-write pushers; a reload changes them in place.
         let (stop_pushing, stop_rx) = watch::channel(false);
         let injectors = Injectors::start(
@@ -230,7 +301,15 @@ impl Agent {
             metrics.clone(),
             stop_rx,
         );
-        let running = start_scheduler(&config, &runner, &metrics, &results, Vec::new());
+        let running = start_scheduler(
+            &config,
+            &shared,
+            &results,
+            Start {
+                settled: Vec::new(),
+                trackers: shared.status.trackers(),
+            },
+        );
         let access = Access::shared(&config.agent.web);
         let tls = config
             .agent
@@ -240,9 +319,7 @@ impl Agent {
             .map(|tls| Arc::new(std::sync::RwLock::new(tls)));
         Agent {
             current: config,
-            runner,
-            metrics,
-            status,
+            shared,
             access,
             tls,
             results,
@@ -251,6 +328,9 @@ impl Agent {
             injectors,
             pushers,
             stop_pushing,
+            rewatch,
+            stop_keeping,
+            keepers,
         }
     }
 
@@ -266,7 +346,7 @@ impl Agent {
                 Err(errors.to_string())
             }
         };
-        self.metrics.config_reloaded(outcome.is_ok());
+        self.shared.metrics.config_reloaded(outcome.is_ok());
         match outcome {
             Ok((next, summary)) => {
                 self.restart_scheduler(next).await;
@@ -286,17 +366,21 @@ impl Agent {
         let checks = apply(
             &self.current,
             next,
-            &self.metrics,
-            &self.status,
+            &self.shared.metrics,
+            &self.shared.status,
             &self.access,
             self.tls.as_ref(),
         )?;
+        self.shared
+            .maintenance
+            .reconfigure(next.maintenance.clone());
+        self.rewatch.notify_one();
         let summary = format!(
             "{checks}. Traffic: {}. Remote write: {}.",
             self.injectors.apply(&next.traffic),
             self.pushers.apply(&next.remote_write, &next.agent.name),
         );
-        self.metrics.reconfigure_outputs(
+        self.shared.metrics.reconfigure_outputs(
             &self.current.remote_write,
             &self.current.traffic,
             &next.remote_write,
@@ -309,9 +393,16 @@ impl Agent {
     /// Offsets are wall-anchored, so unchanged checks keep their firing times.
     async fn restart_scheduler(&mut self, next: Config) {
         let _ = self.running.stop.send(true);
-        let _ = (&mut self.running.task).await;
-        let settled = settled(&self.current, &next, &self.status);
-        self.running = start_scheduler(&next, &self.runner, &self.metrics, &self.results, settled);
+        // Each check's state as the old scheduler left it (its last results may still be on
+        // their way to the status store).
+        let trackers = (&mut self.running.task).await.unwrap_or_default();
+        let settled = settled(&self.current, &next, &self.shared.status);
+        self.running = start_scheduler(
+            &next,
+            &self.shared,
+            &self.results,
+            Start { settled, trackers },
+        );
         self.current = next;
     }
 
@@ -326,6 +417,8 @@ impl Agent {
             injectors,
             pushers,
             stop_pushing,
+            stop_keeping,
+            keepers,
             ..
         } = self;
         let _ = running.stop.send(true);
@@ -342,8 +435,9 @@ impl Agent {
         let (_, ()) = tokio::join!(&mut running.task, injectors.stop(longest));
         drop(results);
         let _ = sink.await;
-        // A last push after the last results.
-        pushers.join().await;
+        // The state file's last write, after the last results; a last push too.
+        let _ = stop_keeping.send(true);
+        let (_, ()) = tokio::join!(futures_join(keepers), pushers.join());
     }
 }
 
@@ -356,6 +450,7 @@ fn serve(
     app: axum::Router,
     stopped: impl Future<Output = ()> + Send + 'static,
 ) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let metrics = &agent.shared.metrics;
     let reserved =
         crate::server::FD_RESERVE + crate::server::FDS_PER_RUN * agent.current.agent.concurrency;
     tokio::spawn(crate::server::serve(
@@ -363,7 +458,7 @@ fn serve(
         agent.tls.clone(),
         app,
         agent.access.clone(),
-        agent.metrics.http.clone(),
+        metrics.http.clone(),
         reserved,
         stopped,
     ))
@@ -489,7 +584,8 @@ async fn watch_files(
     }
 }
 
-/// Consumes results: metrics, status store, and one log line per state change.
+/// Consumes results: metrics, status store, and one log line per change of state (and per
+/// change being confirmed).
 async fn sink(
     mut results: mpsc::Receiver<Outcome>,
     metrics: Arc<Metrics>,
@@ -498,24 +594,134 @@ async fn sink(
 ) {
     while let Some(outcome) = results.recv().await {
         metrics.observe_outcome(&outcome);
-        let res = outcome.result;
-        let check = res.check.clone();
-        let kind = res.kind.as_str();
-        let failure = match &res.status {
+        let check = outcome.result.check.clone();
+        let kind = outcome.result.kind.as_str();
+        let window = outcome.maintenance.as_ref().map(|open| open.name.clone());
+        let failure = match &outcome.result.status {
             Status::Pass => None,
             Status::Fail(Failure { reason, detail }) => Some((reason.as_str(), detail.clone())),
         };
-        match (status.update(res), failure) {
+        let maintenance = window.as_deref().unwrap_or("");
+        match (status.update_outcome(outcome), failure) {
             (Transition::FirstPass, _) => {
                 info!(message = "Check is passing.", check = %check, kind, region = %region)
             }
             (Transition::Recovered, _) => {
-                info!(message = "Check recovered.", check = %check, kind, region = %region)
+                info!(message = "Check recovered.", check = %check, kind, region = %region, maintenance)
+            }
+            (Transition::FirstFail | Transition::Failed, Some((reason, detail)))
+                if window.is_some() =>
+            {
+                info!(message = "Check is failing, in a maintenance window.", check = %check, kind, region = %region, maintenance, reason, detail = %detail)
             }
             (Transition::FirstFail | Transition::Failed, Some((reason, detail))) => {
                 warn!(message = "Check is failing.", check = %check, kind, region = %region, reason, detail = %detail)
             }
+            (Transition::Pending(pending), failure) => {
+                let (reason, detail) = failure.unwrap_or(("", String::new()));
+                info!(message = "Check state change seen; confirming.", check = %check, kind, region = %region, pending = %pending, reason, detail = %detail)
+            }
             _ => {}
+        }
+    }
+}
+
+/// Waits for every task in `tasks`.
+async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+/// Reads the state dir at start: each check's state, history and last result, the ad hoc
+/// maintenance windows and the RDAP answers. A missing or unusable file is a fresh start.
+fn restore_state(dir: &std::path::Path, config: &Config, shared: &Shared) {
+    let Some(saved) = crate::state::load(dir, &config.agent.region) else {
+        return;
+    };
+    let now = std::time::SystemTime::now();
+    let windows = saved.maintenance.len();
+    let answers = saved.rdap.len();
+    shared.maintenance.restore(saved.maintenance, now);
+    shared.rdap.restore_answers(saved.rdap);
+    let checks = shared.status.restore(saved.checks);
+    info!(message = "State restored from the state dir.", dir = %dir.display(), checks, maintenance_windows = windows, rdap_answers = answers);
+}
+
+/// Writes the state dir while the agent runs (see `state::Keeper`), and once more at the end.
+async fn keep_state(
+    dir: std::path::PathBuf,
+    region: String,
+    shared: Shared,
+    stop: watch::Receiver<bool>,
+) {
+    let keeper = crate::state::Keeper {
+        dir,
+        maintenance: shared.maintenance.clone(),
+    };
+    let status = shared.status.clone();
+    let snapshot = move || {
+        let now = std::time::SystemTime::now();
+        let mut saved = crate::state::Saved::new(&region, crate::time::unix_secs(now));
+        saved.checks = shared.status.saved();
+        saved.maintenance = shared.maintenance.ad_hoc(now);
+        saved.rdap = shared.rdap.answers_snapshot();
+        saved
+    };
+    keeper
+        .run(move || status.generation(), snapshot, stop)
+        .await;
+}
+
+/// Keeps each check's maintenance flag (status, metrics, logs) in step with the windows:
+/// looked at when a window opens or closes, when one is added or ended, and after a reload.
+async fn watch_maintenance(
+    shared: Shared,
+    rewatch: Arc<tokio::sync::Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let now = std::time::SystemTime::now();
+        let generation = shared.maintenance.generation();
+        for def in shared.status.defs() {
+            let open = shared.maintenance.open_for(&def.name, &def.labels, now);
+            let covered = open.is_some();
+            let shown = open.clone();
+            if shared.status.set_maintenance(&def.name, open) {
+                shared.metrics.set_maintenance(&def.name, covered);
+                match shown {
+                    Some(open) => {
+                        info!(message = "Maintenance window covers the check.", check = %def.name, window = %open.name, mode = open.mode.as_str(), until = %crate::time::rfc3339(open.until))
+                    }
+                    None => {
+                        info!(message = "Maintenance window over for the check.", check = %def.name)
+                    }
+                }
+            }
+        }
+        // Until the next window opens or closes, or a change (API, reload), or once a minute.
+        let wait = shared
+            .maintenance
+            .next_change(now)
+            .and_then(|at| at.duration_since(std::time::SystemTime::now()).ok())
+            .unwrap_or(std::time::Duration::from_secs(60))
+            .min(std::time::Duration::from_secs(60));
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => break,
+                () = rewatch.notified() => break,
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {
+                    if shared.maintenance.generation() != generation {
+                        break;
+                    }
+                }
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        return;
+                    }
+                }
+            }
         }
     }
 }

@@ -16,7 +16,6 @@ use tokio::sync::Semaphore;
 use crate::config::{self, CheckDef, Config, ConfigErrors, Overrides, ProcessEnv};
 use crate::result::{CheckResult, Failure, Status};
 use crate::runner::{RunEnv, run_one};
-use crate::schedule::real_runner;
 use crate::status::RunView;
 
 /// Synthetic probes with Prometheus SLI metrics.
@@ -388,7 +387,7 @@ async fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
     crate::agent::run(
         config,
         listener,
-        real_runner(RunEnv::system()),
+        crate::agent::Probes::real(RunEnv::system()),
         shutdown,
         reloader,
     )

@@ -66,6 +66,7 @@ pub mod rules;
 pub mod runner;
 pub mod schedule;
 pub mod server;
+pub mod state;
 pub mod status;
 pub mod synthetic;
 pub mod text;

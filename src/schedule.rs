@@ -202,27 +202,33 @@ impl Scheduler {
     /// Spawns one task per check and waits for them. When `shutdown` turns true (or its
     /// sender is dropped) no new run starts; runs in flight finish (each within its
     /// timeout) and hand on their outcome before this returns. The results sender is dropped
-    /// on return.
-    pub async fn run(self, shutdown: watch::Receiver<bool>) {
-        let tasks: Vec<JoinHandle<()>> = self
+    /// on return. Returns each check's state as its loop left it.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) -> Vec<(Arc<str>, Tracker)> {
+        let tasks: Vec<(Arc<str>, JoinHandle<Tracker>)> = self
             .checks
             .into_iter()
             .map(|def| {
                 let early = def.run_on_load && !self.settled.contains(&def.name);
                 let tracker = self.trackers.get(&def.name).copied().unwrap_or_default();
-                tokio::spawn(check_loop(
+                let name = def.name.clone();
+                let task = tokio::spawn(check_loop(
                     def,
                     self.shared.clone(),
                     shutdown.clone(),
                     early,
                     tracker,
-                ))
+                ));
+                (name, task)
             })
             .collect();
         drop(self.shared);
-        for task in tasks {
-            let _ = task.await;
+        let mut trackers = Vec::with_capacity(tasks.len());
+        for (name, task) in tasks {
+            if let Ok(tracker) = task.await {
+                trackers.push((name, tracker));
+            }
         }
+        trackers
     }
 }
 
@@ -247,14 +253,14 @@ async fn check_loop(
     mut shutdown: watch::Receiver<bool>,
     early: bool,
     mut tracker: Tracker,
-) {
+) -> Tracker {
     let now = Instant::now();
     let slot_from = |from: Instant| match &def.schedule {
         Schedule::Interval(every) => Some(first_due(&def.name, *every, from, &shared.clock)),
         Schedule::Cron(cron) => next_cron(cron, from, &shared.clock),
     };
     let Some(mut slot) = slot_from(now) else {
-        return;
+        return tracker;
     };
     // An early first run, then the wall-clock slots; a slot less than a minute after the
     // early run is skipped, so the check never runs twice in quick succession.
@@ -327,6 +333,7 @@ async fn check_loop(
     {
         hand_on(&def, &shared, &mut tracker, ran, run.retry).await;
     }
+    tracker
 }
 
 /// The regular run after the one due at `this_due` (the first slot after an early run).

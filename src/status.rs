@@ -9,9 +9,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::config::{CheckDef, Config};
+use crate::detect::{Change, Confirm, Pending, Tracker, Verdict};
+use crate::maintenance::{Mode, Open};
+use crate::outcome::Outcome;
 use crate::result::{
     CheckResult, Details, DnsDetails, DomainDetails, Expiring, Failure, Status, StepResult, TlsInfo,
 };
+use crate::state::SavedCheck;
 use crate::time::{days_left, from_unix, rfc3339, unix_secs};
 
 /// How many past results each check keeps for the history strip.
@@ -24,21 +28,44 @@ pub struct StatusStore {
     /// `[rules]` expiry lead times: the page marks what expires within them.
     expiry: RwLock<(Duration, Duration)>,
     checks: RwLock<BTreeMap<Arc<str>, Entry>>,
+    /// Bumped on every change, so the state file knows it has something to write.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug)]
 struct Entry {
     def: Arc<CheckDef>,
     last: Option<CheckResult>,
+    /// When the decided state last changed.
     since: Option<SystemTime>,
+    /// The decided state, the change being confirmed, and failures in a row.
+    tracker: Tracker,
+    /// The maintenance window covering the check now.
+    maintenance: Option<Open>,
     /// The last [`HISTORY`] results: success and duration in microseconds (saturating at
     /// 71 minutes). Allocated in full up front, so memory does not creep up as it fills.
     history: VecDeque<(bool, u32)>,
 }
 
 impl Entry {
+    fn new(def: &Arc<CheckDef>) -> Entry {
+        Entry {
+            def: def.clone(),
+            last: None,
+            since: None,
+            tracker: Tracker::default(),
+            maintenance: None,
+            history: VecDeque::with_capacity(HISTORY),
+        }
+    }
+
     fn view(&self) -> CheckView {
-        CheckView::new(&self.def, self.last.as_ref(), self.since, &self.history)
+        let mut view = CheckView::new(&self.def, self.last.as_ref(), self.since, &self.history);
+        view.state = State::shown(&self.tracker, self.maintenance.as_ref());
+        view.pending = self.tracker.pending().map(|pending| pending.to_string());
+        view.consecutive_failures = self.tracker.consecutive_failures();
+        view.maintenance = self.maintenance.as_ref().map(MaintenanceView::new);
+        view
     }
 }
 
@@ -53,8 +80,35 @@ pub enum Transition {
     Recovered,
     /// It was passing and now fails.
     Failed,
+    /// A change was seen and waits for confirmation.
+    Pending(Pending),
     /// Same state as before.
     Unchanged,
+}
+
+impl Transition {
+    fn of(change: Change) -> Transition {
+        match change {
+            Change::Decided {
+                from: None,
+                to: Verdict::Passing,
+            } => Transition::FirstPass,
+            Change::Decided {
+                from: None,
+                to: Verdict::Failing,
+            } => Transition::FirstFail,
+            Change::Decided {
+                to: Verdict::Passing,
+                ..
+            } => Transition::Recovered,
+            Change::Decided {
+                to: Verdict::Failing,
+                ..
+            } => Transition::Failed,
+            Change::Pending(pending) => Transition::Pending(pending),
+            Change::Unchanged => Transition::Unchanged,
+        }
+    }
 }
 
 impl StatusStore {
@@ -64,22 +118,13 @@ impl StatusStore {
             .checks
             .iter()
             .filter(|def| def.runs_in(&config.agent.region))
-            .map(|def| {
-                (
-                    def.name.clone(),
-                    Entry {
-                        def: def.clone(),
-                        last: None,
-                        since: None,
-                        history: VecDeque::with_capacity(HISTORY),
-                    },
-                )
-            })
+            .map(|def| (def.name.clone(), Entry::new(def)))
             .collect();
         StatusStore {
             region: config.agent.region.clone(),
             expiry: RwLock::new((config.rules.expiry_warning, config.rules.expiry_critical)),
             checks: RwLock::new(checks),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -102,41 +147,151 @@ impl StatusStore {
             checks
                 .entry(def.name.clone())
                 .and_modify(|entry| entry.def = def.clone())
-                .or_insert_with(|| Entry {
-                    def: def.clone(),
-                    last: None,
-                    since: None,
-                    history: VecDeque::with_capacity(HISTORY),
-                });
+                .or_insert_with(|| Entry::new(def));
         }
+        drop(checks);
+        self.bump();
     }
 
-    /// Stores a result and says whether the check changed state.
+    /// Stores a result decided at once (no confirmation): what `nightjar check` and tests
+    /// record. Says whether the check changed state.
     pub fn update(&self, res: CheckResult) -> Transition {
+        let mut tracker = self.tracker(&res.check).unwrap_or_default();
+        let change = tracker.record(res.is_success(), Confirm::default());
+        self.record(res, tracker, change)
+    }
+
+    /// Stores a scheduled run's result and the check's state after it (the scheduler
+    /// decides it, with the check's confirmation settings).
+    pub fn update_outcome(&self, outcome: Outcome) -> Transition {
+        self.record(outcome.result, outcome.tracker, outcome.change)
+    }
+
+    fn record(&self, res: CheckResult, tracker: Tracker, change: Change) -> Transition {
         let mut checks = self.write();
         let Some(entry) = checks.get_mut(&res.check) else {
             return Transition::Unchanged;
         };
-        let now_ok = res.is_success();
-        let transition = match entry.last.as_ref().map(CheckResult::is_success) {
-            None if now_ok => Transition::FirstPass,
-            None => Transition::FirstFail,
-            Some(false) if now_ok => Transition::Recovered,
-            Some(true) if !now_ok => Transition::Failed,
-            Some(_) => Transition::Unchanged,
-        };
-        if transition != Transition::Unchanged {
+        if matches!(change, Change::Decided { .. }) {
             entry.since = Some(res.started_at);
         }
+        entry.tracker = tracker;
         if entry.history.len() == HISTORY {
             entry.history.pop_front();
         }
         entry.history.push_back((
-            now_ok,
+            res.is_success(),
             u32::try_from(res.duration.as_micros()).unwrap_or(u32::MAX),
         ));
         entry.last = Some(res);
-        transition
+        drop(checks);
+        self.bump();
+        Transition::of(change)
+    }
+
+    /// The state of `name`, if the agent runs it.
+    pub fn tracker(&self, name: &str) -> Option<Tracker> {
+        self.read().get(name).map(|entry| entry.tracker)
+    }
+
+    /// Every check's state, for a scheduler to start from.
+    pub fn trackers(&self) -> Vec<(Arc<str>, Tracker)> {
+        self.read()
+            .iter()
+            .map(|(name, entry)| (name.clone(), entry.tracker))
+            .collect()
+    }
+
+    /// The definitions of the checks the agent runs.
+    pub fn defs(&self) -> Vec<Arc<CheckDef>> {
+        self.read()
+            .values()
+            .map(|entry| entry.def.clone())
+            .collect()
+    }
+
+    /// The names of the checks the agent runs.
+    pub fn names(&self) -> std::collections::HashSet<String> {
+        self.read().keys().map(|name| name.to_string()).collect()
+    }
+
+    /// Sets the maintenance window covering `name` now; returns whether that changed.
+    pub fn set_maintenance(&self, name: &str, open: Option<Open>) -> bool {
+        let mut checks = self.write();
+        let Some(entry) = checks.get_mut(name) else {
+            return false;
+        };
+        if entry.maintenance == open {
+            return false;
+        }
+        entry.maintenance = open;
+        drop(checks);
+        self.bump();
+        true
+    }
+
+    /// Takes each check's state, since-when, history and last result from the state file
+    /// (checks the agent no longer runs are left out). A result that does not belong to its
+    /// check (another name) is ignored.
+    pub fn restore(&self, saved: BTreeMap<String, SavedCheck>) -> usize {
+        let mut checks = self.write();
+        let mut restored = 0;
+        for (name, check) in saved {
+            let Some(entry) = checks.get_mut(name.as_str()) else {
+                continue;
+            };
+            entry.tracker = check.tracker;
+            entry.since = check
+                .since_ms
+                .map(|ms| UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
+            entry.history = check
+                .history
+                .into_iter()
+                .rev()
+                .take(HISTORY)
+                .rev()
+                .collect();
+            entry.last = check
+                .last
+                .filter(|res| *res.check == *name && res.kind == entry.def.kind());
+            restored += 1;
+        }
+        restored
+    }
+
+    /// Every check's state as the state file keeps it; a last result larger than
+    /// `state::MAX_LAST_BYTES` is left out.
+    pub fn saved(&self) -> BTreeMap<String, SavedCheck> {
+        self.read()
+            .iter()
+            .map(|(name, entry)| {
+                let check = SavedCheck {
+                    tracker: entry.tracker,
+                    since_ms: entry.since.map(|since| {
+                        since
+                            .duration_since(UNIX_EPOCH)
+                            .map_or(0, |ms| i64::try_from(ms.as_millis()).unwrap_or(i64::MAX))
+                    }),
+                    history: entry.history.iter().copied().collect(),
+                    last: entry
+                        .last
+                        .as_ref()
+                        .filter(|last| crate::state::keep_last(last))
+                        .cloned(),
+                };
+                (name.to_string(), check)
+            })
+            .collect()
+    }
+
+    /// A number that changes whenever a check's state, history or window changes.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn bump(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Views of every check, in name order.
@@ -168,7 +323,9 @@ impl StatusStore {
                 let last = entry.last.as_ref();
                 Summary {
                     def: entry.def.clone(),
-                    state: State::of(last),
+                    state: State::shown(&entry.tracker, entry.maintenance.as_ref()),
+                    pending: entry.tracker.pending(),
+                    maintenance: entry.maintenance.clone(),
                     since: entry.since,
                     duration: last.map(|res| res.duration),
                     failure: last.and_then(|res| match &res.status {
@@ -209,21 +366,23 @@ impl StatusStore {
     }
 }
 
-/// Whether a check passes, fails, or has not run yet; `passing`, `failing` or `unknown` in
-/// JSON.
+/// Whether a check passes, fails, has not run yet, or is in maintenance; `passing`,
+/// `failing`, `unknown` or `maintenance` in JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
-    /// The last run passed.
+    /// Its runs pass (confirmed as configured).
     Passing,
-    /// The last run failed.
+    /// Its runs fail (confirmed as configured).
     Failing,
-    /// No run has finished yet.
+    /// Nothing decided yet.
     Unknown,
+    /// A maintenance window covers it.
+    Maintenance,
 }
 
 impl State {
-    /// The state of a check whose last result is `last`.
+    /// The state of a check whose last result is `last`, decided at once.
     pub fn of(last: Option<&CheckResult>) -> State {
         match last {
             None => State::Unknown,
@@ -232,12 +391,53 @@ impl State {
         }
     }
 
-    /// `passing`, `failing` or `unknown`.
+    /// The state shown for a check with `tracker`'s decided state, covered by `maintenance`.
+    pub fn shown(tracker: &Tracker, maintenance: Option<&Open>) -> State {
+        if maintenance.is_some() {
+            return State::Maintenance;
+        }
+        match tracker.decided() {
+            None => State::Unknown,
+            Some(Verdict::Passing) => State::Passing,
+            Some(Verdict::Failing) => State::Failing,
+        }
+    }
+
+    /// `passing`, `failing`, `unknown` or `maintenance`.
     pub fn as_str(self) -> &'static str {
         match self {
             State::Passing => "passing",
             State::Failing => "failing",
             State::Unknown => "unknown",
+            State::Maintenance => "maintenance",
+        }
+    }
+}
+
+/// The maintenance window covering a check, as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MaintenanceView {
+    /// The window's name (or ad hoc id).
+    pub window: String,
+    /// `mark` (runs go on) or `skip`.
+    pub mode: &'static str,
+    /// When it closes.
+    pub until: Timestamp,
+    /// Why, if given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl MaintenanceView {
+    fn new(open: &Open) -> MaintenanceView {
+        MaintenanceView {
+            window: open.name.to_string(),
+            mode: match open.mode {
+                Mode::Mark => "mark",
+                Mode::Skip => "skip",
+            },
+            until: Timestamp::from(open.until),
+            reason: open.reason.as_deref().map(str::to_string),
         }
     }
 }
@@ -249,6 +449,10 @@ pub struct Summary {
     pub def: Arc<CheckDef>,
     /// Its state.
     pub state: State,
+    /// The change being confirmed, if any.
+    pub pending: Option<Pending>,
+    /// The maintenance window covering it now.
+    pub maintenance: Option<Open>,
     /// When it entered that state.
     pub since: Option<SystemTime>,
     /// How long the last run took.
@@ -319,9 +523,17 @@ pub struct CheckView {
     pub kind: &'static str,
     /// The target, without credentials or query string.
     pub target: String,
-    /// `passing`, `failing` or `unknown` (not run yet).
+    /// `passing`, `failing`, `unknown` (nothing decided yet) or `maintenance`.
     pub state: State,
-    /// When the check entered its current state (RFC 3339).
+    /// The change being confirmed, e.g. "failing, confirming 1 of 3".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending: Option<String>,
+    /// Failed runs in a row.
+    pub consecutive_failures: u32,
+    /// The maintenance window covering the check now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<MaintenanceView>,
+    /// When the check entered its current decided state (RFC 3339).
     pub since: Option<Timestamp>,
     /// The check's schedule, e.g. "every 30s".
     pub schedule: String,
@@ -538,6 +750,9 @@ impl CheckView {
             kind: def.kind().as_str(),
             target: def.target.clone(),
             state,
+            pending: None,
+            consecutive_failures: u32::from(matches!(state, State::Failing)),
+            maintenance: None,
             since: since.map(Timestamp::from),
             schedule: def.schedule.to_string(),
             labels: def.labels.clone(),

@@ -131,7 +131,7 @@ fn within(at: i64, now: SystemTime, lead: Duration) -> bool {
 }
 
 /// The list page.
-pub fn list(store: &StatusStore, filter: &Filter) -> String {
+pub fn list(store: &StatusStore, filter: &Filter, windows: &[(String, String)]) -> String {
     let now = SystemTime::now();
     let (warning, critical) = store.expiry_leads();
     let mut rows = store.summaries();
@@ -155,6 +155,7 @@ pub fn list(store: &StatusStore, filter: &Filter) -> String {
     filter_form(&mut html, filter, &tally.kinds, &tally.labels);
     let _ = writeln!(html, "<div id=\"live\" data-refresh=\"{REFRESH_SECONDS}\">");
     counts(&mut html, &tally, total, warning);
+    open_windows(&mut html, windows);
     if matching == 0 {
         html.push_str(if total == 0 {
             "<p>This agent runs no checks in its region.</p>\n"
@@ -189,6 +190,8 @@ struct Tally {
     expiring: usize,
     /// Checks not run yet.
     unknown: usize,
+    /// Checks in maintenance.
+    maintenance: usize,
     /// Checks passing.
     passing: usize,
     /// The check types present, for the type filter.
@@ -204,6 +207,7 @@ impl Tally {
             match row.state {
                 State::Failing => tally.failing += 1,
                 State::Unknown => tally.unknown += 1,
+                State::Maintenance => tally.maintenance += 1,
                 State::Passing => tally.passing += 1,
             }
             if expiring(row) {
@@ -221,14 +225,15 @@ impl Tally {
 }
 
 /// What needs attention first: failing (the newest failure first), then expiring (the
-/// soonest first), then not run yet, then passing; by name within each.
+/// soonest first), then not run yet, then in maintenance, then passing; by name within each.
 fn by_attention(rows: &mut [Summary], expiring: impl Fn(&Summary) -> bool) {
     rows.sort_by_cached_key(|row| {
         let rank = match row.state {
             State::Failing => 0,
             _ if expiring(row) => 1,
             State::Unknown => 2,
-            State::Passing => 3,
+            State::Maintenance => 3,
+            State::Passing => 4,
         };
         let order = match rank {
             0 => row.since.map_or(0, |since| -unix_secs(since)),
@@ -263,13 +268,38 @@ fn counts(html: &mut String, tally: &Tally, total: usize, warning: Duration) {
         html,
         "<ul class=\"counts\" aria-label=\"Summary\">\
 <li class=\"failing\">{} failing</li><li class=\"warn\">{} expiring within {}</li>\
-<li class=\"unknown\">{} not run yet</li><li class=\"passing\">{} passing</li><li class=\"muted\">{total} checks</li></ul>",
+<li class=\"unknown\">{} not run yet</li>{}<li class=\"passing\">{} passing</li><li class=\"muted\">{total} checks</li></ul>",
         tally.failing,
         tally.expiring,
         days_text(warning.as_secs() as i64),
         tally.unknown,
+        if tally.maintenance > 0 {
+            format!(
+                "<li class=\"maintenance\">{} in maintenance</li>",
+                tally.maintenance
+            )
+        } else {
+            String::new()
+        },
         tally.passing,
     );
+}
+
+/// The maintenance windows open now: each one's name, end and reason.
+fn open_windows(html: &mut String, windows: &[(String, String)]) {
+    if windows.is_empty() {
+        return;
+    }
+    html.push_str("<ul class=\"windows\" aria-label=\"Maintenance windows open now\">");
+    for (name, what) in windows {
+        let _ = write!(
+            html,
+            "<li><span class=\"maintenance\">Maintenance</span> <strong>{}</strong> {}</li>",
+            escape(name),
+            escape(what)
+        );
+    }
+    html.push_str("</ul>\n");
 }
 
 /// One page of rows (`first` is the index of the first), with a caption saying which of how
@@ -337,6 +367,7 @@ fn filter_form(
         ("failing", "Failing"),
         ("expiring", "Expiring"),
         ("unknown", "Not run yet"),
+        ("maintenance", "In maintenance"),
         ("passing", "Passing"),
     ] {
         option(html, value, text, value == state);
@@ -387,6 +418,17 @@ fn list_row(
         state = row.state.as_str(),
         badge = badge(row.state),
     );
+    if let Some(pending) = row.pending {
+        let _ = write!(html, "<br><span class=\"muted\">{pending}</span>");
+    }
+    if let Some(open) = &row.maintenance {
+        let _ = write!(
+            html,
+            "<br><span class=\"muted\">{} until {}</span>",
+            escape(&open.name),
+            short_time(Timestamp::from(open.until))
+        );
+    }
     if !row.def.labels.is_empty() {
         html.push_str("<br><span class=\"muted mono\">");
         for (i, (key, value)) in row.def.labels.iter().enumerate() {
@@ -445,6 +487,7 @@ fn badge(state: State) -> &'static str {
         State::Passing => "<span class=\"badge passing\">✓ Passing</span>",
         State::Failing => "<span class=\"badge failing\">✗ Failing</span>",
         State::Unknown => "<span class=\"badge unknown\">… Not run yet</span>",
+        State::Maintenance => "<span class=\"badge maintenance\">⏸ Maintenance</span>",
     }
 }
 
@@ -580,6 +623,33 @@ fn check_facts(html: &mut String, view: &CheckView, now: SystemTime) {
             since.map(|s| format!("for {s}")).unwrap_or_default()
         ),
     );
+    if let Some(pending) = &view.pending {
+        fact(html, "Confirming", &escape(pending));
+    }
+    if view.consecutive_failures > 0 {
+        fact(
+            html,
+            "Failures in a row",
+            &view.consecutive_failures.to_string(),
+        );
+    }
+    if let Some(window) = &view.maintenance {
+        let reason = window
+            .reason
+            .as_deref()
+            .map(|reason| format!(": {}", escape(reason)))
+            .unwrap_or_default();
+        fact(
+            html,
+            "Maintenance",
+            &format!(
+                "{} ({}) until {}{reason}",
+                escape(&window.window),
+                window.mode,
+                short_time(window.until)
+            ),
+        );
+    }
     fact(html, "Type", view.kind);
     fact(html, "Target", &escape(&view.target));
     fact(html, "Schedule", &escape(&view.schedule));

@@ -71,7 +71,7 @@ struct Harness {
     log: Arc<Mutex<Log>>,
     metrics: Arc<Metrics>,
     stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<Vec<(Arc<str>, nightjar::detect::Tracker)>>,
     results: mpsc::Receiver<nightjar::outcome::Outcome>,
     t0: Instant,
 }

@@ -611,11 +611,12 @@ pub struct RunningAgent {
 
 impl RunningAgent {
     pub async fn start(config: Config) -> RunningAgent {
-        RunningAgent::start_with(config, nightjar::schedule::real_runner(RunEnv::system())).await
-    }
-
-    pub async fn start_with(config: Config, runner: nightjar::schedule::Runner) -> RunningAgent {
-        RunningAgent::launch(config, runner, None).await
+        RunningAgent::launch(
+            config,
+            nightjar::agent::Probes::real(RunEnv::system()),
+            None,
+        )
+        .await
     }
 
     /// An agent that reloads its configuration from `path` (SIGHUP aside: that signal would
@@ -637,7 +638,7 @@ impl RunningAgent {
         });
         RunningAgent::launch(
             config,
-            nightjar::schedule::real_runner(RunEnv::system()),
+            nightjar::agent::Probes::real(RunEnv::system()),
             Some(reloader),
         )
         .await
@@ -645,7 +646,7 @@ impl RunningAgent {
 
     async fn launch(
         config: Config,
-        runner: nightjar::schedule::Runner,
+        probes: nightjar::agent::Probes,
         reloader: Option<nightjar::agent::Reloader>,
     ) -> RunningAgent {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -656,7 +657,7 @@ impl RunningAgent {
         let task = tokio::spawn(nightjar::agent::run(
             config,
             listener,
-            runner,
+            probes,
             async move {
                 let _ = stopped.await;
             },

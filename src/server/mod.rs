@@ -1,8 +1,10 @@
 //! The agent's own HTTP server: `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`,
-//! `/api/v1/checks[/{name}]` and the status page at `/` and `/checks/{name}` ([`crate::page`]),
+//! `/api/v1/checks[/{name}]`, `/api/v1/maintenance` ([`crate::api`]) and the status page at `/` and `/checks/{name}` ([`crate::page`]),
 //! served by [`serve`]: its own accept loop over hyper, with a connection cap, header-read,
 //! handshake and write timeouts, and a shutdown deadline, so clients that stall or flood
 //! cannot take the server, the checks' descriptors or the agent's shutdown with them.
+
+pub mod api;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -34,6 +36,8 @@ pub struct AppState {
     pub reload: Option<tokio::sync::mpsc::Sender<crate::reload::ReloadRequest>>,
     /// Who may use the server.
     pub access: crate::access::SharedAccess,
+    /// The maintenance windows (`/api/v1/maintenance` opens and ends ad hoc ones).
+    pub maintenance: Arc<crate::maintenance::Maintenance>,
 }
 
 /// The router; exposed so tests can serve it on any listener.
@@ -50,6 +54,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/checks", get(checks))
         .route("/api/v1/checks/{name}", get(check_json))
         .route("/-/reload", axum::routing::post(reload))
+        .route(
+            "/api/v1/maintenance",
+            get(api::list)
+                .post(api::open)
+                .layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY)),
+        )
+        .route("/api/v1/maintenance/{id}", axum::routing::delete(api::end))
         .layer(axum::middleware::from_fn_with_state(
             crate::access::Gate {
                 access: state.access.clone(),
@@ -427,7 +438,8 @@ async fn checks(State(state): State<AppState>) -> Json<ChecksBody> {
 /// `GET /`: the status page, rendered off the async workers (sorting 10,000 checks takes a
 /// few milliseconds the scheduler should not wait for).
 async fn index(State(state): State<AppState>, Query(filter): Query<Filter>) -> Response {
-    render(move || Some(page::list(&state.status, &filter))).await
+    let windows = api::open_now(&state.maintenance, std::time::SystemTime::now());
+    render(move || Some(page::list(&state.status, &filter, &windows))).await
 }
 
 /// `GET /checks/{name}`: one check in full.
