@@ -110,6 +110,10 @@ struct RunArgs {
     /// Region label on every series [default: from [agent], else "default"].
     #[arg(long, env = "NIGHTJAR_REGION")]
     region: Option<String>,
+    /// Directory where check states, histories, ad hoc maintenance windows and the RDAP cache
+    /// survive restarts [default: from [agent] state_dir, else none].
+    #[arg(long, env = "NIGHTJAR_STATE_DIR")]
+    state_dir: Option<PathBuf>,
     /// Run only shard I of N (1-based, e.g. 2/3): the checks whose stable name hash falls in
     /// it, so N agents in a region split the checks with no coordination.
     #[arg(long, env = "NIGHTJAR_SHARD", value_parser = parse_shard)]
@@ -342,6 +346,7 @@ async fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let overrides = Overrides {
         region: args.region,
         listen: args.listen,
+        state_dir: args.state_dir,
     };
     let config = if args.config.is_empty() {
         config::embedded(&overrides)
@@ -430,7 +435,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 async fn cmd_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let overrides = Overrides {
         region: args.region.clone(),
-        listen: None,
+        ..Overrides::default()
     };
     let config = match load(&args.config.config, &overrides) {
         Ok(config) => config,

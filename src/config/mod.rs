@@ -413,6 +413,8 @@ pub struct Overrides {
     pub region: Option<String>,
     /// `--listen` / `NIGHTJAR_LISTEN`.
     pub listen: Option<SocketAddr>,
+    /// `--state-dir` / `NIGHTJAR_STATE_DIR`.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Every problem found in a configuration.

@@ -119,6 +119,9 @@ pub(super) fn build(
     if let Some(listen) = overrides.listen {
         agent.listen = listen;
     }
+    if let Some(dir) = &overrides.state_dir {
+        agent.state_dir = Some(dir.clone());
+    }
     // Pass 2: the checks.
     let (checks, mut failed) = read_checks(
         &roots,

@@ -273,11 +273,16 @@ fn agent_table_and_overrides() {
         &Overrides {
             region: Some("us-east-1".into()),
             listen: Some("127.0.0.1:1234".parse().unwrap()),
+            state_dir: Some("/var/lib/nightjar".into()),
         },
     )
     .unwrap();
     assert_eq!(overridden.agent.region, "us-east-1");
     assert_eq!(overridden.agent.listen.port(), 1234);
+    assert_eq!(
+        overridden.agent.state_dir.as_deref(),
+        Some(Path::new("/var/lib/nightjar"))
+    );
     check(
         "[agent]\nlabels = { check = \"x\", \"bad-name\" = \"y\" }\n",
         r#"

@@ -412,3 +412,45 @@ fn the_unit_and_the_manifests_allow_what_shutdown_and_the_connection_cap_need() 
         "terminationGracePeriodSeconds {grace} below the longest check timeout {longest:?} plus 5 s"
     );
 }
+
+/// State survives restarts by default: the unit's StateDirectory is the agent's state dir,
+/// and the StatefulSet mounts a volume of its own per pod where NIGHTJAR_STATE_DIR points.
+#[test]
+fn the_unit_and_the_manifests_keep_the_state_dir() {
+    let unit = std::fs::read_to_string(deploy().join("systemd/nightjar.service")).unwrap();
+    let directory = unit
+        .lines()
+        .find_map(|line| line.strip_prefix("StateDirectory="))
+        .expect("the unit sets a StateDirectory");
+    assert!(
+        unit.lines()
+            .any(|line| line == format!("Environment=NIGHTJAR_STATE_DIR=/var/lib/{directory}")),
+        "NIGHTJAR_STATE_DIR is the StateDirectory:\n{unit}"
+    );
+
+    let set = yaml(&deploy().join("kubernetes/base/statefulset.yaml"));
+    let spec = &set[0]["spec"];
+    let container = &spec["template"]["spec"]["containers"][0];
+    let dir = container["env"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|env| env["name"].as_str() == Some("NIGHTJAR_STATE_DIR"))
+        .and_then(|env| env["value"].as_str())
+        .expect("NIGHTJAR_STATE_DIR is set");
+    let mount = container["volumeMounts"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|mount| mount["mountPath"].as_str() == Some(dir))
+        .expect("a volume is mounted at the state dir");
+    let name = mount["name"].as_str().unwrap();
+    assert!(
+        spec["volumeClaimTemplates"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .any(|claim| claim["metadata"]["name"].as_str() == Some(name)),
+        "the state volume is a claim of each pod's own"
+    );
+}
