@@ -190,6 +190,92 @@ fn module_graph_keeps_the_invariants() {
     );
 }
 
+/// The most lines a function may span (from `fn` to its closing brace) without a comment above
+/// it that says why it is long (`Long because ...`).
+const MAX_FUNCTION_LINES: usize = 100;
+
+/// No function under `src/` (test items left out) is longer than [`MAX_FUNCTION_LINES`] unless
+/// the comment above it gives the reason.
+#[test]
+fn functions_are_short_or_say_why_not() {
+    let mut long = Vec::new();
+    for file in read_sources() {
+        for (line, name, lines) in functions(&file.code) {
+            if lines <= MAX_FUNCTION_LINES {
+                continue;
+            }
+            let above: Vec<&str> = file.text.lines().take(line - 1).collect();
+            let reason = above
+                .iter()
+                .rev()
+                .take_while(|text| {
+                    let text = text.trim_start();
+                    text.starts_with("//") || text.starts_with("#[")
+                })
+                .any(|text| text.contains("Long because"));
+            if !reason {
+                long.push(format!("{}:{line}: fn {name} is {lines} lines", file.path));
+            }
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "split these into helpers named by what they do, or say why they are long (a `// Long because ...` comment above):\n{}",
+        long.join("\n")
+    );
+    // The scan itself finds functions and measures them.
+    let sample = "fn a() {\n    if x {\n        y();\n    }\n}\nfn b();\npub(crate) async fn c(x: u8) -> u8 {\n    x\n}\n";
+    assert_eq!(
+        functions(sample),
+        vec![(1, "a".to_string(), 5), (7, "c".to_string(), 3)]
+    );
+}
+
+/// Every function with a body in lexed `code`: its first line, name and length in lines.
+fn functions(code: &str) -> Vec<(usize, String, usize)> {
+    let bytes = code.as_bytes();
+    let mut found = Vec::new();
+    let mut at = 0;
+    while let Some(offset) = code[at..].find("fn ") {
+        let start = at + offset;
+        at = start + 3;
+        let boundary =
+            start == 0 || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
+        let name: String = code[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !boundary || name.is_empty() {
+            continue;
+        }
+        // The body: the first `{` before a `;` ends the signature.
+        let Some(open) = code[at..].find(['{', ';']).map(|i| at + i) else {
+            break;
+        };
+        if bytes[open] == b';' {
+            continue;
+        }
+        let mut depth = 0usize;
+        let mut close = open;
+        for (i, byte) in bytes.iter().enumerate().skip(open) {
+            match byte {
+                b'{' => depth += 1,
+                b'}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        close = i;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let first = line_of(code, start);
+        found.push((first, name, line_of(code, close) - first + 1));
+    }
+    found
+}
+
 /// The scanner itself: comments, strings and test modules do not count as imports.
 #[test]
 fn the_scanner_reads_imports_as_written() {
