@@ -493,6 +493,10 @@ fn apply(
     }
     metrics.reconfigure(next);
     status.reconfigure(next);
+    // A changed check's series start over; its state does not.
+    for (name, tracker) in status.trackers() {
+        metrics.set_tracker(&name, &tracker);
+    }
     let changes = Changes::between(
         current.checks.iter().map(|def| (&*def.name, def.revision)),
         next.checks.iter().map(|def| (&*def.name, def.revision)),
@@ -645,6 +649,9 @@ fn restore_state(dir: &std::path::Path, config: &Config, shared: &Shared) {
     shared.maintenance.restore(saved.maintenance, now);
     shared.rdap.restore_answers(saved.rdap);
     let checks = shared.status.restore(saved.checks);
+    for (name, tracker) in shared.status.trackers() {
+        shared.metrics.set_tracker(&name, &tracker);
+    }
     info!(message = "State restored from the state dir.", dir = %dir.display(), checks, maintenance_windows = windows, rdap_answers = answers);
 }
 
@@ -687,8 +694,9 @@ async fn watch_maintenance(
             let open = shared.maintenance.open_for(&def.name, &def.labels, now);
             let covered = open.is_some();
             let shown = open.clone();
+            // Always: a reload recreates a changed check's series.
+            shared.metrics.set_maintenance(&def.name, covered);
             if shared.status.set_maintenance(&def.name, open) {
-                shared.metrics.set_maintenance(&def.name, covered);
                 match shown {
                     Some(open) => {
                         info!(message = "Maintenance window covers the check.", check = %def.name, window = %open.name, mode = open.mode.as_str(), until = %crate::time::rfc3339(open.until))

@@ -21,7 +21,7 @@ use prometheus::{
 };
 
 use crate::config::{AgentConfig, CheckDef, Config, RemoteWriteDef, TrafficDef};
-use crate::detect::Verdict;
+use crate::detect::{Tracker, Verdict};
 use crate::outcome::Outcome;
 use crate::result::{CheckResult, Details, DnsDetails, Expiring, TlsInfo};
 use names::{CheckState, expires, label};
@@ -198,16 +198,19 @@ impl Metrics {
             outcome.retry,
             outcome.maintenance.is_some(),
         );
-        let decided = match outcome.tracker.decided() {
+        self.set_tracker(&outcome.result.check, &outcome.tracker);
+    }
+
+    /// Sets a check's state series from its tracker (after a restore or a reload, which
+    /// recreates a changed check's series, the state is known before its next run).
+    pub fn set_tracker(&self, check: &str, tracker: &Tracker) {
+        let decided = match tracker.decided() {
             None => CheckState::Unknown,
             Some(Verdict::Passing) => CheckState::Passing,
             Some(Verdict::Failing) => CheckState::Failing,
         };
-        self.store.set_state(
-            &outcome.result.check,
-            decided,
-            outcome.tracker.consecutive_failures(),
-        );
+        self.store
+            .set_state(check, decided, tracker.consecutive_failures());
     }
 
     fn count(&self, res: &CheckResult, retry: bool, maintenance: bool) {
