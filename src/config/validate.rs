@@ -956,7 +956,18 @@ pub(crate) fn parse_cron(expr: &str) -> Result<cron::Schedule, String> {
     if !(trimmed.starts_with('@') || (6..=7).contains(&fields) || fields == 5) {
         return Err(format!("expected 5 or 6 fields, found {fields}"));
     }
-    cron::Schedule::from_str(&full).map_err(|error| error.to_string())
+    // The cron crate's error repeats the expression (in the 6-field form nightjar made of it)
+    // with a caret on lines of their own; the last line says what is wrong, and a problem is
+    // one line.
+    cron::Schedule::from_str(&full).map_err(|error| {
+        let text = error.to_string();
+        text.lines()
+            .rev()
+            .find(|line| !line.trim().is_empty())
+            .unwrap_or(&text)
+            .trim()
+            .to_string()
+    })
 }
 
 /// The interval, or for cron the shortest gap between the next few firings.
@@ -984,6 +995,8 @@ mod tests {
         assert!(parse_cron("@hourly").is_ok());
         assert!(parse_cron("* * *").is_err());
         assert!(parse_cron("61 * * * *").is_err());
+        let error = parse_cron("0 25 * * *").unwrap_err();
+        assert!(!error.contains('\n') && error.contains("'25'"), "{error:?}");
     }
 
     #[test]
