@@ -14,6 +14,7 @@ mod flow;
 mod hostile;
 mod http;
 mod labels;
+mod maintenance;
 mod page;
 mod regions;
 mod reload;
