@@ -121,7 +121,7 @@ fn read_when(table: &Table<'_>) -> Option<When> {
                 );
                 return None;
             }
-            match super::validate::parse_cron(expr) {
+            match crate::reader::parse_cron(expr) {
                 Ok(schedule) => Some(When::Cron {
                     schedule: Box::new(schedule),
                     expr: expr.to_string(),

@@ -15,7 +15,7 @@ use super::{
 use crate::checks::{CheckKind, CheckSpec};
 use crate::metrics::names::RESERVED_LABELS;
 use crate::reader::{
-    Diags, Failed, Source, Table, Unresolved, Value, read_labels, valid_check_name,
+    Diags, Failed, Source, Table, Unresolved, Value, parse_cron, read_labels, valid_check_name,
 };
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -943,33 +943,6 @@ fn suggest_name(name: &str) -> String {
     }
 }
 
-/// Parses a cron expression, accepting the usual 5-field crontab form (minute first) and the
-/// 6/7-field form with seconds first.
-pub(crate) fn parse_cron(expr: &str) -> Result<cron::Schedule, String> {
-    let trimmed = expr.trim();
-    let fields = trimmed.split_whitespace().count();
-    let full = if fields == 5 && !trimmed.starts_with('@') {
-        format!("0 {trimmed}")
-    } else {
-        trimmed.to_string()
-    };
-    if !(trimmed.starts_with('@') || (6..=7).contains(&fields) || fields == 5) {
-        return Err(format!("expected 5 or 6 fields, found {fields}"));
-    }
-    // The cron crate's error repeats the expression (in the 6-field form nightjar made of it)
-    // with a caret on lines of their own; the last line says what is wrong, and a problem is
-    // one line.
-    cron::Schedule::from_str(&full).map_err(|error| {
-        let text = error.to_string();
-        text.lines()
-            .rev()
-            .find(|line| !line.trim().is_empty())
-            .unwrap_or(&text)
-            .trim()
-            .to_string()
-    })
-}
-
 /// The interval, or for cron the shortest gap between the next few firings.
 fn shortest_gap(schedule: &Schedule) -> Option<Duration> {
     match schedule {
@@ -987,17 +960,6 @@ fn shortest_gap(schedule: &Schedule) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cron_forms() {
-        assert!(parse_cron("*/5 * * * *").is_ok());
-        assert!(parse_cron("0 */5 * * * *").is_ok());
-        assert!(parse_cron("@hourly").is_ok());
-        assert!(parse_cron("* * *").is_err());
-        assert!(parse_cron("61 * * * *").is_err());
-        let error = parse_cron("0 25 * * *").unwrap_err();
-        assert!(!error.contains('\n') && error.contains("'25'"), "{error:?}");
-    }
 
     #[test]
     fn names() {
