@@ -24,6 +24,7 @@ mod schedule;
 mod secrets;
 mod server;
 mod server_hardening;
+mod state;
 mod support;
 mod tcp;
 mod tls;

@@ -320,7 +320,7 @@ http {{
     location = /large {{ }}
     location = /slow {{ limit_rate 2k; }}
     location = /page.html {{ }}
-    location /rdap/ {{ default_type application/rdap+json; }}
+    location /rdap/ {{ default_type application/rdap+json; access_log {d}/rdap.log; }}
     # Refuses (closes the connection on) the agent of region ap only.
     location = /regional {{ if ($http_x_probe_region = "ap") {{ return 444; }} return 200 "ok\n"; }}
     location /limited/ {{ add_header Retry-After 120 always; return 429; }}
@@ -1000,6 +1000,21 @@ pub fn promtool_check_metrics(promtool: &Path, text: &str) -> Result<(), String>
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         ))
+    }
+}
+
+impl Nginx {
+    /// The request lines nginx logged under `/rdap/` (the RDAP fixtures), oldest first: what
+    /// the agents of a test asked RDAP. nginx logs a request once it has answered it.
+    pub fn rdap_requests(&self) -> Vec<String> {
+        match std::fs::read_to_string(self._dir.path().join("rdap.log")) {
+            Ok(log) => log
+                .lines()
+                .filter_map(|line| line.split('"').nth(1).map(str::to_string))
+                .collect(),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(error) => panic!("cannot read nginx's RDAP access log: {error}"),
+        }
     }
 }
 
