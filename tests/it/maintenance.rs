@@ -24,10 +24,8 @@ fn has_line(errors: &str, line: &str) {
     );
 }
 
-/// Every way a `[[maintenance]]` table can be wrong, each reported at its place with a hint.
-#[test]
-fn maintenance_tables_are_checked_with_positions_and_hints() {
-    let text = r#"[[check]]
+/// `[[maintenance]]` tables, each wrong in its own way (their line numbers are asserted).
+const BAD_WINDOWS: &str = r#"[[check]]
 name = "web"
 type = "http"
 url = "http://127.0.0.1:1/"
@@ -81,7 +79,11 @@ name = "bad-cron"
 cron = "0 25 * * *"
 duration = "30m"
 "#;
-    let errors = config_errors("maintenance.toml", text);
+
+/// Every way a `[[maintenance]]` table can be wrong, each reported at its place with a hint.
+#[test]
+fn maintenance_tables_are_checked_with_positions_and_hints() {
+    let errors = config_errors("maintenance.toml", BAD_WINDOWS);
     let either = "(hint: give start = \"2026-12-01T02:00:00Z\" and end = \"2026-12-01T03:00:00Z\", or cron = \"0 2 * * *\" and duration = \"30m\" (UTC))";
     has_line(
         &errors,
@@ -248,6 +250,27 @@ fn check(name: &str, url: &str) -> String {
     )
 }
 
+const RUNS: &str = "nightjar_check_runs_total";
+const MAINTENANCE_RUNS: &str = "nightjar_check_maintenance_runs_total";
+
+/// The two checks' run counters at one scrape.
+#[derive(Debug, Clone, Copy)]
+struct Counts {
+    marked_runs: f64,
+    marked_in_window: f64,
+    skipped_runs: f64,
+}
+
+impl Counts {
+    fn of(text: &str) -> Counts {
+        Counts {
+            marked_runs: total(text, RUNS, "marked"),
+            marked_in_window: total(text, MAINTENANCE_RUNS, "marked"),
+            skipped_runs: total(text, RUNS, "skipped"),
+        }
+    }
+}
+
 /// A window from a seconds-first cron expression, every 20 s for 10 s: "marked" keeps running
 /// and is shown in maintenance, its runs counted apart too; "skipped" does not run at all
 /// while its window is open. Before and after, both read their own state.
@@ -262,8 +285,21 @@ async fn a_cron_window_marks_or_skips_the_runs_it_covers() {
     );
     let agent = RunningAgent::start(load(&config, &[])).await;
     let addr = agent.addr;
+    between_windows(addr).await;
+    let start = window_opens(addr).await;
+    let until = shown_in_window(addr).await;
+    let (ran, counted) = watch_until_closed(addr, start, until).await;
+    assert!(ran >= 4.0, "{ran} runs in a 10 s window of a 1 s check");
+    assert!(
+        (counted - ran).abs() <= 1.0,
+        "{ran} runs in the window, {counted} counted as maintenance runs"
+    );
+    after_the_window(addr, start).await;
+    agent.stop().await;
+}
 
-    // Between two windows: both checks run and read their own state.
+/// Waits for a time between two windows: both checks run and read their own state.
+async fn between_windows(addr: SocketAddr) {
     eventually(
         Duration::from_secs(25),
         "a time between two windows, with both checks decided",
@@ -277,23 +313,26 @@ async fn a_cron_window_marks_or_skips_the_runs_it_covers() {
         },
     )
     .await;
+}
 
-    // The next window opens: both checks are covered.
+/// Waits for the next window to cover both checks; the counters it starts from, read by a
+/// scrape begun after the flags went up.
+async fn window_opens(addr: SocketAddr) -> Counts {
     eventually(Duration::from_secs(25), "the window to open", || async {
         let text = metrics(addr, "").await;
         (covered(&text, "marked") == Some(1.0) && covered(&text, "skipped") == Some(1.0))
             .then_some(())
     })
     .await;
-    // A scrape begun after the flags went up: what the window starts from.
     let text = metrics(addr, "").await;
-    let marked_runs = total(&text, "nightjar_check_runs_total", "marked");
-    let marked_in_window = total(&text, "nightjar_check_maintenance_runs_total", "marked");
-    let skipped_runs = total(&text, "nightjar_check_runs_total", "skipped");
     assert_eq!(state(&text, "marked", "maintenance"), Some(1.0), "{text}");
     assert_eq!(state(&text, "marked", "failing"), Some(0.0), "{text}");
     assert_eq!(state(&text, "skipped", "maintenance"), Some(1.0), "{text}");
+    Counts::of(&text)
+}
 
+/// The API, the page and the list of windows while the window is open; when it closes.
+async fn shown_in_window(addr: SocketAddr) -> SystemTime {
     let marked = check_json(addr, "", "marked").await;
     assert_eq!(marked["state"], "maintenance", "{marked}");
     assert_eq!(marked["maintenance"]["window"], "vacuum", "{marked}");
@@ -335,26 +374,27 @@ async fn a_cron_window_marks_or_skips_the_runs_it_covers() {
     assert_eq!(vacuum["open"], true, "{windows}");
     assert_eq!(vacuum["ad_hoc"], false, "{windows}");
     assert_eq!(vacuum["schedule"], "cron \"*/20 * * * * *\" for 10s");
+    until
+}
 
-    // While the window is open (by the agent's clock: scrapes that ended before it closes),
-    // the skipped check does not run; the marked one does, counted twice.
-    let mut last_open = (marked_runs, marked_in_window);
+/// Scrapes until the window closes. While it is open (by the agent's clock: scrapes that
+/// ended before `until`), the skipped check does not run. Returns the marked check's runs in
+/// the window and those counted as maintenance runs, at the last scrape that saw it covered.
+async fn watch_until_closed(addr: SocketAddr, start: Counts, until: SystemTime) -> (f64, f64) {
+    let mut last_open = start;
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
         let text = metrics(addr, "").await;
         if SystemTime::now() + Duration::from_millis(300) < until {
             assert_eq!(covered(&text, "skipped"), Some(1.0), "{text}");
             assert_eq!(
-                total(&text, "nightjar_check_runs_total", "skipped"),
-                skipped_runs,
+                total(&text, RUNS, "skipped"),
+                start.skipped_runs,
                 "a check in a skip window ran"
             );
         }
         if covered(&text, "marked") == Some(1.0) {
-            last_open = (
-                total(&text, "nightjar_check_runs_total", "marked"),
-                total(&text, "nightjar_check_maintenance_runs_total", "marked"),
-            );
+            last_open = Counts::of(&text);
         } else if state(&text, "marked", "failing") == Some(1.0) {
             break;
         }
@@ -364,42 +404,38 @@ async fn a_cron_window_marks_or_skips_the_runs_it_covers() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let ran = last_open.0 - marked_runs;
-    let counted = last_open.1 - marked_in_window;
-    assert!(ran >= 4.0, "{ran} runs in a 10 s window of a 1 s check");
-    assert!(
-        (counted - ran).abs() <= 1.0,
-        "{ran} runs in the window, {counted} counted as maintenance runs"
-    );
+    (
+        last_open.marked_runs - start.marked_runs,
+        last_open.marked_in_window - start.marked_in_window,
+    )
+}
 
-    // After the window: its own states again, and runs no longer counted as maintenance.
-    let text = metrics(addr, "").await;
-    let after = total(&text, "nightjar_check_runs_total", "marked");
-    let (text, in_window) = eventually(
+/// After the window: each check its own state again, runs no longer counted as maintenance,
+/// and the skipped check running again.
+async fn after_the_window(addr: SocketAddr, start: Counts) {
+    let after = total(&metrics(addr, "").await, RUNS, "marked");
+    let in_window = eventually(
         Duration::from_secs(10),
         "a run of the marked check after the window",
         || async {
             let text = metrics(addr, "").await;
-            (total(&text, "nightjar_check_runs_total", "marked") > after).then(|| {
-                let in_window = total(&text, "nightjar_check_maintenance_runs_total", "marked");
-                (text, in_window)
-            })
+            (total(&text, RUNS, "marked") > after).then(|| total(&text, MAINTENANCE_RUNS, "marked"))
         },
     )
     .await;
-    assert!(in_window >= counted + marked_in_window, "{text}");
-    let later = total(&text, "nightjar_check_runs_total", "marked");
+    assert!(in_window > start.marked_in_window);
+    let later = total(&metrics(addr, "").await, RUNS, "marked");
     let text = eventually(
         Duration::from_secs(10),
         "two more runs of the marked check",
         || async {
             let text = metrics(addr, "").await;
-            (total(&text, "nightjar_check_runs_total", "marked") >= later + 2.0).then_some(text)
+            (total(&text, RUNS, "marked") >= later + 2.0).then_some(text)
         },
     )
     .await;
     assert_eq!(
-        total(&text, "nightjar_check_maintenance_runs_total", "marked"),
+        total(&text, MAINTENANCE_RUNS, "marked"),
         in_window,
         "runs after the window counted as maintenance runs"
     );
@@ -414,7 +450,7 @@ async fn a_cron_window_marks_or_skips_the_runs_it_covers() {
         "the skipped check to run again",
         || async {
             let text = metrics(addr, "").await;
-            (total(&text, "nightjar_check_runs_total", "skipped") > skipped_runs
+            (total(&text, RUNS, "skipped") > start.skipped_runs
                 && covered(&text, "skipped") == Some(0.0)
                 && state(&text, "skipped", "passing") == Some(1.0))
             .then_some(())
@@ -423,7 +459,6 @@ async fn a_cron_window_marks_or_skips_the_runs_it_covers() {
     .await;
     let skipped = check_json(addr, "", "skipped").await;
     assert_eq!(skipped["state"], "passing", "{skipped}");
-    agent.stop().await;
 }
 
 const TOKEN: &str = "maintenance-token-0123456789";
@@ -493,11 +528,33 @@ async fn ad_hoc_windows_through_the_api_survive_a_restart() {
     let agent = RunningAgent::start(load(&config, &env)).await;
     let addr = agent.addr;
     wait_state(addr, "web", "passing").await;
+    refused_without_credentials(&checks).await;
+    refused_without_the_token(addr).await;
+    refused_bodies(addr).await;
+    let opened = opened_for_web(addr).await;
+    let id = opened["id"].as_str().unwrap().to_string();
 
-    // Without credentials configured, nobody may open or end a window.
-    let open_agent = RunningAgent::start(load(&checks, &[])).await;
+    // A restart with the same state dir: the window is still there and still applies.
+    agent.stop().await;
+    let agent = RunningAgent::start(load(&config, &env)).await;
+    restored(agent.addr, &opened).await;
+    ended(agent.addr, &id).await;
+
+    // The end is kept too: after another restart the window stays ended.
+    agent.stop().await;
+    let agent = RunningAgent::start(load(&config, &env)).await;
+    let listed = windows(agent.addr).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["id"], "planned");
+    wait_state(agent.addr, "web", "passing").await;
+    agent.stop().await;
+}
+
+/// Without credentials configured, nobody may open or end a window (an agent of its own).
+async fn refused_without_credentials(checks: &str) {
+    let agent = RunningAgent::start(load(checks, &[])).await;
     let body = r#"{"checks": ["web"], "duration": "10m"}"#;
-    let (status, refused) = open_window(open_agent.addr, "", body).await;
+    let (status, refused) = open_window(agent.addr, "", body).await;
     assert_eq!(status, 403, "{refused}");
     assert!(
         refused["error"]
@@ -506,25 +563,26 @@ async fn ad_hoc_windows_through_the_api_survive_a_restart() {
             .contains("set [agent] bearer_token or basic_auth_users"),
         "{refused}"
     );
-    let (status, refused) = end_window(open_agent.addr, "", "planned").await;
+    let (status, refused) = end_window(agent.addr, "", "planned").await;
     assert_eq!(status, 403, "{refused}");
-    assert_eq!(
-        check_json(open_agent.addr, "", "web")
-            .await
-            .get("maintenance"),
-        None
-    );
-    open_agent.stop().await;
+    let view = check_json(agent.addr, "", "web").await;
+    assert_eq!(view.get("maintenance"), None, "{view}");
+    agent.stop().await;
+}
 
-    // With credentials configured, they are needed.
+/// With credentials configured, a change needs them.
+async fn refused_without_the_token(addr: SocketAddr) {
+    let body = r#"{"checks": ["web"], "duration": "10m"}"#;
     let (status, _) = open_window(addr, "", body).await;
     assert_eq!(status, 401);
     let (status, _) = open_window(addr, "Authorization: Bearer wrong-token\r\n", body).await;
     assert_eq!(status, 401);
     let (status, _) = end_window(addr, "", "planned").await;
     assert_eq!(status, 401);
+}
 
-    // Bodies that do not say what to cover or for how long.
+/// Bodies that do not say what to cover or for how long: 400 with what is wrong.
+async fn refused_bodies(addr: SocketAddr) {
     for (body, says) in [
         (r#"{"checks": ["web"]}"#, "missing field `duration`"),
         (
@@ -559,8 +617,11 @@ async fn ad_hoc_windows_through_the_api_survive_a_restart() {
         1,
         "a refused request opened a window"
     );
+}
 
-    // A window for the check, with a reason.
+/// Opens a window for "web" with a reason: the answer, the list, the check's state, its
+/// metrics and the page show it. Returns the answer.
+async fn opened_for_web(addr: SocketAddr) -> Value {
     let (status, opened) = open_window(
         addr,
         &bearer(),
@@ -602,35 +663,39 @@ async fn ad_hoc_windows_through_the_api_survive_a_restart() {
         page.contains(&format!("<strong>{id}</strong>")) && page.contains(": deploy 4.2</li>"),
         "{page}"
     );
+    opened
+}
 
-    // A restart with the same state dir: the window is still there and still applies.
-    agent.stop().await;
-    let agent = RunningAgent::start(load(&config, &env)).await;
-    let addr = agent.addr;
+/// After a restart, the window `opened` is listed as it was and covers the check again.
+async fn restored(addr: SocketAddr, opened: &Value) {
+    let id = opened["id"].as_str().unwrap();
     let listed = windows(addr).await;
     let restored = listed
         .iter()
-        .find(|window| window["id"] == id.as_str())
+        .find(|window| window["id"] == id)
         .unwrap_or_else(|| panic!("the window was not restored: {listed:?}"));
     assert_eq!(restored["until"], opened["until"], "{restored}");
     assert_eq!(restored["reason"], "deploy 4.2", "{restored}");
     let view = wait_state(addr, "web", "maintenance").await;
-    assert_eq!(view["maintenance"]["window"], id.as_str(), "{view}");
+    assert_eq!(view["maintenance"]["window"], id, "{view}");
     eventually(
         Duration::from_secs(10),
         "the restored window's flag in the metrics",
         || async { (covered(&metrics(addr, &bearer()).await, "web") == Some(1.0)).then_some(()) },
     )
     .await;
+}
 
-    // Ended: the check leaves maintenance; ending it again, or a configured window, is refused.
-    let (status, body) = end_window(addr, &bearer(), &id).await;
+/// Ends the window `id`: the check leaves maintenance; ending it again, or ending a
+/// configured window, is refused.
+async fn ended(addr: SocketAddr, id: &str) {
+    let (status, body) = end_window(addr, &bearer(), id).await;
     assert_eq!(status, 204, "{body}");
     assert_eq!(body, "");
     wait_state(addr, "web", "passing").await;
     let text = metrics(addr, &bearer()).await;
     assert_eq!(covered(&text, "web"), Some(0.0), "{text}");
-    let (status, body) = end_window(addr, &bearer(), &id).await;
+    let (status, body) = end_window(addr, &bearer(), id).await;
     assert_eq!(status, 404, "{body}");
     assert!(
         body.contains(&format!("no open ad hoc maintenance window \\\"{id}\\\"")),
@@ -640,15 +705,6 @@ async fn ad_hoc_windows_through_the_api_survive_a_restart() {
     assert_eq!(status, 409, "{body}");
     assert!(body.contains("defined in the configuration"), "{body}");
     assert_eq!(windows(addr).await.len(), 1);
-
-    // The end is kept too: after another restart the window stays ended.
-    agent.stop().await;
-    let agent = RunningAgent::start(load(&config, &env)).await;
-    let listed = windows(agent.addr).await;
-    assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_eq!(listed[0]["id"], "planned");
-    wait_state(agent.addr, "web", "passing").await;
-    agent.stop().await;
 }
 
 /// Names of the alerts `NightjarCheckFailingInRegions` for `check`, pending or firing, with
@@ -675,6 +731,51 @@ async fn prometheus_now(prometheus: &Prometheus) -> f64 {
     assert_eq!(status, 200, "{body}");
     let json: Value = serde_json::from_str(&body).unwrap();
     json["data"]["result"][0].as_f64().unwrap()
+}
+
+/// Waits until Prometheus sees "shop" failing under its window, then until it has evaluated
+/// the quorum rule more than quorum_for (3 s) later; asserts the check failed and was covered
+/// all along, and that no quorum alert is pending or firing.
+async fn silent_past_quorum_for(prometheus: &Prometheus) {
+    let since = eventually(
+        Duration::from_secs(30),
+        "Prometheus to see the check failing in its window",
+        || async {
+            let failing = prometheus
+                .query(r#"probe_success{check="shop"} == 0 and on (check) nightjar_check_maintenance == 1"#)
+                .await;
+            if failing.is_empty() {
+                None
+            } else {
+                Some(prometheus_now(prometheus).await)
+            }
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "the quorum rule evaluated more than quorum_for after the failure",
+        || async {
+            let at = prometheus.last_evaluation("nightjar-region-quorum").await?;
+            (at > since + 4.0).then_some(())
+        },
+    )
+    .await;
+    // Failing and covered all along, and no alert, not even pending.
+    let failing = prometheus
+        .query(r#"max_over_time(probe_success{check="shop"}[4s])"#)
+        .await;
+    assert_eq!(failing.len(), 1, "{failing:?}");
+    assert_eq!(failing[0].1, 0.0, "the check failed all along");
+    let covered = prometheus
+        .query(r#"min_over_time(nightjar_check_maintenance{check="shop"}[4s])"#)
+        .await;
+    assert_eq!(covered[0].1, 1.0, "the window covered it all along");
+    let alerts = quorum_alerts(prometheus, "shop").await;
+    assert!(
+        alerts.is_empty(),
+        "an alert in a maintenance window: {alerts:?}"
+    );
 }
 
 /// A real Prometheus with the rules of `nightjar rules`: a check failing under an ad hoc
@@ -723,47 +824,7 @@ async fn the_quorum_alert_is_silent_in_a_window_and_fires_after_it() {
     wait_state(addr, "shop", "maintenance").await;
     std::fs::remove_file(nginx.www().join("shop.html")).unwrap();
 
-    // Prometheus's clock when it first saw the check fail under the window; then wait until it
-    // has evaluated the quorum rule more than quorum_for (3 s) later.
-    let since = eventually(
-        Duration::from_secs(30),
-        "Prometheus to see the check failing in its window",
-        || async {
-            let failing = prometheus
-                .query(r#"probe_success{check="shop"} == 0 and on (check) nightjar_check_maintenance == 1"#)
-                .await;
-            if failing.is_empty() {
-                None
-            } else {
-                Some(prometheus_now(&prometheus).await)
-            }
-        },
-    )
-    .await;
-    eventually(
-        Duration::from_secs(30),
-        "the quorum rule evaluated more than quorum_for after the failure",
-        || async {
-            let at = prometheus.last_evaluation("nightjar-region-quorum").await?;
-            (at > since + 4.0).then_some(())
-        },
-    )
-    .await;
-    // Failing and covered all along, and no alert, not even pending.
-    let failing = prometheus
-        .query(r#"max_over_time(probe_success{check="shop"}[4s])"#)
-        .await;
-    assert_eq!(failing.len(), 1, "{failing:?}");
-    assert_eq!(failing[0].1, 0.0, "the check failed all along");
-    let covered = prometheus
-        .query(r#"min_over_time(nightjar_check_maintenance{check="shop"}[4s])"#)
-        .await;
-    assert_eq!(covered[0].1, 1.0, "the window covered it all along");
-    let alerts = quorum_alerts(&prometheus, "shop").await;
-    assert!(
-        alerts.is_empty(),
-        "an alert in a maintenance window: {alerts:?}"
-    );
+    silent_past_quorum_for(&prometheus).await;
 
     // The window ends early: the failure pages.
     let (status, body) = end_window(addr, &bearer(), &id).await;
