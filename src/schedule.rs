@@ -274,8 +274,13 @@ async fn check_loop(
         }
     }
     let mut due = early.unwrap_or(slot);
-    // A retry due before the next regular run, while a change of state is unconfirmed.
-    let mut retry_at: Option<Instant> = None;
+    // A retry due before the next regular run, while a change of state is unconfirmed (one
+    // left unconfirmed by a restart or a reload is taken up `retry_interval` after the start).
+    let mut retry_at: Option<Instant> = def
+        .retry_interval
+        .filter(|_| tracker.undecided())
+        .map(|every| now + every)
+        .filter(|at| *at < due);
     let mut running: Option<Running> = None;
     loop {
         if *shutdown.borrow() {
