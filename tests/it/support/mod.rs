@@ -705,36 +705,7 @@ pub async fn http_request_with(
     path: &str,
     headers: &str,
 ) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("write request");
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
-        .await
-        .expect("response in time")
-        .expect("read response");
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    (status, body)
+    http_request_body(addr, method, path, headers, "").await
 }
 
 fn dechunk(body: &str) -> String {
@@ -1019,7 +990,7 @@ impl Nginx {
 }
 
 /// A minimal HTTP/1.1 request with extra header lines (each ending in `\r\n`) and a body,
-/// sent with its `Content-Length` (`http_request_with` sends none).
+/// sent with its `Content-Length`.
 pub async fn http_request_body(
     addr: SocketAddr,
     method: &str,
