@@ -7,6 +7,9 @@
 //!   scheduler lag, `/metrics` and status page render time, config load and startup time.
 //! - `soak`: 1,000 checks against flapping targets for 30 minutes: memory, descriptors,
 //!   threads, runtime tasks and counter agreement every minute, and their trend.
+//! - `detect`: an outage, a recovery and a flapping target against four detection settings
+//!   (three agents each, a real Prometheus with the generated rules): time to the failing
+//!   state, to the page and back to passing, and the state changes and pages of the flapping.
 //! - `hostile-clients`: one agent under 1,000 idle, 1,000 slowloris and a 50-client bad-login
 //!   flood: fresh-scrape latency (bearer and cached basic auth) and check failures per phase.
 //! - `floor` and `drive` are the helpers `compare` runs as their own processes.
@@ -15,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+mod detect;
 mod hostile;
 mod load;
 mod proc;
@@ -51,6 +55,7 @@ fn main() {
         "compare" => compare(&opts),
         "scale" => scale(&opts),
         "soak" => soak::soak(&opts),
+        "detect" => detect::detect(&opts),
         "hostile-clients" => hostile::hostile_clients(&opts),
         "floor" => {
             let kind = Kind::parse(&opts.text("kind", "http")).unwrap_or_else(|| usage());
@@ -79,6 +84,7 @@ fn usage() -> ! {
         "usage: cargo bench --bench nightjar -- compare [--rate 200] [--seconds 20] [--warmup 5] [--kinds http,https,dns,tcp]\n\
          \x20      cargo bench --bench nightjar -- scale [--checks 10000] [--interval 60] [--seconds 60] [--fast-checks 1000]\n\
          \x20      cargo bench --bench nightjar -- soak [--checks 1000] [--interval 10] [--minutes 30] [--every 60] [--warmup SECONDS] [--remote-write no]\n\
+         \x20      cargo bench --bench nightjar -- detect [--minutes 4] [--checks 20] [--quorum-for 5m,1m,1s] [--fail-percent 10]\n\
          \x20      cargo bench --bench nightjar -- hostile-clients [--seconds 10]"
     );
     std::process::exit(2)
