@@ -1,5 +1,5 @@
 //! The agent's own HTTP server: `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`,
-//! `/api/v1/checks[/{name}]`, `/api/v1/maintenance` ([`crate::api`]) and the status page at `/` and `/checks/{name}` ([`crate::page`]),
+//! `/api/v1/checks[/{name}]`, `/api/v1/maintenance` ([`api`]) and the status page at `/` and `/checks/{name}` ([`crate::page`]),
 //! served by [`serve`]: its own accept loop over hyper, with a connection cap, header-read,
 //! handshake and write timeouts, and a shutdown deadline, so clients that stall or flood
 //! cannot take the server, the checks' descriptors or the agent's shutdown with them.
