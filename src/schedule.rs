@@ -234,14 +234,19 @@ impl Scheduler {
 
 /// A run in flight: its task, and whether it is a retry.
 struct Running {
-    task: JoinHandle<Option<Ran>>,
-    retry: bool,
+    /// Ends with when to retry, if the check's state waits on a confirmation.
+    task: JoinHandle<Option<Instant>>,
 }
 
-/// What a run's task hands back.
-struct Ran {
-    result: CheckResult,
-    maintenance: Option<Open>,
+/// A check's state, shared by its loop and its run in flight (which records the result). The
+/// run's task hands the result on itself, so the loop's future, which lives as long as the
+/// check, never holds one.
+type SharedTracker = Arc<std::sync::Mutex<Tracker>>;
+
+fn lock(tracker: &SharedTracker) -> std::sync::MutexGuard<'_, Tracker> {
+    tracker
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// One check's loop: sleeps until its next slot (or retry), starts a run unless the last one
@@ -252,15 +257,16 @@ async fn check_loop(
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
     early: bool,
-    mut tracker: Tracker,
+    tracker: Tracker,
 ) -> Tracker {
+    let tracker: SharedTracker = Arc::new(std::sync::Mutex::new(tracker));
     let now = Instant::now();
     let slot_from = |from: Instant| match &def.schedule {
         Schedule::Interval(every) => Some(first_due(&def.name, *every, from, &shared.clock)),
         Schedule::Cron(cron) => next_cron(cron, from, &shared.clock),
     };
     let Some(mut slot) = slot_from(now) else {
-        return tracker;
+        return *lock(&tracker);
     };
     // An early first run, then the wall-clock slots; a slot less than a minute after the
     // early run is skipped, so the check never runs twice in quick succession.
@@ -278,7 +284,7 @@ async fn check_loop(
     // left unconfirmed by a restart or a reload is taken up `retry_interval` after the start).
     let mut retry_at: Option<Instant> = def
         .retry_interval
-        .filter(|_| tracker.undecided())
+        .filter(|_| lock(&tracker).undecided())
         .map(|every| now + every)
         .filter(|at| *at < due);
     let mut running: Option<Running> = None;
@@ -292,11 +298,8 @@ async fn check_loop(
             // Let go of a finished run at once: its handle holds the task's memory.
             joined = async { (&mut running.as_mut().expect("guarded by the condition").task).await },
                 if running.is_some() => {
-                let retry = running.take().is_some_and(|run| run.retry);
-                if let Ok(Some(ran)) = joined {
-                    retry_at = hand_on(&def, &shared, &mut tracker, ran, retry).await
-                        .filter(|at| *at < due);
-                }
+                running = None;
+                retry_at = joined.ok().flatten().filter(|at| *at < due);
                 continue;
             }
             changed = shutdown.changed() => {
@@ -329,16 +332,22 @@ async fn check_loop(
             continue;
         }
         running = Some(Running {
-            task: tokio::spawn(run_task(def.clone(), shared.clone(), this_due, open)),
-            retry,
+            task: tokio::spawn(run_task(
+                def.clone(),
+                shared.clone(),
+                tracker.clone(),
+                Taken {
+                    due: this_due,
+                    retry,
+                    maintenance: open,
+                },
+            )),
         });
     }
-    if let Some(run) = running
-        && let Ok(Some(ran)) = run.task.await
-    {
-        hand_on(&def, &shared, &mut tracker, ran, run.retry).await;
+    if let Some(run) = running {
+        let _ = run.task.await;
     }
-    tracker
+    *lock(&tracker)
 }
 
 /// The regular run after the one due at `this_due` (the first slot after an early run).
@@ -367,43 +376,46 @@ fn next_due(
     }
 }
 
-/// Records a finished run in the check's state and sends its outcome on; returns when to
-/// retry, if the state waits on a confirmation and the check has a `retry_interval`.
-async fn hand_on(
-    def: &CheckDef,
-    shared: &Shared,
-    tracker: &mut Tracker,
-    ran: Ran,
+/// How a run was taken.
+struct Taken {
+    /// When it was due (for the lag).
+    due: Instant,
+    /// Whether it is a retry.
     retry: bool,
+    /// The maintenance window open when it started.
+    maintenance: Option<Open>,
+}
+
+/// Runs a check once (within the concurrency cap), records the result in its state, and
+/// hands the outcome on. Returns when to retry, if the state waits on a confirmation and the
+/// check has a `retry_interval`.
+async fn run_task(
+    def: Arc<CheckDef>,
+    shared: Arc<Shared>,
+    tracker: SharedTracker,
+    taken: Taken,
 ) -> Option<Instant> {
-    let change = tracker.record(ran.result.is_success(), def.confirm);
+    let permit = shared.permits.clone().acquire_owned().await.ok()?;
+    shared
+        .metrics
+        .observe_lag(Instant::now().saturating_duration_since(taken.due));
+    let result = (shared.runner)(def.clone()).await;
+    drop(permit);
+    let (after, change) = {
+        let mut tracker = lock(&tracker);
+        let change = tracker.record(result.is_success(), def.confirm);
+        (*tracker, change)
+    };
     let outcome = Outcome {
-        result: ran.result,
-        retry,
-        maintenance: ran.maintenance,
-        tracker: *tracker,
+        result,
+        retry: taken.retry,
+        maintenance: taken.maintenance,
+        tracker: after,
         change,
     };
     let _ = shared.results.send(outcome).await;
     let every = def.retry_interval?;
-    tracker.undecided().then(|| Instant::now() + every)
-}
-
-async fn run_task(
-    def: Arc<CheckDef>,
-    shared: Arc<Shared>,
-    due: Instant,
-    maintenance: Option<Open>,
-) -> Option<Ran> {
-    let _permit = shared.permits.clone().acquire_owned().await.ok()?;
-    shared
-        .metrics
-        .observe_lag(Instant::now().saturating_duration_since(due));
-    let result = (shared.runner)(def).await;
-    Some(Ran {
-        result,
-        maintenance,
-    })
+    after.undecided().then(|| Instant::now() + every)
 }
 
 #[cfg(test)]
