@@ -323,10 +323,14 @@ fn every_file_in_checks_loads() {
         .collect(),
     );
     for file in &files {
-        // slo.toml builds on the checks of http.toml and flow.toml; every other file stands alone.
+        // slo.toml builds on the checks of http.toml and flow.toml, maintenance.toml on those of
+        // tcp.toml; every other file stands alone.
         let mut paths = vec![file.clone()];
         if file.ends_with("slo.toml") {
             paths.extend([dir.join("http.toml"), dir.join("flow.toml")]);
+        }
+        if file.ends_with("maintenance.toml") {
+            paths.push(dir.join("tcp.toml"));
         }
         if let Err(errors) = config::load(&paths, &env, &Overrides::default()) {
             panic!("{} does not load:\n{errors}", file.display());
