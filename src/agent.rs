@@ -493,10 +493,6 @@ fn apply(
     }
     metrics.reconfigure(next);
     status.reconfigure(next);
-    // A changed check's series start over; its state does not.
-    for (name, tracker) in status.trackers() {
-        metrics.set_tracker(&name, &tracker);
-    }
     let changes = Changes::between(
         current.checks.iter().map(|def| (&*def.name, def.revision)),
         next.checks.iter().map(|def| (&*def.name, def.revision)),
@@ -694,9 +690,8 @@ async fn watch_maintenance(
             let open = shared.maintenance.open_for(&def.name, &def.labels, now);
             let covered = open.is_some();
             let shown = open.clone();
-            // Always: a reload recreates a changed check's series.
-            shared.metrics.set_maintenance(&def.name, covered);
             if shared.status.set_maintenance(&def.name, open) {
+                shared.metrics.set_maintenance(&def.name, covered);
                 match shown {
                     Some(open) => {
                         info!(message = "Maintenance window covers the check.", check = %def.name, window = %open.name, mode = open.mode.as_str(), until = %crate::time::rfc3339(open.until))

@@ -164,20 +164,21 @@ impl Metrics {
     }
 
     /// Applies a reloaded configuration: the series of unchanged checks stay (counters
-    /// included), those of removed or changed checks go, new checks start at 0.
+    /// included), those of removed checks go, those of changed checks start over (keeping the
+    /// check's state), new checks start at 0.
     pub fn reconfigure(&self, config: &Config) {
         let checks = regional(config);
-        for (name, identity) in self.store.identities() {
-            let keep = checks
-                .iter()
-                .any(|def| def.name == name && self.identity_of(def) == identity);
-            if !keep {
-                self.store.remove(&name);
+        let before: HashMap<Arc<str>, Identity> = self.store.identities().into_iter().collect();
+        let wanted: std::collections::HashSet<&str> = checks.iter().map(|def| &*def.name).collect();
+        for name in before.keys() {
+            if !wanted.contains(&**name) {
+                self.store.remove(name);
             }
         }
         for def in checks.iter().copied() {
-            if !self.store.contains(&def.name) {
-                self.register_check(def);
+            let identity = self.identity_of(def);
+            if before.get(&def.name) != Some(&identity) {
+                self.store.insert(def.name.clone(), identity);
             }
         }
         self.checks_configured.set(checks.len() as i64);

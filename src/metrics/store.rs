@@ -467,12 +467,20 @@ impl Store {
             .collect()
     }
 
-    pub fn contains(&self, check: &str) -> bool {
-        self.cells().contains_key(check)
-    }
-
-    /// Adds a check with its counters at 0.
+    /// Adds a check with its counters at 0. A check already there (its definition changed)
+    /// is replaced: its series start over, but its state (decided, failures in a row, in a
+    /// maintenance window) is the check's, not the definition's, and carries over.
     pub fn insert(&self, name: Arc<str>, identity: Identity) {
+        let carried = self.cell(&name).map(|cell| {
+            let state = cell.lock();
+            (
+                state.decided,
+                state.consecutive_failures,
+                state.in_maintenance,
+            )
+        });
+        let (decided, consecutive_failures, in_maintenance) =
+            carried.unwrap_or((CheckState::Unknown, 0, false));
         let mut prefix = String::new();
         let pairs = identity
             .labels
@@ -492,10 +500,10 @@ impl Store {
         let state = State {
             runs: [0; 2],
             retries: [0; 2],
-            maintenance: None,
-            decided: CheckState::Unknown,
-            consecutive_failures: 0,
-            in_maintenance: false,
+            maintenance: in_maintenance.then(|| Box::new(Counted::new(self.buckets.len()))),
+            decided,
+            consecutive_failures,
+            in_maintenance,
             failures: vec![0; identity.reasons.len()],
             skipped: 0,
             histograms: [empty(), empty()],
@@ -1199,6 +1207,60 @@ mod tests {
         for (idx, (fam, _, _)) in GAUGES.iter().enumerate() {
             assert_eq!(*fam as usize, idx, "{fam:?}");
         }
+    }
+
+    #[test]
+    fn a_changed_check_starts_its_series_over_but_keeps_its_state() {
+        let store = Store::new(vec![1.0], Vec::new());
+        let identity = |target: &str| Identity {
+            labels: vec![("check".into(), "a".into())],
+            info: [target.into(), "every 1m".into()],
+            reasons: crate::checks::http::REASONS,
+            steps: Vec::new(),
+        };
+        store.insert("a".into(), identity("http://x/"));
+        store.observe(
+            "a",
+            Run {
+                result: RunResult::Failure,
+                seconds: 0.5,
+                reason: Some(FailureReason::Status),
+                retry: false,
+                maintenance: false,
+            },
+            |_| Vec::new(),
+        );
+        store.set_state("a", CheckState::Failing, 3);
+        store.set_maintenance("a", true);
+        store.insert("a".into(), identity("http://y/"));
+        let mut text = String::new();
+        store.write_text(1 << 20, &mut |chunk| {
+            text.push_str(&chunk);
+            true
+        });
+        for line in [
+            "nightjar_check_runs_total{check=\"a\",result=\"failure\"} 0",
+            "nightjar_check_state{check=\"a\",state=\"maintenance\"} 1",
+            "nightjar_check_consecutive_failures{check=\"a\"} 3",
+            "nightjar_check_maintenance{check=\"a\"} 1",
+            "nightjar_check_maintenance_runs_total{check=\"a\",result=\"failure\"} 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from:\n{text}"
+            );
+        }
+        store.set_maintenance("a", false);
+        let mut text = String::new();
+        store.write_text(1 << 20, &mut |chunk| {
+            text.push_str(&chunk);
+            true
+        });
+        assert!(
+            text.lines()
+                .any(|l| l == "nightjar_check_state{check=\"a\",state=\"failing\"} 1"),
+            "{text}"
+        );
     }
 
     #[test]
