@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::targets::{Process, free_port, program, wait_for_tcp};
+use crate::targets::{Process, free_port, program, run_nginx, wait_for_tcp};
 use crate::{NIGHTJAR, Opts, get, sum_of};
 
 /// The regions every check runs in; the quorum alert pages when two of them fail.
@@ -137,22 +137,8 @@ impl Target {
         std::fs::create_dir_all(root.join("tmp")).expect("nginx dir");
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let d = root.display();
-        let conf = format!(
-            r#"daemon off;
-master_process off;
-worker_processes 1;
-error_log {d}/error.log warn;
-pid {d}/nginx.pid;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/tmp/body;
-  proxy_temp_path {d}/tmp/proxy;
-  fastcgi_temp_path {d}/tmp/fastcgi;
-  uwsgi_temp_path {d}/tmp/uwsgi;
-  scgi_temp_path {d}/tmp/scgi;
-  default_type text/plain;
-  split_clients "${{request_id}}" $flap {{ {fail_percent}% fail; * ok; }}
+        let server = format!(
+            r#"  split_clients "${{request_id}}" $flap {{ {fail_percent}% fail; * ok; }}
   server {{
     listen {http};
     location = /detect {{
@@ -166,24 +152,9 @@ http {{
       return 200 "ok\n";
     }}
   }}
-}}
 "#
         );
-        let conf_path = root.join("nginx.conf");
-        std::fs::write(&conf_path, conf).expect("write nginx.conf");
-        let child = Command::new(program("nginx"))
-            .arg("-p")
-            .arg(&root)
-            .arg("-c")
-            .arg(&conf_path)
-            .arg("-e")
-            .arg(root.join("error.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start nginx");
-        let process = Process(child);
+        let process = run_nginx(&root, "", 4096, &server);
         wait_for_tcp(http, "nginx");
         Target {
             url: format!("http://{http}/detect"),

@@ -113,23 +113,8 @@ impl Nginx {
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let https = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let d = root.display();
-        let conf = format!(
-            r#"daemon off;
-master_process off;
-worker_processes 1;
-worker_rlimit_nofile 65536;
-error_log {d}/error.log warn;
-pid {d}/nginx.pid;
-events {{ worker_connections 16384; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/tmp/body;
-  proxy_temp_path {d}/tmp/proxy;
-  fastcgi_temp_path {d}/tmp/fastcgi;
-  uwsgi_temp_path {d}/tmp/uwsgi;
-  scgi_temp_path {d}/tmp/scgi;
-  default_type text/plain;
-  ssl_protocols TLSv1.2 TLSv1.3;
+        let server = format!(
+            r#"  ssl_protocols TLSv1.2 TLSv1.3;
   ssl_certificate {chain};
   ssl_certificate_key {key};
   server {{
@@ -139,26 +124,11 @@ http {{
     location / {{ return 200 "ok\n"; }}
     location /flip/ {{ }}
   }}
-}}
 "#,
             chain = pki.chain.display(),
             key = pki.key.display(),
         );
-        let conf_path = root.join("nginx.conf");
-        std::fs::write(&conf_path, conf).expect("write nginx.conf");
-        let child = Command::new(program("nginx"))
-            .arg("-p")
-            .arg(&root)
-            .arg("-c")
-            .arg(&conf_path)
-            .arg("-e")
-            .arg(root.join("error.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start nginx");
-        let process = Process(child);
+        let process = run_nginx(&root, "worker_rlimit_nofile 65536;\n", 16384, &server);
         wait_for_tcp(http, "nginx");
         wait_for_tcp(https, "nginx");
         Nginx {
@@ -168,6 +138,46 @@ http {{
             _process: process,
         }
     }
+}
+
+/// Starts nginx in `root` (which holds `tmp/`): one worker process with `main` directives,
+/// `connections` per worker, access logging off, temporary files and the error log in `root`,
+/// and `http` (servers and the rest) inside the `http` block.
+pub fn run_nginx(root: &Path, main: &str, connections: u32, http: &str) -> Process {
+    let d = root.display();
+    let conf = format!(
+        r#"daemon off;
+master_process off;
+worker_processes 1;
+{main}error_log {d}/error.log warn;
+pid {d}/nginx.pid;
+events {{ worker_connections {connections}; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/tmp/body;
+  proxy_temp_path {d}/tmp/proxy;
+  fastcgi_temp_path {d}/tmp/fastcgi;
+  uwsgi_temp_path {d}/tmp/uwsgi;
+  scgi_temp_path {d}/tmp/scgi;
+  default_type text/plain;
+{http}}}
+"#
+    );
+    let conf_path = root.join("nginx.conf");
+    std::fs::write(&conf_path, conf).expect("write nginx.conf");
+    let child = Command::new(program("nginx"))
+        .arg("-p")
+        .arg(root)
+        .arg("-c")
+        .arg(&conf_path)
+        .arg("-e")
+        .arg(root.join("error.log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start nginx");
+    Process(child)
 }
 
 /// BIND serving `bench.test` on UDP and TCP.
