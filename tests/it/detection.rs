@@ -62,9 +62,7 @@ fn start(check: &str, script: fn(usize) -> bool, maintenance: Arc<Maintenance>) 
     let def = config.checks[0].clone();
     let runs = Arc::new(Mutex::new(Vec::new()));
     let (tx, outcomes) = mpsc::channel(1000);
-    // Wall time such that the check's first slot is 1 s away.
-    let offset = nightjar::schedule::offset_in(&def.name, Duration::from_secs(60));
-    let wall = UNIX_EPOCH + Duration::from_secs(1_800_000_000) + offset - Duration::from_secs(1);
+    let wall = wall_start(&def.name);
     let scheduler = Scheduler::new(
         config.checks.clone(),
         scripted(script, runs.clone()),
@@ -83,6 +81,12 @@ fn start(check: &str, script: fn(usize) -> bool, maintenance: Arc<Maintenance>) 
         stop,
         t0,
     }
+}
+
+/// The wall time the scheduler starts at: the check `name`'s first 60 s slot is 1 s away.
+fn wall_start(name: &str) -> SystemTime {
+    let offset = nightjar::schedule::offset_in(name, Duration::from_secs(60));
+    UNIX_EPOCH + Duration::from_secs(1_800_000_000) + offset - Duration::from_secs(1)
 }
 
 fn check(extra: &str) -> String {
@@ -205,8 +209,7 @@ fn always_passes(_: usize) -> bool {
 async fn a_skip_window_leaves_no_runs_and_a_mark_window_marks_them() {
     // The anchored wall clock starts 1 s before the first slot; windows are in wall time.
     let config = load(&check(""), &[]);
-    let offset = nightjar::schedule::offset_in(&config.checks[0].name, Duration::from_secs(60));
-    let wall0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000) + offset - Duration::from_secs(1);
+    let wall0 = wall_start(&config.checks[0].name);
     let window = |name: &str, from: u64, to: u64, mode| Window {
         name: name.into(),
         when: When::Between {
