@@ -11,7 +11,6 @@
 //! to start.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,9 +53,10 @@ pub struct SavedCheck {
     /// Recent results, oldest first: success and duration in microseconds.
     #[serde(default)]
     pub history: Vec<(bool, u32)>,
-    /// Its last result.
+    /// Its last result, serialised once when the state is gathered (`last_result` makes it,
+    /// `CheckResult` reads it back).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last: Option<CheckResult>,
+    pub last: Option<Box<serde_json::value::RawValue>>,
 }
 
 /// The whole file. Every field has a default, so a file of another format reads as one and
@@ -158,23 +158,26 @@ pub fn write(dir: &Path, saved: &Saved) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Whether a last result is small enough to keep.
-pub fn keep_last(last: &CheckResult) -> bool {
-    struct Counter(usize);
-    impl std::io::Write for Counter {
+/// A last result as the file keeps it: serialised once, or `None` when that takes more than
+/// [`MAX_LAST_BYTES`] (serialising stops there).
+pub fn last_result(last: &CheckResult) -> Option<Box<serde_json::value::RawValue>> {
+    struct Capped(Vec<u8>);
+    impl std::io::Write for Capped {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            if self.0 > MAX_LAST_BYTES {
+            if self.0.len() + buf.len() > MAX_LAST_BYTES {
                 return Err(std::io::Error::other("too large"));
             }
+            self.0.extend_from_slice(buf);
             Ok(buf.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
     }
-    let mut counter = Counter(0);
-    serde_json::to_writer(&mut counter, last).is_ok() && counter.flush().is_ok()
+    let mut out = Capped(Vec::new());
+    serde_json::to_writer(&mut out, last).ok()?;
+    let text = String::from_utf8(out.0).ok()?;
+    serde_json::value::RawValue::from_string(text).ok()
 }
 
 /// Where the state goes and what is in it: gathered by `snapshot` when `changed` says so.

@@ -253,14 +253,15 @@ impl StatusStore {
                 .collect();
             entry.last = check
                 .last
+                .and_then(|raw| serde_json::from_str::<CheckResult>(raw.get()).ok())
                 .filter(|res| *res.check == *name && res.kind == entry.def.kind());
             restored += 1;
         }
         restored
     }
 
-    /// Every check's state as the state file keeps it; a last result larger than
-    /// `state::MAX_LAST_BYTES` is left out.
+    /// Every check's state as the state file keeps it, each last result serialised once; one
+    /// larger than `state::MAX_LAST_BYTES` is left out.
     pub fn saved(&self) -> BTreeMap<String, SavedCheck> {
         self.read()
             .iter()
@@ -273,11 +274,7 @@ impl StatusStore {
                             .map_or(0, |ms| i64::try_from(ms.as_millis()).unwrap_or(i64::MAX))
                     }),
                     history: entry.history.iter().copied().collect(),
-                    last: entry
-                        .last
-                        .as_ref()
-                        .filter(|last| crate::state::keep_last(last))
-                        .cloned(),
+                    last: entry.last.as_ref().and_then(crate::state::last_result),
                 };
                 (name.to_string(), check)
             })
