@@ -97,7 +97,7 @@ fn views(maintenance: &Maintenance, now: SystemTime) -> Vec<WindowView> {
 }
 
 fn ad_hoc_view(window: AdHoc) -> WindowView {
-    let at = |secs: i64| SystemTime::UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
+    let at = crate::time::from_unix;
     WindowView {
         schedule: format!(
             "{} to {}",
