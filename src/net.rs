@@ -14,7 +14,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, timeout_at};
 
 use crate::result::FailureReason;
@@ -214,6 +214,7 @@ pub fn order_addresses(all: &[IpAddr], pref: IpPreference) -> Vec<IpAddr> {
 pub async fn connect(
     addrs: &[IpAddr],
     port: u16,
+    source: Option<IpAddr>,
     deadline: Instant,
 ) -> Result<(TcpStream, SocketAddr), ConnectError> {
     let mut last_error = None;
@@ -226,7 +227,14 @@ pub async fn connect(
         }
         let share = (deadline - now) / left as u32;
         let attempt_deadline = if left == 1 { deadline } else { now + share };
-        match timeout_at(attempt_deadline, TcpStream::connect(addr)).await {
+        let socket = match bound_socket(addr, source) {
+            Ok(socket) => socket,
+            Err(message) => {
+                last_error = Some(message);
+                continue;
+            }
+        };
+        match timeout_at(attempt_deadline, socket.connect(addr)).await {
             Ok(Ok(stream)) => {
                 // Without nodelay, Nagle and delayed ACKs add tens of milliseconds to small
                 // requests and distort the processing phase.
@@ -245,6 +253,27 @@ pub async fn connect(
             port,
         )),
     })
+}
+
+/// A TCP socket for `addr`'s family, bound to `source` when one is given.
+fn bound_socket(addr: SocketAddr, source: Option<IpAddr>) -> Result<TcpSocket, String> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    };
+    let socket = socket.map_err(|error| format!("cannot open a socket for {addr}: {error}"))?;
+    if let Some(source) = source {
+        if source.is_ipv4() != addr.is_ipv4() {
+            return Err(format!(
+                "source_ip {source} cannot reach {addr}: the address families differ"
+            ));
+        }
+        socket
+            .bind(SocketAddr::new(source, 0))
+            .map_err(|error| format!("cannot send from source_ip {source}: {error}"))?;
+    }
+    Ok(socket)
 }
 
 /// Why a connect failed.

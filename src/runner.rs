@@ -43,6 +43,7 @@ impl RunEnv {
             rdap: self.rdap.clone(),
             deadline,
             user_agent,
+            source_ip: None,
         }
     }
 }
@@ -55,7 +56,8 @@ pub async fn run_one(def: &Arc<CheckDef>, env: &RunEnv) -> CheckResult {
         let started_at = SystemTime::now();
         let start = Instant::now();
         let deadline = start + def.timeout;
-        let ctx = env.ctx(deadline, USER_AGENT);
+        let mut ctx = env.ctx(deadline, USER_AGENT);
+        ctx.source_ip = def.source_ip;
         // The check honours the deadline itself so it can say which phase was too slow; this
         // outer timeout is the backstop should any step not.
         let (status, mut details) = match timeout_at(deadline, def.spec.run(&ctx)).await {

@@ -103,7 +103,7 @@ pub(crate) async fn dial(
         }
     };
     let connect_start = Instant::now();
-    let connected = net::connect(&addrs, port, ctx.deadline).await;
+    let connected = net::connect(&addrs, port, ctx.source_ip, ctx.deadline).await;
     *connect += connect_start.elapsed();
     match connected {
         Ok(connected) => Ok(connected),
@@ -173,6 +173,9 @@ pub struct CheckCtx {
     pub deadline: Instant,
     /// The `User-Agent` to send.
     pub user_agent: &'static str,
+    /// The local address to send from (the check's `source_ip`); `None` lets the system
+    /// choose. `dial` binds to it; a kind that opens its own sockets binds them to it too.
+    pub source_ip: Option<IpAddr>,
 }
 
 impl CheckCtx {

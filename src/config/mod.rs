@@ -175,6 +175,9 @@ pub struct CheckDef {
     /// Runs in a row that decide a change of state (`confirm_failures`,
     /// `confirm_recoveries`).
     pub confirm: crate::detect::Confirm,
+    /// The local address its connections and datagrams leave from (`source_ip`); `None` lets
+    /// the system choose.
+    pub source_ip: Option<std::net::IpAddr>,
     /// The definition as written (`config::revision`): equal across a reload when the check is
     /// unchanged.
     pub revision: u64,

@@ -28,6 +28,7 @@ struct Defaults {
     timeout: Option<Duration>,
     run_on_load: bool,
     detection: Detection,
+    source_ip: Option<std::net::IpAddr>,
 }
 
 /// How a check's state is decided: `retry_interval`, `confirm_failures`,
@@ -211,6 +212,7 @@ fn read_single_tables<'a>(roots: &'a [(usize, Table<'a>)], diags: &'a [Diags<'a>
             timeout: None,
             run_on_load: true,
             detection: Detection::default(),
+            source_ip: None,
         },
         rules: super::RulesConfig::default(),
     };
@@ -657,12 +659,14 @@ fn read_defaults(d: &Diags<'_>, value: &Value<'_>) -> Option<Defaults> {
     }
     let run_on_load = table.bool("run_on_load").unwrap_or(true);
     let detection = read_detection(&table, Detection::default());
+    let source_ip = read_source_ip(&table, None);
     table.finish();
     Some(Defaults {
         interval,
         timeout,
         run_on_load,
         detection,
+        source_ip,
     })
 }
 
@@ -711,6 +715,7 @@ fn read_check(
     let run_on_load = table.bool("run_on_load").unwrap_or(defaults.run_on_load);
     let detection = read_detection(&table, defaults.detection);
     check_retry_interval(&table, detection, schedule.as_ref());
+    let source_ip = read_source_ip(&table, defaults.source_ip);
     let defined_at = d.location(&table.span());
     let written = table.written();
     table.finish();
@@ -722,7 +727,7 @@ fn read_check(
     // A secret in the URL's path must not reach the `target` label or the status page.
     let target = super::redact(&secrets, &target);
     let schedule = schedule?;
-    let inherited = format!("{schedule} {timeout:?} {run_on_load} {detection:?}");
+    let inherited = format!("{schedule} {timeout:?} {run_on_load} {detection:?} {source_ip:?}");
     let revision = super::revision(&written, &inherited, &secrets);
     Some(CheckDef {
         name: Arc::from(name?.as_str()),
@@ -737,8 +742,31 @@ fn read_check(
         run_on_load,
         retry_interval: detection.retry_interval,
         confirm: detection.confirm,
+        source_ip,
         revision,
     })
+}
+
+/// `source_ip`: the local address a check's connections and datagrams leave from, defaulting
+/// to `[defaults]`'s (the system picks one when neither sets it).
+fn read_source_ip(
+    table: &Table<'_>,
+    inherited: Option<std::net::IpAddr>,
+) -> Option<std::net::IpAddr> {
+    let Some((text, span)) = table.str("source_ip") else {
+        return inherited;
+    };
+    match text.parse() {
+        Ok(ip) => Some(ip),
+        Err(_) => {
+            table.diags().error_hint(
+                &span,
+                format!("source_ip {text:?} is not an IP address"),
+                "write an address of this host, such as source_ip = \"192.0.2.10\" or \"2001:db8::10\"",
+            );
+            inherited
+        }
+    }
 }
 
 /// A `retry_interval` at least as long as the check's interval would never come first.

@@ -709,15 +709,15 @@ async fn over_udp(
     details: &mut DnsDetails,
 ) -> Result<Vec<u8>, Failure> {
     details.server = addr.to_string();
-    let local: SocketAddr = if addr.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    let local: SocketAddr = match ctx.source_ip {
+        Some(source) => (source, 0).into(),
+        None if addr.is_ipv4() => ([0, 0, 0, 0], 0).into(),
+        None => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     let socket = UdpSocket::bind(local).await.map_err(|error| {
         Failure::new(
             FailureReason::Connect,
-            format!("cannot open a UDP socket: {error}"),
+            format!("cannot open a UDP socket on {local}: {error}"),
         )
     })?;
     socket.connect(addr).await.map_err(|error| {
@@ -783,7 +783,7 @@ async fn over_tcp(
 ) -> Result<Vec<u8>, Failure> {
     details.server = addr.to_string();
     let start = Instant::now();
-    let connected = net::connect(&[addr.ip()], addr.port(), ctx.deadline).await;
+    let connected = net::connect(&[addr.ip()], addr.port(), ctx.source_ip, ctx.deadline).await;
     details.connect += start.elapsed();
     let (mut stream, _) = connected.map_err(|error| match error {
         net::ConnectError::Timeout(addr) => Failure::new(
