@@ -27,6 +27,17 @@ have chromium || missing+=(chromium)
 have chromedriver || missing+=(chromium-driver)
 # A font, so screenshots show text wherever the tests run.
 [ -d /usr/share/fonts/truetype/dejavu ] || missing+=(fonts-dejavu-core)
+# The servers of the tcp conversations (IMAP and POP3 with STARTTLS, PostgreSQL's SSLRequest,
+# Redis, FTP AUTH TLS), iptables for the icmp and udp tests' loss and black holes inside
+# network namespaces, iproute2 for those namespaces, and venv for the PyPI servers below.
+have dovecot || missing+=(dovecot-imapd dovecot-pop3d)
+[ -e /usr/lib/dovecot/pop3 ] || missing+=(dovecot-pop3d)
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql)
+have redis-server || missing+=(redis-server)
+have vsftpd || missing+=(vsftpd)
+have iptables || missing+=(iptables)
+have ip || missing+=(iproute2)
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo=""
@@ -37,5 +48,19 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
     $(printf '%s\n' "${missing[@]}" | sort -u) >/dev/null
 fi
+
+# Servers Debian does not package (a gRPC server with the standard health service) or
+# packages too old, from PyPI into a virtualenv kept outside the checkout; re-created only
+# when scripts/test-requirements.txt changes.
+venv="${NIGHTJAR_TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/nightjar/test-venv}"
+want="$(sha256sum scripts/test-requirements.txt | cut -d' ' -f1)"
+if [ "$(cat "$venv/.requirements" 2>/dev/null)" != "$want" ]; then
+  echo "scripts/test.sh: installing scripts/test-requirements.txt into $venv" >&2
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/test-requirements.txt
+  echo "$want" >"$venv/.requirements"
+fi
+export NIGHTJAR_TEST_VENV="$venv"
 
 exec cargo test --locked "$@"

@@ -28,6 +28,26 @@ pub fn require(program: &str, package: &str) -> PathBuf {
     panic!("{program} is not installed: run `bash .ci/run` once, or `apt-get install {package}`");
 }
 
+/// The Python of the test virtualenv that `scripts/test.sh` fills from
+/// `scripts/test-requirements.txt` (real servers Debian does not package).
+pub fn venv_python() -> PathBuf {
+    let venv = std::env::var_os("NIGHTJAR_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
+            cache.join("nightjar/test-venv")
+        });
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `bash scripts/test.sh` once to create the test virtualenv",
+        python.display()
+    );
+    python
+}
+
 /// Runs `command` to completion, fails the test with its output unless it exits 0, and
 /// returns its stdout.
 pub fn run_ok(command: &mut Command) -> String {
