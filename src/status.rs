@@ -61,7 +61,7 @@ impl Entry {
 
     fn view(&self) -> CheckView {
         let mut view = CheckView::new(&self.def, self.last.as_ref(), self.since, &self.history);
-        view.state = State::shown(&self.tracker, self.maintenance.as_ref());
+        view.state = shown_state(&self.tracker, self.maintenance.as_ref());
         view.pending = self.tracker.pending().map(|pending| pending.to_string());
         view.consecutive_failures = self.tracker.consecutive_failures();
         view.maintenance = self.maintenance.as_ref().map(MaintenanceView::new);
@@ -320,7 +320,7 @@ impl StatusStore {
                 let last = entry.last.as_ref();
                 Summary {
                     def: entry.def.clone(),
-                    state: State::shown(&entry.tracker, entry.maintenance.as_ref()),
+                    state: shown_state(&entry.tracker, entry.maintenance.as_ref()),
                     pending: entry.tracker.pending(),
                     maintenance: entry.maintenance.clone(),
                     since: entry.since,
@@ -363,51 +363,29 @@ impl StatusStore {
     }
 }
 
-/// Whether a check passes, fails, has not run yet, or is in maintenance; `passing`,
-/// `failing`, `unknown` or `maintenance` in JSON.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    /// Its runs pass (confirmed as configured).
-    Passing,
-    /// Its runs fail (confirmed as configured).
-    Failing,
-    /// Nothing decided yet.
-    Unknown,
-    /// A maintenance window covers it.
-    Maintenance,
+/// Whether a check passes, fails, has not run yet, or is in maintenance: the one state the
+/// API, the page and `nightjar_check_state` show (`passing`, `failing`, `unknown` or
+/// `maintenance` in JSON).
+pub use crate::metrics::names::CheckState as State;
+
+/// The state of a check whose last result is `last`, decided at once.
+fn state_of(last: Option<&CheckResult>) -> State {
+    match last {
+        None => State::Unknown,
+        Some(res) if res.is_success() => State::Passing,
+        Some(_) => State::Failing,
+    }
 }
 
-impl State {
-    /// The state of a check whose last result is `last`, decided at once.
-    pub fn of(last: Option<&CheckResult>) -> State {
-        match last {
-            None => State::Unknown,
-            Some(res) if res.is_success() => State::Passing,
-            Some(_) => State::Failing,
-        }
+/// The state shown for a check with `tracker`'s decided state, covered by `maintenance`.
+fn shown_state(tracker: &Tracker, maintenance: Option<&Open>) -> State {
+    if maintenance.is_some() {
+        return State::Maintenance;
     }
-
-    /// The state shown for a check with `tracker`'s decided state, covered by `maintenance`.
-    pub fn shown(tracker: &Tracker, maintenance: Option<&Open>) -> State {
-        if maintenance.is_some() {
-            return State::Maintenance;
-        }
-        match tracker.decided() {
-            None => State::Unknown,
-            Some(Verdict::Passing) => State::Passing,
-            Some(Verdict::Failing) => State::Failing,
-        }
-    }
-
-    /// `passing`, `failing`, `unknown` or `maintenance`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Passing => "passing",
-            State::Failing => "failing",
-            State::Unknown => "unknown",
-            State::Maintenance => "maintenance",
-        }
+    match tracker.decided() {
+        None => State::Unknown,
+        Some(Verdict::Passing) => State::Passing,
+        Some(Verdict::Failing) => State::Failing,
     }
 }
 
@@ -741,7 +719,7 @@ impl CheckView {
         since: Option<SystemTime>,
         history: &VecDeque<(bool, u32)>,
     ) -> CheckView {
-        let state = State::of(last);
+        let state = state_of(last);
         CheckView {
             name: def.name.to_string(),
             kind: def.kind().as_str(),

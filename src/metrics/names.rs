@@ -51,8 +51,10 @@ pub mod label {
     pub const STATE: &str = "state";
 }
 
-/// A check's state as shown: the value of [`label::STATE`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A check's state as shown: the value of [`label::STATE`], and `state` in the API
+/// (`status::State`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum CheckState {
     /// Its runs pass (confirmed).
     Passing,
