@@ -901,30 +901,7 @@ pub fn parse_size(text: &str) -> Option<u64> {
     (0.0..1e18).contains(&bytes).then_some(bytes as u64)
 }
 
-/// The candidate closest to `name` by edit distance, if close enough to be a likely typo.
-pub(crate) fn closest<'k>(name: &str, candidates: &[&'k str]) -> Option<&'k str> {
-    let limit = (name.chars().count() / 3).max(2);
-    candidates
-        .iter()
-        .map(|candidate| (edit_distance(name, candidate), *candidate))
-        .filter(|(distance, _)| *distance <= limit)
-        .min()
-        .map(|(_, candidate)| candidate)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
+pub(crate) use crate::text::closest;
 
 /// Labels map after validation of names: valid Prometheus label names, none of `reserved`
 /// (names nightjar writes itself), none of `taken` (names set elsewhere on the same series,

@@ -215,6 +215,13 @@ impl StatusStore {
         self.read().keys().map(|name| name.to_string()).collect()
     }
 
+    /// The name of a check this agent runs that `name` is likely a typo of.
+    pub fn closest_name(&self, name: &str) -> Option<String> {
+        let checks = self.read();
+        let names: Vec<&str> = checks.keys().map(|name| &**name).collect();
+        crate::text::closest(name, &names).map(str::to_string)
+    }
+
     /// Sets the maintenance window covering `name` now; returns whether that changed.
     pub fn set_maintenance(&self, name: &str, open: Option<Open>) -> bool {
         let mut checks = self.write();

@@ -995,12 +995,18 @@ fn in_order(phases: &BTreeMap<&'static str, f64>) -> Vec<(&'static str, f64)> {
 }
 
 /// The page for an unknown check.
-pub fn not_found(name: &str) -> String {
+pub fn not_found(name: &str, closest: Option<&str>) -> String {
     let mut html = head("Not found · nightjar");
+    let suggestion = closest.map_or(String::new(), |closest| {
+        format!(
+            "Did you mean <a href=\"/checks/{0}\">{0}</a>? ",
+            escape(closest)
+        )
+    });
     let _ = writeln!(
         html,
         "<main id=\"main\"><h1>No check named “{}”</h1><p>This agent does not run it (it may run in another region or shard). \
-<a href=\"/\">All checks</a></p></main>",
+{suggestion}<a href=\"/\">All checks</a></p></main>",
         escape(name)
     );
     foot(&mut html);

@@ -173,16 +173,12 @@ pub async fn open(
         .filter(|name| !known.contains(name.as_str()))
         .map(|name| name.as_str())
         .collect();
-    if !unknown.is_empty() {
-        let listed: Vec<String> = unknown
-            .iter()
-            .take(10)
-            .map(|name| format!("{:?}", crate::text::sanitize(name, 100)))
-            .collect();
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("no check named {} runs on this agent", listed.join(", ")),
-        );
+    if let Some(first) = unknown.first() {
+        let mut message = no_such_check(&state.status, first);
+        if unknown.len() > 1 {
+            message.push_str(&format!(" ({} more unknown names)", unknown.len() - 1));
+        }
+        return error(StatusCode::BAD_REQUEST, message);
     }
     let reason = request
         .reason
@@ -257,4 +253,15 @@ pub fn open_now(maintenance: &Arc<Maintenance>, now: SystemTime) -> Vec<(String,
             (view.id, what)
         })
         .collect()
+}
+
+/// "no check named "X" runs on this agent", with the likely intended name when there is one.
+pub(super) fn no_such_check(status: &crate::status::StatusStore, name: &str) -> String {
+    let shown = crate::text::sanitize(name, 100);
+    match status.closest_name(name) {
+        Some(closest) => {
+            format!("no check named {shown:?} runs on this agent; did you mean {closest:?}?")
+        }
+        None => format!("no check named {shown:?} runs on this agent"),
+    }
 }

@@ -445,9 +445,12 @@ async fn index(State(state): State<AppState>, Query(filter): Query<Filter>) -> R
 /// `GET /checks/{name}`: one check in full.
 async fn check_page(State(state): State<AppState>, Path(name): Path<String>) -> Response {
     let missing = name.clone();
+    let status = state.status.clone();
     match render(move || page::detail(&state.status, &name)).await {
         response if response.status() == StatusCode::NOT_FOUND => {
-            (StatusCode::NOT_FOUND, Html(page::not_found(&missing))).into_response()
+            let closest = status.closest_name(&missing);
+            let html = page::not_found(&missing, closest.as_deref());
+            (StatusCode::NOT_FOUND, Html(html)).into_response()
         }
         response => response,
     }
@@ -459,7 +462,7 @@ async fn check_json(State(state): State<AppState>, Path(name): Path<String>) -> 
         Some(view) => Json(view).into_response(),
         None => (
             StatusCode::NOT_FOUND,
-            Json(serde_json::json!({ "error": format!("no check named {name:?} runs on this agent") })),
+            Json(serde_json::json!({ "error": api::no_such_check(&state.status, &name) })),
         )
             .into_response(),
     }

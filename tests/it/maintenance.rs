@@ -598,6 +598,10 @@ async fn refused_bodies(addr: SocketAddr) {
             "no check named \"shop\" runs on this agent",
         ),
         (
+            r#"{"checks": ["wbe", "shop"], "duration": "10m"}"#,
+            "no check named \"wbe\" runs on this agent; did you mean \"web\"? (1 more unknown names)",
+        ),
+        (
             r#"{"checks": ["web"], "duration": "10m", "colour": "red"}"#,
             "unknown field `colour`",
         ),

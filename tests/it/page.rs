@@ -170,6 +170,21 @@ async fn the_list_puts_failures_first_and_filters_and_pages() {
     let (status, missing) = agent.get("/checks/nope").await;
     assert_eq!(status, 404);
     assert!(missing.contains("No check named"));
+    assert!(!missing.contains("Did you mean"), "{missing}");
+    // A typo of a check's name points at it.
+    let (status, typo) = agent.get("/checks/check-07").await;
+    assert_eq!(status, 404);
+    assert!(
+        typo.contains("Did you mean <a href=\"/checks/check-007\">check-007</a>?"),
+        "{typo}"
+    );
+    let (status, json) = agent.get("/api/v1/checks/chek-007").await;
+    assert_eq!(status, 404);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        json["error"],
+        "no check named \"chek-007\" runs on this agent; did you mean \"check-007\"?"
+    );
     assert_eq!(agent.get("/api/v1/checks/nope").await.0, 404);
     agent.stop().await;
 }
