@@ -244,7 +244,7 @@ where
                 format!("{target} refused the WebSocket upgrade with HTTP {status}{body}"),
             ))
         }
-        Ok(Err(error)) => Err(classify(error, "during the WebSocket upgrade with", target)),
+        Ok(Err(error)) => Err(classify(error, "during the upgrade", target)),
         Err(_) => Err(Failure::new(
             FailureReason::Timeout,
             format!(
@@ -275,14 +275,14 @@ where
             Step::Text(text) => Message::Text(text.clone()),
             Step::Binary(bytes) => Message::Binary(bytes.clone()),
         };
-        let doing = format!("sending step {number} to");
+        let doing = format!("while sending step {number}");
         match timeout_at(deadline, ws.send(message)).await {
             Ok(Ok(())) => details.messages_sent += 1,
             Ok(Err(error)) => return Err(classify(error, &doing, target)),
             Err(_) => {
                 return Err(Failure::new(
                     FailureReason::Timeout,
-                    format!("timed out in the exchange phase {doing} {target}"),
+                    format!("timed out in the exchange phase sending step {number} to {target}"),
                 ));
             }
         }
@@ -333,6 +333,17 @@ where
             ));
         }
         let text = match timeout_at(deadline, ws.next()).await {
+            // Messages came and none matched: the server answered, wrongly.
+            Err(_) if seen > 0 => {
+                return Err(Failure::new(
+                    FailureReason::Body,
+                    format!(
+                        "no match for {:?} (step {number}) from {target} before the timeout; {}",
+                        pattern.as_str(),
+                        came(seen, &last)
+                    ),
+                ));
+            }
             Err(_) => {
                 return Err(Failure::new(
                     FailureReason::Timeout,
@@ -352,7 +363,9 @@ where
                     ),
                 ));
             }
-            Ok(Some(Err(error))) => return Err(classify(error, "reading from", target)),
+            Ok(Some(Err(error))) => {
+                return Err(classify(error, &format!("while {}", waiting()), target));
+            }
             Ok(Some(Ok(message))) => match message {
                 Message::Text(text) => {
                     seen += 1;
@@ -405,7 +418,7 @@ where
     };
     match timeout_at(deadline, ws.send(Message::Close(Some(frame)))).await {
         Ok(Ok(())) => {}
-        Ok(Err(error)) => return Err(classify(error, "sending the close frame to", target)),
+        Ok(Err(error)) => return Err(classify(error, "while sending the close frame", target)),
         Err(_) => {
             return Err(Failure::new(
                 FailureReason::Timeout,
@@ -436,7 +449,7 @@ where
                 ));
             }
             Ok(Some(Err(error))) => {
-                return Err(classify(error, "waiting for the close frame of", target));
+                return Err(classify(error, "while waiting for the close frame", target));
             }
         }
     }
@@ -474,7 +487,7 @@ fn classify(error: WsError, doing: &str, target: &str) -> Failure {
     match error {
         WsError::ConnectionClosed | WsError::AlreadyClosed => Failure::new(
             FailureReason::Closed,
-            format!("the connection closed while {doing} {target}"),
+            format!("the connection to {target} closed {doing}"),
         ),
         WsError::Io(io) => match io.kind() {
             std::io::ErrorKind::ConnectionReset
@@ -482,11 +495,11 @@ fn classify(error: WsError, doing: &str, target: &str) -> Failure {
             | std::io::ErrorKind::BrokenPipe
             | std::io::ErrorKind::UnexpectedEof => Failure::new(
                 FailureReason::Closed,
-                format!("the connection was closed or reset {doing} {target}: {io}"),
+                format!("the connection to {target} was closed or reset {doing}: {io}"),
             ),
             _ => Failure::new(
                 FailureReason::Protocol,
-                format!("I/O error {doing} {target}: {io}"),
+                format!("I/O error with {target} {doing}: {io}"),
             ),
         },
         WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => Failure::new(
@@ -507,9 +520,12 @@ fn classify(error: WsError, doing: &str, target: &str) -> Failure {
         ),
         WsError::Protocol(problem) => Failure::new(
             FailureReason::Protocol,
-            format!("{target} broke the WebSocket protocol {doing} it: {problem}"),
+            format!("{target} broke the WebSocket protocol {doing}: {problem}"),
         ),
-        other => Failure::new(FailureReason::Protocol, format!("{other} {doing} {target}")),
+        other => Failure::new(
+            FailureReason::Protocol,
+            format!("{target} {doing}: {other}"),
+        ),
     }
 }
 
