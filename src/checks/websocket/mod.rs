@@ -8,6 +8,8 @@
 
 pub(crate) mod config;
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::header::{AUTHORIZATION, HOST, USER_AGENT};
@@ -366,40 +368,59 @@ where
             Ok(Some(Err(error))) => {
                 return Err(classify(error, &format!("while {}", waiting()), target));
             }
-            Ok(Some(Ok(message))) => match message {
-                Message::Text(text) => {
-                    seen += 1;
-                    details.messages_received += 1;
-                    if pattern.is_match(&text) {
-                        return Ok(());
-                    }
-                    excerpt(&text)
+            Ok(Some(Ok(message))) => match judge(message, pattern, details) {
+                Judged::Matched => return Ok(()),
+                Judged::Control => {
+                    control += 1;
+                    continue;
                 }
-                Message::Binary(bytes) => {
+                Judged::Other(text) => {
                     seen += 1;
-                    details.messages_received += 1;
-                    let text = String::from_utf8_lossy(&bytes);
-                    if pattern.is_match(&text) {
-                        return Ok(());
-                    }
-                    format!("{} ({} bytes, binary)", excerpt(&text), bytes.len())
+                    text
                 }
-                Message::Close(frame) => {
-                    let said = close_text(frame.as_ref());
-                    record_close(frame, details);
+                Judged::Closed(said) => {
                     return Err(Failure::new(
                         FailureReason::Closed,
                         format!("{target} closed the WebSocket ({said}) while {}", waiting()),
                     ));
                 }
-                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {
-                    control += 1;
-                    continue;
-                }
             },
         };
         last = Some(text);
     }
+}
+
+/// What a message read by an `expect` step was.
+enum Judged {
+    /// A message matching the pattern.
+    Matched,
+    /// A message that does not match, as shown in details.
+    Other(String),
+    /// A ping or a pong.
+    Control,
+    /// The server's close frame, described.
+    Closed(String),
+}
+
+fn judge(message: Message, pattern: &Regex, details: &mut WebsocketDetails) -> Judged {
+    let (text, shown) = match &message {
+        Message::Text(text) => (Cow::Borrowed(text.as_str()), None),
+        Message::Binary(bytes) => (
+            String::from_utf8_lossy(bytes),
+            Some(format!(" ({} bytes, binary)", bytes.len())),
+        ),
+        Message::Close(frame) => {
+            let said = close_text(frame.as_ref());
+            record_close(frame.clone(), details);
+            return Judged::Closed(said);
+        }
+        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Judged::Control,
+    };
+    details.messages_received += 1;
+    if pattern.is_match(&text) {
+        return Judged::Matched;
+    }
+    Judged::Other(format!("{}{}", excerpt(&text), shown.unwrap_or_default()))
 }
 
 /// Sends a normal close frame and waits for the server's.
