@@ -527,3 +527,98 @@ fn config_errors_name_the_place_and_the_fix() {
         assert!(errors.contains(part), "{part:?} missing from:\n{errors}");
     }
 }
+
+#[tokio::test]
+async fn the_page_and_the_api_show_the_upgrade_and_the_messages_and_no_secret() {
+    use crate::support::{RunningAgent, eventually, load};
+    let server = server();
+    let secret = "ws-s3cret-4711";
+    let text = format!(
+        "[[check]]\nname = \"chat\"\ntype = \"websocket\"\nurl = \"wss://localhost:{tls}/echo\"\ninterval = \"1s\"\ntimeout = \"1s\"\n{ca}\nsteps = [{{ send = \"hi\" }}, {{ expect = '^hi$' }}]\n\n\
+[[check]]\nname = \"leaving\"\ntype = \"websocket\"\nurl = \"ws://{plain}/close-early\"\ninterval = \"1s\"\ntimeout = \"1s\"\nsteps = [{{ expect = 'x' }}]\n\n\
+[[check]]\nname = \"echo-secret\"\ntype = \"websocket\"\nurl = \"ws://{plain}/echo\"\ninterval = \"1s\"\ntimeout = \"1s\"\nsteps = [{{ send = \"${{env:WS_SECRET}}\" }}, {{ expect = '^never$' }}]\n",
+        tls = server.tls.port(),
+        ca = ca_file(),
+        plain = server.plain,
+    );
+    let agent = RunningAgent::start(load(&text, &[("WS_SECRET", secret)])).await;
+    let api = |name: &'static str| {
+        let agent = &agent;
+        async move {
+            let (_, body) = agent.get(&format!("/api/v1/checks/{name}")).await;
+            let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+            (!json["last_run"].is_null()).then_some(json)
+        }
+    };
+    let chat = eventually(Duration::from_secs(20), "chat to run", || api("chat")).await;
+    let run = &chat["last_run"];
+    assert_eq!(run["success"], true, "{chat}");
+    assert_eq!(run["status_code"], 101);
+    assert_eq!(run["tls_version"], "TLS 1.3");
+    assert_eq!(run["websocket"]["messages_sent"], 1);
+    assert_eq!(run["websocket"]["messages_received"], 1);
+    assert_eq!(run["websocket"]["close_code"], 1000);
+    assert!(
+        run["tls"]["chain"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty())
+    );
+    let (_, page) = agent.get("/checks/chat").await;
+    let doc = scraper::Html::parse_document(&page);
+    let cells = |css: &str| -> Vec<String> {
+        doc.select(&scraper::Selector::parse(css).unwrap())
+            .map(|cell| cell.text().collect::<String>().trim().to_string())
+            .collect()
+    };
+    assert_eq!(
+        cells("table.compact tbody th")[..6],
+        ["resolve", "connect", "tls", "upgrade", "exchange", "close"]
+    );
+    let facts = cells("dl.facts dt");
+    for fact in [
+        "HTTP status",
+        "TLS",
+        "Messages sent",
+        "Messages received",
+        "Server's close",
+    ] {
+        assert!(
+            facts.iter().any(|dt| dt == fact),
+            "{fact} missing: {facts:?}"
+        );
+    }
+
+    let leaving = eventually(Duration::from_secs(20), "leaving to run", || api("leaving")).await;
+    assert_eq!(leaving["last_run"]["reason"], "closed");
+    assert_eq!(leaving["last_run"]["websocket"]["close_code"], 4000);
+    assert_eq!(
+        leaving["last_run"]["websocket"]["close_reason"],
+        "going away"
+    );
+    let (_, page) = agent.get("/checks/leaving").await;
+    assert!(page.contains("code 4000 (going away)"), "{page}");
+
+    let echoed = eventually(Duration::from_secs(20), "echo-secret to run", || {
+        api("echo-secret")
+    })
+    .await;
+    assert_eq!(echoed["last_run"]["reason"], "body", "{echoed}");
+    assert!(
+        echoed["last_run"]["detail"]
+            .as_str()
+            .is_some_and(|detail| detail.contains("the last: \"<redacted>\"")),
+        "the echoed secret is redacted from the detail: {echoed}"
+    );
+    for path in [
+        "/checks/echo-secret",
+        "/api/v1/checks/echo-secret",
+        "/metrics",
+    ] {
+        let (_, body) = agent.get(path).await;
+        assert!(
+            !body.contains(secret),
+            "the secret leaked into {path}:\n{body}"
+        );
+    }
+    agent.stop().await;
+}
