@@ -240,6 +240,19 @@ async fn headers_and_a_bearer_token_reach_the_server_and_stay_secret() {
 
     let res = run_check(&check(&url, steps)).await;
     assert_fail(&res, FailureReason::Status, "401");
+
+    // Basic auth, from the table or from the URL's user-info.
+    let basic = "basic_auth = { username = \"probe\", password = \"${env:WS_PASSWORD}\" }";
+    let res = run_check_env(
+        &check(&url, &format!("{basic}\n{steps}")),
+        &[("WS_PASSWORD", "let-me-in")],
+    )
+    .await;
+    assert_pass(&res);
+    let with_userinfo = format!("ws://probe:let-me-in@{}/auth", server.plain);
+    let res = run_check(&check(&with_userinfo, steps)).await;
+    assert_pass(&res);
+    assert_eq!(res.details.phases().len(), 6);
 }
 
 #[tokio::test]

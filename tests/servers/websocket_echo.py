@@ -4,7 +4,8 @@
 It serves the same paths over plain TCP and over TLS:
   /echo         echoes every message back (text as text, binary as binary)
   /refuse       refuses the upgrade: 403 "no websockets for you"
-  /auth         401 unless `Authorization: Bearer let-me-in`; then greets with
+  /auth         401 unless `Authorization: Bearer let-me-in` (or basic auth probe:let-me-in);
+                then greets with
                 "welcome ua=<User-Agent> probe=<X-Probe>" and echoes
   /close-early  accepts the upgrade, then closes at once with code 4000, reason "going away"
   /whoami       sends the client's address (IP only), then echoes
@@ -23,13 +24,13 @@ import threading
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
-TOKEN = "Bearer let-me-in"
+TOKENS = ("Bearer let-me-in", "Basic cHJvYmU6bGV0LW1lLWlu")  # probe:let-me-in
 
 
 def process_request(connection, request):
     if request.path == "/refuse":
         return connection.respond(http.HTTPStatus.FORBIDDEN, "no websockets for you\n")
-    if request.path == "/auth" and request.headers.get("Authorization") != TOKEN:
+    if request.path == "/auth" and request.headers.get("Authorization") not in TOKENS:
         return connection.respond(http.HTTPStatus.UNAUTHORIZED, "who are you?\n")
     if request.path not in ("/echo", "/auth", "/close-early", "/whoami"):
         return connection.respond(http.HTTPStatus.NOT_FOUND, "no such path\n")

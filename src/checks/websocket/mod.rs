@@ -184,12 +184,7 @@ fn request(spec: &WebsocketSpec, user_agent: &str) -> Result<http::Request<()>, 
         headers.insert(USER_AGENT, value);
     }
     if !spec.url.username().is_empty() {
-        let decode = |text: &str| {
-            url::form_urlencoded::parse(format!("x={text}").as_bytes())
-                .next()
-                .map(|(_, value)| value.into_owned())
-                .unwrap_or_default()
-        };
+        let decode = super::http::percent_decode;
         let user = decode(spec.url.username());
         let password = spec.url.password().map(decode).unwrap_or_default();
         if let Ok(mut value) = HeaderValue::from_str(&super::http::basic_auth(&user, &password)) {
