@@ -272,6 +272,14 @@ async fn an_early_close_fails_with_closed_and_its_code() {
     assert_eq!(ws.close_code, Some(4000));
     assert_eq!(ws.close_reason.as_deref(), Some("going away"));
     assert_check_contract(&res, &metrics_after(&text, &res));
+
+    // Without a conversation the server's close crosses the check's own.
+    let res = run_check(&check(&format!("ws://{}/close-early", server.plain), "")).await;
+    assert_fail(
+        &res,
+        FailureReason::Closed,
+        "closed the WebSocket (code 4000, reason \"going away\") instead of a normal closure",
+    );
 }
 
 #[tokio::test]

@@ -453,8 +453,20 @@ where
                 ));
             }
             Ok(Some(Ok(Message::Close(frame)))) => {
+                // An answer echoes the normal closure (or has no code); another code is the
+                // server closing on its own (an error, a shutdown) as the check ended.
+                let normal = frame
+                    .as_ref()
+                    .is_none_or(|frame| frame.code == CloseCode::Normal);
+                let said = close_text(frame.as_ref());
                 record_close(frame, details);
-                return Ok(());
+                if normal {
+                    return Ok(());
+                }
+                return Err(Failure::new(
+                    FailureReason::Closed,
+                    format!("{target} closed the WebSocket ({said}) instead of a normal closure"),
+                ));
             }
             Ok(Some(Ok(Message::Text(_) | Message::Binary(_)))) => details.messages_received += 1,
             Ok(Some(Ok(_))) => {}
