@@ -4,7 +4,7 @@
 //!
 //! Success means: the server accepted the upgrade (101), every `expect` step saw a message
 //! matching its pattern (within [`MAX_MESSAGES`] messages), and the server answered the close
-//! frame, all before the deadline.
+//! frame with a normal closure, all before the deadline.
 
 pub(crate) mod config;
 
