@@ -747,8 +747,15 @@ fn render_text(defs: &[Arc<CheckDef>], results: &[CheckResult]) -> String {
         .max()
         .unwrap_or(5)
         .max(5);
+    // "websocket" is longer than the column's usual 6.
+    let kind_width = defs
+        .iter()
+        .map(|def| def.kind().as_str().len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
     let header = format!(
-        "{:<name_width$}  {:<6}  {:<6}  {:>9}  {:<12}  DETAIL",
+        "{:<name_width$}  {:<kind_width$}  {:<6}  {:>9}  {:<12}  DETAIL",
         "CHECK", "TYPE", "RESULT", "DURATION", "REASON"
     );
     let mut out = paint(bold, &header);
@@ -769,7 +776,7 @@ fn render_text(defs: &[Arc<CheckDef>], results: &[CheckResult]) -> String {
         };
         out.push_str(
             format!(
-                "{:<name_width$}  {:<6}  {result}  {:>9}  {reason}  {detail}",
+                "{:<name_width$}  {:<kind_width$}  {result}  {:>9}  {reason}  {detail}",
                 res.check,
                 res.kind.as_str(),
                 format!("{:.1}ms", res.duration.as_secs_f64() * 1000.0),

@@ -24,6 +24,7 @@ macro_rules! for_each_kind {
             (Dns, dns, "dns", DnsSpec, "A DNS query with expectations, or SOA consistency across a zone's servers."),
             (Domain, domain, "domain", DomainSpec, "Domain registration expiry from RDAP."),
             (Flow, flow, "flow", FlowSpec, "HTTP steps in order, sharing cookies and variables: a login."),
+            (Websocket, websocket, "websocket", WebsocketSpec, "A WebSocket upgrade, optionally with a conversation of messages sent and expected, then a clean close."),
         }
     };
 }

@@ -59,7 +59,7 @@ pub(crate) const PLACEHOLDER: &str = "NIGHTJARNOSECRET";
 
 /// What a reference that is a whole value stands for under [`Env::placeholders`]: such a
 /// value may be an endpoint, and a URL is also a valid header value or password.
-const PLACEHOLDER_URL: &str = "https://nightjar.invalid/NIGHTJARNOSECRET";
+pub(crate) const PLACEHOLDER_URL: &str = "https://nightjar.invalid/NIGHTJARNOSECRET";
 
 /// Secret references that could not be resolved, shared by every file's [`Diags`]: one
 /// missing variable or file is one problem, reported at its first reference; the other

@@ -117,6 +117,8 @@ pub enum Details {
     Dns(DnsDetails),
     /// A flow check's steps.
     Flow(FlowDetails),
+    /// A WebSocket check's measurements.
+    Websocket(WebsocketDetails),
 }
 
 impl Details {
@@ -131,6 +133,7 @@ impl Details {
             Details::Domain(domain) => Some(domain),
             Details::Dns(dns) => Some(dns),
             Details::Flow(flow) => Some(flow),
+            Details::Websocket(websocket) => Some(websocket),
         }
     }
 
@@ -306,6 +309,21 @@ impl Facets for FlowDetails {
             .iter()
             .filter_map(|step| step.http.tls_info.as_ref())
             .collect()
+    }
+}
+
+impl Facets for WebsocketDetails {
+    fn phases(&self) -> Vec<(&'static str, Duration)> {
+        WebsocketDetails::phases(self).to_vec()
+    }
+    fn resolve(&self) -> Option<Duration> {
+        Some(self.resolve)
+    }
+    fn remote_addr(&self) -> Option<Option<SocketAddr>> {
+        Some(self.remote_addr)
+    }
+    fn tls_info(&self) -> Option<&TlsInfo> {
+        self.tls_info.as_ref()
     }
 }
 
@@ -627,6 +645,57 @@ impl HttpDetails {
             self.tls,
             self.processing,
             self.transfer,
+        ];
+        std::array::from_fn(|idx| (Self::PHASES[idx], took[idx]))
+    }
+}
+
+/// What a `websocket` check measured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WebsocketDetails {
+    /// Time spent resolving the target.
+    pub resolve: Duration,
+    /// Time spent in TCP connect.
+    pub connect: Duration,
+    /// Time spent in the TLS handshake (`wss` URLs).
+    pub tls: Duration,
+    /// From sending the upgrade request to having the server's answer.
+    pub upgrade: Duration,
+    /// The conversation: every step's messages sent and awaited.
+    pub exchange: Duration,
+    /// From sending the close frame to having the server's.
+    pub close: Duration,
+    /// The HTTP status of the answer to the upgrade request (101 when it was accepted).
+    pub status_code: Option<u16>,
+    /// Messages sent (text and binary).
+    pub messages_sent: u32,
+    /// Messages received (text and binary; pings and pongs are not counted).
+    pub messages_received: u32,
+    /// The code of the server's close frame, if one came.
+    pub close_code: Option<u16>,
+    /// The reason in the server's close frame (text the server chose).
+    pub close_reason: Option<String>,
+    /// The address connected to.
+    pub remote_addr: Option<std::net::SocketAddr>,
+    /// What the TLS handshake showed (`wss` URLs).
+    pub tls_info: Option<TlsInfo>,
+}
+
+impl WebsocketDetails {
+    /// Names of the phases of a `websocket` check.
+    pub const PHASES: [&'static str; 6] =
+        ["resolve", "connect", "tls", "upgrade", "exchange", "close"];
+
+    /// Each phase with its duration, in [`WebsocketDetails::PHASES`] order.
+    pub fn phases(&self) -> [(&'static str, Duration); 6] {
+        let took = [
+            self.resolve,
+            self.connect,
+            self.tls,
+            self.upgrade,
+            self.exchange,
+            self.close,
         ];
         std::array::from_fn(|idx| (Self::PHASES[idx], took[idx]))
     }
@@ -1079,6 +1148,24 @@ mod tests {
                 status: Status::Pass,
                 ..result(CheckKind::Tcp, Details::None)
             },
+            result(
+                CheckKind::Websocket,
+                Details::Websocket(WebsocketDetails {
+                    resolve: Duration::from_millis(1),
+                    connect: Duration::from_millis(2),
+                    tls: Duration::from_millis(3),
+                    upgrade: Duration::from_millis(4),
+                    exchange: Duration::from_millis(5),
+                    close: Duration::from_millis(6),
+                    status_code: Some(101),
+                    messages_sent: 2,
+                    messages_received: 3,
+                    close_code: Some(4000),
+                    close_reason: Some("going \"away\"".into()),
+                    remote_addr: Some("[::1]:8443".parse().unwrap()),
+                    tls_info: Some(tls("TLS 1.3")),
+                }),
+            ),
         ]
     }
 

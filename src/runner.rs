@@ -82,6 +82,13 @@ pub async fn run_one(def: &Arc<CheckDef>, env: &RunEnv) -> CheckResult {
                 detail: clean(&def.redact(&detail), MAX_DETAIL),
             }),
         };
+        // A WebSocket server's close reason is the one free text a target chose that may echo
+        // what the check sent it.
+        if let Details::Websocket(websocket) = &mut details
+            && let Some(reason) = &mut websocket.close_reason
+        {
+            *reason = def.redact(reason);
+        }
         sanitize_details(&mut details);
         let res = CheckResult {
             check: def.name.clone(),
@@ -127,6 +134,11 @@ fn sanitize_details(details: &mut Details) {
         Details::Domain(domain) => {
             if let Some(server) = &mut domain.server {
                 clean_in_place(server, MAX_NAME);
+            }
+        }
+        Details::Websocket(websocket) => {
+            if let Some(reason) = &mut websocket.close_reason {
+                clean_in_place(reason, MAX_NAME);
             }
         }
         Details::Http(_) | Details::Tls(_) | Details::Tcp(_) | Details::Flow(_) | Details::None => {

@@ -578,6 +578,10 @@ pub struct RunView {
     /// The steps that ran, for flow checks.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepView>,
+    /// The messages and the close, for websocket checks (the upgrade's HTTP status is
+    /// `status_code`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub websocket: Option<WebsocketView>,
 }
 
 /// One flow step, for the JSON API.
@@ -630,6 +634,19 @@ pub struct AnswerView {
     pub ttl: u32,
     /// Record data in zone-file form.
     pub data: String,
+}
+
+/// A websocket check's conversation, for the JSON API.
+#[derive(Debug, Clone, Serialize)]
+pub struct WebsocketView {
+    /// Messages sent (text and binary).
+    pub messages_sent: u32,
+    /// Messages received (text and binary; pings and pongs not counted).
+    pub messages_received: u32,
+    /// The code of the server's close frame, if one came.
+    pub close_code: Option<u16>,
+    /// The reason in the server's close frame (sanitised, secrets redacted).
+    pub close_reason: Option<String>,
 }
 
 /// A domain check's answer, for the JSON API.
@@ -775,6 +792,7 @@ impl RunView {
             domain: None,
             dns: None,
             steps: Vec::new(),
+            websocket: None,
         };
         // What only one kind has.
         match &res.details {
@@ -789,6 +807,16 @@ impl RunView {
                 view.redirects = Some(http.redirects);
                 view.content_length = http.content_length;
                 view.tls_version = http.tls_version;
+            }
+            Details::Websocket(websocket) => {
+                view.status_code = websocket.status_code;
+                view.tls_version = info_version(res);
+                view.websocket = Some(WebsocketView {
+                    messages_sent: websocket.messages_sent,
+                    messages_received: websocket.messages_received,
+                    close_code: websocket.close_code,
+                    close_reason: websocket.close_reason.clone(),
+                });
             }
         }
         view

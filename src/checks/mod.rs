@@ -9,6 +9,7 @@ pub mod flow;
 pub mod http;
 pub mod tcp;
 pub mod tls;
+pub mod websocket;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -29,6 +30,7 @@ pub use flow::FlowSpec;
 pub use http::HttpSpec;
 pub use tcp::TcpSpec;
 pub use tls::TlsSpec;
+pub use websocket::WebsocketSpec;
 
 pub use crate::kind::CheckKind;
 
@@ -297,6 +299,13 @@ mod reason_lists {
             (
                 CheckKind::Tcp,
                 vec![include_str!("tcp/mod.rs"), dial, RUNNER],
+            ),
+            (
+                CheckKind::Websocket,
+                [include_str!("websocket/mod.rs")]
+                    .into_iter()
+                    .chain(tls_kinds)
+                    .collect(),
             ),
         ];
         assert_eq!(parts.len(), CheckKind::ALL.len(), "every kind is covered");

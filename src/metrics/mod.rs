@@ -402,6 +402,23 @@ fn gauges_of(res: &CheckResult, steps: &[String]) -> Vec<Sample> {
             ]);
             Some(Fam::HttpDuration)
         }
+        Details::Websocket(websocket) => {
+            gauges.extend([
+                Sample::new(
+                    Fam::WebsocketStatusCode,
+                    f64::from(websocket.status_code.unwrap_or(0)),
+                ),
+                Sample::new(
+                    Fam::WebsocketMessagesSent,
+                    f64::from(websocket.messages_sent),
+                ),
+                Sample::new(
+                    Fam::WebsocketMessagesReceived,
+                    f64::from(websocket.messages_received),
+                ),
+            ]);
+            Some(Fam::WebsocketDuration)
+        }
     };
     if let Some(fam) = phase_family {
         for (phase, took) in details.phases() {

@@ -61,6 +61,10 @@ pub(super) enum Fam {
     DnsSoaSerial,
     FlowStepDuration,
     FlowStepSuccess,
+    WebsocketDuration,
+    WebsocketStatusCode,
+    WebsocketMessagesSent,
+    WebsocketMessagesReceived,
 }
 
 impl Fam {
@@ -250,6 +254,26 @@ const GAUGES: &[(Fam, &str, &str)] = &[
         Fam::FlowStepSuccess,
         "nightjar_flow_step_success",
         "Whether each step of the last run of a flow check passed; 0 for steps not reached.",
+    ),
+    (
+        Fam::WebsocketDuration,
+        "nightjar_websocket_duration_seconds",
+        "Duration of each phase of the last run of a websocket check: resolve, connect, tls, upgrade, exchange, close.",
+    ),
+    (
+        Fam::WebsocketStatusCode,
+        "nightjar_websocket_status_code",
+        "HTTP status of the answer to the WebSocket upgrade request (101 when accepted); 0 if none arrived.",
+    ),
+    (
+        Fam::WebsocketMessagesSent,
+        "nightjar_websocket_messages_sent",
+        "Messages sent in the last run of a websocket check.",
+    ),
+    (
+        Fam::WebsocketMessagesReceived,
+        "nightjar_websocket_messages_received",
+        "Messages received in the last run of a websocket check (pings and pongs not counted).",
     ),
 ];
 

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::result::Failure;
 use crate::status::{
     AnswerView, CheckView, DnsView, DomainView, HistoryPoint, RunView, State, StatusStore,
-    StepView, Summary, Timestamp, TlsView,
+    StepView, Summary, Timestamp, TlsView, WebsocketView,
 };
 use crate::time::{days_text, left_text, unix_secs};
 
@@ -714,6 +714,29 @@ fn last_run(html: &mut String, run: &RunView, now: SystemTime, leads: (Duration,
     if let Some(domain) = &run.domain {
         registration(html, domain, now, leads);
     }
+    if let Some(websocket) = &run.websocket {
+        conversation(html, websocket);
+    }
+}
+
+/// A websocket check's messages and the server's close frame.
+fn conversation(html: &mut String, websocket: &WebsocketView) {
+    html.push_str("<h2>WebSocket</h2>\n<dl class=\"facts\">\n");
+    fact(html, "Messages sent", &websocket.messages_sent.to_string());
+    fact(
+        html,
+        "Messages received",
+        &websocket.messages_received.to_string(),
+    );
+    if let Some(code) = websocket.close_code {
+        let reason = websocket
+            .close_reason
+            .as_deref()
+            .map(|reason| format!(" ({})", escape(reason)))
+            .unwrap_or_default();
+        fact(html, "Server's close", &format!("code {code}{reason}"));
+    }
+    html.push_str("</dl>\n");
 }
 
 /// When the run started, how long it took, its result and what HTTP and TLS said.
@@ -978,16 +1001,18 @@ fn short_time(at: Timestamp) -> String {
 
 /// Phases in the order they happen, not alphabetical.
 fn in_order(phases: &BTreeMap<&'static str, f64>) -> Vec<(&'static str, f64)> {
-    const ORDER: [&str; 9] = [
+    const ORDER: [&str; 11] = [
         "resolve",
         "connect",
         "starttls",
         "tls",
         "handshake",
+        "upgrade",
         "request",
         "exchange",
         "processing",
         "transfer",
+        "close",
     ];
     let mut ordered: Vec<(&'static str, f64)> = phases.iter().map(|(k, v)| (*k, *v)).collect();
     ordered.sort_by_key(|(phase, _)| ORDER.iter().position(|known| known == phase));

@@ -238,6 +238,26 @@ async fn the_agent_survives_every_hostile_target_in_bounded_memory() {
         ));
         responders.push(responder);
     }
+    // WebSocket peers: garbage for an upgrade, silence, an endless head, a flood of messages,
+    // a 100 MiB message.
+    for (name, behaviour, reason) in [
+        ("ws-not-http", Behaviour::NotHttp, "protocol"),
+        ("ws-silent", Behaviour::Silent, "timeout"),
+        ("ws-endless-head", Behaviour::EndlessHeaders, "too_large"),
+        ("ws-flood", Behaviour::WebSocketFlood, "body"),
+        ("ws-huge-message", Behaviour::WebSocketHuge, "too_large"),
+    ] {
+        let server = Hostile::start(behaviour).await;
+        checks.push((
+            name.to_string(),
+            reason,
+            format!(
+                "[[check]]\nname = \"{name}\"\ntype = \"websocket\"\nurl = \"ws://{}/\"\nsteps = [{{ expect = '^never$' }}]\n",
+                server.addr
+            ),
+        ));
+        servers.push(server);
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let mut text = String::from("[defaults]\ninterval = \"2s\"\ntimeout = \"1500ms\"\n\n");

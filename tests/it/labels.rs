@@ -15,7 +15,7 @@ use nightjar::config::{self, CheckDef, Config, MapEnv, Overrides};
 use nightjar::metrics::{Metrics, RESERVED_LABELS, RemoteResult, TrafficResult};
 use nightjar::result::{
     CertInfo, CheckResult, Details, DnsDetails, DomainDetails, FlowDetails, HttpDetails, SoaServer,
-    Status, StepResult, TcpDetails, TlsDetails, TlsInfo,
+    Status, StepResult, TcpDetails, TlsDetails, TlsInfo, WebsocketDetails,
 };
 
 use super::support::require;
@@ -139,6 +139,9 @@ fn check_toml(rng: &mut Rng, kind: CheckKind, name: &str, labels: &str) -> Strin
         CheckKind::Domain => out.push_str("domain = \"example.com\"\n"),
         CheckKind::Flow => out.push_str(
             "  [[check.steps]]\n  name = \"login\"\n  url = \"https://shop.example.com/login\"\n  extract = { csrf = { form_field = \"csrf\" } }\n  [[check.steps]]\n  name = \"submit\"\n  method = \"POST\"\n  url = \"https://shop.example.com/login\"\n  form = { csrf = \"${csrf}\" }\n",
+        ),
+        CheckKind::Websocket => out.push_str(
+            "url = \"wss://chat.example.com/socket\"\nsteps = [{ send = \"ping\" }, { expect = 'pong' }]\n",
         ),
     }
     out
@@ -312,6 +315,21 @@ fn details_of(def: &CheckDef) -> Details {
                 })
                 .collect(),
             failed_step: None,
+        }),
+        CheckSpec::Websocket(_) => Details::Websocket(WebsocketDetails {
+            resolve: Duration::from_millis(1),
+            connect: Duration::from_millis(2),
+            tls: Duration::from_millis(3),
+            upgrade: Duration::from_millis(4),
+            exchange: Duration::from_millis(5),
+            close: Duration::from_millis(6),
+            status_code: Some(101),
+            messages_sent: 1,
+            messages_received: 1,
+            close_code: Some(1000),
+            close_reason: Some("bye".to_string()),
+            remote_addr: Some("[::1]:443".parse().unwrap()),
+            tls_info: Some(tls_info()),
         }),
     }
 }

@@ -29,3 +29,4 @@ mod support;
 mod tcp;
 mod tls;
 mod traffic;
+mod websocket;

@@ -737,7 +737,8 @@ fn build_request(
         })
 }
 
-fn percent_decode(text: &str) -> String {
+/// A URL's user-info part decoded (as `basic_auth` takes it).
+pub(crate) fn percent_decode(text: &str) -> String {
     url::form_urlencoded::parse(format!("x={text}").as_bytes())
         .next()
         .map(|(_, value)| value.into_owned())

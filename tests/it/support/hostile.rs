@@ -28,6 +28,12 @@ pub enum Behaviour {
     HugeBody,
     /// A 302 to itself, forever.
     RedirectLoop,
+    /// Accepts the WebSocket upgrade, then sends text messages as fast as the client reads,
+    /// at most a million.
+    WebSocketFlood,
+    /// Accepts the WebSocket upgrade, then sends one 100 MiB text message in 64 KiB fragments,
+    /// as fast as the client reads.
+    WebSocketHuge,
 }
 
 /// A running hostile server.
@@ -156,6 +162,36 @@ async fn serve(mut stream: TcpStream, behaviour: Behaviour) {
                     .await
                     .is_err()
                 {
+                    return;
+                }
+            }
+        }
+        Behaviour::WebSocketFlood => {
+            use futures_util::SinkExt;
+            let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                return;
+            };
+            for idx in 0..1_000_000 {
+                let message = tokio_tungstenite::tungstenite::Message::text(format!("noise {idx}"));
+                if ws.send(message).await.is_err() {
+                    return;
+                }
+            }
+        }
+        Behaviour::WebSocketHuge => {
+            let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+                return;
+            };
+            let mut stream = ws.into_inner();
+            let chunk = vec![b'x'; 64 * 1024];
+            for idx in 0..1600 {
+                // Text first, continuation frames after, FIN on the last; 64-bit lengths.
+                let fin = if idx == 1599 { 0x80 } else { 0 };
+                let opcode = if idx == 0 { 0x1 } else { 0x0 };
+                let mut frame = vec![fin | opcode, 127];
+                frame.extend_from_slice(&(chunk.len() as u64).to_be_bytes());
+                frame.extend_from_slice(&chunk);
+                if stream.write_all(&frame).await.is_err() {
                     return;
                 }
             }
