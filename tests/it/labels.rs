@@ -272,6 +272,9 @@ fn details_of(def: &CheckDef) -> Details {
             exchange: Duration::from_millis(3),
             received: 10,
             remote_addr: Some("127.0.0.1:5432".parse().unwrap()),
+            tls: Some(Duration::from_millis(4)),
+            tls_info: Some(tls_info()),
+            steps: Vec::new(),
         }),
         CheckSpec::Dns(_) => Details::Dns(DnsDetails {
             server: "127.0.0.1:53".to_string(),

@@ -27,5 +27,6 @@ mod server_hardening;
 mod state;
 mod support;
 mod tcp;
+mod tcp_conversations;
 mod tls;
 mod traffic;

@@ -21,7 +21,9 @@ const REGEX_SIZE_LIMIT: usize = 1 << 20;
 pub(crate) fn read(table: &Table<'_>, cx: &mut SpecCx<'_>) -> Option<(TcpSpec, String)> {
     let target = read_target(table);
     let ip = read_ip_preference(table);
-    let send = table.str("send").map(|(text, span)| (text.as_bytes().to_vec(), span));
+    let send = table
+        .str("send")
+        .map(|(text, span)| (text.as_bytes().to_vec(), span));
     let expect = read_expect(table);
     let steps = read_steps(table, cx);
     let tls = read_tls(table);
@@ -238,10 +240,7 @@ struct Captures {
 
 /// `steps`: `None` on a problem; `Some(None)` when not set.
 #[allow(clippy::option_option)]
-fn read_steps(
-    table: &Table<'_>,
-    cx: &mut SpecCx<'_>,
-) -> Option<Option<(Vec<Step>, Range<usize>)>> {
+fn read_steps(table: &Table<'_>, cx: &mut SpecCx<'_>) -> Option<Option<(Vec<Step>, Range<usize>)>> {
     let Some(value) = table.get("steps") else {
         return Some(None);
     };

@@ -342,7 +342,10 @@ impl Talk<'_> {
         loop {
             while let Some(line_end) = self.next_line_end() {
                 let line = trim_line_end(&self.buf[self.consumed..line_end]);
-                if let Some(refusal) = fail_if.filter(|refusal| refusal.is_match(line)) {
+                let found = regex.captures(line);
+                if let (None, Some(refusal)) = (&found, fail_if)
+                    && refusal.is_match(line)
+                {
                     return Err(Failure::new(
                         FailureReason::Body,
                         format!(
@@ -353,7 +356,7 @@ impl Talk<'_> {
                         ),
                     ));
                 }
-                if let Some(found) = regex.captures(line) {
+                if let Some(found) = found {
                     self.numbered = found
                         .iter()
                         .map(|group| group.map(|g| g.as_bytes().to_vec()).unwrap_or_default())
@@ -361,7 +364,8 @@ impl Talk<'_> {
                     for name in regex.capture_names().flatten() {
                         let value = found.name(name).map(|g| g.as_bytes().to_vec());
                         self.named.retain(|(known, _)| known != name);
-                        self.named.push((name.to_string(), value.unwrap_or_default()));
+                        self.named
+                            .push((name.to_string(), value.unwrap_or_default()));
                     }
                     self.consumed = line_end;
                     return Ok(());
@@ -424,7 +428,9 @@ impl Talk<'_> {
         match ended {
             Ended::Closed => Failure::new(
                 FailureReason::Body,
-                format!("{label}{target} closed the connection before sending {waiting}; it sent: {sent}"),
+                format!(
+                    "{label}{target} closed the connection before sending {waiting}; it sent: {sent}"
+                ),
             ),
             Ended::Full => Failure::new(
                 FailureReason::Body,
@@ -514,7 +520,10 @@ impl Talk<'_> {
         let Conn::Plain(tcp) = std::mem::replace(&mut self.conn, Conn::Gone) else {
             return Err(Failure::new(
                 FailureReason::Tls,
-                format!("{label}the connection to {} already speaks TLS", self.target),
+                format!(
+                    "{label}the connection to {} already speaks TLS",
+                    self.target
+                ),
             ));
         };
         let seen = Arc::new(Mutex::new(Vec::new()));
