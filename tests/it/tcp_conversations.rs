@@ -463,7 +463,7 @@ async fn ftp_auth_tls_with_vsftpd() {
 
 #[tokio::test]
 async fn redis_ping_and_a_capture_sent_back() {
-    let text = example("redis-ping", redis().addr, false);
+    let text = example("redis-conversation", redis().addr, false);
     let res = run_check(&text).await;
     assert_pass(&res);
     let details = tcp_details(&res);
@@ -475,7 +475,7 @@ async fn redis_ping_and_a_capture_sent_back() {
         sample(
             &metrics,
             "nightjar_tcp_duration_seconds",
-            &[("check", "redis-ping"), ("phase", "tls")]
+            &[("check", "redis-conversation"), ("phase", "tls")]
         ),
         None,
         "a plain conversation has no tls phase"

@@ -360,9 +360,8 @@ fn read_step(
         }
     }
     ok &= read_send(step, item, captures, cx, &mut actions);
-    match step.bool("starttls") {
-        Some(true) => actions.push(Action::StartTls),
-        Some(false) | None => {}
+    if step.bool("starttls") == Some(true) {
+        actions.push(Action::StartTls);
     }
     if actions.is_empty() && ok {
         d.error_hint(
@@ -454,14 +453,11 @@ fn capture_part(
     captures: &Captures,
     cx: &mut SpecCx<'_>,
 ) -> Option<SendPart> {
-    match d.secret(reference, span)? {
-        Some(value) => {
-            if !value.is_empty() {
-                cx.secrets.push(value.clone());
-            }
-            return Some(SendPart::Bytes(value.into_bytes()));
+    if let Some(value) = d.secret(reference, span)? {
+        if !value.is_empty() {
+            cx.secrets.push(value.clone());
         }
-        None => {}
+        return Some(SendPart::Bytes(value.into_bytes()));
     }
     if let Ok(group) = reference.parse::<usize>() {
         return match captures.numbered {
@@ -520,7 +516,7 @@ fn compile_line_regex(pattern: &str) -> Result<regex::bytes::Regex, String> {
 /// Hex digits in pairs, with optional spaces between bytes: `"00 00 00 08 04d2162f"`.
 fn parse_hex(text: &str) -> Option<Vec<u8>> {
     let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.is_empty() || digits.len() % 2 != 0 {
+    if digits.is_empty() || !digits.len().is_multiple_of(2) {
         return None;
     }
     digits
