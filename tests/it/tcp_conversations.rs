@@ -79,6 +79,8 @@ fn loopback(port: u16) -> SocketAddr {
 struct Dovecot {
     imap: SocketAddr,
     pop3: SocketAddr,
+    /// POP3 over TLS from the first byte.
+    pop3s: SocketAddr,
     _daemon: Daemon,
 }
 
@@ -87,7 +89,11 @@ fn dovecot() -> &'static Dovecot {
     DOVECOT.get_or_init(|| {
         let program = require("dovecot", "dovecot-imapd dovecot-pop3d");
         let dir = server_dir("nightjar-dovecot-");
-        let (imap, pop3) = (loopback(free_port()), loopback(free_port()));
+        let (imap, pop3, pop3s) = (
+            loopback(free_port()),
+            loopback(free_port()),
+            loopback(free_port()),
+        );
         let d = dir.display();
         let leaf = &pki().leaf;
         let conf = format!(
@@ -123,7 +129,8 @@ service pop3-login {{
     port = {pop3_port}
   }}
   inet_listener pop3s {{
-    port = 0
+    port = {pop3s_port}
+    ssl = yes
   }}
 }}
 "#,
@@ -131,6 +138,7 @@ service pop3-login {{
             key = leaf.key.display(),
             imap_port = imap.port(),
             pop3_port = pop3.port(),
+            pop3s_port = pop3s.port(),
         );
         let conf_path = dir.join("dovecot.conf");
         std::fs::write(&conf_path, conf).unwrap();
@@ -142,9 +150,11 @@ service pop3-login {{
         let daemon = Daemon::start(&dir, "TERM", &program, &args);
         wait_for_tcp(imap, Duration::from_secs(20));
         wait_for_tcp(pop3, Duration::from_secs(20));
+        wait_for_tcp(pop3s, Duration::from_secs(20));
         Dovecot {
             imap,
             pop3,
+            pop3s,
             _daemon: daemon,
         }
     })
@@ -320,9 +330,10 @@ fn ftp() -> &'static Ftp {
     })
 }
 
-/// Redis on a loopback port, without persistence.
+/// Redis on a loopback port, and on another with TLS (the leaf), without persistence.
 struct Redis {
     addr: SocketAddr,
+    tls: SocketAddr,
     _daemon: Daemon,
 }
 
@@ -331,10 +342,21 @@ fn redis() -> &'static Redis {
     REDIS.get_or_init(|| {
         let program = require("redis-server", "redis-server");
         let dir = server_dir("nightjar-redis-");
-        let addr = loopback(free_port());
+        let (addr, tls) = (loopback(free_port()), loopback(free_port()));
+        let leaf = &pki().leaf;
         let args: Vec<String> = [
             "--port",
             &addr.port().to_string(),
+            "--tls-port",
+            &tls.port().to_string(),
+            "--tls-cert-file",
+            &leaf.chain.display().to_string(),
+            "--tls-key-file",
+            &leaf.key.display().to_string(),
+            "--tls-ca-cert-file",
+            &pki().ca.display().to_string(),
+            "--tls-auth-clients",
+            "no",
             "--bind",
             "127.0.0.1",
             "--protected-mode",
@@ -351,8 +373,10 @@ fn redis() -> &'static Redis {
         .collect();
         let daemon = Daemon::start(&dir, "TERM", &program, &args);
         wait_for_tcp(addr, Duration::from_secs(20));
+        wait_for_tcp(tls, Duration::from_secs(20));
         Redis {
             addr,
+            tls,
             _daemon: daemon,
         }
     })
@@ -495,6 +519,35 @@ async fn redis_ping_and_a_capture_sent_back() {
         FailureReason::Timeout,
         "step 3 (expect \"^id=(\\\\d+) \"): timed out waiting for a line matching",
     );
+}
+
+#[tokio::test]
+async fn tls_from_the_first_byte_with_redis_and_dovecot() {
+    let text = example("redis-tls", redis().tls, true);
+    let res = run_check(&text).await;
+    assert_upgraded(&text, &res, 2);
+    let text = example("pop3s-banner", dovecot().pop3s, true);
+    let res = run_check(&text).await;
+    assert_upgraded(&text, &res, 1);
+    // min_version applies to the session.
+    let text = text.replace("min_version = \"1.2\"", "min_version = \"1.3\"");
+    assert_pass(&run_check(&text).await);
+}
+
+#[tokio::test]
+async fn a_secret_sent_and_echoed_back_stays_out_of_the_detail() {
+    let text = format!(
+        "[[check]]\nname = \"echo\"\ntype = \"tcp\"\ntarget = \"{}\"\ntimeout = \"1s\"\nsteps = [\n  {{ send = \"ECHO ${{env:PROBE_SECRET}}\\r\\n\" }},\n  {{ expect = '^never' }},\n]\n",
+        redis().addr
+    );
+    let res = crate::support::run_check_env(&text, &[("PROBE_SECRET", "hunter2-secret")]).await;
+    assert_fail(&res, FailureReason::Timeout, "step 2 (expect \"^never\")");
+    let Some(reason) = res.reason() else {
+        unreachable!()
+    };
+    let detail = format!("{:?} {:?}", reason, res.status);
+    assert!(!detail.contains("hunter2-secret"), "{detail}");
+    assert!(detail.contains("$14"), "the echo came back: {detail}");
 }
 
 #[tokio::test]
@@ -674,7 +727,12 @@ async fn a_flood_is_read_up_to_the_cap() {
     assert_fail(
         &res,
         FailureReason::Body,
-        "step 1 (expect \"^\\\\+OK\"): no a line matching",
+        "step 1 (expect \"^\\\\+OK\"): 127.0.0.1:",
+    );
+    assert_fail(
+        &res,
+        FailureReason::Body,
+        "KiB a check reads without a line matching",
     );
     assert_eq!(tcp_details(&res).received, MAX_READ as u64);
     assert!(

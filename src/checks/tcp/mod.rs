@@ -435,7 +435,7 @@ impl Talk<'_> {
             Ended::Full => Failure::new(
                 FailureReason::Body,
                 format!(
-                    "{label}no {waiting} within the {} KiB read from {target}; this step read: {sent}",
+                    "{label}{target} sent the {} KiB a check reads without {waiting}; this step read: {sent}",
                     MAX_READ / 1024
                 ),
             ),
