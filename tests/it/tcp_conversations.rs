@@ -476,6 +476,21 @@ async fn postgres_sslrequest_then_tls() {
     let res = run_check(&text).await;
     assert_upgraded(&text, &res, 2);
     assert_eq!(tcp_details(&res).received, 1, "only the 'S' came in clear");
+    // The same answer as hex, and a wrong expectation quoting what came.
+    let hex = |answer: &str| {
+        format!(
+            "[[check]]\nname = \"pg\"\ntype = \"tcp\"\ntarget = \"{}\"\ntimeout = \"3s\"\nsteps = [\n  {{ send_hex = \"0000000804d2162f\" }},\n  {{ expect_hex = \"{answer}\" }},\n]\n",
+            postgres().addr
+        )
+    };
+    assert_pass(&run_check(&hex("53")).await);
+    let res = run_check(&hex("4e")).await;
+    assert_fail(
+        &res,
+        FailureReason::Body,
+        "step 2 (expect_bytes 4e): 127.0.0.1:",
+    );
+    assert_fail(&res, FailureReason::Body, " sent 53 (\"S\") instead");
 }
 
 #[tokio::test]
