@@ -260,13 +260,16 @@ impl Facets for TlsDetails {
 
 impl Facets for TcpDetails {
     fn phases(&self) -> Vec<(&'static str, Duration)> {
-        TcpDetails::phases(self).to_vec()
+        TcpDetails::phases(self)
     }
     fn resolve(&self) -> Option<Duration> {
         Some(self.resolve)
     }
     fn remote_addr(&self) -> Option<Option<SocketAddr>> {
         Some(self.remote_addr)
+    }
+    fn tls_info(&self) -> Option<&TlsInfo> {
+        self.tls_info.as_ref()
     }
 }
 
@@ -512,6 +515,25 @@ pub struct TcpDetails {
     pub received: u64,
     /// The address connected to.
     pub remote_addr: Option<std::net::SocketAddr>,
+    /// Time spent in the TLS handshake (from the first byte, or at a `starttls` step);
+    /// `None` for a check that speaks no TLS.
+    pub tls: Option<Duration>,
+    /// What the TLS handshake showed.
+    pub tls_info: Option<TlsInfo>,
+    /// The conversation's steps that ran, in order (none for the `send`/`expect` shorthand).
+    pub steps: Vec<TcpStep>,
+}
+
+/// One step of a `tcp` conversation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TcpStep {
+    /// What the step does, as configured (`expect "^\\+OK"`, `send`, `starttls`).
+    pub what: String,
+    /// Whether it passed.
+    pub success: bool,
+    /// How long it took (a `starttls` step's handshake included).
+    pub duration: Duration,
 }
 
 /// What a `tls` check measured.
@@ -1131,6 +1153,13 @@ mod tests {
                     exchange: Duration::from_millis(3),
                     received: 17,
                     remote_addr: Some("192.0.2.9:25".parse().unwrap()),
+                    tls: Some(Duration::from_millis(4)),
+                    tls_info: Some(tls("TLS 1.3")),
+                    steps: vec![TcpStep {
+                        what: "expect \"^\\\\* OK\"".into(),
+                        success: true,
+                        duration: Duration::from_millis(5),
+                    }],
                 }),
             ),
             result(

@@ -796,7 +796,21 @@ impl RunView {
         };
         // What only one kind has.
         match &res.details {
-            Details::None | Details::Tcp(_) => {}
+            Details::None => {}
+            Details::Tcp(tcp) => {
+                view.tls_version = info_version(res);
+                view.steps = tcp
+                    .steps
+                    .iter()
+                    .map(|step| StepView {
+                        name: step.what.clone(),
+                        success: step.success,
+                        duration_seconds: step.duration.as_secs_f64(),
+                        status_code: None,
+                        phases: BTreeMap::new(),
+                    })
+                    .collect();
+            }
             Details::Flow(flow) => view.steps = flow.steps.iter().map(StepView::new).collect(),
             Details::Dns(dns) => view.dns = Some(DnsView::new(dns)),
             Details::Domain(domain) => view.domain = Some(DomainView::new(domain)),

@@ -120,14 +120,17 @@ pub(crate) async fn dial(
 /// Completes a TLS handshake over `tcp` as `tls` sets it up, whatever the certificate (its
 /// signature is still checked), then reads and judges the presented chain. Adds the handshake
 /// time to `took`. `target` names the endpoint in failure details.
-pub(crate) async fn tls_handshake(
+pub(crate) async fn tls_handshake<S>(
     tls: &http::TlsOptions,
     server_name: &ServerName<'static>,
-    tcp: TcpStream,
+    tcp: S,
     deadline: Instant,
     target: &str,
     took: &mut Duration,
-) -> Result<(TlsStream<TcpStream>, TlsInfo), Failure> {
+) -> Result<(TlsStream<S>, TlsInfo), Failure>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let start = Instant::now();
     let connector = TlsConnector::from(tls.client.clone());
     let connected = timeout_at(deadline, connector.connect(server_name.clone(), tcp)).await;
@@ -260,6 +263,11 @@ mod reason_lists {
         let transport = region(HTTP, "pub async fn run(", Some("pub(crate) fn evaluate("));
         let expectations = region(HTTP, "pub(crate) fn evaluate(", None);
         let tls_kinds = [dial, verified, NET, RUNNER];
+        let tls_verdict = region(
+            include_str!("tls/mod.rs"),
+            "pub fn evaluate(",
+            Some("/// Longest SMTP reply"),
+        );
         let parts: Vec<(CheckKind, Vec<&str>)> = vec![
             (
                 CheckKind::Http,
@@ -298,7 +306,10 @@ mod reason_lists {
             ),
             (
                 CheckKind::Tcp,
-                vec![include_str!("tcp/mod.rs"), dial, RUNNER],
+                [include_str!("tcp/mod.rs"), tls_verdict]
+                    .into_iter()
+                    .chain(tls_kinds)
+                    .collect(),
             ),
             (
                 CheckKind::Websocket,

@@ -132,7 +132,12 @@ fn check_toml(rng: &mut Rng, kind: CheckKind, name: &str, labels: &str) -> Strin
     match kind {
         CheckKind::Http => out.push_str("url = \"https://shop.example.com/health\"\n"),
         CheckKind::Tls => out.push_str("target = \"shop.example.com:443\"\n"),
-        CheckKind::Tcp => out.push_str("target = \"db.example.com:5432\"\n"),
+        CheckKind::Tcp => {
+            out.push_str("target = \"db.example.com:5432\"\n");
+            if rng.chance(50) {
+                out.push_str("tls = true\n");
+            }
+        }
         CheckKind::Dns => out.push_str(
             "query = \"example.com\"\nrecord = \"SOA\"\nserver = \"127.0.0.1:53\"\n",
         ),
@@ -269,12 +274,15 @@ fn details_of(def: &CheckDef) -> Details {
             info: Some(tls_info()),
             ..Default::default()
         }),
-        CheckSpec::Tcp(_) => Details::Tcp(TcpDetails {
+        CheckSpec::Tcp(spec) => Details::Tcp(TcpDetails {
             resolve: Duration::from_millis(1),
             connect: Duration::from_millis(2),
             exchange: Duration::from_millis(3),
             received: 10,
             remote_addr: Some("127.0.0.1:5432".parse().unwrap()),
+            tls: spec.tls.as_ref().map(|_| Duration::from_millis(4)),
+            tls_info: spec.tls.as_ref().map(|_| tls_info()),
+            steps: Vec::new(),
         }),
         CheckSpec::Dns(_) => Details::Dns(DnsDetails {
             server: "127.0.0.1:53".to_string(),

@@ -27,6 +27,7 @@ mod server_hardening;
 mod state;
 mod support;
 mod tcp;
+mod tcp_conversations;
 mod tls;
 mod traffic;
 mod websocket;

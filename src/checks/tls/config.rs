@@ -294,7 +294,7 @@ fn read_server_name(tls: &Table<'_>) -> Option<Option<ServerName<'static>>> {
 /// The TLS set-up of checks without a `tls` table (bundled roots, no client certificate),
 /// built once per ALPN list and shared: a client configuration and verifier of their own
 /// would cost each of 10,000 checks about 700 bytes.
-fn shared_default(alpn: Vec<Vec<u8>>) -> Result<SharedTls, String> {
+pub(crate) fn shared_default(alpn: Vec<Vec<u8>>) -> Result<SharedTls, String> {
     static BUILT: OnceLock<Mutex<HashMap<Vec<Vec<u8>>, SharedTls>>> = OnceLock::new();
     let mut built = BUILT
         .get_or_init(Mutex::default)
@@ -313,7 +313,7 @@ fn shared_default(alpn: Vec<Vec<u8>>) -> Result<SharedTls, String> {
 }
 
 /// A client configuration and the verifier that judges its chains.
-type SharedTls = (Arc<rustls::ClientConfig>, Arc<WebPkiServerVerifier>);
+pub(crate) type SharedTls = (Arc<rustls::ClientConfig>, Arc<WebPkiServerVerifier>);
 
 fn build(
     table: &Table<'_>,
