@@ -805,30 +805,44 @@ fn phases_table(html: &mut String, phases: &BTreeMap<&'static str, f64>) {
     html.push_str("</tbody></table>\n");
 }
 
-/// A flow's steps, in order: state, HTTP status, time and phases of each.
+/// A flow's or a tcp conversation's steps, in order: state, HTTP status (when a step has
+/// one), time and phases of each.
 fn steps_table(html: &mut String, steps: &[StepView]) {
+    let with_status = steps.iter().any(|step| step.status_code.is_some());
     html.push_str(
-        "<h2>Steps</h2>\n<table><caption>The flow's steps, in order</caption><thead><tr>\
-<th scope=\"col\">Step</th><th scope=\"col\">State</th><th scope=\"col\">HTTP status</th>\
-<th scope=\"col\">Took</th><th scope=\"col\" class=\"wide\">Phases</th></tr></thead><tbody>\n",
+        "<h2>Steps</h2>\n<table><caption>The steps, in order</caption><thead><tr>\
+<th scope=\"col\">Step</th><th scope=\"col\">State</th>",
+    );
+    if with_status {
+        html.push_str("<th scope=\"col\">HTTP status</th>");
+    }
+    html.push_str(
+        "<th scope=\"col\">Took</th><th scope=\"col\" class=\"wide\">Phases</th></tr></thead><tbody>\n",
     );
     for step in steps {
         let phases: Vec<String> = in_order(&step.phases)
             .into_iter()
             .map(|(phase, seconds)| format!("{phase} {}", took_text(seconds)))
             .collect();
+        let status = if with_status {
+            format!(
+                "<td class=\"num\">{}</td>",
+                step.status_code
+                    .map(|code| code.to_string())
+                    .unwrap_or_default()
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             html,
-            "<tr><th scope=\"row\">{}</th><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"wide muted\">{}</td></tr>",
+            "<tr><th scope=\"row\">{}</th><td>{}</td>{status}<td class=\"num\">{}</td><td class=\"wide muted\">{}</td></tr>",
             escape(&step.name),
             badge(if step.success {
                 State::Passing
             } else {
                 State::Failing
             }),
-            step.status_code
-                .map(|code| code.to_string())
-                .unwrap_or_default(),
             took_text(step.duration_seconds),
             phases.join(", ")
         );

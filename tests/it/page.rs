@@ -470,7 +470,7 @@ headers = {{ x-probe = \"${{env:PASSWORD}}\" }}\ninterval = \"1s\"\nexpect = {{ 
     let doc = Html::parse_document(&flow);
     let steps: Vec<(String, String)> = select(&doc, "table")
         .iter()
-        .filter(|table| text(&select_in(table, "caption")[0]) == "The flow's steps, in order")
+        .filter(|table| text(&select_in(table, "caption")[0]) == "The steps, in order")
         .flat_map(|table| select_in(table, "tbody tr"))
         .map(|row| {
             let cells = select_in(&row, "th, td");
