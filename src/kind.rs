@@ -24,6 +24,7 @@ macro_rules! for_each_kind {
             (Dns, dns, "dns", DnsSpec, "A DNS query with expectations, or SOA consistency across a zone's servers."),
             (Domain, domain, "domain", DomainSpec, "Domain registration expiry from RDAP."),
             (Flow, flow, "flow", FlowSpec, "HTTP steps in order, sharing cookies and variables: a login."),
+            (Grpc, grpc, "grpc", GrpcSpec, "The standard gRPC health check, over TLS or plain-text HTTP/2."),
         }
     };
 }

@@ -6,6 +6,7 @@
 pub mod dns;
 pub mod domain;
 pub mod flow;
+pub mod grpc;
 pub mod http;
 pub mod tcp;
 pub mod tls;
@@ -26,6 +27,7 @@ use crate::tlsinfo;
 pub use dns::DnsSpec;
 pub use domain::DomainSpec;
 pub use flow::FlowSpec;
+pub use grpc::GrpcSpec;
 pub use http::HttpSpec;
 pub use tcp::TcpSpec;
 pub use tls::TlsSpec;
@@ -297,6 +299,13 @@ mod reason_lists {
             (
                 CheckKind::Tcp,
                 vec![include_str!("tcp/mod.rs"), dial, RUNNER],
+            ),
+            (
+                CheckKind::Grpc,
+                [include_str!("grpc/mod.rs")]
+                    .into_iter()
+                    .chain(tls_kinds)
+                    .collect(),
             ),
         ];
         assert_eq!(parts.len(), CheckKind::ALL.len(), "every kind is covered");

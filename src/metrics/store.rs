@@ -61,6 +61,10 @@ pub(super) enum Fam {
     DnsSoaSerial,
     FlowStepDuration,
     FlowStepSuccess,
+    GrpcDuration,
+    GrpcStatusCode,
+    GrpcHealthcheckResponse,
+    GrpcSsl,
 }
 
 impl Fam {
@@ -250,6 +254,26 @@ const GAUGES: &[(Fam, &str, &str)] = &[
         Fam::FlowStepSuccess,
         "nightjar_flow_step_success",
         "Whether each step of the last run of a flow check passed; 0 for steps not reached.",
+    ),
+    (
+        Fam::GrpcDuration,
+        "probe_grpc_duration_seconds",
+        "Duration of each phase of the last gRPC health check: resolve, connect, tls, check (the call).",
+    ),
+    (
+        Fam::GrpcStatusCode,
+        "probe_grpc_status_code",
+        "The gRPC status code the last health call ended with (0 is OK); -1 if no gRPC status came.",
+    ),
+    (
+        Fam::GrpcHealthcheckResponse,
+        "probe_grpc_healthcheck_response",
+        "The serving status of the last health answer: 1 for the status given, 0 for the others.",
+    ),
+    (
+        Fam::GrpcSsl,
+        "probe_grpc_ssl",
+        "Whether the last gRPC health check used TLS.",
     ),
 ];
 

@@ -14,8 +14,8 @@ use nightjar::checks::{CheckKind, CheckSpec};
 use nightjar::config::{self, CheckDef, Config, MapEnv, Overrides};
 use nightjar::metrics::{Metrics, RESERVED_LABELS, RemoteResult, TrafficResult};
 use nightjar::result::{
-    CertInfo, CheckResult, Details, DnsDetails, DomainDetails, FlowDetails, HttpDetails, SoaServer,
-    Status, StepResult, TcpDetails, TlsDetails, TlsInfo,
+    CertInfo, CheckResult, Details, DnsDetails, DomainDetails, FlowDetails, GrpcDetails,
+    HttpDetails, SoaServer, Status, StepResult, TcpDetails, TlsDetails, TlsInfo,
 };
 
 use super::support::require;
@@ -140,6 +140,7 @@ fn check_toml(rng: &mut Rng, kind: CheckKind, name: &str, labels: &str) -> Strin
         CheckKind::Flow => out.push_str(
             "  [[check.steps]]\n  name = \"login\"\n  url = \"https://shop.example.com/login\"\n  extract = { csrf = { form_field = \"csrf\" } }\n  [[check.steps]]\n  name = \"submit\"\n  method = \"POST\"\n  url = \"https://shop.example.com/login\"\n  form = { csrf = \"${csrf}\" }\n",
         ),
+        CheckKind::Grpc => out.push_str("target = \"api.example.com:443\"\nservice = \"shop\"\n"),
     }
     out
 }
@@ -312,6 +313,17 @@ fn details_of(def: &CheckDef) -> Details {
                 })
                 .collect(),
             failed_step: None,
+        }),
+        CheckSpec::Grpc(_) => Details::Grpc(GrpcDetails {
+            resolve: Duration::from_millis(1),
+            connect: Duration::from_millis(2),
+            tls: Duration::from_millis(3),
+            check: Duration::from_millis(4),
+            remote_addr: Some("[::1]:443".parse().unwrap()),
+            tls_used: true,
+            tls_info: Some(tls_info()),
+            status_code: Some(0),
+            serving_status: Some(1),
         }),
     }
 }
