@@ -1189,6 +1189,20 @@ mod tests {
                 status: Status::Pass,
                 ..result(CheckKind::Tcp, Details::None)
             },
+            result(
+                CheckKind::Grpc,
+                Details::Grpc(GrpcDetails {
+                    resolve: Duration::from_millis(1),
+                    connect: Duration::from_millis(2),
+                    tls: Duration::from_millis(3),
+                    check: Duration::from_millis(4),
+                    remote_addr: Some("[2001:db8::7]:50051".parse().unwrap()),
+                    tls_used: true,
+                    tls_info: Some(tls("TLS 1.3")),
+                    status_code: Some(5),
+                    serving_status: None,
+                }),
+            ),
         ]
     }
 

@@ -2,7 +2,7 @@
 //! HTTP/2 connection, with TLS (ALPN `h2`, the chain read and judged like every TLS check) or
 //! in plain text (h2c, prior knowledge).
 //!
-//! The connection is made with [`super::dial`] and [`super::tls_handshake`], so its phases are
+//! The connection is made with `checks::dial` and `checks::tls_handshake`, so its phases are
 //! timed like every other kind's; hyper speaks HTTP/2 over it and tonic's generated health
 //! client speaks gRPC over that. Success means: the call returned `OK` and the answer is
 //! `SERVING`.
@@ -552,6 +552,32 @@ mod tests {
         );
         let failure = judge(9, "", "x:1").unwrap_err();
         assert!(failure.detail.contains("status 9"), "{}", failure.detail);
+    }
+
+    #[test]
+    fn codes_and_serving_statuses_are_named() {
+        assert_eq!(grpc_code_name(tonic::Code::Ok as i32), "OK");
+        assert_eq!(grpc_code_name(tonic::Code::NotFound as i32), "NOT_FOUND");
+        assert_eq!(
+            grpc_code_name(tonic::Code::Unauthenticated as i32),
+            "UNAUTHENTICATED"
+        );
+        assert_eq!(grpc_code_name(42), "CODE42");
+        let details = |serving_status| GrpcDetails {
+            serving_status,
+            ..GrpcDetails::default()
+        };
+        for status in [
+            ServingStatus::Unknown,
+            ServingStatus::Serving,
+            ServingStatus::NotServing,
+            ServingStatus::ServiceUnknown,
+        ] {
+            let named = details(Some(status as i32)).serving_status_name();
+            assert_eq!(named.as_deref(), Some(status.as_str_name()));
+        }
+        assert_eq!(details(Some(7)).serving_status_name().as_deref(), Some("7"));
+        assert_eq!(details(None).serving_status_name(), None);
     }
 
     #[test]
