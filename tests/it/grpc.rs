@@ -16,7 +16,7 @@ use nightjar::result::{Details, FailureReason, GrpcDetails};
 
 use crate::support::hostile::{Behaviour, Hostile};
 use crate::support::{
-    Nginx, assert_check_contract, assert_fail, assert_pass, config_errors, free_port,
+    Nginx, assert_check_contract, assert_fail, assert_pass, config_errors, free_port, load,
     metrics_after, pki, run_check, run_check_env, sample, venv_python, wait_for_tcp,
 };
 
@@ -141,6 +141,19 @@ async fn a_serving_server_passes_over_plain_http2() {
     let grpc = view.grpc.expect("the API shows the gRPC answer");
     assert_eq!(grpc.status.as_deref(), Some("OK"));
     assert_eq!(grpc.serving_status.as_deref(), Some("SERVING"));
+    let store = nightjar::status::StatusStore::new(&load(&text, &[]));
+    store.update(res);
+    let page = nightjar::page::detail(&store, "health").expect("the check's page");
+    assert!(
+        page.contains("<dt>Serving status</dt><dd>SERVING</dd>"),
+        "{page}"
+    );
+    // The phases in the order they happen.
+    let at = |phase: &str| page.find(&format!(">{phase}</th>")).expect(phase);
+    assert!(
+        at("resolve") < at("connect") && at("tls") < at("check"),
+        "{page}"
+    );
 }
 
 #[tokio::test]
@@ -208,6 +221,15 @@ async fn an_unknown_service_is_a_grpc_status() {
     assert_eq!(gauge(&metrics, "probe_grpc_status_code", &[]), Some(5.0));
     let view = nightjar::status::RunView::new(&res);
     assert_eq!(view.grpc.unwrap().status.as_deref(), Some("NOT_FOUND"));
+    // The status page's detail view says what the server said.
+    let store = nightjar::status::StatusStore::new(&load(&text, &[]));
+    store.update(res);
+    let page = nightjar::page::detail(&store, "health").expect("the check's page");
+    assert!(
+        page.contains("<dt>gRPC status</dt><dd>NOT_FOUND (5)</dd>"),
+        "{page}"
+    );
+    assert!(page.contains("plain-text HTTP/2 (h2c)"), "{page}");
 }
 
 #[tokio::test]
