@@ -396,8 +396,10 @@ impl http_body::Body for Flood {
     }
 }
 
-/// An HTTP/2 server that answers every request with a [`Flood`].
-async fn flood_server() -> (SocketAddr, Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+/// An HTTP/2 server that answers every request with a [`Flood`], or with 1 MiB of headers.
+async fn flood_server(
+    huge_headers: bool,
+) -> (SocketAddr, Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
     use hyper_util::rt::{TokioExecutor, TokioIo};
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -414,12 +416,19 @@ async fn flood_server() -> (SocketAddr, Arc<AtomicU64>, tokio::task::JoinHandle<
                         written: counter.clone(),
                     };
                     async move {
-                        Ok::<_, std::convert::Infallible>(
-                            http::Response::builder()
-                                .header("content-type", "application/grpc")
-                                .body(body)
-                                .unwrap(),
-                        )
+                        let mut response = http::Response::builder()
+                            .header("content-type", "application/grpc")
+                            .body(body)
+                            .unwrap();
+                        if huge_headers {
+                            for idx in 0..1024 {
+                                response.headers_mut().insert(
+                                    http::HeaderName::try_from(format!("x-filler-{idx}")).unwrap(),
+                                    http::HeaderValue::from_str(&"f".repeat(1024)).unwrap(),
+                                );
+                            }
+                        }
+                        Ok::<_, std::convert::Infallible>(response)
                     }
                 });
                 let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
@@ -433,7 +442,7 @@ async fn flood_server() -> (SocketAddr, Arc<AtomicU64>, tokio::task::JoinHandle<
 
 #[tokio::test]
 async fn a_huge_answer_is_refused_in_bounded_memory() {
-    let (addr, written, task) = flood_server().await;
+    let (addr, written, task) = flood_server(false).await;
     let text = grpc_check(addr, "plaintext = true");
     let started = Instant::now();
     let res = run_check(&text).await;
@@ -473,4 +482,18 @@ fn config_errors_name_their_place() {
         errors.contains("missing the required key `target`"),
         "{errors}"
     );
+}
+
+#[tokio::test]
+async fn a_megabyte_of_headers_is_refused() {
+    let (addr, _, task) = flood_server(true).await;
+    let text = grpc_check(addr, "plaintext = true");
+    let res = run_check(&text).await;
+    assert_fail(
+        &res,
+        FailureReason::TooLarge,
+        "sent response headers over the 16 KiB nightjar accepts",
+    );
+    assert_check_contract(&res, &metrics_after(&text, &res));
+    task.abort();
 }

@@ -325,11 +325,21 @@ fn transport_failure(error: &hyper::Error, seen: &Seen, spec: &GrpcSpec, at: &st
             format!("{at} closed the connection before answering {METHOD}: {error}"),
         );
     }
+    let chain = error_chain(error);
+    // HTTP/2 gives up on a header block past the size it announced with a COMPRESSION_ERROR.
+    if chain.contains("header compression") && seen.total > u64::from(MAX_HEADER_LIST) {
+        return Failure::new(
+            FailureReason::TooLarge,
+            format!(
+                "{at} sent response headers over the {} KiB nightjar accepts ({chain})",
+                MAX_HEADER_LIST / 1024
+            ),
+        );
+    }
     Failure::new(
         FailureReason::Protocol,
         format!(
-            "{at} broke HTTP/2 ({}); its first bytes: {}",
-            error_chain(error),
+            "{at} broke HTTP/2 ({chain}); its first bytes: {}",
             quote_bytes(&seen.first)
         ),
     )
