@@ -25,10 +25,12 @@ pub enum Kind {
     Https,
     Dns,
     Tcp,
+    /// The gRPC health check in plain-text HTTP/2.
+    Grpc,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Http, Kind::Https, Kind::Dns, Kind::Tcp];
+    pub const ALL: [Kind; 5] = [Kind::Http, Kind::Https, Kind::Dns, Kind::Tcp, Kind::Grpc];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -36,6 +38,7 @@ impl Kind {
             Kind::Https => "https",
             Kind::Dns => "dns",
             Kind::Tcp => "tcp",
+            Kind::Grpc => "grpc",
         }
     }
 
@@ -174,6 +177,7 @@ async fn one_probe(
     const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
     match kind {
         Kind::Tcp => TcpStream::connect(target).await.is_ok(),
+        Kind::Grpc => grpc_health(target).await,
         Kind::Http => {
             let Ok(mut tcp) = TcpStream::connect(target).await else {
                 return false;
@@ -216,6 +220,42 @@ async fn one_probe(
             Message::from_vec(&buf[..len]).is_ok_and(|answer| !answer.answers.is_empty())
         }
     }
+}
+
+/// `grpc.health.v1.Health/Check` for the whole server over a fresh plain-text HTTP/2
+/// connection: true when the answer is SERVING with status OK. The request (an empty
+/// message) and the answer (field 1 = 1) are written and read by hand.
+async fn grpc_health(target: SocketAddr) -> bool {
+    let Ok(tcp) = TcpStream::connect(target).await else {
+        return false;
+    };
+    let Ok((mut sender, connection)) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tcp),
+    )
+    .await
+    else {
+        return false;
+    };
+    tokio::spawn(connection);
+    let request = http::Request::post(format!("http://{target}/grpc.health.v1.Health/Check"))
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .header(http::header::TE, "trailers")
+        .body(http_body_util::Full::new(Bytes::from_static(&[
+            0, 0, 0, 0, 0,
+        ])))
+        .expect("request");
+    let Ok(response) = sender.send_request(request).await else {
+        return false;
+    };
+    let Ok(body) = response.into_body().collect().await else {
+        return false;
+    };
+    let status_ok = body
+        .trailers()
+        .and_then(|trailers| trailers.get("grpc-status"))
+        .is_some_and(|status| status == "0");
+    status_ok && body.to_bytes().as_ref() == [0, 0, 0, 0, 2, 0x08, 1]
 }
 
 fn next_id() -> u16 {

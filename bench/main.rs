@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use load::Kind;
 use proc::Usage;
-use targets::{Bind, Nginx, Pki, Process, free_port, wait_for_tcp};
+use targets::{Bind, GrpcServer, Nginx, Pki, Process, free_port, wait_for_tcp};
 
 const NIGHTJAR: &str = env!("CARGO_BIN_EXE_nightjar");
 const BLACKBOX: &str = "prometheus-blackbox-exporter";
@@ -81,7 +81,7 @@ fn main() {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: cargo bench --bench nightjar -- compare [--rate 200] [--seconds 20] [--warmup 5] [--kinds http,https,dns,tcp]\n\
+        "usage: cargo bench --bench nightjar -- compare [--rate 200] [--seconds 20] [--warmup 5] [--kinds http,https,dns,tcp,grpc]\n\
          \x20      cargo bench --bench nightjar -- scale [--checks 10000] [--interval 60] [--seconds 60] [--fast-checks 1000]\n\
          \x20      cargo bench --bench nightjar -- soak [--checks 1000] [--interval 10] [--minutes 30] [--every 60] [--warmup SECONDS] [--remote-write no]\n\
          \x20      cargo bench --bench nightjar -- detect [--minutes 4] [--checks 20] [--quorum-for 5m,1m,1s] [--fail-percent 10]\n\
@@ -250,7 +250,7 @@ fn compare(opts: &Opts) {
     let seconds = opts.num("seconds", 20.0);
     let warmup = opts.num("warmup", 5.0);
     let kinds: Vec<Kind> = opts
-        .text("kinds", "http,https,dns,tcp")
+        .text("kinds", "http,https,dns,tcp,grpc")
         .split(',')
         .map(|name| Kind::parse(name).unwrap_or_else(|| usage()))
         .collect();
@@ -261,6 +261,7 @@ fn compare(opts: &Opts) {
     let pki = Pki::make(dir.path());
     let nginx = Nginx::start(dir.path(), &pki);
     let bind = Bind::start(dir.path());
+    let grpc = kinds.contains(&Kind::Grpc).then(GrpcServer::start);
     let blackbox_config = dir.path().join("blackbox.yml");
     std::fs::write(
         &blackbox_config,
@@ -268,7 +269,8 @@ fn compare(opts: &Opts) {
             "modules:\n  http:\n    prober: http\n    timeout: 5s\n    http: {{ preferred_ip_protocol: ip4 }}\n  \
              https:\n    prober: http\n    timeout: 5s\n    http: {{ preferred_ip_protocol: ip4, tls_config: {{ ca_file: {ca} }} }}\n  \
              dns:\n    prober: dns\n    timeout: 5s\n    dns: {{ query_name: {q}, query_type: A, transport_protocol: udp, preferred_ip_protocol: ip4 }}\n  \
-             tcp:\n    prober: tcp\n    timeout: 5s\n    tcp: {{ preferred_ip_protocol: ip4 }}\n",
+             tcp:\n    prober: tcp\n    timeout: 5s\n    tcp: {{ preferred_ip_protocol: ip4 }}\n  \
+             grpc:\n    prober: grpc\n    timeout: 5s\n    grpc: {{ tls: false, preferred_ip_protocol: ip4 }}\n",
             ca = pki.ca.display(),
             q = targets::QUERY_NAME,
         ),
@@ -309,6 +311,14 @@ fn compare(opts: &Opts) {
                 nginx.http.to_string(),
                 format!("type = \"tcp\"\ntarget = \"{}\"", nginx.http),
             ),
+            Kind::Grpc => {
+                let addr = grpc.as_ref().expect("started for grpc").addr;
+                (
+                    addr,
+                    addr.to_string(),
+                    format!("type = \"grpc\"\ntarget = \"{addr}\"\nplaintext = true"),
+                )
+            }
         };
         eprintln!("{}: floor reference", kind.name());
         let floor = run_floor(kind, target, &pki.ca, rate, warmup, seconds);

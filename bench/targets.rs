@@ -1,5 +1,6 @@
-//! Loopback targets for the benchmarks: nginx (HTTP and HTTPS with a test CA made with rcgen)
-//! and BIND (one authoritative zone). Each is stopped when dropped.
+//! Loopback targets for the benchmarks: nginx (HTTP and HTTPS with a test CA made with rcgen),
+//! BIND (one authoritative zone) and a gRPC server with the standard health service (the
+//! tests' grpcio server). Each is stopped when dropped.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -232,6 +233,51 @@ zone "{ZONE}" {{ type primary; file "{zone}"; }};
         let process = Process(child);
         wait_for_tcp(addr, "named");
         Bind {
+            addr,
+            _process: process,
+        }
+    }
+}
+
+/// The tests' gRPC server (Python grpcio with the standard health service, from the
+/// virtualenv `scripts/test.sh` and `bench/compare.sh` create), serving in plain-text HTTP/2.
+pub struct GrpcServer {
+    pub addr: SocketAddr,
+    _process: Process,
+}
+
+impl GrpcServer {
+    pub fn start() -> GrpcServer {
+        let venv = std::env::var_os("NIGHTJAR_TEST_VENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                let cache = std::env::var_os("XDG_CACHE_HOME")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| {
+                        PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache")
+                    });
+                cache.join("nightjar/test-venv")
+            });
+        let python = venv.join("bin/python");
+        assert!(
+            python.exists(),
+            "{} is missing; run bench/compare.sh, which creates it",
+            python.display()
+        );
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/grpc_server.py");
+        let child = Command::new(python)
+            .arg(script)
+            .args(["--status", "=SERVING", "--plain", &addr.port().to_string()])
+            // It also stops when its standard input closes, with the benchmark.
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the gRPC server");
+        let process = Process(child);
+        wait_for_tcp(addr, "the gRPC server");
+        GrpcServer {
             addr,
             _process: process,
         }

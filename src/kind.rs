@@ -25,6 +25,7 @@ macro_rules! for_each_kind {
             (Domain, domain, "domain", DomainSpec, "Domain registration expiry from RDAP."),
             (Flow, flow, "flow", FlowSpec, "HTTP steps in order, sharing cookies and variables: a login."),
             (Websocket, websocket, "websocket", WebsocketSpec, "A WebSocket upgrade, optionally with a conversation of messages sent and expected, then a clean close."),
+            (Grpc, grpc, "grpc", GrpcSpec, "The standard gRPC health check, over TLS or plain-text HTTP/2."),
         }
     };
 }

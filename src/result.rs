@@ -119,6 +119,8 @@ pub enum Details {
     Flow(FlowDetails),
     /// A WebSocket check's measurements.
     Websocket(WebsocketDetails),
+    /// A gRPC health check's measurements.
+    Grpc(GrpcDetails),
 }
 
 impl Details {
@@ -134,6 +136,7 @@ impl Details {
             Details::Dns(dns) => Some(dns),
             Details::Flow(flow) => Some(flow),
             Details::Websocket(websocket) => Some(websocket),
+            Details::Grpc(grpc) => Some(grpc),
         }
     }
 
@@ -723,6 +726,105 @@ impl WebsocketDetails {
     }
 }
 
+/// What a `grpc` check measured and was told.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GrpcDetails {
+    /// Time spent resolving the target.
+    pub resolve: Duration,
+    /// Time spent in TCP connect.
+    pub connect: Duration,
+    /// Time spent in the TLS handshake.
+    pub tls: Duration,
+    /// From starting HTTP/2 to the end of the health call.
+    pub check: Duration,
+    /// The address connected to.
+    pub remote_addr: Option<SocketAddr>,
+    /// Whether the connection used TLS.
+    pub tls_used: bool,
+    /// What the TLS handshake showed.
+    pub tls_info: Option<TlsInfo>,
+    /// The gRPC status code the call ended with (0 is OK), if the server gave one.
+    pub status_code: Option<i32>,
+    /// The serving status of the answer ([`SERVING_STATUS_NAMES`] by value), if one came.
+    pub serving_status: Option<i32>,
+}
+
+impl GrpcDetails {
+    /// Names of the phases of a `grpc` check: blackbox_exporter's `resolve` and `check`
+    /// (the call), with the connection's own between them.
+    pub const PHASES: [&'static str; 4] = ["resolve", "connect", "tls", "check"];
+
+    /// Each phase with its duration, in [`GrpcDetails::PHASES`] order.
+    pub fn phases(&self) -> [(&'static str, Duration); 4] {
+        let took = [self.resolve, self.connect, self.tls, self.check];
+        std::array::from_fn(|idx| (Self::PHASES[idx], took[idx]))
+    }
+
+    /// The name of the status code, e.g. "NOT_FOUND".
+    pub fn status_name(&self) -> Option<Cow<'static, str>> {
+        self.status_code.map(grpc_code_name)
+    }
+
+    /// The name of the serving status, e.g. "NOT_SERVING"; `None` without an answer.
+    pub fn serving_status_name(&self) -> Option<Cow<'static, str>> {
+        self.serving_status
+            .map(|value| match usize::try_from(value) {
+                Ok(idx) if idx < SERVING_STATUS_NAMES.len() => {
+                    Cow::Borrowed(SERVING_STATUS_NAMES[idx])
+                }
+                _ => Cow::Owned(value.to_string()),
+            })
+    }
+}
+
+impl Facets for GrpcDetails {
+    fn phases(&self) -> Vec<(&'static str, Duration)> {
+        GrpcDetails::phases(self).to_vec()
+    }
+    fn resolve(&self) -> Option<Duration> {
+        Some(self.resolve)
+    }
+    fn remote_addr(&self) -> Option<Option<SocketAddr>> {
+        Some(self.remote_addr)
+    }
+    fn tls_info(&self) -> Option<&TlsInfo> {
+        self.tls_info.as_ref()
+    }
+}
+
+/// The serving statuses of `grpc.health.v1`, by value: the `serving_status` label.
+pub const SERVING_STATUS_NAMES: [&str; 4] =
+    ["UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"];
+
+/// A gRPC status code's name ("OK", "NOT_FOUND", ...), or `CODE<n>` for one outside the
+/// standard set.
+pub fn grpc_code_name(code: i32) -> Cow<'static, str> {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    match usize::try_from(code) {
+        Ok(idx) if idx < NAMES.len() => Cow::Borrowed(NAMES[idx]),
+        _ => Cow::Owned(format!("CODE{code}")),
+    }
+}
+
 /// Why a run failed. Bounded on purpose: it is a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FailureReason {
@@ -770,6 +872,10 @@ pub enum FailureReason {
     Inconsistent,
     /// A flow step could not extract a variable from its response.
     Extract,
+    /// A gRPC call ended with a status other than OK.
+    GrpcStatus,
+    /// A gRPC health check answered something other than SERVING.
+    NotServing,
 }
 
 impl FailureReason {
@@ -797,6 +903,8 @@ impl FailureReason {
         FailureReason::RrsigExpiring,
         FailureReason::Inconsistent,
         FailureReason::Extract,
+        FailureReason::GrpcStatus,
+        FailureReason::NotServing,
     ];
 
     /// The metric label value.
@@ -824,6 +932,8 @@ impl FailureReason {
             FailureReason::RrsigExpiring => "rrsig_expiring",
             FailureReason::Inconsistent => "inconsistent",
             FailureReason::Extract => "extract",
+            FailureReason::GrpcStatus => "grpc_status",
+            FailureReason::NotServing => "not_serving",
         }
     }
 }
@@ -1193,6 +1303,20 @@ mod tests {
                     close_reason: Some("going \"away\"".into()),
                     remote_addr: Some("[::1]:8443".parse().unwrap()),
                     tls_info: Some(tls("TLS 1.3")),
+                }),
+            ),
+            result(
+                CheckKind::Grpc,
+                Details::Grpc(GrpcDetails {
+                    resolve: Duration::from_millis(1),
+                    connect: Duration::from_millis(2),
+                    tls: Duration::from_millis(3),
+                    check: Duration::from_millis(4),
+                    remote_addr: Some("[2001:db8::7]:50051".parse().unwrap()),
+                    tls_used: true,
+                    tls_info: Some(tls("TLS 1.3")),
+                    status_code: Some(5),
+                    serving_status: None,
                 }),
             ),
         ]

@@ -143,5 +143,7 @@ fn sanitize_details(details: &mut Details) {
         }
         Details::Http(_) | Details::Tls(_) | Details::Tcp(_) | Details::Flow(_) | Details::None => {
         }
+        // Codes and serving statuses are numbers; the server's message is in the detail.
+        Details::Grpc(_) => {}
     }
 }

@@ -582,6 +582,22 @@ pub struct RunView {
     /// `status_code`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub websocket: Option<WebsocketView>,
+    /// What the server said, for grpc checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<GrpcView>,
+}
+
+/// A gRPC health answer, for the JSON API.
+#[derive(Debug, Clone, Serialize)]
+pub struct GrpcView {
+    /// The status code the call ended with (0 is OK), if the server gave one.
+    pub status_code: Option<i32>,
+    /// Its name, e.g. "NOT_FOUND".
+    pub status: Option<String>,
+    /// The serving status answered, e.g. "SERVING".
+    pub serving_status: Option<String>,
+    /// Whether the connection used TLS.
+    pub tls: bool,
 }
 
 /// One flow step, for the JSON API.
@@ -793,6 +809,7 @@ impl RunView {
             dns: None,
             steps: Vec::new(),
             websocket: None,
+            grpc: None,
         };
         // What only one kind has.
         match &res.details {
@@ -815,6 +832,15 @@ impl RunView {
             Details::Dns(dns) => view.dns = Some(DnsView::new(dns)),
             Details::Domain(domain) => view.domain = Some(DomainView::new(domain)),
             Details::Tls(_) => view.tls_version = info_version(res),
+            Details::Grpc(grpc) => {
+                view.tls_version = info_version(res);
+                view.grpc = Some(GrpcView {
+                    status_code: grpc.status_code,
+                    status: grpc.status_name().map(String::from),
+                    serving_status: grpc.serving_status_name().map(String::from),
+                    tls: grpc.tls_used,
+                });
+            }
             Details::Http(http) => {
                 view.status_code = http.status_code;
                 view.http_version = http.http_version;

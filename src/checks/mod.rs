@@ -6,6 +6,7 @@
 pub mod dns;
 pub mod domain;
 pub mod flow;
+pub mod grpc;
 pub mod http;
 pub mod tcp;
 pub mod tls;
@@ -27,6 +28,7 @@ use crate::tlsinfo;
 pub use dns::DnsSpec;
 pub use domain::DomainSpec;
 pub use flow::FlowSpec;
+pub use grpc::GrpcSpec;
 pub use http::HttpSpec;
 pub use tcp::TcpSpec;
 pub use tls::TlsSpec;
@@ -314,6 +316,13 @@ mod reason_lists {
             (
                 CheckKind::Websocket,
                 [include_str!("websocket/mod.rs")]
+                    .into_iter()
+                    .chain(tls_kinds)
+                    .collect(),
+            ),
+            (
+                CheckKind::Grpc,
+                [include_str!("grpc/mod.rs")]
                     .into_iter()
                     .chain(tls_kinds)
                     .collect(),

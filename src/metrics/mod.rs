@@ -23,7 +23,9 @@ use prometheus::{
 use crate::config::{AgentConfig, CheckDef, Config, RemoteWriteDef, TrafficDef};
 use crate::detect::{Tracker, Verdict};
 use crate::outcome::Outcome;
-use crate::result::{CheckResult, Details, DnsDetails, Expiring, TlsInfo};
+use crate::result::{
+    CheckResult, Details, DnsDetails, Expiring, GrpcDetails, SERVING_STATUS_NAMES, TlsInfo,
+};
 use names::{CheckState, expires, label};
 pub use names::{RESERVED_LABELS, RemoteResult, RunResult, TrafficResult, is_reserved_label};
 use store::{Fam, Identity, Run, Sample, Store};
@@ -384,6 +386,10 @@ fn gauges_of(res: &CheckResult, steps: &[String]) -> Vec<Sample> {
             }
             None
         }
+        Details::Grpc(grpc) => {
+            grpc_gauges(&mut gauges, grpc);
+            Some(Fam::GrpcDuration)
+        }
         Details::Http(http) => {
             let flag = |on: bool| f64::from(u8::from(on));
             gauges.extend([
@@ -502,6 +508,26 @@ fn expiry_gauges(gauges: &mut Vec<Sample>, details: &Details) {
         };
         gauges.push(Sample::with(Fam::Expiry, label::EXPIRES, value, at as f64));
     }
+}
+
+/// blackbox_exporter's gRPC gauges: the status code, one `serving_status` series per status
+/// (1 for the one answered), and whether TLS was used.
+fn grpc_gauges(gauges: &mut Vec<Sample>, grpc: &GrpcDetails) {
+    let code = grpc.status_code.map_or(-1.0, f64::from);
+    gauges.push(Sample::new(Fam::GrpcStatusCode, code));
+    for (value, name) in SERVING_STATUS_NAMES.iter().enumerate() {
+        let answered = grpc.serving_status == i32::try_from(value).ok();
+        gauges.push(Sample::with(
+            Fam::GrpcHealthcheckResponse,
+            "serving_status",
+            *name,
+            f64::from(u8::from(answered)),
+        ));
+    }
+    gauges.push(Sample::new(
+        Fam::GrpcSsl,
+        f64::from(u8::from(grpc.tls_used)),
+    ));
 }
 
 fn dns_gauges(gauges: &mut Vec<Sample>, dns: &DnsDetails) {

@@ -65,6 +65,10 @@ pub(super) enum Fam {
     WebsocketStatusCode,
     WebsocketMessagesSent,
     WebsocketMessagesReceived,
+    GrpcDuration,
+    GrpcStatusCode,
+    GrpcHealthcheckResponse,
+    GrpcSsl,
 }
 
 impl Fam {
@@ -274,6 +278,26 @@ const GAUGES: &[(Fam, &str, &str)] = &[
         Fam::WebsocketMessagesReceived,
         "nightjar_websocket_messages_received",
         "Messages received in the last run of a websocket check (pings and pongs not counted).",
+    ),
+    (
+        Fam::GrpcDuration,
+        "probe_grpc_duration_seconds",
+        "Duration of each phase of the last gRPC health check: resolve, connect, tls, check (the call).",
+    ),
+    (
+        Fam::GrpcStatusCode,
+        "probe_grpc_status_code",
+        "The gRPC status code the last health call ended with (0 is OK); -1 if no gRPC status came.",
+    ),
+    (
+        Fam::GrpcHealthcheckResponse,
+        "probe_grpc_healthcheck_response",
+        "The serving status of the last health answer: 1 for the status given, 0 for the others.",
+    ),
+    (
+        Fam::GrpcSsl,
+        "probe_grpc_ssl",
+        "Whether the last gRPC health check used TLS.",
     ),
 ];
 

@@ -11,8 +11,8 @@ use serde::Deserialize;
 
 use crate::result::Failure;
 use crate::status::{
-    AnswerView, CheckView, DnsView, DomainView, HistoryPoint, RunView, State, StatusStore,
-    StepView, Summary, Timestamp, TlsView, WebsocketView,
+    AnswerView, CheckView, DnsView, DomainView, GrpcView, HistoryPoint, RunView, State,
+    StatusStore, StepView, Summary, Timestamp, TlsView, WebsocketView,
 };
 use crate::time::{days_text, left_text, unix_secs};
 
@@ -782,7 +782,25 @@ fn run_facts(html: &mut String, run: &RunView) {
     if let Some(version) = run.tls_version {
         fact(html, "TLS", version);
     }
+    if let Some(grpc) = &run.grpc {
+        grpc_facts(html, grpc);
+    }
     html.push_str("</dl>\n");
+}
+
+/// What a gRPC server answered: the call's status and the serving status.
+fn grpc_facts(html: &mut String, grpc: &GrpcView) {
+    let status = match (&grpc.status, grpc.status_code) {
+        (Some(name), Some(code)) => format!("{} ({code})", escape(name)),
+        _ => "none (no gRPC answer)".to_string(),
+    };
+    fact(html, "gRPC status", &status);
+    if let Some(serving) = &grpc.serving_status {
+        fact(html, "Serving status", &escape(serving));
+    }
+    if !grpc.tls {
+        fact(html, "Transport", "plain-text HTTP/2 (h2c)");
+    }
 }
 
 /// The time each phase took, in the order they happen.
@@ -1015,7 +1033,7 @@ fn short_time(at: Timestamp) -> String {
 
 /// Phases in the order they happen, not alphabetical.
 fn in_order(phases: &BTreeMap<&'static str, f64>) -> Vec<(&'static str, f64)> {
-    const ORDER: [&str; 11] = [
+    const ORDER: [&str; 12] = [
         "resolve",
         "connect",
         "starttls",
@@ -1027,6 +1045,7 @@ fn in_order(phases: &BTreeMap<&'static str, f64>) -> Vec<(&'static str, f64)> {
         "processing",
         "transfer",
         "close",
+        "check",
     ];
     let mut ordered: Vec<(&'static str, f64)> = phases.iter().map(|(k, v)| (*k, *v)).collect();
     ordered.sort_by_key(|(phase, _)| ORDER.iter().position(|known| known == phase));

@@ -14,8 +14,8 @@ use nightjar::checks::{CheckKind, CheckSpec};
 use nightjar::config::{self, CheckDef, Config, MapEnv, Overrides};
 use nightjar::metrics::{Metrics, RESERVED_LABELS, RemoteResult, TrafficResult};
 use nightjar::result::{
-    CertInfo, CheckResult, Details, DnsDetails, DomainDetails, FlowDetails, HttpDetails, SoaServer,
-    Status, StepResult, TcpDetails, TlsDetails, TlsInfo, WebsocketDetails,
+    CertInfo, CheckResult, Details, DnsDetails, DomainDetails, FlowDetails, GrpcDetails,
+    HttpDetails, SoaServer, Status, StepResult, TcpDetails, TlsDetails, TlsInfo, WebsocketDetails,
 };
 
 use super::support::require;
@@ -148,6 +148,7 @@ fn check_toml(rng: &mut Rng, kind: CheckKind, name: &str, labels: &str) -> Strin
         CheckKind::Websocket => out.push_str(
             "url = \"wss://chat.example.com/socket\"\nsteps = [{ send = \"ping\" }, { expect = 'pong' }]\n",
         ),
+        CheckKind::Grpc => out.push_str("target = \"api.example.com:443\"\nservice = \"shop\"\n"),
     }
     out
 }
@@ -338,6 +339,17 @@ fn details_of(def: &CheckDef) -> Details {
             close_reason: Some("bye".to_string()),
             remote_addr: Some("[::1]:443".parse().unwrap()),
             tls_info: Some(tls_info()),
+        }),
+        CheckSpec::Grpc(_) => Details::Grpc(GrpcDetails {
+            resolve: Duration::from_millis(1),
+            connect: Duration::from_millis(2),
+            tls: Duration::from_millis(3),
+            check: Duration::from_millis(4),
+            remote_addr: Some("[::1]:443".parse().unwrap()),
+            tls_used: true,
+            tls_info: Some(tls_info()),
+            status_code: Some(0),
+            serving_status: Some(1),
         }),
     }
 }

@@ -11,6 +11,7 @@ mod domain;
 mod examples;
 mod faults;
 mod flow;
+mod grpc;
 mod hostile;
 mod http;
 mod labels;

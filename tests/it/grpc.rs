@@ -1,0 +1,499 @@
+//! The `grpc` check against a real gRPC server (Python grpcio with the standard health
+//! service, tests/fixtures/grpc_server.py): serving, not serving, unknown service, TLS, mTLS,
+//! plain text, metadata; against nginx (HTTP/1.1, and HTTP/2 that is not gRPC); and against
+//! in-process servers that stall, answer garbage or flood.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use nightjar::result::{Details, FailureReason, GrpcDetails};
+
+use crate::support::hostile::{Behaviour, Hostile};
+use crate::support::{
+    Nginx, assert_check_contract, assert_fail, assert_pass, config_errors, free_port, load,
+    metrics_after, pki, run_check, run_check_env, sample, venv_python, wait_for_tcp,
+};
+
+/// The token the `auth` listener wants in `x-probe-token`.
+const TOKEN: &str = "s3cret-t0ken";
+
+/// The Python server, started once for the whole test binary. It exits when the test
+/// process does (its standard input, held here, closes).
+struct Servers {
+    plain: SocketAddr,
+    tls: SocketAddr,
+    mtls: SocketAddr,
+    auth: SocketAddr,
+    _child: Mutex<Child>,
+    _stdin: Mutex<ChildStdin>,
+}
+
+fn servers() -> &'static Servers {
+    static SERVERS: OnceLock<Servers> = OnceLock::new();
+    SERVERS.get_or_init(|| {
+        let pki = pki();
+        let addr = || SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let (plain, tls, mtls, auth) = (addr(), addr(), addr(), addr());
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/grpc_server.py");
+        let mut child = Command::new(venv_python())
+            .arg(script)
+            .args(["--status", "=SERVING"])
+            .args(["--status", "shop=SERVING"])
+            .args(["--status", "down=NOT_SERVING"])
+            .args(["--status", "starting=UNKNOWN"])
+            .args(["--plain", &plain.port().to_string()])
+            .args(["--tls", &tls.port().to_string()])
+            .args(["--mtls", &mtls.port().to_string()])
+            .args(["--auth", &auth.port().to_string(), "--token", TOKEN])
+            .arg("--cert")
+            .arg(&pki.leaf.chain)
+            .arg("--key")
+            .arg(&pki.leaf.key)
+            .arg("--client-ca")
+            .arg(&pki.ca)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the gRPC server");
+        let stdin = child.stdin.take().expect("its standard input");
+        for addr in [plain, tls, mtls, auth] {
+            wait_for_tcp(addr, Duration::from_secs(30));
+        }
+        Servers {
+            plain,
+            tls,
+            mtls,
+            auth,
+            _child: Mutex::new(child),
+            _stdin: Mutex::new(stdin),
+        }
+    })
+}
+
+fn grpc_check(target: impl std::fmt::Display, extra: &str) -> String {
+    format!(
+        "[[check]]\nname = \"health\"\ntype = \"grpc\"\ntarget = \"{target}\"\ninterval = \"30s\"\ntimeout = \"3s\"\n{extra}\n"
+    )
+}
+
+fn tls_keys() -> String {
+    format!("tls = {{ ca_file = {:?} }}", pki().ca.display().to_string())
+}
+
+fn details(res: &nightjar::result::CheckResult) -> &GrpcDetails {
+    match &res.details {
+        Details::Grpc(details) => details,
+        other => panic!("no grpc details in {other:?}"),
+    }
+}
+
+fn gauge(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut all = vec![("check", "health")];
+    all.extend_from_slice(labels);
+    sample(metrics, name, &all)
+}
+
+#[tokio::test]
+async fn a_serving_server_passes_over_plain_http2() {
+    let servers = servers();
+    let text = grpc_check(servers.plain, "plaintext = true");
+    let res = run_check(&text).await;
+    assert_pass(&res);
+    let got = details(&res);
+    assert_eq!(got.status_code, Some(0));
+    assert_eq!(got.serving_status_name().as_deref(), Some("SERVING"));
+    assert!(!got.tls_used && got.tls_info.is_none());
+    assert!(got.check > Duration::ZERO && got.connect > Duration::ZERO);
+    let metrics = metrics_after(&text, &res);
+    assert_check_contract(&res, &metrics);
+    assert_eq!(gauge(&metrics, "probe_grpc_status_code", &[]), Some(0.0));
+    assert_eq!(gauge(&metrics, "probe_grpc_ssl", &[]), Some(0.0));
+    for (status, value) in [
+        ("SERVING", 1.0),
+        ("NOT_SERVING", 0.0),
+        ("UNKNOWN", 0.0),
+        ("SERVICE_UNKNOWN", 0.0),
+    ] {
+        assert_eq!(
+            gauge(
+                &metrics,
+                "probe_grpc_healthcheck_response",
+                &[("serving_status", status)]
+            ),
+            Some(value),
+            "{status}"
+        );
+    }
+    for phase in ["resolve", "connect", "tls", "check"] {
+        assert!(
+            gauge(&metrics, "probe_grpc_duration_seconds", &[("phase", phase)]).is_some(),
+            "{phase}:\n{metrics}"
+        );
+    }
+    let view = nightjar::status::RunView::new(&res);
+    let grpc = view.grpc.expect("the API shows the gRPC answer");
+    assert_eq!(grpc.status.as_deref(), Some("OK"));
+    assert_eq!(grpc.serving_status.as_deref(), Some("SERVING"));
+    let store = nightjar::status::StatusStore::new(&load(&text, &[]));
+    store.update(res);
+    let page = nightjar::page::detail(&store, "health").expect("the check's page");
+    assert!(
+        page.contains("<dt>Serving status</dt><dd>SERVING</dd>"),
+        "{page}"
+    );
+    // The phases in the order they happen.
+    let at = |phase: &str| page.find(&format!(">{phase}</th>")).expect(phase);
+    assert!(
+        at("resolve") < at("connect") && at("tls") < at("check"),
+        "{page}"
+    );
+}
+
+#[tokio::test]
+async fn a_named_service_is_asked_about() {
+    let servers = servers();
+    let res = run_check(&grpc_check(
+        servers.plain,
+        "plaintext = true\nservice = \"shop\"",
+    ))
+    .await;
+    assert_pass(&res);
+}
+
+#[tokio::test]
+async fn not_serving_fails_with_the_status() {
+    let servers = servers();
+    for (service, status) in [("down", "NOT_SERVING"), ("starting", "UNKNOWN")] {
+        let text = grpc_check(
+            servers.plain,
+            &format!("plaintext = true\nservice = \"{service}\""),
+        );
+        let res = run_check(&text).await;
+        assert_fail(
+            &res,
+            FailureReason::NotServing,
+            &format!("service \"{service}\" of {} at", servers.plain),
+        );
+        assert_fail(
+            &res,
+            FailureReason::NotServing,
+            &format!("is {status}, expected SERVING"),
+        );
+        let metrics = metrics_after(&text, &res);
+        assert_check_contract(&res, &metrics);
+        assert_eq!(gauge(&metrics, "probe_grpc_status_code", &[]), Some(0.0));
+        assert_eq!(
+            gauge(
+                &metrics,
+                "probe_grpc_healthcheck_response",
+                &[("serving_status", status)]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            gauge(
+                &metrics,
+                "probe_grpc_healthcheck_response",
+                &[("serving_status", "SERVING")]
+            ),
+            Some(0.0)
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_service_is_a_grpc_status() {
+    let servers = servers();
+    let text = grpc_check(servers.plain, "plaintext = true\nservice = \"nope\"");
+    let res = run_check(&text).await;
+    assert_fail(&res, FailureReason::GrpcStatus, "NOT_FOUND");
+    assert_eq!(details(&res).status_code, Some(5));
+    assert_eq!(details(&res).serving_status, None);
+    let metrics = metrics_after(&text, &res);
+    assert_check_contract(&res, &metrics);
+    assert_eq!(gauge(&metrics, "probe_grpc_status_code", &[]), Some(5.0));
+    let view = nightjar::status::RunView::new(&res);
+    assert_eq!(view.grpc.unwrap().status.as_deref(), Some("NOT_FOUND"));
+    // The status page's detail view says what the server said.
+    let store = nightjar::status::StatusStore::new(&load(&text, &[]));
+    store.update(res);
+    let page = nightjar::page::detail(&store, "health").expect("the check's page");
+    assert!(
+        page.contains("<dt>gRPC status</dt><dd>NOT_FOUND (5)</dd>"),
+        "{page}"
+    );
+    assert!(page.contains("plain-text HTTP/2 (h2c)"), "{page}");
+}
+
+#[tokio::test]
+async fn tls_passes_and_reports_the_chain() {
+    let servers = servers();
+    let text = grpc_check(servers.tls, &tls_keys());
+    let res = run_check(&text).await;
+    assert_pass(&res);
+    let got = details(&res);
+    assert!(got.tls_used && got.tls > Duration::ZERO);
+    let info = got.tls_info.as_ref().expect("the chain is read");
+    assert!(info.chain_valid && info.hostname_match);
+    assert_eq!(info.alpn.as_deref(), Some("h2"));
+    let metrics = metrics_after(&text, &res);
+    assert_check_contract(&res, &metrics);
+    assert_eq!(gauge(&metrics, "probe_grpc_ssl", &[]), Some(1.0));
+    assert!(gauge(&metrics, "probe_ssl_earliest_cert_expiry", &[]).is_some());
+    assert_eq!(gauge(&metrics, "nightjar_tls_chain_valid", &[]), Some(1.0));
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_is_refused_before_the_call() {
+    let servers = servers();
+    // The bundled roots do not know the test CA.
+    let res = run_check(&grpc_check(servers.tls, "")).await;
+    assert_fail(&res, FailureReason::CertInvalid, "did not verify");
+    assert_eq!(details(&res).check, Duration::ZERO, "nothing was sent");
+    let res = run_check(&grpc_check(
+        servers.tls,
+        "tls = { insecure_skip_verify = true }",
+    ))
+    .await;
+    assert_pass(&res);
+}
+
+#[tokio::test]
+async fn mtls_needs_the_client_certificate() {
+    let servers = servers();
+    let pki = pki();
+    let with_cert = format!(
+        "tls = {{ ca_file = {:?}, cert_file = {:?}, key_file = {:?} }}",
+        pki.ca.display().to_string(),
+        pki.client.chain.display().to_string(),
+        pki.client.key.display().to_string()
+    );
+    let res = run_check(&grpc_check(servers.mtls, &with_cert)).await;
+    assert_pass(&res);
+
+    let text = grpc_check(servers.mtls, &tls_keys());
+    let res = run_check(&text).await;
+    assert_fail(
+        &res,
+        FailureReason::Tls,
+        "this check sends no client certificate",
+    );
+    assert_check_contract(&res, &metrics_after(&text, &res));
+}
+
+#[tokio::test]
+async fn metadata_reaches_the_server() {
+    let servers = servers();
+    let text = grpc_check(
+        servers.auth,
+        "plaintext = true\nmetadata = { x-probe-token = \"${env:PROBE_TOKEN}\" }",
+    );
+    let res = run_check_env(&text, &[("PROBE_TOKEN", TOKEN)]).await;
+    assert_pass(&res);
+
+    let res = run_check_env(&text, &[("PROBE_TOKEN", "not-the-token")]).await;
+    assert_fail(
+        &res,
+        FailureReason::GrpcStatus,
+        "UNAUTHENTICATED: missing or wrong x-probe-token",
+    );
+    assert_eq!(details(&res).status_code, Some(16));
+    let same_check = text.replace("${env:PROBE_TOKEN}", "x");
+    assert_check_contract(&res, &metrics_after(&same_check, &res));
+}
+
+#[tokio::test]
+async fn a_plain_http1_server_is_not_http2() {
+    let nginx = Nginx::start();
+    let text = grpc_check(nginx.http, "plaintext = true");
+    let res = run_check(&text).await;
+    assert_fail(
+        &res,
+        FailureReason::Protocol,
+        "is not an HTTP/2 server: it answered HTTP/1",
+    );
+    assert_check_contract(&res, &metrics_after(&text, &res));
+    assert_eq!(details(&res).status_code, None);
+    assert_eq!(
+        gauge(&metrics_after(&text, &res), "probe_grpc_status_code", &[]),
+        Some(-1.0)
+    );
+    // Over TLS, nginx's https listener offers h2 by ALPN but is no gRPC server.
+    let res = run_check(&grpc_check(nginx.h2c, "plaintext = true")).await;
+    assert_fail(
+        &res,
+        FailureReason::Protocol,
+        "answered HTTP 404 (text/html), not gRPC: not a gRPC endpoint",
+    );
+}
+
+#[tokio::test]
+async fn nothing_listening_is_connect() {
+    let port = free_port();
+    let res = run_check(&grpc_check(format!("127.0.0.1:{port}"), "plaintext = true")).await;
+    assert_fail(&res, FailureReason::Connect, "");
+}
+
+#[tokio::test]
+async fn a_stalled_server_times_out_precisely() {
+    let server = Hostile::start(Behaviour::Silent).await;
+    let text = grpc_check(server.addr, "plaintext = true").replace("\"3s\"", "\"1s\"");
+    let started = Instant::now();
+    let res = run_check(&text).await;
+    let took = started.elapsed();
+    assert_fail(
+        &res,
+        FailureReason::Timeout,
+        "accepted the connection but sent nothing (no HTTP/2 settings)",
+    );
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    assert_check_contract(&res, &metrics_after(&text, &res));
+}
+
+#[tokio::test]
+async fn a_server_that_answers_garbage_breaks_http2() {
+    let server = Hostile::start(Behaviour::NotHttp).await;
+    let text = grpc_check(server.addr, "plaintext = true");
+    let res = run_check(&text).await;
+    assert_fail(&res, FailureReason::Protocol, "its first bytes: \"SSH-2.0");
+    assert_check_contract(&res, &metrics_after(&text, &res));
+}
+
+/// A gRPC answer that announces a 2 GiB message, then sends zeros as fast as the client
+/// reads (at most 1 GiB), counting what it hands to HTTP/2.
+struct Flood {
+    left: u64,
+    written: Arc<AtomicU64>,
+}
+
+impl http_body::Body for Flood {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        let chunk = if self.written.load(Ordering::Relaxed) == 0 {
+            Bytes::from_static(&[0, 0x7f, 0xff, 0xff, 0xff])
+        } else {
+            Bytes::from(vec![0u8; 16 * 1024])
+        };
+        self.left = self.left.saturating_sub(chunk.len() as u64);
+        self.written
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(chunk))))
+    }
+}
+
+/// An HTTP/2 server that answers every request with a [`Flood`], or with 1 MiB of headers.
+async fn flood_server(
+    huge_headers: bool,
+) -> (SocketAddr, Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let written = Arc::new(AtomicU64::new(0));
+    let counter = written.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_request| {
+                    let body = Flood {
+                        left: 1 << 30,
+                        written: counter.clone(),
+                    };
+                    async move {
+                        let mut response = http::Response::builder()
+                            .header("content-type", "application/grpc")
+                            .body(body)
+                            .unwrap();
+                        if huge_headers {
+                            for idx in 0..1024 {
+                                response.headers_mut().insert(
+                                    http::HeaderName::try_from(format!("x-filler-{idx}")).unwrap(),
+                                    http::HeaderValue::from_str(&"f".repeat(1024)).unwrap(),
+                                );
+                            }
+                        }
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
+                });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, written, task)
+}
+
+#[tokio::test]
+async fn a_huge_answer_is_refused_in_bounded_memory() {
+    let (addr, written, task) = flood_server(false).await;
+    let text = grpc_check(addr, "plaintext = true");
+    let started = Instant::now();
+    let res = run_check(&text).await;
+    assert_fail(
+        &res,
+        FailureReason::TooLarge,
+        "with a message over 65536 bytes",
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // Flow control let the server write a window's worth and what the sockets hold; nowhere
+    // near the 2 GiB announced.
+    let sent = written.load(Ordering::Relaxed);
+    assert!(sent < 16 << 20, "the server wrote {sent} bytes");
+    assert_check_contract(&res, &metrics_after(&text, &res));
+    task.abort();
+}
+
+#[test]
+fn config_errors_name_their_place() {
+    let errors = config_errors(
+        "grpc.toml",
+        "[[check]]\nname = \"g\"\ntype = \"grpc\"\ntarget = \"a:1\"\ninterval = \"30s\"\nplaintext = true\ntls = { ca_file = \"x\" }\n",
+    );
+    assert!(errors.contains("grpc.toml:7:1"), "{errors}");
+    assert!(errors.contains("plaintext = true"), "{errors}");
+    let errors = config_errors(
+        "grpc.toml",
+        "[[check]]\nname = \"g\"\ntype = \"grpc\"\ntarget = \"a:1\"\ninterval = \"30s\"\nmetadata = { grpc-timeout = \"1S\" }\n",
+    );
+    assert!(errors.contains("grpc.toml:6:"), "{errors}");
+    assert!(errors.contains("set by the call itself"), "{errors}");
+    let errors = config_errors(
+        "grpc.toml",
+        "[[check]]\nname = \"g\"\ntype = \"grpc\"\ninterval = \"30s\"\n",
+    );
+    assert!(
+        errors.contains("missing the required key `target`"),
+        "{errors}"
+    );
+}
+
+#[tokio::test]
+async fn a_megabyte_of_headers_is_refused() {
+    let (addr, _, task) = flood_server(true).await;
+    let text = grpc_check(addr, "plaintext = true");
+    let res = run_check(&text).await;
+    assert_fail(
+        &res,
+        FailureReason::TooLarge,
+        "sent response headers over the 16 KiB nightjar accepts",
+    );
+    assert_check_contract(&res, &metrics_after(&text, &res));
+    task.abort();
+}
