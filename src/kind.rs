@@ -24,6 +24,8 @@ macro_rules! for_each_kind {
             (Dns, dns, "dns", DnsSpec, "A DNS query with expectations, or SOA consistency across a zone's servers."),
             (Domain, domain, "domain", DomainSpec, "Domain registration expiry from RDAP."),
             (Flow, flow, "flow", FlowSpec, "HTTP steps in order, sharing cookies and variables: a login."),
+            (Icmp, icmp, "icmp", IcmpSpec, "ICMP echo requests (ping): loss, round trips, the reply's hop limit."),
+            (Udp, udp, "udp", UdpSpec, "A UDP datagram sent, again until an answer matches."),
         }
     };
 }

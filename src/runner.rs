@@ -131,5 +131,6 @@ fn sanitize_details(details: &mut Details) {
         }
         Details::Http(_) | Details::Tls(_) | Details::Tcp(_) | Details::Flow(_) | Details::None => {
         }
+        Details::Icmp(_) | Details::Udp(_) => {}
     }
 }

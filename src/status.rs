@@ -798,6 +798,7 @@ impl RunView {
             Details::Dns(dns) => view.dns = Some(DnsView::new(dns)),
             Details::Domain(domain) => view.domain = Some(DomainView::new(domain)),
             Details::Tls(_) => view.tls_version = info_version(res),
+            Details::Icmp(_) | Details::Udp(_) => {}
             Details::Http(http) => {
                 view.status_code = http.status_code;
                 view.http_version = http.http_version;

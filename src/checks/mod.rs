@@ -7,8 +7,10 @@ pub mod dns;
 pub mod domain;
 pub mod flow;
 pub mod http;
+pub mod icmp;
 pub mod tcp;
 pub mod tls;
+pub mod udp;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -27,8 +29,10 @@ pub use dns::DnsSpec;
 pub use domain::DomainSpec;
 pub use flow::FlowSpec;
 pub use http::HttpSpec;
+pub use icmp::IcmpSpec;
 pub use tcp::TcpSpec;
 pub use tls::TlsSpec;
+pub use udp::UdpSpec;
 
 pub use crate::kind::CheckKind;
 
@@ -298,6 +302,15 @@ mod reason_lists {
                 CheckKind::Tcp,
                 vec![include_str!("tcp/mod.rs"), dial, RUNNER],
             ),
+            (
+                CheckKind::Icmp,
+                vec![
+                    include_str!("icmp/mod.rs"),
+                    include_str!("icmp/socket.rs"),
+                    RUNNER,
+                ],
+            ),
+            (CheckKind::Udp, vec![include_str!("udp/mod.rs"), RUNNER]),
         ];
         assert_eq!(parts.len(), CheckKind::ALL.len(), "every kind is covered");
         let mut missing = BTreeSet::new();
