@@ -593,6 +593,66 @@ pub struct RunView {
     /// The steps that ran, for flow checks.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepView>,
+    /// Packets and round trips, for icmp checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icmp: Option<IcmpView>,
+    /// Datagrams, for udp checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub udp: Option<UdpView>,
+}
+
+/// What an icmp run counted, for the JSON API and the page.
+#[derive(Debug, Clone, Serialize)]
+pub struct IcmpView {
+    /// Echo requests sent.
+    pub sent: u32,
+    /// Echo replies received.
+    pub received: u32,
+    /// The share of requests without a reply, from 0 to 1.
+    pub loss_ratio: f64,
+    /// Round trips in seconds (shortest, average, longest, standard deviation), when a reply
+    /// came.
+    pub rtt_min_seconds: Option<f64>,
+    /// The average round trip.
+    pub rtt_avg_seconds: Option<f64>,
+    /// The longest round trip.
+    pub rtt_max_seconds: Option<f64>,
+    /// The standard deviation of the round trips.
+    pub rtt_stddev_seconds: Option<f64>,
+    /// The TTL or hop limit of the last reply.
+    pub reply_hop_limit: Option<u8>,
+    /// The socket used: "datagram" or "raw".
+    pub socket: Option<crate::result::IcmpSocketKind>,
+}
+
+impl IcmpView {
+    fn new(icmp: &crate::result::IcmpDetails) -> IcmpView {
+        let replied = |took: Duration| (icmp.received > 0).then(|| took.as_secs_f64());
+        IcmpView {
+            sent: icmp.sent,
+            received: icmp.received,
+            loss_ratio: if icmp.sent == 0 {
+                0.0
+            } else {
+                f64::from(icmp.sent - icmp.received) / f64::from(icmp.sent)
+            },
+            rtt_min_seconds: replied(icmp.rtt_min),
+            rtt_avg_seconds: replied(icmp.rtt),
+            rtt_max_seconds: replied(icmp.rtt_max),
+            rtt_stddev_seconds: replied(icmp.rtt_stddev),
+            reply_hop_limit: icmp.reply_hop_limit,
+            socket: icmp.socket,
+        }
+    }
+}
+
+/// What a udp run counted, for the JSON API and the page.
+#[derive(Debug, Clone, Serialize)]
+pub struct UdpView {
+    /// Datagrams sent.
+    pub sent: u32,
+    /// Bytes received.
+    pub received_bytes: u64,
 }
 
 /// One flow step, for the JSON API.
@@ -790,6 +850,8 @@ impl RunView {
             domain: None,
             dns: None,
             steps: Vec::new(),
+            icmp: None,
+            udp: None,
         };
         // What only one kind has.
         match &res.details {
@@ -798,7 +860,13 @@ impl RunView {
             Details::Dns(dns) => view.dns = Some(DnsView::new(dns)),
             Details::Domain(domain) => view.domain = Some(DomainView::new(domain)),
             Details::Tls(_) => view.tls_version = info_version(res),
-            Details::Icmp(_) | Details::Udp(_) => {}
+            Details::Icmp(icmp) => view.icmp = Some(IcmpView::new(icmp)),
+            Details::Udp(udp) => {
+                view.udp = Some(UdpView {
+                    sent: udp.sent,
+                    received_bytes: udp.received,
+                });
+            }
             Details::Http(http) => {
                 view.status_code = http.status_code;
                 view.http_version = http.http_version;

@@ -355,11 +355,17 @@ impl Exchange {
                 ),
             ));
         }
-        let lost = sent - received;
-        let loss = if sent == 0 {
+        // A run that stopped reading counts the requests it never sent as lost too.
+        let due = if self.ignored >= MAX_IGNORED {
+            u32::from(spec.count)
+        } else {
+            sent
+        };
+        let lost = due.saturating_sub(received);
+        let loss = if due == 0 {
             1.0
         } else {
-            f64::from(lost) / f64::from(sent)
+            f64::from(lost) / f64::from(due)
         };
         if loss > spec.max_loss {
             let counts = format!(

@@ -5,6 +5,7 @@ pub mod bind;
 pub mod browser;
 pub mod hostile;
 pub mod hostile_dns;
+pub mod netns;
 pub mod pki;
 
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
@@ -30,7 +31,10 @@ pub fn require(program: &str, package: &str) -> PathBuf {
 
 /// The Python of the test virtualenv that `scripts/test.sh` fills from
 /// `scripts/test-requirements.txt` (real servers Debian does not package).
-#[expect(dead_code, reason = "the grpc and websocket tests, which land next, use it")]
+#[expect(
+    dead_code,
+    reason = "the grpc and websocket tests, which land next, use it"
+)]
 pub fn venv_python() -> PathBuf {
     let venv = std::env::var_os("NIGHTJAR_TEST_VENV")
         .map(PathBuf::from)
