@@ -2,7 +2,7 @@
 # CPU per probe: nightjar against Prometheus blackbox_exporter and a floor reference (the same
 # network work done by a minimal Rust client), per check type, at one fixed probe rate, against
 # nginx and BIND on loopback. Prints a Markdown table. Options go to the benchmark:
-#   bash bench/compare.sh [--rate 200] [--seconds 20] [--warmup 5] [--kinds http,https,dns,tcp]
+#   bash bench/compare.sh [--rate 200] [--seconds 20] [--warmup 5] [--kinds http,https,dns,tcp,icmp]
 # Installs what it needs from Debian's packages when it is missing; stops every process it
 # started (they are children of the benchmark, killed when it ends).
 set -euo pipefail

@@ -25,10 +25,11 @@ pub enum Kind {
     Https,
     Dns,
     Tcp,
+    Icmp,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Http, Kind::Https, Kind::Dns, Kind::Tcp];
+    pub const ALL: [Kind; 5] = [Kind::Http, Kind::Https, Kind::Dns, Kind::Tcp, Kind::Icmp];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -36,6 +37,7 @@ impl Kind {
             Kind::Https => "https",
             Kind::Dns => "dns",
             Kind::Tcp => "tcp",
+            Kind::Icmp => "icmp",
         }
     }
 
@@ -174,6 +176,7 @@ async fn one_probe(
     const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
     match kind {
         Kind::Tcp => TcpStream::connect(target).await.is_ok(),
+        Kind::Icmp => echo(target.ip()).await,
         Kind::Http => {
             let Ok(mut tcp) = TcpStream::connect(target).await else {
                 return false;
@@ -214,6 +217,60 @@ async fn one_probe(
                 return false;
             };
             Message::from_vec(&buf[..len]).is_ok_and(|answer| !answer.answers.is_empty())
+        }
+    }
+}
+
+/// One ICMP echo request and its reply, over a datagram socket where `ping_group_range`
+/// allows it, a raw one otherwise (as nightjar and blackbox_exporter choose), without the
+/// reply's hop limit or the error queue.
+async fn echo(target: std::net::IpAddr) -> bool {
+    use nix::sys::socket::{self, AddressFamily, SockFlag, SockProtocol, SockType, SockaddrIn};
+    let std::net::IpAddr::V4(v4) = target else {
+        return false;
+    };
+    let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+    let Ok(fd) = socket::socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        flags,
+        SockProtocol::Icmp,
+    )
+    .or_else(|_| {
+        socket::socket(
+            AddressFamily::Inet,
+            SockType::Raw,
+            flags,
+            SockProtocol::Icmp,
+        )
+    }) else {
+        return false;
+    };
+    let to = SockaddrIn::from(std::net::SocketAddrV4::new(v4, 0));
+    if socket::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &to).is_err() {
+        return false;
+    }
+    let Ok(socket) = UdpSocket::from_std(std::net::UdpSocket::from(fd)) else {
+        return false;
+    };
+    let id = next_id();
+    let payload = [0x5au8; 56];
+    let request = nightjar::checks::icmp::codec::echo_request(false, id, id, &payload);
+    if socket.send(&request).await.is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 256];
+    // A raw socket also sees the request on loopback and other hosts' replies: read until
+    // ours.
+    loop {
+        let Ok(len) = socket.recv(&mut buf).await else {
+            return false;
+        };
+        let raw = buf[0] >> 4 == 4;
+        if let Some(reply) = nightjar::checks::icmp::codec::parse_reply(&buf[..len], false, raw)
+            && reply.seq == id
+        {
+            return true;
         }
     }
 }

@@ -627,7 +627,7 @@ pub struct IcmpView {
 
 impl IcmpView {
     fn new(icmp: &crate::result::IcmpDetails) -> IcmpView {
-        let replied = |took: Duration| (icmp.received > 0).then(|| took.as_secs_f64());
+        let replied = |took: Duration| (icmp.received > 0).then_some(took.as_secs_f64());
         IcmpView {
             sent: icmp.sent,
             received: icmp.received,
