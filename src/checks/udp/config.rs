@@ -112,7 +112,9 @@ fn hex(table: &Table<'_>, text: &str, span: &std::ops::Range<usize>, key: &str) 
         .bytes()
         .filter(|byte| !matches!(byte, b' ' | b':' | b'\t' | b'\n'))
         .collect();
-    let decoded: Option<Vec<u8>> = digits.len().is_multiple_of(2)
+    let decoded: Option<Vec<u8>> = digits
+        .len()
+        .is_multiple_of(2)
         .then(|| {
             digits
                 .chunks(2)
