@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes nightjar's parsers with cargo-fuzz (libFuzzer with AddressSanitizer): config loading
-# and validation, DNS answers, RDAP bodies, HTML form extraction, template interpolation and
-# the rule generator. Each target runs for a set time from the seeds in fuzz/seeds/ and the
+# and validation, DNS answers, RDAP bodies, HTML form extraction, template interpolation,
+# the rule generator and ICMP replies. Each target runs for a set time from the seeds in fuzz/seeds/ and the
 # minimised corpora of earlier runs (fuzz/corpora/*.tar.xz, unpacked into fuzz/corpus/); a
 # crash is reported with the input that caused it under fuzz/artifacts/. To refresh the
 # committed corpora after a long run: cargo fuzz cmin TARGET, then tar the directory again.
@@ -20,7 +20,7 @@ while [ $# -gt 0 ]; do
     *) targets+=("$1"); shift ;;
   esac
 done
-[ "${#targets[@]}" -gt 0 ] || targets=(config dns_answer rdap form_field interpolation rules)
+[ "${#targets[@]}" -gt 0 ] || targets=(config dns_answer rdap form_field interpolation rules icmp_reply)
 
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 # cargo-fuzz passes flags only nightly accepts (-Zsanitizer=address); RUSTC_BOOTSTRAP lets

@@ -27,10 +27,18 @@ pub enum Kind {
     Tcp,
     /// The gRPC health check in plain-text HTTP/2.
     Grpc,
+    Icmp,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [Kind::Http, Kind::Https, Kind::Dns, Kind::Tcp, Kind::Grpc];
+    pub const ALL: [Kind; 6] = [
+        Kind::Http,
+        Kind::Https,
+        Kind::Dns,
+        Kind::Tcp,
+        Kind::Grpc,
+        Kind::Icmp,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -39,6 +47,7 @@ impl Kind {
             Kind::Dns => "dns",
             Kind::Tcp => "tcp",
             Kind::Grpc => "grpc",
+            Kind::Icmp => "icmp",
         }
     }
 
@@ -178,6 +187,7 @@ async fn one_probe(
     match kind {
         Kind::Tcp => TcpStream::connect(target).await.is_ok(),
         Kind::Grpc => grpc_health(target).await,
+        Kind::Icmp => echo(target.ip()).await,
         Kind::Http => {
             let Ok(mut tcp) = TcpStream::connect(target).await else {
                 return false;
@@ -256,6 +266,60 @@ async fn grpc_health(target: SocketAddr) -> bool {
         .and_then(|trailers| trailers.get("grpc-status"))
         .is_some_and(|status| status == "0");
     status_ok && body.to_bytes().as_ref() == [0, 0, 0, 0, 2, 0x08, 1]
+}
+
+/// One ICMP echo request and its reply, over a datagram socket where `ping_group_range`
+/// allows it, a raw one otherwise (as nightjar and blackbox_exporter choose), without the
+/// reply's hop limit or the error queue.
+async fn echo(target: std::net::IpAddr) -> bool {
+    use nix::sys::socket::{self, AddressFamily, SockFlag, SockProtocol, SockType, SockaddrIn};
+    let std::net::IpAddr::V4(v4) = target else {
+        return false;
+    };
+    let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+    let Ok(fd) = socket::socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        flags,
+        SockProtocol::Icmp,
+    )
+    .or_else(|_| {
+        socket::socket(
+            AddressFamily::Inet,
+            SockType::Raw,
+            flags,
+            SockProtocol::Icmp,
+        )
+    }) else {
+        return false;
+    };
+    let to = SockaddrIn::from(std::net::SocketAddrV4::new(v4, 0));
+    if socket::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &to).is_err() {
+        return false;
+    }
+    let Ok(socket) = UdpSocket::from_std(std::net::UdpSocket::from(fd)) else {
+        return false;
+    };
+    let id = next_id();
+    let payload = [0x5au8; 56];
+    let request = nightjar::checks::icmp::codec::echo_request(false, id, id, &payload);
+    if socket.send(&request).await.is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 256];
+    // A raw socket also sees the request on loopback and other hosts' replies: read until
+    // ours.
+    loop {
+        let Ok(len) = socket.recv(&mut buf).await else {
+            return false;
+        };
+        let raw = buf[0] >> 4 == 4;
+        if let Some(reply) = nightjar::checks::icmp::codec::parse_reply(&buf[..len], false, raw)
+            && reply.seq == id
+        {
+            return true;
+        }
+    }
 }
 
 fn next_id() -> u16 {

@@ -81,7 +81,7 @@ fn main() {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: cargo bench --bench nightjar -- compare [--rate 200] [--seconds 20] [--warmup 5] [--kinds http,https,dns,tcp,grpc]\n\
+        "usage: cargo bench --bench nightjar -- compare [--rate 200] [--seconds 20] [--warmup 5] [--kinds http,https,dns,tcp,grpc,icmp]\n\
          \x20      cargo bench --bench nightjar -- scale [--checks 10000] [--interval 60] [--seconds 60] [--fast-checks 1000]\n\
          \x20      cargo bench --bench nightjar -- soak [--checks 1000] [--interval 10] [--minutes 30] [--every 60] [--warmup SECONDS] [--remote-write no]\n\
          \x20      cargo bench --bench nightjar -- detect [--minutes 4] [--checks 20] [--quorum-for 5m,1m,1s] [--fail-percent 10]\n\
@@ -250,7 +250,7 @@ fn compare(opts: &Opts) {
     let seconds = opts.num("seconds", 20.0);
     let warmup = opts.num("warmup", 5.0);
     let kinds: Vec<Kind> = opts
-        .text("kinds", "http,https,dns,tcp,grpc")
+        .text("kinds", "http,https,dns,tcp,grpc,icmp")
         .split(',')
         .map(|name| Kind::parse(name).unwrap_or_else(|| usage()))
         .collect();
@@ -270,7 +270,8 @@ fn compare(opts: &Opts) {
              https:\n    prober: http\n    timeout: 5s\n    http: {{ preferred_ip_protocol: ip4, tls_config: {{ ca_file: {ca} }} }}\n  \
              dns:\n    prober: dns\n    timeout: 5s\n    dns: {{ query_name: {q}, query_type: A, transport_protocol: udp, preferred_ip_protocol: ip4 }}\n  \
              tcp:\n    prober: tcp\n    timeout: 5s\n    tcp: {{ preferred_ip_protocol: ip4 }}\n  \
-             grpc:\n    prober: grpc\n    timeout: 5s\n    grpc: {{ tls: false, preferred_ip_protocol: ip4 }}\n",
+             grpc:\n    prober: grpc\n    timeout: 5s\n    grpc: {{ tls: false, preferred_ip_protocol: ip4 }}\n  \
+             icmp:\n    prober: icmp\n    timeout: 5s\n    icmp: {{ preferred_ip_protocol: ip4 }}\n",
             ca = pki.ca.display(),
             q = targets::QUERY_NAME,
         ),
@@ -319,6 +320,12 @@ fn compare(opts: &Opts) {
                     format!("type = \"grpc\"\ntarget = \"{addr}\"\nplaintext = true"),
                 )
             }
+            // One echo request per probe, as blackbox_exporter sends.
+            Kind::Icmp => (
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+                "127.0.0.1".to_string(),
+                "type = \"icmp\"\ntarget = \"127.0.0.1\"\ncount = 1".to_string(),
+            ),
         };
         eprintln!("{}: floor reference", kind.name());
         let floor = run_floor(kind, target, &pki.ca, rate, warmup, seconds);

@@ -37,6 +37,10 @@ have redis-server || missing+=(redis-server)
 have vsftpd || missing+=(vsftpd)
 have iptables || missing+=(iptables)
 have ip || missing+=(iproute2)
+# sysctl opens unprivileged ICMP sockets in the icmp tests' namespaces, and setpriv runs the
+# agent there as nobody.
+have sysctl || missing+=(procps)
+have setpriv || missing+=(util-linux)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -26,6 +26,8 @@ macro_rules! for_each_kind {
             (Flow, flow, "flow", FlowSpec, "HTTP steps in order, sharing cookies and variables: a login."),
             (Websocket, websocket, "websocket", WebsocketSpec, "A WebSocket upgrade, optionally with a conversation of messages sent and expected, then a clean close."),
             (Grpc, grpc, "grpc", GrpcSpec, "The standard gRPC health check, over TLS or plain-text HTTP/2."),
+            (Icmp, icmp, "icmp", IcmpSpec, "ICMP echo requests (ping): loss, round trips, the reply's hop limit."),
+            (Udp, udp, "udp", UdpSpec, "A UDP datagram sent, again until an answer matches."),
         }
     };
 }

@@ -1013,6 +1013,8 @@ pub(crate) struct SpecCx<'a> {
     pub rdap_bootstrap: &'a url::Url,
     /// RDAP base URLs by TLD (`[agent] rdap_servers`).
     pub rdap_servers: &'a BTreeMap<String, url::Url>,
+    /// The check's timeout: every run ends by then.
+    pub timeout: Duration,
 }
 
 /// Source of environment variables for `${env:NAME}`; a trait so tests never touch the

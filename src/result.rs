@@ -121,6 +121,10 @@ pub enum Details {
     Websocket(WebsocketDetails),
     /// A gRPC health check's measurements.
     Grpc(GrpcDetails),
+    /// An ICMP check's measurements.
+    Icmp(IcmpDetails),
+    /// A UDP check's measurements.
+    Udp(UdpDetails),
 }
 
 impl Details {
@@ -137,6 +141,8 @@ impl Details {
             Details::Flow(flow) => Some(flow),
             Details::Websocket(websocket) => Some(websocket),
             Details::Grpc(grpc) => Some(grpc),
+            Details::Icmp(icmp) => Some(icmp),
+            Details::Udp(udp) => Some(udp),
         }
     }
 
@@ -273,6 +279,31 @@ impl Facets for TcpDetails {
     }
     fn tls_info(&self) -> Option<&TlsInfo> {
         self.tls_info.as_ref()
+    }
+}
+
+/// The address pinged is `remote_addr`, with port 0.
+impl Facets for IcmpDetails {
+    fn phases(&self) -> Vec<(&'static str, Duration)> {
+        IcmpDetails::phases(self).to_vec()
+    }
+    fn resolve(&self) -> Option<Duration> {
+        Some(self.resolve)
+    }
+    fn remote_addr(&self) -> Option<Option<SocketAddr>> {
+        Some(self.remote_addr)
+    }
+}
+
+impl Facets for UdpDetails {
+    fn phases(&self) -> Vec<(&'static str, Duration)> {
+        UdpDetails::phases(self).to_vec()
+    }
+    fn resolve(&self) -> Option<Duration> {
+        Some(self.resolve)
+    }
+    fn remote_addr(&self) -> Option<Option<SocketAddr>> {
+        Some(self.remote_addr)
     }
 }
 
@@ -537,6 +568,60 @@ pub struct TcpStep {
     pub success: bool,
     /// How long it took (a `starttls` step's handshake included).
     pub duration: Duration,
+}
+
+/// What an `icmp` check measured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IcmpDetails {
+    /// Time spent resolving the target.
+    pub resolve: Duration,
+    /// Time spent opening and setting up the socket.
+    pub setup: Duration,
+    /// The average round trip of the replies (zero without a reply).
+    pub rtt: Duration,
+    /// The shortest round trip.
+    pub rtt_min: Duration,
+    /// The longest round trip.
+    pub rtt_max: Duration,
+    /// The standard deviation of the round trips.
+    pub rtt_stddev: Duration,
+    /// Echo requests sent.
+    pub sent: u32,
+    /// Echo replies received.
+    pub received: u32,
+    /// The TTL (IPv4) or hop limit (IPv6) of the last reply, when the kernel gave it.
+    pub reply_hop_limit: Option<u8>,
+    /// The address pinged (port 0).
+    pub remote_addr: Option<std::net::SocketAddr>,
+    /// The kind of socket the run used, once one opened.
+    pub socket: Option<IcmpSocketKind>,
+}
+
+/// The kind of ICMP socket a run used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IcmpSocketKind {
+    /// An unprivileged datagram socket (`net.ipv4.ping_group_range`).
+    Datagram,
+    /// A raw socket (CAP_NET_RAW).
+    Raw,
+}
+
+/// What a `udp` check measured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UdpDetails {
+    /// Time spent resolving the target.
+    pub resolve: Duration,
+    /// From the first datagram sent to the matching answer (or the end).
+    pub exchange: Duration,
+    /// Datagrams sent.
+    pub sent: u32,
+    /// Bytes received, in every datagram read.
+    pub received: u64,
+    /// The address sent to.
+    pub remote_addr: Option<std::net::SocketAddr>,
 }
 
 /// What a `tls` check measured.
@@ -876,6 +961,13 @@ pub enum FailureReason {
     GrpcStatus,
     /// A gRPC health check answered something other than SERVING.
     NotServing,
+    /// More ICMP echo requests went without a reply than `max_loss` allows.
+    Loss,
+    /// The target or a router answered that it cannot be reached (an ICMP destination
+    /// unreachable or time exceeded, a UDP port unreachable), or nothing could be sent to it.
+    Unreachable,
+    /// The agent lacks the privilege the check needs (an ICMP socket).
+    Permission,
 }
 
 impl FailureReason {
@@ -905,6 +997,9 @@ impl FailureReason {
         FailureReason::Extract,
         FailureReason::GrpcStatus,
         FailureReason::NotServing,
+        FailureReason::Loss,
+        FailureReason::Unreachable,
+        FailureReason::Permission,
     ];
 
     /// The metric label value.
@@ -934,6 +1029,9 @@ impl FailureReason {
             FailureReason::Extract => "extract",
             FailureReason::GrpcStatus => "grpc_status",
             FailureReason::NotServing => "not_serving",
+            FailureReason::Loss => "loss",
+            FailureReason::Unreachable => "unreachable",
+            FailureReason::Permission => "permission",
         }
     }
 }
@@ -1270,6 +1368,32 @@ mod tests {
                         success: true,
                         duration: Duration::from_millis(5),
                     }],
+                }),
+            ),
+            result(
+                CheckKind::Icmp,
+                Details::Icmp(IcmpDetails {
+                    resolve: Duration::from_millis(1),
+                    setup: Duration::from_micros(40),
+                    rtt: Duration::from_micros(900),
+                    rtt_min: Duration::from_micros(800),
+                    rtt_max: Duration::from_millis(1),
+                    rtt_stddev: Duration::from_micros(80),
+                    sent: 3,
+                    received: 3,
+                    reply_hop_limit: Some(64),
+                    remote_addr: Some("[2001:db8::9]:0".parse().unwrap()),
+                    socket: Some(IcmpSocketKind::Raw),
+                }),
+            ),
+            result(
+                CheckKind::Udp,
+                Details::Udp(UdpDetails {
+                    resolve: Duration::from_millis(1),
+                    exchange: Duration::from_millis(2),
+                    sent: 2,
+                    received: 48,
+                    remote_addr: Some("192.0.2.9:123".parse().unwrap()),
                 }),
             ),
             result(

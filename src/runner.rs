@@ -145,5 +145,6 @@ fn sanitize_details(details: &mut Details) {
         }
         // Codes and serving statuses are numbers; the server's message is in the detail.
         Details::Grpc(_) => {}
+        Details::Icmp(_) | Details::Udp(_) => {}
     }
 }

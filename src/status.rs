@@ -585,6 +585,12 @@ pub struct RunView {
     /// What the server said, for grpc checks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grpc: Option<GrpcView>,
+    /// Packets and round trips, for icmp checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icmp: Option<IcmpView>,
+    /// Datagrams, for udp checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub udp: Option<UdpView>,
 }
 
 /// A gRPC health answer, for the JSON API.
@@ -598,6 +604,60 @@ pub struct GrpcView {
     pub serving_status: Option<String>,
     /// Whether the connection used TLS.
     pub tls: bool,
+}
+
+/// What an icmp run counted, for the JSON API and the page.
+#[derive(Debug, Clone, Serialize)]
+pub struct IcmpView {
+    /// Echo requests sent.
+    pub sent: u32,
+    /// Echo replies received.
+    pub received: u32,
+    /// The share of requests without a reply, from 0 to 1.
+    pub loss_ratio: f64,
+    /// Round trips in seconds (shortest, average, longest, standard deviation), when a reply
+    /// came.
+    pub rtt_min_seconds: Option<f64>,
+    /// The average round trip.
+    pub rtt_avg_seconds: Option<f64>,
+    /// The longest round trip.
+    pub rtt_max_seconds: Option<f64>,
+    /// The standard deviation of the round trips.
+    pub rtt_stddev_seconds: Option<f64>,
+    /// The TTL or hop limit of the last reply.
+    pub reply_hop_limit: Option<u8>,
+    /// The socket used: "datagram" or "raw".
+    pub socket: Option<crate::result::IcmpSocketKind>,
+}
+
+impl IcmpView {
+    fn new(icmp: &crate::result::IcmpDetails) -> IcmpView {
+        let replied = |took: Duration| (icmp.received > 0).then_some(took.as_secs_f64());
+        IcmpView {
+            sent: icmp.sent,
+            received: icmp.received,
+            loss_ratio: if icmp.sent == 0 {
+                0.0
+            } else {
+                f64::from(icmp.sent - icmp.received) / f64::from(icmp.sent)
+            },
+            rtt_min_seconds: replied(icmp.rtt_min),
+            rtt_avg_seconds: replied(icmp.rtt),
+            rtt_max_seconds: replied(icmp.rtt_max),
+            rtt_stddev_seconds: replied(icmp.rtt_stddev),
+            reply_hop_limit: icmp.reply_hop_limit,
+            socket: icmp.socket,
+        }
+    }
+}
+
+/// What a udp run counted, for the JSON API and the page.
+#[derive(Debug, Clone, Serialize)]
+pub struct UdpView {
+    /// Datagrams sent.
+    pub sent: u32,
+    /// Bytes received.
+    pub received_bytes: u64,
 }
 
 /// One flow step, for the JSON API.
@@ -810,6 +870,8 @@ impl RunView {
             steps: Vec::new(),
             websocket: None,
             grpc: None,
+            icmp: None,
+            udp: None,
         };
         // What only one kind has.
         match &res.details {
@@ -839,6 +901,13 @@ impl RunView {
                     status: grpc.status_name().map(String::from),
                     serving_status: grpc.serving_status_name().map(String::from),
                     tls: grpc.tls_used,
+                });
+            }
+            Details::Icmp(icmp) => view.icmp = Some(IcmpView::new(icmp)),
+            Details::Udp(udp) => {
+                view.udp = Some(UdpView {
+                    sent: udp.sent,
+                    received_bytes: udp.received,
                 });
             }
             Details::Http(http) => {

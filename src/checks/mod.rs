@@ -8,8 +8,10 @@ pub mod domain;
 pub mod flow;
 pub mod grpc;
 pub mod http;
+pub mod icmp;
 pub mod tcp;
 pub mod tls;
+pub mod udp;
 pub mod websocket;
 
 use std::net::{IpAddr, SocketAddr};
@@ -30,8 +32,10 @@ pub use domain::DomainSpec;
 pub use flow::FlowSpec;
 pub use grpc::GrpcSpec;
 pub use http::HttpSpec;
+pub use icmp::IcmpSpec;
 pub use tcp::TcpSpec;
 pub use tls::TlsSpec;
+pub use udp::UdpSpec;
 pub use websocket::WebsocketSpec;
 
 pub use crate::kind::CheckKind;
@@ -327,6 +331,15 @@ mod reason_lists {
                     .chain(tls_kinds)
                     .collect(),
             ),
+            (
+                CheckKind::Icmp,
+                vec![
+                    include_str!("icmp/mod.rs"),
+                    include_str!("icmp/socket.rs"),
+                    RUNNER,
+                ],
+            ),
+            (CheckKind::Udp, vec![include_str!("udp/mod.rs"), RUNNER]),
         ];
         assert_eq!(parts.len(), CheckKind::ALL.len(), "every kind is covered");
         let mut missing = BTreeSet::new();

@@ -709,6 +709,7 @@ fn read_check(
                 secrets: &mut secrets,
                 rdap_bootstrap: &agent.rdap_bootstrap,
                 rdap_servers: &agent.rdap_servers,
+                timeout,
             },
         )
     });

@@ -425,6 +425,15 @@ fn gauges_of(res: &CheckResult, steps: &[String]) -> Vec<Sample> {
             ]);
             Some(Fam::WebsocketDuration)
         }
+        Details::Icmp(icmp) => {
+            icmp_gauges(&mut gauges, icmp);
+            Some(Fam::IcmpDuration)
+        }
+        Details::Udp(udp) => {
+            gauges.push(Sample::new(Fam::UdpSent, f64::from(udp.sent)));
+            gauges.push(Sample::new(Fam::UdpReceived, udp.received as f64));
+            Some(Fam::UdpDuration)
+        }
     };
     if let Some(fam) = phase_family {
         for (phase, took) in details.phases() {
@@ -432,6 +441,24 @@ fn gauges_of(res: &CheckResult, steps: &[String]) -> Vec<Sample> {
         }
     }
     gauges
+}
+
+/// The packet counts of an icmp run, and its round trips and reply hop limit when a reply
+/// came.
+fn icmp_gauges(gauges: &mut Vec<Sample>, icmp: &crate::result::IcmpDetails) {
+    gauges.push(Sample::new(Fam::IcmpSent, f64::from(icmp.sent)));
+    gauges.push(Sample::new(Fam::IcmpReceived, f64::from(icmp.received)));
+    if let Some(hops) = icmp.reply_hop_limit {
+        gauges.push(Sample::new(Fam::IcmpReplyHopLimit, f64::from(hops)));
+    }
+    if icmp.received > 0 {
+        gauges.extend([
+            Sample::new(Fam::IcmpRttMin, icmp.rtt_min.as_secs_f64()),
+            Sample::new(Fam::IcmpRttAvg, icmp.rtt.as_secs_f64()),
+            Sample::new(Fam::IcmpRttMax, icmp.rtt_max.as_secs_f64()),
+            Sample::new(Fam::IcmpRttStddev, icmp.rtt_stddev.as_secs_f64()),
+        ]);
+    }
 }
 
 /// The checks of `config` that run in the agent's region.

@@ -69,6 +69,17 @@ pub(super) enum Fam {
     GrpcStatusCode,
     GrpcHealthcheckResponse,
     GrpcSsl,
+    IcmpDuration,
+    IcmpReplyHopLimit,
+    IcmpSent,
+    IcmpReceived,
+    IcmpRttMin,
+    IcmpRttAvg,
+    IcmpRttMax,
+    IcmpRttStddev,
+    UdpDuration,
+    UdpSent,
+    UdpReceived,
 }
 
 impl Fam {
@@ -298,6 +309,61 @@ const GAUGES: &[(Fam, &str, &str)] = &[
         Fam::GrpcSsl,
         "probe_grpc_ssl",
         "Whether the last gRPC health check used TLS.",
+    ),
+    (
+        Fam::IcmpDuration,
+        "probe_icmp_duration_seconds",
+        "Duration of each phase of the last run of an icmp check: resolve, setup (the socket), rtt (the average round trip).",
+    ),
+    (
+        Fam::IcmpReplyHopLimit,
+        "probe_icmp_reply_hop_limit",
+        "The TTL (IPv4) or hop limit (IPv6) of the last echo reply.",
+    ),
+    (
+        Fam::IcmpSent,
+        "nightjar_icmp_packets_sent",
+        "Echo requests sent in the last run of an icmp check.",
+    ),
+    (
+        Fam::IcmpReceived,
+        "nightjar_icmp_packets_received",
+        "Echo replies received in the last run of an icmp check.",
+    ),
+    (
+        Fam::IcmpRttMin,
+        "nightjar_icmp_rtt_min_seconds",
+        "The shortest round trip of the last run of an icmp check.",
+    ),
+    (
+        Fam::IcmpRttAvg,
+        "nightjar_icmp_rtt_avg_seconds",
+        "The average round trip of the last run of an icmp check.",
+    ),
+    (
+        Fam::IcmpRttMax,
+        "nightjar_icmp_rtt_max_seconds",
+        "The longest round trip of the last run of an icmp check.",
+    ),
+    (
+        Fam::IcmpRttStddev,
+        "nightjar_icmp_rtt_stddev_seconds",
+        "The standard deviation of the round trips of the last run of an icmp check.",
+    ),
+    (
+        Fam::UdpDuration,
+        "nightjar_udp_duration_seconds",
+        "Duration of each phase of the last run of a udp check: resolve, exchange (from the first datagram to the answer).",
+    ),
+    (
+        Fam::UdpSent,
+        "nightjar_udp_datagrams_sent",
+        "Datagrams sent in the last run of a udp check.",
+    ),
+    (
+        Fam::UdpReceived,
+        "nightjar_udp_received_bytes",
+        "Bytes received in the last run of a udp check, in every datagram read.",
     ),
 ];
 

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::result::Failure;
 use crate::status::{
-    AnswerView, CheckView, DnsView, DomainView, GrpcView, HistoryPoint, RunView, State,
+    AnswerView, CheckView, DnsView, DomainView, GrpcView, HistoryPoint, IcmpView, RunView, State,
     StatusStore, StepView, Summary, Timestamp, TlsView, WebsocketView,
 };
 use crate::time::{days_text, left_text, unix_secs};
@@ -717,6 +717,15 @@ fn last_run(html: &mut String, run: &RunView, now: SystemTime, leads: (Duration,
     if let Some(websocket) = &run.websocket {
         conversation(html, websocket);
     }
+    if let Some(icmp) = &run.icmp {
+        icmp_facts(html, icmp);
+    }
+    if let Some(udp) = &run.udp {
+        html.push_str("<h2>UDP</h2>\n<dl class=\"facts\">\n");
+        fact(html, "Datagrams sent", &udp.sent.to_string());
+        fact(html, "Bytes received", &udp.received_bytes.to_string());
+        html.push_str("</dl>\n");
+    }
 }
 
 /// A websocket check's messages and the server's close frame.
@@ -735,6 +744,50 @@ fn conversation(html: &mut String, websocket: &WebsocketView) {
             .map(|reason| format!(" ({})", escape(reason)))
             .unwrap_or_default();
         fact(html, "Server's close", &format!("code {code}{reason}"));
+    }
+    html.push_str("</dl>\n");
+}
+
+/// What an icmp run counted: packets, loss, round trips, the reply's hop limit.
+fn icmp_facts(html: &mut String, icmp: &IcmpView) {
+    html.push_str("<h2>ICMP</h2>\n<dl class=\"facts\">\n");
+    fact(
+        html,
+        "Packets",
+        &format!(
+            "{} sent, {} received, {:.0}% loss",
+            icmp.sent,
+            icmp.received,
+            icmp.loss_ratio * 100.0
+        ),
+    );
+    if let (Some(min), Some(avg), Some(max), Some(stddev)) = (
+        icmp.rtt_min_seconds,
+        icmp.rtt_avg_seconds,
+        icmp.rtt_max_seconds,
+        icmp.rtt_stddev_seconds,
+    ) {
+        fact(
+            html,
+            "Round trip min/avg/max/stddev",
+            &format!(
+                "{:.3}/{:.3}/{:.3}/{:.3} ms",
+                min * 1e3,
+                avg * 1e3,
+                max * 1e3,
+                stddev * 1e3
+            ),
+        );
+    }
+    if let Some(hops) = icmp.reply_hop_limit {
+        fact(html, "Reply hop limit", &hops.to_string());
+    }
+    if let Some(socket) = icmp.socket {
+        let socket = match socket {
+            crate::result::IcmpSocketKind::Datagram => "unprivileged datagram",
+            crate::result::IcmpSocketKind::Raw => "raw (CAP_NET_RAW)",
+        };
+        fact(html, "Socket", socket);
     }
     html.push_str("</dl>\n");
 }

@@ -62,7 +62,7 @@ test.toml:12:7: invalid URL "example.com/health": relative URL without a base (h
 test.toml:14:11: timeout 1m is longer than the interval 30s of check "api" (hint: a run must end before the next one is due; lower the timeout or raise the interval)
 test.toml:15:46: invalid regex in `body_matches`: error: unclosed group
 test.toml:18:8: duplicate check name "api" (hint: it is already defined at test.toml:10:8; check names must be unique)
-test.toml:19:8: unknown check type "htp" (hint: did you mean "http"? supported types: http, tls, tcp, dns, domain, flow, websocket, grpc)
+test.toml:19:8: unknown check type "htp" (hint: did you mean "http"? supported types: http, tls, tcp, dns, domain, flow, websocket, grpc, icmp, udp)
 test.toml:20:8: invalid cron expression "*/5 * * *": expected 5 or 6 fields, found 4 (hint: use 5 fields (minute hour day-of-month month day-of-week, like "*/5 * * * *") or 6 with seconds first; times are UTC)
 test.toml:25:7: environment variable API_KEY is not set (referenced as ${env:API_KEY}) (hint: set API_KEY in the agent's environment, or use ${file:PATH})
 "#,

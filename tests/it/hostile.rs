@@ -258,6 +258,33 @@ async fn the_agent_survives_every_hostile_target_in_bounded_memory() {
         ));
         servers.push(server);
     }
+    // UDP: a server answering each datagram with a flood of large ones that never match, and
+    // one that never answers.
+    let flood = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for (name, addr, reason) in [
+        ("udp-flood", flood.local_addr().unwrap(), "body"),
+        ("udp-silent", silent.local_addr().unwrap(), "timeout"),
+    ] {
+        checks.push((
+            name.to_string(),
+            reason,
+            format!(
+                "[[check]]\nname = \"{name}\"\ntype = \"udp\"\ntarget = \"{addr}\"\nsend = \"hi\"\nexpect = ['^OK']\n"
+            ),
+        ));
+    }
+    let flooding = tokio::spawn(async move {
+        let mut buf = [0u8; 64];
+        let big = [0x5a_u8; 8192];
+        while let Ok((_, peer)) = flood.recv_from(&mut buf).await {
+            for _ in 0..500 {
+                if flood.send_to(&big, peer).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
 
     let dir = tempfile::tempdir().unwrap();
     let mut text = String::from("[defaults]\ninterval = \"2s\"\ntimeout = \"1500ms\"\n\n");
@@ -337,5 +364,6 @@ async fn the_agent_survives_every_hostile_target_in_bounded_memory() {
     );
     let out = crate::support::terminate(&mut child);
     assert_eq!(out.status.code(), Some(0));
-    drop((servers, rdap, long, responders));
+    flooding.abort();
+    drop((servers, rdap, long, responders, silent));
 }

@@ -15,7 +15,8 @@ use nightjar::config::{self, CheckDef, Config, MapEnv, Overrides};
 use nightjar::metrics::{Metrics, RESERVED_LABELS, RemoteResult, TrafficResult};
 use nightjar::result::{
     CertInfo, CheckResult, Details, DnsDetails, DomainDetails, FlowDetails, GrpcDetails,
-    HttpDetails, SoaServer, Status, StepResult, TcpDetails, TlsDetails, TlsInfo, WebsocketDetails,
+    HttpDetails, IcmpDetails, IcmpSocketKind, SoaServer, Status, StepResult, TcpDetails,
+    TlsDetails, TlsInfo, UdpDetails, WebsocketDetails,
 };
 
 use super::support::require;
@@ -149,6 +150,10 @@ fn check_toml(rng: &mut Rng, kind: CheckKind, name: &str, labels: &str) -> Strin
             "url = \"wss://chat.example.com/socket\"\nsteps = [{ send = \"ping\" }, { expect = 'pong' }]\n",
         ),
         CheckKind::Grpc => out.push_str("target = \"api.example.com:443\"\nservice = \"shop\"\n"),
+        CheckKind::Icmp => out.push_str("target = \"gateway.example.com\"\n"),
+        CheckKind::Udp => {
+            out.push_str("target = \"ntp.example.com:123\"\nsend_hex = \"1b\"\n")
+        }
     }
     out
 }
@@ -350,6 +355,26 @@ fn details_of(def: &CheckDef) -> Details {
             tls_info: Some(tls_info()),
             status_code: Some(0),
             serving_status: Some(1),
+        }),
+        CheckSpec::Icmp(_) => Details::Icmp(IcmpDetails {
+            resolve: Duration::from_millis(1),
+            setup: Duration::from_micros(50),
+            rtt: Duration::from_millis(3),
+            rtt_min: Duration::from_millis(2),
+            rtt_max: Duration::from_millis(4),
+            rtt_stddev: Duration::from_millis(1),
+            sent: 3,
+            received: 2,
+            reply_hop_limit: Some(61),
+            remote_addr: Some("192.0.2.1:0".parse().unwrap()),
+            socket: Some(IcmpSocketKind::Datagram),
+        }),
+        CheckSpec::Udp(_) => Details::Udp(UdpDetails {
+            resolve: Duration::from_millis(1),
+            exchange: Duration::from_millis(2),
+            sent: 2,
+            received: 48,
+            remote_addr: Some("[2001:db8::1]:123".parse().unwrap()),
         }),
     }
 }

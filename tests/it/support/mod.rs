@@ -5,6 +5,7 @@ pub mod bind;
 pub mod browser;
 pub mod hostile;
 pub mod hostile_dns;
+pub mod netns;
 pub mod pki;
 
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};

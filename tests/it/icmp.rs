@@ -1,0 +1,476 @@
+//! The `icmp` check against the kernel's own echo responder: 127.0.0.1 and ::1 in this
+//! process (root, so a raw socket: the root namespace's `ping_group_range` is left alone), and
+//! a target in a network namespace reached from a prober namespace, where the binary runs as
+//! root (raw socket) or as `nobody` with `ping_group_range` open (datagram socket) or closed
+//! (`permission`); with loss from an iptables `statistic` rule, ICMP errors from `REJECT`,
+//! delay from netem where the kernel has it, and a flood of replies that are not the
+//! check's.
+
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use nightjar::result::{Details, FailureReason, IcmpSocketKind};
+use serde_json::Value;
+
+use crate::support::netns::{ConfigFile, Pair, TARGET_V4, TARGET_V6};
+use crate::support::{
+    assert_check_contract, assert_fail, assert_pass, config_errors, metrics_after, run_check,
+    sample,
+};
+
+fn icmp_check(target: &str, extra: &str) -> String {
+    let mut text = format!(
+        "[[check]]\nname = \"ping\"\ntype = \"icmp\"\ntarget = \"{target}\"\ninterval = \"30s\"\n{extra}\n"
+    );
+    if !extra.contains("timeout") {
+        text.push_str("timeout = \"2s\"\n");
+    }
+    if !extra.contains("packet_interval") {
+        text.push_str("packet_interval = \"20ms\"\n");
+    }
+    text
+}
+
+#[tokio::test]
+async fn loopback_answers_over_ipv4_and_ipv6() {
+    for (target, family) in [("127.0.0.1", 4.0), ("::1", 6.0)] {
+        let text = icmp_check(target, "count = 4");
+        let res = run_check(&text).await;
+        assert_pass(&res);
+        let Details::Icmp(details) = &res.details else {
+            panic!("no icmp details in {res:?}")
+        };
+        assert_eq!((details.sent, details.received), (4, 4), "{details:?}");
+        assert_eq!(
+            details.socket,
+            Some(IcmpSocketKind::Raw),
+            "root in a namespace that allows no datagram socket"
+        );
+        assert_eq!(details.reply_hop_limit, Some(64), "{target}");
+        assert!(details.rtt_min <= details.rtt && details.rtt <= details.rtt_max);
+        assert!(details.rtt > Duration::ZERO && details.rtt < Duration::from_millis(50));
+        let metrics = metrics_after(&text, &res);
+        assert_check_contract(&res, &metrics);
+        let check = [("check", "ping")];
+        assert_eq!(sample(&metrics, "probe_ip_protocol", &check), Some(family));
+        assert_eq!(
+            sample(&metrics, "probe_icmp_reply_hop_limit", &check),
+            Some(64.0)
+        );
+        assert_eq!(
+            sample(&metrics, "nightjar_icmp_packets_sent", &check),
+            Some(4.0)
+        );
+        assert_eq!(
+            sample(&metrics, "nightjar_icmp_packets_received", &check),
+            Some(4.0)
+        );
+        let rtt = sample(
+            &metrics,
+            "probe_icmp_duration_seconds",
+            &[("check", "ping"), ("phase", "rtt")],
+        );
+        assert!(rtt.is_some_and(|secs| secs > 0.0), "{metrics}");
+        for name in ["min", "avg", "max", "stddev"] {
+            let family = format!("nightjar_icmp_rtt_{name}_seconds");
+            assert!(
+                sample(&metrics, &family, &check).is_some(),
+                "{family}: {metrics}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_round_trip_over_max_rtt_is_too_slow_and_options_are_taken() {
+    let res = run_check(&icmp_check(
+        "127.0.0.1",
+        "max_rtt = \"1ns\"\nttl = 3\ndont_fragment = true\npayload_size = 1400",
+    ))
+    .await;
+    assert_fail(&res, FailureReason::TooSlow, "over max_rtt 1ns (3 replies");
+}
+
+/// The results of `text` run by the binary inside the pair's prober.
+fn check_in(pair: &Pair, text: &str, unprivileged: bool) -> Value {
+    let config = ConfigFile::new(text);
+    let mut results = pair.check(&config.path(), unprivileged);
+    assert_eq!(results.len(), 1, "{results:?}");
+    results.remove(0)
+}
+
+fn icmp_of(result: &Value) -> (u64, u64, Value) {
+    let icmp = &result["icmp"];
+    (
+        icmp["sent"].as_u64().unwrap_or_default(),
+        icmp["received"].as_u64().unwrap_or_default(),
+        icmp.clone(),
+    )
+}
+
+#[test]
+fn a_namespace_answers_over_the_datagram_and_the_raw_socket() {
+    let pair = Pair::new();
+    // Every group but root's: `nobody` gets a datagram socket, root falls back to raw.
+    pair.ping_group_range("1 2147483647");
+    for target in [TARGET_V4, TARGET_V6] {
+        let text = icmp_check(target, "count = 3");
+        for (unprivileged, socket) in [(true, "datagram"), (false, "raw")] {
+            let result = check_in(&pair, &text, unprivileged);
+            assert_eq!(result["success"], true, "{result:#}");
+            let (sent, received, icmp) = icmp_of(&result);
+            assert_eq!((sent, received), (3, 3), "{icmp:#}");
+            assert_eq!(icmp["socket"], socket, "{icmp:#}");
+            // One link, no router: the target's own default hop limit comes back.
+            assert_eq!(
+                icmp["reply_hop_limit"], 64,
+                "{target} over {socket}: {icmp:#}"
+            );
+        }
+    }
+}
+
+#[test]
+fn without_a_datagram_socket_or_cap_net_raw_the_failure_says_what_to_change() {
+    let pair = Pair::new();
+    // A new namespace's range is "1 0": no group may open a datagram socket.
+    let result = check_in(&pair, &icmp_check(TARGET_V4, ""), true);
+    assert_eq!(result["reason"], "permission", "{result:#}");
+    let detail = result["detail"].as_str().unwrap();
+    for part in [
+        "group 65534",
+        "net.ipv4.ping_group_range",
+        "sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"",
+        "CAP_NET_RAW",
+        "setcap cap_net_raw+ep",
+        "AmbientCapabilities=CAP_NET_RAW",
+    ] {
+        assert!(detail.contains(part), "{detail:?} lacks {part:?}");
+    }
+}
+
+#[test]
+fn loss_applied_in_the_target_is_the_loss_measured() {
+    let pair = Pair::new();
+    pair.ping_group_range("0 2147483647");
+    // Every request dropped: exactly 100 %, for both families.
+    pair.in_target(
+        "iptables",
+        &[
+            "-A",
+            "INPUT",
+            "-p",
+            "icmp",
+            "--icmp-type",
+            "echo-request",
+            "-j",
+            "DROP",
+        ],
+    );
+    pair.in_target(
+        "ip6tables",
+        &[
+            "-A",
+            "INPUT",
+            "-p",
+            "ipv6-icmp",
+            "--icmpv6-type",
+            "echo-request",
+            "-j",
+            "DROP",
+        ],
+    );
+    for target in [TARGET_V4, TARGET_V6] {
+        let start = Instant::now();
+        let result = check_in(
+            &pair,
+            &icmp_check(target, "count = 5\ntimeout = \"1s\""),
+            true,
+        );
+        assert_eq!(result["reason"], "loss", "{result:#}");
+        assert!(
+            result["detail"]
+                .as_str()
+                .unwrap()
+                .contains("5 echo requests to"),
+            "{result:#}"
+        );
+        let (sent, received, icmp) = icmp_of(&result);
+        assert_eq!((sent, received), (5, 0));
+        assert_eq!(icmp["loss_ratio"], 1.0);
+        assert!(
+            icmp["rtt_avg_seconds"].is_null(),
+            "no reply, no round trip: {icmp:#}"
+        );
+        // Waits for the replies until its timeout, no longer.
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+    // Half of them: 200 requests, so the measured share is within ±0.2 of 0.5 but for
+    // odds of about 1e-8 (binomial, sd 0.035).
+    pair.in_target("iptables", &["-F", "INPUT"]);
+    pair.in_target(
+        "iptables",
+        &[
+            "-A",
+            "INPUT",
+            "-p",
+            "icmp",
+            "--icmp-type",
+            "echo-request",
+            "-m",
+            "statistic",
+            "--mode",
+            "random",
+            "--probability",
+            "0.5",
+            "-j",
+            "DROP",
+        ],
+    );
+    let text = icmp_check(
+        TARGET_V4,
+        "count = 200\npacket_interval = \"2ms\"\ntimeout = \"3s\"",
+    );
+    let result = check_in(&pair, &text, true);
+    assert_eq!(result["reason"], "loss", "{result:#}");
+    let (sent, received, icmp) = icmp_of(&result);
+    assert_eq!(sent, 200);
+    let loss = icmp["loss_ratio"].as_f64().unwrap();
+    assert!(
+        (0.3..=0.7).contains(&loss),
+        "measured loss {loss}, {received} replies"
+    );
+    // With max_loss above what is applied, the same run passes.
+    let result = check_in(
+        &pair,
+        &text.replace("count = 200", "count = 200\nmax_loss = 0.9"),
+        true,
+    );
+    assert_eq!(result["success"], true, "{result:#}");
+    // No loss: exactly 0 %.
+    pair.in_target("iptables", &["-F", "INPUT"]);
+    let result = check_in(
+        &pair,
+        &icmp_check(TARGET_V4, "count = 20\npacket_interval = \"5ms\""),
+        true,
+    );
+    assert_eq!(result["success"], true, "{result:#}");
+    assert_eq!(icmp_of(&result).2["loss_ratio"], 0.0);
+}
+
+#[test]
+fn delay_applied_in_the_target_is_the_round_trip_measured_where_netem_exists() {
+    let pair = Pair::new();
+    let link = links_in(&pair.target);
+    let added = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &pair.target,
+            "tc",
+            "qdisc",
+            "add",
+            "dev",
+            &link,
+            "root",
+            "netem",
+            "delay",
+            "40ms",
+        ])
+        .output()
+        .unwrap();
+    if !added.status.success() {
+        // This kernel has no sch_netem: loss comes from iptables above, and delay cannot be
+        // applied at all. Say so instead of passing silently.
+        eprintln!(
+            "netem is not available ({}): the delay case is not run",
+            String::from_utf8_lossy(&added.stderr).trim()
+        );
+        return;
+    }
+    let result = check_in(&pair, &icmp_check(TARGET_V4, "count = 3"), false);
+    assert_eq!(result["success"], true, "{result:#}");
+    let avg = icmp_of(&result).2["rtt_avg_seconds"].as_f64().unwrap();
+    assert!(
+        (0.040..0.5).contains(&avg),
+        "40 ms applied, {avg} s measured"
+    );
+}
+
+/// The veth end inside `ns`.
+fn links_in(ns: &str) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["-n", ns, "-o", "link", "show", "type", "veth"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let name = text.split(": ").nth(1).unwrap_or_default();
+    name.split('@').next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_target_that_rejects_is_unreachable_with_the_icmp_code_named() {
+    let pair = Pair::new();
+    pair.ping_group_range("1 2147483647");
+    pair.in_target(
+        "iptables",
+        &[
+            "-A",
+            "INPUT",
+            "-p",
+            "icmp",
+            "--icmp-type",
+            "echo-request",
+            "-j",
+            "REJECT",
+            "--reject-with",
+            "icmp-host-unreachable",
+        ],
+    );
+    pair.in_target(
+        "ip6tables",
+        &[
+            "-A",
+            "INPUT",
+            "-p",
+            "ipv6-icmp",
+            "--icmpv6-type",
+            "echo-request",
+            "-j",
+            "REJECT",
+            "--reject-with",
+            "icmp6-adm-prohibited",
+        ],
+    );
+    let cases = [
+        (
+            TARGET_V4,
+            "destination host unreachable (ICMP type 3 code 1) from 10.77.0.2",
+        ),
+        (
+            TARGET_V6,
+            "communication with destination administratively prohibited (ICMP type 1 code 1) from fd77::2",
+        ),
+    ];
+    for (target, said) in cases {
+        for unprivileged in [true, false] {
+            let start = Instant::now();
+            let result = check_in(&pair, &icmp_check(target, "count = 3"), unprivileged);
+            assert_eq!(result["reason"], "unreachable", "{result:#}");
+            let detail = result["detail"].as_str().unwrap();
+            assert!(detail.contains(said), "{detail:?} lacks {said:?}");
+            // Every request answered by an error: the run ends without waiting for its
+            // timeout.
+            assert!(
+                start.elapsed() < Duration::from_millis(1500),
+                "{:?}",
+                start.elapsed()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn replies_that_are_not_the_checks_are_ignored_and_a_flood_is_bounded() {
+    // A raw socket floods 127.0.0.1 with echo replies of every wrong kind while the check
+    // pings it: another identifier, sequence numbers the check never sent, a wrong payload,
+    // truncated messages, other ICMP types.
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Raw,
+        nix::sys::socket::SockFlag::empty(),
+        nix::sys::socket::SockProtocol::Icmp,
+    )
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooded = Arc::new(AtomicU64::new(0));
+    let flood = {
+        let (stop, flooded) = (stop.clone(), flooded.clone());
+        std::thread::spawn(move || {
+            let to = nix::sys::socket::SockaddrIn::from(std::net::SocketAddrV4::new(
+                Ipv4Addr::LOCALHOST,
+                0,
+            ));
+            let garbage: Vec<Vec<u8>> = vec![
+                reply(0x1111, 0, &[0; 56]),
+                reply(0x2222, 1, b"not the payload"),
+                reply(0x3333, 9000, &[0xaa; 56]),
+                vec![0, 0],
+                vec![3, 1, 0, 0, 0, 0, 0, 0, 0x45, 0, 0, 28],
+                vec![0xff; 200],
+            ];
+            while !stop.load(Ordering::Relaxed) {
+                for packet in &garbage {
+                    let _ = nix::sys::socket::sendto(
+                        sock.as_raw_fd(),
+                        packet,
+                        &to,
+                        nix::sys::socket::MsgFlags::empty(),
+                    );
+                    flooded.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let start = Instant::now();
+    let text = icmp_check("127.0.0.1", "count = 5\npacket_interval = \"100ms\"");
+    let res = run_check(&text).await;
+    let took = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    flood.join().unwrap();
+    assert!(flooded.load(Ordering::Relaxed) > 100, "the flood ran");
+    // Either every reply was found among the flood, or the run stopped reading after
+    // MAX_IGNORED other messages and counted the rest as lost; never a hang.
+    match &res.status {
+        nightjar::result::Status::Pass => {
+            let Details::Icmp(details) = &res.details else {
+                panic!()
+            };
+            assert_eq!(details.received, 5);
+        }
+        nightjar::result::Status::Fail(failure) => {
+            assert_eq!(failure.reason, FailureReason::Loss, "{failure:?}");
+            assert!(
+                failure
+                    .detail
+                    .contains("stopped reading after 4096 messages that were not replies"),
+                "{failure:?}"
+            );
+        }
+    }
+    assert!(took < Duration::from_millis(2500), "{took:?}");
+    assert_check_contract(&res, &metrics_after(&text, &res));
+}
+
+/// An ICMPv4 echo reply with a valid checksum.
+fn reply(ident: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
+    let mut packet = nightjar::checks::icmp::codec::echo_request(false, ident, seq, payload);
+    packet[0] = 0;
+    packet[2..4].copy_from_slice(&[0, 0]);
+    let sum = nightjar::checks::icmp::codec::checksum(&packet);
+    packet[2..4].copy_from_slice(&sum.to_be_bytes());
+    packet
+}
+
+#[test]
+fn config_errors_name_their_place() {
+    let errors = config_errors(
+        "icmp.toml",
+        "[[check]]\nname = \"p\"\ntype = \"icmp\"\ntarget = \"db.example.com:22\"\ntimeout = \"2s\"\ncount = 5\npacket_interval = \"500ms\"\nmax_loss = 1\nttl = 300\n",
+    );
+    for part in [
+        "icmp.toml:4:10: target \"db.example.com:22\" is not a host name or IP address",
+        "icmp.toml:7:1: 5 echo requests 500ms apart take 2s to send, not less than the timeout 2s",
+        "icmp.toml:8:12: `max_loss` in check \"p\" must be a ratio from 0 up to 1 (not 1)",
+        "icmp.toml:9:7: `ttl` in check \"p\" must be from 1 to 255, found 300",
+    ] {
+        assert!(errors.contains(part), "{errors}\nlacks {part}");
+    }
+}

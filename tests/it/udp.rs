@@ -1,0 +1,204 @@
+//! The `udp` check against a real UDP service (BIND: a DNS query sent as bytes, its ID
+//! expected back), a port with nothing listening (port unreachable), a black hole (a network
+//! namespace that drops every datagram), and in-process servers for what no real one does:
+//! a flood of datagrams that never match, and garbage.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use nightjar::result::{Details, FailureReason};
+
+use crate::support::bind::{Bind, ZONE};
+use crate::support::netns::{ConfigFile, Pair, TARGET_V4};
+use crate::support::{
+    assert_check_contract, assert_fail, assert_pass, config_errors, eventually, free_port,
+    metrics_after, run_check, sample,
+};
+
+fn udp_check(target: &str, extra: &str) -> String {
+    format!(
+        "[[check]]\nname = \"udp\"\ntype = \"udp\"\ntarget = \"{target}\"\ninterval = \"30s\"\ntimeout = \"2s\"\n{extra}\n"
+    )
+}
+
+/// A DNS query for the zone's SOA with the ID 0xbeef, as hex.
+fn soa_query() -> String {
+    let mut query = vec![0xbe, 0xef, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in ZONE.split('.') {
+        query.push(label.len() as u8);
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 6, 0, 1]);
+    query
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[tokio::test]
+async fn a_dns_query_as_bytes_gets_its_id_back_from_bind() {
+    let bind = Bind::primary();
+    // The answer: the same ID, QR set, NOERROR (0x84 0x00 or 0x81 0x80 depending on AA).
+    let text = udp_check(
+        &bind.dns.to_string(),
+        &format!("send_hex = \"{}\"\nexpect_hex = \"be ef\"", soa_query()),
+    );
+    let res = eventually(Duration::from_secs(20), "BIND to answer", || {
+        let text = text.clone();
+        async move {
+            let res = run_check(&text).await;
+            res.is_success().then_some(res)
+        }
+    })
+    .await;
+    let Details::Udp(details) = &res.details else {
+        panic!("no udp details in {res:?}")
+    };
+    assert_eq!(details.sent, 1);
+    assert!(details.received > 12, "{details:?}");
+    assert_eq!(details.remote_addr, Some(bind.dns));
+    let metrics = metrics_after(&text, &res);
+    assert_check_contract(&res, &metrics);
+    let check = [("check", "udp")];
+    assert_eq!(
+        sample(&metrics, "nightjar_udp_datagrams_sent", &check),
+        Some(1.0)
+    );
+    assert!(sample(&metrics, "nightjar_udp_received_bytes", &check).is_some_and(|n| n > 12.0));
+    let exchange = sample(
+        &metrics,
+        "nightjar_udp_duration_seconds",
+        &[("check", "udp"), ("phase", "exchange")],
+    );
+    assert!(exchange.is_some_and(|secs| secs > 0.0), "{metrics}");
+
+    // Another ID expected: every answer read, none matches.
+    let text = udp_check(
+        &bind.dns.to_string(),
+        &format!(
+            "send_hex = \"{}\"\nexpect_hex = \"1234\"\ncount = 2\nreply_timeout = \"300ms\"",
+            soa_query()
+        ),
+    );
+    let res = run_check(&text).await;
+    assert_fail(
+        &res,
+        FailureReason::Body,
+        "2 datagrams came back from 127.0.0.1",
+    );
+    assert_fail(
+        &res,
+        FailureReason::Body,
+        "(expect_hex 1234); the last: hex beef",
+    );
+    // A regex over the answer read as text: the zone's name is in it.
+    let text = udp_check(
+        &bind.dns.to_string(),
+        &format!(
+            "send_hex = \"{}\"\nexpect = ['nightjar.test', 'hostmaster']",
+            soa_query()
+        ),
+    );
+    assert_pass(&run_check(&text).await);
+}
+
+#[tokio::test]
+async fn a_port_with_nothing_listening_is_unreachable() {
+    let target = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let start = Instant::now();
+    let res = run_check(&udp_check(&target.to_string(), "send = \"ping\\n\"")).await;
+    assert_fail(
+        &res,
+        FailureReason::Unreachable,
+        "port unreachable: nothing listens there",
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "no waiting for the timeout"
+    );
+    let target = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, free_port()));
+    let res = run_check(&udp_check(&target.to_string(), "send = \"ping\\n\"")).await;
+    assert_fail(&res, FailureReason::Unreachable, "ICMP port unreachable");
+}
+
+#[test]
+fn a_black_hole_times_out_after_count_datagrams() {
+    let pair = Pair::new();
+    pair.in_target("iptables", &["-A", "INPUT", "-p", "udp", "-j", "DROP"]);
+    let text = udp_check(
+        &format!("{TARGET_V4}:123"),
+        "send = \"hello\"\ncount = 3\nreply_timeout = \"200ms\"",
+    );
+    let config = ConfigFile::new(&text);
+    let start = Instant::now();
+    let results = pair.check(&config.path(), false);
+    let took = start.elapsed();
+    let result = &results[0];
+    assert_eq!(result["reason"], "timeout", "{result:#}");
+    assert_eq!(
+        result["detail"], "no answer from 10.77.0.2:123 to 3 datagrams, 200ms apart",
+        "{result:#}"
+    );
+    assert_eq!(result["udp"]["sent"], 3);
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+#[tokio::test]
+async fn a_flood_that_never_matches_is_bounded_and_garbage_is_shown_as_hex() {
+    let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = server.local_addr().unwrap();
+    // Answers each datagram with a flood of datagrams that do not match.
+    let flood = tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        while let Ok((_, peer)) = server.recv_from(&mut buf).await {
+            for _ in 0..1000 {
+                if server
+                    .send_to(&[0xff, 0x00, 0x13, 0x37], peer)
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+    });
+    let start = Instant::now();
+    let text = udp_check(&addr.to_string(), "send = \"hi\"\nexpect = ['^OK']");
+    let res = run_check(&text).await;
+    assert_fail(
+        &res,
+        FailureReason::Body,
+        "sent 256 datagrams and none matched; the last: hex ff001337",
+    );
+    assert!(start.elapsed() < Duration::from_millis(2500));
+    let Details::Udp(details) = &res.details else {
+        panic!()
+    };
+    assert_eq!(details.received, 256 * 4, "reads stop at the cap");
+    assert_check_contract(&res, &metrics_after(&text, &res));
+    flood.abort();
+}
+
+#[test]
+fn config_errors_name_their_place() {
+    let errors = config_errors(
+        "udp.toml",
+        "[[check]]\nname = \"u\"\ntype = \"udp\"\ntarget = \"ntp.example.com\"\nsend = \"x\"\nsend_hex = \"zz\"\nexpect_hex = \"abc\"\n",
+    );
+    for part in [
+        "udp.toml:4:10: target \"ntp.example.com\" is not HOST:PORT",
+        "udp.toml:6:12: check \"u\" sets both `send` and `send_hex`",
+        "udp.toml:7:14: `expect_hex` in check \"u\": \"abc\" is not hex bytes",
+    ] {
+        assert!(errors.contains(part), "{errors}\nlacks {part}");
+    }
+    let errors = config_errors(
+        "udp.toml",
+        "[[check]]\nname = \"u\"\ntype = \"udp\"\ntarget = \"ntp.example.com:123\"\n",
+    );
+    assert!(
+        errors.contains("is missing the datagram to send"),
+        "{errors}"
+    );
+}
