@@ -258,6 +258,49 @@ async fn the_agent_survives_every_hostile_target_in_bounded_memory() {
         ));
         servers.push(server);
     }
+    // gRPC peers: an endless HTTP/1 head in place of HTTP/2, and silence.
+    for (name, behaviour, reason) in [
+        ("grpc-http1-flood", Behaviour::EndlessHeaders, "protocol"),
+        ("grpc-silent", Behaviour::Silent, "timeout"),
+    ] {
+        let server = Hostile::start(behaviour).await;
+        checks.push((
+            name.to_string(),
+            reason,
+            format!(
+                "[[check]]\nname = \"{name}\"\ntype = \"grpc\"\ntarget = \"{}\"\nplaintext = true\n",
+                server.addr
+            ),
+        ));
+        servers.push(server);
+    }
+    // tcp conversations: a flood that never matches (read up to the cap), and silence where a
+    // greeting is expected.
+    for (name, behaviour, steps, reason) in [
+        (
+            "tcp-steps-flood",
+            Behaviour::EndlessHeaders,
+            "[{ send = \"GET / HTTP/1.0\\r\\n\\r\\n\" }, { expect = '^never$' }]",
+            "body",
+        ),
+        (
+            "tcp-steps-silent",
+            Behaviour::Silent,
+            "[{ expect = '^\\* OK' }, { send = \"a STARTTLS\\r\\n\" }, { starttls = true }]",
+            "timeout",
+        ),
+    ] {
+        let server = Hostile::start(behaviour).await;
+        checks.push((
+            name.to_string(),
+            reason,
+            format!(
+                "[[check]]\nname = \"{name}\"\ntype = \"tcp\"\ntarget = \"{}\"\nsteps = {steps}\n",
+                server.addr
+            ),
+        ));
+        servers.push(server);
+    }
     // UDP: a server answering each datagram with a flood of large ones that never match, and
     // one that never answers.
     let flood = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
