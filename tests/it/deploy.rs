@@ -232,15 +232,17 @@ async fn the_dashboard_only_queries_what_nightjar_exports() {
     let nginx = Nginx::start();
     let app = LoginApp::start("unused-password", "JBSWY3DPEHPK3PXP");
     let text = format!(
-        "[[check]]\nname = \"web\"\ntype = \"http\"\nurl = \"{web}\"\ninterval = \"1s\"\n\n[[check]]\nname = \"cert\"\ntype = \"tls\"\ntarget = \"localhost:{tls}\"\ninterval = \"1s\"\n\n[[check]]\nname = \"journey\"\ntype = \"flow\"\ninterval = \"1s\"\n\n  [[check.steps]]\n  name = \"ping\"\n  url = \"{ping}\"\n\n[[check]]\nname = \"ping\"\ntype = \"icmp\"\ntarget = \"127.0.0.1\"\ninterval = \"1s\"\ncount = 1\n\n[[slo]]\nname = \"web-availability\"\nobjective = 0.999\nchecks = [\"web\"]\n",
+        "[[check]]\nname = \"web\"\ntype = \"http\"\nurl = \"{web}\"\ninterval = \"1s\"\n\n[[check]]\nname = \"cert\"\ntype = \"tls\"\ntarget = \"localhost:{tls}\"\ninterval = \"1s\"\n\n[[check]]\nname = \"journey\"\ntype = \"flow\"\ninterval = \"1s\"\n\n  [[check.steps]]\n  name = \"ping\"\n  url = \"{ping}\"\n\n[[check]]\nname = \"ping\"\ntype = \"icmp\"\ntarget = \"127.0.0.1\"\ninterval = \"1s\"\ncount = 1\n\n[[check]]\nname = \"health\"\ntype = \"grpc\"\ntarget = \"127.0.0.1:{closed}\"\nplaintext = true\ninterval = \"1s\"\n\n[[check]]\nname = \"socket\"\ntype = \"websocket\"\nurl = \"{socket}\"\ninterval = \"1s\"\n\n[[slo]]\nname = \"web-availability\"\nobjective = 0.999\nchecks = [\"web\"]\n",
         web = nginx.url("/ok"),
         tls = nginx.https.port(),
         ping = app.url("/ping"),
+        closed = crate::support::free_port(),
+        socket = nginx.url("/ok").replacen("http://", "ws://", 1),
     );
     let agent = RunningAgent::start(load(&text, &[])).await;
     let metrics = eventually(Duration::from_secs(20), "every check to run", || async {
         let (_, metrics) = http_get(agent.addr, "/metrics").await;
-        ["web", "cert", "journey", "ping"]
+        ["web", "cert", "journey", "ping", "health", "socket"]
             .iter()
             .all(|check| {
                 metrics.lines().any(|line| {
