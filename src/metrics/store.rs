@@ -88,6 +88,12 @@ impl Fam {
     }
 }
 
+// `Fam::bit` is a `u64` mask of the families a check has: widen it before a 65th family.
+const _: () = assert!(
+    GAUGES.len() <= 64,
+    "Fam::bit is a u64 mask; widen it to add a family"
+);
+
 /// Name and help of every gauge family, indexed by [`Fam`].
 const GAUGES: &[(Fam, &str, &str)] = &[
     (
