@@ -92,24 +92,7 @@ pub(crate) async fn dial(
     resolve: &mut Duration,
     connect: &mut Duration,
 ) -> Result<(TcpStream, SocketAddr), Failure> {
-    let resolve_start = Instant::now();
-    let addrs = match host.parse::<IpAddr>() {
-        Ok(addr) => vec![addr],
-        Err(_) => {
-            let lookup = timeout_at(ctx.deadline, ctx.resolver.lookup(host, ip)).await;
-            *resolve += resolve_start.elapsed();
-            match lookup {
-                Ok(Ok(addrs)) => addrs,
-                Ok(Err(message)) => return Err(Failure::new(FailureReason::Dns, message)),
-                Err(_) => {
-                    return Err(Failure::new(
-                        FailureReason::Timeout,
-                        format!("timed out resolving {host} for {target}"),
-                    ));
-                }
-            }
-        }
-    };
+    let addrs = resolve_all(ctx, host, ip, target, resolve).await?;
     let connect_start = Instant::now();
     let connected = net::connect(&addrs, port, ctx.source_ip, ctx.deadline).await;
     *connect += connect_start.elapsed();
@@ -121,6 +104,56 @@ pub(crate) async fn dial(
         )),
         Err(ConnectError::Failed(message)) => Err(Failure::new(FailureReason::Connect, message)),
     }
+}
+
+/// `host`'s addresses in `ip`'s order (the address itself when `host` is one), adding the
+/// time spent to `took`. `target` names the endpoint in failure details.
+pub(crate) async fn resolve_all(
+    ctx: &CheckCtx,
+    host: &str,
+    ip: IpPreference,
+    target: &str,
+    took: &mut Duration,
+) -> Result<Vec<IpAddr>, Failure> {
+    if let Ok(addr) = host.parse::<IpAddr>() {
+        return Ok(vec![addr]);
+    }
+    let start = Instant::now();
+    let lookup = timeout_at(ctx.deadline, ctx.resolver.lookup(host, ip)).await;
+    *took += start.elapsed();
+    match lookup {
+        Ok(Ok(addrs)) if addrs.is_empty() => Err(Failure::new(
+            FailureReason::Dns,
+            format!("{host} has no address"),
+        )),
+        Ok(Ok(addrs)) => Ok(addrs),
+        Ok(Err(message)) => Err(Failure::new(FailureReason::Dns, message)),
+        Err(_) if host == target => Err(Failure::new(
+            FailureReason::Timeout,
+            format!("timed out resolving {host}"),
+        )),
+        Err(_) => Err(Failure::new(
+            FailureReason::Timeout,
+            format!("timed out resolving {host} for {target}"),
+        )),
+    }
+}
+
+/// The one address a datagram kind sends to: the first of `host`'s in `ip`'s order, of
+/// `source_ip`'s family when that is set.
+pub(crate) async fn resolve_one(
+    ctx: &CheckCtx,
+    host: &str,
+    ip: IpPreference,
+    target: &str,
+    took: &mut Duration,
+) -> Result<IpAddr, Failure> {
+    let addrs = resolve_all(ctx, host, ip, target, took).await?;
+    let same_family = |addr: &&IpAddr| {
+        ctx.source_ip
+            .is_none_or(|source| source.is_ipv4() == addr.is_ipv4())
+    };
+    Ok(addrs.iter().find(same_family).copied().unwrap_or(addrs[0]))
 }
 
 /// Completes a TLS handshake over `tcp` as `tls` sets it up, whatever the certificate (its

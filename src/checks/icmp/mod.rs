@@ -93,7 +93,8 @@ pub async fn run(spec: &IcmpSpec, ctx: &CheckCtx) -> (Status, Details) {
 }
 
 async fn ping(spec: &IcmpSpec, ctx: &CheckCtx, details: &mut IcmpDetails) -> Result<(), Failure> {
-    let addr = resolve(spec, ctx, &mut details.resolve).await?;
+    let addr =
+        super::resolve_one(ctx, &spec.host, spec.ip, &spec.host, &mut details.resolve).await?;
     details.remote_addr = Some(SocketAddr::new(addr, 0));
     let setup = Instant::now();
     let options = Options {
@@ -108,38 +109,6 @@ async fn ping(spec: &IcmpSpec, ctx: &CheckCtx, details: &mut IcmpDetails) -> Res
     exchange.run(spec, &mut socket, ctx.deadline).await;
     exchange.report(details);
     exchange.judge(spec, addr, details)
-}
-
-/// The target's address: the literal, or the first the resolver gives in the preferred
-/// family (one of `source_ip`'s family when that is set).
-async fn resolve(spec: &IcmpSpec, ctx: &CheckCtx, took: &mut Duration) -> Result<IpAddr, Failure> {
-    if let Ok(addr) = spec.host.parse::<IpAddr>() {
-        return Ok(addr);
-    }
-    let start = Instant::now();
-    let lookup = timeout_at(ctx.deadline, ctx.resolver.lookup(&spec.host, spec.ip)).await;
-    *took = start.elapsed();
-    let addrs = match lookup {
-        Ok(Ok(addrs)) => addrs,
-        Ok(Err(message)) => return Err(Failure::new(FailureReason::Dns, message)),
-        Err(_) => {
-            return Err(Failure::new(
-                FailureReason::Timeout,
-                format!("timed out resolving {}", spec.host),
-            ));
-        }
-    };
-    let same_family = |addr: &&IpAddr| {
-        ctx.source_ip
-            .is_none_or(|source| source.is_ipv4() == addr.is_ipv4())
-    };
-    match addrs.iter().find(same_family).or(addrs.first()) {
-        Some(addr) => Ok(*addr),
-        None => Err(Failure::new(
-            FailureReason::Dns,
-            format!("{} has no address", spec.host),
-        )),
-    }
 }
 
 /// An ICMP error about one of the requests.

@@ -73,7 +73,8 @@ pub async fn run(spec: &UdpSpec, ctx: &CheckCtx) -> (Status, Details) {
 }
 
 async fn exchange(spec: &UdpSpec, ctx: &CheckCtx, details: &mut UdpDetails) -> Result<(), Failure> {
-    let addr = resolve(spec, ctx, &mut details.resolve).await?;
+    let addr =
+        super::resolve_one(ctx, &spec.host, spec.ip, &spec.target, &mut details.resolve).await?;
     let remote = SocketAddr::new(addr, spec.port);
     details.remote_addr = Some(remote);
     let socket = connected(remote, ctx.source_ip, &spec.target).await?;
@@ -83,38 +84,6 @@ async fn exchange(spec: &UdpSpec, ctx: &CheckCtx, details: &mut UdpDetails) -> R
     details.exchange = start.elapsed();
     details.received = answers.bytes;
     result
-}
-
-/// The target's address: the literal, or the first the resolver gives in the preferred
-/// family (one of `source_ip`'s family when that is set).
-async fn resolve(spec: &UdpSpec, ctx: &CheckCtx, took: &mut Duration) -> Result<IpAddr, Failure> {
-    if let Ok(addr) = spec.host.parse::<IpAddr>() {
-        return Ok(addr);
-    }
-    let start = Instant::now();
-    let lookup = timeout_at(ctx.deadline, ctx.resolver.lookup(&spec.host, spec.ip)).await;
-    *took = start.elapsed();
-    let addrs = match lookup {
-        Ok(Ok(addrs)) => addrs,
-        Ok(Err(message)) => return Err(Failure::new(FailureReason::Dns, message)),
-        Err(_) => {
-            return Err(Failure::new(
-                FailureReason::Timeout,
-                format!("timed out resolving {} for {}", spec.host, spec.target),
-            ));
-        }
-    };
-    let same_family = |addr: &&IpAddr| {
-        ctx.source_ip
-            .is_none_or(|source| source.is_ipv4() == addr.is_ipv4())
-    };
-    match addrs.iter().find(same_family).or(addrs.first()) {
-        Some(addr) => Ok(*addr),
-        None => Err(Failure::new(
-            FailureReason::Dns,
-            format!("{} has no address", spec.host),
-        )),
-    }
 }
 
 /// A socket bound to `source` (or any local address) and connected to `remote`.
