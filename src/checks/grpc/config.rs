@@ -3,7 +3,7 @@
 use http::{HeaderName, HeaderValue};
 
 use super::GrpcSpec;
-use crate::checks::http::config::header_name;
+use crate::checks::http::config::{header_name, header_value};
 use crate::checks::tls::config::read_tls_options;
 use crate::net::HostPort;
 use crate::reader::{Table, read_ip_preference};
@@ -111,29 +111,10 @@ fn read_metadata(
             ok = false;
             continue;
         }
-        let Some(expanded) = d.interpolate(entry.value, &entry.value_span) else {
-            ok = false;
-            continue;
-        };
-        match HeaderValue::from_str(&expanded.value) {
-            Ok(mut value) => {
-                if !expanded.secrets.is_empty() {
-                    value.set_sensitive(true);
-                }
-                metadata.push((name, value));
-            }
-            Err(_) => {
-                d.error(
-                    &entry.value_span,
-                    format!(
-                        "the value of metadata {:?} is not a valid header value",
-                        entry.key
-                    ),
-                );
-                ok = false;
-            }
+        match header_value(d, &entry, "metadata", secrets) {
+            Some(value) => metadata.push((name, value)),
+            None => ok = false,
         }
-        secrets.extend(expanded.secrets);
     }
     ok.then_some(metadata)
 }
