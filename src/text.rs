@@ -99,17 +99,79 @@ pub fn sanitize(text: &str, max: usize) -> Cow<'_, str> {
 
 /// Replaces every secret in `text` with `<redacted>`, in each form a secret takes on its way
 /// through a URL or a log: as it is, percent-encoded as a path, a query, user-info or a form
-/// (`+` for a space) encode it, and escaped as a Rust or JSON string.
+/// (`+` for a space) encode it, escaped as a Rust or JSON string, and as hex bytes. A start or
+/// an end of [`PARTIAL`] characters or more of any of these forms is redacted too, so an
+/// excerpt that a check cut inside an echoed secret shows none of it.
 pub fn redact(secrets: &[String], text: &str) -> String {
     let mut out = Cow::Borrowed(text);
-    for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
-        for form in forms(secret) {
-            if out.contains(form.as_str()) {
-                out = Cow::Owned(out.replace(form.as_str(), "<redacted>"));
-            }
+    let secrets: Vec<&String> = secrets.iter().filter(|secret| !secret.is_empty()).collect();
+    let forms: Vec<Vec<String>> = secrets.iter().map(|secret| forms(secret)).collect();
+    for form in forms.iter().flatten() {
+        if out.contains(form.as_str()) {
+            out = Cow::Owned(out.replace(form.as_str(), "<redacted>"));
         }
     }
-    out.into_owned()
+    // Every form's runs against the same text, so one form's shorter run (upper-case hex
+    // sharing its digits with lower case) cannot hide another's longer one.
+    let mut spans: Vec<(usize, usize)> = forms
+        .iter()
+        .flatten()
+        .flat_map(|form| partial_runs(&out, form))
+        .collect();
+    if spans.is_empty() {
+        return out.into_owned();
+    }
+    spans.sort_unstable();
+    let mut cut = String::with_capacity(out.len());
+    let mut at = 0;
+    for (start, end) in spans {
+        if start < at {
+            // Overlaps the run before, already redacted: extend it.
+            at = at.max(end);
+            continue;
+        }
+        cut.push_str(&out[at..start]);
+        cut.push_str("<redacted>");
+        at = end;
+    }
+    cut.push_str(&out[at..]);
+    cut
+}
+
+/// The fewest characters of a secret's start or end that [`redact`] takes for the secret.
+pub const PARTIAL: usize = 8;
+
+/// The byte ranges of `text` that start like `form` (or end like it) for [`PARTIAL`]
+/// characters or more.
+fn partial_runs(text: &str, form: &str) -> Vec<(usize, usize)> {
+    let chars: Vec<char> = form.chars().collect();
+    if chars.len() <= PARTIAL {
+        return Vec::new();
+    }
+    let head: String = chars[..PARTIAL].iter().collect();
+    let tail: String = chars[chars.len() - PARTIAL..].iter().collect();
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    for (start, _) in text.match_indices(head.as_str()) {
+        let len: usize = text[start..]
+            .chars()
+            .zip(&chars)
+            .take_while(|(a, b)| a == *b)
+            .map(|(a, _)| a.len_utf8())
+            .sum();
+        spans.push((start, start + len));
+    }
+    for (start, _) in text.match_indices(tail.as_str()) {
+        let end = start + tail.len();
+        let len: usize = text[..end]
+            .chars()
+            .rev()
+            .zip(chars.iter().rev())
+            .take_while(|(a, b)| a == *b)
+            .map(|(a, _)| a.len_utf8())
+            .sum();
+        spans.push((end - len, end));
+    }
+    spans
 }
 
 /// The forms of `secret` [`redact`] looks for, the raw one first, longest first after it so
@@ -144,6 +206,11 @@ fn forms(secret: &str) -> Vec<String> {
     if let Ok(json) = serde_json::to_string(secret) {
         out.push(json.trim_matches('"').to_string());
     }
+    // As hex bytes, the way checks show binary answers: "736563", "73 65 63" and upper case.
+    let bytes: Vec<String> = secret.bytes().map(|b| format!("{b:02x}")).collect();
+    out.push(bytes.concat());
+    out.push(bytes.concat().to_ascii_uppercase());
+    out.push(bytes.join(" "));
     let raw = out.remove(0);
     out.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
     out.dedup();
@@ -308,6 +375,28 @@ mod tests {
             let once = sanitize(&text, 120).into_owned();
             assert_eq!(sanitize(&once, 120), once.as_str());
         }
+    }
+
+    #[test]
+    fn a_secret_cut_by_an_excerpt_or_shown_as_hex_is_redacted() {
+        let secret = "s3cret-Token-0123456789".to_string();
+        let secrets = std::slice::from_ref(&secret);
+        // An excerpt cut inside the echoed secret, at its start and at its end.
+        let cut = redact(secrets, "it sent: \"AUTH s3cret-Token-01\"… (4000 bytes)");
+        assert_eq!(cut, "it sent: \"AUTH <redacted>\"… (4000 bytes)");
+        let tail = redact(secrets, "…ret-Token-0123456789 OK");
+        assert_eq!(tail, "…<redacted> OK");
+        // Hex, as binary answers are shown, whole or cut.
+        let hex: Vec<String> = secret.bytes().map(|b| format!("{b:02x}")).collect();
+        let spaced = redact(secrets, &format!("sent {} instead", hex.join(" ")));
+        assert_eq!(spaced, "sent <redacted> instead");
+        let joined = redact(secrets, &format!("hex {}…", &hex.concat()[..30]));
+        assert_eq!(joined, "hex <redacted>…");
+        // Fewer than PARTIAL characters of it, and other text, stay.
+        assert_eq!(redact(secrets, "s3cret- and Token"), "s3cret- and Token");
+        // Both a start and an end in one text, and the whole secret twice.
+        let both = redact(secrets, &format!("{secret}{secret} s3cret-Tok 23456789"));
+        assert_eq!(both, "<redacted><redacted> <redacted> <redacted>");
     }
 
     #[test]

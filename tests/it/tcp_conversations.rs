@@ -565,6 +565,30 @@ async fn a_secret_sent_and_echoed_back_stays_out_of_the_detail() {
     assert!(detail.contains("$14"), "the echo came back: {detail}");
 }
 
+/// A long secret echoed back past the end of the detail's excerpt (120 bytes) leaves none of
+/// its start in the detail.
+#[tokio::test]
+async fn a_secret_echoed_across_the_excerpts_end_stays_out_of_the_detail() {
+    let padding = "x".repeat(100);
+    let text = format!(
+        "[[check]]\nname = \"echo\"\ntype = \"tcp\"\ntarget = \"{}\"\ntimeout = \"1s\"\nsteps = [\n  {{ send = \"ECHO {padding}${{env:PROBE_SECRET}}\\r\\n\" }},\n  {{ expect = '^never' }},\n]\n",
+        redis().addr
+    );
+    let secret = "Zq8sW2-long-secret-value-0123456789abcdefghij";
+    let res = crate::support::run_check_env(&text, &[("PROBE_SECRET", secret)]).await;
+    assert_fail(&res, FailureReason::Timeout, "step 2 (expect \"^never\")");
+    let Some(reason) = res.reason() else {
+        unreachable!()
+    };
+    let detail = format!("{:?} {:?}", reason, res.status);
+    assert!(
+        detail.contains(&padding[..50]),
+        "the echo came back: {detail}"
+    );
+    assert!(detail.contains("<redacted>"), "{detail}");
+    assert!(!detail.contains(&secret[..8]), "{detail}");
+}
+
 #[tokio::test]
 async fn the_shorthand_still_speaks_to_redis() {
     let text = format!(
