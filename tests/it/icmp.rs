@@ -647,7 +647,8 @@ fn ttl_dont_fragment_and_payload_size_are_what_the_path_sees() {
 #[test]
 fn source_ip_is_the_address_the_target_sees_and_the_other_family_fails() {
     let pair = Pair::new();
-    pair.ping_group_range("0 2147483647");
+    // Every group but root's: `nobody` gets a datagram socket, root a raw one.
+    pair.ping_group_range("1 2147483647");
     pair.in_prober(
         "ip",
         &["addr", "add", "10.77.0.3/24", "dev", &pair.prober_link],
@@ -668,26 +669,30 @@ fn source_ip_is_the_address_the_target_sees_and_the_other_family_fails() {
             "DROP",
         ],
     );
-    let run = |extra: &str| {
-        check_in(
-            &pair,
-            &icmp_check(TARGET_V4, &format!("count = 3\ntimeout = \"1s\"\n{extra}")),
-            true,
-        )
-    };
-    for extra in ["", "source_ip = \"10.77.0.1\""] {
-        let result = run(extra);
-        assert_eq!(result["success"], true, "{extra}: {result:#}");
+    // Over the datagram socket (as `nobody`) and the raw one (as root).
+    for (unprivileged, socket) in [(true, "datagram"), (false, "raw")] {
+        let run = |extra: &str| {
+            check_in(
+                &pair,
+                &icmp_check(TARGET_V4, &format!("count = 3\ntimeout = \"1s\"\n{extra}")),
+                unprivileged,
+            )
+        };
+        for extra in ["", "source_ip = \"10.77.0.1\""] {
+            let result = run(extra);
+            assert_eq!(result["success"], true, "{extra}: {result:#}");
+            assert_eq!(result["icmp"]["socket"], socket, "{result:#}");
+        }
+        let result = run("source_ip = \"10.77.0.3\"");
+        assert_eq!(result["reason"], "loss", "{result:#}");
+        assert_eq!(icmp_of(&result).1, 0, "{result:#}");
+        // An IPv6 source for an IPv4 target: `unreachable`, naming both.
+        let result = run(&format!("source_ip = \"{PROBER_V6}\""));
+        assert_eq!(result["reason"], "unreachable", "{result:#}");
+        let detail = result["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(&format!("cannot send from {PROBER_V6} to {TARGET_V4}")),
+            "{detail}"
+        );
     }
-    let result = run("source_ip = \"10.77.0.3\"");
-    assert_eq!(result["reason"], "loss", "{result:#}");
-    assert_eq!(icmp_of(&result).1, 0, "{result:#}");
-    // An IPv6 source for an IPv4 target: `unreachable`, naming both.
-    let result = run(&format!("source_ip = \"{PROBER_V6}\""));
-    assert_eq!(result["reason"], "unreachable", "{result:#}");
-    let detail = result["detail"].as_str().unwrap();
-    assert!(
-        detail.contains(&format!("cannot send from {PROBER_V6} to {TARGET_V4}")),
-        "{detail}"
-    );
 }

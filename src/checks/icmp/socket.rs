@@ -87,6 +87,15 @@ impl IcmpSocket {
             ))
         })?;
         if let Some(source) = source {
+            // A raw IPv4 socket takes an IPv6 address without complaint (it reads the bytes
+            // where an IPv4 address would be, and binds to none), so the family is checked
+            // here for either kind of socket.
+            if source.is_ipv6() != v6 {
+                return Err(unreachable(format!(
+                    "cannot send from {source} to {target}: source_ip and the target are of \
+                     different address families"
+                )));
+            }
             bind(&fd, source).map_err(|error| {
                 unreachable(format!(
                     "cannot send from {source} to {target}: {}",
