@@ -1,10 +1,11 @@
 //! The `icmp` check against the kernel's own echo responder: 127.0.0.1 and ::1 in this
-//! process (root, so a raw socket: the root namespace's `ping_group_range` is left alone), and
-//! a target in a network namespace reached from a prober namespace, where the binary runs as
+//! process (root: the socket this namespace's `ping_group_range` implies, left as it is), and
+//! targets in network namespaces reached from a prober namespace, where the binary runs as
 //! root (raw socket) or as `nobody` with `ping_group_range` open (datagram socket) or closed
-//! (`permission`); with loss from an iptables `statistic` rule, ICMP errors from `REJECT`,
-//! delay from netem where the kernel has it, and a flood of replies that are not the
-//! check's.
+//! (`permission`); with loss from iptables `statistic` rules, ICMP errors from `REJECT`,
+//! delay from a `tbf` qdisc (and netem where the kernel has it), `ttl`, `dont_fragment` and
+//! `payload_size` through a router namespace with a 1280-byte link, `source_ip` seen by the
+//! target, and a flood of replies that are not the check's.
 
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;

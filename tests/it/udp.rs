@@ -1,7 +1,10 @@
 //! The `udp` check against a real UDP service (BIND: a DNS query sent as bytes, its ID
-//! expected back), a port with nothing listening (port unreachable), a black hole (a network
-//! namespace that drops every datagram), and in-process servers for what no real one does:
-//! a flood of datagrams that never match, and garbage.
+//! expected back, by address and by host name; BIND in a network namespace for `source_ip`,
+//! which it sees through its `blackhole` list, and for an answer that comes only to the
+//! resend, the first datagram dropped by an iptables `nth` rule), a port with nothing
+//! listening (port unreachable), a black hole (a network namespace that drops every
+//! datagram), and in-process servers for what no real one does: a flood of datagrams that
+//! never match, and garbage.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
