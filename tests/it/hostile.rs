@@ -317,6 +317,43 @@ async fn the_agent_survives_every_hostile_target_in_bounded_memory() {
             ),
         ));
     }
+    // ICMP: a namespace the test makes, linked to this one, with one address that drops
+    // every echo request (a black hole) and one that answers them with an ICMP error.
+    let spur = crate::support::netns::Spur::new();
+    let (hole, reject) = (spur.addr(2), spur.addr(3));
+    for (addr, verdict) in [
+        (&hole, &["DROP"][..]),
+        (
+            &reject,
+            &["REJECT", "--reject-with", "icmp6-adm-prohibited"][..],
+        ),
+    ] {
+        let mut args = vec![
+            "-A",
+            "INPUT",
+            "-d",
+            addr.as_str(),
+            "-p",
+            "ipv6-icmp",
+            "--icmpv6-type",
+            "echo-request",
+            "-j",
+        ];
+        args.extend_from_slice(verdict);
+        spur.run("ip6tables", &args);
+    }
+    for (name, addr, reason) in [
+        ("icmp-black-hole", &hole, "loss"),
+        ("icmp-reject", &reject, "unreachable"),
+    ] {
+        checks.push((
+            name.to_string(),
+            reason,
+            format!(
+                "[[check]]\nname = \"{name}\"\ntype = \"icmp\"\ntarget = \"{addr}\"\ncount = 5\npacket_interval = \"100ms\"\n"
+            ),
+        ));
+    }
     let flooding = tokio::spawn(async move {
         let mut buf = [0u8; 64];
         let big = [0x5a_u8; 8192];
@@ -408,5 +445,5 @@ async fn the_agent_survives_every_hostile_target_in_bounded_memory() {
     let out = crate::support::terminate(&mut child);
     assert_eq!(out.status.code(), Some(0));
     flooding.abort();
-    drop((servers, rdap, long, responders, silent));
+    drop((servers, rdap, long, responders, silent, spur));
 }

@@ -1,10 +1,11 @@
 //! The `icmp` check against the kernel's own echo responder: 127.0.0.1 and ::1 in this
-//! process (root, so a raw socket: the root namespace's `ping_group_range` is left alone), and
-//! a target in a network namespace reached from a prober namespace, where the binary runs as
+//! process (root: the socket this namespace's `ping_group_range` implies, left as it is), and
+//! targets in network namespaces reached from a prober namespace, where the binary runs as
 //! root (raw socket) or as `nobody` with `ping_group_range` open (datagram socket) or closed
-//! (`permission`); with loss from an iptables `statistic` rule, ICMP errors from `REJECT`,
-//! delay from netem where the kernel has it, and a flood of replies that are not the
-//! check's.
+//! (`permission`); with loss from iptables `statistic` rules, ICMP errors from `REJECT`,
+//! delay from a `tbf` qdisc (and netem where the kernel has it), `ttl`, `dont_fragment` and
+//! `payload_size` through a router namespace with a 1280-byte link, `source_ip` seen by the
+//! target, and a flood of replies that are not the check's.
 
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use nightjar::result::{Details, FailureReason, IcmpSocketKind};
 use serde_json::Value;
 
-use crate::support::netns::{ConfigFile, Pair, TARGET_V4, TARGET_V6};
+use crate::support::netns::{ConfigFile, FAR_V4, PROBER_V6, Pair, TARGET_V4, TARGET_V6};
 use crate::support::{
     assert_check_contract, assert_fail, assert_pass, config_errors, metrics_after, run_check,
     sample,
@@ -46,8 +47,8 @@ async fn loopback_answers_over_ipv4_and_ipv6() {
         assert_eq!((details.sent, details.received), (4, 4), "{details:?}");
         assert_eq!(
             details.socket,
-            Some(IcmpSocketKind::Raw),
-            "root in a namespace that allows no datagram socket"
+            Some(socket_for_this_namespace()),
+            "the socket this namespace's ping_group_range implies for group 0"
         );
         assert_eq!(details.reply_hop_limit, Some(64), "{target}");
         assert!(details.rtt_min <= details.rtt && details.rtt <= details.rtt_max);
@@ -84,13 +85,25 @@ async fn loopback_answers_over_ipv4_and_ipv6() {
     }
 }
 
+/// The socket a check opens here as root (group 0): a datagram socket where this
+/// namespace's `net.ipv4.ping_group_range` includes group 0, a raw one otherwise. The
+/// namespace tests below set the range themselves and assert each kind.
+fn socket_for_this_namespace() -> IcmpSocketKind {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap();
+    let bounds: Vec<u64> = range
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    if bounds[0] == 0 && bounds[1] >= bounds[0] {
+        IcmpSocketKind::Datagram
+    } else {
+        IcmpSocketKind::Raw
+    }
+}
+
 #[tokio::test]
-async fn a_round_trip_over_max_rtt_is_too_slow_and_options_are_taken() {
-    let res = run_check(&icmp_check(
-        "127.0.0.1",
-        "max_rtt = \"1ns\"\nttl = 3\ndont_fragment = true\npayload_size = 1400",
-    ))
-    .await;
+async fn a_round_trip_over_max_rtt_is_too_slow() {
+    let res = run_check(&icmp_check("127.0.0.1", "max_rtt = \"1ns\"")).await;
     assert_fail(&res, FailureReason::TooSlow, "over max_rtt 1ns (3 replies");
 }
 
@@ -263,6 +276,95 @@ fn loss_applied_in_the_target_is_the_loss_measured() {
     );
     assert_eq!(result["success"], true, "{result:#}");
     assert_eq!(icmp_of(&result).2["loss_ratio"], 0.0);
+}
+
+/// The round trips of `count` echo requests `interval` apart whose replies leave through a
+/// token bucket of `rate` bytes a second and `burst` bytes, each reply `len` bytes on the
+/// link: a reply waits until the bucket holds its length.
+fn token_bucket_rtts(count: usize, interval: f64, rate: f64, burst: f64, len: f64) -> Vec<f64> {
+    let (mut tokens, mut last) = (burst, 0.0_f64);
+    (0..count)
+        .map(|k| {
+            let sent = k as f64 * interval;
+            let mut at = sent.max(last);
+            tokens = (tokens + (at - last) * rate).min(burst);
+            if tokens < len {
+                at += (len - tokens) / rate;
+                tokens = len;
+            }
+            tokens -= len;
+            last = at;
+            at - sent
+        })
+        .collect()
+}
+
+#[test]
+fn delay_from_a_token_bucket_in_the_target_is_the_round_trip_measured() {
+    // The target's replies leave through `tbf` at 80 kbit/s (10,000 bytes a second) with a
+    // 1600-byte bucket; requests of 1000 payload bytes sent 1 ms apart queue their replies
+    // behind each other, each 1042 bytes on the link (14 Ethernet + 20 IP + 8 ICMP + 1000),
+    // so 104.2 ms of serialisation per queued reply.
+    let pair = Pair::new();
+    let text = icmp_check(
+        TARGET_V4,
+        "count = 5\npacket_interval = \"1ms\"\npayload_size = 1000\ntimeout = \"3s\"",
+    );
+    let rtts = |result: &Value| {
+        let icmp = &result["icmp"];
+        let secs = |key: &str| {
+            icmp[key]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{key}: {icmp:#}"))
+        };
+        (secs("rtt_avg_seconds"), secs("rtt_max_seconds"))
+    };
+    // Unshaped first (this also settles ARP, whose reply would otherwise take tokens).
+    let result = check_in(&pair, &text, false);
+    assert_eq!(result["success"], true, "{result:#}");
+    let (fast_avg, fast_max) = rtts(&result);
+    pair.in_target(
+        "tc",
+        &[
+            "qdisc",
+            "add",
+            "dev",
+            &pair.target_link,
+            "root",
+            "tbf",
+            "rate",
+            "80kbit",
+            "burst",
+            "1600",
+            "latency",
+            "2s",
+        ],
+    );
+    let model = token_bucket_rtts(5, 0.001, 10_000.0, 1600.0, 1042.0);
+    let model_avg = model.iter().sum::<f64>() / model.len() as f64;
+    let model_max = model.iter().copied().fold(0.0, f64::max);
+    let result = check_in(&pair, &text, false);
+    assert_eq!(result["success"], true, "{result:#}");
+    let (avg, max) = rtts(&result);
+    eprintln!(
+        "tbf 80kbit: avg {:.1} ms (model {:.1}), max {:.1} ms (model {:.1}); unshaped avg {:.3} ms, max {:.3} ms",
+        avg * 1e3,
+        model_avg * 1e3,
+        max * 1e3,
+        model_max * 1e3,
+        fast_avg * 1e3,
+        fast_max * 1e3
+    );
+    for (what, measured, applied) in [("avg", avg, model_avg), ("max", max, model_max)] {
+        assert!(
+            (applied * 0.8..applied * 1.25 + 0.01).contains(&measured),
+            "{what}: the qdisc applied {applied} s, {measured} s measured"
+        );
+    }
+    assert!(
+        fast_max < model_avg / 10.0,
+        "unshaped max {fast_max} s is not far below the shaped avg {model_avg} s"
+    );
 }
 
 #[test]
@@ -472,5 +574,126 @@ fn config_errors_name_their_place() {
         "icmp.toml:9:7: `ttl` in check \"p\" must be from 1 to 255, found 300",
     ] {
         assert!(errors.contains(part), "{errors}\nlacks {part}");
+    }
+}
+
+#[test]
+fn ttl_dont_fragment_and_payload_size_are_what_the_path_sees() {
+    // prober -- target, a router -- far, over a 1280-byte link.
+    let pair = Pair::routed(1280);
+    pair.ping_group_range("0 2147483647");
+    let run = |extra: &str| check_in(&pair, &icmp_check(FAR_V4, extra), true);
+    let detail = |result: &Value| result["detail"].as_str().unwrap_or_default().to_string();
+    // ttl: one hop is one too few, the router says so; 64 gets there, and the reply comes
+    // back through the router (64 - 1).
+    let result = run("count = 3\nttl = 1");
+    assert_eq!(result["reason"], "unreachable", "{result:#}");
+    assert!(
+        detail(&result).contains(
+            "time to live exceeded in transit (ICMP type 11 code 0) from 10.77.0.2 for 3 of 3 echo requests"
+        ),
+        "{result:#}"
+    );
+    let result = run("count = 3\nttl = 64");
+    assert_eq!(result["success"], true, "{result:#}");
+    assert_eq!(result["icmp"]["reply_hop_limit"], 63, "{result:#}");
+    // 1400 payload bytes are 1428 on the wire, over the far link's 1280: without DF the
+    // router fragments them; with DF it answers "fragmentation needed" (and once the
+    // prober has learnt the path MTU, sending fails here with "Message too long").
+    let result = run("count = 3\npayload_size = 1400");
+    assert_eq!(result["success"], true, "without DF: {result:#}");
+    let result = run("count = 3\npayload_size = 1400\ndont_fragment = true");
+    assert_eq!(result["reason"], "unreachable", "{result:#}");
+    assert!(
+        detail(&result)
+            .contains("fragmentation needed and DF set (ICMP type 3 code 4) from 10.77.0.2"),
+        "{result:#}"
+    );
+    let result = run("count = 3\npayload_size = 1400\ndont_fragment = true");
+    assert_eq!(result["reason"], "unreachable", "{result:#}");
+    assert!(
+        detail(&result).contains("Message too long")
+            || detail(&result).contains("fragmentation needed"),
+        "{result:#}"
+    );
+    // A payload that fits passes with DF.
+    let result = run("count = 3\npayload_size = 1200\ndont_fragment = true");
+    assert_eq!(result["success"], true, "{result:#}");
+    // payload_size: the router drops requests over 1000 bytes of IP packet (20 IP + 8 ICMP
+    // header + payload), so 972 bytes pass and 973 are all lost.
+    pair.in_target(
+        "iptables",
+        &[
+            "-A",
+            "FORWARD",
+            "-p",
+            "icmp",
+            "--icmp-type",
+            "echo-request",
+            "-m",
+            "length",
+            "--length",
+            "1001:65535",
+            "-j",
+            "DROP",
+        ],
+    );
+    let result = run("count = 3\npayload_size = 972");
+    assert_eq!(result["success"], true, "{result:#}");
+    let result = run("count = 3\npayload_size = 973\ntimeout = \"1s\"");
+    assert_eq!(result["reason"], "loss", "{result:#}");
+    assert_eq!(icmp_of(&result).1, 0, "{result:#}");
+}
+
+#[test]
+fn source_ip_is_the_address_the_target_sees_and_the_other_family_fails() {
+    let pair = Pair::new();
+    // Every group but root's: `nobody` gets a datagram socket, root a raw one.
+    pair.ping_group_range("1 2147483647");
+    pair.in_prober(
+        "ip",
+        &["addr", "add", "10.77.0.3/24", "dev", &pair.prober_link],
+    );
+    // The target drops echo requests from 10.77.0.3 only.
+    pair.in_target(
+        "iptables",
+        &[
+            "-A",
+            "INPUT",
+            "-s",
+            "10.77.0.3",
+            "-p",
+            "icmp",
+            "--icmp-type",
+            "echo-request",
+            "-j",
+            "DROP",
+        ],
+    );
+    // Over the datagram socket (as `nobody`) and the raw one (as root).
+    for (unprivileged, socket) in [(true, "datagram"), (false, "raw")] {
+        let run = |extra: &str| {
+            check_in(
+                &pair,
+                &icmp_check(TARGET_V4, &format!("count = 3\ntimeout = \"1s\"\n{extra}")),
+                unprivileged,
+            )
+        };
+        for extra in ["", "source_ip = \"10.77.0.1\""] {
+            let result = run(extra);
+            assert_eq!(result["success"], true, "{extra}: {result:#}");
+            assert_eq!(result["icmp"]["socket"], socket, "{result:#}");
+        }
+        let result = run("source_ip = \"10.77.0.3\"");
+        assert_eq!(result["reason"], "loss", "{result:#}");
+        assert_eq!(icmp_of(&result).1, 0, "{result:#}");
+        // An IPv6 source for an IPv4 target: `unreachable`, naming both.
+        let result = run(&format!("source_ip = \"{PROBER_V6}\""));
+        assert_eq!(result["reason"], "unreachable", "{result:#}");
+        let detail = result["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(&format!("cannot send from {PROBER_V6} to {TARGET_V4}")),
+            "{detail}"
+        );
     }
 }

@@ -87,6 +87,15 @@ impl IcmpSocket {
             ))
         })?;
         if let Some(source) = source {
+            // A raw IPv4 socket takes an IPv6 address without complaint (it reads the bytes
+            // where an IPv4 address would be, and binds to none), so the family is checked
+            // here for either kind of socket.
+            if source.is_ipv6() != v6 {
+                return Err(unreachable(format!(
+                    "cannot send from {source} to {target}: source_ip and the target are of \
+                     different address families"
+                )));
+            }
             bind(&fd, source).map_err(|error| {
                 unreachable(format!(
                     "cannot send from {source} to {target}: {}",
@@ -205,7 +214,7 @@ fn recv(fd: RawFd, buffer: &mut [u8]) -> Option<(Received, usize)> {
     None
 }
 
-/// Sets the TTL, don't-fragment, and asks for the reply TTL and for ICMP errors.
+/// Sets the TTL, don't-fragment (on or off), and asks for the reply TTL and for ICMP errors.
 fn configure(fd: &OwnedFd, v6: bool, options: Options) -> nix::Result<()> {
     if v6 {
         socket::setsockopt(fd, sockopt::Ipv6RecvHopLimit, &true)?;
@@ -222,13 +231,16 @@ fn configure(fd: &OwnedFd, v6: bool, options: Options) -> nix::Result<()> {
         if let Some(ttl) = options.ttl {
             socket::setsockopt(fd, sockopt::Ipv4Ttl, &i32::from(ttl))?;
         }
-        if options.dont_fragment {
-            rustix::net::sockopt::set_ip_mtu_discover(
-                fd.as_fd(),
-                rustix::net::sockopt::Ipv4PathMtuDiscovery::DO,
-            )
+        // Without the option, DF is off: the kernel's default (path MTU discovery, "want")
+        // would set DF too, so a request over a smaller MTU on the path would come back as
+        // "fragmentation needed" instead of being fragmented.
+        let discovery = if options.dont_fragment {
+            rustix::net::sockopt::Ipv4PathMtuDiscovery::DO
+        } else {
+            rustix::net::sockopt::Ipv4PathMtuDiscovery::DONT
+        };
+        rustix::net::sockopt::set_ip_mtu_discover(fd.as_fd(), discovery)
             .map_err(|error| Errno::from_raw(error.raw_os_error()))?;
-        }
     }
     Ok(())
 }

@@ -22,7 +22,18 @@ pub struct Pair {
     pub prober: String,
     /// The target's namespace.
     pub target: String,
+    /// The prober's end of the link.
+    pub prober_link: String,
+    /// The target's end of the link.
+    pub target_link: String,
+    /// A third namespace behind the target, when [`Pair::routed`] made one.
+    pub far: Option<String>,
 }
+
+/// The far namespace's addresses behind the target's second link (IPv4 only), and the
+/// target's own address on that link.
+pub const ROUTER_FAR_V4: &str = "10.78.0.1";
+pub const FAR_V4: &str = "10.78.0.2";
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -36,13 +47,16 @@ impl Pair {
     pub fn new() -> Pair {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
+        let (a, b) = (format!("nj{pid}x{n}a"), format!("nj{pid}x{n}b"));
         let pair = Pair {
             prober: format!("nj{pid}-{n}-p"),
             target: format!("nj{pid}-{n}-t"),
+            prober_link: a.clone(),
+            target_link: b.clone(),
+            far: None,
         };
         ip(&["netns", "add", &pair.prober]);
         ip(&["netns", "add", &pair.target]);
-        let (a, b) = (format!("nj{pid}x{n}a"), format!("nj{pid}x{n}b"));
         ip(&[
             "link",
             "add",
@@ -76,6 +90,61 @@ impl Pair {
             ip(&["-n", ns, "link", "set", "lo", "up"]);
         }
         pair
+    }
+
+    /// A pair whose target is also a router (IPv4 forwarding on) to a third namespace,
+    /// [`FAR_V4`], over a link of `far_mtu` bytes: the prober reaches it one hop away.
+    pub fn routed(far_mtu: u32) -> Pair {
+        let mut pair = Pair::new();
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let far = format!("nj{pid}-{n}-f");
+        ip(&["netns", "add", &far]);
+        // Recorded before anything else can fail, so drop deletes it.
+        pair.far = Some(far.clone());
+        let (c, d) = (format!("nj{pid}x{n}c"), format!("nj{pid}x{n}d"));
+        ip(&[
+            "link",
+            "add",
+            &c,
+            "netns",
+            &pair.target,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &d,
+            "netns",
+            &far,
+        ]);
+        let mtu = far_mtu.to_string();
+        for (ns, dev, v4) in [(&pair.target, &c, ROUTER_FAR_V4), (&far, &d, FAR_V4)] {
+            ip(&["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", dev]);
+            ip(&["-n", ns, "link", "set", dev, "mtu", &mtu, "up"]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        ip(&[
+            "-n",
+            &pair.prober,
+            "route",
+            "add",
+            "10.78.0.0/24",
+            "via",
+            TARGET_V4,
+        ]);
+        ip(&["-n", &far, "route", "add", "default", "via", ROUTER_FAR_V4]);
+        pair.in_target("sysctl", &["-q", "-w", "net.ipv4.ip_forward=1"]);
+        pair
+    }
+
+    /// Runs `program args` inside the prober namespace and returns its output; fails the test
+    /// on a non-zero exit.
+    pub fn in_prober(&self, program: &str, args: &[&str]) -> String {
+        let mut command = Command::new(require("ip", "iproute2"));
+        command
+            .args(["netns", "exec", &self.prober, program])
+            .args(args);
+        run_ok(&mut command)
     }
 
     /// Runs `program args` inside the target namespace and returns its output; fails the test
@@ -131,7 +200,7 @@ impl Drop for Pair {
     fn drop(&mut self) {
         // Deleting a namespace deletes its end of the veth pair, and with it the other end,
         // and its firewall rules.
-        for ns in [&self.prober, &self.target] {
+        for ns in [&self.prober, &self.target].into_iter().chain(&self.far) {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
@@ -160,5 +229,79 @@ impl ConfigFile {
     /// The file's path.
     pub fn path(&self) -> std::path::PathBuf {
         self.dir.path().join("checks.toml")
+    }
+}
+
+/// A namespace linked to this process's own namespace by a veth pair, for an agent that runs
+/// here to reach addresses whose behaviour the namespace's firewall sets. IPv6 only, in a
+/// /64 of its own per test process (`fd79:0:<pid>::/64`), so nothing in this namespace's
+/// routing changes but that prefix; deleting the namespace deletes the link, its addresses
+/// and the route, failed test or not.
+pub struct Spur {
+    /// The namespace.
+    pub ns: String,
+    /// The link's /64, without the `::/64`.
+    pub prefix: String,
+}
+
+impl Spur {
+    /// Creates the namespace and the link: this side `<prefix>::1`, the namespace's side
+    /// `<prefix>::2` to `<prefix>::4`.
+    pub fn new() -> Spur {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let spur = Spur {
+            ns: format!("nj{pid}-{n}-s"),
+            prefix: format!("fd79:0:{:x}:{:x}", pid >> 16, pid & 0xffff),
+        };
+        ip(&["netns", "add", &spur.ns]);
+        let (a, b) = (format!("nj{pid}x{n}h"), format!("nj{pid}x{n}s"));
+        ip(&[
+            "link", "add", &a, "type", "veth", "peer", "name", &b, "netns", &spur.ns,
+        ]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}::1/64", spur.prefix),
+            "dev",
+            &a,
+            "nodad",
+        ]);
+        ip(&["link", "set", &a, "up"]);
+        for host in 2..=4 {
+            ip(&[
+                "-n",
+                &spur.ns,
+                "addr",
+                "add",
+                &format!("{}::{host}/64", spur.prefix),
+                "dev",
+                &b,
+                "nodad",
+            ]);
+        }
+        ip(&["-n", &spur.ns, "link", "set", &b, "up"]);
+        ip(&["-n", &spur.ns, "link", "set", "lo", "up"]);
+        spur
+    }
+
+    /// The address `<prefix>::<host>`.
+    pub fn addr(&self, host: u8) -> String {
+        format!("{}::{host}", self.prefix)
+    }
+
+    /// Runs `program args` inside the namespace; fails the test on a non-zero exit.
+    pub fn run(&self, program: &str, args: &[&str]) -> String {
+        let mut command = Command::new(require("ip", "iproute2"));
+        command
+            .args(["netns", "exec", &self.ns, program])
+            .args(args);
+        run_ok(&mut command)
+    }
+}
+
+impl Drop for Spur {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
     }
 }
