@@ -30,6 +30,8 @@ struct Servers {
     tls: SocketAddr,
     mtls: SocketAddr,
     auth: SocketAddr,
+    /// Answers only calls from 127.0.0.2.
+    from: SocketAddr,
     _child: Mutex<Child>,
     _stdin: Mutex<ChildStdin>,
 }
@@ -39,7 +41,7 @@ fn servers() -> &'static Servers {
     SERVERS.get_or_init(|| {
         let pki = pki();
         let addr = || SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let (plain, tls, mtls, auth) = (addr(), addr(), addr(), addr());
+        let (plain, tls, mtls, auth, from) = (addr(), addr(), addr(), addr(), addr());
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/grpc_server.py");
         let mut child = Command::new(venv_python())
             .arg(script)
@@ -51,6 +53,7 @@ fn servers() -> &'static Servers {
             .args(["--tls", &tls.port().to_string()])
             .args(["--mtls", &mtls.port().to_string()])
             .args(["--auth", &auth.port().to_string(), "--token", TOKEN])
+            .args(["--from", &from.port().to_string(), "--from-ip", "127.0.0.2"])
             .arg("--cert")
             .arg(&pki.leaf.chain)
             .arg("--key")
@@ -63,7 +66,7 @@ fn servers() -> &'static Servers {
             .spawn()
             .expect("start the gRPC server");
         let stdin = child.stdin.take().expect("its standard input");
-        for addr in [plain, tls, mtls, auth] {
+        for addr in [plain, tls, mtls, auth, from] {
             wait_for_tcp(addr, Duration::from_secs(30));
         }
         Servers {
@@ -71,6 +74,7 @@ fn servers() -> &'static Servers {
             tls,
             mtls,
             auth,
+            from,
             _child: Mutex::new(child),
             _stdin: Mutex::new(stdin),
         }
@@ -325,13 +329,74 @@ async fn a_plain_http1_server_is_not_http2() {
         gauge(&metrics_after(&text, &res), "probe_grpc_status_code", &[]),
         Some(-1.0)
     );
-    // Over TLS, nginx's https listener offers h2 by ALPN but is no gRPC server.
+    // nginx's plain-text HTTP/2 listener (h2c) speaks HTTP/2 but is no gRPC server.
     let res = run_check(&grpc_check(nginx.h2c, "plaintext = true")).await;
     assert_fail(
         &res,
         FailureReason::Protocol,
         "answered HTTP 404 (text/html), not gRPC: not a gRPC endpoint",
     );
+}
+
+#[tokio::test]
+async fn nginx_over_tls_is_not_grpc() {
+    let nginx = Nginx::start();
+    // The https listener chooses h2 by ALPN, then answers the call with a 404 page.
+    let text = grpc_check(
+        nginx.https,
+        &format!(
+            "tls = {{ ca_file = {:?}, server_name = \"localhost\" }}",
+            pki().ca.display().to_string()
+        ),
+    );
+    let res = run_check(&text).await;
+    assert_fail(
+        &res,
+        FailureReason::Protocol,
+        &format!(
+            "{} at {} answered HTTP 404 (text/html), not gRPC: not a gRPC endpoint",
+            nginx.https, nginx.https
+        ),
+    );
+    let info = details(&res).tls_info.as_ref().expect("the chain is read");
+    assert_eq!(info.alpn.as_deref(), Some("h2"));
+    assert!(info.chain_valid && info.hostname_match);
+    assert_eq!(details(&res).status_code, None);
+    let metrics = metrics_after(&text, &res);
+    assert_check_contract(&res, &metrics);
+    assert_eq!(gauge(&metrics, "probe_grpc_ssl", &[]), Some(1.0));
+    assert_eq!(gauge(&metrics, "probe_grpc_status_code", &[]), Some(-1.0));
+
+    // A listener without `http2` speaks HTTP/1.1 only: nginx ends the handshake with a
+    // no_application_protocol alert when h2 is all the client offers.
+    let text = grpc_check(nginx.self_signed, "tls = { insecure_skip_verify = true }");
+    let res = run_check(&text).await;
+    assert_fail(
+        &res,
+        FailureReason::Protocol,
+        &format!(
+            "{} at {} is not an HTTP/2 server over TLS: it refused ALPN h2 (TLS alert no_application_protocol); gRPC needs h2",
+            nginx.self_signed, nginx.self_signed
+        ),
+    );
+    assert_eq!(details(&res).check, Duration::ZERO, "nothing was sent");
+    assert_check_contract(&res, &metrics_after(&text, &res));
+}
+
+#[tokio::test]
+async fn source_ip_is_the_address_the_server_sees() {
+    let servers = servers();
+    // The server answers 127.0.0.2 only, and says whom it saw otherwise.
+    let res = run_check(&grpc_check(servers.from, "plaintext = true")).await;
+    assert_fail(
+        &res,
+        FailureReason::GrpcStatus,
+        "PERMISSION_DENIED: only 127.0.0.2 may ask; this call came from 127.0.0.1",
+    );
+    let text = grpc_check(servers.from, "plaintext = true\nsource_ip = \"127.0.0.2\"");
+    let res = run_check(&text).await;
+    assert_pass(&res);
+    assert_check_contract(&res, &metrics_after(&text, &res));
 }
 
 #[tokio::test]
@@ -496,4 +561,127 @@ async fn a_megabyte_of_headers_is_refused() {
     );
     assert_check_contract(&res, &metrics_after(&text, &res));
     task.abort();
+}
+
+/// An HTTP/2 server whose stream flow-control window stays shut: its SETTINGS give every
+/// stream a window of 0 and no WINDOW_UPDATE ever follows, so a request body can never be
+/// sent and no call is ever answered. It reads what comes (to see the client close) and
+/// counts the connections accepted and those still open.
+async fn shut_window_server() -> (
+    SocketAddr,
+    Arc<AtomicU64>,
+    Arc<AtomicU64>,
+    tokio::task::JoinHandle<()>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let open = Arc::new(AtomicU64::new(0));
+    let (counted, still_open) = (accepted.clone(), open.clone());
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            still_open.fetch_add(1, Ordering::SeqCst);
+            let still_open = still_open.clone();
+            tokio::spawn(async move {
+                // SETTINGS (type 4) with SETTINGS_INITIAL_WINDOW_SIZE (0x4) = 0.
+                let settings = [0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0];
+                if stream.write_all(&settings).await.is_ok() {
+                    let mut buf = [0u8; 4096];
+                    while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+                }
+                still_open.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (addr, accepted, open, task)
+}
+
+/// Sockets the process `pid` holds open.
+fn sockets(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the process's fds")
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("socket:"))
+        .count()
+}
+
+/// The runs of every check so far, and the agent's runtime tasks, from its /metrics.
+async fn runs_and_tasks(listen: SocketAddr) -> (f64, f64) {
+    let (_, metrics) = crate::support::http_get(listen, "/metrics").await;
+    let runs = metrics
+        .lines()
+        .filter(|line| line.starts_with("nightjar_check_runs_total{"))
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    let tasks = sample(&metrics, "nightjar_runtime_tasks", &[]).expect("the task gauge");
+    (runs, tasks)
+}
+
+/// hyper's HTTP/2 client spawns the task that owns the connection, and one per request body,
+/// on the executor it is given. Against a server that never lets the call through, the real
+/// agent runs the check again and again: once each run is over, its tasks and its socket
+/// are gone (the server sees every connection but the runs in flight closed).
+#[tokio::test]
+async fn a_stalled_call_leaves_no_task_or_socket_behind() {
+    const CHECKS: u64 = 4;
+    let (addr, accepted, open, server) = shut_window_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("checks.toml");
+    let text: String = (0..CHECKS)
+        .map(|idx| {
+            format!(
+                "[[check]]\nname = \"stalled-{idx}\"\ntype = \"grpc\"\ntarget = \"{addr}\"\nplaintext = true\ninterval = \"1s\"\ntimeout = \"300ms\"\n\n"
+            )
+        })
+        .collect();
+    std::fs::write(&config, text).unwrap();
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let agent = crate::support::start_agent(
+        crate::support::nightjar()
+            .args(["run", "--config"])
+            .arg(&config),
+        listen,
+    );
+    let pid = agent.id();
+    let measure = |at_least: f64| async move {
+        crate::support::eventually(Duration::from_secs(30), "runs", || async {
+            let (runs, tasks) = runs_and_tasks(listen).await;
+            (runs >= at_least).then_some((runs, tasks))
+        })
+        .await
+    };
+    let (runs_before, tasks_before) = measure(CHECKS as f64 * 2.0).await;
+    let sockets_before = sockets(pid);
+    let (runs_after, tasks_after) = measure(CHECKS as f64 * 8.0).await;
+    let sockets_after = sockets(pid);
+    let open_now = open.load(Ordering::SeqCst);
+    let accepted_now = accepted.load(Ordering::SeqCst);
+    eprintln!(
+        "runs {runs_before} -> {runs_after}; runtime tasks {tasks_before} -> {tasks_after}; \
+         agent sockets {sockets_before} -> {sockets_after}; server: {accepted_now} accepted, \
+         {open_now} open"
+    );
+    assert!(
+        accepted_now >= CHECKS * 8,
+        "every run connects: {accepted_now}"
+    );
+    // At most one run of each check is in flight at any time.
+    assert!(
+        open_now <= CHECKS,
+        "{open_now} of {accepted_now} connections still open after {runs_after} runs"
+    );
+    let more_runs = runs_after - runs_before;
+    assert!(
+        sockets_after <= sockets_before + CHECKS as usize,
+        "the agent's sockets went from {sockets_before} to {sockets_after} over {more_runs} runs"
+    );
+    assert!(
+        tasks_after < tasks_before + more_runs,
+        "the agent's tasks went from {tasks_before} to {tasks_after} over {more_runs} runs"
+    );
+    drop(agent);
+    server.abort();
 }
