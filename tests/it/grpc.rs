@@ -1,7 +1,8 @@
 //! The `grpc` check against a real gRPC server (Python grpcio with the standard health
 //! service, tests/fixtures/grpc_server.py): serving, not serving, unknown service, TLS, mTLS,
-//! plain text, metadata; against nginx (HTTP/1.1, and HTTP/2 that is not gRPC); and against
-//! in-process servers that stall, answer garbage or flood.
+//! plain text, metadata, source_ip; against nginx (HTTP/1.1, h2c and HTTPS with HTTP/2 that
+//! is not gRPC, HTTPS without HTTP/2); and against in-process servers that stall, answer
+//! garbage, flood or stop reading (in the real agent, which must not keep their sockets).
 
 use std::net::SocketAddr;
 use std::path::Path;

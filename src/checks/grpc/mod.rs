@@ -208,10 +208,11 @@ enum Broken {
 const CLOSE_GRACE: Duration = Duration::from_millis(100);
 
 /// What hyper's HTTP/2 client spawns for one run: the task that owns the connection (and so
-/// the socket), and one per request body it sends. They run in the run's own set, so they
-/// end with the run: a server that never lets the request body through (a flow-control
-/// window kept shut) or never reads would otherwise keep both tasks and the socket alive
-/// after the run gave up.
+/// the socket), the one that waits for each response, and one per request body it sends.
+/// They run in the run's own set, which ends them with the run (or when the run's future
+/// is dropped). Spawned on the runtime instead, the connection's task outlived the run
+/// whenever its close could not be written: against a server that stops reading, it waited
+/// forever to send its GOAWAY, holding the socket, one task and one socket per run.
 #[derive(Clone)]
 struct RunTasks(Weak<Mutex<JoinSet<()>>>);
 
