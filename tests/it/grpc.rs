@@ -1,7 +1,8 @@
 //! The `grpc` check against a real gRPC server (Python grpcio with the standard health
 //! service, tests/fixtures/grpc_server.py): serving, not serving, unknown service, TLS, mTLS,
-//! plain text, metadata; against nginx (HTTP/1.1, and HTTP/2 that is not gRPC); and against
-//! in-process servers that stall, answer garbage or flood.
+//! plain text, metadata, source_ip; against nginx (HTTP/1.1, h2c and HTTPS with HTTP/2 that
+//! is not gRPC, HTTPS without HTTP/2); and against in-process servers that stall, answer
+//! garbage, flood or stop reading (in the real agent, which must not keep their sockets).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -30,6 +31,8 @@ struct Servers {
     tls: SocketAddr,
     mtls: SocketAddr,
     auth: SocketAddr,
+    /// Answers only calls from 127.0.0.2.
+    from: SocketAddr,
     _child: Mutex<Child>,
     _stdin: Mutex<ChildStdin>,
 }
@@ -39,7 +42,7 @@ fn servers() -> &'static Servers {
     SERVERS.get_or_init(|| {
         let pki = pki();
         let addr = || SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let (plain, tls, mtls, auth) = (addr(), addr(), addr(), addr());
+        let (plain, tls, mtls, auth, from) = (addr(), addr(), addr(), addr(), addr());
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/grpc_server.py");
         let mut child = Command::new(venv_python())
             .arg(script)
@@ -51,6 +54,7 @@ fn servers() -> &'static Servers {
             .args(["--tls", &tls.port().to_string()])
             .args(["--mtls", &mtls.port().to_string()])
             .args(["--auth", &auth.port().to_string(), "--token", TOKEN])
+            .args(["--from", &from.port().to_string(), "--from-ip", "127.0.0.2"])
             .arg("--cert")
             .arg(&pki.leaf.chain)
             .arg("--key")
@@ -63,7 +67,7 @@ fn servers() -> &'static Servers {
             .spawn()
             .expect("start the gRPC server");
         let stdin = child.stdin.take().expect("its standard input");
-        for addr in [plain, tls, mtls, auth] {
+        for addr in [plain, tls, mtls, auth, from] {
             wait_for_tcp(addr, Duration::from_secs(30));
         }
         Servers {
@@ -71,6 +75,7 @@ fn servers() -> &'static Servers {
             tls,
             mtls,
             auth,
+            from,
             _child: Mutex::new(child),
             _stdin: Mutex::new(stdin),
         }
@@ -325,13 +330,74 @@ async fn a_plain_http1_server_is_not_http2() {
         gauge(&metrics_after(&text, &res), "probe_grpc_status_code", &[]),
         Some(-1.0)
     );
-    // Over TLS, nginx's https listener offers h2 by ALPN but is no gRPC server.
+    // nginx's plain-text HTTP/2 listener (h2c) speaks HTTP/2 but is no gRPC server.
     let res = run_check(&grpc_check(nginx.h2c, "plaintext = true")).await;
     assert_fail(
         &res,
         FailureReason::Protocol,
         "answered HTTP 404 (text/html), not gRPC: not a gRPC endpoint",
     );
+}
+
+#[tokio::test]
+async fn nginx_over_tls_is_not_grpc() {
+    let nginx = Nginx::start();
+    // The https listener chooses h2 by ALPN, then answers the call with a 404 page.
+    let text = grpc_check(
+        nginx.https,
+        &format!(
+            "tls = {{ ca_file = {:?}, server_name = \"localhost\" }}",
+            pki().ca.display().to_string()
+        ),
+    );
+    let res = run_check(&text).await;
+    assert_fail(
+        &res,
+        FailureReason::Protocol,
+        &format!(
+            "{} at {} answered HTTP 404 (text/html), not gRPC: not a gRPC endpoint",
+            nginx.https, nginx.https
+        ),
+    );
+    let info = details(&res).tls_info.as_ref().expect("the chain is read");
+    assert_eq!(info.alpn.as_deref(), Some("h2"));
+    assert!(info.chain_valid && info.hostname_match);
+    assert_eq!(details(&res).status_code, None);
+    let metrics = metrics_after(&text, &res);
+    assert_check_contract(&res, &metrics);
+    assert_eq!(gauge(&metrics, "probe_grpc_ssl", &[]), Some(1.0));
+    assert_eq!(gauge(&metrics, "probe_grpc_status_code", &[]), Some(-1.0));
+
+    // A listener without `http2` speaks HTTP/1.1 only: nginx ends the handshake with a
+    // no_application_protocol alert when h2 is all the client offers.
+    let text = grpc_check(nginx.self_signed, "tls = { insecure_skip_verify = true }");
+    let res = run_check(&text).await;
+    assert_fail(
+        &res,
+        FailureReason::Protocol,
+        &format!(
+            "{} at {} is not an HTTP/2 server over TLS: it refused ALPN h2 (TLS alert no_application_protocol); gRPC needs h2",
+            nginx.self_signed, nginx.self_signed
+        ),
+    );
+    assert_eq!(details(&res).check, Duration::ZERO, "nothing was sent");
+    assert_check_contract(&res, &metrics_after(&text, &res));
+}
+
+#[tokio::test]
+async fn source_ip_is_the_address_the_server_sees() {
+    let servers = servers();
+    // The server answers 127.0.0.2 only, and says whom it saw otherwise.
+    let res = run_check(&grpc_check(servers.from, "plaintext = true")).await;
+    assert_fail(
+        &res,
+        FailureReason::GrpcStatus,
+        "PERMISSION_DENIED: only 127.0.0.2 may ask; this call came from 127.0.0.1",
+    );
+    let text = grpc_check(servers.from, "plaintext = true\nsource_ip = \"127.0.0.2\"");
+    let res = run_check(&text).await;
+    assert_pass(&res);
+    assert_check_contract(&res, &metrics_after(&text, &res));
 }
 
 #[tokio::test]
@@ -496,4 +562,151 @@ async fn a_megabyte_of_headers_is_refused() {
     );
     assert_check_contract(&res, &metrics_after(&text, &res));
     task.abort();
+}
+
+/// An HTTP/2 server that stops reading: it sends its SETTINGS, then PING frames as fast as
+/// TCP takes them, and never reads. The client must acknowledge each PING, so its writes
+/// back soon fill what the sockets hold: from then on nothing it writes (its request, a
+/// GOAWAY) gets through. Small socket buffers keep that small. The server counts the
+/// connections accepted and those still open (a write fails once the client closed).
+async fn unread_server() -> (
+    SocketAddr,
+    Arc<AtomicU64>,
+    Arc<AtomicU64>,
+    tokio::task::JoinHandle<()>,
+) {
+    use tokio::io::AsyncWriteExt;
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.set_send_buffer_size(4096).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(64).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let open = Arc::new(AtomicU64::new(0));
+    let (counted, still_open) = (accepted.clone(), open.clone());
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            still_open.fetch_add(1, Ordering::SeqCst);
+            let still_open = still_open.clone();
+            tokio::spawn(async move {
+                // An empty SETTINGS frame (type 4), then PINGs (type 6, 8 bytes of payload).
+                let settings = [0u8, 0, 0, 4, 0, 0, 0, 0, 0];
+                let ping = [0u8, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+                let pings: Vec<u8> = ping
+                    .iter()
+                    .copied()
+                    .cycle()
+                    .take(ping.len() * 256)
+                    .collect();
+                if stream.write_all(&settings).await.is_ok() {
+                    while stream.write_all(&pings).await.is_ok() {}
+                }
+                still_open.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (addr, accepted, open, task)
+}
+
+/// Sockets the process `pid` holds open.
+fn sockets(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the process's fds")
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("socket:"))
+        .count()
+}
+
+/// The runs of every check so far, and the agent's runtime tasks, from its /metrics.
+async fn runs_and_tasks(listen: SocketAddr) -> (f64, f64) {
+    let (_, metrics) = crate::support::http_get(listen, "/metrics").await;
+    let runs = metrics
+        .lines()
+        .filter(|line| line.starts_with("nightjar_check_runs_total{"))
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    let tasks = sample(&metrics, "nightjar_runtime_tasks", &[]).expect("the task gauge");
+    (runs, tasks)
+}
+
+/// hyper's HTTP/2 client spawns the task that owns the connection on the executor it is
+/// given; against a server that stops reading, that task can never finish its close. The
+/// real agent runs such a check again and again: once each run is over, its tasks and its
+/// socket are gone (the server sees every connection but the runs in flight closed).
+#[tokio::test]
+async fn a_stalled_call_leaves_no_task_or_socket_behind() {
+    const CHECKS: u64 = 4;
+    let (addr, accepted, open, server) = unread_server().await;
+    // Long enough for the client's acknowledgements to fill the sockets before it gives up.
+    let timeout = "900ms";
+    let res = run_check(
+        &grpc_check(addr, "plaintext = true").replace("\"3s\"", &format!("\"{timeout}\"")),
+    )
+    .await;
+    assert_fail(
+        &res,
+        FailureReason::Timeout,
+        "timed out waiting for the answer to grpc.health.v1.Health/Check",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("checks.toml");
+    let text: String = (0..CHECKS)
+        .map(|idx| {
+            format!(
+                "[[check]]\nname = \"stalled-{idx}\"\ntype = \"grpc\"\ntarget = \"{addr}\"\nplaintext = true\ninterval = \"1s\"\ntimeout = \"{timeout}\"\n\n"
+            )
+        })
+        .collect();
+    std::fs::write(&config, text).unwrap();
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let agent = crate::support::start_agent(
+        crate::support::nightjar()
+            .args(["run", "--config"])
+            .arg(&config),
+        listen,
+    );
+    let pid = agent.id();
+    let measure = |at_least: f64| async move {
+        crate::support::eventually(Duration::from_secs(30), "runs", || async {
+            let (runs, tasks) = runs_and_tasks(listen).await;
+            (runs >= at_least).then_some((runs, tasks))
+        })
+        .await
+    };
+    let (runs_before, tasks_before) = measure(CHECKS as f64 * 2.0).await;
+    let sockets_before = sockets(pid);
+    let (runs_after, tasks_after) = measure(CHECKS as f64 * 8.0).await;
+    let sockets_after = sockets(pid);
+    let open_now = open.load(Ordering::SeqCst);
+    let accepted_now = accepted.load(Ordering::SeqCst);
+    eprintln!(
+        "runs {runs_before} -> {runs_after}; runtime tasks {tasks_before} -> {tasks_after}; \
+         agent sockets {sockets_before} -> {sockets_after}; server: {accepted_now} accepted, \
+         {open_now} open"
+    );
+    assert!(
+        accepted_now >= CHECKS * 8,
+        "every run connects: {accepted_now}"
+    );
+    // At most one run of each check is in flight, and one may be closing as it is counted;
+    // a socket left behind by each run would show as one more per run.
+    let more_runs = runs_after - runs_before;
+    let in_flight = CHECKS as usize * 2;
+    assert!(
+        open_now as usize <= in_flight,
+        "{open_now} of {accepted_now} connections still open after {runs_after} runs"
+    );
+    assert!(
+        sockets_after <= sockets_before + in_flight,
+        "the agent's sockets went from {sockets_before} to {sockets_after} over {more_runs} runs"
+    );
+    assert!(
+        tasks_after < tasks_before + more_runs / 2.0,
+        "the agent's tasks went from {tasks_before} to {tasks_after} over {more_runs} runs"
+    );
+    drop(agent);
+    server.abort();
 }

@@ -12,13 +12,15 @@ pub(crate) mod config;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout_at};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -106,23 +108,40 @@ async fn probe(spec: &GrpcSpec, ctx: &CheckCtx, details: &mut GrpcDetails) -> Re
     };
     let server_name = tls.name_for(&spec.host)?;
     let (stream, info) =
-        super::tls_handshake(tls, &server_name, tcp, ctx.deadline, &at, &mut details.tls).await?;
+        super::tls_handshake(tls, &server_name, tcp, ctx.deadline, &at, &mut details.tls)
+            .await
+            .map_err(|failure| alpn_refused(failure, &at))?;
     let verified = super::require_verified(&info, tls.insecure_skip_verify, &at);
     details.tls_info = Some(info);
     verified?;
-    // A server that takes part in ALPN must choose h2; one that does not is tried anyway.
-    if let Some(other) = stream.get_ref().1.alpn_protocol()
-        && other != b"h2"
-    {
-        return Err(Failure::new(
-            FailureReason::Protocol,
-            format!(
-                "{at} is not an HTTP/2 server: it chose {:?} by ALPN, and gRPC needs h2",
-                String::from_utf8_lossy(other)
-            ),
-        ));
-    }
+    // nightjar offers h2 alone by ALPN: a server that takes part in ALPN either chooses it
+    // or ends the handshake (see `alpn_refused`); rustls refuses one that chooses something
+    // not offered. A server that does not take part in ALPN is tried anyway.
     health_check(spec, ctx, Recorded::new(stream), "https", &at, details).await
+}
+
+/// A TLS handshake that failed because the server will not speak h2, the one protocol
+/// nightjar offers by ALPN, said so; other failures as they are.
+fn alpn_refused(failure: Failure, at: &str) -> Failure {
+    // What rustls says of a `no_application_protocol` alert (RFC 7301: the server supports
+    // none of the protocols offered; nginx on a listener without `http2`), and of a server
+    // that chose a protocol that was not offered.
+    let refused = failure.detail.contains("NoApplicationProtocol");
+    let unoffered = failure
+        .detail
+        .contains("SelectedUnofferedApplicationProtocol");
+    if failure.reason != FailureReason::Tls || !(refused || unoffered) {
+        return failure;
+    }
+    let how = if refused {
+        "it refused ALPN h2 (TLS alert no_application_protocol)"
+    } else {
+        "it chose a protocol other than h2 by ALPN"
+    };
+    Failure::new(
+        FailureReason::Protocol,
+        format!("{at} is not an HTTP/2 server over TLS: {how}; gRPC needs h2"),
+    )
 }
 
 /// The health call over `io`, timed as the `check` phase, its answer judged.
@@ -139,9 +158,22 @@ where
 {
     let seen = io.seen.clone();
     let head = Head::default();
+    let tasks = Arc::new(Mutex::new(JoinSet::new()));
     let start = Instant::now();
-    let answer = timeout_at(ctx.deadline, call(spec, ctx, io, scheme, &head)).await;
+    let answer = timeout_at(
+        ctx.deadline,
+        call(
+            spec,
+            ctx,
+            io,
+            scheme,
+            &head,
+            RunTasks(Arc::downgrade(&tasks)),
+        ),
+    )
+    .await;
     details.check = start.elapsed();
+    close(tasks, ctx.deadline).await;
     let seen = seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if answer.as_ref().is_ok_and(Result::is_err)
         && let Some((code, content_type)) = not_grpc(&head)
@@ -171,19 +203,66 @@ enum Broken {
     Call(tonic::Status),
 }
 
-/// Starts HTTP/2 on `io` and makes the call, driving the connection alongside it (so
-/// nothing outlives the run).
+/// How long a finished call's connection may take to close cleanly (GOAWAY, and
+/// close_notify over TLS): writes that need no answer from the server.
+const CLOSE_GRACE: Duration = Duration::from_millis(100);
+
+/// What hyper's HTTP/2 client spawns for one run: the task that owns the connection (and so
+/// the socket), the one that waits for each response, and one per request body it sends.
+/// They run in the run's own set, which ends them with the run (or when the run's future
+/// is dropped). Spawned on the runtime instead, the connection's task outlived the run
+/// whenever its close could not be written: against a server that stops reading, it waited
+/// forever to send its GOAWAY, holding the socket, one task and one socket per run.
+#[derive(Clone)]
+struct RunTasks(Weak<Mutex<JoinSet<()>>>);
+
+impl<F> hyper::rt::Executor<F> for RunTasks
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, task: F) {
+        // Once the run is over, what it would have spawned is dropped unrun.
+        if let Some(tasks) = self.0.upgrade() {
+            tasks
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .spawn(async move {
+                    task.await;
+                });
+        }
+    }
+}
+
+/// Lets the run's connection close cleanly for at most [`CLOSE_GRACE`] (never past the
+/// deadline), then aborts whatever of it is left, closing the socket.
+async fn close(tasks: Arc<Mutex<JoinSet<()>>>, deadline: Instant) {
+    let mut left = std::mem::take(
+        &mut *tasks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()),
+    );
+    drop(tasks);
+    let until = deadline.min(Instant::now() + CLOSE_GRACE);
+    let _ = timeout_at(until, async { while left.join_next().await.is_some() {} }).await;
+    // Dropping the set aborts the tasks still in it.
+}
+
+/// Starts HTTP/2 on `io` and makes the call, driving the request side of the connection
+/// alongside it; what hyper spawns (the connection's own task) goes to `tasks`, which the
+/// caller ends.
 async fn call<S>(
     spec: &GrpcSpec,
     ctx: &CheckCtx,
     io: Recorded<S>,
     scheme: &str,
     head: &Head,
+    tasks: RunTasks,
 ) -> Result<HealthCheckResponse, Broken>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+    let (sender, connection) = hyper::client::conn::http2::Builder::new(tasks)
         .initial_stream_window_size(WINDOW)
         .initial_connection_window_size(WINDOW)
         .max_header_list_size(MAX_HEADER_LIST)
