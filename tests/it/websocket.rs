@@ -463,23 +463,10 @@ async fn an_oversized_message_fails_before_it_is_read() {
     // One text message in 64 KiB fragments, 100 MiB in all, as fast as the client reads.
     static WRITTEN: AtomicU64 = AtomicU64::new(0);
     let huge = in_process(|stream| async move {
-        let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
-            return;
-        };
-        let mut stream = ws.into_inner();
-        let chunk = vec![b'x'; 64 * 1024];
-        for idx in 0..1600 {
-            // FIN on the last frame only; text first, continuation after; 64-bit length.
-            let fin = if idx == 1599 { 0x80 } else { 0 };
-            let opcode = if idx == 0 { 0x1 } else { 0x0 };
-            let mut frame = vec![fin | opcode, 127];
-            frame.extend_from_slice(&(chunk.len() as u64).to_be_bytes());
-            frame.extend_from_slice(&chunk);
-            if stream.write_all(&frame).await.is_err() {
-                return;
-            }
-            WRITTEN.fetch_add(frame.len() as u64, Ordering::Relaxed);
-        }
+        crate::support::hostile::websocket_huge_message(stream, |len| {
+            WRITTEN.fetch_add(len as u64, Ordering::Relaxed);
+        })
+        .await;
     })
     .await;
     fails_in_time(

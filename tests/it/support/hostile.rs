@@ -179,22 +179,7 @@ async fn serve(mut stream: TcpStream, behaviour: Behaviour) {
             }
         }
         Behaviour::WebSocketHuge => {
-            let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
-                return;
-            };
-            let mut stream = ws.into_inner();
-            let chunk = vec![b'x'; 64 * 1024];
-            for idx in 0..1600 {
-                // Text first, continuation frames after, FIN on the last; 64-bit lengths.
-                let fin = if idx == 1599 { 0x80 } else { 0 };
-                let opcode = if idx == 0 { 0x1 } else { 0x0 };
-                let mut frame = vec![fin | opcode, 127];
-                frame.extend_from_slice(&(chunk.len() as u64).to_be_bytes());
-                frame.extend_from_slice(&chunk);
-                if stream.write_all(&frame).await.is_err() {
-                    return;
-                }
-            }
+            websocket_huge_message(stream, |_| {}).await;
         }
         Behaviour::ManyHeaders => {
             read_request(&mut stream).await;
@@ -296,4 +281,26 @@ impl LongChain {
 async fn read_request_tls(stream: &mut tokio_rustls::server::TlsStream<TcpStream>) {
     let mut buf = vec![0u8; 8192];
     let _ = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await;
+}
+
+/// Accepts a WebSocket upgrade on `stream`, then sends one 100 MiB text message in 64 KiB
+/// fragments (text first, continuation frames after, FIN on the last; 64-bit lengths) as
+/// fast as the client reads, telling `wrote` the size of each frame written.
+pub async fn websocket_huge_message(stream: TcpStream, mut wrote: impl FnMut(usize)) {
+    let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+        return;
+    };
+    let mut stream = ws.into_inner();
+    let chunk = vec![b'x'; 64 * 1024];
+    for idx in 0..1600 {
+        let fin = if idx == 1599 { 0x80 } else { 0 };
+        let opcode = if idx == 0 { 0x1 } else { 0x0 };
+        let mut frame = vec![fin | opcode, 127];
+        frame.extend_from_slice(&(chunk.len() as u64).to_be_bytes());
+        frame.extend_from_slice(&chunk);
+        if stream.write_all(&frame).await.is_err() {
+            return;
+        }
+        wrote(frame.len());
+    }
 }
