@@ -411,6 +411,18 @@ pub fn classify_tls_error(error: &io::Error) -> (FailureReason, String) {
     }
 }
 
+/// Whether `error` says the peer closed or reset the connection (rather than some other
+/// I/O failure).
+pub fn closed_by_peer(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+    )
+}
+
 /// The first error of type `T` in the `source()` chain of `error`, including itself.
 pub fn find_cause<'a, T: StdError + 'static>(error: &'a (dyn StdError + 'static)) -> Option<&'a T> {
     let mut current: Option<&(dyn StdError + 'static)> = Some(error);

@@ -372,15 +372,7 @@ fn transport_failure(error: &hyper::Error, seen: &Seen, spec: &GrpcSpec, at: &st
     let closed = error.is_closed()
         || error.is_incomplete_message()
         || error.is_canceled()
-        || net::find_cause::<io::Error>(error).is_some_and(|io_error| {
-            matches!(
-                io_error.kind(),
-                io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::ConnectionAborted
-                    | io::ErrorKind::BrokenPipe
-                    | io::ErrorKind::UnexpectedEof
-            )
-        });
+        || net::find_cause::<io::Error>(error).is_some_and(net::closed_by_peer);
     if closed && seen.total == 0 && no_client_cert {
         return Failure::new(
             FailureReason::Tls,

@@ -801,18 +801,16 @@ fn classify_hyper(error: &hyper::Error, doing: &str, url: &Url) -> Failure {
         );
     }
     if let Some(io_error) = net::find_cause::<std::io::Error>(error) {
-        return match io_error.kind() {
-            std::io::ErrorKind::ConnectionReset
-            | std::io::ErrorKind::ConnectionAborted
-            | std::io::ErrorKind::BrokenPipe
-            | std::io::ErrorKind::UnexpectedEof => Failure::new(
+        return if net::closed_by_peer(io_error) {
+            Failure::new(
                 FailureReason::Closed,
                 format!("the connection was reset while {doing} {target}: {io_error}"),
-            ),
-            _ => Failure::new(
+            )
+        } else {
+            Failure::new(
                 FailureReason::Protocol,
                 format!("I/O error while {doing} {target}: {io_error}"),
-            ),
+            )
         };
     }
     Failure::new(

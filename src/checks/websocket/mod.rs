@@ -517,19 +517,14 @@ fn classify(error: WsError, doing: &str, target: &str) -> Failure {
             FailureReason::Closed,
             format!("the connection to {target} closed {doing}"),
         ),
-        WsError::Io(io) => match io.kind() {
-            std::io::ErrorKind::ConnectionReset
-            | std::io::ErrorKind::ConnectionAborted
-            | std::io::ErrorKind::BrokenPipe
-            | std::io::ErrorKind::UnexpectedEof => Failure::new(
-                FailureReason::Closed,
-                format!("the connection to {target} was closed or reset {doing}: {io}"),
-            ),
-            _ => Failure::new(
-                FailureReason::Protocol,
-                format!("I/O error with {target} {doing}: {io}"),
-            ),
-        },
+        WsError::Io(io) if crate::net::closed_by_peer(&io) => Failure::new(
+            FailureReason::Closed,
+            format!("the connection to {target} was closed or reset {doing}: {io}"),
+        ),
+        WsError::Io(io) => Failure::new(
+            FailureReason::Protocol,
+            format!("I/O error with {target} {doing}: {io}"),
+        ),
         WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => Failure::new(
             FailureReason::TooLarge,
             format!(
