@@ -25,6 +25,7 @@
 //! - [`rules`]: `nightjar rules`: burn-rate, expiry, quorum and agent alerts for Prometheus.
 //! - [`remote_write`]: push every series to Prometheus remote-write endpoints.
 //! - [`traffic`]: the synthetic good-traffic injector for quiet hours.
+//! - [`blackbox`]: blackbox_exporter's modules as nightjar checks, for `/probe` and the importer.
 //! - [`agent`]: wires the stages together for `nightjar run`.
 //! - [`cli`]: the command line.
 //! - Leaves, which import nothing from the crate: [`time`] (the clock, RFC 3339, days left and
@@ -47,6 +48,7 @@
 
 pub mod access;
 pub mod agent;
+pub mod blackbox;
 pub mod checks;
 pub mod cli;
 pub mod config;
