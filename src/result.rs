@@ -741,6 +741,9 @@ pub struct HttpDetails {
     pub remote_addr: Option<std::net::SocketAddr>,
     /// What the TLS handshake of the last `https` hop showed.
     pub tls_info: Option<TlsInfo>,
+    /// Decoded body bytes of the last response, when the check sets `compression` (up to
+    /// where decoding stopped).
+    pub uncompressed_length: Option<u64>,
 }
 
 impl HttpDetails {
@@ -968,6 +971,8 @@ pub enum FailureReason {
     Unreachable,
     /// The agent lacks the privilege the check needs (an ICMP socket).
     Permission,
+    /// The response's HTTP version was not one of `expect.http_versions`.
+    HttpVersion,
 }
 
 impl FailureReason {
@@ -1000,6 +1005,7 @@ impl FailureReason {
         FailureReason::Loss,
         FailureReason::Unreachable,
         FailureReason::Permission,
+        FailureReason::HttpVersion,
     ];
 
     /// The metric label value.
@@ -1032,6 +1038,7 @@ impl FailureReason {
             FailureReason::Loss => "loss",
             FailureReason::Unreachable => "unreachable",
             FailureReason::Permission => "permission",
+            FailureReason::HttpVersion => "http_version",
         }
     }
 }
@@ -1275,6 +1282,7 @@ mod tests {
             failed_due_to_regex: true,
             remote_addr: Some("[2001:db8::1]:443".parse().unwrap()),
             tls_info: Some(tls("TLS 1.2")),
+            uncompressed_length: Some(40960),
         }
     }
 
