@@ -644,30 +644,17 @@ async fn finish_response(
 
     let transfer_start = Instant::now();
     if let Some(compression) = spec.compression {
-        let caps = decode::Caps {
-            max_body: spec.max_body,
-            max_size: spec.expect.max_size,
-        };
-        let decoded = decode::read_decoded(
+        return decode::finish(
+            spec,
             compression,
-            &mut incoming,
-            &parts.headers,
-            &caps,
             url,
+            parts,
+            incoming,
             deadline,
+            transfer_start,
+            details,
         )
         .await;
-        details.transfer += transfer_start.elapsed();
-        details.content_length = Some(decoded.wire);
-        details.uncompressed_length = Some(decoded.decoded);
-        let body = decoded.body?;
-        return Ok(Received {
-            status: parts.status,
-            headers: parts.headers,
-            total_len: body.len() as u64,
-            body,
-            version: parts.version,
-        });
     }
     let cap = usize::try_from(spec.max_body).unwrap_or(usize::MAX);
     let mut kept: Vec<u8> = Vec::new();
