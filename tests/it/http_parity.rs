@@ -113,6 +113,16 @@ async fn gzip_from_nginx_is_asked_for_and_decoded() {
         "does not decode as br (compression = \"br\"; the response has no Content-Encoding)",
     );
 
+    // Only the final response is decoded: a redirect's own (plain) body is not.
+    let res = run_check(&http_check(
+        &nginx.url("/to-gzip"),
+        "compression = \"gzip\"\nexpect = { json_cel = \"body.status == 'ok'\" }",
+    ))
+    .await;
+    assert_pass(&res);
+    assert_eq!(http(&res).redirects, 1);
+    assert_eq!(http(&res).uncompressed_length, Some(plain));
+
     // Over HTTP/2 too.
     let res = run_check(&http_check(
         &nginx.https_url("/gzip"),

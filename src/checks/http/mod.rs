@@ -313,14 +313,18 @@ pub(crate) async fn fetch_with_cookies(
             store_cookies(jar, &response, &hop.url);
         }
         let code = response.status.as_u16();
-        let is_redirect = matches!(code, 301 | 302 | 303 | 307 | 308);
-        if !(spec.follow_redirects && is_redirect) {
+        if !(spec.follow_redirects && is_redirect(code)) {
             return Ok(response);
         }
         let next = redirect_target(spec, &hop.url, code, &response, details.redirects)?;
         hop.redirect(code, next)?;
         details.redirects += 1;
     }
+}
+
+/// Whether `code` is a redirect that `follow_redirects` follows.
+fn is_redirect(code: u16) -> bool {
+    matches!(code, 301 | 302 | 303 | 307 | 308)
 }
 
 /// What a hop sends: the first hop's as the spec says, changed by each redirect followed.
@@ -643,7 +647,10 @@ async fn finish_response(
     details.http_version = Some(version_number(parts.version));
 
     let transfer_start = Instant::now();
-    if let Some(compression) = spec.compression {
+    // A redirect that will be followed is not the response the check judges: its body is
+    // read as it comes, as blackbox_exporter's client discards it.
+    let followed = spec.follow_redirects && is_redirect(parts.status.as_u16());
+    if let Some(compression) = spec.compression.filter(|_| !followed) {
         return decode::finish(
             spec,
             compression,
