@@ -170,7 +170,6 @@ struct Decoded {
 
 /// The rest of a response whose head is `parts`: its body read through `compression`'s
 /// decoder, the transfer timed and both lengths recorded.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn finish(
     spec: &super::HttpSpec,
     compression: Compression,
@@ -178,9 +177,9 @@ pub(crate) async fn finish(
     parts: http::response::Parts,
     mut incoming: Incoming,
     deadline: Instant,
-    transfer_start: Instant,
     details: &mut HttpDetails,
 ) -> Result<Received, Failure> {
+    let transfer_start = Instant::now();
     let caps = Caps {
         max_body: spec.max_body,
         max_size: spec.expect.max_size,

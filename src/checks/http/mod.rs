@@ -327,6 +327,14 @@ fn is_redirect(code: u16) -> bool {
     matches!(code, 301 | 302 | 303 | 307 | 308)
 }
 
+/// The decoder a response with `status` is read through: `compression`, unless it is a
+/// redirect that will be followed (not the response the check judges, and discarded as
+/// blackbox_exporter's client discards it).
+fn decoded_with(spec: &HttpSpec, status: StatusCode) -> Option<Compression> {
+    let followed = spec.follow_redirects && is_redirect(status.as_u16());
+    spec.compression.filter(|_| !followed)
+}
+
 /// What a hop sends: the first hop's as the spec says, changed by each redirect followed.
 struct Hop<'a> {
     url: Cow<'a, Url>,
@@ -646,23 +654,10 @@ async fn finish_response(
     details.status_code = Some(parts.status.as_u16());
     details.http_version = Some(version_number(parts.version));
 
-    let transfer_start = Instant::now();
-    // A redirect that will be followed is not the response the check judges: its body is
-    // read as it comes, as blackbox_exporter's client discards it.
-    let followed = spec.follow_redirects && is_redirect(parts.status.as_u16());
-    if let Some(compression) = spec.compression.filter(|_| !followed) {
-        return decode::finish(
-            spec,
-            compression,
-            url,
-            parts,
-            incoming,
-            deadline,
-            transfer_start,
-            details,
-        )
-        .await;
+    if let Some(compression) = decoded_with(spec, parts.status) {
+        return decode::finish(spec, compression, url, parts, incoming, deadline, details).await;
     }
+    let transfer_start = Instant::now();
     let cap = usize::try_from(spec.max_body).unwrap_or(usize::MAX);
     let mut kept: Vec<u8> = Vec::new();
     let mut total: u64 = 0;
