@@ -968,6 +968,11 @@ pub enum FailureReason {
     Unreachable,
     /// The agent lacks the privilege the check needs (an ICMP socket).
     Permission,
+    /// The OAuth2 token endpoint gave no usable token (an error code, a refused client, an
+    /// unusable answer, or it could not be reached).
+    Auth,
+    /// The HTTP proxy could not be reached, or refused the request or the CONNECT.
+    Proxy,
 }
 
 impl FailureReason {
@@ -1000,6 +1005,8 @@ impl FailureReason {
         FailureReason::Loss,
         FailureReason::Unreachable,
         FailureReason::Permission,
+        FailureReason::Auth,
+        FailureReason::Proxy,
     ];
 
     /// The metric label value.
@@ -1032,6 +1039,8 @@ impl FailureReason {
             FailureReason::Loss => "loss",
             FailureReason::Unreachable => "unreachable",
             FailureReason::Permission => "permission",
+            FailureReason::Auth => "auth",
+            FailureReason::Proxy => "proxy",
         }
     }
 }

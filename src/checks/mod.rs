@@ -310,10 +310,15 @@ mod reason_lists {
         let parts: Vec<(CheckKind, Vec<&str>)> = vec![
             (
                 CheckKind::Http,
-                [transport, expectations]
-                    .into_iter()
-                    .chain(tls_kinds)
-                    .collect(),
+                [
+                    transport,
+                    expectations,
+                    include_str!("http/proxy.rs"),
+                    include_str!("http/oauth2.rs"),
+                ]
+                .into_iter()
+                .chain(tls_kinds)
+                .collect(),
             ),
             (
                 CheckKind::Flow,

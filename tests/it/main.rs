@@ -14,6 +14,7 @@ mod flow;
 mod grpc;
 mod hostile;
 mod http;
+mod http_proxy_oauth;
 mod icmp;
 mod labels;
 mod maintenance;

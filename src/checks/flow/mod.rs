@@ -527,6 +527,8 @@ async fn run_step(
             max_size: step.expect.max_size,
             ..HttpExpect::default()
         },
+        proxy: None,
+        oauth2: None,
     };
     let started = Instant::now();
     let received = fetch_with_cookies(&spec, ctx, http, Some(jar)).await?;

@@ -67,8 +67,11 @@ pub(crate) fn read_http(
     };
 
     let options = read_request_options(table);
+    let proxy = super::proxy::config::read(table, secrets);
+    let oauth2 = super::oauth2::config::read(table, secrets);
 
-    let (Some(url), Some(options), true) = (url, options, ok) else {
+    let (Some(url), Some(options), Ok(proxy), Ok(oauth2), true) = (url, options, proxy, oauth2, ok)
+    else {
         return None;
     };
     let target = show_url(&url);
@@ -85,6 +88,8 @@ pub(crate) fn read_http(
             tls: options.tls,
             max_body: options.max_body,
             expect: options.expect,
+            proxy,
+            oauth2,
         },
         target,
     ))

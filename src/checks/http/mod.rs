@@ -6,6 +6,8 @@
 //! status, headers, body, JSON and duration expectations all held.
 
 pub(crate) mod config;
+pub mod oauth2;
+pub mod proxy;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -42,6 +44,8 @@ pub const REASONS: &[FailureReason] = &[
     FailureReason::Json,
     FailureReason::TooSlow,
     FailureReason::TooLarge,
+    FailureReason::Auth,
+    FailureReason::Proxy,
 ];
 
 /// A validated `http` check.
@@ -70,6 +74,10 @@ pub struct HttpSpec {
     pub max_body: u64,
     /// What the response must look like.
     pub expect: HttpExpect,
+    /// Proxies the requests go through (`proxy_url`, `proxy_from_environment`).
+    pub proxy: Option<Arc<proxy::ProxyOptions>>,
+    /// OAuth2 client credentials: a bearer token fetched, cached and sent.
+    pub oauth2: Option<Arc<oauth2::OAuth2>>,
 }
 
 impl HttpSpec {
@@ -90,6 +98,8 @@ impl HttpSpec {
             tls,
             max_body: 64 * 1024,
             expect: HttpExpect::default(),
+            proxy: None,
+            oauth2: None,
         }
     }
 }
@@ -226,7 +236,7 @@ pub enum JsonTest {
 /// Runs an `http` check once.
 pub async fn run(spec: &HttpSpec, ctx: &CheckCtx) -> (Status, Details) {
     let mut details = HttpDetails::default();
-    let status = run_inner(spec, ctx, &mut details).await;
+    let status = oauth2::scrub(spec, run_inner(spec, ctx, &mut details).await);
     (status, Details::Http(details))
 }
 
@@ -274,6 +284,12 @@ pub(crate) async fn fetch_with_cookies(
         body: spec.body.clone(),
         headers: Cow::Borrowed(&spec.headers),
     };
+    let bearer = oauth2::bearer(spec, ctx).await?;
+    if let Some(bearer) = &bearer {
+        hop.headers
+            .to_mut()
+            .push((AUTHORIZATION, bearer.header.clone()));
+    }
     loop {
         let headers = with_cookies(&hop.headers, jar.as_deref(), &hop.url);
         let response = exchange(
@@ -292,6 +308,7 @@ pub(crate) async fn fetch_with_cookies(
         let code = response.status.as_u16();
         let is_redirect = matches!(code, 301 | 302 | 303 | 307 | 308);
         if !(spec.follow_redirects && is_redirect) {
+            oauth2::answered(spec, bearer.as_ref(), code);
             return Ok(response);
         }
         let next = redirect_target(spec, &hop.url, code, &response, details.redirects)?;
@@ -457,23 +474,55 @@ async fn exchange(
         url::Host::Ipv6(ip) => ip.to_string(),
     };
     let target = show_url(url);
-    let (tcp, remote) = super::dial(
-        ctx,
-        &host_text,
-        port,
-        spec.ip,
-        &target,
-        &mut details.resolve,
-        &mut details.connect,
-    )
-    .await?;
+    let route = proxy::route(spec.proxy.as_deref(), url);
+    let (tcp, remote, forward) = match route {
+        proxy::Route::Direct => {
+            let (tcp, remote) = super::dial(
+                ctx,
+                &host_text,
+                port,
+                spec.ip,
+                &target,
+                &mut details.resolve,
+                &mut details.connect,
+            )
+            .await?;
+            (tcp, remote, None)
+        }
+        proxy::Route::Forward(server) | proxy::Route::Tunnel(server) => {
+            let tunnel = matches!(route, proxy::Route::Tunnel(_));
+            let (tcp, remote, authority) =
+                proxy::open(spec, ctx, server, tunnel, &host_text, port, url, details).await?;
+            (tcp, remote, (!tunnel).then_some((server, authority)))
+        }
+    };
     details.remote_addr = Some(remote);
 
     // TLS, then HTTP.
     details.tls_used = https;
+    if let Some((server, authority)) = forward {
+        // A plain request through a proxy: HTTP/1.1 in absolute form, with the proxy's
+        // credentials.
+        let mut via = headers.to_vec();
+        if let Some(auth) = &server.authorization {
+            via.push((PROXY_AUTHORIZATION, auth.clone()));
+        }
+        let absolute = Some(authority.as_str());
+        let received = request(
+            spec, ctx, url, method, &via, body, tcp, false, absolute, details,
+        )
+        .await?;
+        return match proxy::forward_refused(server, url, received.status.as_u16()) {
+            Some(failure) => Err(failure),
+            None => Ok(received),
+        };
+    }
     if !https {
         let use_h2 = spec.version == HttpVersionPref::Http2;
-        return request(spec, ctx, url, method, headers, body, tcp, use_h2, details).await;
+        return request(
+            spec, ctx, url, method, headers, body, tcp, use_h2, None, details,
+        )
+        .await;
     }
     let server_name = spec.tls.name_for(&host_text)?;
     let target = format!("{} at {remote}", show_url(url));
@@ -501,7 +550,10 @@ async fn exchange(
             ),
         ));
     }
-    request(spec, ctx, url, method, headers, body, tls, use_h2, details).await
+    request(
+        spec, ctx, url, method, headers, body, tls, use_h2, None, details,
+    )
+    .await
 }
 
 /// Aborts the spawned connection driver when the exchange is over.
@@ -541,6 +593,7 @@ async fn request<S>(
     body: Option<Bytes>,
     stream: S,
     use_h2: bool,
+    absolute: Option<&str>,
     details: &mut HttpDetails,
 ) -> Result<Received, Failure>
 where
@@ -549,6 +602,7 @@ where
     let deadline = ctx.deadline;
     let io = TokioIo::new(stream);
     let request = build_request(url, method, headers, body, use_h2, ctx.user_agent)?;
+    let request = proxy::absolute_form(request, url, absolute)?;
     let processing_start = Instant::now();
     let doing = if use_h2 {
         "starting HTTP/2 with"
