@@ -342,10 +342,14 @@ type GrantError = RequestTokenError<Transport, oauth2::basic::BasicErrorResponse
 /// A failed grant as the check's failure: `timeout` when the deadline passed, else `auth`,
 /// naming the token URL and what it answered (status, OAuth2 error code).
 fn token_failure(error: GrantError, shown: &str, status: u16) -> Failure {
+    let phrase = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|code| code.canonical_reason())
+        .unwrap_or("");
     let answered = |what: String| {
         Failure::new(
             FailureReason::Auth,
-            format!("OAuth2 token endpoint {shown} answered {status} {what}")
+            format!("OAuth2 token endpoint {shown} answered {status} {phrase} {what}")
                 .trim_end()
                 .to_string(),
         )
