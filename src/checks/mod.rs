@@ -322,10 +322,15 @@ mod reason_lists {
             ),
             (
                 CheckKind::Flow,
-                [include_str!("flow/mod.rs"), transport, expectations]
-                    .into_iter()
-                    .chain(tls_kinds)
-                    .collect(),
+                [
+                    include_str!("flow/mod.rs"),
+                    transport,
+                    expectations,
+                    include_str!("http/proxy.rs"),
+                ]
+                .into_iter()
+                .chain(tls_kinds)
+                .collect(),
             ),
             (
                 CheckKind::Domain,

@@ -385,6 +385,31 @@ async fn proxy_from_the_environment_and_redirects_through_the_proxy() {
     .await;
 }
 
+#[tokio::test]
+async fn flow_steps_take_the_proxy_keys() {
+    let nginx = Nginx::start();
+    let proxy = Tinyproxy::start(&[]);
+    let flow = |proxy_url: &str| {
+        format!(
+            "[[check]]\nname = \"f\"\ntype = \"flow\"\ninterval = \"30s\"\ntimeout = \"5s\"\n[[check.steps]]\nname = \"home\"\nurl = \"{}\"\nproxy_url = \"{proxy_url}\"\n",
+            nginx.url("/ok")
+        )
+    };
+    let text = flow(&proxy.url(PROXY_USER, PROXY_PASSWORD));
+    let res = run_check(&text).await;
+    assert_pass(&res);
+    let wanted = format!("GET http://{}/ok HTTP/1.1", nginx.http);
+    eventually(Duration::from_secs(5), "the step in the proxy's log", || {
+        let found = proxy.requests().contains(&wanted);
+        async move { found.then_some(()) }
+    })
+    .await;
+    let text = flow(&format!("http://{}", proxy.addr));
+    let res = run_check(&text).await;
+    assert_fail(&res, FailureReason::Proxy, "step \"home\": proxy");
+    assert_check_contract(&res, &metrics_after(&text, &res));
+}
+
 /// The OAuth2 server of `tests/fixtures/oauth2_server.py`; stopped on drop.
 struct OAuthServer {
     addr: SocketAddr,

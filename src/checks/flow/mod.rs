@@ -44,6 +44,7 @@ pub const REASONS: &[FailureReason] = &[
     FailureReason::TooSlow,
     FailureReason::TooLarge,
     FailureReason::Extract,
+    FailureReason::Proxy,
 ];
 
 /// A validated `flow` check.
@@ -86,6 +87,8 @@ pub struct FlowStep {
     pub expect: HttpExpect,
     /// Variables taken from the response.
     pub extract: Vec<(String, Extractor)>,
+    /// The proxies this step's requests go through (the `http` check's proxy keys).
+    pub proxy: Option<std::sync::Arc<crate::checks::http::proxy::ProxyOptions>>,
 }
 
 /// A request body.
@@ -527,7 +530,7 @@ async fn run_step(
             max_size: step.expect.max_size,
             ..HttpExpect::default()
         },
-        proxy: None,
+        proxy: step.proxy.clone(),
         oauth2: None,
     };
     let started = Instant::now();

@@ -349,9 +349,12 @@ fn token_failure(error: GrantError, shown: &str, status: u16) -> Failure {
     let answered = |what: String| {
         Failure::new(
             FailureReason::Auth,
-            format!("OAuth2 token endpoint {shown} answered {status} {phrase} {what}")
-                .trim_end()
-                .to_string(),
+            format!(
+                "OAuth2 token endpoint {shown} answered {} {what}",
+                format!("{status} {phrase}").trim_end()
+            )
+            .trim_end()
+            .to_string(),
         )
     };
     match error {
