@@ -132,7 +132,7 @@ async fn plain_http_goes_through_the_proxy_in_absolute_form() {
     );
     let wanted = format!("GET http://{}/ok HTTP/1.1", nginx.http);
     eventually(Duration::from_secs(5), "the proxy's log", || {
-        let found = proxy.requests().iter().any(|line| *line == wanted);
+        let found = proxy.requests().contains(&wanted);
         async move { found.then_some(()) }
     })
     .await;
@@ -399,10 +399,14 @@ async fn flow_steps_take_the_proxy_keys() {
     let res = run_check(&text).await;
     assert_pass(&res);
     let wanted = format!("GET http://{}/ok HTTP/1.1", nginx.http);
-    eventually(Duration::from_secs(5), "the step in the proxy's log", || {
-        let found = proxy.requests().contains(&wanted);
-        async move { found.then_some(()) }
-    })
+    eventually(
+        Duration::from_secs(5),
+        "the step in the proxy's log",
+        || {
+            let found = proxy.requests().contains(&wanted);
+            async move { found.then_some(()) }
+        },
+    )
     .await;
     let text = flow(&format!("http://{}", proxy.addr));
     let res = run_check(&text).await;

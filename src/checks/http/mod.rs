@@ -474,48 +474,15 @@ async fn exchange(
         url::Host::Ipv6(ip) => ip.to_string(),
     };
     let target = show_url(url);
-    let route = proxy::route(spec.proxy.as_deref(), url);
-    let (tcp, remote, forward) = match route {
-        proxy::Route::Direct => {
-            let (tcp, remote) = super::dial(
-                ctx,
-                &host_text,
-                port,
-                spec.ip,
-                &target,
-                &mut details.resolve,
-                &mut details.connect,
-            )
-            .await?;
-            (tcp, remote, None)
-        }
-        proxy::Route::Forward(server) | proxy::Route::Tunnel(server) => {
-            let tunnel = matches!(route, proxy::Route::Tunnel(_));
-            let (tcp, remote, authority) =
-                proxy::open(spec, ctx, server, tunnel, &host_text, port, url, details).await?;
-            (tcp, remote, (!tunnel).then_some((server, authority)))
-        }
-    };
+    let (tcp, remote, forward) =
+        proxy::connect(spec, ctx, url, &host_text, port, &target, details).await?;
     details.remote_addr = Some(remote);
 
     // TLS, then HTTP.
     details.tls_used = https;
-    if let Some((server, authority)) = forward {
-        // A plain request through a proxy: HTTP/1.1 in absolute form, with the proxy's
-        // credentials.
-        let mut via = headers.to_vec();
-        if let Some(auth) = &server.authorization {
-            via.push((PROXY_AUTHORIZATION, auth.clone()));
-        }
-        let absolute = Some(authority.as_str());
-        let received = request(
-            spec, ctx, url, method, &via, body, tcp, false, absolute, details,
-        )
-        .await?;
-        return match proxy::forward_refused(server, url, received.status.as_u16()) {
-            Some(failure) => Err(failure),
-            None => Ok(received),
-        };
+    if let Some(forward) = forward {
+        let hop = (method, headers, body);
+        return proxy::forward(spec, ctx, url, hop, tcp, forward, details).await;
     }
     if !https {
         let use_h2 = spec.version == HttpVersionPref::Http2;

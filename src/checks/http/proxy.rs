@@ -139,18 +139,17 @@ impl NoProxy {
             return true;
         }
         let port_ok = |want: Option<u16>| want.is_none_or(|want| want == port);
-        if let Some(ip) = ip {
-            if self
-                .ips
+        let ip_listed = ip.is_some_and(|ip| {
+            self.ips
                 .iter()
                 .any(|(entry, want)| *entry == ip && port_ok(*want))
                 || self
                     .cidrs
                     .iter()
                     .any(|(net, bits)| in_cidr(ip, *net, *bits))
-            {
-                return true;
-            }
+        });
+        if ip_listed {
+            return true;
         }
         self.domains.iter().any(|domain| {
             (host.ends_with(&domain.suffix) || (domain.exact_too && host == domain.suffix[1..]))
@@ -241,11 +240,82 @@ pub(crate) fn route<'a>(options: Option<&'a ProxyOptions>, url: &Url) -> Route<'
     }
 }
 
+/// The connection a hop to `host:port` (of `url`, shown as `target`) goes over: straight
+/// to the target, or to the proxy that `route` picks (a tunnel already open through it).
+/// Returns the stream, the address connected to, and for a plain request through a proxy,
+/// the proxy and the authority to name in the absolute-form request.
+pub(crate) async fn connect<'s>(
+    spec: &'s HttpSpec,
+    ctx: &CheckCtx,
+    url: &Url,
+    host: &str,
+    port: u16,
+    target: &str,
+    details: &mut HttpDetails,
+) -> Result<(TcpStream, SocketAddr, Option<(&'s ProxyServer, String)>), Failure> {
+    match route(spec.proxy.as_deref(), url) {
+        Route::Direct => {
+            let (tcp, remote) = crate::checks::dial(
+                ctx,
+                host,
+                port,
+                spec.ip,
+                target,
+                &mut details.resolve,
+                &mut details.connect,
+            )
+            .await?;
+            Ok((tcp, remote, None))
+        }
+        Route::Forward(server) => {
+            let (tcp, remote, authority) =
+                open(spec, ctx, server, false, host, port, url, details).await?;
+            Ok((tcp, remote, Some((server, authority))))
+        }
+        Route::Tunnel(server) => {
+            let (tcp, remote, _) = open(spec, ctx, server, true, host, port, url, details).await?;
+            Ok((tcp, remote, None))
+        }
+    }
+}
+
+/// A plain request (`hop`: method, headers, body) through a proxy: HTTP/1.1 in absolute
+/// form, with the proxy's credentials; a 407 from the proxy fails with reason `proxy`.
+pub(crate) async fn forward(
+    spec: &HttpSpec,
+    ctx: &CheckCtx,
+    url: &Url,
+    hop: (
+        &http::Method,
+        &[(HeaderName, HeaderValue)],
+        Option<bytes::Bytes>,
+    ),
+    tcp: TcpStream,
+    (server, authority): (&ProxyServer, String),
+    details: &mut HttpDetails,
+) -> Result<super::Received, Failure> {
+    let (method, headers, body) = hop;
+    let mut via = headers.to_vec();
+    if let Some(auth) = &server.authorization {
+        via.push((http::header::PROXY_AUTHORIZATION, auth.clone()));
+    }
+    let absolute = Some(authority.as_str());
+    let received = super::request(
+        spec, ctx, url, method, &via, body, tcp, false, absolute, details,
+    )
+    .await?;
+    match forward_refused(server, url, received.status.as_u16()) {
+        Some(failure) => Err(failure),
+        None => Ok(received),
+    }
+}
+
 /// Opens the connection a proxied hop to `host:port` (of `url`) goes over: the target's name
 /// resolved locally unless `skip_resolve_phase_with_proxy` (blackbox_exporter's default is
 /// to resolve it, and then to name the target by its address to the proxy), the proxy dialled
 /// and, for a tunnel, the CONNECT exchanged. Returns the stream and the proxy's address.
-pub(crate) async fn open(
+#[allow(clippy::too_many_arguments)]
+async fn open(
     spec: &HttpSpec,
     ctx: &CheckCtx,
     server: &ProxyServer,
@@ -336,7 +406,6 @@ async fn connect_tunnel(
         head.extend_from_slice(b"\r\n");
     }
     head.extend_from_slice(b"\r\n");
-    let fail = |reason, detail: String| Failure::new(reason, detail);
     match timeout_at(deadline, tcp.write_all(&head)).await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => {
@@ -347,6 +416,20 @@ async fn connect_tunnel(
         }
         Err(_) => return Err(fail(FailureReason::Timeout, "sending CONNECT".into())),
     }
+    let (answer, end) = read_connect_head(tcp, deadline).await?;
+    judge_connect_answer(&answer, end, authority)
+}
+
+fn fail(reason: FailureReason, detail: String) -> Failure {
+    Failure::new(reason, detail)
+}
+
+/// The proxy's answer to a CONNECT, read until its blank line (at most
+/// [`MAX_CONNECT_HEAD`] bytes), and where the head ends in it.
+async fn read_connect_head(
+    tcp: &mut TcpStream,
+    deadline: Instant,
+) -> Result<(Vec<u8>, usize), Failure> {
     let mut answer = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
     let end = loop {
@@ -385,6 +468,11 @@ async fn connect_tunnel(
             }
         }
     };
+    Ok((answer, end))
+}
+
+/// A 2xx with nothing after the head opens the tunnel; anything else fails with `proxy`.
+fn judge_connect_answer(answer: &[u8], end: usize, authority: &str) -> Result<(), Failure> {
     let status_line = String::from_utf8_lossy(&answer[..end]);
     let status_line = status_line.lines().next().unwrap_or("");
     let mut parts = status_line.splitn(3, ' ');

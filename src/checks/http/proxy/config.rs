@@ -55,27 +55,7 @@ pub(crate) fn read(
         }
     }
     let (http, https, no_proxy) = if from_env {
-        let mut server = |names: [&str; 2]| -> Result<Option<ProxyServer>, ()> {
-            let Some((name, value)) = names
-                .iter()
-                .find_map(|name| d.env_var(name).map(|value| (*name, value)))
-            else {
-                return Ok(None);
-            };
-            let value = if value.contains("://") {
-                value
-            } else {
-                format!("http://{value}")
-            };
-            parse_proxy(d, &value, &format!("${name}"), &env_span, secrets).map(Some)
-        };
-        let http = server(["HTTP_PROXY", "http_proxy"]);
-        let https = server(["HTTPS_PROXY", "https_proxy"]);
-        let list = d
-            .env_var("NO_PROXY")
-            .or_else(|| d.env_var("no_proxy"))
-            .unwrap_or_default();
-        (http?, https?, NoProxy::parse(&list, true))
+        from_environment(d, &env_span, secrets)?
     } else {
         let Some((text, span)) = url else {
             if let Some(span) = table
@@ -114,6 +94,38 @@ pub(crate) fn read(
         connect_headers,
         skip_resolve,
     })))
+}
+
+/// `proxy_from_environment = true`: `HTTP_PROXY`, `HTTPS_PROXY` and `NO_PROXY` (or their
+/// lower-case forms), read when the configuration is loaded; a bad value is a problem at
+/// `env_span`, naming the variable, never its value.
+#[allow(clippy::type_complexity)]
+fn from_environment(
+    d: &Diags<'_>,
+    env_span: &Range<usize>,
+    secrets: &mut Vec<String>,
+) -> Result<(Option<ProxyServer>, Option<ProxyServer>, NoProxy), ()> {
+    let mut server = |names: [&str; 2]| -> Result<Option<ProxyServer>, ()> {
+        let Some((name, value)) = names
+            .iter()
+            .find_map(|name| d.env_var(name).map(|value| (*name, value)))
+        else {
+            return Ok(None);
+        };
+        let value = if value.contains("://") {
+            value
+        } else {
+            format!("http://{value}")
+        };
+        parse_proxy(d, &value, &format!("${name}"), env_span, secrets).map(Some)
+    };
+    let http = server(["HTTP_PROXY", "http_proxy"]);
+    let https = server(["HTTPS_PROXY", "https_proxy"]);
+    let list = d
+        .env_var("NO_PROXY")
+        .or_else(|| d.env_var("no_proxy"))
+        .unwrap_or_default();
+    Ok((http?, https?, NoProxy::parse(&list, true)))
 }
 
 /// `proxy_connect_header`: headers sent on the CONNECT, values with secrets.
