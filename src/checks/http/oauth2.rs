@@ -4,7 +4,7 @@
 //! target answers 401 to it, so the next run fetches a fresh one.
 //!
 //! The grant is the `oauth2` crate's; its HTTP requests go through nightjar's own
-//! [`fetch`](super::fetch), so the token request has the check's TLS roots and client
+//! `fetch`, so the token request has the check's TLS roots and client
 //! certificate, its proxy, the run's deadline and a capped body.
 
 pub(crate) mod config;
