@@ -634,3 +634,57 @@ fn proxy_and_oauth2_config_errors() {
     assert!(errors.contains("client_secret"), "{errors}");
     assert!(errors.contains("unknown key `tls_config`"), "{errors}");
 }
+
+/// A proxy whose CONNECT answer never ends, and one that never answers: both bounded (the
+/// head is capped, the wait is under the deadline). In-process: no real proxy does this.
+#[tokio::test]
+async fn a_hostile_proxy_is_bounded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let endless = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endless_addr = endless.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = endless.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\n").await;
+                let line = format!("X-Filler: {}\r\n", "a".repeat(1000));
+                for _ in 0..100 {
+                    if stream.write_all(line.as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let text = http_check(
+        "https://target.example:8443/",
+        &format!("proxy_url = \"http://{endless_addr}\"\nskip_resolve_phase_with_proxy = true"),
+    );
+    let res = run_check(&text).await;
+    assert_fail(&res, FailureReason::Proxy, "head over 16384 bytes");
+    assert_check_contract(&res, &metrics_after(&text, &res));
+
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            open.push(stream);
+        }
+    });
+    let text = http_check(
+        "https://target.example:8443/",
+        &format!("proxy_url = \"http://{silent_addr}\"\nskip_resolve_phase_with_proxy = true"),
+    )
+    .replace("timeout = \"5s\"", "timeout = \"1s\"");
+    let started = std::time::Instant::now();
+    let res = run_check(&text).await;
+    assert_fail(
+        &res,
+        FailureReason::Timeout,
+        "waiting for the CONNECT answer",
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    held.abort();
+}
