@@ -42,6 +42,8 @@ have ip || missing+=(iproute2)
 have sysctl || missing+=(procps)
 have setpriv || missing+=(util-linux)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+# tinyproxy: the http checks' proxy tests (basic authentication, CONNECT).
+have tinyproxy || missing+=(tinyproxy)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo=""

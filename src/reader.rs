@@ -136,6 +136,16 @@ impl<'s> Diags<'s> {
         }
     }
 
+    /// The environment variable `name` as the readers see it (never read with placeholders,
+    /// as for `validate --no-secrets`): for settings taken from the environment, like
+    /// `proxy_from_environment`.
+    pub fn env_var(&self, name: &str) -> Option<String> {
+        if self.env.placeholders() {
+            return None;
+        }
+        self.env.var(name).filter(|value| !value.is_empty())
+    }
+
     pub fn error(&self, span: &Range<usize>, message: impl Into<String>) {
         self.push(span, message.into(), None);
     }

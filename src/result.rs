@@ -973,6 +973,11 @@ pub enum FailureReason {
     Permission,
     /// The response's HTTP version was not one of `expect.http_versions`.
     HttpVersion,
+    /// The OAuth2 token endpoint gave no usable token (an error code, a refused client, an
+    /// unusable answer, or it could not be reached).
+    Auth,
+    /// The HTTP proxy could not be reached, or refused the request or the CONNECT.
+    Proxy,
 }
 
 impl FailureReason {
@@ -1006,6 +1011,8 @@ impl FailureReason {
         FailureReason::Unreachable,
         FailureReason::Permission,
         FailureReason::HttpVersion,
+        FailureReason::Auth,
+        FailureReason::Proxy,
     ];
 
     /// The metric label value.
@@ -1039,6 +1046,8 @@ impl FailureReason {
             FailureReason::Unreachable => "unreachable",
             FailureReason::Permission => "permission",
             FailureReason::HttpVersion => "http_version",
+            FailureReason::Auth => "auth",
+            FailureReason::Proxy => "proxy",
         }
     }
 }

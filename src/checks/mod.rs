@@ -322,10 +322,17 @@ mod reason_lists {
         let parts: Vec<(CheckKind, Vec<&str>)> = vec![
             (
                 CheckKind::Http,
-                [transport, expectations, HTTP_RULES, HTTP_DECODE]
-                    .into_iter()
-                    .chain(tls_kinds)
-                    .collect(),
+                [
+                    transport,
+                    expectations,
+                    HTTP_RULES,
+                    HTTP_DECODE,
+                    include_str!("http/proxy.rs"),
+                    include_str!("http/oauth2.rs"),
+                ]
+                .into_iter()
+                .chain(tls_kinds)
+                .collect(),
             ),
             (
                 CheckKind::Flow,
@@ -334,6 +341,7 @@ mod reason_lists {
                     transport,
                     expectations,
                     HTTP_RULES,
+                    include_str!("http/proxy.rs"),
                 ]
                 .into_iter()
                 .chain(tls_kinds)

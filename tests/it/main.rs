@@ -15,6 +15,7 @@ mod grpc;
 mod hostile;
 mod http;
 mod http_parity;
+mod http_proxy_oauth;
 mod icmp;
 mod labels;
 mod maintenance;

@@ -45,6 +45,7 @@ pub const REASONS: &[FailureReason] = &[
     FailureReason::TooLarge,
     FailureReason::Extract,
     FailureReason::HttpVersion,
+    FailureReason::Proxy,
 ];
 
 /// A validated `flow` check.
@@ -87,6 +88,8 @@ pub struct FlowStep {
     pub expect: HttpExpect,
     /// Variables taken from the response.
     pub extract: Vec<(String, Extractor)>,
+    /// The proxies this step's requests go through (the `http` check's proxy keys).
+    pub proxy: Option<std::sync::Arc<crate::checks::http::proxy::ProxyOptions>>,
 }
 
 /// A request body.
@@ -529,6 +532,8 @@ async fn run_step(
             ..HttpExpect::default()
         },
         compression: None,
+        proxy: step.proxy.clone(),
+        oauth2: None,
     };
     let started = Instant::now();
     let received = fetch_with_cookies(&spec, ctx, http, Some(jar)).await?;

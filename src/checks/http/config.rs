@@ -76,8 +76,11 @@ pub(crate) fn read_http(
 
     let options = read_request_options(table);
     let compression = read_compression(table, &mut headers);
+    let proxy = super::proxy::config::read(table, secrets);
+    let oauth2 = super::oauth2::config::read(table, secrets);
 
-    let (Some(url), Some(options), Some(compression), true) = (url, options, compression, ok)
+    let (Some(url), Some(options), Some(compression), Ok(proxy), Ok(oauth2), true) =
+        (url, options, compression, proxy, oauth2, ok)
     else {
         return None;
     };
@@ -96,6 +99,8 @@ pub(crate) fn read_http(
             max_body: options.max_body,
             expect: options.expect,
             compression,
+            proxy,
+            oauth2,
         },
         target,
     ))

@@ -8,6 +8,8 @@
 pub(crate) mod config;
 mod decode;
 mod rules;
+pub mod oauth2;
+pub mod proxy;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -47,6 +49,8 @@ pub const REASONS: &[FailureReason] = &[
     FailureReason::TooSlow,
     FailureReason::TooLarge,
     FailureReason::HttpVersion,
+    FailureReason::Auth,
+    FailureReason::Proxy,
 ];
 
 /// A validated `http` check.
@@ -79,6 +83,10 @@ pub struct HttpSpec {
     /// the check sets that header) and decoded whatever the response says; `None` reads the
     /// body as it comes.
     pub compression: Option<Compression>,
+    /// Proxies the requests go through (`proxy_url`, `proxy_from_environment`).
+    pub proxy: Option<Arc<proxy::ProxyOptions>>,
+    /// OAuth2 client credentials: a bearer token fetched, cached and sent.
+    pub oauth2: Option<Arc<oauth2::OAuth2>>,
 }
 
 impl HttpSpec {
@@ -100,6 +108,8 @@ impl HttpSpec {
             max_body: 64 * 1024,
             expect: HttpExpect::default(),
             compression: None,
+            proxy: None,
+            oauth2: None,
         }
     }
 }
@@ -247,7 +257,7 @@ pub enum JsonTest {
 /// Runs an `http` check once.
 pub async fn run(spec: &HttpSpec, ctx: &CheckCtx) -> (Status, Details) {
     let mut details = HttpDetails::default();
-    let status = run_inner(spec, ctx, &mut details).await;
+    let status = oauth2::scrub(spec, run_inner(spec, ctx, &mut details).await);
     (status, Details::Http(details))
 }
 
@@ -297,6 +307,12 @@ pub(crate) async fn fetch_with_cookies(
         body: spec.body.clone(),
         headers: Cow::Borrowed(&spec.headers),
     };
+    let bearer = oauth2::bearer(spec, ctx).await?;
+    if let Some(bearer) = &bearer {
+        hop.headers
+            .to_mut()
+            .push((AUTHORIZATION, bearer.header.clone()));
+    }
     loop {
         let headers = with_cookies(&hop.headers, jar.as_deref(), &hop.url);
         let response = exchange(
@@ -314,6 +330,7 @@ pub(crate) async fn fetch_with_cookies(
         }
         let code = response.status.as_u16();
         if !(spec.follow_redirects && is_redirect(code)) {
+            oauth2::answered(spec, bearer.as_ref(), code);
             return Ok(response);
         }
         let next = redirect_target(spec, &hop.url, code, &response, details.redirects)?;
@@ -492,23 +509,22 @@ async fn exchange(
         url::Host::Ipv6(ip) => ip.to_string(),
     };
     let target = show_url(url);
-    let (tcp, remote) = super::dial(
-        ctx,
-        &host_text,
-        port,
-        spec.ip,
-        &target,
-        &mut details.resolve,
-        &mut details.connect,
-    )
-    .await?;
+    let (tcp, remote, forward) =
+        proxy::connect(spec, ctx, url, &host_text, port, &target, details).await?;
     details.remote_addr = Some(remote);
 
     // TLS, then HTTP.
     details.tls_used = https;
+    if let Some(forward) = forward {
+        let hop = (method, headers, body);
+        return proxy::forward(spec, ctx, url, hop, tcp, forward, details).await;
+    }
     if !https {
         let use_h2 = spec.version == HttpVersionPref::Http2;
-        return request(spec, ctx, url, method, headers, body, tcp, use_h2, details).await;
+        return request(
+            spec, ctx, url, method, headers, body, tcp, use_h2, None, details,
+        )
+        .await;
     }
     let server_name = spec.tls.name_for(&host_text)?;
     let target = format!("{} at {remote}", show_url(url));
@@ -536,7 +552,10 @@ async fn exchange(
             ),
         ));
     }
-    request(spec, ctx, url, method, headers, body, tls, use_h2, details).await
+    request(
+        spec, ctx, url, method, headers, body, tls, use_h2, None, details,
+    )
+    .await
 }
 
 /// Aborts the spawned connection driver when the exchange is over.
@@ -576,6 +595,7 @@ async fn request<S>(
     body: Option<Bytes>,
     stream: S,
     use_h2: bool,
+    absolute: Option<&str>,
     details: &mut HttpDetails,
 ) -> Result<Received, Failure>
 where
@@ -584,6 +604,7 @@ where
     let deadline = ctx.deadline;
     let io = TokioIo::new(stream);
     let request = build_request(url, method, headers, body, use_h2, ctx.user_agent)?;
+    let request = proxy::absolute_form(request, url, absolute)?;
     let processing_start = Instant::now();
     let doing = if use_h2 {
         "starting HTTP/2 with"
