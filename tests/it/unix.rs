@@ -6,15 +6,14 @@
 
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use nightjar::result::{Details, FailureReason, TcpDetails};
 
 use crate::support::{
-    KillOnDrop, assert_check_contract, assert_fail, assert_pass, config_errors, metrics_after, pki,
-    require, run_check, sample,
+    assert_check_contract, assert_fail, assert_pass, config_errors, metrics_after, pki, require,
+    run_check, sample,
 };
 use crate::tcp_conversations::{Daemon, postgres, server_dir};
 
@@ -65,20 +64,16 @@ fn redis() -> &'static Redis {
 /// nginx answering HTTP over TLS (the test PKI's leaf) on a Unix socket.
 struct TlsNginx {
     socket: PathBuf,
-    _child: KillOnDrop,
-    _dir: tempfile::TempDir,
+    _daemon: Daemon,
 }
 
 fn tls_nginx() -> &'static TlsNginx {
     static NGINX: OnceLock<TlsNginx> = OnceLock::new();
     NGINX.get_or_init(|| {
         let nginx = require("nginx", "nginx-light");
-        let dir = tempfile::Builder::new()
-            .prefix("nightjar-nginx-unix-")
-            .tempdir()
-            .unwrap();
-        let d = dir.path().display();
-        let socket = dir.path().join("tls.sock");
+        let dir = server_dir("nightjar-nginx-unix-");
+        let d = dir.display();
+        let socket = dir.join("tls.sock");
         let leaf = &pki().leaf;
         let conf = format!(
             "daemon off;\nmaster_process off;\nworker_processes 1;\nerror_log {d}/error.log warn;\npid {d}/nginx.pid;\nevents {{ worker_connections 64; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  server {{\n    listen unix:{socket} ssl;\n    ssl_certificate {chain};\n    ssl_certificate_key {key};\n    location / {{ return 200 \"ok\\n\"; }}\n  }}\n}}\n",
@@ -86,20 +81,19 @@ fn tls_nginx() -> &'static TlsNginx {
             chain = leaf.chain.display(),
             key = leaf.key.display(),
         );
-        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-        let child = Command::new(nginx)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(dir.path().join("nginx.conf"))
-            .spawn()
-            .expect("start nginx");
-        let child = KillOnDrop(child);
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let args = [
+            "-p".to_string(),
+            dir.display().to_string(),
+            "-c".to_string(),
+            conf_path.display().to_string(),
+        ];
+        let daemon = Daemon::start(&dir, "TERM", &nginx, &args);
         wait_for_socket(&socket, Duration::from_secs(20));
         TlsNginx {
             socket,
-            _child: child,
-            _dir: dir,
+            _daemon: daemon,
         }
     })
 }
