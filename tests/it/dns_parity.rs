@@ -50,7 +50,7 @@ async fn answer_rules_pass_and_fail_as_blackbox_judges() {
     let server = bind.dns.to_string();
     let www = format!("www.{ZONE}");
     let rules = |rules: &str| format!("{AS_BLACKBOX}expect = {{ answer_rrs = {{ {rules} }} }}");
-    let check = |rules: &str| dns_check(&server, &www, "A", &rules);
+    let check = |rules: &str| dns_check(&server, &www, "A", rules);
 
     for passing in [
         r#"fail_if_matches = ['\t10\.']"#,
