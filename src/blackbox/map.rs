@@ -456,7 +456,7 @@ pub(crate) fn go_duration(text: &str) -> Option<String> {
         rest = tail;
     }
     let millis = (nanos / 1e6).round() as u64;
-    Some(if millis % 1000 == 0 {
+    Some(if millis.is_multiple_of(1000) {
         format!("{}s", millis / 1000)
     } else {
         format!("{millis}ms")

@@ -187,7 +187,7 @@ fn websocket_takes_auth_headers_and_steps() {
         .iter()
         .map(|u| (u.option.as_str(), u.origin.line))
         .collect();
-    assert_eq!(found, [("websocket.query_response.send", 13)]);
+    assert_eq!(found, [("websocket.query_response.send", 14)]);
 }
 
 #[test]
