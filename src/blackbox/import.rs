@@ -269,6 +269,9 @@ fn write(
                 string(&name),
                 string(&super::map::literal(&value))
             );
+            if let Some(interval) = &target.interval {
+                let _ = writeln!(out, "interval = {}", string(interval));
+            }
             out.push_str(&module.table);
             if !target.labels.is_empty() {
                 let labels: Vec<String> = target
