@@ -56,7 +56,10 @@ pub(crate) fn http(cx: &mut Cx<'_>, table: &Node) {
     let known: Vec<&str> = HTTP.iter().chain(HTTP_CLIENT).copied().collect();
     let fields = cx.fields(table, "http", &known);
     if let Some(field) = fields.get("valid_status_codes")
-        && let Some(items) = field.value.items()
+        && let Some(items) = field.value.items().or_else(|| {
+            cx.unsupported(field.key, &field.option, "expected a list of status codes");
+            None
+        })
     {
         let mut codes = Vec::new();
         for item in items {
