@@ -18,6 +18,7 @@ mod http;
 mod http_parity;
 mod http_proxy_oauth;
 mod icmp;
+mod import_blackbox;
 mod labels;
 mod maintenance;
 mod page;
