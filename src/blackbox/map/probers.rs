@@ -954,8 +954,9 @@ pub(crate) fn dns(cx: &mut Cx<'_>, table: &Node) {
     {
         cx.out.set("recursion_desired", Val::Bool(flag));
     }
-    // blackbox_exporter sends no EDNS DO bit.
+    // blackbox_exporter sends no EDNS at all (so no DO bit, and the 512-byte UDP limit).
     cx.out.set("dnssec", Val::Bool(false));
+    cx.out.set("edns", Val::Bool(false));
     if let Some(field) = fields.get("valid_rcodes")
         && let Some(rcodes) = cx.str_list(field)
         && !rcodes.is_empty()

@@ -140,13 +140,13 @@ fn dns_icmp_and_grpc_defaults_are_blackbox_ones() {
         only(
             "    prober: dns\n    dns:\n      query_name: example.com\n      transport_protocol: tcp\n      query_class: CH\n      recursion_desired: false\n      valid_rcodes: [NOERROR, NXDOMAIN]\n      validate_answer_rrs:\n        fail_if_matches_regexp: ['.*127.0.0.1']\n        fail_if_none_matches_regexp: ['127.0.0.1']\n      validate_additional_rrs:\n        fail_if_all_match_regexp: [x]\n"
         ),
-        "type = \"dns\"\nquery = \"example.com\"\nrecord = \"ANY\"\nclass = \"CH\"\ntransport = \"tcp\"\nrecursion_desired = false\ndnssec = false\nexpect.rcode = [\"NOERROR\", \"NXDOMAIN\"]\nexpect.answer_rrs = { fail_if_matches = [\".*127.0.0.1\"], fail_if_none_matches = [\"127.0.0.1\"] }\nexpect.additional_rrs = { fail_if_all_match = [\"x\"] }\n"
+        "type = \"dns\"\nquery = \"example.com\"\nrecord = \"ANY\"\nclass = \"CH\"\ntransport = \"tcp\"\nrecursion_desired = false\ndnssec = false\nedns = false\nexpect.rcode = [\"NOERROR\", \"NXDOMAIN\"]\nexpect.answer_rrs = { fail_if_matches = [\".*127.0.0.1\"], fail_if_none_matches = [\"127.0.0.1\"] }\nexpect.additional_rrs = { fail_if_all_match = [\"x\"] }\n"
     );
     assert_eq!(
         only(
             "    prober: dns\n    dns:\n      query_name: example.com\n      query_type: soa\n      dns_over_tls: true\n      tls_config: {server_name: ns}\n"
         ),
-        "type = \"dns\"\nquery = \"example.com\"\nrecord = \"SOA\"\ntransport = \"tls\"\ntls.server_name = \"ns\"\ndnssec = false\n"
+        "type = \"dns\"\nquery = \"example.com\"\nrecord = \"SOA\"\ntransport = \"tls\"\ntls.server_name = \"ns\"\ndnssec = false\nedns = false\n"
     );
     assert_eq!(
         only(
