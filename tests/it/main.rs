@@ -18,6 +18,7 @@ mod icmp;
 mod labels;
 mod maintenance;
 mod page;
+mod probe;
 mod regions;
 mod reload;
 mod remote_write;
