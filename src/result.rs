@@ -1279,6 +1279,8 @@ mod tests {
             failed_due_to_regex: true,
             remote_addr: Some("[2001:db8::1]:443".parse().unwrap()),
             tls_info: Some(tls("TLS 1.2")),
+            last_modified: Some(1_700_000_000),
+            declared_length: Some(5120),
         }
     }
 
