@@ -15,6 +15,7 @@ mod grpc;
 mod hostile;
 mod http;
 mod icmp;
+mod import_blackbox;
 mod labels;
 mod maintenance;
 mod page;
