@@ -440,3 +440,27 @@ type = "tcp"
     assert!(errors.contains("blackbox.yml:2"), "{errors}");
     assert!(errors.contains("agent.toml:4"), "{errors}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_needs_the_agents_credentials_when_it_has_them() {
+    let nginx = Nginx::start();
+    let config = "[agent]\nbearer_token = \"${env:AGENT_TOKEN}\"\n\n[[module]]\nname = \"http_2xx\"\ntype = \"http\"\ntimeout = \"5s\"\n";
+    let token = "probe-agent-token-0123456789";
+    let agent = RunningAgent::start(load(config, &[("AGENT_TOKEN", token)])).await;
+    let path = format!(
+        "/probe?module=http_2xx&target={}",
+        encode(&nginx.url("/ok"))
+    );
+    let (status, _) = agent.get(&path).await;
+    assert_eq!(status, 401);
+    let (status, body) = http_request_with(
+        agent.addr,
+        "GET",
+        &path,
+        &format!("Authorization: Bearer {token}\r\n"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(value(&body, "probe_success"), Some(1.0), "{body}");
+    agent.stop().await;
+}
