@@ -464,3 +464,35 @@ async fn probe_needs_the_agents_credentials_when_it_has_them() {
     assert_eq!(value(&body, "probe_success"), Some(1.0), "{body}");
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_config_sees_the_blackbox_config_change() {
+    let nginx = Nginx::start();
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("agent.toml");
+    let yml = dir.path().join("blackbox.yml");
+    std::fs::write(
+        &toml,
+        "[agent]\nblackbox_config = \"blackbox.yml\"\nwatch_config = \"100ms\"\n",
+    )
+    .unwrap();
+    std::fs::write(&yml, "modules:\n  http_2xx:\n    prober: http\n").unwrap();
+    let agent = RunningAgent::start_reloadable(&toml).await;
+    let host_port = nginx.url("").trim_start_matches("http://").to_string();
+    assert_eq!(probe(&agent, "tcp_connect", &host_port).await.0, 400);
+    std::fs::write(
+        &yml,
+        "modules:\n  http_2xx:\n    prober: http\n  tcp_connect:\n    prober: tcp\n    timeout: 5s\n",
+    )
+    .unwrap();
+    let body = eventually(Duration::from_secs(10), "the new module", || {
+        let (agent, host_port) = (&agent, host_port.clone());
+        async move {
+            let (status, body) = probe(agent, "tcp_connect", &host_port).await;
+            (status == 200).then_some(body)
+        }
+    })
+    .await;
+    assert_eq!(value(&body, "probe_success"), Some(1.0), "{body}");
+    agent.stop().await;
+}
