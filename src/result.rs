@@ -272,10 +272,10 @@ impl Facets for TcpDetails {
         TcpDetails::phases(self)
     }
     fn resolve(&self) -> Option<Duration> {
-        Some(self.resolve)
+        (!self.unix_socket).then_some(self.resolve)
     }
     fn remote_addr(&self) -> Option<Option<SocketAddr>> {
-        Some(self.remote_addr)
+        (!self.unix_socket).then_some(self.remote_addr)
     }
     fn tls_info(&self) -> Option<&TlsInfo> {
         self.tls_info.as_ref()
@@ -556,6 +556,8 @@ pub struct TcpDetails {
     pub tls_info: Option<TlsInfo>,
     /// The conversation's steps that ran, in order (none for the `send`/`expect` shorthand).
     pub steps: Vec<TcpStep>,
+    /// The target is a Unix socket: nothing was resolved, and there is no IP address.
+    pub unix_socket: bool,
 }
 
 /// One step of a `tcp` conversation.
@@ -741,6 +743,9 @@ pub struct HttpDetails {
     pub remote_addr: Option<std::net::SocketAddr>,
     /// What the TLS handshake of the last `https` hop showed.
     pub tls_info: Option<TlsInfo>,
+    /// Decoded body bytes of the last response, when the check sets `compression` (up to
+    /// where decoding stopped).
+    pub uncompressed_length: Option<u64>,
     /// The last response's `Last-Modified` header, Unix seconds, when it parses.
     pub last_modified: Option<i64>,
     /// The last response's `Content-Length` header, when it has one that parses.
@@ -972,6 +977,13 @@ pub enum FailureReason {
     Unreachable,
     /// The agent lacks the privilege the check needs (an ICMP socket).
     Permission,
+    /// The response's HTTP version was not one of `expect.http_versions`.
+    HttpVersion,
+    /// The OAuth2 token endpoint gave no usable token (an error code, a refused client, an
+    /// unusable answer, or it could not be reached).
+    Auth,
+    /// The HTTP proxy could not be reached, or refused the request or the CONNECT.
+    Proxy,
 }
 
 impl FailureReason {
@@ -1004,6 +1016,9 @@ impl FailureReason {
         FailureReason::Loss,
         FailureReason::Unreachable,
         FailureReason::Permission,
+        FailureReason::HttpVersion,
+        FailureReason::Auth,
+        FailureReason::Proxy,
     ];
 
     /// The metric label value.
@@ -1036,6 +1051,9 @@ impl FailureReason {
             FailureReason::Loss => "loss",
             FailureReason::Unreachable => "unreachable",
             FailureReason::Permission => "permission",
+            FailureReason::HttpVersion => "http_version",
+            FailureReason::Auth => "auth",
+            FailureReason::Proxy => "proxy",
         }
     }
 }
@@ -1279,6 +1297,7 @@ mod tests {
             failed_due_to_regex: true,
             remote_addr: Some("[2001:db8::1]:443".parse().unwrap()),
             tls_info: Some(tls("TLS 1.2")),
+            uncompressed_length: Some(40960),
             last_modified: Some(1_700_000_000),
             declared_length: Some(5120),
         }
@@ -1374,6 +1393,7 @@ mod tests {
                         success: true,
                         duration: Duration::from_millis(5),
                     }],
+                    unix_socket: false,
                 }),
             ),
             result(

@@ -282,7 +282,12 @@ fn http(run: &ProbeRun<'_>, families: &mut Vec<Family>) {
             "probe_http_uncompressed_body_length",
             "Length of uncompressed response body",
             match http {
-                Some(http) if responded => http.content_length.unwrap_or(0) as f64,
+                // The decoded size when the module decodes (`compression`), as blackbox_exporter
+                // counts the bytes it read after decompression.
+                Some(http) if responded => http
+                    .uncompressed_length
+                    .or(http.content_length)
+                    .unwrap_or(0) as f64,
                 _ => 0.0,
             },
         ),

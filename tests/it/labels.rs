@@ -264,6 +264,7 @@ fn http_details() -> HttpDetails {
         tls_version: Some("TLSv1.3"),
         remote_addr: Some("127.0.0.1:443".parse().unwrap()),
         tls_info: Some(tls_info()),
+        uncompressed_length: Some(84),
         ..Default::default()
     }
 }
@@ -289,6 +290,7 @@ fn details_of(def: &CheckDef) -> Details {
             tls: spec.tls.as_ref().map(|_| Duration::from_millis(4)),
             tls_info: spec.tls.as_ref().map(|_| tls_info()),
             steps: Vec::new(),
+            unix_socket: spec.unix.is_some(),
         }),
         CheckSpec::Dns(_) => Details::Dns(DnsDetails {
             server: "127.0.0.1:53".to_string(),

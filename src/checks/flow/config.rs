@@ -96,6 +96,7 @@ fn read_step(
         .duration("timeout")
         .map(|(limit, _): (Duration, _)| limit);
     let options = read_request_options(&step);
+    let proxy = crate::checks::http::proxy::config::read(&step, secrets);
     let (extract, newly_defined) = read_extract(&step);
     step.finish();
     defined.extend(newly_defined);
@@ -103,6 +104,7 @@ fn read_step(
         return None;
     }
     let options = options?;
+    let proxy = proxy.ok()?;
     Some(FlowStep {
         name: name?,
         method: options.method,
@@ -119,6 +121,7 @@ fn read_step(
         max_body: options.max_body,
         expect: options.expect,
         extract,
+        proxy,
     })
 }
 

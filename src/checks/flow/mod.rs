@@ -44,6 +44,8 @@ pub const REASONS: &[FailureReason] = &[
     FailureReason::TooSlow,
     FailureReason::TooLarge,
     FailureReason::Extract,
+    FailureReason::HttpVersion,
+    FailureReason::Proxy,
 ];
 
 /// A validated `flow` check.
@@ -86,6 +88,8 @@ pub struct FlowStep {
     pub expect: HttpExpect,
     /// Variables taken from the response.
     pub extract: Vec<(String, Extractor)>,
+    /// The proxies this step's requests go through (the `http` check's proxy keys).
+    pub proxy: Option<std::sync::Arc<crate::checks::http::proxy::ProxyOptions>>,
 }
 
 /// A request body.
@@ -527,6 +531,9 @@ async fn run_step(
             max_size: step.expect.max_size,
             ..HttpExpect::default()
         },
+        compression: None,
+        proxy: step.proxy.clone(),
+        oauth2: None,
     };
     let started = Instant::now();
     let received = fetch_with_cookies(&spec, ctx, http, Some(jar)).await?;

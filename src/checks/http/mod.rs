@@ -6,6 +6,10 @@
 //! status, headers, body, JSON and duration expectations all held.
 
 pub(crate) mod config;
+mod decode;
+mod rules;
+pub mod oauth2;
+pub mod proxy;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -25,6 +29,8 @@ use url::Url;
 use super::CheckCtx;
 use crate::net::{self, IpPreference};
 use crate::result::{Details, Failure, FailureReason, HttpDetails, Status};
+pub use decode::Compression;
+pub use rules::{CelExpect, HeaderRule};
 
 /// The reasons an `http` check can produce.
 pub const REASONS: &[FailureReason] = &[
@@ -42,6 +48,9 @@ pub const REASONS: &[FailureReason] = &[
     FailureReason::Json,
     FailureReason::TooSlow,
     FailureReason::TooLarge,
+    FailureReason::HttpVersion,
+    FailureReason::Auth,
+    FailureReason::Proxy,
 ];
 
 /// A validated `http` check.
@@ -70,6 +79,14 @@ pub struct HttpSpec {
     pub max_body: u64,
     /// What the response must look like.
     pub expect: HttpExpect,
+    /// `compression`: the algorithm asked for (the reader adds it to `Accept-Encoding` unless
+    /// the check sets that header) and decoded whatever the response says; `None` reads the
+    /// body as it comes.
+    pub compression: Option<Compression>,
+    /// Proxies the requests go through (`proxy_url`, `proxy_from_environment`).
+    pub proxy: Option<Arc<proxy::ProxyOptions>>,
+    /// OAuth2 client credentials: a bearer token fetched, cached and sent.
+    pub oauth2: Option<Arc<oauth2::OAuth2>>,
 }
 
 impl HttpSpec {
@@ -90,6 +107,9 @@ impl HttpSpec {
             tls,
             max_body: 64 * 1024,
             expect: HttpExpect::default(),
+            compression: None,
+            proxy: None,
+            oauth2: None,
         }
     }
 }
@@ -108,6 +128,8 @@ pub struct TlsOptions {
     pub server_name: Option<ServerName<'static>>,
     /// Go on when the chain or name does not verify (the verdict is still reported).
     pub insecure_skip_verify: bool,
+    /// `tls.min_version`: the client offers only this version and later ones.
+    pub min_version: Option<crate::checks::tls::TlsVersion>,
 }
 
 impl TlsOptions {
@@ -121,6 +143,7 @@ impl TlsOptions {
             verifier,
             server_name: None,
             insecure_skip_verify: false,
+            min_version: None,
         }
     }
 
@@ -174,6 +197,14 @@ pub struct HttpExpect {
     pub max_size: Option<u64>,
     /// Whether the final hop must (true) or must not (false) use TLS.
     pub tls: Option<bool>,
+    /// HTTP versions the final response may have; empty means any.
+    pub http_versions: Vec<Version>,
+    /// Header rules that must hold: a value matching (`allow_missing` or not).
+    pub headers_match: Vec<HeaderRule>,
+    /// Header rules that must not hold: no value may match.
+    pub headers_not_match: Vec<HeaderRule>,
+    /// A CEL expression over the JSON body that must be true.
+    pub json_cel: Option<CelExpect>,
 }
 
 /// One accepted status: an exact code or a class like `2xx`.
@@ -226,7 +257,7 @@ pub enum JsonTest {
 /// Runs an `http` check once.
 pub async fn run(spec: &HttpSpec, ctx: &CheckCtx) -> (Status, Details) {
     let mut details = HttpDetails::default();
-    let status = run_inner(spec, ctx, &mut details).await;
+    let status = oauth2::scrub(spec, run_inner(spec, ctx, &mut details).await);
     (status, Details::Http(details))
 }
 
@@ -240,6 +271,8 @@ pub(crate) struct Received {
     pub body: Vec<u8>,
     /// Body bytes received in all.
     pub total_len: u64,
+    /// The response's HTTP version.
+    pub version: Version,
 }
 
 async fn run_inner(spec: &HttpSpec, ctx: &CheckCtx, details: &mut HttpDetails) -> Status {
@@ -274,6 +307,12 @@ pub(crate) async fn fetch_with_cookies(
         body: spec.body.clone(),
         headers: Cow::Borrowed(&spec.headers),
     };
+    let bearer = oauth2::bearer(spec, ctx).await?;
+    if let Some(bearer) = &bearer {
+        hop.headers
+            .to_mut()
+            .push((AUTHORIZATION, bearer.header.clone()));
+    }
     loop {
         let headers = with_cookies(&hop.headers, jar.as_deref(), &hop.url);
         let response = exchange(
@@ -290,14 +329,27 @@ pub(crate) async fn fetch_with_cookies(
             store_cookies(jar, &response, &hop.url);
         }
         let code = response.status.as_u16();
-        let is_redirect = matches!(code, 301 | 302 | 303 | 307 | 308);
-        if !(spec.follow_redirects && is_redirect) {
+        if !(spec.follow_redirects && is_redirect(code)) {
+            oauth2::answered(spec, bearer.as_ref(), code);
             return Ok(response);
         }
         let next = redirect_target(spec, &hop.url, code, &response, details.redirects)?;
         hop.redirect(code, next)?;
         details.redirects += 1;
     }
+}
+
+/// Whether `code` is a redirect that `follow_redirects` follows.
+fn is_redirect(code: u16) -> bool {
+    matches!(code, 301 | 302 | 303 | 307 | 308)
+}
+
+/// The decoder a response with `status` is read through: `compression`, unless it is a
+/// redirect that will be followed (not the response the check judges, and discarded as
+/// blackbox_exporter's client discards it).
+fn decoded_with(spec: &HttpSpec, status: StatusCode) -> Option<Compression> {
+    let followed = spec.follow_redirects && is_redirect(status.as_u16());
+    spec.compression.filter(|_| !followed)
 }
 
 /// What a hop sends: the first hop's as the spec says, changed by each redirect followed.
@@ -457,23 +509,22 @@ async fn exchange(
         url::Host::Ipv6(ip) => ip.to_string(),
     };
     let target = show_url(url);
-    let (tcp, remote) = super::dial(
-        ctx,
-        &host_text,
-        port,
-        spec.ip,
-        &target,
-        &mut details.resolve,
-        &mut details.connect,
-    )
-    .await?;
+    let (tcp, remote, forward) =
+        proxy::connect(spec, ctx, url, &host_text, port, &target, details).await?;
     details.remote_addr = Some(remote);
 
     // TLS, then HTTP.
     details.tls_used = https;
+    if let Some(forward) = forward {
+        let hop = (method, headers, body);
+        return proxy::forward(spec, ctx, url, hop, tcp, forward, details).await;
+    }
     if !https {
         let use_h2 = spec.version == HttpVersionPref::Http2;
-        return request(spec, ctx, url, method, headers, body, tcp, use_h2, details).await;
+        return request(
+            spec, ctx, url, method, headers, body, tcp, use_h2, None, details,
+        )
+        .await;
     }
     let server_name = spec.tls.name_for(&host_text)?;
     let target = format!("{} at {remote}", show_url(url));
@@ -501,7 +552,10 @@ async fn exchange(
             ),
         ));
     }
-    request(spec, ctx, url, method, headers, body, tls, use_h2, details).await
+    request(
+        spec, ctx, url, method, headers, body, tls, use_h2, None, details,
+    )
+    .await
 }
 
 /// Aborts the spawned connection driver when the exchange is over.
@@ -541,6 +595,7 @@ async fn request<S>(
     body: Option<Bytes>,
     stream: S,
     use_h2: bool,
+    absolute: Option<&str>,
     details: &mut HttpDetails,
 ) -> Result<Received, Failure>
 where
@@ -549,6 +604,7 @@ where
     let deadline = ctx.deadline;
     let io = TokioIo::new(stream);
     let request = build_request(url, method, headers, body, use_h2, ctx.user_agent)?;
+    let request = proxy::absolute_form(request, url, absolute)?;
     let processing_start = Instant::now();
     let doing = if use_h2 {
         "starting HTTP/2 with"
@@ -625,6 +681,9 @@ async fn finish_response(
         .and_then(|value| value.to_str().ok())
         .and_then(|text| text.trim().parse().ok());
 
+    if let Some(compression) = decoded_with(spec, parts.status) {
+        return decode::finish(spec, compression, url, parts, incoming, deadline, details).await;
+    }
     let transfer_start = Instant::now();
     let cap = usize::try_from(spec.max_body).unwrap_or(usize::MAX);
     let mut kept: Vec<u8> = Vec::new();
@@ -681,6 +740,7 @@ async fn finish_response(
         headers: parts.headers,
         body: kept,
         total_len: total,
+        version: parts.version,
     })
 }
 
@@ -846,9 +906,19 @@ pub(crate) fn evaluate(
     details: &mut HttpDetails,
 ) -> Status {
     let verdict = expect_status(expect, received)
+        .and_then(|()| rules::expect_version(&expect.http_versions, received))
         .and_then(|()| expect_headers(expect, received))
+        .and_then(|()| {
+            rules::expect_header_rules(
+                &expect.headers_not_match,
+                &expect.headers_match,
+                received,
+                details,
+            )
+        })
         .and_then(|()| expect_body(expect, received, details))
         .and_then(|()| expect_json(expect, received))
+        .and_then(|()| rules::expect_cel(expect.json_cel.as_ref(), received))
         .and_then(|()| expect_tls(expect, details))
         .and_then(|()| expect_duration(expect, elapsed));
     match verdict {
