@@ -7,9 +7,9 @@
 
 pub(crate) mod config;
 mod decode;
-mod rules;
 pub mod oauth2;
 pub mod proxy;
+mod rules;
 
 use std::borrow::Cow;
 use std::sync::Arc;
