@@ -746,6 +746,10 @@ pub struct HttpDetails {
     /// Decoded body bytes of the last response, when the check sets `compression` (up to
     /// where decoding stopped).
     pub uncompressed_length: Option<u64>,
+    /// The last response's `Last-Modified` header, Unix seconds, when it parses.
+    pub last_modified: Option<i64>,
+    /// The last response's `Content-Length` header, when it has one that parses.
+    pub declared_length: Option<u64>,
 }
 
 impl HttpDetails {
@@ -1294,6 +1298,8 @@ mod tests {
             remote_addr: Some("[2001:db8::1]:443".parse().unwrap()),
             tls_info: Some(tls("TLS 1.2")),
             uncompressed_length: Some(40960),
+            last_modified: Some(1_700_000_000),
+            declared_length: Some(5120),
         }
     }
 

@@ -22,6 +22,7 @@ mod import_blackbox;
 mod labels;
 mod maintenance;
 mod page;
+mod probe;
 mod regions;
 mod reload;
 mod remote_write;

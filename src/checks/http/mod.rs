@@ -7,9 +7,9 @@
 
 pub(crate) mod config;
 mod decode;
-mod rules;
 pub mod oauth2;
 pub mod proxy;
+mod rules;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -674,6 +674,12 @@ async fn finish_response(
     let (parts, mut incoming) = response.into_parts();
     details.status_code = Some(parts.status.as_u16());
     details.http_version = Some(version_number(parts.version));
+    details.last_modified = last_modified(&parts.headers);
+    details.declared_length = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.trim().parse().ok());
 
     if let Some(compression) = decoded_with(spec, parts.status) {
         return decode::finish(spec, compression, url, parts, incoming, deadline, details).await;
@@ -1161,6 +1167,15 @@ fn quote_short(text: &str) -> String {
 
 fn format_secs(duration: Duration) -> String {
     format!("{:.3}s", duration.as_secs_f64())
+}
+
+/// The `Last-Modified` header as Unix seconds (the IMF-fixdate form RFC 9110 asks for, which
+/// is RFC 2822's), `None` when it is missing or does not parse.
+fn last_modified(headers: &http::HeaderMap) -> Option<i64> {
+    let text = headers.get(http::header::LAST_MODIFIED)?.to_str().ok()?;
+    chrono::DateTime::parse_from_rfc2822(text.trim())
+        .ok()
+        .map(|at| at.timestamp())
 }
 
 #[cfg(test)]
