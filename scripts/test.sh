@@ -42,6 +42,8 @@ have ip || missing+=(iproute2)
 have sysctl || missing+=(procps)
 have setpriv || missing+=(util-linux)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+# The real blackbox_exporter, which the /probe parity test and the bench compare against.
+have prometheus-blackbox-exporter || missing+=(prometheus-blackbox-exporter)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo=""

@@ -2,6 +2,7 @@
 
 mod access;
 mod architecture;
+mod blackbox_parity;
 mod cli;
 mod config;
 mod deploy;
@@ -18,6 +19,7 @@ mod icmp;
 mod labels;
 mod maintenance;
 mod page;
+mod probe_prometheus;
 mod regions;
 mod reload;
 mod remote_write;
