@@ -35,6 +35,8 @@ pub struct Probes {
     pub runner: Runner,
     /// The RDAP bootstrap, answers and backoffs `domain` checks share.
     pub rdap: Arc<RdapState>,
+    /// What `/probe` runs share.
+    pub env: RunEnv,
 }
 
 impl Probes {
@@ -42,15 +44,18 @@ impl Probes {
     pub fn real(env: RunEnv) -> Probes {
         Probes {
             rdap: env.rdap.clone(),
-            runner: real_runner(env),
+            runner: real_runner(env.clone()),
+            env,
         }
     }
 
     /// A stand-in runner (tests), with an RDAP state of its own.
     pub fn with_runner(runner: Runner) -> Probes {
+        let env = RunEnv::system();
         Probes {
             runner,
-            rdap: Arc::new(RdapState::new()),
+            rdap: env.rdap.clone(),
+            env,
         }
     }
 }
@@ -117,6 +122,7 @@ pub async fn run(
         maintenance: Arc::new(Maintenance::new(config.maintenance.clone())),
         runner: probes.runner,
         rdap: probes.rdap,
+        probing: Arc::new(crate::server::probe::Probing::new(&config, probes.env)),
     };
     let ready = Arc::new(AtomicBool::new(false));
     let local = listener.local_addr()?;
@@ -134,6 +140,7 @@ pub async fn run(
         reload: reloader.as_ref().map(|_| reload_tx.clone()),
         access: agent.access.clone(),
         maintenance: agent.shared.maintenance.clone(),
+        probes: agent.shared.probing.clone(),
     };
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
     let stopped = async move {
@@ -259,6 +266,7 @@ struct Shared {
     maintenance: Arc<Maintenance>,
     runner: Runner,
     rdap: Arc<RdapState>,
+    probing: Arc<crate::server::probe::Probing>,
 }
 
 impl Agent {
@@ -374,6 +382,7 @@ impl Agent {
         self.shared
             .maintenance
             .reconfigure(next.maintenance.clone());
+        self.shared.probing.reconfigure(next);
         self.rewatch.notify_one();
         let summary = format!(
             "{checks}. Traffic: {}. Remote write: {}.",
@@ -451,8 +460,9 @@ fn serve(
     stopped: impl Future<Output = ()> + Send + 'static,
 ) -> tokio::task::JoinHandle<std::io::Result<()>> {
     let metrics = &agent.shared.metrics;
-    let reserved =
-        crate::server::FD_RESERVE + crate::server::FDS_PER_RUN * agent.current.agent.concurrency;
+    let reserved = crate::server::FD_RESERVE
+        + crate::server::FDS_PER_RUN
+            * (agent.current.agent.concurrency + crate::server::probe::PROBE_RUNS);
     tokio::spawn(crate::server::serve(
         listener,
         agent.tls.clone(),

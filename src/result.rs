@@ -741,6 +741,10 @@ pub struct HttpDetails {
     pub remote_addr: Option<std::net::SocketAddr>,
     /// What the TLS handshake of the last `https` hop showed.
     pub tls_info: Option<TlsInfo>,
+    /// The last response's `Last-Modified` header, Unix seconds, when it parses.
+    pub last_modified: Option<i64>,
+    /// The last response's `Content-Length` header, when it has one that parses.
+    pub declared_length: Option<u64>,
 }
 
 impl HttpDetails {

@@ -51,11 +51,21 @@ impl RunEnv {
 /// Runs `def` once. Never panics on target behaviour and always returns by the check's
 /// timeout (plus scheduling noise).
 pub async fn run_one(def: &Arc<CheckDef>, env: &RunEnv) -> CheckResult {
+    run_within(def, env, def.timeout).await
+}
+
+/// Runs `def` once within `timeout` rather than its own (a `/probe`'s timeout comes from the
+/// scrape), as [`run_one`] does.
+pub async fn run_within(
+    def: &Arc<CheckDef>,
+    env: &RunEnv,
+    timeout: std::time::Duration,
+) -> CheckResult {
     let span = debug_span!("check", check = %def.name, kind = def.kind().as_str());
     async {
         let started_at = SystemTime::now();
         let start = Instant::now();
-        let deadline = start + def.timeout;
+        let deadline = start + timeout;
         let mut ctx = env.ctx(deadline, USER_AGENT);
         ctx.source_ip = def.source_ip;
         // The check honours the deadline itself so it can say which phase was too slow; this
@@ -65,10 +75,7 @@ pub async fn run_one(def: &Arc<CheckDef>, env: &RunEnv) -> CheckResult {
             Err(_) => (
                 Status::fail(
                     FailureReason::Timeout,
-                    format!(
-                        "timed out after {}",
-                        humantime::format_duration(def.timeout)
-                    ),
+                    format!("timed out after {}", humantime::format_duration(timeout)),
                 ),
                 Details::None,
             ),

@@ -7,9 +7,41 @@
 //! the same module and target run the same probe. Options that have no nightjar equivalent
 //! are [`Unsupported`], each with its place in the file and the reason.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use crate::kind::CheckKind;
+use crate::reader::ConfigError;
+
+pub mod import;
+mod map;
+mod targets;
+mod toml_out;
+mod yaml;
+
+/// What a `blackbox.yml` holds: its modules in nightjar's keys, and the options that could not
+/// be carried over.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Parsed {
+    /// The modules, in the file's order.
+    pub modules: Vec<Module>,
+    /// Every option that has no nightjar equivalent, in the file's order. A module with such
+    /// an option is still in [`Parsed::modules`], without that option.
+    pub unsupported: Vec<Unsupported>,
+}
+
+/// Reads blackbox_exporter's configuration (`modules:` → name → `prober`, `timeout` and the
+/// prober's table) from `text`, the contents of `path` (named in errors and origins).
+///
+/// `Err` is a file that is not blackbox configuration at all: YAML that does not parse (with
+/// its line and column), a top level without `modules`, a module that is not a mapping or has
+/// an unknown `prober`. Everything blackbox_exporter would reject or nightjar cannot do inside
+/// a module (an unknown or unsupported option, a value of the wrong type) is an
+/// [`Unsupported`] entry instead, so a file is read as far as it can be.
+pub fn parse(path: &Path, text: &str) -> Result<Parsed, ConfigError> {
+    let root = yaml::load(path, text)?;
+    map::modules(path, &root)
+}
 
 /// One module: a check without its target.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +55,27 @@ pub struct Module {
     pub table: String,
     /// Where it was defined.
     pub origin: Origin,
+    /// Secrets written inline in the YAML (passwords, bearer tokens, client secrets): the
+    /// [`Module::table`] refers to each as `${env:NAME}`, and this maps each such `NAME` to
+    /// the value from the file. A reader of the table resolves these names from here before
+    /// the process environment and registers the values as secrets (so they are redacted
+    /// like any `${env:..}` value); `nightjar import` instead writes the references and lists
+    /// the variables to set. The names are `BLACKBOX_<MODULE>_<OPTION>` in upper case.
+    pub secrets: BTreeMap<String, String>,
+    /// blackbox_exporter's prober (`http`, `tcp`, `icmp`, `dns`, `grpc`, `unix`,
+    /// `websocket`): `unix` is a `tcp` check whose target is `unix:PATH` ([`Module::target`]).
+    pub prober: String,
+}
+
+impl Module {
+    /// [`target_entry`] for this module's prober: a `unix` module's socket path becomes
+    /// `unix:PATH`.
+    pub fn target(&self, target: &str) -> (&'static str, String) {
+        if self.prober == "unix" && !target.starts_with("unix:") {
+            return ("target", format!("unix:{target}"));
+        }
+        target_entry(self.kind, target)
+    }
 }
 
 /// A place in a file.

@@ -4,7 +4,9 @@
 //! values: everything downstream receives validated, built values ([`Config`], [`CheckDef`]).
 //! Every problem in every file is reported at once, each as `file:line:column: message`.
 
+mod blackbox_file;
 mod maintenance;
+pub mod module;
 mod remote_write;
 mod slo;
 mod traffic;
@@ -54,6 +56,9 @@ pub struct Config {
     pub origin: Origin,
     /// [`fingerprint`] of the files as they were when loaded, for `watch_config`.
     pub fingerprint: u64,
+    /// Every module `/probe?module=` can run: `[[module]]` tables and the modules of
+    /// `[agent] blackbox_config`, each validated.
+    pub modules: Vec<Arc<module::ModuleDef>>,
 }
 
 impl Config {
@@ -143,6 +148,12 @@ pub struct AgentConfig {
     pub state_dir: Option<PathBuf>,
     /// HTTPS and authentication of the agent's own server.
     pub web: web::WebConfig,
+    /// blackbox_exporter's configuration whose modules `/probe` serves (`blackbox_config`),
+    /// resolved against the directory of the file that names it.
+    pub blackbox_config: Option<PathBuf>,
+    /// Taken off `X-Prometheus-Scrape-Timeout-Seconds` for a `/probe`'s timeout
+    /// (`probe_timeout_offset`, blackbox_exporter's `--timeout-offset`).
+    pub probe_timeout_offset: Duration,
 }
 
 /// One validated check.

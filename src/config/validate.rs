@@ -143,6 +143,9 @@ pub(super) fn build(
     let traffic = read_traffics(&roots, &diags, &checks, &slos, &failed);
     let remote_write = read_remote_writes(&roots, &diags);
     let maintenance = read_maintenances(&roots, &diags, &checks, &failed);
+    let mut origin = origin;
+    let (modules, module_errors) =
+        super::module::read_modules(&roots, &diags, env, &unresolved, &agent, &mut origin);
     for (_, root) in roots {
         root.finish();
     }
@@ -151,6 +154,7 @@ pub(super) fn build(
     for d in diags {
         errors.extend(d.into_errors());
     }
+    errors.extend(module_errors);
     unresolved.amend(&mut errors);
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
@@ -165,6 +169,7 @@ pub(super) fn build(
         maintenance,
         origin,
         fingerprint: 0,
+        modules,
     })
 }
 
@@ -255,6 +260,8 @@ fn default_agent() -> AgentConfig {
         watch_config: None,
         state_dir: None,
         web: super::web::WebConfig::default(),
+        blackbox_config: None,
+        probe_timeout_offset: super::module::DEFAULT_TIMEOUT_OFFSET,
     }
 }
 
@@ -489,6 +496,7 @@ fn read_agent(d: &Diags<'_>, value: &Value<'_>) -> Option<AgentConfig> {
     let watch_config = table.duration("watch_config").map(|(every, _)| every);
     let state_dir = read_state_dir(&table);
     let web = super::web::read_web(&table);
+    let (blackbox_config, probe_timeout_offset) = super::module::read_agent_keys(&table);
     table.finish();
     Some(AgentConfig {
         region,
@@ -502,6 +510,8 @@ fn read_agent(d: &Diags<'_>, value: &Value<'_>) -> Option<AgentConfig> {
         watch_config,
         state_dir,
         web,
+        blackbox_config,
+        probe_timeout_offset,
     })
 }
 
@@ -750,7 +760,7 @@ fn read_check(
 
 /// `source_ip`: the local address a check's connections and datagrams leave from, defaulting
 /// to `[defaults]`'s (the system picks one when neither sets it).
-fn read_source_ip(
+pub(super) fn read_source_ip(
     table: &Table<'_>,
     inherited: Option<std::net::IpAddr>,
 ) -> Option<std::net::IpAddr> {
@@ -829,7 +839,7 @@ fn read_check_name(table: &Table<'_>, seen: &mut HashMap<String, String>) -> Opt
 }
 
 /// `type`: one of the check kinds.
-fn read_kind(table: &Table<'_>) -> Option<CheckKind> {
+pub(super) fn read_kind(table: &Table<'_>) -> Option<CheckKind> {
     let d = table.diags();
     match table.str("type") {
         Some((text, span)) => match CheckKind::from_str(text) {
@@ -1002,7 +1012,7 @@ macro_rules! define_readers {
     ($(($variant:ident, $module:ident, $name:literal, $spec:ident, $doc:literal)),* $(,)?) => {
         /// Reads the kind-specific keys of a check of `kind` (each kind's `checks::<kind>::config::read`):
         /// its spec and its target as shown (without credentials).
-        fn read_spec(kind: CheckKind, table: &Table<'_>, cx: &mut crate::reader::SpecCx<'_>) -> Option<(CheckSpec, String)> {
+        pub(super) fn read_spec(kind: CheckKind, table: &Table<'_>, cx: &mut crate::reader::SpecCx<'_>) -> Option<(CheckSpec, String)> {
             match kind {
                 $(CheckKind::$variant => crate::checks::$module::config::read(table, cx)
                     .map(|(spec, target)| (CheckSpec::$variant(Box::new(spec)), target)),)*

@@ -6,6 +6,7 @@
 //! from the first scrape. Per-check series live in `store.rs`; agent-wide ones in a
 //! prometheus registry.
 
+pub mod blackbox;
 pub mod names;
 mod store;
 
@@ -52,6 +53,8 @@ pub struct Metrics {
     remote: RemoteMetrics,
     /// The agent's own HTTP server: connections and refusals.
     pub http: HttpMetrics,
+    /// Requests to `/probe`, by module and result.
+    pub probes: blackbox::ProbeRequests,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -108,6 +111,7 @@ impl Metrics {
             traffic: TrafficMetrics::register(&registry),
             remote: RemoteMetrics::register(&registry),
             http: HttpMetrics::register(&registry),
+            probes: blackbox::ProbeRequests::register(&registry),
             registry,
         };
         metrics.reload_ok.set(1);

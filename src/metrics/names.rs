@@ -252,6 +252,8 @@ pub const RESERVED_LABELS: &[&str] = &[
     // Added by Prometheus at scrape time.
     "job",
     "instance",
+    // `/probe` requests: the module asked for.
+    "module",
 ];
 
 /// Whether a user label may not be called `name`: nightjar writes it itself, or it starts

@@ -1,10 +1,11 @@
 //! The agent's own HTTP server: `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`,
-//! `/api/v1/checks[/{name}]`, `/api/v1/maintenance` ([`api`]) and the status page at `/` and `/checks/{name}` ([`crate::page`]),
+//! `/api/v1/checks[/{name}]`, `/api/v1/maintenance` ([`api`]), `/probe` ([`probe`]) and the status page at `/` and `/checks/{name}` ([`crate::page`]),
 //! served by [`serve`]: its own accept loop over hyper, with a connection cap, header-read,
 //! handshake and write timeouts, and a shutdown deadline, so clients that stall or flood
 //! cannot take the server, the checks' descriptors or the agent's shutdown with them.
 
 pub mod api;
+pub mod probe;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub access: crate::access::SharedAccess,
     /// The maintenance windows (`/api/v1/maintenance` opens and ends ad hoc ones).
     pub maintenance: Arc<crate::maintenance::Maintenance>,
+    /// The modules `/probe` runs, and what its runs share.
+    pub probes: Arc<probe::Probing>,
 }
 
 /// The router; exposed so tests can serve it on any listener.
@@ -61,6 +64,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY)),
         )
         .route("/api/v1/maintenance/{id}", axum::routing::delete(api::end))
+        .route("/probe", get(probe::probe))
         .layer(axum::middleware::from_fn_with_state(
             crate::access::Gate {
                 access: state.access.clone(),

@@ -618,6 +618,12 @@ async fn finish_response(
     let (parts, mut incoming) = response.into_parts();
     details.status_code = Some(parts.status.as_u16());
     details.http_version = Some(version_number(parts.version));
+    details.last_modified = last_modified(&parts.headers);
+    details.declared_length = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.trim().parse().ok());
 
     let transfer_start = Instant::now();
     let cap = usize::try_from(spec.max_body).unwrap_or(usize::MAX);
@@ -1139,4 +1145,13 @@ mod tests {
         };
         assert!(check_json(&doc, &missing).is_some());
     }
+}
+
+/// The `Last-Modified` header as Unix seconds (the IMF-fixdate form RFC 9110 asks for, which
+/// is RFC 2822's), `None` when it is missing or does not parse.
+fn last_modified(headers: &http::HeaderMap) -> Option<i64> {
+    let text = headers.get(http::header::LAST_MODIFIED)?.to_str().ok()?;
+    chrono::DateTime::parse_from_rfc2822(text.trim())
+        .ok()
+        .map(|at| at.timestamp())
 }

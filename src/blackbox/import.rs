@@ -1,0 +1,1 @@
+//! `nightjar import blackbox` (filled in below).
