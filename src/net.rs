@@ -319,9 +319,17 @@ pub struct TlsSetup {
 /// checked), so the whole presented chain can be read even when it is invalid. Callers MUST
 /// judge the chain with `tlsinfo::inspect` before sending anything over the connection.
 pub fn client_config(setup: TlsSetup) -> Result<ClientConfig, String> {
+    client_config_with_versions(setup, rustls::DEFAULT_VERSIONS)
+}
+
+/// [`client_config`], offering only `versions` (a `tls.min_version`).
+pub fn client_config_with_versions(
+    setup: TlsSetup,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<ClientConfig, String> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .map_err(|error| format!("cannot set up TLS: {error}"))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AcceptAnyCert { provider }));

@@ -344,6 +344,18 @@ pub(crate) enum SecretFileError {
 /// blocks or reads without end; the opened handle is checked again (the path may have been
 /// replaced in between), and the read itself is bounded whatever the file claims.
 pub(crate) fn read_secret_file(path: &Path) -> Result<String, SecretFileError> {
+    let bytes = read_regular_file(path, MAX_SECRET_FILE)?;
+    String::from_utf8(bytes).map_err(|_| {
+        SecretFileError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "it is not UTF-8 text",
+        ))
+    })
+}
+
+/// Reads a regular file of at most `max` bytes, as [`read_secret_file`] does (a FIFO, a
+/// socket or a device refused, the read bounded whatever the file claims); any bytes.
+pub(crate) fn read_regular_file(path: &Path, max: u64) -> Result<Vec<u8>, SecretFileError> {
     use std::io::Read;
     let regular = |metadata: &std::fs::Metadata| -> Result<(), SecretFileError> {
         let kind = metadata.file_type();
@@ -354,7 +366,7 @@ pub(crate) fn read_secret_file(path: &Path) -> Result<String, SecretFileError> {
     };
     let metadata = std::fs::metadata(path).map_err(SecretFileError::Io)?;
     regular(&metadata)?;
-    if metadata.len() > MAX_SECRET_FILE {
+    if metadata.len() > max {
         return Err(SecretFileError::TooBig(metadata.len()));
     }
     // Opened without blocking, so a FIFO swapped in after the check above cannot hang the
@@ -369,19 +381,14 @@ pub(crate) fn read_secret_file(path: &Path) -> Result<String, SecretFileError> {
     let file = options.open(path).map_err(SecretFileError::Io)?;
     let metadata = file.metadata().map_err(SecretFileError::Io)?;
     regular(&metadata)?;
-    let mut bytes = Vec::with_capacity(metadata.len().min(MAX_SECRET_FILE) as usize);
-    file.take(MAX_SECRET_FILE + 1)
+    let mut bytes = Vec::with_capacity(metadata.len().min(max) as usize);
+    file.take(max + 1)
         .read_to_end(&mut bytes)
         .map_err(SecretFileError::Io)?;
-    if bytes.len() as u64 > MAX_SECRET_FILE {
+    if bytes.len() as u64 > max {
         return Err(SecretFileError::TooBig(bytes.len() as u64));
     }
-    String::from_utf8(bytes).map_err(|_| {
-        SecretFileError::Io(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "it is not UTF-8 text",
-        ))
-    })
+    Ok(bytes)
 }
 
 /// What a file that is not a regular file is, for messages.

@@ -745,6 +745,9 @@ pub struct HttpDetails {
     pub last_modified: Option<i64>,
     /// The last response's `Content-Length` header, when it has one that parses.
     pub declared_length: Option<u64>,
+    /// Decoded body bytes of the last response, when the check sets `compression` (up to
+    /// where decoding stopped).
+    pub uncompressed_length: Option<u64>,
 }
 
 impl HttpDetails {
@@ -972,6 +975,8 @@ pub enum FailureReason {
     Unreachable,
     /// The agent lacks the privilege the check needs (an ICMP socket).
     Permission,
+    /// The response's HTTP version was not one of `expect.http_versions`.
+    HttpVersion,
 }
 
 impl FailureReason {
@@ -1004,6 +1009,7 @@ impl FailureReason {
         FailureReason::Loss,
         FailureReason::Unreachable,
         FailureReason::Permission,
+        FailureReason::HttpVersion,
     ];
 
     /// The metric label value.
@@ -1036,6 +1042,7 @@ impl FailureReason {
             FailureReason::Loss => "loss",
             FailureReason::Unreachable => "unreachable",
             FailureReason::Permission => "permission",
+            FailureReason::HttpVersion => "http_version",
         }
     }
 }
@@ -1279,6 +1286,9 @@ mod tests {
             failed_due_to_regex: true,
             remote_addr: Some("[2001:db8::1]:443".parse().unwrap()),
             tls_info: Some(tls("TLS 1.2")),
+            uncompressed_length: Some(40960),
+            last_modified: None,
+            declared_length: None,
         }
     }
 

@@ -181,7 +181,17 @@ where
         }
         Ok(Err(error)) => {
             let (reason, message) = net::classify_tls_error(&error);
-            Err(Failure::new(reason, format!("{message} ({target})")))
+            // A server that refuses every version offered fails here: say what was.
+            let offered = tls.min_version.map_or(String::new(), |version| {
+                format!(
+                    "; the client offered {} and later only (tls.min_version)",
+                    version.name()
+                )
+            });
+            Err(Failure::new(
+                reason,
+                format!("{message} ({target}){offered}"),
+            ))
         }
         Err(_) => Err(Failure::new(
             FailureReason::Timeout,
@@ -246,6 +256,8 @@ mod reason_lists {
     const HTTP: &str = include_str!("http/mod.rs");
     const NET: &str = include_str!("../net.rs");
     const RUNNER: &str = include_str!("../runner.rs");
+    const HTTP_RULES: &str = include_str!("http/rules.rs");
+    const HTTP_DECODE: &str = include_str!("http/decode.rs");
 
     /// The text of `source` from the line starting with `from` to the one starting with
     /// `to` (or the end).
@@ -310,17 +322,22 @@ mod reason_lists {
         let parts: Vec<(CheckKind, Vec<&str>)> = vec![
             (
                 CheckKind::Http,
-                [transport, expectations]
+                [transport, expectations, HTTP_RULES, HTTP_DECODE]
                     .into_iter()
                     .chain(tls_kinds)
                     .collect(),
             ),
             (
                 CheckKind::Flow,
-                [include_str!("flow/mod.rs"), transport, expectations]
-                    .into_iter()
-                    .chain(tls_kinds)
-                    .collect(),
+                [
+                    include_str!("flow/mod.rs"),
+                    transport,
+                    expectations,
+                    HTTP_RULES,
+                ]
+                .into_iter()
+                .chain(tls_kinds)
+                .collect(),
             ),
             (
                 CheckKind::Domain,

@@ -410,6 +410,9 @@ fn gauges_of(res: &CheckResult, steps: &[String]) -> Vec<Sample> {
                 Sample::new(Fam::HttpSsl, flag(http.tls_used)),
                 Sample::new(Fam::FailedDueToRegex, flag(http.failed_due_to_regex)),
             ]);
+            if let Some(length) = http.uncompressed_length {
+                gauges.push(Sample::new(Fam::HttpUncompressedLength, length as f64));
+            }
             Some(Fam::HttpDuration)
         }
         Details::Websocket(websocket) => {

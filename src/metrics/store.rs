@@ -80,6 +80,7 @@ pub(super) enum Fam {
     UdpDuration,
     UdpSent,
     UdpReceived,
+    HttpUncompressedLength,
 }
 
 impl Fam {
@@ -370,6 +371,11 @@ const GAUGES: &[(Fam, &str, &str)] = &[
         Fam::UdpReceived,
         "nightjar_udp_received_bytes",
         "Bytes received in the last run of a udp check, in every datagram read.",
+    ),
+    (
+        Fam::HttpUncompressedLength,
+        "probe_http_uncompressed_body_length",
+        "Decoded body bytes of the last response of an http check that sets compression.",
     ),
 ];
 

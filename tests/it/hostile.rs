@@ -143,6 +143,49 @@ async fn a_non_tls_reply_to_a_tls_client() {
     .await;
 }
 
+#[tokio::test]
+async fn decompression_bombs_stop_at_max_body() {
+    use crate::support::hostile::BOMB_DECODED;
+    for (behaviour, compression) in [(Behaviour::GzipBomb, "gzip"), (Behaviour::ZstdBomb, "zstd")] {
+        let server = Hostile::start(behaviour).await;
+        let text = http_check(
+            &server.url("/"),
+            &format!("compression = \"{compression}\""),
+        )
+        .replace("timeout = \"5s\"", "timeout = \"2s\"");
+        let started = std::time::Instant::now();
+        let res = run_check(&text).await;
+        let took = started.elapsed();
+        match &res.status {
+            Status::Fail(Failure { reason, detail }) => {
+                assert_eq!(*reason, FailureReason::TooLarge, "{detail}");
+                assert!(
+                    detail
+                        .contains("over max_body (10485760 bytes): stopped at 10485761 bytes from"),
+                    "{detail}"
+                );
+            }
+            Status::Pass => panic!("a {compression} bomb passed"),
+        }
+        let nightjar::result::Details::Http(http) = &res.details else {
+            panic!("no HTTP details");
+        };
+        // Decoding stopped one byte past the cap, having read a sliver of the bomb.
+        assert_eq!(http.uncompressed_length, Some(10 * 1024 * 1024 + 1));
+        let wire = http.content_length.unwrap();
+        assert!(
+            wire < BOMB_DECODED / 1000,
+            "{compression}: read {wire} compressed bytes"
+        );
+        assert!(
+            took < Duration::from_millis(2500),
+            "{compression} bomb took {took:?}"
+        );
+        eprintln!("{compression} bomb: {wire} bytes read, stopped after {took:?}");
+        assert_check_contract(&res, &metrics_after(&text, &res));
+    }
+}
+
 /// Peak resident memory of process `pid` in KiB (VmHWM).
 fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
@@ -180,13 +223,17 @@ async fn the_agent_survives_every_hostile_target_in_bounded_memory() {
         ("tls-stall", Behaviour::Silent, true, "timeout"),
         ("redirect-loop", Behaviour::RedirectLoop, false, "redirect"),
         ("huge-body", Behaviour::HugeBody, false, "too_large"),
+        ("gzip-bomb", Behaviour::GzipBomb, false, "too_large"),
+        ("zstd-bomb", Behaviour::ZstdBomb, false, "too_large"),
     ] {
         let server = Hostile::start(behaviour).await;
         let scheme = if https { "https" } else { "http" };
-        let extra = if name == "huge-body" {
-            "max_body = \"1MiB\"\nexpect = { max_size = \"1MiB\" }\n"
-        } else {
-            ""
+        let extra = match name {
+            "huge-body" => "max_body = \"1MiB\"\nexpect = { max_size = \"1MiB\" }\n",
+            // 10 GiB of zeros each, decoded up to the default max_body (10 MiB).
+            "gzip-bomb" => "compression = \"gzip\"\n",
+            "zstd-bomb" => "compression = \"zstd\"\n",
+            _ => "",
         };
         checks.push((
             name.to_string(),

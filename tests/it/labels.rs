@@ -264,6 +264,7 @@ fn http_details() -> HttpDetails {
         tls_version: Some("TLSv1.3"),
         remote_addr: Some("127.0.0.1:443".parse().unwrap()),
         tls_info: Some(tls_info()),
+        uncompressed_length: Some(84),
         ..Default::default()
     }
 }

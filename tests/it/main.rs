@@ -15,6 +15,7 @@ mod flow;
 mod grpc;
 mod hostile;
 mod http;
+mod http_parity;
 mod icmp;
 mod labels;
 mod maintenance;

@@ -44,6 +44,7 @@ pub const REASONS: &[FailureReason] = &[
     FailureReason::TooSlow,
     FailureReason::TooLarge,
     FailureReason::Extract,
+    FailureReason::HttpVersion,
 ];
 
 /// A validated `flow` check.
@@ -527,6 +528,7 @@ async fn run_step(
             max_size: step.expect.max_size,
             ..HttpExpect::default()
         },
+        compression: None,
     };
     let started = Instant::now();
     let received = fetch_with_cookies(&spec, ctx, http, Some(jar)).await?;

@@ -49,7 +49,7 @@ pub(crate) fn read_http(
         }
     };
 
-    let (headers, headers_ok) = read_headers(table, secrets);
+    let (mut headers, headers_ok) = read_headers(table, secrets);
     ok &= headers_ok;
 
     let body = match table.str("body") {
@@ -65,10 +65,20 @@ pub(crate) fn read_http(
         },
         None => None,
     };
+    let body = match read_body_file(table, body.is_some()) {
+        Some(Some(file)) => Some(file),
+        Some(None) => body,
+        None => {
+            ok = false;
+            None
+        }
+    };
 
     let options = read_request_options(table);
+    let compression = read_compression(table, &mut headers);
 
-    let (Some(url), Some(options), true) = (url, options, ok) else {
+    let (Some(url), Some(options), Some(compression), true) = (url, options, compression, ok)
+    else {
         return None;
     };
     let target = show_url(&url);
@@ -85,6 +95,7 @@ pub(crate) fn read_http(
             tls: options.tls,
             max_body: options.max_body,
             expect: options.expect,
+            compression,
         },
         target,
     ))
@@ -339,6 +350,10 @@ fn read_expect(table: &Table<'_>) -> Option<HttpExpect> {
     let max_duration = expect.duration("max_duration").map(|(d, _)| d);
     let max_size = expect.size("max_size");
     let tls = expect.bool("tls");
+    let http_versions = read_http_versions(&expect);
+    let headers_match = read_header_rules(&expect, "headers_match", table.what());
+    let headers_not_match = read_header_rules(&expect, "headers_not_match", table.what());
+    let json_cel = read_json_cel(&expect);
     expect.finish();
     Some(HttpExpect {
         status: status?,
@@ -351,6 +366,10 @@ fn read_expect(table: &Table<'_>) -> Option<HttpExpect> {
         max_duration,
         max_size,
         tls,
+        http_versions: http_versions?,
+        headers_match: headers_match?,
+        headers_not_match: headers_not_match?,
+        json_cel: json_cel?,
     })
 }
 
@@ -533,4 +552,268 @@ fn to_json(value: &DeValue<'_>) -> Option<serde_json::Value> {
             serde_json::Value::Object(map)
         }
     })
+}
+
+/// The most a `body_file` may hold.
+const MAX_BODY_FILE: u64 = 1024 * 1024;
+
+/// `body_file`: the request body read from a regular file at load time (a relative path from
+/// the directory of the configuration file); `Some(None)` when unset, `None` after a problem
+/// (reported, naming the file as written).
+fn read_body_file(table: &Table<'_>, body_set: bool) -> Option<Option<Bytes>> {
+    let d = table.diags();
+    let (path, span) = table.str("body_file")?;
+    if body_set {
+        d.error_hint(
+            &span,
+            "`body` and `body_file` are both set",
+            "keep one: `body` for a body written here, `body_file` for one read from a file",
+        );
+        return None;
+    }
+    // A relative path is taken from the directory of the file that names it.
+    let resolved = match d.src.path.parent() {
+        Some(dir) => dir.join(path),
+        None => std::path::PathBuf::from(path),
+    };
+    match crate::reader::read_regular_file(&resolved, MAX_BODY_FILE) {
+        Ok(bytes) => Some(Some(Bytes::from(bytes))),
+        Err(error) => {
+            let message = match error {
+                crate::reader::SecretFileError::Io(error) => {
+                    format!("cannot read body_file {path}: {error}")
+                }
+                crate::reader::SecretFileError::NotRegular(what) => {
+                    format!("body_file {path} is {what}, not a regular file")
+                }
+                crate::reader::SecretFileError::TooBig(size) => {
+                    format!("body_file {path} is {size} bytes; a body file may be at most 1 MiB")
+                }
+            };
+            d.error_hint(
+                &span,
+                message,
+                "give the path of a regular file, read when the configuration loads",
+            );
+            None
+        }
+    }
+}
+
+/// `compression`, checked against an `Accept-Encoding` in `headers` as blackbox_exporter
+/// checks it; without one, `Accept-Encoding: <compression>` is added to `headers`. `Some(None)`
+/// when unset, `None` after a problem (reported).
+fn read_compression(
+    table: &Table<'_>,
+    headers: &mut Vec<(HeaderName, HeaderValue)>,
+) -> Option<Option<super::Compression>> {
+    let d = table.diags();
+    let Some((name, span)) = table.str("compression") else {
+        return Some(None);
+    };
+    let Some(compression) = super::Compression::parse(name) else {
+        d.error_hint(
+            &span,
+            format!("unknown compression {name:?}"),
+            "use \"gzip\", \"br\", \"deflate\", \"zstd\" or \"identity\"",
+        );
+        return None;
+    };
+    let accept: Vec<&HeaderValue> = headers
+        .iter()
+        .filter(|(header, _)| header == http::header::ACCEPT_ENCODING)
+        .map(|(_, value)| value)
+        .collect();
+    if accept.is_empty() {
+        headers.push((
+            http::header::ACCEPT_ENCODING,
+            HeaderValue::from_static(compression.as_str()),
+        ));
+        return Some(Some(compression));
+    }
+    for value in accept {
+        let text = String::from_utf8_lossy(value.as_bytes());
+        if !accepts(compression.as_str(), &text) {
+            let shown = if value.is_sensitive() {
+                "the Accept-Encoding header".to_string()
+            } else {
+                format!("Accept-Encoding: {text}")
+            };
+            d.error_hint(
+                &span,
+                format!(
+                    "compression = \"{}\", but {shown} does not accept {}",
+                    compression.as_str(),
+                    compression.as_str()
+                ),
+                format!(
+                    "list {} in Accept-Encoding (at any quality above 0), or leave the header out: it is then sent as Accept-Encoding: {}",
+                    compression.as_str(),
+                    compression.as_str()
+                ),
+            );
+            return None;
+        }
+    }
+    Some(Some(compression))
+}
+
+/// Whether an `Accept-Encoding` value accepts `coding`, as blackbox_exporter's
+/// `isCompressionAcceptEncodingValid` decides: the entries by quality, highest first, and the
+/// first that names the coding or `*` says, by a quality above 0.
+fn accepts(coding: &str, accept_encoding: &str) -> bool {
+    let mut entries: Vec<(&str, f32)> = accept_encoding
+        .split(',')
+        .map(|part| match part.rsplit_once(';') {
+            None => (part.trim(), 1.0),
+            Some((name, quality)) => {
+                let quality = quality.trim();
+                let quality = quality.strip_prefix("q=").unwrap_or(quality);
+                let parsed = quality.parse::<f32>().unwrap_or(0.0);
+                (name.trim(), (parsed * 1000.0).round() / 1000.0)
+            }
+        })
+        .collect();
+    entries.sort_by(|a, b| b.1.total_cmp(&a.1));
+    entries
+        .iter()
+        .find(|(name, _)| *name == coding || *name == "*")
+        .is_some_and(|(_, quality)| *quality > 0.0)
+}
+
+/// `expect.http_versions`: each one of `HTTP/1.0`, `HTTP/1.1`, `HTTP/2` (or `HTTP/2.0`).
+fn read_http_versions(expect: &Table<'_>) -> Option<Vec<http::Version>> {
+    let d = expect.diags();
+    let mut ok = true;
+    let mut versions = Vec::new();
+    for (name, span) in expect.str_list("http_versions").unwrap_or_default() {
+        match super::rules::parse_version(name) {
+            Some(version) => versions.push(version),
+            None => {
+                d.error_hint(
+                    &span,
+                    format!("unknown HTTP version {name:?} in `http_versions`"),
+                    "use \"HTTP/1.0\", \"HTTP/1.1\" or \"HTTP/2\" (nightjar speaks no HTTP/3)",
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(versions)
+}
+
+/// `expect.headers_match` or `expect.headers_not_match` (`key`): a list of
+/// `{ header, regex, allow_missing }` tables; `None` if any is invalid (each reported).
+fn read_header_rules(
+    expect: &Table<'_>,
+    key: &'static str,
+    what: &str,
+) -> Option<Vec<super::HeaderRule>> {
+    let d = expect.diags();
+    let mut ok = true;
+    let mut rules = Vec::new();
+    for (idx, item) in expect
+        .array(key)
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        let Some(entry) = Table::new(d, item, format!("`expect.{key}[{idx}]` of {what}")) else {
+            ok = false;
+            continue;
+        };
+        let name = match entry.str("header") {
+            Some((name, span)) => header_name(d, name, &span),
+            None => {
+                entry.missing("header", "name the header, like header = \"Cache-Control\"");
+                None
+            }
+        };
+        let regex = match entry.str("regex") {
+            Some((pattern, span)) => match crate::reader::compile_regex(pattern) {
+                Ok(regex) => Some(regex),
+                Err(message) => {
+                    d.error(&span, format!("invalid regex in `{key}`: {message}"));
+                    None
+                }
+            },
+            None => {
+                entry.missing("regex", "give the pattern, like regex = 'max-age=\\d+'");
+                None
+            }
+        };
+        let allow_missing = entry.bool("allow_missing").unwrap_or(false);
+        entry.finish();
+        match (name, regex) {
+            (Some(name), Some(regex)) => rules.push(super::HeaderRule {
+                name,
+                regex,
+                allow_missing,
+            }),
+            _ => ok = false,
+        }
+    }
+    ok.then_some(rules)
+}
+
+/// `expect.json_cel`: compiled now; a syntax error is reported where it is in the file.
+fn read_json_cel(expect: &Table<'_>) -> Option<Option<super::CelExpect>> {
+    let Some((source, span)) = expect.str("json_cel") else {
+        return Some(None);
+    };
+    match super::CelExpect::compile(source) {
+        Ok(cel) => Some(Some(cel)),
+        Err((line, column, message)) => {
+            let at = cel_error_span(expect.diags(), source, &span, line, column);
+            expect.diags().error_hint(
+                &at,
+                format!("invalid CEL in `json_cel`: {message}"),
+                "write a boolean expression over `body`, the JSON body, like body.status == 'ok'",
+            );
+            None
+        }
+    }
+}
+
+/// Where line `line`, column `column` (1-based, in characters) of a CEL expression written
+/// as the string at `span` is in the file: exact when the string has no escapes, else the
+/// string's start.
+fn cel_error_span(
+    d: &Diags<'_>,
+    source: &str,
+    span: &Range<usize>,
+    line: usize,
+    column: usize,
+) -> Range<usize> {
+    let raw = d.src.text.get(span.clone()).unwrap_or_default();
+    let opening = ["'''", "\"\"\"", "'", "\""]
+        .into_iter()
+        .find(|quote| raw.starts_with(quote))
+        .unwrap_or_default();
+    let mut start = opening.len();
+    if opening.len() == 3 {
+        // A newline right after a multi-line string's opening is not part of it.
+        if raw[start..].starts_with("\r\n") {
+            start += 2;
+        } else if raw[start..].starts_with('\n') {
+            start += 1;
+        }
+    }
+    let written = raw.get(start..start + source.len());
+    if written != Some(source) {
+        return span.clone();
+    }
+    let mut offset = 0;
+    for (idx, text) in source.split_inclusive('\n').enumerate() {
+        if idx + 1 == line {
+            offset += text
+                .char_indices()
+                .nth(column.saturating_sub(1))
+                .map_or(text.len(), |(at, _)| at);
+            let at = span.start + start + offset;
+            return at..at + 1;
+        }
+        offset += text.len();
+    }
+    span.clone()
 }

@@ -6,6 +6,8 @@
 //! status, headers, body, JSON and duration expectations all held.
 
 pub(crate) mod config;
+mod decode;
+mod rules;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -25,6 +27,8 @@ use url::Url;
 use super::CheckCtx;
 use crate::net::{self, IpPreference};
 use crate::result::{Details, Failure, FailureReason, HttpDetails, Status};
+pub use decode::Compression;
+pub use rules::{CelExpect, HeaderRule};
 
 /// The reasons an `http` check can produce.
 pub const REASONS: &[FailureReason] = &[
@@ -42,6 +46,7 @@ pub const REASONS: &[FailureReason] = &[
     FailureReason::Json,
     FailureReason::TooSlow,
     FailureReason::TooLarge,
+    FailureReason::HttpVersion,
 ];
 
 /// A validated `http` check.
@@ -70,6 +75,10 @@ pub struct HttpSpec {
     pub max_body: u64,
     /// What the response must look like.
     pub expect: HttpExpect,
+    /// `compression`: the algorithm asked for (the reader adds it to `Accept-Encoding` unless
+    /// the check sets that header) and decoded whatever the response says; `None` reads the
+    /// body as it comes.
+    pub compression: Option<Compression>,
 }
 
 impl HttpSpec {
@@ -90,6 +99,7 @@ impl HttpSpec {
             tls,
             max_body: 64 * 1024,
             expect: HttpExpect::default(),
+            compression: None,
         }
     }
 }
@@ -108,6 +118,8 @@ pub struct TlsOptions {
     pub server_name: Option<ServerName<'static>>,
     /// Go on when the chain or name does not verify (the verdict is still reported).
     pub insecure_skip_verify: bool,
+    /// `tls.min_version`: the client offers only this version and later ones.
+    pub min_version: Option<crate::checks::tls::TlsVersion>,
 }
 
 impl TlsOptions {
@@ -121,6 +133,7 @@ impl TlsOptions {
             verifier,
             server_name: None,
             insecure_skip_verify: false,
+            min_version: None,
         }
     }
 
@@ -174,6 +187,14 @@ pub struct HttpExpect {
     pub max_size: Option<u64>,
     /// Whether the final hop must (true) or must not (false) use TLS.
     pub tls: Option<bool>,
+    /// HTTP versions the final response may have; empty means any.
+    pub http_versions: Vec<Version>,
+    /// Header rules that must hold: a value matching (`allow_missing` or not).
+    pub headers_match: Vec<HeaderRule>,
+    /// Header rules that must not hold: no value may match.
+    pub headers_not_match: Vec<HeaderRule>,
+    /// A CEL expression over the JSON body that must be true.
+    pub json_cel: Option<CelExpect>,
 }
 
 /// One accepted status: an exact code or a class like `2xx`.
@@ -240,6 +261,8 @@ pub(crate) struct Received {
     pub body: Vec<u8>,
     /// Body bytes received in all.
     pub total_len: u64,
+    /// The response's HTTP version.
+    pub version: Version,
 }
 
 async fn run_inner(spec: &HttpSpec, ctx: &CheckCtx, details: &mut HttpDetails) -> Status {
@@ -626,6 +649,32 @@ async fn finish_response(
         .and_then(|text| text.trim().parse().ok());
 
     let transfer_start = Instant::now();
+    if let Some(compression) = spec.compression {
+        let caps = decode::Caps {
+            max_body: spec.max_body,
+            max_size: spec.expect.max_size,
+        };
+        let decoded = decode::read_decoded(
+            compression,
+            &mut incoming,
+            &parts.headers,
+            &caps,
+            url,
+            deadline,
+        )
+        .await;
+        details.transfer += transfer_start.elapsed();
+        details.content_length = Some(decoded.wire);
+        details.uncompressed_length = Some(decoded.decoded);
+        let body = decoded.body?;
+        return Ok(Received {
+            status: parts.status,
+            headers: parts.headers,
+            total_len: body.len() as u64,
+            body,
+            version: parts.version,
+        });
+    }
     let cap = usize::try_from(spec.max_body).unwrap_or(usize::MAX);
     let mut kept: Vec<u8> = Vec::new();
     let mut total: u64 = 0;
@@ -681,6 +730,7 @@ async fn finish_response(
         headers: parts.headers,
         body: kept,
         total_len: total,
+        version: parts.version,
     })
 }
 
@@ -846,9 +896,19 @@ pub(crate) fn evaluate(
     details: &mut HttpDetails,
 ) -> Status {
     let verdict = expect_status(expect, received)
+        .and_then(|()| rules::expect_version(&expect.http_versions, received))
         .and_then(|()| expect_headers(expect, received))
+        .and_then(|()| {
+            rules::expect_header_rules(
+                &expect.headers_not_match,
+                &expect.headers_match,
+                received,
+                details,
+            )
+        })
         .and_then(|()| expect_body(expect, received, details))
         .and_then(|()| expect_json(expect, received))
+        .and_then(|()| rules::expect_cel(expect.json_cel.as_ref(), received))
         .and_then(|()| expect_tls(expect, details))
         .and_then(|()| expect_duration(expect, elapsed));
     match verdict {

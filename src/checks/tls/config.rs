@@ -177,19 +177,44 @@ pub(crate) fn read_tls_options(
     };
     let client_auth = read_client_auth(&tls);
     let server_name = read_server_name(&tls);
+    let min_version = read_min_version(&tls);
     tls.finish();
-    let (Some(roots), Some(client_auth), Some(server_name)) = (roots, client_auth, server_name)
+    let (Some(roots), Some(client_auth), Some(server_name), Some(min_version)) =
+        (roots, client_auth, server_name, min_version)
     else {
         return None;
     };
-    build(
+    let options = build(
         table,
         roots,
         client_auth,
         alpn,
         server_name,
         insecure_skip_verify,
-    )
+        min_version,
+    )?;
+    Some(TlsOptions {
+        min_version,
+        ..options
+    })
+}
+
+/// `tls.min_version`: `"1.2"` or `"1.3"`; `Some(None)` when unset, `None` after a problem
+/// (reported).
+fn read_min_version(tls: &Table<'_>) -> Option<Option<TlsVersion>> {
+    match tls.str("min_version") {
+        None => Some(None),
+        Some(("1.2", _)) => Some(Some(TlsVersion::Tls12)),
+        Some(("1.3", _)) => Some(Some(TlsVersion::Tls13)),
+        Some((other, span)) => {
+            tls.diags().error_hint(
+                &span,
+                format!("unknown tls.min_version {other:?}"),
+                "use \"1.2\" or \"1.3\"",
+            );
+            None
+        }
+    }
 }
 
 /// `ca` or `ca_file`: the roots to verify with (bundled unless given); `None` if there is a
@@ -322,9 +347,14 @@ fn build(
     alpn: Vec<Vec<u8>>,
     server_name: Option<ServerName<'static>>,
     insecure_skip_verify: bool,
+    min_version: Option<TlsVersion>,
 ) -> Option<TlsOptions> {
+    let versions: &[&'static rustls::SupportedProtocolVersion] = match min_version {
+        Some(TlsVersion::Tls13) => &[&rustls::version::TLS13],
+        Some(TlsVersion::Tls12) | None => rustls::DEFAULT_VERSIONS,
+    };
     let built = tlsinfo::verifier(roots).and_then(|verifier| {
-        let client = net::client_config(TlsSetup { client_auth, alpn })?;
+        let client = net::client_config_with_versions(TlsSetup { client_auth, alpn }, versions)?;
         Ok((verifier, client))
     });
     match built {
@@ -333,6 +363,7 @@ fn build(
             verifier,
             server_name,
             insecure_skip_verify,
+            min_version: None,
         }),
         Err(message) => {
             table.diags().error(&table.span(), message);

@@ -69,7 +69,7 @@ pub enum TlsVersion {
 }
 
 impl TlsVersion {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             TlsVersion::Tls12 => "TLS 1.2",
             TlsVersion::Tls13 => "TLS 1.3",

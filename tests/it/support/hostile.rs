@@ -34,7 +34,15 @@ pub enum Behaviour {
     /// Accepts the WebSocket upgrade, then sends one 100 MiB text message in 64 KiB fragments,
     /// as fast as the client reads.
     WebSocketHuge,
+    /// A 200 whose body is 10 GiB of zeros as one gzip stream, compressed as the client
+    /// reads (a decompression bomb: about 10 MiB on the wire).
+    GzipBomb,
+    /// The same as one zstd frame (about 300 KiB on the wire).
+    ZstdBomb,
 }
+
+/// What a decompression bomb decodes to.
+pub const BOMB_DECODED: u64 = 10 * 1024 * 1024 * 1024;
 
 /// A running hostile server.
 pub struct Hostile {
@@ -189,6 +197,31 @@ async fn serve(mut stream: TcpStream, behaviour: Behaviour) {
             }
             head.push_str("Content-Length: 0\r\n\r\n");
             let _ = stream.write_all(head.as_bytes()).await;
+        }
+        Behaviour::GzipBomb | Behaviour::ZstdBomb => {
+            use async_compression::Level;
+            use async_compression::tokio::bufread::{GzipEncoder, ZstdEncoder};
+            read_request(&mut stream).await;
+            let coding = if matches!(behaviour, Behaviour::GzipBomb) {
+                "gzip"
+            } else {
+                "zstd"
+            };
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: {coding}\r\nConnection: close\r\n\r\n"
+            );
+            if stream.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            // Made as the client reads: nothing is held but the encoder's window.
+            let zeros = tokio::io::BufReader::new(tokio::io::repeat(0).take(BOMB_DECODED));
+            let mut body: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>> = if coding == "gzip"
+            {
+                Box::pin(GzipEncoder::with_quality(zeros, Level::Fastest))
+            } else {
+                Box::pin(ZstdEncoder::with_quality(zeros, Level::Fastest))
+            };
+            let _ = tokio::io::copy(&mut body, &mut stream).await;
         }
     }
 }

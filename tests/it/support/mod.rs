@@ -353,6 +353,14 @@ http {{
     location = /regional {{ if ($http_x_probe_region = "ap") {{ return 444; }} return 200 "ok\n"; }}
     location /limited/ {{ add_header Retry-After 120 always; return 429; }}
     location = /gzip.txt {{ gzip on; gzip_types text/plain; gzip_min_length 1; }}
+    # Compressed bodies: nginx's gzip on a file, and files compressed by the tests served
+    # with their Content-Encoding.
+    location = /gzip {{ gzip on; gzip_min_length 1; gzip_types application/json; default_type application/json; }}
+    location = /encoded/br {{ default_type application/json; add_header Content-Encoding br; }}
+    location = /encoded/zstd {{ default_type application/json; add_header Content-Encoding zstd; }}
+    location = /encoded/deflate {{ default_type application/json; add_header Content-Encoding deflate; }}
+    location = /encoded/raw-deflate {{ default_type application/json; add_header Content-Encoding deflate; }}
+    location = /headers {{ add_header Access-Control-Allow-Origin "https://app.example.com" always; add_header X-Multi one always; add_header X-Multi two always; return 200 "ok\n"; }}
   }}
   server {{
     listen {mtls} ssl;
