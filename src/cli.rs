@@ -56,6 +56,46 @@ enum Command {
     /// Print the man page (roff), e.g. `nightjar man | man -l -`; with --dir, write one page
     /// per command there.
     Man(ManArgs),
+    /// Import another prober's configuration as nightjar TOML.
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ImportCommand {
+    /// blackbox_exporter: one `[[module]]` per module of blackbox.yml (served at /probe) and,
+    /// with --targets, one `[[check]]` per module and target. Exits 1, writing nothing, when an
+    /// option cannot be carried over (listed on stderr with file and line), unless
+    /// --allow-partial; 2 when an input cannot be read.
+    Blackbox(ImportBlackboxArgs),
+}
+
+#[derive(Debug, Args)]
+struct ImportBlackboxArgs {
+    /// blackbox_exporter's configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// A Prometheus configuration whose jobs scrape /probe (targets from static_configs and
+    /// file_sd_configs, the module from params.module), or a file_sd file (JSON or YAML target
+    /// groups with a __param_module label). Repeatable.
+    #[arg(long, value_name = "FILE")]
+    targets: Vec<PathBuf>,
+    /// Write what can be carried over, with a comment at each option that cannot.
+    #[arg(long)]
+    allow_partial: bool,
+    /// What to write: checks, modules, or both.
+    #[arg(long, value_enum, default_value_t = ImportEmit::Both)]
+    emit: ImportEmit,
+    /// Write the TOML here instead of to standard output.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ImportEmit {
+    Both,
+    Checks,
+    Modules,
 }
 
 #[derive(Debug, Args)]
@@ -207,6 +247,7 @@ pub fn main() -> ExitCode {
     match &cli.command {
         Some(Command::Completions(args)) => return cmd_completions(args),
         Some(Command::Man(args)) => return cmd_man(args),
+        Some(Command::Import(ImportCommand::Blackbox(args))) => return cmd_import_blackbox(args),
         _ => {}
     }
     init_logging(&cli);
@@ -232,7 +273,9 @@ pub fn main() -> ExitCode {
             Command::Validate(args) => cmd_validate(&args),
             Command::Rules(args) => cmd_rules(&args),
             Command::Slo(SloCommand::Plan(args)) => cmd_slo_plan(&args).await,
-            Command::Completions(_) | Command::Man(_) => unreachable!("handled before the runtime"),
+            Command::Completions(_) | Command::Man(_) | Command::Import(_) => {
+                unreachable!("handled before the runtime")
+            }
         }
     });
     match outcome {
@@ -276,6 +319,53 @@ fn cmd_man(args: &ManArgs) -> ExitCode {
             }
             write_stdout(&out)
         }
+    }
+}
+
+/// `nightjar import blackbox`: the TOML to stdout or `--output`, every option not carried
+/// over and the secrets to set on stderr.
+fn cmd_import_blackbox(args: &ImportBlackboxArgs) -> ExitCode {
+    use crate::blackbox::import::{self, Emit};
+    let options = import::Options {
+        config: args.config.clone(),
+        targets: args.targets.clone(),
+        allow_partial: args.allow_partial,
+        emit: match args.emit {
+            ImportEmit::Both => Emit::Both,
+            ImportEmit::Checks => Emit::Checks,
+            ImportEmit::Modules => Emit::Modules,
+        },
+    };
+    let imported = match import::run(&options) {
+        Ok(imported) => imported,
+        Err(error) => {
+            eprintln!("nightjar: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    for message in &imported.messages {
+        eprintln!("{message}");
+    }
+    let Some(toml) = imported.toml else {
+        eprintln!(
+            "nightjar: nothing written: the options above cannot be carried over (--allow-partial writes the rest)"
+        );
+        return ExitCode::from(1);
+    };
+    let code = match &args.output {
+        Some(path) => match std::fs::write(path, toml) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("nightjar: cannot write {}: {error}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => write_stdout(toml.as_bytes()),
+    };
+    if imported.incomplete {
+        ExitCode::from(1)
+    } else {
+        code
     }
 }
 

@@ -17,6 +17,8 @@ use crate::reader::ConfigError;
 
 mod probers;
 
+pub(crate) use probers::literal;
+
 /// The probers blackbox_exporter knows, with the check kind each becomes.
 const PROBERS: &[(&str, CheckKind)] = &[
     ("http", CheckKind::Http),

@@ -17,6 +17,7 @@ mod hostile;
 mod http;
 mod http_parity;
 mod icmp;
+mod import_blackbox;
 mod labels;
 mod maintenance;
 mod page;

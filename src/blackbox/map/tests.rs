@@ -78,7 +78,7 @@ fn http_tokens_oauth2_proxy_and_tls() {
     assert_eq!(unsupported.len(), 1, "{unsupported:?}");
     assert_eq!(
         (unsupported[0].option.as_str(), unsupported[0].origin.line),
-        ("http.enable_http3", 22)
+        ("http.enable_http3", 25)
     );
 }
 
