@@ -180,7 +180,8 @@ fn blackbox_yml() -> String {
       query_response:
         - expect: "^220 ([^ ]+) ESMTP"
         - send: "EHLO prober\r"
-        - expect: "^250-STARTTLS"
+        # STARTTLS may be the last line of nginx's EHLO answer ("250 STARTTLS").
+        - expect: "^250[ -]STARTTLS"
         - send: "STARTTLS\r"
         - expect: "^220"
         - starttls: true
@@ -448,6 +449,8 @@ fn start_nightjar(dir: &Path, blackbox: &Path) -> (KillOnDrop, SocketAddr) {
         ),
     )
     .unwrap();
+    // Every module loads: `nightjar validate` says so (and names any that does not).
+    crate::support::run_ok(nightjar().arg("validate").arg("--config").arg(&config));
     let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let agent =
         crate::support::start_agent(nightjar().arg("run").arg("--config").arg(&config), listen);
