@@ -562,7 +562,9 @@ const MAX_BODY_FILE: u64 = 1024 * 1024;
 /// (reported, naming the file as written).
 fn read_body_file(table: &Table<'_>, body_set: bool) -> Option<Option<Bytes>> {
     let d = table.diags();
-    let (path, span) = table.str("body_file")?;
+    let Some((path, span)) = table.str("body_file") else {
+        return Some(None);
+    };
     if body_set {
         d.error_hint(
             &span,

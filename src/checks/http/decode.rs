@@ -23,8 +23,8 @@ use tokio::io::{AsyncBufRead, AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::time::{Instant, timeout_at};
 use url::Url;
 
-use super::{classify_hyper, show_url};
-use crate::result::{Failure, FailureReason};
+use super::{Received, classify_hyper, show_url};
+use crate::result::{Failure, FailureReason, HttpDetails};
 
 /// The largest zstd window accepted: 8 MiB, the limit RFC 9659 sets for the `zstd` content
 /// coding (zstd's own default would let a frame ask for 128 MiB).
@@ -150,7 +150,7 @@ fn is_zlib_header(head: &[u8]) -> bool {
 }
 
 /// What bounds a decoded body.
-pub(crate) struct Caps {
+struct Caps {
     /// `max_body`: decoding stops past it and the run fails.
     pub max_body: u64,
     /// `expect.max_size`, on the decoded body.
@@ -158,7 +158,7 @@ pub(crate) struct Caps {
 }
 
 /// A body read through its decoder.
-pub(crate) struct Decoded {
+struct Decoded {
     /// The decoded body (at most the cap), or why there is none.
     pub body: Result<Vec<u8>, Failure>,
     /// Compressed bytes read from the wire.
@@ -168,9 +168,47 @@ pub(crate) struct Decoded {
     pub decoded: u64,
 }
 
+/// The rest of a response whose head is `parts`: its body read through `compression`'s
+/// decoder, the transfer timed and both lengths recorded.
+pub(crate) async fn finish(
+    spec: &super::HttpSpec,
+    compression: Compression,
+    url: &Url,
+    parts: http::response::Parts,
+    mut incoming: Incoming,
+    deadline: Instant,
+    details: &mut HttpDetails,
+) -> Result<Received, Failure> {
+    let transfer_start = Instant::now();
+    let caps = Caps {
+        max_body: spec.max_body,
+        max_size: spec.expect.max_size,
+    };
+    let decoded = read_decoded(
+        compression,
+        &mut incoming,
+        &parts.headers,
+        &caps,
+        url,
+        deadline,
+    )
+    .await;
+    details.transfer += transfer_start.elapsed();
+    details.content_length = Some(decoded.wire);
+    details.uncompressed_length = Some(decoded.decoded);
+    let body = decoded.body?;
+    Ok(Received {
+        status: parts.status,
+        headers: parts.headers,
+        total_len: body.len() as u64,
+        body,
+        version: parts.version,
+    })
+}
+
 /// Reads and decodes the body of a response from `url` with `compression`, within `caps`
 /// and before `deadline`.
-pub(crate) async fn read_decoded(
+async fn read_decoded(
     compression: Compression,
     incoming: &mut Incoming,
     headers: &http::HeaderMap,

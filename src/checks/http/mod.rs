@@ -313,14 +313,26 @@ pub(crate) async fn fetch_with_cookies(
             store_cookies(jar, &response, &hop.url);
         }
         let code = response.status.as_u16();
-        let is_redirect = matches!(code, 301 | 302 | 303 | 307 | 308);
-        if !(spec.follow_redirects && is_redirect) {
+        if !(spec.follow_redirects && is_redirect(code)) {
             return Ok(response);
         }
         let next = redirect_target(spec, &hop.url, code, &response, details.redirects)?;
         hop.redirect(code, next)?;
         details.redirects += 1;
     }
+}
+
+/// Whether `code` is a redirect that `follow_redirects` follows.
+fn is_redirect(code: u16) -> bool {
+    matches!(code, 301 | 302 | 303 | 307 | 308)
+}
+
+/// The decoder a response with `status` is read through: `compression`, unless it is a
+/// redirect that will be followed (not the response the check judges, and discarded as
+/// blackbox_exporter's client discards it).
+fn decoded_with(spec: &HttpSpec, status: StatusCode) -> Option<Compression> {
+    let followed = spec.follow_redirects && is_redirect(status.as_u16());
+    spec.compression.filter(|_| !followed)
 }
 
 /// What a hop sends: the first hop's as the spec says, changed by each redirect followed.
@@ -648,33 +660,10 @@ async fn finish_response(
         .and_then(|value| value.to_str().ok())
         .and_then(|text| text.trim().parse().ok());
 
-    let transfer_start = Instant::now();
-    if let Some(compression) = spec.compression {
-        let caps = decode::Caps {
-            max_body: spec.max_body,
-            max_size: spec.expect.max_size,
-        };
-        let decoded = decode::read_decoded(
-            compression,
-            &mut incoming,
-            &parts.headers,
-            &caps,
-            url,
-            deadline,
-        )
-        .await;
-        details.transfer += transfer_start.elapsed();
-        details.content_length = Some(decoded.wire);
-        details.uncompressed_length = Some(decoded.decoded);
-        let body = decoded.body?;
-        return Ok(Received {
-            status: parts.status,
-            headers: parts.headers,
-            total_len: body.len() as u64,
-            body,
-            version: parts.version,
-        });
+    if let Some(compression) = decoded_with(spec, parts.status) {
+        return decode::finish(spec, compression, url, parts, incoming, deadline, details).await;
     }
+    let transfer_start = Instant::now();
     let cap = usize::try_from(spec.max_body).unwrap_or(usize::MAX);
     let mut kept: Vec<u8> = Vec::new();
     let mut total: u64 = 0;

@@ -221,7 +221,14 @@ async fn serve(mut stream: TcpStream, behaviour: Behaviour) {
             } else {
                 Box::pin(ZstdEncoder::with_quality(zeros, Level::Fastest))
             };
-            let _ = tokio::io::copy(&mut body, &mut stream).await;
+            // Written a kilobyte at a time, so the first bytes come at once (a larger read
+            // of the encoder would compress hundreds of megabytes first).
+            let mut chunk = [0u8; 1024];
+            while let Ok(n) = body.read(&mut chunk).await {
+                if n == 0 || stream.write_all(&chunk[..n]).await.is_err() {
+                    return;
+                }
+            }
         }
     }
 }

@@ -356,6 +356,7 @@ http {{
     # Compressed bodies: nginx's gzip on a file, and files compressed by the tests served
     # with their Content-Encoding.
     location = /gzip {{ gzip on; gzip_min_length 1; gzip_types application/json; default_type application/json; }}
+    location = /to-gzip {{ return 302 /gzip; }}
     location = /encoded/br {{ default_type application/json; add_header Content-Encoding br; }}
     location = /encoded/zstd {{ default_type application/json; add_header Content-Encoding zstd; }}
     location = /encoded/deflate {{ default_type application/json; add_header Content-Encoding deflate; }}
