@@ -1287,8 +1287,8 @@ mod tests {
             remote_addr: Some("[2001:db8::1]:443".parse().unwrap()),
             tls_info: Some(tls("TLS 1.2")),
             uncompressed_length: Some(40960),
-            last_modified: None,
-            declared_length: None,
+            last_modified: Some(1_700_000_000),
+            declared_length: Some(5120),
         }
     }
 

@@ -127,6 +127,11 @@ pub fn run(options: &Options) -> Result<Imported, ConfigError> {
         }
         known
     });
+    // With only checks written, a module no target uses leaves nothing behind.
+    if options.emit == Emit::Checks {
+        let used: BTreeSet<&str> = found.iter().map(|t| t.module.as_str()).collect();
+        problems.retain(|p| p.module.is_empty() || used.contains(p.module.as_str()));
+    }
     for problem in &problems {
         messages.push(describe(problem));
     }

@@ -221,8 +221,16 @@ impl MarkedEventReceiver for Builder {
                 self.open_anchors.push(anchor);
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                if let (Some((node, _)), Some(anchor)) = (self.stack.pop(), self.open_anchors.pop())
+                if let (Some((mut node, _)), Some(anchor)) =
+                    (self.stack.pop(), self.open_anchors.pop())
                 {
+                    // The parser marks a block mapping where its first key's value starts;
+                    // the first key is where a reader looks for it.
+                    if let Value::Map(entries) = &node.value
+                        && let Some((key, _)) = entries.first()
+                    {
+                        (node.line, node.column) = (key.line, key.column);
+                    }
                     self.push(node, anchor);
                 }
             }

@@ -39,7 +39,7 @@ pub(super) fn read(
         errors.push(ConfigError {
             path: unsupported.origin.path.clone(),
             line: Some(unsupported.origin.line),
-            column: None,
+            column: Some(1),
             message: format!(
                 "module {:?}: option `{}` is not supported: {}",
                 unsupported.module, unsupported.option, unsupported.reason

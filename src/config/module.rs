@@ -441,7 +441,7 @@ pub(super) fn place_error(place: &str, message: String, hint: &str) -> ConfigErr
                     .map_or(place, |(path, _)| path)
                     .to_string(),
                 Some(line),
-                None,
+                Some(1),
             ),
             _ => (place.to_string(), None, None),
         },

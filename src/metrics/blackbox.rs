@@ -3,7 +3,7 @@
 //! exist (a family blackbox_exporter registers only once a probe got that far is present only
 //! then). The shape is blackbox_exporter 0.23's (Debian's): families added later upstream
 //! (`probe_tls_cipher_info`, `probe_timeout_seconds`, the `serialnumber` label) are not written.
-//! The facts come from the run's [`CheckResult`], the same ones the native gauges use.
+//! The facts come from the run's [`crate::result::CheckResult`], the same ones the native gauges use.
 //!
 //! Also the agent's counter of `/probe` requests ([`ProbeRequests`]).
 

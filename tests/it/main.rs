@@ -21,6 +21,7 @@ mod import_blackbox;
 mod labels;
 mod maintenance;
 mod page;
+mod probe;
 mod probe_prometheus;
 mod regions;
 mod reload;

@@ -678,8 +678,13 @@ pub(crate) fn query_response(cx: &mut Cx<'_>, field: &Field<'_>, newline: bool, 
                     if let Some(text) = cx.str(field)
                         && !text.is_empty()
                     {
+                        let (expanded, refers) = expand(&text);
+                        if websocket && refers {
+                            cx.unsupported(field.key, &field.option, "nightjar's websocket steps send fixed text: groups of the `expect` (`${1}`) are not expanded there");
+                            continue;
+                        }
                         let mut send = if expect.is_some() {
-                            expand(&text)
+                            expanded
                         } else {
                             literal(&text)
                         };
@@ -714,9 +719,11 @@ pub(crate) fn query_response(cx: &mut Cx<'_>, field: &Field<'_>, newline: bool, 
 }
 
 /// Go's `Regexp.Expand` template (`$1`, `${1}`, `$name`, `$$`) as nightjar's send text
-/// (`${1}`, `${name}`, a literal `$`, and `$${` for a literal `${`).
-pub(crate) fn expand(template: &str) -> String {
+/// (`${1}`, `${name}`, a literal `$`, and `$${` for a literal `${`), and whether it refers to
+/// a group at all.
+pub(crate) fn expand(template: &str) -> (String, bool) {
     let mut out = String::new();
+    let mut refers = false;
     let mut rest = template;
     // A literal `$` before `{` is written `$$` so nightjar reads `$${` as a literal `${`.
     let dollar =
@@ -742,6 +749,7 @@ pub(crate) fn expand(template: &str) -> String {
         };
         if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             out.push_str(&format!("${{{name}}}"));
+            refers = true;
             rest = after;
         } else {
             // Malformed: Go writes the `$` as it is.
@@ -750,7 +758,7 @@ pub(crate) fn expand(template: &str) -> String {
         }
     }
     out.push_str(rest);
-    out
+    (out, refers && template.contains('$'))
 }
 
 /// Bytes as nightjar's hex pairs.

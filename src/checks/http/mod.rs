@@ -1148,6 +1148,15 @@ fn format_secs(duration: Duration) -> String {
     format!("{:.3}s", duration.as_secs_f64())
 }
 
+/// The `Last-Modified` header as Unix seconds (the IMF-fixdate form RFC 9110 asks for, which
+/// is RFC 2822's), `None` when it is missing or does not parse.
+fn last_modified(headers: &http::HeaderMap) -> Option<i64> {
+    let text = headers.get(http::header::LAST_MODIFIED)?.to_str().ok()?;
+    chrono::DateTime::parse_from_rfc2822(text.trim())
+        .ok()
+        .map(|at| at.timestamp())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1194,13 +1203,4 @@ mod tests {
         };
         assert!(check_json(&doc, &missing).is_some());
     }
-}
-
-/// The `Last-Modified` header as Unix seconds (the IMF-fixdate form RFC 9110 asks for, which
-/// is RFC 2822's), `None` when it is missing or does not parse.
-fn last_modified(headers: &http::HeaderMap) -> Option<i64> {
-    let text = headers.get(http::header::LAST_MODIFIED)?.to_str().ok()?;
-    chrono::DateTime::parse_from_rfc2822(text.trim())
-        .ok()
-        .map(|at| at.timestamp())
 }
