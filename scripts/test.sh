@@ -41,6 +41,8 @@ have ip || missing+=(iproute2)
 # agent there as nobody.
 have sysctl || missing+=(procps)
 have setpriv || missing+=(util-linux)
+# blackbox_exporter itself, whose DNS section counts the dns parity test compares with ours.
+have prometheus-blackbox-exporter || missing+=(prometheus-blackbox-exporter)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 # The real blackbox_exporter, which the /probe parity test and the bench compare against.
 have prometheus-blackbox-exporter || missing+=(prometheus-blackbox-exporter)

@@ -272,10 +272,10 @@ impl Facets for TcpDetails {
         TcpDetails::phases(self)
     }
     fn resolve(&self) -> Option<Duration> {
-        Some(self.resolve)
+        (!self.unix_socket).then_some(self.resolve)
     }
     fn remote_addr(&self) -> Option<Option<SocketAddr>> {
-        Some(self.remote_addr)
+        (!self.unix_socket).then_some(self.remote_addr)
     }
     fn tls_info(&self) -> Option<&TlsInfo> {
         self.tls_info.as_ref()
@@ -556,6 +556,8 @@ pub struct TcpDetails {
     pub tls_info: Option<TlsInfo>,
     /// The conversation's steps that ran, in order (none for the `send`/`expect` shorthand).
     pub steps: Vec<TcpStep>,
+    /// The target is a Unix socket: nothing was resolved, and there is no IP address.
+    pub unix_socket: bool,
 }
 
 /// One step of a `tcp` conversation.
@@ -1382,6 +1384,7 @@ mod tests {
                         success: true,
                         duration: Duration::from_millis(5),
                     }],
+                    unix_socket: false,
                 }),
             ),
             result(

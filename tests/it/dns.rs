@@ -12,13 +12,13 @@ use crate::support::{
     sample,
 };
 
-fn dns_check(server: &str, query: &str, record: &str, extra: &str) -> String {
+pub(crate) fn dns_check(server: &str, query: &str, record: &str, extra: &str) -> String {
     format!(
         "[[check]]\nname = \"dns\"\ntype = \"dns\"\nquery = \"{query}\"\nrecord = \"{record}\"\nserver = \"{server}\"\ntimeout = \"3s\"\n{extra}\n"
     )
 }
 
-fn found(res: &CheckResult) -> &DnsDetails {
+pub(crate) fn found(res: &CheckResult) -> &DnsDetails {
     match &res.details {
         Details::Dns(found) => found,
         other => panic!("no DNS details in {other:?}"),
@@ -26,7 +26,7 @@ fn found(res: &CheckResult) -> &DnsDetails {
 }
 
 /// Starts BIND and waits until it answers for the zone.
-async fn bind(stale: bool) -> Bind {
+pub(crate) async fn bind(stale: bool) -> Bind {
     let bind = if stale {
         Bind::stale()
     } else {

@@ -290,6 +290,7 @@ fn details_of(def: &CheckDef) -> Details {
             tls: spec.tls.as_ref().map(|_| Duration::from_millis(4)),
             tls_info: spec.tls.as_ref().map(|_| tls_info()),
             steps: Vec::new(),
+            unix_socket: spec.unix.is_some(),
         }),
         CheckSpec::Dns(_) => Details::Dns(DnsDetails {
             server: "127.0.0.1:53".to_string(),

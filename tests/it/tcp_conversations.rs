@@ -25,12 +25,12 @@ use crate::support::{
 /// started under a shell that holds the read end of a pipe whose write end only this process
 /// has: when the process ends, however it ends, the pipe closes and the shell stops the
 /// server with `signal` and removes its directory.
-struct Daemon {
+pub(crate) struct Daemon {
     _wrapper: Child,
 }
 
 impl Daemon {
-    fn start(dir: &Path, signal: &str, program: &Path, args: &[String]) -> Daemon {
+    pub(crate) fn start(dir: &Path, signal: &str, program: &Path, args: &[String]) -> Daemon {
         let script = r#"dir="$1"; signal="$2"; shift 2
 "$@" </dev/null >>"$dir/server.log" 2>&1 &
 pid=$!
@@ -56,7 +56,7 @@ rm -rf "$dir""#;
 }
 
 /// A directory for one server, readable by the unprivileged users the servers switch to.
-fn server_dir(prefix: &str) -> PathBuf {
+pub(crate) fn server_dir(prefix: &str) -> PathBuf {
     let dir = tempfile::Builder::new()
         .prefix(prefix)
         .tempdir()
@@ -218,12 +218,15 @@ fn smtp() -> &'static Smtp {
 }
 
 /// PostgreSQL with `ssl = on` (the leaf), run as the `postgres` user (it refuses root).
-struct Postgres {
+pub(crate) struct Postgres {
     addr: SocketAddr,
+    /// The directory of its Unix socket, `.s.PGSQL.<port>`.
+    pub(crate) socket_dir: PathBuf,
+    pub(crate) port: u16,
     _daemon: Daemon,
 }
 
-fn postgres() -> &'static Postgres {
+pub(crate) fn postgres() -> &'static Postgres {
     static POSTGRES: OnceLock<Postgres> = OnceLock::new();
     POSTGRES.get_or_init(|| {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
@@ -290,6 +293,8 @@ fn postgres() -> &'static Postgres {
         wait_for_tcp(addr, Duration::from_secs(30));
         Postgres {
             addr,
+            socket_dir: dir,
+            port: addr.port(),
             _daemon: daemon,
         }
     })

@@ -4,11 +4,13 @@ use std::ops::Range;
 use std::str::FromStr;
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RecordType};
 use rustls::pki_types::ServerName;
 use toml::de::DeValue;
 
-use super::{Consistency, DnsExpect, DnsServer, DnsSpec, HostPort, HttpsServer, TlsServer};
+use super::{
+    Consistency, DnsExpect, DnsServer, DnsSpec, HostPort, HttpsServer, RrRules, TlsServer,
+};
 use crate::checks::http::TlsOptions;
 use crate::checks::tls::config::read_tls_options;
 use crate::reader::{Diags, Table, read_ip_preference};
@@ -77,7 +79,14 @@ pub(crate) fn read(
     };
     let server = read_server(table, transport, server_text, tls.as_ref());
     let recursion_desired = table.bool("recursion_desired").unwrap_or(true);
-    let dnssec_ok = table.bool("dnssec").unwrap_or(true);
+    let dnssec = table.bool("dnssec");
+    let edns = read_edns(table, dnssec);
+    ok &= edns.is_some();
+    let edns = edns.unwrap_or(true);
+    let dnssec_ok = dnssec.unwrap_or(edns);
+    let class = read_class(table);
+    ok &= class.is_some();
+    let class = class.unwrap_or(DNSClass::IN);
     let ip = read_ip_preference(table);
     let consistency = read_mode(table);
     ok &= consistency.is_some();
@@ -93,7 +102,16 @@ pub(crate) fn read(
         DnsServer::Tls(tls) => format!("tls://{}", tls.addr),
         DnsServer::Https(https) => crate::checks::http::show_url(&https.url),
     };
-    let shown = format!("{} {record} @ {where_to} ({})", query, transport.as_str());
+    let class_shown = if class == DNSClass::IN {
+        String::new()
+    } else {
+        format!("{class} ")
+    };
+    let shown = format!(
+        "{} {class_shown}{record} @ {where_to} ({})",
+        query,
+        transport.as_str()
+    );
     Some((
         DnsSpec {
             query,
@@ -104,6 +122,8 @@ pub(crate) fn read(
             ip,
             consistency,
             expect,
+            class,
+            edns,
         },
         shown,
     ))
@@ -394,6 +414,9 @@ fn read_dns_expect(table: &Table<'_>) -> Option<DnsExpect> {
         .duration("max_ttl")
         .map(|(ttl, _)| ttl.as_secs() as u32);
     out.min_rrsig_days_left = expect.days("min_rrsig_days_left");
+    out.sections.answer = read_rr_rules(&expect, "answer_rrs");
+    out.sections.authority = read_rr_rules(&expect, "authority_rrs");
+    out.sections.additional = read_rr_rules(&expect, "additional_rrs");
     expect.finish();
     ok.then_some(out)
 }
@@ -410,4 +433,60 @@ fn parse_rcode(text: &str) -> Option<ResponseCode> {
         "NOTAUTH" => ResponseCode::NotAuth,
         _ => return None,
     })
+}
+
+/// `edns`: `true` unless given; `false` sends no OPT record (the query blackbox_exporter
+/// sends), which cannot carry the DO bit, so `dnssec = true` beside it is a problem.
+fn read_edns(table: &Table<'_>, dnssec: Option<bool>) -> Option<bool> {
+    let edns = table.bool("edns").unwrap_or(true);
+    if !edns
+        && dnssec == Some(true)
+        && let Some(span) = table.key_span("dnssec")
+    {
+        table.diags().error_hint(
+            &span,
+            "`dnssec = true` needs EDNS (the DO bit is in its OPT record), and edns = false",
+            "remove one of them",
+        );
+        return None;
+    }
+    Some(edns)
+}
+
+/// `class`: the class asked about, `IN` unless given.
+fn read_class(table: &Table<'_>) -> Option<DNSClass> {
+    let Some((text, span)) = table.str("class") else {
+        return Some(DNSClass::IN);
+    };
+    let class = match text.to_ascii_uppercase().as_str() {
+        "IN" => DNSClass::IN,
+        "CH" => DNSClass::CH,
+        "HS" => DNSClass::HS,
+        "NONE" => DNSClass::NONE,
+        "ANY" => DNSClass::ANY,
+        _ => {
+            table.diags().error_hint(
+                &span,
+                format!("unknown class {text:?}"),
+                "use \"IN\", \"CH\", \"HS\", \"NONE\" or \"ANY\"",
+            );
+            return None;
+        }
+    };
+    Some(class)
+}
+
+/// `expect.<section>_rrs`: blackbox_exporter's rules over one section's records.
+fn read_rr_rules(expect: &Table<'_>, key: &'static str) -> RrRules {
+    let Some(rules) = expect.table(key, format!("`expect.{key}`")) else {
+        return RrRules::default();
+    };
+    let out = RrRules {
+        fail_if_matches: rules.regex_list("fail_if_matches"),
+        fail_if_all_match: rules.regex_list("fail_if_all_match"),
+        fail_if_not_matches: rules.regex_list("fail_if_not_matches"),
+        fail_if_none_matches: rules.regex_list("fail_if_none_matches"),
+    };
+    rules.finish();
+    out
 }

@@ -8,6 +8,9 @@
 //! answer) becomes a precise failure reason.
 
 pub(crate) mod config;
+mod rules;
+
+pub use rules::{RrRules, SectionRules, rr_text};
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;
@@ -15,7 +18,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use hickory_proto::dnssec::rdata::DNSSECRData;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderValue, Method};
 use regex::Regex;
@@ -73,6 +76,11 @@ pub struct DnsSpec {
     pub consistency: Option<Consistency>,
     /// What must hold.
     pub expect: DnsExpect,
+    /// The class asked about (`IN` unless given; `CH` for `version.bind`).
+    pub class: DNSClass,
+    /// Send an EDNS OPT record (a 4096-byte UDP payload, and the DO bit if `dnssec_ok`); off,
+    /// the query is the plain one blackbox_exporter sends.
+    pub edns: bool,
 }
 
 /// Where queries go.
@@ -143,6 +151,9 @@ pub struct DnsExpect {
     pub max_ttl: Option<u32>,
     /// The earliest RRSIG among the answers must expire at least this many days away.
     pub min_rrsig_days_left: Option<f64>,
+    /// blackbox_exporter's regex rules over each section's records (`answer_rrs`,
+    /// `authority_rrs`, `additional_rrs`).
+    pub sections: SectionRules,
 }
 
 impl Default for DnsExpect {
@@ -158,6 +169,7 @@ impl Default for DnsExpect {
             min_ttl: None,
             max_ttl: None,
             min_rrsig_days_left: None,
+            sections: SectionRules::default(),
         }
     }
 }
@@ -178,10 +190,7 @@ pub async fn run(spec: &DnsSpec, ctx: &CheckCtx) -> (Status, Details) {
         )
         .await
         {
-            Ok(answer) => {
-                record_answer(&answer, spec.record, &mut details);
-                evaluate(&spec.expect, &details, SystemTime::now())
-            }
+            Ok(answer) => judge(&answer, spec.record, &spec.expect, &mut details),
             Err(failure) => failure.into(),
         },
     };
@@ -215,6 +224,24 @@ fn record_answer(message: &Message, record: RecordType, details: &mut DnsDetails
                 data: answer.data.to_string(),
             });
         }
+    }
+}
+
+/// Records an answer and judges it: the expectations of [`evaluate`], then the sections'
+/// record rules.
+fn judge(
+    message: &Message,
+    record: RecordType,
+    expect: &DnsExpect,
+    details: &mut DnsDetails,
+) -> Status {
+    record_answer(message, record, details);
+    match evaluate(expect, details, SystemTime::now()) {
+        Status::Pass => match expect.sections.judge(message) {
+            Ok(()) => Status::Pass,
+            Err(failure) => failure.into(),
+        },
+        failed => failed,
     }
 }
 
@@ -572,11 +599,15 @@ async fn ask(
     };
     let mut query = Message::new(id, MessageType::Query, OpCode::Query);
     query.metadata.recursion_desired = recursion_desired;
-    query.add_query(Query::query(name.clone(), record));
-    let mut edns = Edns::new();
-    edns.set_max_payload(4096);
-    edns.set_dnssec_ok(spec.dnssec_ok);
-    query.set_edns(edns);
+    let mut question = Query::query(name.clone(), record);
+    question.set_query_class(spec.class);
+    query.add_query(question);
+    if spec.edns {
+        let mut edns = Edns::new();
+        edns.set_max_payload(4096);
+        edns.set_dnssec_ok(spec.dnssec_ok);
+        query.set_edns(edns);
+    }
     let wire = query.to_vec().map_err(|error| {
         Failure::new(
             FailureReason::Protocol,
@@ -661,10 +692,7 @@ pub fn judge_answer(
         ..DnsDetails::default()
     };
     let status = match parse_answer(answer, "fuzz", name, record) {
-        Ok(message) => {
-            record_answer(&message, record, &mut details);
-            evaluate(expect, &details, SystemTime::now())
-        }
+        Ok(message) => judge(&message, record, expect, &mut details),
         Err(failure) => failure.into(),
     };
     (status, details)

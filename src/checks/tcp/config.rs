@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::ops::Range;
+use std::path::PathBuf;
 
 use rustls::pki_types::ServerName;
 
@@ -20,6 +21,9 @@ const REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// here). Returns the spec and the target as shown to humans.
 pub(crate) fn read(table: &Table<'_>, cx: &mut SpecCx<'_>) -> Option<(TcpSpec, String)> {
     let target = read_target(table);
+    let unix_clash = target
+        .as_ref()
+        .is_some_and(|target| matches!(target, Target::Unix(_)) && !unix_fits(table));
     let ip = read_ip_preference(table);
     let send = table
         .str("send")
@@ -27,8 +31,8 @@ pub(crate) fn read(table: &Table<'_>, cx: &mut SpecCx<'_>) -> Option<(TcpSpec, S
     let expect = read_expect(table);
     let steps = read_steps(table, cx);
     let tls = read_tls(table);
-    let (Some(target), Some(ip), Some(expect), Some(steps), Some(tls)) =
-        (target, ip, expect, steps, tls)
+    let (Some(target), Some(ip), Some(expect), Some(steps), Some(tls), false) =
+        (target, ip, expect, steps, tls, unix_clash)
     else {
         return None;
     };
@@ -81,29 +85,107 @@ pub(crate) fn read(table: &Table<'_>, cx: &mut SpecCx<'_>) -> Option<(TcpSpec, S
         }
     };
     let shown = target.to_string();
+    let (host, port, unix) = match target {
+        Target::Inet(target) => (target.host, target.port, None),
+        Target::Unix(path) => (String::new(), 0, Some(path)),
+    };
     Some((
         TcpSpec {
-            host: target.host,
-            port: target.port,
+            host,
+            port,
             target: shown.clone(),
             ip,
             steps,
             shorthand,
             tls,
+            unix,
         },
         shown,
     ))
 }
 
-fn read_target(table: &Table<'_>) -> Option<HostPort> {
+/// What a `tcp` check connects to: `HOST:PORT`, or `unix:PATH`.
+enum Target {
+    Inet(HostPort),
+    Unix(PathBuf),
+}
+
+impl Target {
+    /// The host a TLS server name defaults to (a Unix socket has none).
+    fn host(&self) -> &str {
+        match self {
+            Target::Inet(target) => &target.host,
+            Target::Unix(_) => "",
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Inet(target) => target.fmt(f),
+            Target::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// The longest path a Unix socket address holds (`sun_path` is 108 bytes with its NUL).
+const MAX_UNIX_PATH: usize = 107;
+
+/// The keys that only mean something over IP are absent from a check on a Unix socket
+/// (each one present is reported).
+fn unix_fits(table: &Table<'_>) -> bool {
+    let mut fits = true;
+    for key in ["ip_protocol", "ip_protocol_fallback", "source_ip"] {
+        if let Some(span) = table.key_span(key) {
+            table.diags().error_hint(
+                &span,
+                format!("`{key}` does not apply to a Unix socket"),
+                format!("remove {key}, or connect over TCP with target = \"HOST:PORT\""),
+            );
+            fits = false;
+        }
+    }
+    fits
+}
+
+/// `unix:PATH`: an absolute path that fits a socket address.
+fn unix_target(table: &Table<'_>, text: &str, path: &str, span: &Range<usize>) -> Option<Target> {
+    let d = table.diags();
+    if !path.starts_with('/') {
+        d.error_hint(
+            span,
+            format!("target {text:?} is not an absolute path"),
+            "write the socket's full path, like target = \"unix:/run/app.sock\"",
+        );
+        return None;
+    }
+    if path.len() > MAX_UNIX_PATH {
+        d.error_hint(
+            span,
+            format!(
+                "the path of target {text:?} is {} bytes, longer than a Unix socket address holds ({MAX_UNIX_PATH})",
+                path.len()
+            ),
+            "use a shorter path, or a symbolic link to the socket's directory",
+        );
+        return None;
+    }
+    Some(Target::Unix(PathBuf::from(path)))
+}
+
+fn read_target(table: &Table<'_>) -> Option<Target> {
     match table.str("target") {
+        Some((text, span)) if text.starts_with("unix:") => {
+            unix_target(table, text, &text["unix:".len()..], &span)
+        }
         Some((text, span)) => match HostPort::parse(text, 0) {
-            Some(target) if target.port != 0 => Some(target),
+            Some(target) if target.port != 0 => Some(Target::Inet(target)),
             _ => {
                 table.diags().error_hint(
                     &span,
                     format!("target {text:?} is not HOST:PORT"),
-                    "write it like \"db.example.com:5432\" or \"[2001:db8::1]:6379\"",
+                    "write it like \"db.example.com:5432\", \"[2001:db8::1]:6379\" or \"unix:/run/app.sock\"",
                 );
                 None
             }
@@ -193,22 +275,29 @@ fn default_tls(table: &Table<'_>) -> Option<TlsOptions> {
 
 fn tls_spec(
     table: &Table<'_>,
-    target: &HostPort,
+    target: &Target,
     options: TlsOptions,
     from_start: bool,
     expect: &Expect,
 ) -> Option<TcpTls> {
     let server_name = match &options.server_name {
         Some(name) => name.clone(),
-        None => match ServerName::try_from(target.host.clone()) {
+        None => match ServerName::try_from(target.host().to_string()) {
             Ok(name) => name,
             Err(_) => {
                 let span = table.key_span("target").unwrap_or_else(|| table.span());
-                table.diags().error_hint(
-                    &span,
-                    format!("{:?} is not a valid TLS server name", target.host),
-                    "set tls = { server_name = \"...\" }",
-                );
+                let problem = match target {
+                    Target::Inet(target) => {
+                        format!("{:?} is not a valid TLS server name", target.host)
+                    }
+                    Target::Unix(_) => {
+                        "a Unix socket has no host name to verify its certificate against"
+                            .to_string()
+                    }
+                };
+                table
+                    .diags()
+                    .error_hint(&span, problem, "set tls = { server_name = \"...\" }");
                 return None;
             }
         },

@@ -11,6 +11,7 @@
 pub(crate) mod config;
 
 use std::io;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -18,7 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use regex::Regex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::UnixStream;
 use tokio::time::{Instant, timeout_at};
 use tokio_rustls::client::TlsStream;
 
@@ -62,6 +63,8 @@ pub struct TcpSpec {
     pub shorthand: bool,
     /// TLS, from the first byte or at the `starttls` step; `None` for plain TCP.
     pub tls: Option<TcpTls>,
+    /// A Unix stream socket to connect to instead of `host` and `port` (`unix:PATH`).
+    pub unix: Option<PathBuf>,
 }
 
 /// How a `tcp` check speaks TLS.
@@ -164,6 +167,11 @@ pub async fn run(spec: &TcpSpec, ctx: &CheckCtx) -> (Status, Details) {
 }
 
 async fn converse(spec: &TcpSpec, ctx: &CheckCtx, details: &mut TcpDetails) -> Result<(), Failure> {
+    if let Some(path) = &spec.unix {
+        details.unix_socket = true;
+        let stream = connect_unix(path, ctx.deadline, &mut details.connect).await?;
+        return hold(stream, spec, ctx, details, spec.target.clone()).await;
+    }
     let (tcp, remote) = super::dial(
         ctx,
         &spec.host,
@@ -175,15 +183,64 @@ async fn converse(spec: &TcpSpec, ctx: &CheckCtx, details: &mut TcpDetails) -> R
     )
     .await?;
     details.remote_addr = Some(remote);
+    let peer = format!("{} at {remote}", spec.target);
+    hold(tcp, spec, ctx, details, peer).await
+}
+
+/// Connects to a Unix stream socket within the deadline, adding the time to `took`.
+async fn connect_unix(
+    path: &Path,
+    deadline: Instant,
+    took: &mut Duration,
+) -> Result<UnixStream, Failure> {
+    let start = Instant::now();
+    let connected = timeout_at(deadline, UnixStream::connect(path)).await;
+    *took += start.elapsed();
+    let shown = path.display();
+    match connected {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(error)) => {
+            let why = match error.kind() {
+                io::ErrorKind::NotFound => "no such socket".to_string(),
+                io::ErrorKind::ConnectionRefused => {
+                    "connection refused (nothing listens on it)".to_string()
+                }
+                io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+                _ => error.to_string(),
+            };
+            Err(Failure::new(
+                FailureReason::Connect,
+                format!("cannot connect to the Unix socket {shown}: {why}"),
+            ))
+        }
+        Err(_) => Err(Failure::new(
+            FailureReason::Timeout,
+            format!("timed out connecting to the Unix socket {shown}"),
+        )),
+    }
+}
+
+/// The conversation over a connected stream: TLS from the first byte if asked, then the
+/// steps. `peer` names the far end in TLS details.
+async fn hold<S>(
+    stream: S,
+    spec: &TcpSpec,
+    ctx: &CheckCtx,
+    details: &mut TcpDetails,
+    peer: String,
+) -> Result<(), Failure>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut talk = Talk {
-        conn: Conn::Plain(tcp),
+        conn: Conn::Plain(stream),
         buf: Vec::with_capacity(if spec.steps.is_empty() { 0 } else { 1024 }),
         consumed: 0,
         eof: false,
         deadline: ctx.deadline,
         host: &spec.host,
         target: &spec.target,
-        peer: format!("{} at {remote}", spec.target),
+        peer,
         numbered: Vec::new(),
         named: Vec::new(),
     };
@@ -205,16 +262,16 @@ async fn converse(spec: &TcpSpec, ctx: &CheckCtx, details: &mut TcpDetails) -> R
 }
 
 /// The connection: plain, or TLS after a handshake.
-enum Conn {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<Recorded<TcpStream>>>),
+enum Conn<S> {
+    Plain(S),
+    Tls(Box<TlsStream<Recorded<S>>>),
     /// Only while a handshake owns the stream.
     Gone,
 }
 
 /// A conversation in progress: the connection and everything read so far.
-struct Talk<'a> {
-    conn: Conn,
+struct Talk<'a, S> {
+    conn: Conn<S>,
     /// Every byte read (at most [`MAX_READ`]); `consumed` of them belong to earlier steps.
     buf: Vec<u8>,
     consumed: usize,
@@ -241,7 +298,7 @@ enum Ended {
     Failed(io::Error),
 }
 
-impl Talk<'_> {
+impl<S: AsyncRead + AsyncWrite + Unpin> Talk<'_, S> {
     async fn steps(&mut self, spec: &TcpSpec, details: &mut TcpDetails) -> Result<(), Failure> {
         for (idx, step) in spec.steps.iter().enumerate() {
             let label = if spec.shorthand {
@@ -307,7 +364,7 @@ impl Talk<'_> {
         let mut chunk = [0u8; 4096];
         let want = chunk.len().min(MAX_READ - self.buf.len());
         let read = match &mut self.conn {
-            Conn::Plain(tcp) => timeout_at(self.deadline, tcp.read(&mut chunk[..want])).await,
+            Conn::Plain(plain) => timeout_at(self.deadline, plain.read(&mut chunk[..want])).await,
             Conn::Tls(tls) => timeout_at(self.deadline, tls.read(&mut chunk[..want])).await,
             Conn::Gone => Ok(Ok(0)),
         };
@@ -474,7 +531,7 @@ impl Talk<'_> {
     async fn send(&mut self, bytes: &[u8], label: &str) -> Result<(), Failure> {
         let target = self.target;
         let written = match &mut self.conn {
-            Conn::Plain(tcp) => timeout_at(self.deadline, tcp.write_all(bytes)).await,
+            Conn::Plain(plain) => timeout_at(self.deadline, plain.write_all(bytes)).await,
             Conn::Tls(tls) => {
                 let deadline = self.deadline;
                 timeout_at(deadline, async {
@@ -517,7 +574,7 @@ impl Talk<'_> {
                 ),
             ));
         }
-        let Conn::Plain(tcp) = std::mem::replace(&mut self.conn, Conn::Gone) else {
+        let Conn::Plain(plain) = std::mem::replace(&mut self.conn, Conn::Gone) else {
             return Err(Failure::new(
                 FailureReason::Tls,
                 format!(
@@ -528,7 +585,7 @@ impl Talk<'_> {
         };
         let seen = Arc::new(Mutex::new(Vec::new()));
         let recorded = Recorded {
-            inner: tcp,
+            inner: plain,
             seen: seen.clone(),
         };
         let server_name = tls.options.name_for(self.host)?.into_owned();
@@ -710,6 +767,9 @@ impl TcpDetails {
     /// check speaks TLS.
     pub fn phases(&self) -> Vec<(&'static str, Duration)> {
         let mut phases = vec![("resolve", self.resolve), ("connect", self.connect)];
+        if self.unix_socket {
+            phases.remove(0);
+        }
         if let Some(tls) = self.tls {
             phases.push(("tls", tls));
         }

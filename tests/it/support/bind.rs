@@ -16,6 +16,8 @@ pub const ZONE: &str = "nightjar.test";
 pub const SERIAL: u32 = 2_026_112_201;
 /// The stale secondary's SOA serial.
 pub const STALE_SERIAL: u32 = 2_026_111_501;
+/// What BIND answers to `version.bind` (class CH, type TXT).
+pub const VERSION: &str = "nightjar-test-bind";
 /// How far ahead the RRSIGs expire.
 pub const RRSIG_DAYS: i64 = 10;
 
@@ -137,6 +139,7 @@ options {{
   dnssec-validation no;
   allow-query {{ any; }};
   notify no;
+  version "{VERSION}";
 }};
 zone "{ZONE}" {{ type primary; file "{zone}"; }};
 "#,
