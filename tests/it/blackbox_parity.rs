@@ -118,6 +118,10 @@ fn blackbox_yml() -> String {
     http:
       preferred_ip_protocol: ip4
       compression: gzip
+      # blackbox_exporter 0.23 asks for the encoding only when told to (later versions add
+      # the header themselves, as nightjar does).
+      headers:
+        Accept-Encoding: gzip
       fail_if_body_not_matches_regexp:
         - "compressed by nginx"
   http_ssl_required:
