@@ -569,6 +569,8 @@ async fn probe_answers_match_blackbox_exporter_module_by_module() {
         problems.join("\n\n")
     );
 
+    import_round_trip(&exporter, &cases);
+
     // Unknown modules and missing targets are refused alike.
     for (module, target) in [("no_such_module", "127.0.0.1"), ("http_2xx", "")] {
         let (theirs, ours) = (
@@ -583,4 +585,101 @@ async fn probe_answers_match_blackbox_exporter_module_by_module() {
             ours.body
         );
     }
+}
+
+/// `nightjar import blackbox` on the same blackbox.yml and a file_sd file of the same targets
+/// (`__param_module` per group): the checks it writes validate, and `nightjar check` gives
+/// each (module, target) the verdict blackbox_exporter gave.
+fn import_round_trip(exporter: &Exporter, cases: &[Case]) {
+    let dir = exporter.dir();
+    let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for case in cases {
+        groups.entry(case.module).or_default().push(&case.target);
+    }
+    let file_sd: Vec<serde_json::Value> = groups
+        .iter()
+        .map(|(module, targets)| {
+            serde_json::json!({ "targets": targets, "labels": { "__param_module": module } })
+        })
+        .collect();
+    let targets = dir.join("targets.json");
+    std::fs::write(&targets, serde_json::to_string_pretty(&file_sd).unwrap()).unwrap();
+    let checks = dir.join("imported.toml");
+    crate::support::run_ok(
+        nightjar()
+            .args(["import", "blackbox", "--config"])
+            .arg(&exporter.config)
+            .arg("--targets")
+            .arg(&targets)
+            .args(["--emit", "checks", "--output"])
+            .arg(&checks),
+    );
+    crate::support::run_ok(nightjar().arg("validate").arg("--config").arg(&checks));
+    let out = nightjar()
+        .args(["check", "--format", "json", "--config"])
+        .arg(&checks)
+        .output()
+        .unwrap();
+    let results: Vec<serde_json::Value> =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|error| {
+            panic!(
+                "nightjar check printed no JSON ({error}):\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    // A check is named after its module and target; its target is shown as the check reads
+    // it (`http://` added where blackbox_exporter adds it).
+    // (a dns check shows `NAME TYPE @ SERVER (PROTOCOL)`: the server is the target).
+    let shown = |target: &str| {
+        let target = match target.split_once(" @ ") {
+            Some((_, server)) => server.split(' ').next().unwrap_or(server),
+            None => target,
+        };
+        target.trim_start_matches("http://").to_string()
+    };
+    let expected: BTreeMap<(&str, String), bool> = cases
+        .iter()
+        .map(|case| ((case.module, shown(&case.target)), case.success))
+        .collect();
+    let mut seen = BTreeSet::new();
+    let mut problems = Vec::new();
+    for result in &results {
+        let name = result["name"].as_str().unwrap();
+        let target = shown(result["target"].as_str().unwrap());
+        let module = groups
+            .keys()
+            .find(|module| name.starts_with(&format!("{module}-")))
+            .unwrap_or_else(|| panic!("check {name} is named after no module"));
+        let key = (*module, target.clone());
+        let Some(success) = expected.get(&key) else {
+            problems.push(format!(
+                "check {name}: no case for module {module} target {target}"
+            ));
+            continue;
+        };
+        seen.insert(key);
+        if result["success"].as_bool() != Some(*success) {
+            problems.push(format!(
+                "check {name} (module {module}, target {target}): success {} where blackbox_exporter's /probe said {success}: {result}",
+                result["success"]
+            ));
+        }
+    }
+    let missing: Vec<String> = expected
+        .keys()
+        .filter(|key| !seen.contains(*key))
+        .map(|(module, target)| format!("module {module} target {target}"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "no imported check ran for:\n{}\n\nnightjar check printed:\n{}",
+        missing.join("\n"),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        problems.is_empty(),
+        "imported checks disagree with /probe:\n{}",
+        problems.join("\n")
+    );
 }
