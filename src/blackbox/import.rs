@@ -269,7 +269,10 @@ fn write(
                 string(&name),
                 string(&super::map::literal(&value))
             );
-            out.push_str(&module.table);
+            if let Some(interval) = &target.interval {
+                let _ = writeln!(out, "interval = {}", string(interval));
+            }
+            out.push_str(&capped(&module.table, target.interval.as_deref()));
             if !target.labels.is_empty() {
                 let labels: Vec<String> = target
                     .labels
@@ -277,6 +280,33 @@ fn write(
                     .map(|(k, v)| format!("{} = {}", key_text(k), string(v)))
                     .collect();
                 let _ = writeln!(out, "labels = {{ {} }}", labels.join(", "));
+            }
+        }
+    }
+    out
+}
+
+/// The module's table for a check run every `interval`: a module `timeout` longer than that
+/// is capped to it, as Prometheus's scrape timeout (at most the interval) caps
+/// blackbox_exporter's.
+fn capped(table: &str, interval: Option<&str>) -> String {
+    let Some(every) = interval.and_then(crate::reader::parse_duration) else {
+        return table.to_owned();
+    };
+    let mut out = String::with_capacity(table.len());
+    for line in table.lines() {
+        let timeout = line
+            .strip_prefix("timeout = \"")
+            .and_then(|rest| rest.strip_suffix('"'))
+            .and_then(crate::reader::parse_duration);
+        match timeout {
+            Some(timeout) if timeout > every => {
+                let _ = writeln!(out, "# the module's timeout, capped at the scrape interval");
+                let _ = writeln!(out, "timeout = {}", string(interval.unwrap_or_default()));
+            }
+            _ => {
+                out.push_str(line);
+                out.push('\n');
             }
         }
     }
@@ -310,6 +340,17 @@ fn check_name(module: &str, target: &str, taken: &mut BTreeSet<String>) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_module_timeout_longer_than_the_interval_is_capped() {
+        let table = "type = \"tcp\"\ntimeout = \"30s\"\ntls = true\n";
+        assert_eq!(
+            capped(table, Some("15s")),
+            "type = \"tcp\"\n# the module's timeout, capped at the scrape interval\ntimeout = \"15s\"\ntls = true\n"
+        );
+        assert_eq!(capped(table, Some("60s")), table);
+        assert_eq!(capped(table, None), table);
+    }
 
     #[test]
     fn check_names_are_valid_and_unique() {

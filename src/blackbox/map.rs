@@ -82,42 +82,8 @@ pub(crate) fn modules(path: &Path, root: &Node) -> Result<Parsed, ConfigError> {
     };
     let mut seen = Vec::new();
     for (key, body) in modules {
-        let Some(name) = key.str() else {
-            return Err(error(key, "a module name must be a string".into(), ""));
-        };
-        if seen.contains(&name) {
-            return Err(error(
-                key,
-                format!("module {name:?} is defined twice"),
-                "blackbox_exporter rejects duplicate keys; remove one",
-            ));
-        }
+        let (name, prober, kind) = module_head(path, key, body, &seen)?;
         seen.push(name);
-        if body.entries().is_none() {
-            return Err(error(
-                body,
-                format!(
-                    "module {name:?} must be a mapping, found {}",
-                    body.describe()
-                ),
-                "",
-            ));
-        }
-        let Some(prober_node) = body.get("prober") else {
-            return Err(error(
-                key,
-                format!("module {name:?} has no `prober`"),
-                "one of http, tcp, icmp, dns, grpc, unix, websocket",
-            ));
-        };
-        let prober = prober_node.str().unwrap_or_default();
-        let Some(&(prober, kind)) = PROBERS.iter().find(|(known, _)| *known == prober) else {
-            return Err(error(
-                prober_node,
-                format!("prober {prober:?} of module {name:?} is not valid"),
-                "one of http, tcp, icmp, dns, grpc, unix, websocket",
-            ));
-        };
         let mut cx = Cx::new(path, name);
         cx.module(prober, body);
         parsed.unsupported.append(&mut cx.unsupported);
@@ -134,6 +100,59 @@ pub(crate) fn modules(path: &Path, root: &Node) -> Result<Parsed, ConfigError> {
         });
     }
     Ok(parsed)
+}
+
+/// A module's name, prober and kind, or why the file is not blackbox_exporter's
+/// configuration (a name given twice, a body that is not a mapping, no or an unknown prober).
+fn module_head<'n>(
+    path: &Path,
+    key: &'n Node,
+    body: &'n Node,
+    seen: &[&str],
+) -> Result<(&'n str, &'static str, CheckKind), ConfigError> {
+    let error = |node: &Node, message: String, hint: &str| ConfigError {
+        path: path.to_path_buf(),
+        line: Some(node.line),
+        column: Some(node.column),
+        message,
+        hint: (!hint.is_empty()).then(|| hint.to_owned()),
+    };
+    let Some(name) = key.str() else {
+        return Err(error(key, "a module name must be a string".into(), ""));
+    };
+    if seen.contains(&name) {
+        return Err(error(
+            key,
+            format!("module {name:?} is defined twice"),
+            "blackbox_exporter rejects duplicate keys; remove one",
+        ));
+    }
+    if body.entries().is_none() {
+        return Err(error(
+            body,
+            format!(
+                "module {name:?} must be a mapping, found {}",
+                body.describe()
+            ),
+            "",
+        ));
+    }
+    let Some(prober_node) = body.get("prober") else {
+        return Err(error(
+            key,
+            format!("module {name:?} has no `prober`"),
+            "one of http, tcp, icmp, dns, grpc, unix, websocket",
+        ));
+    };
+    let prober = prober_node.str().unwrap_or_default();
+    let Some(&(prober, kind)) = PROBERS.iter().find(|(known, _)| *known == prober) else {
+        return Err(error(
+            prober_node,
+            format!("prober {prober:?} of module {name:?} is not valid"),
+            "one of http, tcp, icmp, dns, grpc, unix, websocket",
+        ));
+    };
+    Ok((name, prober, kind))
 }
 
 /// The state of mapping one module.
@@ -456,7 +475,7 @@ pub(crate) fn go_duration(text: &str) -> Option<String> {
         rest = tail;
     }
     let millis = (nanos / 1e6).round() as u64;
-    Some(if millis % 1000 == 0 {
+    Some(if millis.is_multiple_of(1000) {
         format!("{}s", millis / 1000)
     } else {
         format!("{millis}ms")

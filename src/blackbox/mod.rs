@@ -92,7 +92,7 @@ pub struct Origin {
 pub struct Unsupported {
     /// Where the option is written.
     pub origin: Origin,
-    /// The module it belongs to.
+    /// The module it belongs to (empty for an option outside `modules`).
     pub module: String,
     /// The option's path, e.g. `http.http_client_config.follow_redirects`.
     pub option: String,

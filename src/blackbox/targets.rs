@@ -15,6 +15,18 @@ pub(crate) struct Target {
     pub labels: BTreeMap<String, String>,
     /// `prometheus.yml:30 job "blackbox"`, or `targets.yml:4`.
     pub from: String,
+    /// The job's `scrape_interval` (or the global one), as a nightjar duration.
+    pub interval: Option<String>,
+}
+
+/// What a scrape job gives each of its targets.
+#[derive(Debug, Default)]
+struct Job {
+    /// `params.module` (blackbox_exporter's `http_2xx` without it).
+    module: Option<String>,
+    /// A label the job's relabelling copies into `__param_module`.
+    module_label: Option<String>,
+    interval: Option<String>,
 }
 
 /// What a targets file gave: its targets, and problems that do not stop the import (a job
@@ -35,9 +47,14 @@ pub(crate) fn read(path: &Path) -> Result<Found, ConfigError> {
     let root = yaml::load(path, &text)?;
     let mut found = Found::default();
     if root.items().is_some() && !root.is_null() {
-        groups(path, &root, None, "", &mut found)?;
+        groups(path, &root, &Job::default(), "", &mut found)?;
         return Ok(found);
     }
+    let global = root
+        .get("global")
+        .and_then(|global| global.get("scrape_interval"))
+        .and_then(Node::str)
+        .unwrap_or("1m");
     let Some(jobs) = root.get("scrape_configs") else {
         return Err(error(
             path,
@@ -47,7 +64,7 @@ pub(crate) fn read(path: &Path) -> Result<Found, ConfigError> {
         ));
     };
     for job in jobs.items().unwrap_or_default() {
-        scrape_config(path, job, &mut found)?;
+        scrape_config(path, job, global, &mut found)?;
     }
     Ok(found)
 }
@@ -73,7 +90,12 @@ fn error(path: &Path, node: &Node, message: &str, hint: Option<&str>) -> ConfigE
 }
 
 /// One job of `scrape_configs`: a blackbox job is one whose `metrics_path` is `/probe`.
-fn scrape_config(path: &Path, job: &Node, found: &mut Found) -> Result<(), ConfigError> {
+fn scrape_config(
+    path: &Path,
+    job: &Node,
+    global_interval: &str,
+    found: &mut Found,
+) -> Result<(), ConfigError> {
     if job.get("metrics_path").and_then(Node::str) != Some("/probe") {
         return Ok(());
     }
@@ -86,6 +108,24 @@ fn scrape_config(path: &Path, job: &Node, found: &mut Found) -> Result<(), Confi
             None => module.str(),
         })
         .unwrap_or(DEFAULT_MODULE);
+    let interval = job
+        .get("scrape_interval")
+        .and_then(Node::str)
+        .unwrap_or(global_interval);
+    let rules = job
+        .get("relabel_configs")
+        .and_then(Node::items)
+        .unwrap_or_default();
+    let defaults = Job {
+        module: Some(module.to_owned()),
+        module_label: rules.iter().find_map(|rule| {
+            let sources = rule.get("source_labels").and_then(Node::items)?;
+            (rule.get("target_label").and_then(Node::str) == Some("__param_module")
+                && sources.len() == 1)
+                .then(|| sources[0].str().map(str::to_owned))?
+        }),
+        interval: Some(super::map::go_duration(interval).unwrap_or_else(|| interval.to_owned())),
+    };
     let copies_target = job
         .get("relabel_configs")
         .and_then(Node::items)
@@ -111,7 +151,7 @@ fn scrape_config(path: &Path, job: &Node, found: &mut Found) -> Result<(), Confi
         .and_then(Node::items)
         .unwrap_or_default()
     {
-        one_group(path, group, Some(module), &from(group.line), found)?;
+        one_group(path, group, &defaults, &from(group.line), found)?;
     }
     let base = path.parent().unwrap_or(Path::new("."));
     for sd in job
@@ -135,7 +175,7 @@ fn scrape_config(path: &Path, job: &Node, found: &mut Found) -> Result<(), Confi
                 let text = read_text(&file)?;
                 let root = yaml::load(&file, &text)?;
                 let suffix = format!(" (file_sd of {})", from(sd.line));
-                groups(&file, &root, Some(module), &suffix, found)?;
+                groups(&file, &root, &defaults, &suffix, found)?;
             }
         }
     }
@@ -146,7 +186,7 @@ fn scrape_config(path: &Path, job: &Node, found: &mut Found) -> Result<(), Confi
 fn groups(
     path: &Path,
     root: &Node,
-    module: Option<&str>,
+    job: &Job,
     suffix: &str,
     found: &mut Found,
 ) -> Result<(), ConfigError> {
@@ -160,7 +200,7 @@ fn groups(
     };
     for group in groups {
         let from = format!("{}:{}{suffix}", path.display(), group.line);
-        one_group(path, group, module, &from, found)?;
+        one_group(path, group, job, &from, found)?;
     }
     Ok(())
 }
@@ -169,7 +209,7 @@ fn groups(
 fn one_group(
     path: &Path,
     group: &Node,
-    module: Option<&str>,
+    job: &Job,
     from: &str,
     found: &mut Found,
 ) -> Result<(), ConfigError> {
@@ -183,10 +223,14 @@ fn one_group(
             labels.insert(key.to_owned(), value.to_owned());
         }
     }
-    let module = match labels.get("__param_module") {
+    let relabelled = job
+        .module_label
+        .as_ref()
+        .and_then(|label| labels.get(label));
+    let module = match labels.get("__param_module").or(relabelled) {
         Some(module) => module.clone(),
-        None => match module {
-            Some(module) => module.to_owned(),
+        None => match &job.module {
+            Some(module) => module.clone(),
             None => {
                 return Err(error(
                     path,
@@ -211,6 +255,7 @@ fn one_group(
             target: text.to_owned(),
             labels: labels.clone(),
             from: from.to_owned(),
+            interval: job.interval.clone(),
         });
     }
     Ok(())

@@ -48,12 +48,15 @@ impl Node {
         matches!(&self.value, Value::Scalar { text, plain: true } if matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL"))
     }
 
-    /// A plain `true`/`false`, as YAML 1.2's core schema (and go-yaml v3) reads booleans.
+    /// A plain boolean as go-yaml v3 reads one into a `bool` field: YAML 1.2's `true`/`false`,
+    /// and for compatibility YAML 1.1's `yes`/`no`/`on`/`off`/`y`/`n`.
     pub fn bool(&self) -> Option<bool> {
         match &self.value {
             Value::Scalar { text, plain: true } => match text.as_str() {
-                "true" | "True" | "TRUE" => Some(true),
-                "false" | "False" | "FALSE" => Some(false),
+                "true" | "True" | "TRUE" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "y"
+                | "Y" => Some(true),
+                "false" | "False" | "FALSE" | "no" | "No" | "NO" | "off" | "Off" | "OFF" | "n"
+                | "N" => Some(false),
                 _ => None,
             },
             _ => None,

@@ -319,13 +319,18 @@ scrape_configs:
         replacement: 127.0.0.1:9115
   - job_name: blackbox_tcp
     metrics_path: /probe
+    scrape_interval: 2m
     params:
       module: [tcp_connect]
     static_configs:
       - targets: ["db.example.com:5432"]
+      - targets: ["https://status.example.com"]
+        labels: {probe_module: http_2xx}
     relabel_configs:
       - source_labels: [__address__]
         target_label: __param_target
+      - source_labels: [probe_module]
+        target_label: __param_module
 "#,
     );
     let out = import(
@@ -341,10 +346,10 @@ scrape_configs:
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let toml = text(&out.stdout);
-    assert_eq!(toml.matches("[[check]]").count(), 6, "{toml}");
+    assert_eq!(toml.matches("[[check]]").count(), 7, "{toml}");
     assert!(!toml.contains("[[module]]"));
     assert!(
-        toml.contains("\n# blackbox.yml:2 module http_2xx; target from prometheus.yml:10 job \"blackbox\"\n[[check]]\nname = \"http_2xx-example-com\"\nurl = \"https://example.com\"\ntype = \"http\"\ntimeout = \"5s\"\nlabels = { env = \"prod\" }\n"),
+        toml.contains("\n# blackbox.yml:2 module http_2xx; target from prometheus.yml:10 job \"blackbox\"\n[[check]]\nname = \"http_2xx-example-com\"\nurl = \"https://example.com\"\ninterval = \"30s\"\ntype = \"http\"\ntimeout = \"5s\"\nlabels = { env = \"prod\" }\n"),
         "{toml}"
     );
     assert!(
@@ -352,11 +357,13 @@ scrape_configs:
         "{toml}"
     );
     assert!(toml.contains("# blackbox.yml:2 module http_2xx; target from sd/web.json:1 (file_sd of prometheus.yml:16 job \"blackbox\")\n"), "{toml}");
-    assert!(toml.contains("name = \"http_2xx-api-example-com-health\"\nurl = \"https://api.example.com/health\"\ntype = \"http\"\ntimeout = \"5s\"\nlabels = { team = \"shop\" }\n"), "{toml}");
-    assert!(toml.contains("url = \"https://blog.example.com\"\ntype = \"http\"\ntimeout = \"5s\"\nlabels = { team = \"blog\" }\n"), "{toml}");
-    assert!(toml.contains("name = \"tcp_connect-db-example-com-5432\"\ntarget = \"db.example.com:5432\"\ntype = \"tcp\"\n"), "{toml}");
+    assert!(toml.contains("name = \"http_2xx-api-example-com-health\"\nurl = \"https://api.example.com/health\"\ninterval = \"30s\"\ntype = \"http\"\ntimeout = \"5s\"\nlabels = { team = \"shop\" }\n"), "{toml}");
+    assert!(toml.contains("url = \"https://blog.example.com\"\ninterval = \"30s\"\ntype = \"http\"\ntimeout = \"5s\"\nlabels = { team = \"blog\" }\n"), "{toml}");
+    assert!(toml.contains("name = \"tcp_connect-db-example-com-5432\"\ntarget = \"db.example.com:5432\"\ninterval = \"120s\"\ntype = \"tcp\"\n"), "{toml}");
+    // The module from a label the job relabels into __param_module.
+    assert!(toml.contains("name = \"http_2xx-status-example-com\"\nurl = \"https://status.example.com\"\ninterval = \"120s\"\ntype = \"http\"\ntimeout = \"5s\"\nlabels = { probe_module = \"http_2xx\" }\n"), "{toml}");
     let checks = write(dir.path(), "checks.toml", &toml);
-    assert_eq!(validate(&checks), "configuration is valid: 6 checks\n");
+    assert_eq!(validate(&checks), "configuration is valid: 7 checks\n");
 }
 
 #[test]

@@ -56,7 +56,10 @@ pub(crate) fn http(cx: &mut Cx<'_>, table: &Node) {
     let known: Vec<&str> = HTTP.iter().chain(HTTP_CLIENT).copied().collect();
     let fields = cx.fields(table, "http", &known);
     if let Some(field) = fields.get("valid_status_codes")
-        && let Some(items) = field.value.items()
+        && let Some(items) = field.value.items().or_else(|| {
+            cx.unsupported(field.key, &field.option, "expected a list of status codes");
+            None
+        })
     {
         let mut codes = Vec::new();
         for item in items {
@@ -665,36 +668,10 @@ pub(crate) fn query_response(cx: &mut Cx<'_>, field: &Field<'_>, newline: bool, 
                 }
             }
         }
-        if let Some(field) = entry.get("send") {
-            match &field.value.value {
-                Value::Binary(bytes) => {
-                    let mut bytes = bytes.clone();
-                    if newline {
-                        bytes.push(b'\n');
-                    }
-                    steps.push(step("send_hex", Val::Str(hex(&bytes))));
-                }
-                _ => {
-                    if let Some(text) = cx.str(field)
-                        && !text.is_empty()
-                    {
-                        let (expanded, refers) = expand(&text);
-                        if websocket && refers {
-                            cx.unsupported(field.key, &field.option, "nightjar's websocket steps send fixed text: groups of the `expect` (`${1}`) are not expanded there");
-                            continue;
-                        }
-                        let mut send = if expect.is_some() {
-                            expanded
-                        } else {
-                            literal(&text)
-                        };
-                        if newline {
-                            send.push('\n');
-                        }
-                        steps.push(step("send", Val::Str(send)));
-                    }
-                }
-            }
+        if let Some(field) = entry.get("send")
+            && let Some(send) = send_step(cx, field, expect.is_some(), newline, websocket)
+        {
+            steps.push(send);
         }
         if let Some(field) = entry.get("starttls")
             && cx.bool(field) == Some(true)
@@ -716,6 +693,48 @@ pub(crate) fn query_response(cx: &mut Cx<'_>, field: &Field<'_>, newline: bool, 
     if !steps.is_empty() {
         cx.out.set("steps", Val::Arr(steps));
     }
+}
+
+/// A `send` as a step: `{ send }` (groups of the entry's `expect` expanded, blackbox's
+/// newline appended where it appends one) or `{ send_hex }` for `!!binary`.
+fn send_step(
+    cx: &mut Cx<'_>,
+    field: &Field<'_>,
+    after_expect: bool,
+    newline: bool,
+    websocket: bool,
+) -> Option<Val> {
+    let step = |key: &str, value: String| {
+        let mut table = Entries::default();
+        table.set(key, Val::Str(value));
+        Some(Val::Table(table))
+    };
+    if let Value::Binary(bytes) = &field.value.value {
+        let mut bytes = bytes.clone();
+        if newline {
+            bytes.push(b'\n');
+        }
+        return step("send_hex", hex(&bytes));
+    }
+    let text = cx.str(field).filter(|text| !text.is_empty())?;
+    let (expanded, refers) = expand(&text);
+    if !after_expect {
+        // blackbox_exporter expands only after an `expect` of the same entry.
+        let mut send = literal(&text);
+        send.push_str(if newline { "\n" } else { "" });
+        return step("send", send);
+    }
+    if websocket && refers {
+        cx.unsupported(
+            field.key,
+            &field.option,
+            "nightjar's websocket steps send fixed text: groups of the `expect` (`${1}`) are not expanded there",
+        );
+        return None;
+    }
+    let mut send = expanded;
+    send.push_str(if newline { "\n" } else { "" });
+    step("send", send)
 }
 
 /// Go's `Regexp.Expand` template (`$1`, `${1}`, `$name`, `$$`) as nightjar's send text

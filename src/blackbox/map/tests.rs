@@ -187,7 +187,7 @@ fn websocket_takes_auth_headers_and_steps() {
         .iter()
         .map(|u| (u.option.as_str(), u.origin.line))
         .collect();
-    assert_eq!(found, [("websocket.query_response.send", 13)]);
+    assert_eq!(found, [("websocket.query_response.send", 14)]);
 }
 
 #[test]
@@ -223,4 +223,21 @@ fn go_values_convert() {
     assert_eq!(base2_bytes("1024"), Some(1024));
     assert_eq!(expand("$x1y ${x}$"), ("${x1y} ${x}$".to_owned(), true));
     assert_eq!(expand("a $$ $ {"), ("a $ $ {".to_owned(), false));
+}
+
+#[test]
+fn credentials_from_files_and_other_authorization_types() {
+    let (toml, unsupported, secrets) = table(
+        "    prober: http\n    http:\n      basic_auth:\n        username_file: /run/user\n        password_file: /run/pass\n      authorization:\n        type: Token\n        credentials_file: /run/token\n      fail_if_ssl: yes\n",
+    );
+    assert!(unsupported.is_empty(), "{unsupported:?}");
+    assert!(secrets.is_empty());
+    assert_eq!(
+        toml,
+        "type = \"http\"\nexpect.tls = false\nbasic_auth = { username = \"${file:/run/user}\", password = \"${file:/run/pass}\" }\nheaders = { Authorization = \"Token ${file:/run/token}\" }\n"
+    );
+    let toml = only("    prober: http\n    http:\n      bearer_token_file: /run/t\n");
+    assert_eq!(toml, "type = \"http\"\nbearer_token = \"${file:/run/t}\"\n");
+    let (_, unsupported, _) = table("    prober: http\n    http:\n      valid_status_codes: 200\n");
+    assert_eq!(unsupported[0].option, "http.valid_status_codes");
 }
