@@ -473,9 +473,15 @@ pub fn load(
     }
     // Taken before reading, so an edit racing the load is seen as a change.
     let fingerprint = fingerprint(&Origin::Files(files.clone()));
+    let loaded = files.len();
     let result =
         validate::build(&sources, env, overrides, Origin::Files(files)).map(|mut config| {
-            config.fingerprint = fingerprint;
+            config.fingerprint = match &config.origin {
+                // `blackbox_config` joined the files: its fingerprint too (taken after
+                // reading it, so an edit within these milliseconds waits for the next one).
+                Origin::Files(all) if all.len() > loaded => self::fingerprint(&config.origin),
+                _ => fingerprint,
+            };
             config
         });
     match result {

@@ -33,6 +33,9 @@ pub struct ProbeRun<'a> {
     pub status: Option<&'a Status>,
     /// Whether a DNS module asks for SOA records (`probe_dns_serial` exists then).
     pub soa_query: bool,
+    /// The target's address when the target names one (an IP literal): what blackbox_exporter
+    /// resolved even when the connection then failed.
+    pub target_ip: Option<std::net::IpAddr>,
 }
 
 /// One family: name, help, type, and samples (labels, value).
@@ -174,8 +177,13 @@ fn ip_hash(ip: std::net::IpAddr) -> f64 {
     f64::from(hash)
 }
 
-fn remote_ip(details: &Details) -> Option<std::net::IpAddr> {
-    details.remote_addr().flatten().map(|addr| addr.ip())
+/// The address the run connected to, or the one its target names.
+fn remote_ip(run: &ProbeRun<'_>) -> Option<std::net::IpAddr> {
+    run.details
+        .remote_addr()
+        .flatten()
+        .map(|addr| addr.ip())
+        .or(run.target_ip)
 }
 
 /// The four TLS families of a handshake blackbox_exporter saw.
@@ -244,7 +252,7 @@ fn http(run: &ProbeRun<'_>, families: &mut Vec<Family>) {
         "Duration of http request by phase, summed over all redirects",
     );
     if run.target_ok {
-        let address = remote_ip(run.details);
+        let address = remote_ip(run);
         resolution(run, families, address);
         for (phase, took) in http.map(|http| http.phases()).unwrap_or_default() {
             // Before an address, only the resolve phase exists.
@@ -342,7 +350,7 @@ fn tcp(run: &ProbeRun<'_>, families: &mut Vec<Family>) {
     if !run.target_ok {
         return;
     }
-    resolution(run, families, remote_ip(run.details));
+    resolution(run, families, remote_ip(run));
     // A handshake whose chain was refused left blackbox_exporter no TLS state to report.
     let refused = matches!(run.status, Some(Status::Fail(failure))
         if matches!(failure.reason, FailureReason::Tls | FailureReason::CertInvalid));
@@ -404,7 +412,7 @@ fn dns(run: &ProbeRun<'_>, families: &mut Vec<Family>) {
     ]);
     if run.target_ok {
         let server = dns.and_then(|dns| dns_server_ip(&dns.server));
-        let address = remote_ip(run.details).or(server);
+        let address = remote_ip(run).or(server);
         resolution(run, families, address);
     }
     if run.soa_query && answered {
@@ -449,7 +457,7 @@ fn icmp(run: &ProbeRun<'_>, families: &mut Vec<Family>) {
     ];
     families.push(phases);
     if run.target_ok {
-        resolution(run, families, remote_ip(run.details));
+        resolution(run, families, remote_ip(run));
     }
     if run.success
         && let Some(hop_limit) = icmp.and_then(|icmp| icmp.reply_hop_limit)
@@ -467,7 +475,7 @@ fn grpc(run: &ProbeRun<'_>, families: &mut Vec<Family>) {
         Details::Grpc(grpc) => Some(grpc),
         _ => None,
     };
-    let address = remote_ip(run.details);
+    let address = remote_ip(run);
     let checked = run.target_ok && address.is_some();
     let mut phases = Family::vec(
         "probe_grpc_duration_seconds",

@@ -292,6 +292,9 @@ async fn run(
     };
     let duration = start.elapsed();
     let success = result.as_ref().is_some_and(|result| result.is_success());
+    if let Some(result) = &result {
+        log_facts(&mut log, &result.details);
+    }
     if let Some(Status::Fail(failure)) = result.as_ref().map(|result| &result.status) {
         log.line(
             "error",
@@ -318,6 +321,7 @@ async fn run(
         details: result.as_ref().map_or(&none, |result| &result.details),
         status: result.as_ref().map(|result| &result.status),
         soa_query,
+        target_ip: def.and_then(|_| literal_ip(module, target)),
     });
     let secrets = def.map(|def| def.secrets.clone()).unwrap_or_default();
     Answer {
@@ -326,6 +330,45 @@ async fn run(
         log: crate::config::redact(&secrets, &log.text),
         secrets,
     }
+}
+
+/// What the run saw, as blackbox_exporter's probers log it: the address, the HTTP status.
+fn log_facts(log: &mut Log, details: &crate::result::Details) {
+    if let Some(addr) = details.remote_addr().flatten() {
+        log.line(
+            "info",
+            "Resolved target address",
+            &[("ip", addr.ip().to_string())],
+        );
+    }
+    if let crate::result::Details::Http(http) = details
+        && let Some(code) = http.status_code
+    {
+        log.line(
+            "info",
+            "Received HTTP response",
+            &[("status_code", code.to_string())],
+        );
+    }
+}
+
+/// The address a target names literally (`http://127.0.0.1:8080/`, `[::1]:53`, `10.0.0.1`).
+fn literal_ip(module: &ModuleDef, target: &str) -> Option<std::net::IpAddr> {
+    let (_, value) = crate::blackbox::target_entry(module.kind, target);
+    if let Ok(url) = url::Url::parse(&value)
+        && url.has_host()
+    {
+        return match url.host()? {
+            url::Host::Ipv4(ip) => Some(ip.into()),
+            url::Host::Ipv6(ip) => Some(ip.into()),
+            url::Host::Domain(_) => None,
+        };
+    }
+    value
+        .parse::<std::net::SocketAddr>()
+        .map(|addr| addr.ip())
+        .or_else(|_| value.trim_matches(['[', ']']).parse())
+        .ok()
 }
 
 /// The probe's log as blackbox_exporter's debug output shows it: logfmt lines.
@@ -346,7 +389,7 @@ impl Log {
 
     fn line(&mut self, level: &str, message: &str, fields: &[(&str, String)]) {
         let ts = chrono::DateTime::<chrono::Utc>::from(SystemTime::now())
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
         let _ = write!(
             self.text,
             "ts={ts} caller=probe module={} target={} level={level} msg={}",

@@ -710,3 +710,44 @@ async fn a_stalled_call_leaves_no_task_or_socket_behind() {
     drop(agent);
     server.abort();
 }
+
+/// `/probe` of grpc modules on a real agent answers as blackbox_exporter's grpc prober.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_of_a_grpc_module_answers_as_blackbox_exporter() {
+    let servers = servers();
+    let config = format!(
+        "[[module]]\nname = \"grpc_plain\"\ntype = \"grpc\"\nplaintext = true\ntimeout = \"3s\"\n\n[[module]]\nname = \"grpc_tls\"\ntype = \"grpc\"\ntimeout = \"3s\"\n{}\n",
+        tls_keys()
+    );
+    let agent = crate::support::RunningAgent::start(load(&config, &[])).await;
+    let promtool = crate::support::require("promtool", "prometheus");
+    for (module, target, ssl) in [
+        ("grpc_plain", servers.plain.to_string(), 0.0),
+        ("grpc_tls", format!("localhost:{}", servers.tls.port()), 1.0),
+    ] {
+        let (status, body) = agent
+            .get(&format!("/probe?module={module}&target={target}"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        crate::support::promtool_check_metrics(&promtool, &body).unwrap();
+        assert_eq!(sample(&body, "probe_success", &[]), Some(1.0), "{body}");
+        assert_eq!(sample(&body, "probe_grpc_status_code", &[]), Some(0.0));
+        assert_eq!(sample(&body, "probe_grpc_ssl", &[]), Some(ssl));
+        assert_eq!(
+            sample(
+                &body,
+                "probe_grpc_healthcheck_response",
+                &[("serving_status", "SERVING")]
+            ),
+            Some(1.0)
+        );
+        assert!(sample(&body, "probe_grpc_duration_seconds", &[("phase", "check")]).is_some());
+        assert!(sample(&body, "probe_ssl_earliest_cert_expiry", &[]).is_some());
+        assert_eq!(
+            body.contains("probe_tls_version_info"),
+            ssl == 1.0,
+            "{body}"
+        );
+    }
+    agent.stop().await;
+}

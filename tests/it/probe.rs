@@ -440,3 +440,59 @@ type = "tcp"
     assert!(errors.contains("blackbox.yml:2"), "{errors}");
     assert!(errors.contains("agent.toml:4"), "{errors}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_needs_the_agents_credentials_when_it_has_them() {
+    let nginx = Nginx::start();
+    let config = "[agent]\nbearer_token = \"${env:AGENT_TOKEN}\"\n\n[[module]]\nname = \"http_2xx\"\ntype = \"http\"\ntimeout = \"5s\"\n";
+    let token = "probe-agent-token-0123456789";
+    let agent = RunningAgent::start(load(config, &[("AGENT_TOKEN", token)])).await;
+    let path = format!(
+        "/probe?module=http_2xx&target={}",
+        encode(&nginx.url("/ok"))
+    );
+    let (status, _) = agent.get(&path).await;
+    assert_eq!(status, 401);
+    let (status, body) = http_request_with(
+        agent.addr,
+        "GET",
+        &path,
+        &format!("Authorization: Bearer {token}\r\n"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(value(&body, "probe_success"), Some(1.0), "{body}");
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_config_sees_the_blackbox_config_change() {
+    let nginx = Nginx::start();
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("agent.toml");
+    let yml = dir.path().join("blackbox.yml");
+    std::fs::write(
+        &toml,
+        "[agent]\nblackbox_config = \"blackbox.yml\"\nwatch_config = \"100ms\"\n",
+    )
+    .unwrap();
+    std::fs::write(&yml, "modules:\n  http_2xx:\n    prober: http\n").unwrap();
+    let agent = RunningAgent::start_reloadable(&toml).await;
+    let host_port = nginx.url("").trim_start_matches("http://").to_string();
+    assert_eq!(probe(&agent, "tcp_connect", &host_port).await.0, 400);
+    std::fs::write(
+        &yml,
+        "modules:\n  http_2xx:\n    prober: http\n  tcp_connect:\n    prober: tcp\n    timeout: 5s\n",
+    )
+    .unwrap();
+    let body = eventually(Duration::from_secs(10), "the new module", || {
+        let (agent, host_port) = (&agent, host_port.clone());
+        async move {
+            let (status, body) = probe(agent, "tcp_connect", &host_port).await;
+            (status == 200).then_some(body)
+        }
+    })
+    .await;
+    assert_eq!(value(&body, "probe_success"), Some(1.0), "{body}");
+    agent.stop().await;
+}
