@@ -50,7 +50,7 @@ async fn answer_rules_pass_and_fail_as_blackbox_judges() {
     let server = bind.dns.to_string();
     let www = format!("www.{ZONE}");
     let rules = |rules: &str| format!("{AS_BLACKBOX}expect = {{ answer_rrs = {{ {rules} }} }}");
-    let check = |rules: &str| dns_check(&server, &www, "A", &rules);
+    let check = |rules: &str| dns_check(&server, &www, "A", rules);
 
     for passing in [
         r#"fail_if_matches = ['\t10\.']"#,
@@ -274,12 +274,19 @@ async fn section_counts_and_serial_agree_with_blackbox_exporter() {
         ("ns", ZONE.to_string(), "NS", "NOERROR"),
         ("mx", ZONE.to_string(), "MX", "NOERROR"),
         ("big", format!("big.{ZONE}"), "TXT", "NOERROR"),
+        ("any", format!("www.{ZONE}"), "ANY", "NOERROR"),
     ];
     let modules: String = queries
         .iter()
         .map(|(module, query, record, rcode)| {
+            // ANY is blackbox_exporter's default type: that module leaves it out.
+            let query_type = if *record == "ANY" {
+                String::new()
+            } else {
+                format!("      query_type: {record}\n")
+            };
             format!(
-                "  {module}:\n    prober: dns\n    timeout: 3s\n    dns:\n      query_name: {query}\n      query_type: {record}\n      valid_rcodes: [{rcode}]\n"
+                "  {module}:\n    prober: dns\n    timeout: 3s\n    dns:\n      query_name: {query}\n{query_type}      valid_rcodes: [{rcode}]\n"
             )
         })
         .collect();

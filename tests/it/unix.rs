@@ -2,7 +2,7 @@
 //! `unix` prober with `query_response`): Redis on a socket its own redis.conf names
 //! (PING/PONG, a capture sent back), PostgreSQL's socket (SSLRequest, which it declines on a
 //! Unix socket), nginx speaking TLS from the first byte on a socket, a path that does not
-//! exist and a socket nobody listens on.
+//! exist, a socket nobody listens on, and one the agent (run as nobody) may not open.
 
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -318,4 +318,38 @@ fn keys_of_ip_are_config_errors_with_a_unix_target() {
         errors.contains("a Unix socket has no host name") && errors.contains("server_name"),
         "{errors}"
     );
+}
+
+#[test]
+fn a_socket_the_agent_may_not_open_fails_to_connect_naming_the_path() {
+    use std::os::unix::fs::PermissionsExt;
+    let setpriv = require("setpriv", "util-linux");
+    let dir = server_dir("nightjar-unix-perm-");
+    let socket = dir.join("private.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = dir.join("check.toml");
+    std::fs::write(&config, unix_check("private", &socket, "")).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // The agent as nobody: root would open any socket.
+    let out = std::process::Command::new(setpriv)
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_nightjar"))
+        .args(["check", "--format", "json", "--config"])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("\"connect\""), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "cannot connect to the Unix socket {}: permission denied",
+            socket.display()
+        )),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -18,7 +18,7 @@ use crate::reader::{Diags, Table, read_ip_preference};
 /// Record types a `dns` check may ask for.
 const RECORD_TYPES: &[&str] = &[
     "A", "AAAA", "CNAME", "MX", "TXT", "NS", "SOA", "CAA", "SRV", "PTR", "DS", "DNSKEY", "HTTPS",
-    "SVCB", "TLSA", "NAPTR",
+    "SVCB", "TLSA", "NAPTR", "ANY",
 ];
 
 /// How a `dns` check reaches its server: the `transport` key.

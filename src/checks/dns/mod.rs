@@ -216,7 +216,7 @@ fn record_answer(message: &Message, record: RecordType, details: &mut DnsDetails
             }
             _ => {}
         }
-        if answer.record_type() == record {
+        if answer.record_type() == record || record == RecordType::ANY {
             details.answers.push(DnsAnswer {
                 name: answer.name.to_string(),
                 kind: answer.record_type().to_string(),

@@ -2,7 +2,9 @@
 //! optionally hold a scripted conversation: `expect` a line, `send` text (with groups the
 //! last `expect` captured), `expect_bytes` of a binary protocol, `starttls` to upgrade in
 //! the middle (IMAP, POP3, SMTP, FTP, PostgreSQL's SSLRequest). The `send`/`expect.matches`
-//! shorthand is one step: send, then read until every pattern matched.
+//! shorthand is one step: send, then read until every pattern matched. The same
+//! conversation runs over a Unix stream socket (`target = "unix:PATH"`): the engine is
+//! generic over the stream.
 //!
 //! Success means: the connection was accepted, every step held before the deadline (at most
 //! [`MAX_READ`] bytes read in all), and a TLS session's chain, name, expiry and version met
@@ -760,7 +762,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Recorded<S> {
 }
 
 impl TcpDetails {
-    /// Names of the phases of a `tcp` check (`tls` only for checks that speak TLS).
+    /// Names of the phases of a `tcp` check (`tls` only for checks that speak TLS, `resolve`
+    /// not for a Unix socket).
     pub const PHASES: [&'static str; 4] = ["resolve", "connect", "tls", "exchange"];
 
     /// Each phase with its duration, in [`TcpDetails::PHASES`] order; `tls` only when the
