@@ -358,11 +358,13 @@ fn compare(opts: &Opts) {
             seconds,
         )
     });
-    println!();
-    println!(
-        "| check | agent | probes/s | success | CPU µs/probe | peak RSS MiB | ÷ blackbox | ÷ floor |"
-    );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    if !tables.is_empty() {
+        println!();
+        println!(
+            "| check | agent | probes/s | success | CPU µs/probe | peak RSS MiB | ÷ blackbox | ÷ floor |"
+        );
+        println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    }
     for (kind, rows) in &tables {
         let blackbox = rows[1].cpu_us_per_probe();
         let floor = rows[0].cpu_us_per_probe();
