@@ -3,7 +3,9 @@
 # network work done by a minimal Rust client), per check type, at one fixed probe rate, against
 # nginx, BIND and the tests' gRPC health server on loopback. Prints a Markdown table. Options
 # go to the benchmark:
-#   bash bench/compare.sh [--rate 200] [--seconds 20] [--warmup 5] [--kinds http,https,dns,tcp,grpc,icmp]
+#   bash bench/compare.sh [--rate 200] [--seconds 20] [--warmup 5] [--kinds http,https,dns,tcp,grpc,icmp,probe]
+# `probe` is the /probe row: nightjar and blackbox_exporter serving the same blackbox-style
+# scrapes (`/probe?module=http&target=...`, one blackbox.yml) at the same rate.
 # Installs what it needs from Debian's packages when it is missing; stops every process it
 # started (they are children of the benchmark, killed when it ends).
 set -euo pipefail

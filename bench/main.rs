@@ -12,6 +12,7 @@
 //!   state, to the page and back to passing, and the state changes and pages of the flapping.
 //! - `hostile-clients`: one agent under 1,000 idle, 1,000 slowloris and a 50-client bad-login
 //!   flood: fresh-scrape latency (bearer and cached basic auth) and check failures per phase.
+//!   Its `probe` row: nightjar's `/probe` against blackbox_exporter's, serving the same scrapes.
 //! - `floor` and `drive` are the helpers `compare` runs as their own processes.
 //!
 //! Every figure is read from /proc or from the agent's own metrics; see README, Performance.
@@ -21,6 +22,7 @@
 mod detect;
 mod hostile;
 mod load;
+mod probe;
 mod proc;
 mod soak;
 mod targets;
@@ -33,6 +35,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use load::Kind;
+use probe::{compare_probe, print_probe_rows};
 use proc::Usage;
 use targets::{Bind, GrpcServer, Nginx, Pki, Process, free_port, wait_for_tcp};
 
@@ -81,7 +84,7 @@ fn main() {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: cargo bench --bench nightjar -- compare [--rate 200] [--seconds 20] [--warmup 5] [--kinds http,https,dns,tcp,grpc,icmp]\n\
+        "usage: cargo bench --bench nightjar -- compare [--rate 200] [--seconds 20] [--warmup 5] [--kinds http,https,dns,tcp,grpc,icmp,probe]\n\
          \x20      cargo bench --bench nightjar -- scale [--checks 10000] [--interval 60] [--seconds 60] [--fast-checks 1000]\n\
          \x20      cargo bench --bench nightjar -- soak [--checks 1000] [--interval 10] [--minutes 30] [--every 60] [--warmup SECONDS] [--remote-write no]\n\
          \x20      cargo bench --bench nightjar -- detect [--minutes 4] [--checks 20] [--quorum-for 5m,1m,1s] [--fail-percent 10]\n\
@@ -249,9 +252,12 @@ fn compare(opts: &Opts) {
     let rate = opts.num("rate", 200.0);
     let seconds = opts.num("seconds", 20.0);
     let warmup = opts.num("warmup", 5.0);
-    let kinds: Vec<Kind> = opts
-        .text("kinds", "http,https,dns,tcp,grpc,icmp")
+    let names = opts.text("kinds", "http,https,dns,tcp,grpc,icmp,probe");
+    // `probe`: nightjar's /probe against blackbox_exporter's, both serving scrapes.
+    let probe_row = names.split(',').any(|name| name == "probe");
+    let kinds: Vec<Kind> = names
         .split(',')
+        .filter(|name| *name != "probe")
         .map(|name| Kind::parse(name).unwrap_or_else(|| usage()))
         .collect();
     let dir = tempfile::Builder::new()
@@ -342,11 +348,23 @@ fn compare(opts: &Opts) {
         let nightjar = run_nightjar_at_rate(dir.path(), kind, &check, rate, warmup, seconds);
         tables.push((kind, [floor, blackbox, nightjar]));
     }
-    println!();
-    println!(
-        "| check | agent | probes/s | success | CPU µs/probe | peak RSS MiB | ÷ blackbox | ÷ floor |"
-    );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    let probe_rows = probe_row.then(|| {
+        compare_probe(
+            dir.path(),
+            &blackbox_config,
+            &format!("http://{}/", nginx.http),
+            rate,
+            warmup,
+            seconds,
+        )
+    });
+    if !tables.is_empty() {
+        println!();
+        println!(
+            "| check | agent | probes/s | success | CPU µs/probe | peak RSS MiB | ÷ blackbox | ÷ floor |"
+        );
+        println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    }
     for (kind, rows) in &tables {
         let blackbox = rows[1].cpu_us_per_probe();
         let floor = rows[0].cpu_us_per_probe();
@@ -364,6 +382,9 @@ fn compare(opts: &Opts) {
                 us / floor,
             );
         }
+    }
+    if let Some(rows) = probe_rows {
+        print_probe_rows(&rows);
     }
 }
 

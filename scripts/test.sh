@@ -46,6 +46,8 @@ have prometheus-blackbox-exporter || missing+=(prometheus-blackbox-exporter)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 # tinyproxy: the http checks' proxy tests (basic authentication, CONNECT).
 have tinyproxy || missing+=(tinyproxy)
+# The real blackbox_exporter, which the /probe parity test and the bench compare against.
+have prometheus-blackbox-exporter || missing+=(prometheus-blackbox-exporter)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo=""

@@ -743,13 +743,13 @@ pub struct HttpDetails {
     pub remote_addr: Option<std::net::SocketAddr>,
     /// What the TLS handshake of the last `https` hop showed.
     pub tls_info: Option<TlsInfo>,
-    /// Decoded body bytes of the last response, when the check sets `compression` (up to
-    /// where decoding stopped).
-    pub uncompressed_length: Option<u64>,
     /// The last response's `Last-Modified` header, Unix seconds, when it parses.
     pub last_modified: Option<i64>,
     /// The last response's `Content-Length` header, when it has one that parses.
     pub declared_length: Option<u64>,
+    /// Decoded body bytes of the last response, when the check sets `compression` (up to
+    /// where decoding stopped).
+    pub uncompressed_length: Option<u64>,
 }
 
 impl HttpDetails {

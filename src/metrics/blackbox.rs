@@ -294,7 +294,12 @@ fn http(run: &ProbeRun<'_>, families: &mut Vec<Family>) {
         Family::gauge(
             "probe_http_redirects",
             "The number of redirects",
-            value(|http| f64::from(http.redirects)),
+            // Go's client counts a redirect when it receives one (`len(via)` in blackbox_exporter's
+            // CheckRedirect), so the one it refused to follow (not following, or the 11th) counts.
+            value(|http| {
+                let refused = matches!(http.status_code, Some(301 | 302 | 303 | 307 | 308));
+                f64::from(http.redirects) + flag(refused)
+            }),
         ),
         Family::gauge(
             "probe_http_ssl",
@@ -351,7 +356,10 @@ fn tcp(run: &ProbeRun<'_>, families: &mut Vec<Family>) {
         return;
     }
     resolution(run, families, remote_ip(run));
-    if let Some(info) = run.details.tls_info() {
+    // A handshake whose chain was refused left blackbox_exporter no TLS state to report.
+    let refused = matches!(run.status, Some(Status::Fail(failure))
+        if matches!(failure.reason, FailureReason::Tls | FailureReason::CertInvalid));
+    if !refused && let Some(info) = run.details.tls_info() {
         tls(families, info, true);
     }
 }

@@ -456,3 +456,41 @@ fn the_unit_and_the_manifests_keep_the_state_dir() {
         "the state volume is a claim of each pod's own"
     );
 }
+
+/// The Prometheus Operator Probe example asks the base's service, on its metrics port, for
+/// `/probe` with a module and static targets.
+#[test]
+fn the_probe_example_points_at_the_base_service() {
+    let probe = &yaml(&deploy().join("kubernetes/probe-example.yaml"))[0];
+    assert_eq!(
+        probe["apiVersion"].as_str(),
+        Some("monitoring.coreos.com/v1")
+    );
+    assert_eq!(probe["kind"].as_str(), Some("Probe"));
+    let spec = &probe["spec"];
+    let url = spec["prober"]["url"].as_str().expect("prober.url");
+    let (host, port) = url.rsplit_once(':').expect("prober.url is HOST:PORT");
+    let service = &yaml(&deploy().join("kubernetes/base/service.yaml"))[0];
+    let name = service["metadata"]["name"].as_str().unwrap();
+    assert_eq!(
+        host.split('.').next(),
+        Some(name),
+        "prober.url {url} is not the service {name}"
+    );
+    let metrics_port = service["spec"]["ports"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"].as_str() == Some("metrics"))
+        .and_then(|p| p["port"].as_i64())
+        .expect("the service's metrics port");
+    assert_eq!(port, metrics_port.to_string(), "prober.url {url}");
+    assert_eq!(spec["prober"]["path"].as_str(), Some("/probe"));
+    assert!(spec["module"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(
+        !spec["targets"]["staticConfig"]["static"]
+            .as_vec()
+            .expect("static targets")
+            .is_empty()
+    );
+}

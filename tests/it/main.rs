@@ -2,6 +2,7 @@
 
 mod access;
 mod architecture;
+mod blackbox_parity;
 mod cli;
 mod config;
 mod deploy;
@@ -23,6 +24,7 @@ mod labels;
 mod maintenance;
 mod page;
 mod probe;
+mod probe_prometheus;
 mod regions;
 mod reload;
 mod remote_write;

@@ -76,15 +76,15 @@ fn loopback(port: u16) -> SocketAddr {
 }
 
 /// Dovecot with IMAP and POP3 listeners (STARTTLS with the test PKI's leaf).
-struct Dovecot {
-    imap: SocketAddr,
+pub(crate) struct Dovecot {
+    pub(crate) imap: SocketAddr,
     pop3: SocketAddr,
     /// POP3 over TLS from the first byte.
     pop3s: SocketAddr,
     _daemon: Daemon,
 }
 
-fn dovecot() -> &'static Dovecot {
+pub(crate) fn dovecot() -> &'static Dovecot {
     static DOVECOT: OnceLock<Dovecot> = OnceLock::new();
     DOVECOT.get_or_init(|| {
         let program = require("dovecot", "dovecot-imapd dovecot-pop3d");
@@ -336,13 +336,13 @@ fn ftp() -> &'static Ftp {
 }
 
 /// Redis on a loopback port, and on another with TLS (the leaf), without persistence.
-struct Redis {
-    addr: SocketAddr,
+pub(crate) struct Redis {
+    pub(crate) addr: SocketAddr,
     tls: SocketAddr,
     _daemon: Daemon,
 }
 
-fn redis() -> &'static Redis {
+pub(crate) fn redis() -> &'static Redis {
     static REDIS: OnceLock<Redis> = OnceLock::new();
     REDIS.get_or_init(|| {
         let program = require("redis-server", "redis-server");

@@ -2,6 +2,7 @@
 //! with rcgen, an in-process agent, and the contract every check kind's results satisfy.
 
 pub mod bind;
+pub mod blackbox;
 pub mod browser;
 pub mod hostile;
 pub mod hostile_dns;
@@ -274,6 +275,12 @@ impl Nginx {
             "<html><body><h1>Add to cart</h1></body></html>\n",
         )
         .expect("page");
+        // Served gzip-compressed to clients that accept it (/gzip.txt).
+        std::fs::write(
+            root.join("www/gzip.txt"),
+            "compressed by nginx\n".repeat(64),
+        )
+        .expect("gzip file");
 
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
         write_rdap_fixtures(&root.join("www"), http);
@@ -345,6 +352,7 @@ http {{
     # Refuses (closes the connection on) the agent of region ap only.
     location = /regional {{ if ($http_x_probe_region = "ap") {{ return 444; }} return 200 "ok\n"; }}
     location /limited/ {{ add_header Retry-After 120 always; return 429; }}
+    location = /gzip.txt {{ gzip on; gzip_types text/plain; gzip_min_length 1; }}
     # Compressed bodies: nginx's gzip on a file, and files compressed by the tests served
     # with their Content-Encoding.
     location = /gzip {{ gzip on; gzip_min_length 1; gzip_types application/json; default_type application/json; }}
