@@ -456,14 +456,8 @@ fn drive(url: &str, rate: f64, seconds: f64) -> (u64, u64) {
     (fields.next().unwrap_or(0), fields.next().unwrap_or(0))
 }
 
-fn run_blackbox(
-    config: &Path,
-    kind: Kind,
-    target: &str,
-    rate: f64,
-    warmup: f64,
-    seconds: f64,
-) -> Row {
+/// blackbox_exporter on `config`, listening on a free loopback port once it accepts.
+pub(crate) fn start_blackbox(config: &Path) -> (Process, SocketAddr) {
     let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let child = Command::new(targets::program(BLACKBOX))
         .arg(format!("--config.file={}", config.display()))
@@ -476,6 +470,18 @@ fn run_blackbox(
         .expect("start blackbox_exporter");
     let process = Process(child);
     wait_for_tcp(listen, "blackbox_exporter");
+    (process, listen)
+}
+
+fn run_blackbox(
+    config: &Path,
+    kind: Kind,
+    target: &str,
+    rate: f64,
+    warmup: f64,
+    seconds: f64,
+) -> Row {
+    let (process, listen) = start_blackbox(config);
     let encoded: String = target
         .bytes()
         .map(|b| match b {

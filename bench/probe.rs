@@ -5,12 +5,11 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{BLACKBOX, Row, drive, get, start_nightjar};
+use super::{Row, drive, get, start_blackbox, start_nightjar};
 use crate::proc::Usage;
-use crate::targets::{self, Process, free_port, wait_for_tcp};
+use crate::targets::{Process, free_port};
 
 /// The module of the blackbox.yml `compare` writes that the row scrapes.
 const MODULE: &str = "http";
@@ -25,18 +24,7 @@ pub(crate) fn compare_probe(
     seconds: f64,
 ) -> [Row; 2] {
     eprintln!("/probe: blackbox_exporter");
-    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let child = Command::new(targets::program(BLACKBOX))
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--web.listen-address={listen}"))
-        .arg("--log.level=warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start blackbox_exporter");
-    let process = Process(child);
-    wait_for_tcp(listen, "blackbox_exporter");
+    let (process, listen) = start_blackbox(config);
     let blackbox = measure(
         "blackbox_exporter",
         &process,

@@ -315,15 +315,34 @@ impl<'a> Cx<'a> {
 
     /// A list of strings (a single string counts as a list of one, as blackbox's lists never
     /// do; it is refused).
-    pub fn str_list(&mut self, field: &Field<'_>) -> Option<Vec<String>> {
-        let Some(items) = field.value.items() else {
+    /// The items of a list option, or `None` with the option reported as not a list.
+    pub fn items<'n>(&mut self, field: &Field<'n>) -> Option<&'n [Node]> {
+        let items = field.value.items();
+        if items.is_none() {
             self.unsupported(
                 field.key,
                 &field.option,
                 format!("expected a list, found {}", field.value.describe()),
             );
-            return None;
-        };
+        }
+        items
+    }
+
+    /// The entries of a mapping option, or `None` with the option reported as not a mapping.
+    pub fn entries<'n>(&mut self, field: &Field<'n>) -> Option<&'n [(Node, Node)]> {
+        let entries = field.value.entries();
+        if entries.is_none() {
+            self.unsupported(
+                field.key,
+                &field.option,
+                format!("expected a mapping, found {}", field.value.describe()),
+            );
+        }
+        entries
+    }
+
+    pub fn str_list(&mut self, field: &Field<'_>) -> Option<Vec<String>> {
+        let items = self.items(field)?;
         let mut out = Vec::new();
         for item in items {
             match item.str() {

@@ -240,13 +240,13 @@ fn go_name(name: &str) -> String {
     parts.join(",")
 }
 
-fn http(run: &ProbeRun<'_>, families: &mut Vec<Family>) {
-    let http = match run.details {
-        Details::Http(http) => Some(http),
-        _ => None,
-    };
-    let responded = http.is_some_and(|http| http.status_code.is_some());
-    let value = |pick: fn(&crate::result::HttpDetails) -> f64| http.map_or(0.0, pick);
+/// `probe_http_duration_seconds` by phase; before an address, only the resolve phase exists.
+fn http_phases(
+    run: &ProbeRun<'_>,
+    families: &mut Vec<Family>,
+    http: Option<&crate::result::HttpDetails>,
+    responded: bool,
+) {
     let mut phases = Family::vec(
         "probe_http_duration_seconds",
         "Duration of http request by phase, summed over all redirects",
@@ -255,7 +255,6 @@ fn http(run: &ProbeRun<'_>, families: &mut Vec<Family>) {
         let address = remote_ip(run);
         resolution(run, families, address);
         for (phase, took) in http.map(|http| http.phases()).unwrap_or_default() {
-            // Before an address, only the resolve phase exists.
             if phase == "resolve" || address.is_some() || responded {
                 phases
                     .samples
@@ -269,6 +268,16 @@ fn http(run: &ProbeRun<'_>, families: &mut Vec<Family>) {
         }
     }
     families.push(phases);
+}
+
+fn http(run: &ProbeRun<'_>, families: &mut Vec<Family>) {
+    let http = match run.details {
+        Details::Http(http) => Some(http),
+        _ => None,
+    };
+    let responded = http.is_some_and(|http| http.status_code.is_some());
+    let value = |pick: fn(&crate::result::HttpDetails) -> f64| http.map_or(0.0, pick);
+    http_phases(run, families, http, responded);
     families.extend([
         Family::gauge(
             "probe_http_content_length",

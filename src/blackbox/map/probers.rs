@@ -239,12 +239,7 @@ fn http_expect(cx: &mut Cx<'_>, fields: &Fields<'_>) {
 
 /// `fail_if_header_(not_)matches`: a list of `{ header, regexp, allow_missing }`.
 fn header_matches(cx: &mut Cx<'_>, field: &Field<'_>, key: &str) {
-    let Some(items) = field.value.items() else {
-        cx.unsupported(
-            field.key,
-            &field.option,
-            format!("expected a list, found {}", field.value.describe()),
-        );
+    let Some(items) = cx.items(field) else {
         return;
     };
     let mut out = Vec::new();
@@ -304,12 +299,7 @@ fn headers(cx: &mut Cx<'_>, fields: &Fields<'_>) {
 /// when the check loads, as `${file:PATH}`).
 fn http_headers(cx: &mut Cx<'_>, field: &Field<'_>) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    let Some(entries) = field.value.entries() else {
-        cx.unsupported(
-            field.key,
-            &field.option,
-            format!("expected a mapping, found {}", field.value.describe()),
-        );
+    let Some(entries) = cx.entries(field) else {
         return out;
     };
     for (name_node, value) in entries {
@@ -342,12 +332,7 @@ fn http_headers(cx: &mut Cx<'_>, field: &Field<'_>) -> Vec<(String, String)> {
 
 /// A mapping of strings (`headers`, `endpoint_params`).
 fn string_map(cx: &mut Cx<'_>, field: &Field<'_>) -> Vec<(String, String)> {
-    let Some(entries) = field.value.entries() else {
-        cx.unsupported(
-            field.key,
-            &field.option,
-            format!("expected a mapping, found {}", field.value.describe()),
-        );
+    let Some(entries) = cx.entries(field) else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -528,12 +513,7 @@ fn proxy(cx: &mut Cx<'_>, fields: &Fields<'_>) {
     let Some(field) = fields.get("proxy_connect_header") else {
         return;
     };
-    let Some(entries) = field.value.entries() else {
-        cx.unsupported(
-            field.key,
-            &field.option,
-            format!("expected a mapping, found {}", field.value.describe()),
-        );
+    let Some(entries) = cx.entries(field) else {
         return;
     };
     let mut table = Entries::default();
@@ -620,12 +600,7 @@ pub(crate) fn tls_config(cx: &mut Cx<'_>, field: &Field<'_>, key: &str) {
 /// an entry (read a line, read bytes, send, upgrade). `send` gets the `\n` blackbox_exporter
 /// appends (for `tcp` and `unix`, `newline`), `$1`/`${1}` become nightjar's `${1}`.
 pub(crate) fn query_response(cx: &mut Cx<'_>, field: &Field<'_>, newline: bool, websocket: bool) {
-    let Some(items) = field.value.items() else {
-        cx.unsupported(
-            field.key,
-            &field.option,
-            format!("expected a list, found {}", field.value.describe()),
-        );
+    let Some(items) = cx.items(field) else {
         return;
     };
     let known = ["expect", "expect_bytes", "labels", "send", "starttls"];
