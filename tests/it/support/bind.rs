@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{free_port, pki, require, wait_for_tcp};
 
@@ -152,17 +152,29 @@ zone "{ZONE}" {{ type primary; file "{zone}"; }};
         );
         let conf_path = dir.path().join("named.conf");
         std::fs::write(&conf_path, conf).unwrap();
+        let log_path = dir.path().join("named.log");
+        let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(named)
             .arg("-g")
             .arg("-c")
             .arg(&conf_path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start named");
         for addr in [dns, dot, doh] {
             wait_for_tcp(addr, Duration::from_secs(20));
+        }
+        // named opens its sockets before it has loaded the zone; until it says "running", a
+        // query can get SERVFAIL.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !std::fs::read_to_string(&log_path).is_ok_and(|log| log.contains("running")) {
+            assert!(
+                Instant::now() < deadline,
+                "named did not say it was running within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
         Bind {
             dns,
