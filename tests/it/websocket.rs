@@ -175,6 +175,40 @@ async fn wss_reads_and_judges_the_certificate_chain() {
 }
 
 #[tokio::test]
+async fn a_send_fills_in_the_groups_of_earlier_expects() {
+    // blackbox_exporter's `query_response`: `send` after an `expect` expands its groups. The
+    // echo server sends back what it gets, so each send proves what the captures held.
+    let server = server();
+    let text = check(
+        &format!("ws://{}/echo", server.plain),
+        "steps = [\n  { send = \"Hello, alice (id 42)\" },\n  { expect = '^Hello, (\\w+) \\(id (?P<id>\\d+)\\)$' },\n  { send = \"bye ${1} #${id} $${1}\" },\n  { expect = '^bye alice #42 \\$\\{1\\}$' },\n]",
+    );
+    let res = run_check(&text).await;
+    assert_pass(&res);
+    assert_eq!(details(&res).messages_received, 2);
+    assert_check_contract(&res, &metrics_after(&text, &res));
+
+    // A group the latest expect does not have is a config error at load time.
+    let text = check(
+        &format!("ws://{}/echo", server.plain),
+        "steps = [{ expect = '^(a)$' }, { send = \"${2}\" }]",
+    );
+    let env = nightjar::config::MapEnv(Default::default());
+    let err = nightjar::config::load_str(
+        std::path::Path::new("ws.toml"),
+        &text,
+        &env,
+        &nightjar::config::Overrides::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("${2}: the latest `expect` has 1 capture group(s)"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn an_answer_that_does_not_match_fails_with_body() {
     let server = server();
     let text = check(

@@ -644,7 +644,7 @@ pub(crate) fn query_response(cx: &mut Cx<'_>, field: &Field<'_>, newline: bool, 
             }
         }
         if let Some(field) = entry.get("send")
-            && let Some(send) = send_step(cx, field, expect.is_some(), newline, websocket)
+            && let Some(send) = send_step(cx, field, expect.is_some(), newline)
         {
             steps.push(send);
         }
@@ -672,13 +672,7 @@ pub(crate) fn query_response(cx: &mut Cx<'_>, field: &Field<'_>, newline: bool, 
 
 /// A `send` as a step: `{ send }` (groups of the entry's `expect` expanded, blackbox's
 /// newline appended where it appends one) or `{ send_hex }` for `!!binary`.
-fn send_step(
-    cx: &mut Cx<'_>,
-    field: &Field<'_>,
-    after_expect: bool,
-    newline: bool,
-    websocket: bool,
-) -> Option<Val> {
+fn send_step(cx: &mut Cx<'_>, field: &Field<'_>, after_expect: bool, newline: bool) -> Option<Val> {
     let step = |key: &str, value: String| {
         let mut table = Entries::default();
         table.set(key, Val::Str(value));
@@ -692,20 +686,12 @@ fn send_step(
         return step("send_hex", hex(&bytes));
     }
     let text = cx.str(field).filter(|text| !text.is_empty())?;
-    let (expanded, refers) = expand(&text);
+    let (expanded, _) = expand(&text);
     if !after_expect {
         // blackbox_exporter expands only after an `expect` of the same entry.
         let mut send = literal(&text);
         send.push_str(if newline { "\n" } else { "" });
         return step("send", send);
-    }
-    if websocket && refers {
-        cx.unsupported(
-            field.key,
-            &field.option,
-            "nightjar's websocket steps send fixed text: groups of the `expect` (`${1}`) are not expanded there",
-        );
-        return None;
     }
     let mut send = expanded;
     send.push_str(if newline { "\n" } else { "" });

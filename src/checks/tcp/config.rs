@@ -318,13 +318,27 @@ fn tls_spec(
     })
 }
 
-/// What the steps read so far make available to a later `send`.
+/// What the steps read so far make available to a later `send` (shared with the `websocket`
+/// reader, whose sends fill in captures the same way).
 #[derive(Default)]
-struct Captures {
+pub(crate) struct Captures {
     /// Groups of the latest `expect` (the whole match is group 0); `None` before any.
     numbered: Option<usize>,
     /// Named groups of every `expect` so far.
     named: BTreeSet<String>,
+}
+
+impl Captures {
+    /// After an `expect` whose regex has `captures_len` groups (the whole match included) and
+    /// these group names: its groups are the numbered ones, its named ones join.
+    pub(crate) fn after_expect<'r>(
+        &mut self,
+        captures_len: usize,
+        names: impl Iterator<Item = Option<&'r str>>,
+    ) {
+        self.numbered = Some(captures_len - 1);
+        self.named.extend(names.flatten().map(str::to_string));
+    }
 }
 
 /// `steps`: `None` on a problem; `Some(None)` when not set.
@@ -420,10 +434,7 @@ fn read_step(
     if let Some((pattern, span)) = expect {
         match compile_line_regex(pattern) {
             Ok(regex) => {
-                captures.numbered = Some(regex.captures_len() - 1);
-                captures
-                    .named
-                    .extend(regex.capture_names().flatten().map(str::to_string));
+                captures.after_expect(regex.captures_len(), regex.capture_names());
                 actions.push(Action::Expect { regex, fail_if });
             }
             Err(message) => {
@@ -505,7 +516,7 @@ fn read_send(
 
 /// Splits a `send` into literal bytes (secrets resolved now and remembered for redaction)
 /// and capture references filled in at run time.
-fn send_template(
+pub(crate) fn send_template(
     d: &Diags<'_>,
     text: &str,
     span: &Range<usize>,

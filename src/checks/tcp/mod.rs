@@ -108,6 +108,81 @@ pub enum Action {
     MatchAll(Vec<Regex>),
 }
 
+/// What the `expect`s matched so far, for the `send`s after them (the `websocket` kind's
+/// conversations keep theirs the same way).
+#[derive(Default)]
+pub(crate) struct Captured {
+    /// The groups of the latest `expect` (group 0 is the whole match).
+    numbered: Vec<Vec<u8>>,
+    /// The named groups of every `expect` so far, the latest value of each.
+    named: Vec<(String, Vec<u8>)>,
+}
+
+impl Captured {
+    /// Keeps the groups of a match of `regex` (over bytes).
+    pub(crate) fn record(
+        &mut self,
+        regex: &regex::bytes::Regex,
+        found: &regex::bytes::Captures<'_>,
+    ) {
+        let numbered = found.iter().map(|group| group.map(|g| g.as_bytes()));
+        let named = regex
+            .capture_names()
+            .flatten()
+            .map(|name| (name, found.name(name).map(|g| g.as_bytes())));
+        self.keep(numbered, named);
+    }
+
+    /// Keeps the groups of a match of `regex` (over text).
+    pub(crate) fn record_text(&mut self, regex: &Regex, found: &regex::Captures<'_>) {
+        let numbered = found
+            .iter()
+            .map(|group| group.map(|g| g.as_str().as_bytes()));
+        let named = regex
+            .capture_names()
+            .flatten()
+            .map(|name| (name, found.name(name).map(|g| g.as_str().as_bytes())));
+        self.keep(numbered, named);
+    }
+
+    fn keep<'h>(
+        &mut self,
+        numbered: impl Iterator<Item = Option<&'h [u8]>>,
+        named: impl Iterator<Item = (&'h str, Option<&'h [u8]>)>,
+    ) {
+        self.numbered = numbered
+            .map(|group| group.unwrap_or_default().to_vec())
+            .collect();
+        for (name, value) in named {
+            self.named.retain(|(known, _)| known != name);
+            self.named
+                .push((name.to_string(), value.unwrap_or_default().to_vec()));
+        }
+    }
+
+    /// The bytes of a `send`, with the captures filled in (a group that did not take part
+    /// is empty).
+    pub(crate) fn fill_in(&self, parts: &[SendPart]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for part in parts {
+            match part {
+                SendPart::Bytes(bytes) => out.extend_from_slice(bytes),
+                SendPart::Group(group) => {
+                    if let Some(value) = self.numbered.get(*group) {
+                        out.extend_from_slice(value);
+                    }
+                }
+                SendPart::Named(name) => {
+                    if let Some((_, value)) = self.named.iter().find(|(known, _)| known == name) {
+                        out.extend_from_slice(value);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
 /// A piece of what a `send` writes.
 #[derive(Clone)]
 pub enum SendPart {
@@ -243,8 +318,7 @@ where
         host: &spec.host,
         target: &spec.target,
         peer,
-        numbered: Vec::new(),
-        named: Vec::new(),
+        captured: Captured::default(),
     };
     if let Some(tls) = spec.tls.as_ref().filter(|tls| tls.from_start) {
         talk.start_tls(tls, details, "").await?;
@@ -286,10 +360,8 @@ struct Talk<'a, S> {
     target: &'a str,
     /// `HOST:PORT at ADDRESS`, for TLS details.
     peer: String,
-    /// The groups of the latest `expect` (group 0 is the line's match).
-    numbered: Vec<Vec<u8>>,
-    /// Named groups of every `expect` so far.
-    named: Vec<(String, Vec<u8>)>,
+    /// What the `expect`s matched, for later `send`s.
+    captured: Captured,
 }
 
 /// Why reading stopped short.
@@ -341,7 +413,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Talk<'_, S> {
             }
             Action::ExpectBytes(bytes) => self.expect_bytes(bytes, label).await,
             Action::Send(parts) => {
-                let bytes = self.fill_in(parts);
+                let bytes = self.captured.fill_in(parts);
                 self.send(&bytes, label).await
             }
             Action::StartTls => match &spec.tls {
@@ -416,16 +488,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Talk<'_, S> {
                     ));
                 }
                 if let Some(found) = found {
-                    self.numbered = found
-                        .iter()
-                        .map(|group| group.map(|g| g.as_bytes().to_vec()).unwrap_or_default())
-                        .collect();
-                    for name in regex.capture_names().flatten() {
-                        let value = found.name(name).map(|g| g.as_bytes().to_vec());
-                        self.named.retain(|(known, _)| known != name);
-                        self.named
-                            .push((name.to_string(), value.unwrap_or_default()));
-                    }
+                    self.captured.record(regex, &found);
                     self.consumed = line_end;
                     return Ok(());
                 }
@@ -507,27 +570,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Talk<'_, S> {
                 format!("{label}reading from {target} failed: {error}"),
             ),
         }
-    }
-
-    /// The bytes of a `send`, with the captures filled in.
-    fn fill_in(&self, parts: &[SendPart]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for part in parts {
-            match part {
-                SendPart::Bytes(bytes) => out.extend_from_slice(bytes),
-                SendPart::Group(group) => {
-                    if let Some(value) = self.numbered.get(*group) {
-                        out.extend_from_slice(value);
-                    }
-                }
-                SendPart::Named(name) => {
-                    if let Some((_, value)) = self.named.iter().find(|(known, _)| known == name) {
-                        out.extend_from_slice(value);
-                    }
-                }
-            }
-        }
-        out
     }
 
     async fn send(&mut self, bytes: &[u8], label: &str) -> Result<(), Failure> {

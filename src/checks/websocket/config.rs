@@ -4,11 +4,11 @@
 use std::ops::Range;
 
 use bytes::Bytes;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::{DEFAULT_MAX_MESSAGE, Step, WebsocketSpec};
 use crate::checks::http::config::read_headers;
 use crate::checks::http::show_url;
+use crate::checks::tcp::config::{Captures, send_template};
 use crate::checks::tls::config::read_tls_options;
 use crate::reader::{Diags, PLACEHOLDER_URL, SpecCx, Table, read_ip_preference};
 
@@ -33,7 +33,7 @@ pub(crate) fn read(table: &Table<'_>, cx: &mut SpecCx<'_>) -> Option<(WebsocketS
     let (headers, headers_ok) = read_headers(table, cx.secrets);
     let ip = read_ip_preference(table);
     let tls = read_tls_options(table, vec![b"http/1.1".to_vec()], true);
-    let steps = read_steps(table, cx.secrets);
+    let steps = read_steps(table, cx);
     let max_message_size = match table.size("max_message_size") {
         None => Some(DEFAULT_MAX_MESSAGE),
         Some(size) if (1..=MAX_MESSAGE_LIMIT).contains(&size) => Some(size as usize),
@@ -160,10 +160,11 @@ fn refuse_handshake_headers(table: &Table<'_>) -> bool {
 }
 
 /// `steps`: an array of tables, each with one of `send`, `send_hex` or `expect`.
-fn read_steps(table: &Table<'_>, secrets: &mut Vec<String>) -> Option<Vec<Step>> {
+fn read_steps(table: &Table<'_>, cx: &mut SpecCx<'_>) -> Option<Vec<Step>> {
     let d = table.diags();
     let mut ok = true;
     let mut steps = Vec::new();
+    let mut captures = Captures::default();
     let items = table.array("steps").unwrap_or_default();
     for (idx, item) in items.into_iter().enumerate() {
         let what = format!("`steps[{idx}]` of {}", table.what());
@@ -171,8 +172,13 @@ fn read_steps(table: &Table<'_>, secrets: &mut Vec<String>) -> Option<Vec<Step>>
             ok = false;
             continue;
         };
-        match read_step(&entry, secrets) {
-            Some(step) => steps.push(step),
+        match read_step(&entry, &mut captures, cx) {
+            Some(step) => {
+                if let Step::Expect(regex) = &step {
+                    captures.after_expect(regex.captures_len(), regex.capture_names());
+                }
+                steps.push(step);
+            }
             None => ok = false,
         }
         entry.finish();
@@ -180,7 +186,7 @@ fn read_steps(table: &Table<'_>, secrets: &mut Vec<String>) -> Option<Vec<Step>>
     ok.then_some(steps)
 }
 
-fn read_step(entry: &Table<'_>, secrets: &mut Vec<String>) -> Option<Step> {
+fn read_step(entry: &Table<'_>, captures: &mut Captures, cx: &mut SpecCx<'_>) -> Option<Step> {
     let d = entry.diags();
     let send = entry.str("send");
     let send_hex = entry.str("send_hex");
@@ -213,9 +219,7 @@ fn read_step(entry: &Table<'_>, secrets: &mut Vec<String>) -> Option<Step> {
         return None;
     }
     if let Some((text, span)) = send {
-        let expanded = d.interpolate(text, &span)?;
-        secrets.extend(expanded.secrets);
-        return Some(Step::Text(Utf8Bytes::from(expanded.value)));
+        return send_template(d, text, &span, captures, cx).map(Step::Text);
     }
     if let Some((hex, span)) = send_hex {
         return match parse_hex(hex) {

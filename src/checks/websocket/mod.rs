@@ -27,6 +27,7 @@ use url::Url;
 
 use super::CheckCtx;
 use super::http::{TlsOptions, show_url};
+use super::tcp::{Captured, SendPart};
 use crate::net::IpPreference;
 use crate::result::{Details, Failure, FailureReason, Status, WebsocketDetails};
 
@@ -85,8 +86,9 @@ pub struct WebsocketSpec {
 /// One step of a conversation.
 #[derive(Debug, Clone)]
 pub enum Step {
-    /// Send a text message (`send`).
-    Text(Utf8Bytes),
+    /// Send a text message (`send`): literal text, and the groups of earlier `expect`s
+    /// (`${1}`, `${name}`) filled in when it is sent.
+    Text(Vec<SendPart>),
     /// Send a binary message (`send_hex`).
     Binary(Bytes),
     /// Read messages until one matches (`expect`); binary ones are read as lossy UTF-8.
@@ -262,14 +264,22 @@ async fn talk<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let mut captured = Captured::default();
     for (idx, step) in spec.steps.iter().enumerate() {
         let number = idx + 1;
         let message = match step {
             Step::Expect(pattern) => {
-                expect(ws, deadline, pattern, number, target, details).await?;
+                let seen = Seen {
+                    number,
+                    target,
+                    captured: &mut captured,
+                };
+                expect(ws, deadline, pattern, seen, details).await?;
                 continue;
             }
-            Step::Text(text) => Message::Text(text.clone()),
+            Step::Text(parts) => Message::Text(Utf8Bytes::from(
+                String::from_utf8_lossy(&captured.fill_in(parts)).into_owned(),
+            )),
             Step::Binary(bytes) => Message::Binary(bytes.clone()),
         };
         let doing = format!("while sending step {number}");
@@ -287,19 +297,30 @@ where
     Ok(())
 }
 
+/// Which step an `expect` is, of which target, and where its groups go.
+struct Seen<'a> {
+    number: usize,
+    target: &'a str,
+    captured: &'a mut Captured,
+}
+
 /// Reads messages until one matches `pattern`: at most [`MAX_MESSAGES`] of them, passing
 /// over at most [`MAX_CONTROL`] pings and pongs.
 async fn expect<S>(
     ws: &mut WebSocketStream<S>,
     deadline: Instant,
     pattern: &Regex,
-    number: usize,
-    target: &str,
+    seen_by: Seen<'_>,
     details: &mut WebsocketDetails,
 ) -> Result<(), Failure>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let Seen {
+        number,
+        target,
+        captured,
+    } = seen_by;
     let mut seen = 0u32;
     let mut control = 0u32;
     let mut last: Option<String> = None;
@@ -363,7 +384,7 @@ where
             Ok(Some(Err(error))) => {
                 return Err(classify(error, &format!("while {}", waiting()), target));
             }
-            Ok(Some(Ok(message))) => match judge(message, pattern, details) {
+            Ok(Some(Ok(message))) => match judge(message, pattern, captured, details) {
                 Judged::Matched => return Ok(()),
                 Judged::Control => {
                     control += 1;
@@ -397,7 +418,12 @@ enum Judged {
     Closed(String),
 }
 
-fn judge(message: Message, pattern: &Regex, details: &mut WebsocketDetails) -> Judged {
+fn judge(
+    message: Message,
+    pattern: &Regex,
+    captured: &mut Captured,
+    details: &mut WebsocketDetails,
+) -> Judged {
     let (text, shown) = match &message {
         Message::Text(text) => (Cow::Borrowed(text.as_str()), None),
         Message::Binary(bytes) => (
@@ -412,7 +438,8 @@ fn judge(message: Message, pattern: &Regex, details: &mut WebsocketDetails) -> J
         Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Judged::Control,
     };
     details.messages_received += 1;
-    if pattern.is_match(&text) {
+    if let Some(found) = pattern.captures(&text) {
+        captured.record_text(pattern, &found);
         return Judged::Matched;
     }
     Judged::Other(format!("{}{}", excerpt(&text), shown.unwrap_or_default()))
