@@ -13,6 +13,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use http::{HeaderName, HeaderValue};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
@@ -1137,6 +1138,47 @@ pub(crate) fn parse_cron(expr: &str) -> Result<cron::Schedule, String> {
             .trim()
             .to_string()
     })
+}
+
+/// The value of a header-like `entry` (`what`: "header", "metadata"), its secrets expanded
+/// into `secrets` and the value then marked sensitive; `None` after reporting a bad one.
+pub(crate) fn header_value(
+    d: &Diags<'_>,
+    entry: &MapEntry<'_>,
+    what: &str,
+    secrets: &mut Vec<String>,
+) -> Option<HeaderValue> {
+    let expanded = d.interpolate(entry.value, &entry.value_span)?;
+    let value = match HeaderValue::from_str(&expanded.value) {
+        Ok(mut value) => {
+            if !expanded.secrets.is_empty() {
+                value.set_sensitive(true);
+            }
+            Some(value)
+        }
+        Err(_) => {
+            d.error(
+                &entry.value_span,
+                format!(
+                    "the value of {what} {:?} is not a valid header value",
+                    entry.key
+                ),
+            );
+            None
+        }
+    };
+    secrets.extend(expanded.secrets);
+    value
+}
+
+/// A header name as written at `span` (a `headers` key, an extraction's `header`); a problem
+/// there if it is not one.
+pub(crate) fn header_name(d: &Diags<'_>, name: &str, span: &Range<usize>) -> Option<HeaderName> {
+    let parsed = HeaderName::from_bytes(name.as_bytes()).ok();
+    if parsed.is_none() {
+        d.error(span, format!("{name:?} is not a valid header name"));
+    }
+    parsed
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@ use std::time::Duration;
 use toml::de::DeValue;
 
 use super::{Extractor, FlowBody, FlowSpec, FlowStep, JsonTemplate, Part, Template};
-use crate::checks::http::config::{header_name, read_request_options};
+use crate::checks::http::config::read_request_options;
+use crate::reader::header_name;
 use crate::reader::{Diags, Piece, Table, Value, compile_regex, type_name};
 
 /// Reads a `flow` check (`validate::read_spec` dispatches

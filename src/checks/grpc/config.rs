@@ -3,10 +3,10 @@
 use http::{HeaderName, HeaderValue};
 
 use super::GrpcSpec;
-use crate::checks::http::config::{header_name, header_value};
 use crate::checks::tls::config::read_tls_options;
 use crate::net::HostPort;
 use crate::reader::{Table, read_ip_preference};
+use crate::reader::{header_name, header_value};
 
 /// Metadata names the call sets itself, or that HTTP/2 forbids.
 const RESERVED: [&str; 9] = [

@@ -10,7 +10,9 @@ use super::{
     HttpExpect, HttpSpec, HttpVersionPref, JsonExpect, JsonTest, StatusMatch, TlsOptions, show_url,
 };
 use crate::net::IpPreference;
-use crate::reader::{Diags, MapEntry, Table, as_int, read_ip_preference, type_name};
+use crate::reader::{
+    Diags, Table, as_int, header_name, header_value, read_ip_preference, type_name,
+};
 
 const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
 const DEFAULT_MAX_REDIRECTS: i64 = 10;
@@ -104,47 +106,6 @@ pub(crate) fn read_http(
         },
         target,
     ))
-}
-
-/// The value of a header-like `entry` (`what`: "header", "metadata"), its secrets expanded
-/// into `secrets` and the value then marked sensitive; `None` after reporting a bad one.
-pub(crate) fn header_value(
-    d: &Diags<'_>,
-    entry: &MapEntry<'_>,
-    what: &str,
-    secrets: &mut Vec<String>,
-) -> Option<HeaderValue> {
-    let expanded = d.interpolate(entry.value, &entry.value_span)?;
-    let value = match HeaderValue::from_str(&expanded.value) {
-        Ok(mut value) => {
-            if !expanded.secrets.is_empty() {
-                value.set_sensitive(true);
-            }
-            Some(value)
-        }
-        Err(_) => {
-            d.error(
-                &entry.value_span,
-                format!(
-                    "the value of {what} {:?} is not a valid header value",
-                    entry.key
-                ),
-            );
-            None
-        }
-    };
-    secrets.extend(expanded.secrets);
-    value
-}
-
-/// A header name as written at `span` (a `headers` key, an extraction's `header`); a problem
-/// there if it is not one.
-pub(crate) fn header_name(d: &Diags<'_>, name: &str, span: &Range<usize>) -> Option<HeaderName> {
-    let parsed = HeaderName::from_bytes(name.as_bytes()).ok();
-    if parsed.is_none() {
-        d.error(span, format!("{name:?} is not a valid header name"));
-    }
-    parsed
 }
 
 /// `headers`, `basic_auth` and `bearer_token` of a request, with secrets substituted.

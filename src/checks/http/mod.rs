@@ -114,6 +114,32 @@ impl HttpSpec {
     }
 }
 
+/// A TLS protocol version, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    /// TLS 1.2.
+    Tls12,
+    /// TLS 1.3.
+    Tls13,
+}
+
+impl TlsVersion {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            TlsVersion::Tls12 => "TLS 1.2",
+            TlsVersion::Tls13 => "TLS 1.3",
+        }
+    }
+
+    pub(crate) fn from_name(name: &str) -> Option<TlsVersion> {
+        match name {
+            "TLS 1.2" => Some(TlsVersion::Tls12),
+            "TLS 1.3" => Some(TlsVersion::Tls13),
+            _ => None,
+        }
+    }
+}
+
 /// How a request's TLS is set up: a check's `tls` table, built at load time, or an internal
 /// client's.
 #[derive(Debug, Clone)]
@@ -129,7 +155,7 @@ pub struct TlsOptions {
     /// Go on when the chain or name does not verify (the verdict is still reported).
     pub insecure_skip_verify: bool,
     /// `tls.min_version`: the client offers only this version and later ones.
-    pub min_version: Option<crate::checks::tls::TlsVersion>,
+    pub min_version: Option<TlsVersion>,
 }
 
 impl TlsOptions {

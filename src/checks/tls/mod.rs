@@ -59,31 +59,7 @@ pub enum StartTls {
     Smtp,
 }
 
-/// A TLS protocol version, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum TlsVersion {
-    /// TLS 1.2.
-    Tls12,
-    /// TLS 1.3.
-    Tls13,
-}
-
-impl TlsVersion {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            TlsVersion::Tls12 => "TLS 1.2",
-            TlsVersion::Tls13 => "TLS 1.3",
-        }
-    }
-
-    fn from_name(name: &str) -> Option<TlsVersion> {
-        match name {
-            "TLS 1.2" => Some(TlsVersion::Tls12),
-            "TLS 1.3" => Some(TlsVersion::Tls13),
-            _ => None,
-        }
-    }
-}
+pub use super::http::TlsVersion;
 
 /// Expectations of a `tls` check.
 #[derive(Debug, Clone)]

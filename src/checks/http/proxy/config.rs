@@ -8,9 +8,9 @@ use std::sync::Arc;
 use http::HeaderValue;
 
 use super::{NoProxy, ProxyOptions, ProxyServer};
-use crate::checks::http::config::{header_name, header_value};
 use crate::checks::http::percent_decode;
 use crate::reader::{Diags, Table};
+use crate::reader::{header_name, header_value};
 
 /// The proxy keys of `table`: `Ok(None)` without a proxy, `Err(())` after reporting a problem.
 pub(crate) fn read(
