@@ -4,11 +4,11 @@
 //! values: everything downstream receives validated, built values ([`Config`], [`CheckDef`]).
 //! Every problem in every file is reported at once, each as `file:line:column: message`.
 
-mod blackbox_file;
 mod maintenance;
 pub mod module;
 mod remote_write;
 mod slo;
+mod spec;
 mod traffic;
 mod validate;
 pub mod web;

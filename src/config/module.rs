@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -204,7 +204,7 @@ impl ModuleDef {
         let table = Table::from_root(&d, doc.get_ref(), doc.span())
             .renamed(format!("module {:?}", self.name));
         let _ = table.str("name");
-        let kind = super::validate::read_kind(&table);
+        let kind = super::spec::read_kind(&table);
         let read = read_spec_of(
             &table,
             kind,
@@ -263,7 +263,7 @@ fn read_spec_of(
     let timeout = table.duration("timeout").map(|(timeout, _)| timeout);
     let mut secrets = Vec::new();
     let built = kind.and_then(|kind| {
-        super::validate::read_spec(
+        super::spec::read_spec(
             kind,
             table,
             &mut SpecCx {
@@ -274,7 +274,7 @@ fn read_spec_of(
             },
         )
     });
-    let source_ip = super::validate::read_source_ip(table, None);
+    let source_ip = super::spec::read_source_ip(table, None);
     let (spec, target) = built?;
     Some(Built {
         spec,
@@ -395,7 +395,7 @@ pub(super) fn read_modules<'a>(
         }
     }
     if let Some(path) = &agent.blackbox_config {
-        for module in super::blackbox_file::read(path, env, agent, &mut errors) {
+        for module in read_blackbox_file(path, env, agent, &mut errors) {
             keep_unique(module, &mut seen, &mut modules, &mut errors);
         }
         if let Origin::Files(files) = origin {
@@ -530,7 +530,7 @@ fn read_module_in(
         Some(name) => table.renamed(format!("module {name:?}")),
         None => table,
     };
-    let kind = super::validate::read_kind(&table);
+    let kind = super::spec::read_kind(&table);
     let built = read_spec_of(
         &table,
         kind,
@@ -637,4 +637,67 @@ fn placeholder(kind: CheckKind, table: &str) -> &'static str {
         })
     });
     placeholder_of(kind, https)
+}
+
+// `[agent] blackbox_config`: blackbox_exporter's own file, read by `blackbox::parse`, each
+// module validated as a `[[module]]` table is. Strict: an option nightjar cannot carry over is
+// a problem naming its place, the option and the reason (a module that silently dropped it
+// would give other verdicts than blackbox_exporter).
+
+/// The modules of the blackbox_exporter configuration at `path`; problems go to `errors`.
+fn read_blackbox_file(
+    path: &Path,
+    env: &dyn Env,
+    agent: &AgentConfig,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<ModuleDef> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) => {
+            errors.push(ConfigError {
+                path: path.to_path_buf(),
+                line: None,
+                column: None,
+                message: format!("cannot read blackbox_config: {error}"),
+                hint: Some("blackbox_config is relative to the file that names it".to_string()),
+            });
+            return Vec::new();
+        }
+    };
+    let parsed = match crate::blackbox::parse(path, &text) {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            errors.push(error);
+            return Vec::new();
+        }
+    };
+    for unsupported in &parsed.unsupported {
+        errors.push(ConfigError {
+            path: unsupported.origin.path.clone(),
+            line: Some(unsupported.origin.line),
+            column: Some(1),
+            message: format!(
+                "module {:?}: option `{}` is not supported: {}",
+                unsupported.module, unsupported.option, unsupported.reason
+            ),
+            hint: Some(
+                "a module that dropped it would give other verdicts than blackbox_exporter; remove the option, or run nightjar import blackbox --allow-partial to see the rest".to_string(),
+            ),
+        });
+    }
+    let mut modules = Vec::new();
+    for module in parsed.modules {
+        let place = format!("{}:{}", module.origin.path.display(), module.origin.line);
+        match ModuleDef::from_blackbox(&module, env, agent) {
+            Ok(def) => modules.push(def),
+            Err(problems) => errors.extend(problems.into_iter().map(|problem| {
+                place_error(
+                    &place,
+                    format!("module {:?}: {problem}", module.name),
+                    "the module's options as nightjar reads them; see the README's blackbox table",
+                )
+            })),
+        }
+    }
+    modules
 }

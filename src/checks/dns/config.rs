@@ -52,7 +52,7 @@ impl Transport {
     }
 }
 
-/// Reads the keys of a `dns` check (`validate::read_spec` dispatches
+/// Reads the keys of a `dns` check (`spec::read_spec` dispatches
 /// here). Returns the spec and the target as shown to humans.
 pub(crate) fn read(
     table: &Table<'_>,

@@ -8,7 +8,7 @@ use crate::reader::{Diags, Table, read_ip_preference};
 
 const DEFAULT_CACHE: Duration = Duration::from_secs(3600);
 
-/// Reads the keys of a `domain` check (`validate::read_spec` dispatches
+/// Reads the keys of a `domain` check (`spec::read_spec` dispatches
 /// here). Returns the spec and the domain as the target.
 pub(crate) fn read(
     table: &Table<'_>,

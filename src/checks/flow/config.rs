@@ -12,7 +12,7 @@ use crate::checks::http::config::read_request_options;
 use crate::reader::header_name;
 use crate::reader::{Diags, Piece, Table, Value, compile_regex, type_name};
 
-/// Reads a `flow` check (`validate::read_spec` dispatches
+/// Reads a `flow` check (`spec::read_spec` dispatches
 /// here). Returns the spec and the first step's URL as the target.
 pub(crate) fn read(
     table: &Table<'_>,

@@ -21,7 +21,7 @@ const RESERVED: [&str; 9] = [
     "user-agent",
 ];
 
-/// Reads the keys of a `grpc` check (`validate::read_spec` dispatches here). Returns the spec
+/// Reads the keys of a `grpc` check (`spec::read_spec` dispatches here). Returns the spec
 /// and the target as shown to humans.
 pub(crate) fn read(
     table: &Table<'_>,

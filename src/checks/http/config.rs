@@ -17,7 +17,7 @@ use crate::reader::{
 const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
 const DEFAULT_MAX_REDIRECTS: i64 = 10;
 
-/// The keys of a `http` check: its spec and target (`validate::read_spec` dispatches here).
+/// The keys of a `http` check: its spec and target (`spec::read_spec` dispatches here).
 pub(crate) fn read(
     table: &Table<'_>,
     cx: &mut crate::reader::SpecCx<'_>,

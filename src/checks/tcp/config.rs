@@ -17,7 +17,7 @@ use crate::reader::{Diags, Piece, SpecCx, Table, Value, read_ip_preference};
 /// The regex size limit of a step's `expect`, as for every other regex of the configuration.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
-/// Reads the keys of a `tcp` check (`validate::read_spec` dispatches
+/// Reads the keys of a `tcp` check (`spec::read_spec` dispatches
 /// here). Returns the spec and the target as shown to humans.
 pub(crate) fn read(table: &Table<'_>, cx: &mut SpecCx<'_>) -> Option<(TcpSpec, String)> {
     let target = read_target(table);

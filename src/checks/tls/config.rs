@@ -35,7 +35,7 @@ pub(crate) fn read_pem_pair(cert: &str, key: &str) -> PemPair {
     (chain, key)
 }
 
-/// Reads the keys of a `tls` check (`validate::read_spec` dispatches
+/// Reads the keys of a `tls` check (`spec::read_spec` dispatches
 /// here). Returns the spec and the target as shown to humans.
 pub(crate) fn read(
     table: &Table<'_>,

@@ -24,7 +24,7 @@ const HANDSHAKE_HEADERS: [&str; 5] = [
     "sec-websocket-extensions",
 ];
 
-/// Reads the keys of a `websocket` check (`validate::read_spec` dispatches here). Returns the
+/// Reads the keys of a `websocket` check (`spec::read_spec` dispatches here). Returns the
 /// spec and the target as shown to humans (no credentials, no query string).
 pub(crate) fn read(table: &Table<'_>, cx: &mut SpecCx<'_>) -> Option<(WebsocketSpec, String)> {
     let d = table.diags();
