@@ -9,38 +9,15 @@ use std::path::PathBuf;
 use super::targets::{self, Target};
 use super::toml_out::{key_text, string};
 use super::{Module, Unsupported};
+use crate::metrics::names::RESERVED_LABELS;
 use crate::reader::ConfigError;
 
-/// Label names nightjar writes on a check's series itself, which a check's `labels` cannot
-/// hold.
-const RESERVED: &[&str] = &[
-    "check",
-    "type",
-    "region",
-    "target",
-    "schedule",
-    "result",
-    "reason",
-    "le",
-    "phase",
-    "step",
-    "expires",
-    "rcode",
-    "server",
-    "position",
-    "subject",
-    "issuer",
-    "version",
-    "fingerprint_sha256",
-    "subjectalternative",
-    "serialnumber",
-    "serving_status",
-    "traffic",
-    "remote",
-    "agent",
-    "job",
-    "instance",
-];
+/// Whether a target's label cannot become a check label: nightjar writes a label of that name
+/// itself (the configuration refuses them), or Prometheus sets it at the scrape (`job`,
+/// `instance`).
+fn reserved(name: &str) -> bool {
+    RESERVED_LABELS.contains(&name) || matches!(name, "job" | "instance")
+}
 
 /// What to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -104,12 +81,10 @@ pub fn run(options: &Options) -> Result<Imported, ConfigError> {
         let dropped: Vec<String> = target
             .labels
             .keys()
-            .filter(|name| RESERVED.contains(&name.as_str()))
+            .filter(|name| reserved(name))
             .cloned()
             .collect();
-        target
-            .labels
-            .retain(|name, _| !RESERVED.contains(&name.as_str()));
+        target.labels.retain(|name, _| !reserved(name));
         if target.labels.len() != before {
             messages.push(format!("{}: label(s) {} dropped from target {}: nightjar writes labels of that name itself", target.from, dropped.join(", "), target.target));
         }

@@ -313,8 +313,6 @@ impl<'a> Cx<'a> {
         number
     }
 
-    /// A list of strings (a single string counts as a list of one, as blackbox's lists never
-    /// do; it is refused).
     /// The items of a list option, or `None` with the option reported as not a list.
     pub fn items<'n>(&mut self, field: &Field<'n>) -> Option<&'n [Node]> {
         let items = field.value.items();
@@ -341,6 +339,8 @@ impl<'a> Cx<'a> {
         entries
     }
 
+    /// A list of strings (a single string counts as a list of one, as blackbox's lists never
+    /// do; it is refused).
     pub fn str_list(&mut self, field: &Field<'_>) -> Option<Vec<String>> {
         let items = self.items(field)?;
         let mut out = Vec::new();

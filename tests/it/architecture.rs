@@ -61,15 +61,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     (
         "blackbox",
         &[
-            "config",
-            "metrics",
-            "metrics::names",
-            "status",
-            "server",
-            "page",
-            "agent",
-            "access",
-            "cli",
+            "config", "metrics", "status", "server", "page", "agent", "access", "cli",
         ],
     ),
 ];

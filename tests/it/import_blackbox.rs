@@ -296,7 +296,7 @@ fn prometheus_jobs_and_file_sd_give_one_check_per_target() {
     write(
         dir.path(),
         "sd/web.yml",
-        "- targets: [https://blog.example.com]\n  labels: {team: blog, job: ignored}\n",
+        "- targets: [https://blog.example.com]\n  labels: {team: blog, job: ignored, module: web}\n",
     );
     write(dir.path(), "sd/notes.txt", "not matched\n");
     write(
