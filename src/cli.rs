@@ -203,7 +203,8 @@ struct RequiredConfig {
 struct CheckArgs {
     #[command(flatten)]
     config: RequiredConfig,
-    /// Run only the check with this name; may repeat.
+    /// Run only the check with this name (every target of a template), or one target of a
+    /// template as NAME@TARGET; may repeat.
     #[arg(long)]
     only: Vec<String>,
     /// Run only the checks that run in this region.
@@ -534,11 +535,18 @@ async fn cmd_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let known: Vec<&str> = config.checks.iter().map(|def| &*def.name).collect();
+    // A template's name selects all its targets; `NAME@TARGET` one of them.
+    let chosen = |only: &str, def: &CheckDef| only == &*def.name || only == def.check_name();
+    let mut known: Vec<&str> = Vec::new();
+    for def in &config.checks {
+        if !known.contains(&def.check_name()) {
+            known.push(def.check_name());
+        }
+    }
     let unknown: Vec<&String> = args
         .only
         .iter()
-        .filter(|name| !known.contains(&name.as_str()))
+        .filter(|name| !config.checks.iter().any(|def| chosen(name, def)))
         .collect();
     if !unknown.is_empty() {
         eprintln!(
@@ -555,7 +563,7 @@ async fn cmd_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let selected: Vec<Arc<CheckDef>> = config
         .checks
         .iter()
-        .filter(|def| args.only.is_empty() || args.only.iter().any(|name| *name == *def.name))
+        .filter(|def| args.only.is_empty() || args.only.iter().any(|name| chosen(name, def)))
         .filter(|def| args.region.is_none() || def.runs_in(&config.agent.region))
         .cloned()
         .collect();

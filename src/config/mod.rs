@@ -9,6 +9,7 @@ pub mod module;
 mod remote_write;
 mod slo;
 mod spec;
+pub mod template;
 mod traffic;
 mod validate;
 pub mod web;
@@ -59,6 +60,9 @@ pub struct Config {
     /// Every module `/probe?module=` can run: `[[module]]` tables and the modules of
     /// `[agent] blackbox_config`, each validated.
     pub modules: Vec<Arc<module::ModuleDef>>,
+    /// Every check written with `targets` or `targets_from`, whose targets' checks are in
+    /// `checks`; those with `targets_from` get more from service discovery.
+    pub templates: Vec<Arc<template::Template>>,
 }
 
 impl Config {
@@ -192,9 +196,25 @@ pub struct CheckDef {
     /// The definition as written (`config::revision`): equal across a reload when the check is
     /// unchanged.
     pub revision: u64,
+    /// A template's check (`targets`, `targets_from`): the target it was made for, without
+    /// credentials or query string (its `instance` label). Its `name` is then
+    /// `TEMPLATE@INSTANCE`.
+    pub instance: Option<Arc<str>>,
 }
 
 impl CheckDef {
+    /// The name its series carry as `check`: the template's for a template's check, else
+    /// the check's own.
+    pub fn check_name(&self) -> &str {
+        match self.instance {
+            Some(_) => self
+                .name
+                .split_once('@')
+                .map_or(&*self.name, |(name, _)| name),
+            None => &self.name,
+        }
+    }
+
     /// The check's type.
     pub fn kind(&self) -> CheckKind {
         self.spec.kind()

@@ -140,9 +140,12 @@ impl Metrics {
     /// What identifies `def`'s series: its labels, info values, reasons and flow steps.
     fn identity_of(&self, def: &CheckDef) -> Identity {
         let mut labels = vec![
-            (Cow::Borrowed(label::CHECK), def.name.to_string()),
+            (Cow::Borrowed(label::CHECK), def.check_name().to_string()),
             (Cow::Borrowed("type"), def.kind().as_str().to_string()),
         ];
+        if let Some(instance) = &def.instance {
+            labels.push((Cow::Borrowed(label::INSTANCE), instance.to_string()));
+        }
         let mut own: Vec<(Cow<'static, str>, String)> = def
             .labels
             .iter()

@@ -49,6 +49,8 @@ pub mod label {
     pub const EXPIRES: &str = "expires";
     /// A check's state, on [`CHECK_STATE`](super::CHECK_STATE).
     pub const STATE: &str = "state";
+    /// A template's target, on every series of its checks.
+    pub const INSTANCE: &str = "instance";
 }
 
 /// A check's state as shown: the value of [`label::STATE`], and `state` in the API
@@ -251,7 +253,7 @@ pub const RESERVED_LABELS: &[&str] = &[
     "__name__",
     // Added by Prometheus at scrape time.
     "job",
-    "instance",
+    label::INSTANCE,
     // `/probe` requests: the module asked for.
     "module",
 ];
