@@ -63,16 +63,31 @@ pub struct Config {
     /// Every check written with `targets` or `targets_from`, whose targets' checks are in
     /// `checks`; those with `targets_from` get more from service discovery.
     pub templates: Vec<Arc<template::Template>>,
+    /// The shard this agent runs (`--shard`: index from 0, count), if any.
+    pub shard: Option<(u64, u64)>,
 }
 
 impl Config {
     /// Keeps only the checks and traffic injectors of shard `index` (0-based) of `count`:
     /// those whose stable name hash modulo `count` is `index`, like Prometheus's `hashmod`.
+    /// A template's targets are placed by their own names (`TEMPLATE@INSTANCE`), so its
+    /// targets spread over the shards, and targets discovered later follow the same rule
+    /// ([`Config::in_shard`]).
     pub fn select_shard(&mut self, index: u64, count: u64) {
-        let mine = |name: &str| crate::hash::stable_hash(name) % count.max(1) == index;
-        self.checks.retain(|def| mine(&def.name));
-        self.traffic.retain(|def| mine(&def.name));
+        self.shard = Some((index, count));
+        let shard = self.shard;
+        self.checks.retain(|def| in_shard(shard, &def.name));
+        self.traffic.retain(|def| in_shard(shard, &def.name));
     }
+
+    /// Whether the check or injector `name` belongs to this agent's shard.
+    pub fn in_shard(&self, name: &str) -> bool {
+        in_shard(self.shard, name)
+    }
+}
+
+fn in_shard(shard: Option<(u64, u64)>, name: &str) -> bool {
+    shard.is_none_or(|(index, count)| crate::hash::stable_hash(name) % count.max(1) == index)
 }
 
 /// A hash of a definition as written: its table's content (`Table::written`), what it takes

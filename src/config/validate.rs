@@ -178,6 +178,7 @@ pub(super) fn build(
         fingerprint: 0,
         modules,
         templates,
+        shard: None,
     })
 }
 

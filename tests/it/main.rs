@@ -37,6 +37,7 @@ mod state;
 mod support;
 mod tcp;
 mod tcp_conversations;
+mod templates;
 mod tls;
 mod traffic;
 mod udp;
