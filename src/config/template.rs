@@ -129,6 +129,69 @@ impl Template {
     }
 }
 
+/// A template's checks for the targets it has now. Each target's check is remembered, so a
+/// target found again with the same labels keeps its definition: its slot, state and
+/// counters stay as they are.
+#[derive(Debug, Default)]
+pub struct Expansion {
+    checks: HashMap<(String, BTreeMap<String, String>), Arc<CheckDef>>,
+}
+
+/// A target a template could not build a check for, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The target as discovered.
+    pub target: String,
+    /// Every problem it makes, one a line, secrets redacted.
+    pub reason: String,
+}
+
+impl Expansion {
+    /// The checks of `template` for `targets` (target and its group's labels), in order,
+    /// those `keep` refuses (another shard's) left out. A target that builds no check, or
+    /// whose `instance` an earlier target already has, is refused with the reason.
+    pub fn update<'t>(
+        &mut self,
+        template: &Template,
+        targets: impl IntoIterator<Item = (&'t str, &'t BTreeMap<String, String>)>,
+        keep: impl Fn(&str) -> bool,
+    ) -> (Vec<Arc<CheckDef>>, Vec<Refused>) {
+        let mut before = std::mem::take(&mut self.checks);
+        let mut checks = Vec::new();
+        let mut refused = Vec::new();
+        let mut instances: HashSet<String> = HashSet::new();
+        for (target, labels) in targets {
+            let key = (target.to_string(), labels.clone());
+            let def = match before.remove(&key) {
+                Some(def) => def,
+                None => match template.expand(target, labels) {
+                    Ok(def) => Arc::new(def),
+                    Err(reason) => {
+                        refused.push(Refused {
+                            target: target.to_string(),
+                            reason,
+                        });
+                        continue;
+                    }
+                },
+            };
+            let instance = def.instance.as_deref().unwrap_or_default().to_string();
+            if !instances.insert(instance) {
+                refused.push(Refused {
+                    target: target.to_string(),
+                    reason: "another target has the same instance (they differ only in credentials or query string)".to_string(),
+                });
+                continue;
+            }
+            if keep(&def.name) {
+                checks.push(def.clone());
+            }
+            self.checks.insert(key, def);
+        }
+        (checks, refused)
+    }
+}
+
 /// The `instance` label of a target: the target as written, without credentials, query
 /// string or fragment when it is a URL.
 pub fn instance_of(target: &str) -> String {
