@@ -213,12 +213,19 @@ fn refresh(state: &mut State, patterns: &[PathBuf], full: bool) -> Read {
     }
     let mut errors: Vec<String> = missing;
     errors.extend(state.files.values().filter_map(|known| known.error.clone()));
-    let mut targets = Vec::with_capacity(state.files.values().map(|k| k.targets.len()).sum());
-    for known in state.files.values() {
-        targets.extend(known.targets.iter().cloned());
-    }
+    let targets = match state.files.values().collect::<Vec<_>>().as_slice() {
+        [] => Arc::default(),
+        // The common case, one file: its targets as they are.
+        [one] => one.targets.clone(),
+        several => Arc::new(
+            several
+                .iter()
+                .flat_map(|known| known.targets.iter().cloned())
+                .collect(),
+        ),
+    };
     Read {
-        targets: Arc::new(targets),
+        targets,
         error: (!errors.is_empty()).then(|| errors.join("; ")),
     }
 }

@@ -27,7 +27,7 @@ mod file;
 mod groups;
 mod http;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -239,7 +239,7 @@ pub async fn discover_once(sources: &[Source], env: &DiscoveryEnv) -> Result<Vec
         }
         sets.push(read.targets);
     }
-    Ok(union(&sets).to_vec())
+    Ok(union(&sets))
 }
 
 /// Runs the sources of one template until `shutdown` turns true (or its sender goes):
@@ -294,7 +294,7 @@ pub async fn run(
                 }
                 published = true;
                 let known: Vec<Arc<Vec<Target>>> = sets.iter().flatten().cloned().collect();
-                let merged = tokio::task::spawn_blocking(move || union(&known))
+                let merged: Arc<[Target]> = tokio::task::spawn_blocking(move || union(&known).into())
                     .await
                     .unwrap_or_else(|_| Arc::from(Vec::new()));
                 out.send_if_modified(|current| {
@@ -311,17 +311,13 @@ pub async fn run(
 }
 
 /// The union of `sets`, in their order: sorted by target, each target once, with the labels
-/// of its first appearance.
-fn union(sets: &[Arc<Vec<Target>>]) -> Arc<[Target]> {
-    let mut seen: HashMap<&str, &Target> = HashMap::new();
-    for set in sets {
-        for target in set.iter() {
-            seen.entry(target.target.as_str()).or_insert(target);
-        }
-    }
-    let mut merged: Vec<Target> = seen.into_values().cloned().collect();
-    merged.sort_unstable_by(|a, b| a.target.cmp(&b.target));
-    Arc::from(merged)
+/// of its first appearance. Sorts references and clones each kept target once.
+fn union(sets: &[Arc<Vec<Target>>]) -> Vec<Target> {
+    let mut all: Vec<&Target> = sets.iter().flat_map(|set| set.iter()).collect();
+    // Stable: of equal targets, the first source's (and within it the first) stays first.
+    all.sort_by(|a, b| a.target.cmp(&b.target));
+    all.dedup_by(|later, first| later.target == first.target);
+    all.into_iter().cloned().collect()
 }
 
 /// One source's way to the merge in [`run`]: hands on a new set when it changed, reports
