@@ -7,6 +7,7 @@
 //! prometheus registry.
 
 pub mod blackbox;
+pub mod discovery;
 pub mod names;
 mod store;
 
@@ -55,6 +56,8 @@ pub struct Metrics {
     pub http: HttpMetrics,
     /// Requests to `/probe`, by module and result.
     pub probes: blackbox::ProbeRequests,
+    /// Templates' discovery sources: targets, failures, last success.
+    pub discovery: discovery::DiscoveryMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -112,6 +115,7 @@ impl Metrics {
             remote: RemoteMetrics::register(&registry),
             http: HttpMetrics::register(&registry),
             probes: blackbox::ProbeRequests::register(&registry),
+            discovery: discovery::DiscoveryMetrics::register(&registry),
             registry,
         };
         metrics.reload_ok.set(1);

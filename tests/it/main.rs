@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod deploy;
 mod detection;
+mod discovery;
 mod dns;
 mod dns_parity;
 mod domain;

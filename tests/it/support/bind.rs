@@ -46,6 +46,12 @@ _sip._tcp IN SRV 10 5 5060 sip.{ZONE}.\nalias IN CNAME www.{ZONE}.\n"
     for idx in 0..40 {
         zone.push_str(&format!("big IN TXT \"{idx:02}-{}\"\n", "x".repeat(200)));
     }
+    // Service discovery: an SRV set and addresses of a pool (tests/it/discovery.rs).
+    zone.push_str(&format!(
+        "_https._tcp IN SRV 10 5 8443 web1.{ZONE}.\n_https._tcp IN SRV 10 5 8443 web2.{ZONE}.\n\
+_https._tcp IN SRV 20 5 443 web3.{ZONE}.\n\
+pool IN A 192.0.2.10\npool IN A 192.0.2.11\npool IN AAAA 2001:db8::10\n"
+    ));
     zone
 }
 
