@@ -528,13 +528,24 @@ async fn cmd_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         region: args.region.clone(),
         ..Overrides::default()
     };
-    let config = match load(&args.config.config, &overrides) {
+    let mut config = match load(&args.config.config, &overrides) {
         Ok(config) => config,
         Err(errors) => {
             print_config_errors(&errors);
             return Ok(ExitCode::from(2));
         }
     };
+    let env = RunEnv::system();
+    // Templates with `targets_from` read their sources once.
+    let discovery = crate::discovery::DiscoveryEnv::new(
+        env.resolver.clone(),
+        env.rdap.clone(),
+        crate::runner::USER_AGENT,
+    );
+    if let Err(error) = crate::fleet::discover_once(&mut config, &discovery).await {
+        eprintln!("nightjar: service discovery failed: {error}");
+        return Ok(ExitCode::from(2));
+    }
     // A template's name selects all its targets; `NAME@TARGET` one of them.
     let chosen = |only: &str, def: &CheckDef| only == &*def.name || only == def.check_name();
     let mut known: Vec<&str> = Vec::new();
@@ -568,7 +579,6 @@ async fn cmd_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         .cloned()
         .collect();
 
-    let env = RunEnv::system();
     let permits = Arc::new(Semaphore::new(config.agent.concurrency));
     let progress = progress_bar(selected.len());
     let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));

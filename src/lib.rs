@@ -55,6 +55,7 @@ pub mod cli;
 pub mod config;
 pub mod detect;
 pub mod discovery;
+pub mod fleet;
 pub mod hash;
 pub mod kind;
 pub mod maintenance;

@@ -86,7 +86,9 @@ impl Config {
     }
 }
 
-fn in_shard(shard: Option<(u64, u64)>, name: &str) -> bool {
+/// Whether `name` falls in `shard` (index from 0, count): its stable hash modulo the count is
+/// the index, like Prometheus's `hashmod`. No shard holds every name.
+pub fn in_shard(shard: Option<(u64, u64)>, name: &str) -> bool {
     shard.is_none_or(|(index, count)| crate::hash::stable_hash(name) % count.max(1) == index)
 }
 

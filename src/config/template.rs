@@ -44,6 +44,14 @@ pub struct Template {
     pub defined_at: String,
     /// The targets written in `targets`, in file order.
     pub targets: Vec<String>,
+    /// Where more targets come from (`targets_from`).
+    pub sources: Vec<crate::discovery::Source>,
+    /// The secret values the sources use (HTTP SD credentials), redacted from what they
+    /// report.
+    pub source_secrets: Vec<String>,
+    /// The definition as written, with what it takes from `[defaults]` and the environment
+    /// (`config::revision`): equal across a reload when the template is unchanged.
+    pub revision: u64,
     /// The table without `targets` and `targets_from`.
     table: toml::Table,
     /// Whether the table places the target itself with `${target}`.
@@ -256,6 +264,13 @@ pub(super) fn read(
     let errors_before = d.error_count();
     let outer = Table::new(d, item, format!("check #{}", place.n + 1))?;
     let targets = read_targets(&outer);
+    let mut source_secrets = Vec::new();
+    let sources = match outer.get("targets_from") {
+        Some(_) => {
+            crate::discovery::config::read_sources(&outer, "targets_from", &mut source_secrets)
+        }
+        None => Some(Vec::new()),
+    };
     let kind = raw_kind(written);
     let placed = written_strings(written).any(|text| text.contains(TARGET_REFERENCE));
     // The table as its checks read it, with a placeholder target, positions kept.
@@ -280,7 +295,11 @@ pub(super) fn read(
     if d.error_count() > errors_before {
         return None;
     }
-    let (def, kind, targets) = (def?, kind?, targets?);
+    let (def, kind, targets, sources) = (def?, kind?, targets?, sources?);
+    let vars = recording.into_seen();
+    let mut secrets: Vec<String> = vars.values().cloned().collect();
+    secrets.extend(source_secrets.iter().cloned());
+    let revision = super::revision(&outer.written(), &format!("{:?}", cx.defaults), &secrets);
     let mut table = toml::Table::new();
     for (key, value) in written.iter() {
         let key = key.get_ref().as_ref();
@@ -293,10 +312,13 @@ pub(super) fn read(
         kind,
         defined_at,
         targets: targets.iter().map(|(target, _)| target.clone()).collect(),
+        sources,
+        source_secrets,
         table,
         placed,
         path: d.src.path.clone(),
-        vars: recording.into_seen(),
+        vars,
+        revision,
         defaults: cx.defaults.clone(),
         agent: Arc::new(cx.agent.clone()),
         agent_labels_at: cx.agent_labels_at.clone(),
