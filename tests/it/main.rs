@@ -13,6 +13,7 @@ mod dns_parity;
 mod domain;
 mod examples;
 mod faults;
+mod fleet;
 mod flow;
 mod grpc;
 mod hostile;
