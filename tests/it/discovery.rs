@@ -258,10 +258,13 @@ async fn http_sd_refuses_what_is_not_a_target_list() {
     assert!(error.contains("refused"), "{error}");
 }
 
+/// Each refresh reported: the source, and its target count or error.
+type Reports = Arc<Mutex<Vec<(String, Result<usize, String>)>>>;
+
 /// What `run` published and what it reported, for assertions.
 struct Running {
     out: watch::Receiver<Arc<[Target]>>,
-    reports: Arc<Mutex<Vec<(String, Result<usize, String>)>>>,
+    reports: Reports,
     metrics: Arc<nightjar::metrics::Metrics>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -269,7 +272,7 @@ struct Running {
 
 impl Running {
     fn start(sources: Vec<Source>) -> Running {
-        let reports = Arc::new(Mutex::new(Vec::new()));
+        let reports: Reports = Arc::new(Mutex::new(Vec::new()));
         let config = crate::support::load("", &[]);
         let metrics = Arc::new(nightjar::metrics::Metrics::new(&config));
         let describe: Vec<String> = sources.iter().map(Source::describe).collect();
