@@ -242,7 +242,8 @@ fn read_http(entry: &Table<'_>, check_secrets: &mut Vec<String>) -> Option<HttpS
             value,
         ));
     }
-    let shown = crate::checks::http::show_url(&url);
+    // A secret in the path (`/targets/${env:TOKEN}`) is redacted from what is shown.
+    let shown = crate::text::redact(&secrets, &crate::checks::http::show_url(&url));
     let spec = HttpSpec {
         headers,
         follow_redirects: true,
@@ -558,6 +559,14 @@ mod tests {
         );
         let error = read("targets_from = [{ dns = \"x.example\", type = \"MX\" }]").unwrap_err();
         assert!(error.contains("type \"MX\" is not supported"), "{error}");
+        let shown = sources_from_toml(
+            Path::new("c.toml"),
+            "targets_from = [{ http = \"https://sd.example/t/${env:TOKEN}\" }]",
+            &MapEnv([("TOKEN".to_string(), "s3cr3t-path".to_string())].into()),
+        )
+        .unwrap()[0]
+            .describe();
+        assert_eq!(shown, "http https://sd.example/t/<redacted>");
         let error = read("targets_from = []").unwrap_err();
         assert!(error.contains("lists no source"), "{error}");
         let error = read(

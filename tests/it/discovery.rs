@@ -247,6 +247,25 @@ async fn http_sd_refuses_what_is_not_a_target_list() {
         let error = discovery::discover_once(&source, &env()).await.unwrap_err();
         assert!(error.contains(expected), "{path}: {error}");
     }
+    // Over `max_body`: refused, not cut.
+    let big: Vec<String> = (0..100).map(|idx| format!("\"host-{idx}:443\"")).collect();
+    std::fs::write(
+        server.dir.join("big.json"),
+        format!("[{{\"targets\": [{}]}}]", big.join(",")),
+    )
+    .unwrap();
+    let capped = sources(
+        tmp.path(),
+        &format!(
+            "{{ http = \"http://{}/sd/big.json\", max_body = \"1KiB\" }}",
+            server.http
+        ),
+    );
+    let error = discovery::discover_once(&capped, &env()).await.unwrap_err();
+    assert!(
+        error.ends_with("the answer is over 1024 bytes (`max_body`)"),
+        "{error}"
+    );
     let down = sources(
         tmp.path(),
         &format!(
