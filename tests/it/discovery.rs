@@ -718,3 +718,28 @@ async fn file_sd_reads_fifty_thousand_targets_quickly() {
     assert_eq!(found.len(), 50_000);
     assert!(took < Duration::from_secs(10), "{took:?}");
 }
+
+/// A directory that does not exist yet cannot be watched: it is polled, and its files are
+/// seen once it appears.
+#[tokio::test]
+async fn file_sd_sees_a_directory_that_appears_later() {
+    let tmp = tempfile::tempdir().unwrap();
+    let list = sources(tmp.path(), "{ file = \"later/*.yml\", refresh = \"1h\" }");
+    let running = Running::start(list);
+    let reports = running.reports.clone();
+    eventually(Duration::from_secs(10), "the first, empty, read", || {
+        let read = !reports.lock().unwrap().is_empty();
+        async move { read.then_some(()) }
+    })
+    .await;
+    std::fs::create_dir(tmp.path().join("later")).unwrap();
+    std::fs::write(
+        tmp.path().join("later/a.yml"),
+        "- targets: [db1:5432]\n  labels: {team: db}\n",
+    )
+    .unwrap();
+    running
+        .until(&["db1:5432 (team=db)"], "the new directory's file")
+        .await;
+    running.stop().await;
+}
