@@ -28,6 +28,24 @@ const MAX_BODY: u64 = 16 * 1024 * 1024;
 
 /// The keys that say what kind of source a table is.
 const KINDS: [&str; 4] = ["file", "files", "http", "dns"];
+/// Every key of some kind of source: a table whose kind is unclear reports none of them as
+/// unknown.
+const EVERY_KEY: [&str; 14] = [
+    "file",
+    "files",
+    "http",
+    "dns",
+    "refresh",
+    "timeout",
+    "max_body",
+    "basic_auth",
+    "bearer_token",
+    "headers",
+    "tls",
+    "type",
+    "port",
+    "server",
+];
 
 /// Reads `key` of `table` (`targets_from`): `None` when absent or after a problem (reported
 /// at its place). Secret values the sources hold are added to `secrets`.
@@ -81,9 +99,9 @@ fn read_source(entry: &Table<'_>, secrets: &mut Vec<String>) -> Option<Source> {
                 format!("{} names no source", entry.what()),
                 "give one of { file = \"sd/*.json\" }, { http = \"https://...\" } or { dns = \"_https._tcp.example.com\" }",
             );
-            // Mark the kind keys as known so the "unknown key" hints suggest them.
-            for kind in KINDS {
-                let _ = entry.get(kind);
+            // Every source key known, so a misspelt kind's hint suggests the right one.
+            for key in EVERY_KEY {
+                let _ = entry.get(key);
             }
             None
         }
@@ -99,8 +117,8 @@ fn read_source(entry: &Table<'_>, secrets: &mut Vec<String>) -> Option<Source> {
                 ),
                 "one source per table: list each in its own { ... }",
             );
-            for kind in KINDS {
-                let _ = entry.get(kind);
+            for key in EVERY_KEY {
+                let _ = entry.get(key);
             }
             None
         }
@@ -109,7 +127,8 @@ fn read_source(entry: &Table<'_>, secrets: &mut Vec<String>) -> Option<Source> {
 
 /// `refresh` (or `timeout`) with its default.
 fn duration_or(entry: &Table<'_>, key: &'static str, default: Duration) -> Option<Duration> {
-    if entry.key_span(key).is_none() {
+    // Asked for even when absent, so a misspelling's hint can name it.
+    if entry.get(key).is_none() {
         return Some(default);
     }
     entry.duration(key).map(|(duration, _)| duration)
@@ -201,7 +220,7 @@ fn read_http(entry: &Table<'_>, check_secrets: &mut Vec<String>) -> Option<HttpS
         .and_then(|(text, span)| http_url(d, text, &span, &mut secrets));
     let refresh = duration_or(entry, "refresh", HTTP_REFRESH);
     let timeout = duration_or(entry, "timeout", TIMEOUT);
-    let max_body = if entry.key_span("max_body").is_some() {
+    let max_body = if entry.get("max_body").is_some() {
         entry.size("max_body")
     } else {
         Some(MAX_BODY)
@@ -223,7 +242,8 @@ fn read_http(entry: &Table<'_>, check_secrets: &mut Vec<String>) -> Option<HttpS
             value,
         ));
     }
-    let shown = crate::checks::http::show_url(&url);
+    // A secret in the path (`/targets/${env:TOKEN}`) is redacted from what is shown.
+    let shown = crate::text::redact(&secrets, &crate::checks::http::show_url(&url));
     let spec = HttpSpec {
         headers,
         follow_redirects: true,
@@ -539,6 +559,14 @@ mod tests {
         );
         let error = read("targets_from = [{ dns = \"x.example\", type = \"MX\" }]").unwrap_err();
         assert!(error.contains("type \"MX\" is not supported"), "{error}");
+        let shown = sources_from_toml(
+            Path::new("c.toml"),
+            "targets_from = [{ http = \"https://sd.example/t/${env:TOKEN}\" }]",
+            &MapEnv([("TOKEN".to_string(), "s3cr3t-path".to_string())].into()),
+        )
+        .unwrap()[0]
+            .describe();
+        assert_eq!(shown, "http https://sd.example/t/<redacted>");
         let error = read("targets_from = []").unwrap_err();
         assert!(error.contains("lists no source"), "{error}");
         let error = read(

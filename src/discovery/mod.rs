@@ -2,7 +2,7 @@
 //! list them, in Prometheus's own formats so the tooling that feeds Prometheus feeds nightjar.
 //!
 //! A check's `targets_from` lists [`Source`]s, read and validated at load by
-//! [`config::read_sources`]:
+//! `config::read_sources`:
 //! - [`FileSource`]: file_sd files (JSON or YAML target groups), globs in the last path
 //!   element, watched with inotify (edits, new and removed files, a ConfigMap's `..data`
 //!   symlink swap), and re-read whole every `refresh`;

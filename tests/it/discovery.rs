@@ -247,6 +247,25 @@ async fn http_sd_refuses_what_is_not_a_target_list() {
         let error = discovery::discover_once(&source, &env()).await.unwrap_err();
         assert!(error.contains(expected), "{path}: {error}");
     }
+    // Over `max_body`: refused, not cut.
+    let big: Vec<String> = (0..100).map(|idx| format!("\"host-{idx}:443\"")).collect();
+    std::fs::write(
+        server.dir.join("big.json"),
+        format!("[{{\"targets\": [{}]}}]", big.join(",")),
+    )
+    .unwrap();
+    let capped = sources(
+        tmp.path(),
+        &format!(
+            "{{ http = \"http://{}/sd/big.json\", max_body = \"1KiB\" }}",
+            server.http
+        ),
+    );
+    let error = discovery::discover_once(&capped, &env()).await.unwrap_err();
+    assert!(
+        error.ends_with("the answer is over 1024 bytes (`max_body`)"),
+        "{error}"
+    );
     let down = sources(
         tmp.path(),
         &format!(
@@ -258,10 +277,13 @@ async fn http_sd_refuses_what_is_not_a_target_list() {
     assert!(error.contains("refused"), "{error}");
 }
 
+/// Each refresh reported: the source, and its target count or error.
+type Reports = Arc<Mutex<Vec<(String, Result<usize, String>)>>>;
+
 /// What `run` published and what it reported, for assertions.
 struct Running {
     out: watch::Receiver<Arc<[Target]>>,
-    reports: Arc<Mutex<Vec<(String, Result<usize, String>)>>>,
+    reports: Reports,
     metrics: Arc<nightjar::metrics::Metrics>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -269,7 +291,7 @@ struct Running {
 
 impl Running {
     fn start(sources: Vec<Source>) -> Running {
-        let reports = Arc::new(Mutex::new(Vec::new()));
+        let reports: Reports = Arc::new(Mutex::new(Vec::new()));
         let config = crate::support::load("", &[]);
         let metrics = Arc::new(nightjar::metrics::Metrics::new(&config));
         let describe: Vec<String> = sources.iter().map(Source::describe).collect();
@@ -695,4 +717,29 @@ async fn file_sd_reads_fifty_thousand_targets_quickly() {
     );
     assert_eq!(found.len(), 50_000);
     assert!(took < Duration::from_secs(10), "{took:?}");
+}
+
+/// A directory that does not exist yet cannot be watched: it is polled, and its files are
+/// seen once it appears.
+#[tokio::test]
+async fn file_sd_sees_a_directory_that_appears_later() {
+    let tmp = tempfile::tempdir().unwrap();
+    let list = sources(tmp.path(), "{ file = \"later/*.yml\", refresh = \"1h\" }");
+    let running = Running::start(list);
+    let reports = running.reports.clone();
+    eventually(Duration::from_secs(10), "the first, empty, read", || {
+        let read = !reports.lock().unwrap().is_empty();
+        async move { read.then_some(()) }
+    })
+    .await;
+    std::fs::create_dir(tmp.path().join("later")).unwrap();
+    std::fs::write(
+        tmp.path().join("later/a.yml"),
+        "- targets: [db1:5432]\n  labels: {team: db}\n",
+    )
+    .unwrap();
+    running
+        .until(&["db1:5432 (team=db)"], "the new directory's file")
+        .await;
+    running.stop().await;
 }

@@ -173,9 +173,13 @@ zone "{ZONE}" {{ type primary; file "{zone}"; }};
             wait_for_tcp(addr, Duration::from_secs(20));
         }
         // named opens its sockets before it has loaded the zone; until it says "running", a
-        // query can get SERVFAIL.
+        // query can get SERVFAIL. Its banner's "running as: named ..." comes first and does
+        // not count: the line that ends with "running" does.
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !std::fs::read_to_string(&log_path).is_ok_and(|log| log.contains("running")) {
+        while !std::fs::read_to_string(&log_path).is_ok_and(|log| {
+            log.lines()
+                .any(|line| line.trim_end().ends_with(" running"))
+        }) {
             assert!(
                 Instant::now() < deadline,
                 "named did not say it was running within 20 s"
