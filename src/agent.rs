@@ -491,6 +491,13 @@ fn apply(
     if agent_changed {
         return Err("[agent] listen, region, labels or duration_buckets changed; restart the agent to apply that".to_string());
     }
+    if current.agent.metrics != next.agent.metrics {
+        return Err(format!(
+            "[agent] metrics changed from \"{}\" to \"{}\"; restart the agent to apply that (the series start over)",
+            current.agent.metrics.as_str(),
+            next.agent.metrics.as_str()
+        ));
+    }
     if tls.is_some() != next.agent.web.tls.is_some() {
         return Err("[agent] tls_cert_file and tls_key_file were added or removed; restart the agent to switch between HTTP and HTTPS".to_string());
     }
