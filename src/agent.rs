@@ -484,19 +484,20 @@ fn apply(
     access: &SharedAccess,
     tls: Option<&SharedTls>,
 ) -> Result<String, String> {
-    let agent_changed = current.agent.listen != next.agent.listen
-        || current.agent.region != next.agent.region
-        || current.agent.labels != next.agent.labels
-        || current.agent.duration_buckets != next.agent.duration_buckets;
-    if agent_changed {
-        return Err("[agent] listen, region, labels or duration_buckets changed; restart the agent to apply that".to_string());
-    }
+    // First: a switch of metrics set also changes the default duration_buckets.
     if current.agent.metrics != next.agent.metrics {
         return Err(format!(
             "[agent] metrics changed from \"{}\" to \"{}\"; restart the agent to apply that (the series start over)",
             current.agent.metrics.as_str(),
             next.agent.metrics.as_str()
         ));
+    }
+    let agent_changed = current.agent.listen != next.agent.listen
+        || current.agent.region != next.agent.region
+        || current.agent.labels != next.agent.labels
+        || current.agent.duration_buckets != next.agent.duration_buckets;
+    if agent_changed {
+        return Err("[agent] listen, region, labels or duration_buckets changed; restart the agent to apply that".to_string());
     }
     if tls.is_some() != next.agent.web.tls.is_some() {
         return Err("[agent] tls_cert_file and tls_key_file were added or removed; restart the agent to switch between HTTP and HTTPS".to_string());

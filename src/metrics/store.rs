@@ -593,7 +593,6 @@ impl Store {
         self.cells().get(check).cloned()
     }
 
-
     /// Adds a check with its counters at 0. A check already there (its definition changed)
     /// is replaced: its series start over, but its state (decided, failures in a row, in a
     /// maintenance window) is the check's, not the definition's, and carries over.
@@ -668,7 +667,6 @@ impl Store {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .retain(|name, _| keep(name));
     }
-
 
     /// Records a run of a loaded check: its result, duration, reason, and the gauges that now
     /// describe it, which `gauges` builds from the check's identity (its flow steps). A retry
@@ -809,9 +807,11 @@ impl Store {
         let lean = Lean(self.lean);
         if !lean.0 {
             let [target, schedule] = &cell.identity.info;
-            gathered
-                .info
-                .push(self.gauge(cell, &[("target", target), ("schedule", schedule)], 1.0));
+            gathered.info.push(self.gauge(
+                cell,
+                &[("target", target), ("schedule", schedule)],
+                1.0,
+            ));
         }
         for result in RunResult::ALL {
             let idx = result as usize;
@@ -1541,10 +1541,8 @@ mod tests {
         assert_eq!(text.matches("nightjar_check_state{").count(), 1, "{text}");
         assert!(!text.contains("result=\"failure\",le="), "{text}");
         assert_eq!(store.families().len(), {
-            let names: std::collections::BTreeSet<&str> = text
-                .lines()
-                .filter(|l| l.starts_with("# TYPE "))
-                .collect();
+            let names: std::collections::BTreeSet<&str> =
+                text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
             names.len()
         });
     }
