@@ -1,7 +1,8 @@
 //! `[agent] metrics`: the lean set (the default) against the full one. Both pass promtool's
 //! lint; what each kind of check costs in series and bytes (an HTTPS check at most 32 series
 //! in lean); failure reasons and skips appear once counted; a reload that switches sets is
-//! refused.
+//! refused; a real Prometheus computes the same SLO error ratios from either set with the
+//! rules of `nightjar rules`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -373,4 +374,51 @@ fn ten_thousand_lean_checks_render_within_a_second_and_30_mib() {
             assert!(took < limit, "{url}: {took:?}");
         }
     }
+}
+
+/// A real Prometheus scraping an agent in `metrics` and evaluating the rules of `nightjar
+/// rules` for an availability and a latency SLO over a passing and a failing check: both
+/// error ratios are about one half (the latency SLI counts every run, not only those in the
+/// histogram, which lean keeps for successful runs only).
+async fn slo_ratios_against_prometheus(metrics: &str) {
+    let nginx = Nginx::start();
+    let text = format!(
+        "[agent]\nmetrics = \"{metrics}\"\n\n[[check]]\nname = \"good\"\ntype = \"http\"\nurl = \"{}\"\ninterval = \"1s\"\ntimeout = \"900ms\"\n\n[[check]]\nname = \"bad\"\ntype = \"http\"\nurl = \"{}\"\ninterval = \"1s\"\ntimeout = \"900ms\"\n\n[[slo]]\nname = \"up\"\nobjective = 0.99\nchecks = [\"good\", \"bad\"]\n\n[[slo]]\nname = \"fast\"\nobjective = 0.99\nchecks = [\"good\", \"bad\"]\nlatency = \"500ms\"\n",
+        nginx.url("/ok"),
+        nginx.url("/missing.html"),
+    );
+    let agent = RunningAgent::start(load(&text, &[])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("nightjar.toml");
+    std::fs::write(&config, &text).unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(&rules, crate::support::nightjar_rules(&config)).unwrap();
+    let prometheus = crate::support::Prometheus::with_rules(&[("nightjar", agent.addr)], &rules);
+    prometheus.wait_ready().await;
+    for slo in ["up", "fast"] {
+        let query = format!("nightjar:slo_errors:ratio_rate5m{{slo=\"{slo}\"}}");
+        let ratio = eventually(Duration::from_secs(40), &query, || async {
+            let found = prometheus.query(&query).await;
+            found
+                .first()
+                .map(|(_, value)| *value)
+                .filter(|value| value.is_finite() && *value > 0.0)
+        })
+        .await;
+        assert!(
+            (0.3..0.7).contains(&ratio),
+            "{metrics}: {query} = {ratio}, one check of two fails"
+        );
+    }
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slo_rules_compute_the_same_ratios_from_lean_metrics() {
+    slo_ratios_against_prometheus("lean").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slo_rules_compute_the_same_ratios_from_full_metrics() {
+    slo_ratios_against_prometheus("full").await;
 }
