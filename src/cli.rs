@@ -523,6 +523,45 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
+/// The checks `nightjar check` runs: those `--only` names (a template's name selects all its
+/// targets, `NAME@TARGET` one) of the region asked for; `None` (said on stderr) when a name
+/// matches nothing.
+fn select_checks(config: &Config, args: &CheckArgs) -> Option<Vec<Arc<CheckDef>>> {
+    let chosen = |only: &str, def: &CheckDef| only == &*def.name || only == def.check_name();
+    let mut known: Vec<&str> = Vec::new();
+    for def in &config.checks {
+        if !known.contains(&def.check_name()) {
+            known.push(def.check_name());
+        }
+    }
+    let unknown: Vec<&String> = args
+        .only
+        .iter()
+        .filter(|name| !config.checks.iter().any(|def| chosen(name, def)))
+        .collect();
+    if !unknown.is_empty() {
+        eprintln!(
+            "nightjar: no check named {}; the configuration has: {}",
+            unknown
+                .iter()
+                .map(|name| format!("{name:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            known.join(", ")
+        );
+        return None;
+    }
+    Some(
+        config
+            .checks
+            .iter()
+            .filter(|def| args.only.is_empty() || args.only.iter().any(|name| chosen(name, def)))
+            .filter(|def| args.region.is_none() || def.runs_in(&config.agent.region))
+            .cloned()
+            .collect(),
+    )
+}
+
 async fn cmd_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let overrides = Overrides {
         region: args.region.clone(),
@@ -546,38 +585,9 @@ async fn cmd_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         eprintln!("nightjar: service discovery failed: {error}");
         return Ok(ExitCode::from(2));
     }
-    // A template's name selects all its targets; `NAME@TARGET` one of them.
-    let chosen = |only: &str, def: &CheckDef| only == &*def.name || only == def.check_name();
-    let mut known: Vec<&str> = Vec::new();
-    for def in &config.checks {
-        if !known.contains(&def.check_name()) {
-            known.push(def.check_name());
-        }
-    }
-    let unknown: Vec<&String> = args
-        .only
-        .iter()
-        .filter(|name| !config.checks.iter().any(|def| chosen(name, def)))
-        .collect();
-    if !unknown.is_empty() {
-        eprintln!(
-            "nightjar: no check named {}; the configuration has: {}",
-            unknown
-                .iter()
-                .map(|name| format!("{name:?}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            known.join(", ")
-        );
+    let Some(selected) = select_checks(&config, &args) else {
         return Ok(ExitCode::from(2));
-    }
-    let selected: Vec<Arc<CheckDef>> = config
-        .checks
-        .iter()
-        .filter(|def| args.only.is_empty() || args.only.iter().any(|name| chosen(name, def)))
-        .filter(|def| args.region.is_none() || def.runs_in(&config.agent.region))
-        .cloned()
-        .collect();
+    };
 
     let permits = Arc::new(Semaphore::new(config.agent.concurrency));
     let progress = progress_bar(selected.len());
