@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::access::{Access, SharedAccess, SharedTls};
 use crate::checks::domain::RdapState;
-use crate::config::{Config, ConfigErrors, Origin};
+use crate::config::{CheckDef, Config, ConfigErrors, Origin};
 use crate::detect::Tracker;
 use crate::maintenance::Maintenance;
 use crate::metrics::Metrics;
@@ -21,7 +21,7 @@ use crate::reload::{Changes, ReloadReply, ReloadRequest};
 use crate::remote_write::Pushers;
 use crate::result::{Failure, Status};
 use crate::runner::RunEnv;
-use crate::schedule::{Runner, Scheduler, WallClock, real_runner};
+use crate::schedule::{Runner, Scheduler, SchedulerHandle, WallClock, plan, real_runner};
 use crate::server::{AppState, router};
 use crate::status::{StatusStore, Transition};
 use crate::traffic::Injectors;
@@ -60,50 +60,46 @@ impl Probes {
     }
 }
 
-/// The running scheduler of the current configuration; its task ends with each check's
-/// state, for the next scheduler to start from.
+/// The running scheduler: what updates it, what stops it, and its task, which ends with each
+/// check's state.
 struct Running {
+    handle: SchedulerHandle,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Vec<(Arc<str>, Tracker)>>,
 }
 
-/// What a scheduler starts from: the checks named in `settled` keep their slots (every other
-/// one runs once soon, `run_on_load`), and each check's state in `trackers`.
-struct Start {
-    settled: Vec<Arc<str>>,
-    trackers: Vec<(Arc<str>, Tracker)>,
-}
-
-/// Starts a scheduler for the checks of `config` that run in its region.
-fn start_scheduler(
-    config: &Config,
-    agent: &Shared,
-    results: &mpsc::Sender<Outcome>,
-    start: Start,
-) -> Running {
+/// The checks of `config` that run in its region.
+fn regional(config: &Config) -> Vec<Arc<CheckDef>> {
     let region = &config.agent.region;
-    let checks: Vec<_> = config
+    config
         .checks
         .iter()
         .filter(|def| def.runs_in(region))
         .cloned()
-        .collect();
+        .collect()
+}
+
+/// Starts the scheduler for the checks of `config` that run in its region, each from its
+/// state in `trackers`.
+fn start_scheduler(
+    config: &Config,
+    agent: &Shared,
+    results: &mpsc::Sender<Outcome>,
+    trackers: Vec<(Arc<str>, Tracker)>,
+) -> Running {
     let (stop, stop_rx) = watch::channel(false);
     let scheduler = Scheduler::new(
-        checks,
+        regional(config),
         agent.runner.clone(),
         agent.metrics.clone(),
         results.clone(),
         config.agent.concurrency,
         WallClock::now(),
     )
-    .settled(start.settled)
-    .trackers(start.trackers)
+    .trackers(trackers)
     .maintenance(agent.maintenance.clone());
-    Running {
-        stop,
-        task: tokio::spawn(scheduler.run(stop_rx)),
-    }
+    let (handle, task) = scheduler.start(stop_rx);
+    Running { handle, stop, task }
 }
 
 /// Runs the agent on `listener` until `shutdown` resolves; then stops scheduling, lets runs in
@@ -309,15 +305,7 @@ impl Agent {
             metrics.clone(),
             stop_rx,
         );
-        let running = start_scheduler(
-            &config,
-            &shared,
-            &results,
-            Start {
-                settled: Vec::new(),
-                trackers: shared.status.trackers(),
-            },
-        );
+        let running = start_scheduler(&config, &shared, &results, shared.status.trackers());
         let access = Access::shared(&config.agent.web);
         let tls = config
             .agent
@@ -357,7 +345,7 @@ impl Agent {
         self.shared.metrics.config_reloaded(outcome.is_ok());
         match outcome {
             Ok((next, summary)) => {
-                self.restart_scheduler(next).await;
+                self.update_scheduler(next).await;
                 info!(message = "Configuration reloaded.", changes = %summary);
                 ReloadReply::Reloaded(summary)
             }
@@ -398,20 +386,14 @@ impl Agent {
         Ok(summary)
     }
 
-    /// Replaces the scheduler with one of `next`, which becomes the current configuration.
-    /// Offsets are wall-anchored, so unchanged checks keep their firing times.
-    async fn restart_scheduler(&mut self, next: Config) {
-        let _ = self.running.stop.send(true);
-        // Each check's state as the old scheduler left it (its last results may still be on
-        // their way to the status store).
-        let trackers = (&mut self.running.task).await.unwrap_or_default();
-        let settled = settled(&self.current, &next, &self.shared.status);
-        self.running = start_scheduler(
-            &next,
-            &self.shared,
-            &self.results,
-            Start { settled, trackers },
-        );
+    /// Applies `next`'s checks to the running scheduler (`schedule::plan`), and `next` becomes
+    /// the current configuration: removed checks stop at once (a run in flight is aborted),
+    /// changed ones start again from their state, added ones start, and unchanged ones keep
+    /// their slots, states and runs in flight. The concurrency cap is resized in place.
+    async fn update_scheduler(&mut self, next: Config) {
+        let update = plan(&regional(&self.current), &regional(&next));
+        self.running.handle.set_concurrency(next.agent.concurrency);
+        self.running.handle.apply(update).await;
         self.current = next;
     }
 
@@ -524,23 +506,6 @@ fn apply(
     ))
 }
 
-/// The checks of `next` defined exactly as in `current` that already have a result: they
-/// keep their slots. A check still waiting for its early first run (a reload soon after a
-/// start) gets it again, so a reload never leaves a long-interval check blind.
-fn settled(current: &Config, next: &Config, status: &StatusStore) -> Vec<Arc<str>> {
-    // By name, so a reload of 10,000 checks compares by lookup.
-    let before: std::collections::HashMap<&str, u64> = current
-        .checks
-        .iter()
-        .map(|def| (&*def.name, def.revision))
-        .collect();
-    next.checks
-        .iter()
-        .filter(|def| before.get(&*def.name) == Some(&def.revision) && status.has_run(&def.name))
-        .map(|def| def.name.clone())
-        .collect()
-}
-
 /// SIGHUP as listened for by [`listen_for_hangups`], until the agent takes it.
 #[cfg(unix)]
 static HANGUPS: std::sync::Mutex<Option<tokio::signal::unix::Signal>> = std::sync::Mutex::new(None);
@@ -611,6 +576,12 @@ async fn sink(
     region: String,
 ) {
     while let Some(outcome) = results.recv().await {
+        // A run of a check a reload has removed or redefined since: its series and row (if
+        // any) are the new definition's.
+        if !status.runs_revision(&outcome.result.check, outcome.revision) {
+            debug!(message = "Result of a check no longer configured as it ran; dropped.", check = %outcome.result.check);
+            continue;
+        }
         metrics.observe_outcome(&outcome);
         let check = outcome.result.check.clone();
         let kind = outcome.result.kind.as_str();

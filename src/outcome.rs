@@ -21,4 +21,7 @@ pub struct Outcome {
     pub tracker: Tracker,
     /// What this result did to the state.
     pub change: Change,
+    /// The revision of the definition that ran (`CheckDef::revision`): an outcome of a
+    /// definition a reload has replaced is not counted for the new one.
+    pub revision: u64,
 }

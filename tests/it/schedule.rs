@@ -7,9 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nightjar::config::CheckDef;
+use nightjar::detect::Tracker;
 use nightjar::metrics::Metrics;
-use nightjar::result::{CheckResult, Details, Status};
-use nightjar::schedule::{Runner, Scheduler, WallClock, first_due, offset_in};
+use nightjar::outcome::Outcome;
+use nightjar::result::{CheckResult, Details, Failure, FailureReason, Status};
+use nightjar::schedule::{
+    Runner, Scheduler, SchedulerHandle, Update, WallClock, first_due, offset_in, plan,
+};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -491,4 +495,312 @@ async fn a_started_agent_reports_hourly_and_daily_checks_within_a_minute() {
     .await;
     assert!(started.elapsed() < Duration::from_secs(60));
     agent.stop().await;
+}
+
+/// A scheduler that takes updates, with a runner that fails the checks named in `failing`.
+struct Updatable {
+    log: Arc<Mutex<Log>>,
+    handle: SchedulerHandle,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Vec<(Arc<str>, Tracker)>>,
+    results: mpsc::Receiver<Outcome>,
+    t0: Instant,
+}
+
+fn failing_runner(inner: Runner, failing: &'static [&'static str]) -> Runner {
+    Arc::new(move |def: Arc<CheckDef>| {
+        let run = inner(def);
+        Box::pin(async move {
+            let mut result = run.await;
+            if failing.contains(&&*result.check) {
+                result.status = Status::Fail(Failure {
+                    reason: FailureReason::Connect,
+                    detail: "refused".to_string(),
+                });
+            }
+            result
+        })
+    })
+}
+
+fn start_updatable(
+    checks: Vec<Arc<CheckDef>>,
+    run_for: HashMap<&'static str, Duration>,
+    failing: &'static [&'static str],
+) -> Updatable {
+    let config = load(&checks_text(&[]), &[]);
+    let log = Arc::new(Mutex::new(Log::default()));
+    let (tx, results) = mpsc::channel(100_000);
+    let scheduler = Scheduler::new(
+        checks,
+        failing_runner(fake_runner(log.clone(), run_for), failing),
+        Arc::new(Metrics::new(&config)),
+        tx,
+        16,
+        WallClock::anchored(epoch(1_699_999_980)),
+    );
+    let (stop, stop_rx) = watch::channel(false);
+    let t0 = Instant::now();
+    let (handle, task) = scheduler.start(stop_rx);
+    Updatable {
+        log,
+        handle,
+        stop,
+        task,
+        results,
+        t0,
+    }
+}
+
+/// Every outcome received so far, by check name.
+fn drain(results: &mut mpsc::Receiver<Outcome>) -> Vec<Outcome> {
+    std::iter::from_fn(|| results.try_recv().ok()).collect()
+}
+
+/// A reload or a discovery change that adds a check and removes another leaves the checks it
+/// does not touch as they were: the same slots (no early run, no shift), the same state, and
+/// a run in flight that finishes and hands on its outcome.
+#[tokio::test(start_paused = true)]
+async fn an_update_leaves_untouched_checks_slots_states_and_runs_alone() {
+    let before = load(
+        &checks_text(&[
+            ("keep", "interval = \"10s\"\ntimeout = \"5s\""),
+            ("gone", "interval = \"10s\""),
+        ]),
+        &[],
+    );
+    let mut u = start_updatable(
+        before.checks.clone(),
+        HashMap::from([("keep", Duration::from_secs(4))]),
+        &["keep"],
+    );
+    let offset = offset_in("keep", Duration::from_secs(10));
+    // Three runs of `keep` done, the fourth in flight.
+    tokio::time::sleep(offset + Duration::from_secs(31)).await;
+    let runs_before = starts_of(&u.log, "keep", u.t0);
+    assert_eq!(runs_before.len(), 4, "{runs_before:?}");
+    let failures_before = drain(&mut u.results)
+        .iter()
+        .rfind(|outcome| &*outcome.result.check == "keep")
+        .map(|outcome| outcome.tracker.consecutive_failures());
+    assert_eq!(failures_before, Some(3));
+
+    let after = load(
+        &checks_text(&[
+            ("keep", "interval = \"10s\"\ntimeout = \"5s\""),
+            ("new", "interval = \"10s\""),
+        ]),
+        &[],
+    );
+    let update = plan(&before.checks, &after.checks);
+    assert_eq!(update.stop, vec![Arc::<str>::from("gone")]);
+    assert_eq!(update.start.len(), 1);
+    assert_eq!(update.refresh.len(), 1, "keep is refreshed, not restarted");
+    let stopped = u.handle.apply(update).await;
+    assert_eq!(stopped.len(), 1);
+    assert_eq!(&*stopped[0].0, "gone");
+
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    let runs = starts_of(&u.log, "keep", u.t0);
+    assert_eq!(runs.len(), 8, "{runs:?}");
+    for (idx, at) in runs.iter().enumerate() {
+        let slot = offset + Duration::from_secs(10) * idx as u32;
+        assert!(at.abs_diff(slot) < Duration::from_millis(1), "{runs:?}");
+    }
+    let outcomes = drain(&mut u.results);
+    let keep: Vec<u32> = outcomes
+        .iter()
+        .filter(|outcome| &*outcome.result.check == "keep")
+        .map(|outcome| outcome.tracker.consecutive_failures())
+        .collect();
+    assert_eq!(
+        keep,
+        vec![4, 5, 6, 7],
+        "the run in flight finished and the state went on"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .any(|outcome| &*outcome.result.check == "new")
+    );
+    assert!(
+        !outcomes
+            .iter()
+            .any(|outcome| &*outcome.result.check == "gone")
+    );
+    u.stop.send(true).unwrap();
+    let trackers = u.task.await.unwrap();
+    let mut names: Vec<&str> = trackers.iter().map(|(name, _)| &**name).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["keep", "new"]);
+}
+
+/// A removed check with a run in flight stops at once: the run is aborted, its outcome never
+/// arrives, and stopping it waits on no other check's run.
+#[tokio::test(start_paused = true)]
+async fn a_removed_checks_run_in_flight_is_aborted_and_never_reported() {
+    let config = load(
+        &checks_text(&[
+            ("slow", "interval = \"1m\"\ntimeout = \"50s\""),
+            ("other", "interval = \"1m\"\ntimeout = \"50s\""),
+        ]),
+        &[],
+    );
+    let mut u = start_updatable(
+        config.checks.clone(),
+        HashMap::from([
+            ("slow", Duration::from_secs(40)),
+            ("other", Duration::from_secs(40)),
+        ]),
+        &[],
+    );
+    let minute = Duration::from_secs(60);
+    let latest = offset_in("slow", minute).max(offset_in("other", minute));
+    tokio::time::sleep(latest + Duration::from_secs(1)).await;
+    assert_eq!(u.log.lock().unwrap().in_flight, 2, "both runs in flight");
+
+    let asked = Instant::now();
+    let stopped = u
+        .handle
+        .apply(Update {
+            stop: vec![Arc::from("slow")],
+            ..Update::default()
+        })
+        .await;
+    assert_eq!(Instant::now(), asked, "stopping waited for nothing");
+    assert_eq!(stopped.len(), 1);
+
+    tokio::time::sleep(3 * minute).await;
+    let outcomes = drain(&mut u.results);
+    assert!(
+        !outcomes
+            .iter()
+            .any(|outcome| &*outcome.result.check == "slow"),
+        "no outcome of the removed check"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .filter(|outcome| &*outcome.result.check == "other")
+            .count()
+            >= 3
+    );
+    assert_eq!(
+        starts_of(&u.log, "slow", u.t0).len(),
+        1,
+        "slow never ran again"
+    );
+    assert!(
+        !u.log
+            .lock()
+            .unwrap()
+            .ends
+            .iter()
+            .any(|(name, _)| name == "slow"),
+        "slow's run was aborted, not finished"
+    );
+    u.stop.send(true).unwrap();
+    u.task.await.unwrap();
+}
+
+/// A changed check (another timeout: a new revision) starts again from its state: its
+/// failures in a row go on counting.
+#[tokio::test(start_paused = true)]
+async fn a_changed_check_keeps_its_state() {
+    let before = load(&checks_text(&[("flappy", "interval = \"10s\"")]), &[]);
+    let mut u = start_updatable(before.checks.clone(), HashMap::new(), &["flappy"]);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let seen = drain(&mut u.results).len() as u32;
+    assert!(seen >= 2, "{seen} runs");
+
+    let after = load(
+        &checks_text(&[("flappy", "interval = \"10s\"\ntimeout = \"3s\"")]),
+        &[],
+    );
+    let update = plan(&before.checks, &after.checks);
+    assert_eq!(update.stop.len(), 1);
+    assert_eq!(update.start.len(), 1);
+    let stopped = u.handle.apply(update).await;
+    assert_eq!(stopped[0].1.consecutive_failures(), seen);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let next = drain(&mut u.results);
+    assert_eq!(next[0].tracker.consecutive_failures(), seen + 1);
+    assert_eq!(next[0].revision, after.checks[0].revision);
+    u.stop.send(true).unwrap();
+    u.task.await.unwrap();
+}
+
+/// Shrinking `[agent] concurrency` in place: runs in flight go on, no new run starts until
+/// fewer than the new cap are in flight; growing it lets more start at once.
+#[tokio::test(start_paused = true)]
+async fn the_concurrency_cap_resizes_in_place() {
+    let names = ["c0", "c1", "c2", "c3", "c4", "c5"];
+    let checks: Vec<(&str, &str)> = names
+        .iter()
+        .map(|n| (*n, "interval = \"1m\"\ntimeout = \"50s\""))
+        .collect();
+    let config = load(&checks_text(&checks), &[]);
+    let run_for = names
+        .iter()
+        .map(|n| (*n, Duration::from_secs(30)))
+        .collect();
+    let u = start_updatable(config.checks.clone(), run_for, &[]);
+    u.handle.set_concurrency(2);
+    tokio::time::sleep(Duration::from_secs(180)).await;
+    assert_eq!(u.log.lock().unwrap().max_in_flight, 2);
+    u.handle.set_concurrency(1);
+    {
+        let mut log = u.log.lock().unwrap();
+        log.max_in_flight = log.in_flight;
+    }
+    tokio::time::sleep(Duration::from_secs(240)).await;
+    {
+        let log = u.log.lock().unwrap();
+        assert!(log.max_in_flight <= 2, "no run started above the new cap");
+        assert_eq!(log.in_flight.min(1), log.in_flight);
+    }
+    u.log.lock().unwrap().max_in_flight = 0;
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(u.log.lock().unwrap().max_in_flight, 1);
+    u.handle.set_concurrency(6);
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert!(u.log.lock().unwrap().max_in_flight > 2);
+    u.stop.send(true).unwrap();
+    u.task.await.unwrap();
+}
+
+/// 50,000 checks on a 60 s interval, then a discovery change: 5,000 removed and 5,000 added.
+/// Prints how long each took (a measurement, not an assertion: this is a debug build on a
+/// shared machine).
+#[tokio::test(start_paused = true)]
+async fn an_update_of_5000_among_50000_checks_is_quick() {
+    let base = load(&checks_text(&[("base", "interval = \"1m\"")]), &[]).checks[0].clone();
+    let named = |prefix: &str, idx: usize| {
+        let mut def = (*base).clone();
+        def.name = Arc::from(format!("{prefix}-{idx}").as_str());
+        def.revision = idx as u64;
+        Arc::new(def)
+    };
+    let checks: Vec<Arc<CheckDef>> = (0..50_000).map(|idx| named("target", idx)).collect();
+    let started = std::time::Instant::now();
+    let u = start_updatable(checks.clone(), HashMap::new(), &[]);
+    // A first, empty update: every loop has been polled once when it is answered.
+    u.handle.apply(Update::default()).await;
+    let start_took = started.elapsed();
+
+    let mut next: Vec<Arc<CheckDef>> = checks[5_000..].to_vec();
+    next.extend((0..5_000).map(|idx| named("added", idx)));
+    let planned = std::time::Instant::now();
+    let update = plan(&checks, &next);
+    let plan_took = planned.elapsed();
+    assert_eq!((update.start.len(), update.stop.len()), (5_000, 5_000));
+    let applied = std::time::Instant::now();
+    let stopped = u.handle.apply(update).await;
+    let apply_took = applied.elapsed();
+    assert_eq!(stopped.len(), 5_000);
+    println!(
+        "50,000 checks started in {start_took:?}; a change of 5,000 removed and 5,000 added: planned in {plan_took:?}, applied in {apply_took:?}"
+    );
+    u.stop.send(true).unwrap();
+    assert_eq!(u.task.await.unwrap().len(), 50_000);
 }
