@@ -112,6 +112,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     reloader: Option<Reloader>,
 ) -> std::io::Result<()> {
+    let probes_env_resolver = probes.env.resolver.clone();
     let shared = Shared {
         metrics: Arc::new(Metrics::new(&config)),
         status: Arc::new(StatusStore::new(&config)),
@@ -126,7 +127,18 @@ pub async fn run(
     if let Some(dir) = &config.agent.state_dir {
         restore_state(dir, &config, &shared);
     }
-    let mut agent = Agent::start(config, shared);
+    let metrics_for_fleet = shared.metrics.clone();
+    let (found, mut discovered) = mpsc::channel::<crate::fleet::Discovered>(16);
+    let discovery = crate::discovery::DiscoveryEnv::new(
+        probes_env_resolver.clone(),
+        shared.rdap.clone(),
+        crate::runner::USER_AGENT,
+    );
+    let mut agent = Agent::start(
+        config,
+        shared,
+        crate::fleet::Fleet::new(discovery, found, metrics_for_fleet),
+    );
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(8);
     let state = AppState {
@@ -159,6 +171,7 @@ pub async fn run(
                     let _ = reply.send(answer);
                 }
             }
+            Some(found) = discovered.recv() => agent.discovered(found).await,
         }
     }
     info!(message = "Shutting down: no new runs; waiting for runs in flight.");
@@ -243,6 +256,8 @@ struct Agent {
     results: mpsc::Sender<Outcome>,
     sink: tokio::task::JoinHandle<()>,
     running: Running,
+    /// The templates' discovery, and the checks it found.
+    fleet: crate::fleet::Fleet,
     injectors: Injectors,
     pushers: Pushers,
     /// Tells the pushers to push once more and stop.
@@ -267,7 +282,7 @@ struct Shared {
 
 impl Agent {
     /// Starts consuming results, the injectors, the pushers and the scheduler of `config`.
-    fn start(config: Config, shared: Shared) -> Agent {
+    fn start(config: Config, shared: Shared, mut fleet: crate::fleet::Fleet) -> Agent {
         let metrics = shared.metrics.clone();
         let (results, results_rx) = mpsc::channel::<Outcome>(1024);
         let sink = tokio::spawn(sink(
@@ -306,6 +321,7 @@ impl Agent {
             stop_rx,
         );
         let running = start_scheduler(&config, &shared, &results, shared.status.trackers());
+        fleet.apply(&config);
         let access = Access::shared(&config.agent.web);
         let tls = config
             .agent
@@ -321,6 +337,7 @@ impl Agent {
             results,
             sink,
             running,
+            fleet,
             injectors,
             pushers,
             stop_pushing,
@@ -334,7 +351,10 @@ impl Agent {
     /// invalid or cannot apply in place; the answer says which.
     async fn reload(&mut self, reloader: &Reloader) -> ReloadReply {
         let outcome = match reloader() {
-            Ok(next) => self.apply(&next).map(|summary| (next, summary)),
+            Ok(mut next) => {
+                self.fleet.carry_over(&self.current, &mut next).await;
+                self.apply(&next).map(|summary| (next, summary))
+            }
             Err(errors) => {
                 for error in &errors.0 {
                     error!(message = "The new configuration is invalid; keeping the old one.", error = %error);
@@ -345,6 +365,7 @@ impl Agent {
         self.shared.metrics.config_reloaded(outcome.is_ok());
         match outcome {
             Ok((next, summary)) => {
+                self.fleet.apply(&next);
                 self.update_scheduler(next).await;
                 info!(message = "Configuration reloaded.", changes = %summary);
                 ReloadReply::Reloaded(summary)
@@ -397,6 +418,72 @@ impl Agent {
         self.current = next;
     }
 
+    /// Applies a template's newly discovered checks, touching only what changed: gone
+    /// targets' checks stop at once and their series and rows go, new targets' checks start
+    /// (series at 0), changed ones start again from their state; every other check keeps its
+    /// slot, state, counters and run in flight. Checks from a template a reload has replaced
+    /// since are dropped (the new template's come next).
+    async fn discovered(&mut self, found: crate::fleet::Discovered) {
+        let template = found.template.clone();
+        let Some((update, removed)) = self.take_discovered(found) else {
+            return;
+        };
+        let upserted: Vec<Arc<CheckDef>> = update
+            .start
+            .iter()
+            .map(|(def, _)| def.clone())
+            .chain(update.refresh.iter().cloned())
+            .collect();
+        let started = update.start.len();
+        // The rows and series first, so a new check's first result has somewhere to go and a
+        // gone one's last is dropped.
+        self.shared.status.apply_checks(&removed, &upserted);
+        self.shared.metrics.apply_checks(&removed, &upserted);
+        self.running.handle.apply(update).await;
+        self.rewatch.notify_one();
+        info!(message = "Discovered targets applied.", check = %template, checks = self.fleet.checks_of(&template).len(), started, removed = removed.len());
+    }
+
+    /// The scheduler's update for a template's newly discovered checks and the names of the
+    /// gone ones; the current configuration's checks become the new ones. `None` when nothing
+    /// changes or the checks are stale.
+    fn take_discovered(
+        &mut self,
+        found: crate::fleet::Discovered,
+    ) -> Option<(crate::schedule::Update, Vec<Arc<str>>)> {
+        let template = found.template.clone();
+        let before = self.fleet.take(found, &self.current)?;
+        let after = self.fleet.checks_of(&template).to_vec();
+        let region = &self.current.agent.region;
+        let regional = |defs: &[Arc<CheckDef>]| -> Vec<Arc<CheckDef>> {
+            defs.iter()
+                .filter(|def| def.runs_in(region))
+                .cloned()
+                .collect()
+        };
+        let (old, new) = (regional(&before), regional(&after));
+        let mut update = plan(&old, &new);
+        // A target found again keeps its very definition: nothing to refresh.
+        let same: std::collections::HashSet<*const CheckDef> =
+            old.iter().map(Arc::as_ptr).collect();
+        update
+            .refresh
+            .retain(|def| !same.contains(&Arc::as_ptr(def)));
+        let kept: std::collections::HashSet<&str> = new.iter().map(|def| &*def.name).collect();
+        let removed: Vec<Arc<str>> = old
+            .iter()
+            .filter(|def| !kept.contains(&*def.name))
+            .map(|def| def.name.clone())
+            .collect();
+        let gone: std::collections::HashSet<*const CheckDef> =
+            before.iter().map(Arc::as_ptr).collect();
+        self.current
+            .checks
+            .retain(|def| !gone.contains(&Arc::as_ptr(def)));
+        self.current.checks.extend(after);
+        (!update.is_empty()).then_some((update, removed))
+    }
+
     /// Stops scheduling and injecting; waits for the runs and requests in flight, the last
     /// results and the pushers' last push.
     async fn stop(self) {
@@ -405,6 +492,7 @@ impl Agent {
             results,
             sink,
             mut running,
+            fleet,
             injectors,
             pushers,
             stop_pushing,
@@ -412,6 +500,7 @@ impl Agent {
             keepers,
             ..
         } = self;
+        fleet.stop().await;
         let _ = running.stop.send(true);
         let _ = stop_pushing.send(true);
         // Checks and injected requests in flight finish together, within the longest check

@@ -8,11 +8,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::config::template::{Expansion, Template, instance_of};
 use crate::config::{CheckDef, Config};
-use crate::discovery::{DiscoveryEnv, Target};
+use crate::discovery::{DiscoveryEnv, Source, Target};
+use crate::metrics::Metrics;
 
 /// A template's checks from its discovered targets now.
 #[derive(Debug)]
@@ -31,6 +32,9 @@ pub struct Fleet {
     following: HashMap<Arc<str>, Following>,
     env: DiscoveryEnv,
     sender: mpsc::Sender<Discovered>,
+    metrics: Arc<Metrics>,
+    /// Each template's discovered checks as the agent runs them.
+    discovered: HashMap<Arc<str>, Vec<Arc<CheckDef>>>,
     /// Each template's targets as last discovered, to build a changed template's checks from
     /// at once.
     last: Last,
@@ -46,14 +50,83 @@ struct Following {
 }
 
 impl Fleet {
-    /// No template followed yet; each template's checks will come on `sender`.
-    pub fn new(env: DiscoveryEnv, sender: mpsc::Sender<Discovered>) -> Fleet {
+    /// No template followed yet; each template's checks will come on `sender`, and every
+    /// refresh of a source is reported to `metrics`.
+    pub fn new(
+        env: DiscoveryEnv,
+        sender: mpsc::Sender<Discovered>,
+        metrics: Arc<Metrics>,
+    ) -> Fleet {
+        let env = env.with_report(crate::metrics::discovery::report_to(metrics.clone()));
         Fleet {
             following: HashMap::new(),
             env,
             sender,
+            metrics,
+            discovered: HashMap::new(),
             last: Last::default(),
         }
+    }
+
+    /// Adds to `next`, a reloaded configuration, the discovered checks it keeps: an unchanged
+    /// template's as they run; a changed template's built anew from its last targets (off
+    /// the async workers), so its targets stay while discovery runs again and keep their
+    /// states (and their counters where their series stay the same); none of a removed
+    /// template's.
+    pub async fn carry_over(&mut self, current: &Config, next: &mut Config) {
+        let mut kept = HashMap::new();
+        let templates: Vec<Arc<Template>> = next
+            .templates
+            .iter()
+            .filter(|template| !template.sources.is_empty())
+            .cloned()
+            .collect();
+        for template in templates {
+            let unchanged = current.shard == next.shard
+                && current.templates.iter().any(|before| {
+                    before.name == template.name && before.revision == template.revision
+                });
+            let checks = match self.discovered.get(&template.name) {
+                Some(checks) if unchanged => checks.clone(),
+                _ => {
+                    let last = lock(&self.last).get(&template.name).cloned();
+                    match last {
+                        Some(targets) => {
+                            build(template.clone(), next.shard, targets, Expansion::default())
+                                .await
+                                .map(|(_, checks)| checks)
+                                .unwrap_or_default()
+                        }
+                        None => Vec::new(),
+                    }
+                }
+            };
+            next.checks.extend(checks.iter().cloned());
+            kept.insert(template.name.clone(), checks);
+        }
+        self.discovered = kept;
+    }
+
+    /// Takes a template's newly discovered checks and returns the ones it had before; `None`
+    /// for checks made from a template a reload has replaced or removed since.
+    pub fn take(&mut self, found: Discovered, current: &Config) -> Option<Vec<Arc<CheckDef>>> {
+        let template = current
+            .templates
+            .iter()
+            .find(|template| template.name == found.template)?;
+        if template.revision != found.revision {
+            return None;
+        }
+        Some(
+            self.discovered
+                .insert(found.template, found.checks)
+                .unwrap_or_default(),
+        )
+    }
+
+    /// A template's discovered checks as the agent runs them.
+    pub fn checks_of(&self, template: &str) -> &[Arc<CheckDef>] {
+        self.discovered.get(template).map_or(&[], Vec::as_slice)
     }
 
     /// Follows the templates of `config` with `targets_from`: an unchanged template's task
@@ -74,6 +147,7 @@ impl Fleet {
             if !keep {
                 let _ = following.stop.send(true);
                 following.task.abort();
+                self.metrics.discovery.remove(name);
             }
             keep
         });
@@ -82,6 +156,8 @@ impl Fleet {
             if self.following.contains_key(&name) {
                 continue;
             }
+            let shown: Vec<String> = template.sources.iter().map(Source::describe).collect();
+            self.metrics.discovery.set_sources(&name, &shown);
             let (stop, stopped) = watch::channel(false);
             let task = tokio::spawn(follow(
                 (*template).clone(),
@@ -165,23 +241,7 @@ async fn hand_on(
     expansion: Option<Expansion>,
     sender: &mpsc::Sender<Discovered>,
 ) -> Option<Expansion> {
-    let mut expansion = expansion?;
-    let built = template.clone();
-    let (expansion, checks) = tokio::task::spawn_blocking(move || {
-        let keep = keeper(&built, shard);
-        let (checks, refused) = expansion.update(
-            &built,
-            targets
-                .iter()
-                .map(|target| (target.target.as_str(), &target.labels)),
-            keep,
-        );
-        report_refused(&built, &refused);
-        (expansion, checks)
-    })
-    .await
-    .ok()?;
-    info!(message = "Discovered targets applied.", check = %template.name, checks = checks.len());
+    let (expansion, checks) = build(template.clone(), shard, targets, expansion?).await?;
     sender
         .send(Discovered {
             template: template.name.clone(),
@@ -191,6 +251,30 @@ async fn hand_on(
         .await
         .ok()?;
     Some(expansion)
+}
+
+/// The checks of `template` for `targets` in this agent's shard, built on the blocking pool
+/// through `expansion` (which remembers them); the targets it refuses are logged.
+async fn build(
+    template: Arc<Template>,
+    shard: Option<(u64, u64)>,
+    targets: Arc<[Target]>,
+    mut expansion: Expansion,
+) -> Option<(Expansion, Vec<Arc<CheckDef>>)> {
+    tokio::task::spawn_blocking(move || {
+        let keep = keeper(&template, shard);
+        let (checks, refused) = expansion.update(
+            &template,
+            targets
+                .iter()
+                .map(|target| (target.target.as_str(), &target.labels)),
+            keep,
+        );
+        report_refused(&template, &refused);
+        (expansion, checks)
+    })
+    .await
+    .ok()
 }
 
 /// Logs the targets a template could not build a check for: the count, and the first few

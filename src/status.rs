@@ -155,6 +155,24 @@ impl StatusStore {
         self.bump();
     }
 
+    /// Applies a change to some checks (a template's discovered targets): `removed` go,
+    /// `upserted` ones are added, or keep their state and history with the new definition.
+    /// Every other check is untouched.
+    pub fn apply_checks(&self, removed: &[Arc<str>], upserted: &[Arc<CheckDef>]) {
+        let mut checks = self.write();
+        for name in removed {
+            checks.remove(name);
+        }
+        for def in upserted {
+            checks
+                .entry(def.name.clone())
+                .and_modify(|entry| entry.def = def.clone())
+                .or_insert_with(|| Entry::new(def));
+        }
+        drop(checks);
+        self.bump();
+    }
+
     /// Stores a result decided at once (no confirmation): what `nightjar check` and tests
     /// record. Says whether the check changed state.
     pub fn update(&self, res: CheckResult) -> Transition {

@@ -196,6 +196,25 @@ impl Metrics {
         self.checks_configured.set(checks.len() as i64);
     }
 
+    /// Applies a change to some checks (a template's discovered targets): the series of
+    /// `removed` go, `upserted` ones start at 0 unless their series are already as they
+    /// would be (then counters and gauges stay). Every other check is untouched.
+    pub fn apply_checks(&self, removed: &[Arc<str>], upserted: &[Arc<CheckDef>]) {
+        if !removed.is_empty() {
+            let gone: std::collections::HashSet<&str> =
+                removed.iter().map(|name| &**name).collect();
+            self.store.retain(|name| !gone.contains(name));
+        }
+        for def in upserted {
+            let identity = self.identity_of(def);
+            if !self.store.holds(&def.name, &identity) {
+                self.store.insert(def.name.clone(), identity);
+            }
+        }
+        self.checks_configured
+            .set(i64::try_from(self.store.len()).unwrap_or(i64::MAX));
+    }
+
     /// Records one check result (a run of `nightjar check` or a test's, on the schedule).
     /// Results of checks this registry does not know are ignored.
     pub fn observe(&self, res: &CheckResult) {

@@ -17,7 +17,11 @@ fn runs(metrics: &str, instance: &str) -> Option<f64> {
         sample(
             metrics,
             "nightjar_check_runs_total",
-            &[("check", "fleet"), ("instance", instance), ("result", result)],
+            &[
+                ("check", "fleet"),
+                ("instance", instance),
+                ("result", result),
+            ],
         )
     };
     Some(count("success")? + count("failure")?)
@@ -43,11 +47,7 @@ async fn file_sd_targets_come_and_go_without_a_reload() {
     let nginx = Nginx::start();
     let dir = tempfile::tempdir().unwrap();
     let sd = dir.path().join("targets.json");
-    let (ok, missing, echo) = (
-        nginx.url("/ok"),
-        nginx.url("/notfound"),
-        nginx.url("/echo"),
-    );
+    let (ok, missing, echo) = (nginx.url("/ok"), nginx.url("/notfound"), nginx.url("/echo"));
     file_sd(&sd, &[ok.clone(), missing.clone()]);
     let config = load(
         &format!(
@@ -56,7 +56,10 @@ async fn file_sd_targets_come_and_go_without_a_reload() {
         ),
         &[],
     );
-    assert!(config.checks.is_empty(), "discovered targets come at run time");
+    assert!(
+        config.checks.is_empty(),
+        "discovered targets come at run time"
+    );
     let agent = RunningAgent::start(config).await;
     let before = eventually(Duration::from_secs(15), "runs of both targets", || async {
         let (_, metrics) = agent.get("/metrics").await;
@@ -72,11 +75,7 @@ async fn file_sd_targets_come_and_go_without_a_reload() {
         Some(0.0)
     );
     assert_eq!(
-        sample(
-            &before,
-            "nightjar_discovery_targets",
-            &[("check", "fleet")]
-        ),
+        sample(&before, "nightjar_discovery_targets", &[("check", "fleet")]),
         Some(2.0)
     );
     promtool_check_metrics(&require("promtool", "prometheus"), &before).unwrap();
@@ -123,21 +122,26 @@ async fn file_sd_targets_come_and_go_without_a_reload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http_sd_endpoint_down_keeps_the_last_good_targets_and_counts_the_failure() {
     let nginx = Nginx::start();
-    let document = nginx.www().join("sd.json");
+    std::fs::create_dir_all(nginx.www().join("sd")).unwrap();
+    let document = nginx.www().join("sd/fleet.json");
     let ok = nginx.url("/ok");
     std::fs::write(&document, format!(r#"[{{"targets": [{ok:?}]}}]"#)).unwrap();
     let config = load(
         &format!(
             "[agent]\nregion = \"lab\"\n\n[[check]]\nname = \"fleet\"\ntype = \"http\"\ninterval = \"1s\"\ntimeout = \"900ms\"\ntargets_from = [{{ http = \"{}\", refresh = \"1s\" }}]\n",
-            nginx.url("/sd.json")
+            nginx.url("/sd/fleet.json")
         ),
         &[],
     );
     let agent = RunningAgent::start(config).await;
-    let first = eventually(Duration::from_secs(15), "the discovered target's runs", || async {
-        let (_, metrics) = agent.get("/metrics").await;
-        runs(&metrics, &ok).filter(|runs| *runs >= 1.0)
-    })
+    let first = eventually(
+        Duration::from_secs(15),
+        "the discovered target's runs",
+        || async {
+            let (_, metrics) = agent.get("/metrics").await;
+            runs(&metrics, &ok).filter(|runs| *runs >= 1.0)
+        },
+    )
     .await;
     std::fs::remove_file(&document).unwrap();
     let metrics = eventually(Duration::from_secs(15), "failures counted", || async {
@@ -154,10 +158,14 @@ async fn an_http_sd_endpoint_down_keeps_the_last_good_targets_and_counts_the_fai
         runs(&metrics, &ok).unwrap() >= first,
         "the target kept running with its counter"
     );
-    eventually(Duration::from_secs(10), "more runs while the endpoint is down", || async {
-        let (_, metrics) = agent.get("/metrics").await;
-        (runs(&metrics, &ok)? >= first + 2.0).then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "more runs while the endpoint is down",
+        || async {
+            let (_, metrics) = agent.get("/metrics").await;
+            (runs(&metrics, &ok)? >= first + 2.0).then_some(())
+        },
+    )
     .await;
     agent.stop().await;
 }
@@ -204,4 +212,59 @@ fn check_reads_dns_srv_targets_from_bind() {
         .unwrap();
     let results: serde_json::Value = serde_json::from_slice(&one.stdout).unwrap();
     assert_eq!(results.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_discovered_targets() {
+    let nginx = Nginx::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sd = dir.path().join("targets.json");
+    let ok = nginx.url("/ok");
+    file_sd(&sd, std::slice::from_ref(&ok));
+    let config = dir.path().join("checks.toml");
+    let write = |team: &str, extra: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[agent]\nregion = \"lab\"\n\n[[check]]\nname = \"fleet\"\ntype = \"http\"\ninterval = \"1s\"\ntimeout = \"900ms\"\nlabels = {{ owner = \"{team}\" }}\ntargets_from = [{{ file = \"targets.json\" }}]\n{extra}"
+            ),
+        )
+        .unwrap();
+    };
+    write("a", "");
+    let agent = RunningAgent::start_reloadable(&config).await;
+    let before = eventually(Duration::from_secs(15), "runs of the target", || async {
+        let (_, metrics) = agent.get("/metrics").await;
+        runs(&metrics, &ok).filter(|runs| *runs >= 2.0)
+    })
+    .await;
+
+    // Another check added: the template is unchanged, its target keeps its counter.
+    write(
+        "a",
+        &format!(
+            "\n[[check]]\nname = \"other\"\ntype = \"http\"\nurl = \"{}\"\n",
+            nginx.url("/ok")
+        ),
+    );
+    let (status, body) = crate::support::http_post(agent.addr, "/-/reload").await;
+    assert_eq!(status, 200, "{body}");
+    let (_, metrics) = agent.get("/metrics").await;
+    assert!(runs(&metrics, &ok).unwrap() >= before, "{metrics}");
+
+    // The template changed: its discovered target is there at once, with the new label.
+    write("b", "");
+    let (status, body) = crate::support::http_post(agent.addr, "/-/reload").await;
+    assert_eq!(status, 200, "{body}");
+    let (_, metrics) = agent.get("/metrics").await;
+    assert!(
+        sample(
+            &metrics,
+            "nightjar_check_runs_total",
+            &[("check", "fleet"), ("instance", &ok), ("owner", "b")]
+        )
+        .is_some(),
+        "the target's series carry the new label at once:\n{metrics}"
+    );
+    agent.stop().await;
 }

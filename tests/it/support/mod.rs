@@ -362,6 +362,7 @@ http {{
     location = /encoded/deflate {{ default_type application/json; add_header Content-Encoding deflate; }}
     location = /encoded/raw-deflate {{ default_type application/json; add_header Content-Encoding deflate; }}
     location = /headers {{ add_header Access-Control-Allow-Origin "https://app.example.com" always; add_header X-Multi one always; add_header X-Multi two always; return 200 "ok\n"; }}
+    location /sd/ {{ default_type application/json; }}
   }}
   server {{
     listen {mtls} ssl;
