@@ -4,7 +4,9 @@
 //! - `compare`: CPU per probe of nightjar, Prometheus blackbox_exporter and a floor reference
 //!   (the same network work with nothing else), per check type, at one fixed probe rate.
 //! - `scale`: one agent with many checks (10,000 at 60 s, 1,000 at 1 s): CPU share, memory,
-//!   scheduler lag, `/metrics` and status page render time, config load and startup time.
+//!   scheduler lag, `/metrics` and status page render time, config load and startup time;
+//!   then 50,000 targets of one template from file_sd at 60 s, and a discovery change of
+//!   5,000 of them (`fleet.rs`).
 //! - `soak`: 1,000 checks against flapping targets for 30 minutes: memory, descriptors,
 //!   threads, runtime tasks and counter agreement every minute, and their trend.
 //! - `detect`: an outage, a recovery and a flapping target against four detection settings
@@ -20,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 mod detect;
+mod fleet;
 mod hostile;
 mod load;
 mod probe;
@@ -85,7 +88,7 @@ fn main() {
 fn usage() -> ! {
     eprintln!(
         "usage: cargo bench --bench nightjar -- compare [--rate 200] [--seconds 20] [--warmup 5] [--kinds http,https,dns,tcp,grpc,icmp,probe]\n\
-         \x20      cargo bench --bench nightjar -- scale [--checks 10000] [--interval 60] [--seconds 60] [--fast-checks 1000]\n\
+         \x20      cargo bench --bench nightjar -- scale [--checks 10000] [--interval 60] [--seconds 60] [--fast-checks 1000] [--discovered 50000] [--discovered-change 5000]\n\
          \x20      cargo bench --bench nightjar -- soak [--checks 1000] [--interval 10] [--minutes 30] [--every 60] [--warmup SECONDS] [--remote-write no]\n\
          \x20      cargo bench --bench nightjar -- detect [--minutes 4] [--checks 20] [--quorum-for 5m,1m,1s] [--fail-percent 10]\n\
          \x20      cargo bench --bench nightjar -- hostile-clients [--seconds 10]"
@@ -689,4 +692,5 @@ fn scale(opts: &Opts) {
         );
         drop(process);
     }
+    fleet::fleet(opts, dir.path(), &pki, &nginx);
 }
