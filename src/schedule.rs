@@ -552,24 +552,9 @@ async fn check_loop(
         mut stop,
     } = signals;
     let now = Instant::now();
-    let slot_from = |from: Instant| match &def.schedule {
-        Schedule::Interval(every) => Some(first_due(&def.name, *every, from, &shared.clock)),
-        Schedule::Cron(cron) => next_cron(cron, from, &shared.clock),
-    };
-    let Some(mut slot) = slot_from(now) else {
+    let Some((slot, mut early)) = first_runs(&def, &shared.clock, early, now) else {
         return lock(&cell).tracker;
     };
-    // An early first run, then the wall-clock slots; a slot less than a minute after the
-    // early run is skipped, so the check never runs twice in quick succession.
-    let mut early = early.then(|| early_run(&def.name, now, slot)).flatten();
-    if let Some(at) = early
-        && slot < at + FIRST_RUN_WITHIN
-    {
-        match slot_from(at + FIRST_RUN_WITHIN) {
-            Some(later) => slot = later,
-            None => early = None,
-        }
-    }
     let mut due = early.unwrap_or(slot);
     // A retry due before the next regular run, while a change of state is unconfirmed (one
     // left unconfirmed by a restart or a reload is taken up `retry_interval` after the start).
@@ -647,6 +632,32 @@ async fn check_loop(
         let _ = run.task.await;
     }
     lock(&cell).tracker
+}
+
+/// A check's first slot after `now`, and its early first run if it gets one: an early first
+/// run, then the wall-clock slots; a slot less than a minute after the early run is skipped,
+/// so the check never runs twice in quick succession. `None` if it never runs.
+fn first_runs(
+    def: &CheckDef,
+    clock: &WallClock,
+    early: bool,
+    now: Instant,
+) -> Option<(Instant, Option<Instant>)> {
+    let slot_from = |from: Instant| match &def.schedule {
+        Schedule::Interval(every) => Some(first_due(&def.name, *every, from, clock)),
+        Schedule::Cron(cron) => next_cron(cron, from, clock),
+    };
+    let mut slot = slot_from(now)?;
+    let mut early = early.then(|| early_run(&def.name, now, slot)).flatten();
+    if let Some(at) = early
+        && slot < at + FIRST_RUN_WITHIN
+    {
+        match slot_from(at + FIRST_RUN_WITHIN) {
+            Some(later) => slot = later,
+            None => early = None,
+        }
+    }
+    Some((slot, early))
 }
 
 /// The regular run after the one due at `this_due` (the first slot after an early run).
