@@ -575,3 +575,78 @@ async fn signals_sent_as_soon_as_the_port_answers() {
         }
     }
 }
+
+/// A reload does not wait for a run in flight of a check it leaves unchanged (it used to stop
+/// every check and wait for their runs, up to their timeouts), and that run goes on to its
+/// result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_does_not_wait_for_an_unchanged_checks_run_in_flight() {
+    let nginx = Nginx::start();
+    // A server that accepts and never answers: the run stays in flight until its timeout.
+    let stall = tokio::net::TcpListener::bind(("127.0.0.1", free_port()))
+        .await
+        .unwrap();
+    let stall_addr = stall.local_addr().unwrap();
+    let (accepted_tx, mut accepted) = tokio::sync::mpsc::channel(4);
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = stall.accept().await {
+            held.push(stream);
+            let _ = accepted_tx.send(()).await;
+        }
+    });
+    // An hourly check runs once early, at its name's offset inside the first minute.
+    let name = (0..1000)
+        .map(|idx| format!("stalled-{idx}"))
+        .find(|name| {
+            nightjar::schedule::offset_in(name, Duration::from_secs(60)) < Duration::from_secs(3)
+        })
+        .expect("a name with a short offset");
+    let stalled = format!(
+        "\n[[check]]\nname = \"{name}\"\ntype = \"http\"\nurl = \"http://{stall_addr}/\"\ninterval = \"1h\"\ntimeout = \"20s\"\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("checks.toml");
+    std::fs::write(&path, checks(&nginx, &["other"], "") + &stalled).unwrap();
+    let agent = RunningAgent::start_reloadable(&path).await;
+    tokio::time::timeout(Duration::from_secs(30), accepted.recv())
+        .await
+        .expect("the stalled check's run to connect");
+
+    std::fs::write(&path, checks(&nginx, &["other", "added"], "") + &stalled).unwrap();
+    let asked = std::time::Instant::now();
+    let (status, body) = http_post(agent.addr, "/-/reload").await;
+    let took = asked.elapsed();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("1 added, 0 changed, 0 removed"), "{body}");
+    assert!(
+        took < Duration::from_secs(5),
+        "the reload waited {took:?} for the run in flight"
+    );
+    eventually(
+        Duration::from_secs(10),
+        "the added check to run",
+        || async {
+            let (_, metrics) = agent.get("/metrics").await;
+            (runs(&metrics, "added")? >= 1.0).then_some(())
+        },
+    )
+    .await;
+    // The run in flight was not cut short: it ends at its timeout, with its result.
+    eventually(
+        Duration::from_secs(30),
+        "the stalled run's result",
+        || async {
+            let (_, metrics) = agent.get("/metrics").await;
+            sample(
+                &metrics,
+                "nightjar_check_failures_total",
+                &[("check", &name), ("reason", "timeout")],
+            )
+            .filter(|failures| *failures >= 1.0)
+        },
+    )
+    .await;
+    agent.stop().await;
+    server.abort();
+}
