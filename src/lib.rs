@@ -54,6 +54,7 @@ pub mod cli;
 pub mod config;
 pub mod detect;
 pub mod hash;
+pub mod keys;
 pub mod kind;
 pub mod maintenance;
 pub mod metrics;

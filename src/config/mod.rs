@@ -7,6 +7,7 @@
 mod maintenance;
 pub mod module;
 mod remote_write;
+pub mod schema;
 mod slo;
 mod spec;
 mod traffic;
