@@ -291,7 +291,7 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         );
-        let loaded = crate::config::load(&[dir.clone()], &env, &Overrides::default());
+        let loaded = crate::config::load(&[dir], &env, &Overrides::default());
         assert!(loaded.is_ok(), "checks/ loads: {:?}", loaded.err());
         let _ = crate::config::embedded(&Overrides::default());
         let loaded = crate::config::load_str(
