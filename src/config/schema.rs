@@ -131,6 +131,7 @@ fn by_kind(branches: Vec<(CheckKind, Value)>, common: &'static Section) -> Value
         "type": "object",
         "required": ["name", "type"],
         "allOf": all_of,
+        "x-taplo": { "initKeys": ["name", "type"] },
     })
 }
 
@@ -366,6 +367,32 @@ ns_port = 53
             problems.is_empty(),
             "the schema and the readers disagree:\n{}",
             problems.into_iter().collect::<Vec<_>>().join("\n")
+        );
+    }
+
+    /// What the drift test rests on: a key asked for without an entry, and one asked for as
+    /// another type than its entry's, are recorded as such.
+    #[test]
+    fn a_key_without_an_entry_or_of_another_type_is_recorded() {
+        use crate::reader::{Diags, Source, Table, Unresolved};
+        let src = Source::new("x.toml".into(), "interval = \"30s\"\n".into());
+        let doc = toml::de::DeTable::parse(&src.text).unwrap();
+        let unresolved = Unresolved::default();
+        let d = Diags::new(&src, &crate::reader::NoSecrets, &unresolved);
+        let table = Table::from_root(&d, doc.get_ref(), doc.span(), &keys::DEFAULTS);
+        let _ = asked::take();
+        let _ = table.str("interval");
+        let _ = table.int("timeout");
+        let _ = table.str("targets");
+        let asked = asked::take();
+        let found: Vec<_> = asked.iter().map(|q| (q.key, q.found)).collect();
+        assert_eq!(
+            found,
+            [
+                ("interval", Some(("defaults", true))),
+                ("timeout", Some(("defaults", false))),
+                ("targets", None),
+            ]
         );
     }
 
