@@ -131,7 +131,7 @@ pub static HTTP_OPTIONS: Section = Section {
         ),
         key(
             "max_redirects",
-            Ty::IntIn(0, i64::MAX),
+            Ty::IntIn(0, 100),
             "10",
             "Fail with reason `redirect` beyond this many.",
         ),

@@ -574,7 +574,7 @@ pub static SLO: Section = section(
         ),
         key(
             "tolerated_failures",
-            Ty::IntIn(1, i64::MAX),
+            Ty::IntIn(0, 1000),
             "1",
             "`k`: failures in an alert's long window that must not page.",
         ),
