@@ -213,7 +213,8 @@ struct RequiredConfig {
 struct CheckArgs {
     #[command(flatten)]
     config: RequiredConfig,
-    /// Run only the check with this name; may repeat.
+    /// Run only the check with this name (every target of a template), or one target of a
+    /// template as NAME@TARGET; may repeat.
     #[arg(long)]
     only: Vec<String>,
     /// Run only the checks that run in this region.
@@ -555,18 +556,36 @@ async fn cmd_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         region: args.region.clone(),
         ..Overrides::default()
     };
-    let config = match load(&args.config.config, &overrides) {
+    let mut config = match load(&args.config.config, &overrides) {
         Ok(config) => config,
         Err(errors) => {
             print_config_errors(&errors);
             return Ok(ExitCode::from(2));
         }
     };
-    let known: Vec<&str> = config.checks.iter().map(|def| &*def.name).collect();
+    let env = RunEnv::system();
+    // Templates with `targets_from` read their sources once.
+    let discovery = crate::discovery::DiscoveryEnv::new(
+        env.resolver.clone(),
+        env.rdap.clone(),
+        crate::runner::USER_AGENT,
+    );
+    if let Err(error) = crate::fleet::discover_once(&mut config, &discovery).await {
+        eprintln!("nightjar: service discovery failed: {error}");
+        return Ok(ExitCode::from(2));
+    }
+    // A template's name selects all its targets; `NAME@TARGET` one of them.
+    let chosen = |only: &str, def: &CheckDef| only == &*def.name || only == def.check_name();
+    let mut known: Vec<&str> = Vec::new();
+    for def in &config.checks {
+        if !known.contains(&def.check_name()) {
+            known.push(def.check_name());
+        }
+    }
     let unknown: Vec<&String> = args
         .only
         .iter()
-        .filter(|name| !known.contains(&name.as_str()))
+        .filter(|name| !config.checks.iter().any(|def| chosen(name, def)))
         .collect();
     if !unknown.is_empty() {
         eprintln!(
@@ -583,12 +602,11 @@ async fn cmd_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let selected: Vec<Arc<CheckDef>> = config
         .checks
         .iter()
-        .filter(|def| args.only.is_empty() || args.only.iter().any(|name| *name == *def.name))
+        .filter(|def| args.only.is_empty() || args.only.iter().any(|name| chosen(name, def)))
         .filter(|def| args.region.is_none() || def.runs_in(&config.agent.region))
         .cloned()
         .collect();
 
-    let env = RunEnv::system();
     let permits = Arc::new(Semaphore::new(config.agent.concurrency));
     let progress = progress_bar(selected.len());
     let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));

@@ -26,6 +26,7 @@
 //! - [`remote_write`]: push every series to Prometheus remote-write endpoints.
 //! - [`traffic`]: the synthetic good-traffic injector for quiet hours.
 //! - [`blackbox`]: blackbox_exporter's modules as nightjar checks, for `/probe` and the importer.
+//! - [`discovery`]: templates' targets from file_sd files, HTTP SD and DNS records.
 //! - [`agent`]: wires the stages together for `nightjar run`.
 //! - [`cli`]: the command line.
 //! - Leaves, which import nothing from the crate: [`time`] (the clock, RFC 3339, days left and
@@ -53,6 +54,8 @@ pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod detect;
+pub mod discovery;
+pub mod fleet;
 pub mod hash;
 pub mod keys;
 pub mod kind;

@@ -74,7 +74,11 @@ impl Selector {
         if self.checks.is_empty() && self.labels.is_empty() {
             return true;
         }
-        self.checks.iter().any(|check| check == name)
+        // A template's name covers each of its targets' checks (`TEMPLATE@INSTANCE`).
+        let template = name.split_once('@').map(|(template, _)| template);
+        self.checks
+            .iter()
+            .any(|check| check == name || Some(check.as_str()) == template)
             || (!self.labels.is_empty()
                 && self
                     .labels

@@ -148,6 +148,11 @@ impl<'s> Diags<'s> {
         self.env.var(name).filter(|value| !value.is_empty())
     }
 
+    /// A problem found by a reader with diagnostics of its own over the same source.
+    pub fn push_error(&self, error: ConfigError) {
+        self.errors.borrow_mut().push(error);
+    }
+
     pub fn error(&self, span: &Range<usize>, message: impl Into<String>) {
         self.push(span, message.into(), None);
     }

@@ -156,8 +156,9 @@ fn sli_queries(slo: &Slo, window: &str) -> (String, String) {
 /// alerts add so they do not page for planned work.
 fn unless_maintenance() -> String {
     format!(
-        "unless on ({check}, {region}) {maintenance} == 1",
+        "unless on ({check}, {instance}, {region}) {maintenance} == 1",
         check = label::CHECK,
+        instance = label::INSTANCE,
         region = label::REGION,
         maintenance = names::CHECK_MAINTENANCE,
     )
@@ -506,24 +507,33 @@ fn quorum_group(out: &mut String, config: &Config) {
         return;
     }
     group_header(out, "nightjar-region-quorum");
+    // One rule per template, not per target: its targets are told apart by `instance`.
+    let mut seen = std::collections::HashSet::new();
     for def in &config.checks {
-        quorum_rule(out, def, config);
+        if seen.insert(def.check_name()) {
+            quorum_rule(out, def, config);
+        }
     }
 }
 
 fn quorum_rule(out: &mut String, def: &CheckDef, config: &Config) {
     // The decided state, so a check's confirm_failures holds here too, and not while a
     // maintenance window covers it.
+    let name = def.check_name();
     let state = |value: &str| {
         series(
             names::CHECK_STATE,
-            &[(label::CHECK, "=", &def.name), (label::STATE, "=", value)],
+            &[(label::CHECK, "=", name), (label::STATE, "=", value)],
         )
     };
     let failing_state = state(CheckState::Failing.as_str());
+    // A template's targets page one by one.
+    let by = match def.instance {
+        Some(_) => format!("{}, {}", label::CHECK, label::INSTANCE),
+        None => label::CHECK.to_string(),
+    };
     let failing = format!(
-        "count by ({}) ({failing_state} == 1 {})",
-        label::CHECK,
+        "count by ({by}) ({failing_state} == 1 {})",
         unless_maintenance()
     );
     let (expr, needed) = match (config.rules.quorum, def.regions.len()) {
@@ -537,10 +547,7 @@ fn quorum_rule(out: &mut String, def: &CheckDef, config: &Config) {
         }
         // The regions are those that report the check: more than half of them.
         (None, _) => (
-            format!(
-                "{failing} > count by ({}) ({failing_state}) / 2",
-                label::CHECK
-            ),
+            format!("{failing} > count by ({by}) ({failing_state}) / 2"),
             "more than half of the regions that run it".to_string(),
         ),
     };
@@ -553,15 +560,20 @@ fn quorum_rule(out: &mut String, def: &CheckDef, config: &Config) {
     );
     let _ = writeln!(out, "        labels:");
     let _ = writeln!(out, "          severity: page");
-    let _ = writeln!(out, "          {}: {}", label::CHECK, q(&def.name));
+    let _ = writeln!(out, "          {}: {}", label::CHECK, q(name));
+    let (what, target) = match def.instance {
+        Some(_) => (
+            format!("{name} {{{{ $labels.{} }}}}", label::INSTANCE),
+            format!("{{{{ $labels.{} }}}}", label::INSTANCE),
+        ),
+        None => (name.to_string(), def.target.clone()),
+    };
     annotations(
         out,
-        &format!("Check {} is failing in {{{{ $value }}}} regions", def.name),
+        &format!("Check {what} is failing in {{{{ $value }}}} regions"),
         &format!(
-            "Check {} ({} {}) has failed in {needed} for {}; the failing regions are those with {failing_state} == 1 (failures confirmed, no maintenance window open).",
-            def.name,
+            "Check {what} ({} {target}) has failed in {needed} for {}; the failing regions are those with {failing_state} == 1 (failures confirmed, no maintenance window open).",
             def.kind().as_str(),
-            def.target,
             prom_duration(config.rules.quorum_for),
         ),
     );

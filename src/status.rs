@@ -498,8 +498,14 @@ impl Serialize for Timestamp {
 /// One check as the JSON API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckView {
-    /// The check's name.
+    /// The check's name (`TEMPLATE@INSTANCE` for a template's target).
     pub name: String,
+    /// A template's target: the template's name (its series' `check` label).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// A template's target: its `instance` label.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
     /// The check's type.
     #[serde(rename = "type")]
     pub kind: &'static str,
@@ -822,6 +828,8 @@ impl CheckView {
         let state = state_of(last);
         CheckView {
             name: def.name.to_string(),
+            template: def.instance.as_ref().map(|_| def.check_name().to_string()),
+            instance: def.instance.as_deref().map(str::to_string),
             kind: def.kind().as_str(),
             target: def.target.clone(),
             state,

@@ -17,7 +17,7 @@ pub mod import;
 mod map;
 mod targets;
 mod toml_out;
-mod yaml;
+pub(crate) mod yaml;
 
 /// What a `blackbox.yml` holds: its modules in nightjar's keys, and the options that could not
 /// be carried over.

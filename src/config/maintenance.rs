@@ -2,10 +2,8 @@
 //! expression, covering checks by name, by labels, or all.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::CheckDef;
 use crate::maintenance::{Mode, Selector, When, Window};
 use crate::reader::{Failed, Table, closest, valid_check_name};
 
@@ -15,7 +13,7 @@ const MAX_DURATION: Duration = Duration::from_secs(7 * 86_400);
 /// Reads one `[[maintenance]]` table; `seen` holds the names read so far and where.
 pub(super) fn read_maintenance(
     table: Table<'_>,
-    checks: &[Arc<CheckDef>],
+    names: &[&str],
     failed: &Failed,
     seen: &mut HashMap<String, String>,
 ) -> Option<Window> {
@@ -27,7 +25,7 @@ pub(super) fn read_maintenance(
         None => table,
     };
     let when = read_when(&table);
-    let selector = read_selector(&table, checks, failed);
+    let selector = read_selector(&table, names, failed);
     let mode = match table.str("mode") {
         None | Some(("mark", _)) => Mode::Mark,
         Some(("skip", _)) => Mode::Skip,
@@ -168,14 +166,14 @@ fn read_time(
     }
 }
 
-/// `checks` (names that must exist) and `labels` (matches); neither covers every check.
-fn read_selector(table: &Table<'_>, checks: &[Arc<CheckDef>], failed: &Failed) -> Selector {
+/// `checks` (names that must exist: checks and templates, whose name covers all their
+/// targets) and `labels` (matches); neither covers every check.
+fn read_selector(table: &Table<'_>, names: &[&str], failed: &Failed) -> Selector {
     let d = table.diags();
-    let names: Vec<&str> = checks.iter().map(|def| &*def.name).collect();
     let mut selector = Selector::default();
     for (name, span) in table.str_list("checks").unwrap_or_default() {
         if !names.contains(&name) && !failed.checks.contains(name) {
-            let hint = match closest(name, &names) {
+            let hint = match closest(name, names) {
                 Some(close) => format!("did you mean {close:?}?"),
                 None => "name a [[check]] defined in the configuration".to_string(),
             };

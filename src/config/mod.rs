@@ -10,6 +10,7 @@ mod remote_write;
 pub mod schema;
 mod slo;
 mod spec;
+pub mod template;
 mod traffic;
 mod validate;
 pub mod web;
@@ -60,16 +61,36 @@ pub struct Config {
     /// Every module `/probe?module=` can run: `[[module]]` tables and the modules of
     /// `[agent] blackbox_config`, each validated.
     pub modules: Vec<Arc<module::ModuleDef>>,
+    /// Every check written with `targets` or `targets_from`, whose targets' checks are in
+    /// `checks`; those with `targets_from` get more from service discovery.
+    pub templates: Vec<Arc<template::Template>>,
+    /// The shard this agent runs (`--shard`: index from 0, count), if any.
+    pub shard: Option<(u64, u64)>,
 }
 
 impl Config {
     /// Keeps only the checks and traffic injectors of shard `index` (0-based) of `count`:
     /// those whose stable name hash modulo `count` is `index`, like Prometheus's `hashmod`.
+    /// A template's targets are placed by their own names (`TEMPLATE@INSTANCE`), so its
+    /// targets spread over the shards, and targets discovered later follow the same rule
+    /// ([`Config::in_shard`]).
     pub fn select_shard(&mut self, index: u64, count: u64) {
-        let mine = |name: &str| crate::hash::stable_hash(name) % count.max(1) == index;
-        self.checks.retain(|def| mine(&def.name));
-        self.traffic.retain(|def| mine(&def.name));
+        self.shard = Some((index, count));
+        let shard = self.shard;
+        self.checks.retain(|def| in_shard(shard, &def.name));
+        self.traffic.retain(|def| in_shard(shard, &def.name));
     }
+
+    /// Whether the check or injector `name` belongs to this agent's shard.
+    pub fn in_shard(&self, name: &str) -> bool {
+        in_shard(self.shard, name)
+    }
+}
+
+/// Whether `name` falls in `shard` (index from 0, count): its stable hash modulo the count is
+/// the index, like Prometheus's `hashmod`. No shard holds every name.
+pub fn in_shard(shard: Option<(u64, u64)>, name: &str) -> bool {
+    shard.is_none_or(|(index, count)| crate::hash::stable_hash(name) % count.max(1) == index)
 }
 
 /// A hash of a definition as written: its table's content (`Table::written`), what it takes
@@ -193,9 +214,25 @@ pub struct CheckDef {
     /// The definition as written (`config::revision`): equal across a reload when the check is
     /// unchanged.
     pub revision: u64,
+    /// A template's check (`targets`, `targets_from`): the target it was made for, without
+    /// credentials or query string (its `instance` label). Its `name` is then
+    /// `TEMPLATE@INSTANCE`.
+    pub instance: Option<Arc<str>>,
 }
 
 impl CheckDef {
+    /// The name its series carry as `check`: the template's for a template's check, else
+    /// the check's own.
+    pub fn check_name(&self) -> &str {
+        match self.instance {
+            Some(_) => self
+                .name
+                .split_once('@')
+                .map_or(&*self.name, |(name, _)| name),
+            None => &self.name,
+        }
+    }
+
     /// The check's type.
     pub fn kind(&self) -> CheckKind {
         self.spec.kind()

@@ -249,6 +249,7 @@ impl Built {
             confirm: crate::detect::Confirm::default(),
             source_ip: self.source_ip,
             revision: 0,
+            instance: None,
         }
     }
 }
@@ -287,9 +288,24 @@ fn read_spec_of(
 
 /// An environment that remembers every variable it was asked for (for a module: a `/probe`
 /// later builds its check with the same values), or answers only from what it holds.
-struct Recording<'e> {
+pub(super) struct Recording<'e> {
     inner: &'e dyn Env,
     seen: RefCell<BTreeMap<String, String>>,
+}
+
+impl<'e> Recording<'e> {
+    /// Records what `inner` answers.
+    pub(super) fn new(inner: &'e dyn Env) -> Recording<'e> {
+        Recording {
+            inner,
+            seen: RefCell::new(BTreeMap::new()),
+        }
+    }
+
+    /// The variables asked for, with their values.
+    pub(super) fn into_seen(self) -> BTreeMap<String, String> {
+        self.seen.into_inner()
+    }
 }
 
 impl Env for Recording<'_> {
@@ -326,7 +342,7 @@ impl Env for Overlay<'_> {
 }
 
 /// The variables a module was validated with.
-struct Recorded(BTreeMap<String, String>);
+pub(super) struct Recorded(pub(super) BTreeMap<String, String>);
 
 impl Env for Recorded {
     fn var(&self, name: &str) -> Option<String> {
@@ -560,7 +576,7 @@ fn read_module_in(
 }
 
 /// The `type` of a table, read without reporting anything (the reader does).
-fn raw_kind(table: &DeTable<'_>) -> Option<CheckKind> {
+pub(super) fn raw_kind(table: &DeTable<'_>) -> Option<CheckKind> {
     table.iter().find_map(|(key, value)| match value.get_ref() {
         DeValue::String(text) if key.get_ref().as_ref() == "type" => text.parse().ok(),
         _ => None,
@@ -601,7 +617,7 @@ fn with_placeholder<'a>(
 }
 
 /// A value of the spanned tree as an owned TOML value.
-fn owned(value: &DeValue<'_>) -> toml::Value {
+pub(super) fn owned(value: &DeValue<'_>) -> toml::Value {
     match value {
         DeValue::String(text) => toml::Value::String(text.to_string()),
         DeValue::Integer(_) => toml::Value::Integer(as_int(value).unwrap_or_default()),
@@ -623,7 +639,7 @@ fn owned(value: &DeValue<'_>) -> toml::Value {
 }
 
 /// A target that stands for any in validation: one each kind's reader accepts.
-fn placeholder_of(kind: CheckKind, https: bool) -> &'static str {
+pub(super) fn placeholder_of(kind: CheckKind, https: bool) -> &'static str {
     match kind {
         CheckKind::Http | CheckKind::Flow => "http://probe.invalid/",
         CheckKind::Websocket => "ws://probe.invalid/",

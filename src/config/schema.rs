@@ -63,11 +63,26 @@ fn array_of(item: Value, key: &Key) -> Value {
     })
 }
 
-/// `[[check]]`: the keys every check has and the kind's, per kind.
+/// `[[check]]`: the keys every check has and the kind's, per kind. A template's `targets` or
+/// `targets_from` stand for the kind's target key, so that is required only without them.
 fn check_schema() -> Value {
     let branches = kind_keys()
         .into_iter()
-        .map(|(kind, section)| (kind, kind_branch(kind, &[&keys::CHECK, section], None)))
+        .map(|(kind, section)| {
+            let mut branch = kind_branch(kind, &[&keys::CHECK, section], None);
+            let (target, _) = crate::blackbox::target_entry(kind, "placeholder");
+            if let Some(required) = branch["required"].as_array_mut()
+                && let Some(at) = required.iter().position(|key| key == target)
+            {
+                required.remove(at);
+                branch["anyOf"] = json!([
+                    { "required": [target] },
+                    { "required": ["targets"] },
+                    { "required": ["targets_from"] },
+                ]);
+            }
+            (kind, branch)
+        })
         .collect();
     by_kind(branches, &keys::CHECK)
 }
@@ -305,8 +320,8 @@ mod tests {
         asked::take()
     }
 
-    /// Keys no example in `checks/` writes whose readers only ask for them when another key
-    /// is there.
+    /// Keys no example in `checks/` writes: some readers only ask for them when another key is
+    /// there, and templates have no example there.
     const EXTRA: &str = r#"
 [[check]]
 name = "extra-dns-consistency"
@@ -315,6 +330,18 @@ query = "example.com"
 mode = "consistency"
 servers = ["192.0.2.1:53"]
 ns_port = 53
+
+[[check]]
+name = "extra-template"
+type = "tcp"
+targets = ["db1.example.com:5432"]
+targets_from = [
+  { file = "sd/*.json", refresh = "5m" },
+  { files = ["sd/a.json", "sd/b.yml"] },
+  { http = "https://sd.example.com/targets", refresh = "1m", timeout = "10s", max_body = "16MiB", tls = { ca = "bundled" } },
+  { dns = "_pg._tcp.example.com", type = "SRV", server = "192.0.2.53:53" },
+  { dns = "db.example.com", type = "A", port = 5432 },
+]
 "#;
 
     /// The drift test: every key a reader asks for has an entry of a type that admits what the

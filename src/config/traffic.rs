@@ -188,6 +188,14 @@ fn read_request(
                 }
             },
             None if failed.checks.contains(check) => None,
+            None if checks.iter().any(|def| def.check_name() == check) => {
+                d.error_hint(
+                    &span,
+                    format!("check {check:?} is a template of many targets"),
+                    format!("traffic sends one request: name one target's check, like \"{check}@TARGET\", or write url"),
+                );
+                None
+            }
             None => {
                 d.error(&span, format!("no check named {check:?}"));
                 None

@@ -9,6 +9,7 @@ use std::time::Duration;
 use toml::de::DeTable;
 
 use super::spec::{read_kind, read_source_ip, read_spec};
+use super::template::Template;
 use super::{
     AgentConfig, CheckDef, Config, ConfigError, ConfigErrors, DEFAULT_DURATION_BUCKETS,
     DEFAULT_LISTEN, Env, Origin, Overrides, Schedule,
@@ -24,7 +25,8 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_CONCURRENCY: usize = 256;
 const DOMAIN_INTERVAL: Duration = Duration::from_secs(12 * 3600);
 
-struct Defaults {
+#[derive(Debug, Clone)]
+pub(super) struct Defaults {
     interval: Duration,
     timeout: Option<Duration>,
     run_on_load: bool,
@@ -125,9 +127,10 @@ pub(super) fn build(
         agent.state_dir = Some(dir.clone());
     }
     // Pass 2: the checks.
-    let (checks, mut failed) = read_checks(
+    let (checks, templates, mut failed) = read_checks(
         &roots,
         &diags,
+        (env, &unresolved),
         &singles.defaults,
         &agent,
         &singles.agent_labels_at,
@@ -136,14 +139,17 @@ pub(super) fn build(
     let slos = read_slos(
         &roots,
         &diags,
-        &checks,
+        (&checks, &templates),
         &mut failed,
         &agent.duration_buckets,
     );
     // Pass 4: the traffic injectors, which name SLOs and checks.
     let traffic = read_traffics(&roots, &diags, &checks, &slos, &failed);
     let remote_write = read_remote_writes(&roots, &diags);
-    let maintenance = read_maintenances(&roots, &diags, &checks, &failed);
+    let mut names: Vec<&str> = checks.iter().map(|def| def.check_name()).collect();
+    names.extend(templates.iter().map(|template| &*template.name));
+    names.dedup();
+    let maintenance = read_maintenances(&roots, &diags, &names, &failed);
     let mut origin = origin;
     let (modules, module_errors) =
         super::module::read_modules(&roots, &diags, env, &unresolved, &agent, &mut origin);
@@ -171,6 +177,8 @@ pub(super) fn build(
         origin,
         fingerprint: 0,
         modules,
+        templates,
+        shard: None,
     })
 }
 
@@ -266,18 +274,38 @@ fn default_agent() -> AgentConfig {
     }
 }
 
-/// Every `[[check]]`, and the names of those defined but invalid (naming one is no problem
-/// of its own).
+/// Every `[[check]]` (a template's as one check per target), the templates, and the names
+/// of those defined but invalid (naming one is no problem of its own).
 fn read_checks<'a>(
     roots: &'a [(usize, Table<'a>)],
     diags: &'a [Diags<'a>],
+    (env, unresolved): (&dyn Env, &Unresolved),
     defaults: &Defaults,
     agent: &AgentConfig,
     agent_labels_at: &BTreeMap<String, String>,
-) -> (Vec<Arc<CheckDef>>, Failed) {
+) -> (Vec<Arc<CheckDef>>, Vec<Arc<Template>>, Failed) {
     let mut checks = Vec::new();
+    let mut templates = Vec::new();
     let mut seen: HashMap<String, String> = HashMap::new();
+    let cx = super::template::Context {
+        defaults,
+        agent,
+        agent_labels_at,
+    };
     for (d, n, item) in items(roots, diags, "check") {
+        if super::template::is_template(item) {
+            let place = super::template::Place {
+                d,
+                env,
+                unresolved,
+                n,
+            };
+            if let Some(read) = super::template::read(&place, item, &cx, &mut seen) {
+                checks.extend(read.checks.into_iter().map(Arc::new));
+                templates.push(Arc::new(read.template));
+            }
+            continue;
+        }
         let Some(table) = Table::new(d, item, format!("check #{}", n + 1), &crate::keys::CHECK)
         else {
             continue;
@@ -286,7 +314,11 @@ fn read_checks<'a>(
             checks.push(Arc::new(check));
         }
     }
-    let valid: HashSet<&str> = checks.iter().map(|def| &*def.name).collect();
+    let valid: HashSet<&str> = checks
+        .iter()
+        .map(|def| def.check_name())
+        .chain(templates.iter().map(|template| &*template.name))
+        .collect();
     let failed = Failed {
         checks: seen
             .keys()
@@ -295,18 +327,25 @@ fn read_checks<'a>(
             .collect(),
         slos: BTreeSet::new(),
     };
-    (checks, failed)
+    (checks, templates, failed)
 }
 
 /// Every `[[slo]]`; the names of those defined but invalid go to `failed`.
 fn read_slos<'a>(
     roots: &'a [(usize, Table<'a>)],
     diags: &'a [Diags<'a>],
-    checks: &[Arc<CheckDef>],
+    (checks, templates): (&[Arc<CheckDef>], &[Arc<Template>]),
     failed: &mut Failed,
     buckets: &[f64],
 ) -> Vec<super::Slo> {
-    let check_names: Vec<String> = checks.iter().map(|def| def.name.to_string()).collect();
+    // A template is named by its name, which its targets' series carry as `check`.
+    let mut check_names: Vec<String> = checks
+        .iter()
+        .map(|def| def.check_name().to_string())
+        .chain(templates.iter().map(|template| template.name.to_string()))
+        .collect();
+    check_names.sort();
+    check_names.dedup();
     let mut slos: Vec<super::Slo> = Vec::new();
     for (d, n, item) in items(roots, diags, "slo") {
         let name = raw_name(item);
@@ -396,7 +435,7 @@ fn read_remote_writes<'a>(
 fn read_maintenances<'a>(
     roots: &'a [(usize, Table<'a>)],
     diags: &'a [Diags<'a>],
-    checks: &[Arc<CheckDef>],
+    names: &[&str],
     failed: &Failed,
 ) -> Vec<crate::maintenance::Window> {
     let mut windows: Vec<crate::maintenance::Window> = Vec::new();
@@ -410,7 +449,7 @@ fn read_maintenances<'a>(
         ) else {
             continue;
         };
-        if let Some(window) = super::maintenance::read_maintenance(table, checks, failed, &mut seen)
+        if let Some(window) = super::maintenance::read_maintenance(table, names, failed, &mut seen)
         {
             windows.push(window);
         }
@@ -704,7 +743,7 @@ fn valid_region(region: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-fn read_check(
+pub(super) fn read_check(
     table: Table<'_>,
     defaults: &Defaults,
     agent: &AgentConfig,
@@ -771,6 +810,7 @@ fn read_check(
         confirm: detection.confirm,
         source_ip,
         revision,
+        instance: None,
     })
 }
 

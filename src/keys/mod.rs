@@ -489,7 +489,105 @@ pub static CHECK: Section = section(
         CONFIRM_RECOVERIES,
         RETRY_INTERVAL,
         SOURCE_IP,
+        key(
+            "targets",
+            Ty::List(&Ty::Str),
+            "",
+            "A template: the targets, as the kind's target key takes them (a URL for http; a bare `HOST:PORT` becomes `http://HOST:PORT`; `HOST:PORT` for tcp), each a check of its own sharing the rest of the definition; at most 100,000; each once.",
+        ),
+        key(
+            "targets_from",
+            Ty::Tables(&TARGETS_FROM),
+            "",
+            "A template: targets found by service discovery, in Prometheus's formats (`{ file = \"sd/*.json\" }`, `{ http = \"https://...\" }`, `{ dns = \"_https._tcp.example.com\" }`); with or without `targets`.",
+        ),
     ],
+);
+
+/// A source of `targets_from`.
+pub static TARGETS_FROM: Section = Section {
+    name: "check.targets_from",
+    keys: &[
+        key(
+            "file",
+            Ty::Str,
+            "",
+            "One file_sd file, or a pattern with `*` and `?` in its last path element (`sd/*.json`); relative to the configuration file naming it. `.json` is JSON; `.yml` and `.yaml` are YAML.",
+        ),
+        key(
+            "files",
+            Ty::List(&Ty::Str),
+            "",
+            "Several file_sd files or patterns, as a list.",
+        ),
+        key(
+            "http",
+            Ty::Secret,
+            "",
+            "A Prometheus HTTP SD URL (`http` or `https`): a GET every `refresh`, answered with a JSON list of target groups.",
+        ),
+        key(
+            "dns",
+            Ty::Str,
+            "",
+            "A DNS name whose records give the targets (the system resolver's search list applies to a relative one).",
+        ),
+        key(
+            "refresh",
+            Ty::Duration,
+            "",
+            "How often the source is read again. Default: `\"5m\"` (file), `\"1m\"` (http), `\"30s\"` (dns).",
+        ),
+        key(
+            "timeout",
+            Ty::Duration,
+            "\"10s\"",
+            "http and dns: how long one fetch or query may take.",
+        ),
+        key(
+            "max_body",
+            Ty::Size,
+            "\"16MiB\"",
+            "http: the largest answer read.",
+        ),
+        key(
+            "tls",
+            Ty::Table(&checks::TLS),
+            "",
+            "http: the `tls` table of an `http` check (`ca_file`, `cert_file`/`key_file`, `server_name`, `insecure_skip_verify`, `min_version`); default: bundled roots.",
+        ),
+        key(
+            "type",
+            Ty::Enum(&["SRV", "A", "AAAA"]),
+            "\"SRV\"",
+            "dns: `\"SRV\"` (`host:port` from each record), `\"A\"` or `\"AAAA\"` (`ip:port`, with `port`).",
+        ),
+        key(
+            "port",
+            Ty::IntIn(1, 65535),
+            "",
+            "dns: the port of A and AAAA targets; required for them, refused for SRV.",
+        ),
+        key(
+            "server",
+            Ty::Str,
+            "",
+            "dns: `\"HOST:PORT\"` (port 53 if left out) of the server to ask. Default: the system resolver.",
+        ),
+    ],
+    also: &[&checks::HTTP_AUTH],
+    values: None,
+};
+
+/// The top level of a file of sources only (`discovery::config::sources_from_toml`).
+pub static SOURCES: Section = section(
+    "sources",
+    &[key(
+        "targets_from",
+        Ty::Tables(&TARGETS_FROM),
+        "",
+        "The sources.",
+    )],
 );
 
 /// The keys every `[[module]]` has besides those of its kind (less its target key).

@@ -7,6 +7,7 @@
 //! prometheus registry.
 
 pub mod blackbox;
+pub mod discovery;
 pub mod names;
 mod store;
 
@@ -55,6 +56,8 @@ pub struct Metrics {
     pub http: HttpMetrics,
     /// Requests to `/probe`, by module and result.
     pub probes: blackbox::ProbeRequests,
+    /// Templates' discovery sources: targets, failures, last success.
+    pub discovery: discovery::DiscoveryMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -112,6 +115,7 @@ impl Metrics {
             remote: RemoteMetrics::register(&registry),
             http: HttpMetrics::register(&registry),
             probes: blackbox::ProbeRequests::register(&registry),
+            discovery: discovery::DiscoveryMetrics::register(&registry),
             registry,
         };
         metrics.reload_ok.set(1);
@@ -140,9 +144,12 @@ impl Metrics {
     /// What identifies `def`'s series: its labels, info values, reasons and flow steps.
     fn identity_of(&self, def: &CheckDef) -> Identity {
         let mut labels = vec![
-            (Cow::Borrowed(label::CHECK), def.name.to_string()),
+            (Cow::Borrowed(label::CHECK), def.check_name().to_string()),
             (Cow::Borrowed("type"), def.kind().as_str().to_string()),
         ];
+        if let Some(instance) = &def.instance {
+            labels.push((Cow::Borrowed(label::INSTANCE), instance.to_string()));
+        }
         let mut own: Vec<(Cow<'static, str>, String)> = def
             .labels
             .iter()

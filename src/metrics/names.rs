@@ -33,6 +33,14 @@ pub const CHECK_MAINTENANCE_RUNS: &str = "nightjar_check_maintenance_runs_total"
 /// `nightjar_check_maintenance_duration_seconds`: the histogram of those runs, by result,
 /// for latency SLIs with `exclude_maintenance`.
 pub const CHECK_MAINTENANCE_DURATION: &str = "nightjar_check_maintenance_duration_seconds";
+/// `nightjar_discovery_targets`: the targets a template's discovery source gives now, by
+/// [`label::CHECK`] and [`label::SOURCE`].
+pub const DISCOVERY_TARGETS: &str = "nightjar_discovery_targets";
+/// `nightjar_discovery_failures_total`: failed refreshes of a discovery source.
+pub const DISCOVERY_FAILURES: &str = "nightjar_discovery_failures_total";
+/// `nightjar_discovery_last_success_timestamp_seconds`: when a discovery source was last
+/// read whole.
+pub const DISCOVERY_LAST_SUCCESS: &str = "nightjar_discovery_last_success_timestamp_seconds";
 
 /// Label names.
 pub mod label {
@@ -49,6 +57,10 @@ pub mod label {
     pub const EXPIRES: &str = "expires";
     /// A check's state, on [`CHECK_STATE`](super::CHECK_STATE).
     pub const STATE: &str = "state";
+    /// A template's target, on every series of its checks.
+    pub const INSTANCE: &str = "instance";
+    /// A discovery source as `discovery::Source::describe` shows it.
+    pub const SOURCE: &str = "source";
 }
 
 /// A check's state as shown: the value of [`label::STATE`], and `state` in the API
@@ -251,9 +263,11 @@ pub const RESERVED_LABELS: &[&str] = &[
     "__name__",
     // Added by Prometheus at scrape time.
     "job",
-    "instance",
+    label::INSTANCE,
     // `/probe` requests: the module asked for.
     "module",
+    // Discovery sources.
+    label::SOURCE,
 ];
 
 /// Whether a user label may not be called `name`: nightjar writes it itself, or it starts

@@ -414,7 +414,8 @@ fn list_row(
     let name = escape(&row.def.name);
     let _ = write!(
         html,
-        "<tr data-state=\"{state}\" data-check=\"{name}\"><td>{badge}</td><th scope=\"row\"><a href=\"/checks/{name}\">{name}</a>",
+        "<tr data-state=\"{state}\" data-check=\"{name}\"><td>{badge}</td><th scope=\"row\"><a href=\"/checks/{path}\">{name}</a>",
+        path = escape(&path_segment(&row.def.name)),
         state = row.state.as_str(),
         badge = badge(row.state),
     );
@@ -603,8 +604,9 @@ pub fn detail(store: &StatusStore, name: &str) -> Option<String> {
     }
     let _ = write!(
         html,
-        "<p class=\"muted\">As JSON: <a href=\"/api/v1/checks/{0}\">/api/v1/checks/{0}</a></p>\n</div></main>\n",
-        escape(&view.name)
+        "<p class=\"muted\">As JSON: <a href=\"/api/v1/checks/{1}\">/api/v1/checks/{0}</a></p>\n</div></main>\n",
+        escape(&view.name),
+        escape(&path_segment(&view.name))
     );
     foot(&mut html);
     Some(html)
@@ -1110,8 +1112,9 @@ pub fn not_found(name: &str, closest: Option<&str>) -> String {
     let mut html = head("Not found · nightjar");
     let suggestion = closest.map_or(String::new(), |closest| {
         format!(
-            "Did you mean <a href=\"/checks/{0}\">{0}</a>? ",
-            escape(closest)
+            "Did you mean <a href=\"/checks/{1}\">{0}</a>? ",
+            escape(closest),
+            escape(&path_segment(closest))
         )
     });
     let _ = writeln!(
@@ -1144,6 +1147,20 @@ fn foot(html: &mut String) {
 /// Escapes text for HTML content and attribute values.
 pub fn escape(text: &str) -> String {
     crate::text::escape_markup(text, crate::text::Markup::Html)
+}
+
+/// `name` as one segment of a URL path: a template's check names hold its target
+/// (`web@https://a.example/`), whose `/`, `?` and `#` must not split the path.
+fn path_segment(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for byte in name.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~' | b'@') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -486,6 +486,8 @@ fn every_label_nightjar_writes_is_reserved() {
     let config = load(&text).unwrap_or_else(|errors| panic!("{errors}\n{text}"));
     assert_eq!(config.checks.len(), CheckKind::ALL.len());
     let metrics = observed(&config);
+    // A template's discovery source.
+    metrics.discovery.refreshed("c0", "file sd/*.json", 3);
     let mut written = BTreeSet::new();
     for (_, names) in every_label_set(&config, &metrics) {
         written.extend(names);
@@ -514,6 +516,7 @@ fn every_label_nightjar_writes_is_reserved() {
         "remote",
         "agent",
         "__name__",
+        "source",
     ] {
         assert!(
             written.contains(name),

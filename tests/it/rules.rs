@@ -503,3 +503,78 @@ fn sloth_naming() {
     .unwrap();
     promtool_test_rules(dir.path(), &test_file);
 }
+
+const TEMPLATE: &str = r#"
+[[check]]
+name = "edge"
+type = "http"
+targets = ["https://a.example/", "https://b.example/"]
+regions = ["eu", "us", "ap"]
+"#;
+
+/// A template's targets page one by one: one alert rule for the template, grouped by
+/// `instance`, so a target failing in two of three regions pages with its `instance` and
+/// another failing in one region does not; a window covering one target in one region
+/// holds only that target's page.
+#[test]
+fn a_templates_targets_page_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(dir.path(), TEMPLATE);
+    let text = std::fs::read_to_string(&rules).unwrap();
+    assert_eq!(
+        text.matches("alert: NightjarCheckFailingInRegions").count(),
+        1,
+        "one quorum rule per template:\n{text}"
+    );
+    let state = |instance: &str, region: &str| {
+        format!(
+            r#"nightjar_check_state{{check="edge",instance="https://{instance}.example/",region="{region}",state="failing"}}"#
+        )
+    };
+    let (a_eu, a_us, a_ap) = (state("a", "eu"), state("a", "us"), state("a", "ap"));
+    let (b_eu, b_us, b_ap) = (state("b", "eu"), state("b", "us"), state("b", "ap"));
+    let a_page = r#"check="edge",instance="https://a.example/",severity="page""#;
+    let groups = [
+        group(
+            "template quorum",
+            &[
+                (&a_eu, "1x20"),
+                (&a_us, "1x20"),
+                (&a_ap, "0x20"),
+                (&b_eu, "1x20"),
+                (&b_us, "0x20"),
+                (&b_ap, "0x20"),
+            ],
+            &[
+                alert_at("NightjarCheckFailingInRegions", 4, &[]),
+                alert_at("NightjarCheckFailingInRegions", 8, &[a_page]),
+            ],
+        ),
+        group(
+            "template quorum in maintenance",
+            &[
+                (&a_eu, "1x20"),
+                (&a_us, "1x20"),
+                (&a_ap, "0x20"),
+                (&b_eu, "1x20"),
+                (&b_us, "1x20"),
+                (&b_ap, "0x20"),
+                (
+                    r#"nightjar_check_maintenance{check="edge",instance="https://b.example/",region="us"}"#,
+                    "1x20",
+                ),
+            ],
+            &[alert_at("NightjarCheckFailingInRegions", 8, &[a_page])],
+        ),
+    ];
+    let test_file = dir.path().join("rules_test.yml");
+    std::fs::write(
+        &test_file,
+        format!(
+            "rule_files: [rules.yml]\nevaluation_interval: 1m\ntests:\n{}",
+            groups.concat()
+        ),
+    )
+    .unwrap();
+    promtool_test_rules(dir.path(), &test_file);
+}

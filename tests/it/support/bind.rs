@@ -46,6 +46,12 @@ _sip._tcp IN SRV 10 5 5060 sip.{ZONE}.\nalias IN CNAME www.{ZONE}.\n"
     for idx in 0..40 {
         zone.push_str(&format!("big IN TXT \"{idx:02}-{}\"\n", "x".repeat(200)));
     }
+    // Service discovery: an SRV set and addresses of a pool (tests/it/discovery.rs).
+    zone.push_str(&format!(
+        "_https._tcp IN SRV 10 5 8443 web1.{ZONE}.\n_https._tcp IN SRV 10 5 8443 web2.{ZONE}.\n\
+_https._tcp IN SRV 20 5 443 web3.{ZONE}.\n\
+pool IN A 192.0.2.10\npool IN A 192.0.2.11\npool IN AAAA 2001:db8::10\n"
+    ));
     zone
 }
 
@@ -167,9 +173,13 @@ zone "{ZONE}" {{ type primary; file "{zone}"; }};
             wait_for_tcp(addr, Duration::from_secs(20));
         }
         // named opens its sockets before it has loaded the zone; until it says "running", a
-        // query can get SERVFAIL.
+        // query can get SERVFAIL. Its banner's "running as: named ..." comes first and does
+        // not count: the line that ends with "running" does.
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !std::fs::read_to_string(&log_path).is_ok_and(|log| log.contains("running")) {
+        while !std::fs::read_to_string(&log_path).is_ok_and(|log| {
+            log.lines()
+                .any(|line| line.trim_end().ends_with(" running"))
+        }) {
             assert!(
                 Instant::now() < deadline,
                 "named did not say it was running within 20 s"

@@ -895,7 +895,7 @@ impl Prometheus {
         config.push_str("scrape_configs:\n");
         for (job, target) in targets {
             config.push_str(&format!(
-                "  - job_name: {job}\n    scrape_interval: 1s\n    scrape_timeout: 900ms\n    static_configs:\n      - targets: ['{target}']\n"
+                "  - job_name: {job}\n    scrape_interval: 1s\n    scrape_timeout: 900ms\n    honor_labels: true\n    static_configs:\n      - targets: ['{target}']\n"
             ));
         }
         config.push_str(jobs);
