@@ -29,8 +29,8 @@ fn value(line: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Per check: (runs by result, duration histogram count, failures by reason minus failed
-/// runs). They must agree.
+/// Per check: (successful runs, their duration histogram's count, failures by reason minus
+/// failed runs). They must agree.
 fn consistency(metrics: &str) -> (usize, Vec<String>) {
     let mut per: HashMap<&str, [f64; 3]> = HashMap::new();
     for line in metrics.lines() {
@@ -47,10 +47,14 @@ fn consistency(metrics: &str) -> (usize, Vec<String>) {
             continue;
         };
         let entry = per.entry(check).or_default();
-        entry[slot] += value(line);
-        if slot == 0 && label(line, "result") == Some("failure") {
+        let failed = label(line, "result") == Some("failure");
+        if slot == 0 && failed {
             // Failures are also counted by reason: compare against the failure runs.
             entry[2] -= value(line);
+        } else if slot != 1 || !failed {
+            // The histogram of successful runs against their count (lean metrics have no
+            // histogram of failed runs).
+            entry[slot] += value(line);
         }
     }
     // A scrape renders family after family while checks keep running, so a run that ends

@@ -484,6 +484,14 @@ fn apply(
     access: &SharedAccess,
     tls: Option<&SharedTls>,
 ) -> Result<String, String> {
+    // First: a switch of metrics set also changes the default duration_buckets.
+    if current.agent.metrics != next.agent.metrics {
+        return Err(format!(
+            "[agent] metrics changed from \"{}\" to \"{}\"; restart the agent to apply that (the series start over)",
+            current.agent.metrics.as_str(),
+            next.agent.metrics.as_str()
+        ));
+    }
     let agent_changed = current.agent.listen != next.agent.listen
         || current.agent.region != next.agent.region
         || current.agent.labels != next.agent.labels

@@ -204,11 +204,14 @@ fn report_refused(template: &Template, refused: &[crate::config::template::Refus
         .iter()
         .take(SHOWN)
         .map(|one| {
-            crate::text::sanitize(&format!(
-                "{:?}: {}",
-                crate::text::redact(&template.source_secrets, &one.target),
-                one.reason.replace('\n', "; ")
-            ), 300)
+            crate::text::sanitize(
+                &format!(
+                    "{:?}: {}",
+                    crate::text::redact(&template.source_secrets, &one.target),
+                    one.reason.replace('\n', "; ")
+                ),
+                300,
+            )
             .into_owned()
         })
         .collect();
@@ -216,7 +219,9 @@ fn report_refused(template: &Template, refused: &[crate::config::template::Refus
 }
 
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Reads every template's sources once and adds the checks of the targets found to

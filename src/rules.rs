@@ -126,11 +126,9 @@ fn sli_queries(slo: &Slo, window: &str) -> (String, String) {
                     rate(names::CHECK_RUNS, names::CHECK_MAINTENANCE_RUNS, &[checks]),
                 ),
                 Some(threshold) => {
-                    let total = rate(
-                        &format!("{}_count", names::CHECK_DURATION),
-                        &format!("{}_count", names::CHECK_MAINTENANCE_DURATION),
-                        &[checks],
-                    );
+                    // Every run, from the runs counter: with lean metrics the histogram holds
+                    // only the successful ones.
+                    let total = rate(names::CHECK_RUNS, names::CHECK_MAINTENANCE_RUNS, &[checks]);
                     let threshold = threshold.to_string();
                     let good = rate(
                         &format!("{}_bucket", names::CHECK_DURATION),
@@ -545,9 +543,19 @@ fn quorum_rule(out: &mut String, def: &CheckDef, config: &Config) {
                 format!("{majority} of its {n} regions"),
             )
         }
-        // The regions are those that report the check: more than half of them.
+        // The regions are those that report the check (its runs counter, there at 0 from
+        // the start in both metrics sets): more than half of them.
         (None, _) => (
-            format!("{failing} > count by ({by}) ({failing_state}) / 2"),
+            format!(
+                "{failing} > count by ({by}) ({}) / 2",
+                series(
+                    names::CHECK_RUNS,
+                    &[
+                        (label::CHECK, "=", name),
+                        (label::RESULT, "=", result::SUCCESS)
+                    ]
+                )
+            ),
             "more than half of the regions that run it".to_string(),
         ),
     };

@@ -5,6 +5,7 @@
 //! Every problem in every file is reported at once, each as `file:line:column: message`.
 
 mod maintenance;
+mod metrics_mode;
 pub mod module;
 mod remote_write;
 pub mod schema;
@@ -36,6 +37,32 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9465";
 pub const DEFAULT_DURATION_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
+
+/// Default buckets of `nightjar_check_duration_seconds` with lean metrics, in seconds (each
+/// edge is a series per check); an `[[slo]]`'s latency threshold among
+/// [`DEFAULT_DURATION_BUCKETS`] is added to them.
+pub const LEAN_DURATION_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+/// Which per-check series the agent exports (`[agent] metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MetricsMode {
+    /// The SLI counters, one duration histogram (successful runs), the current state, the
+    /// blackbox gauges; failure reasons, retries, skips and maintenance from their first use.
+    #[default]
+    Lean,
+    /// Every series, each created at 0 when the check is loaded.
+    Full,
+}
+
+impl MetricsMode {
+    /// The value as written in the configuration.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MetricsMode::Lean => "lean",
+            MetricsMode::Full => "full",
+        }
+    }
+}
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -176,6 +203,8 @@ pub struct AgentConfig {
     /// Taken off `X-Prometheus-Scrape-Timeout-Seconds` for a `/probe`'s timeout
     /// (`probe_timeout_offset`, blackbox_exporter's `--timeout-offset`).
     pub probe_timeout_offset: Duration,
+    /// Which per-check series are exported (`metrics`).
+    pub metrics: MetricsMode,
 }
 
 /// One validated check.

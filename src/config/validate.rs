@@ -12,7 +12,7 @@ use super::spec::{read_kind, read_source_ip, read_spec};
 use super::template::Template;
 use super::{
     AgentConfig, CheckDef, Config, ConfigError, ConfigErrors, DEFAULT_DURATION_BUCKETS,
-    DEFAULT_LISTEN, Env, Origin, Overrides, Schedule,
+    DEFAULT_LISTEN, Env, LEAN_DURATION_BUCKETS, MetricsMode, Origin, Overrides, Schedule,
 };
 use crate::checks::CheckKind;
 use crate::metrics::names::RESERVED_LABELS;
@@ -141,8 +141,9 @@ pub(super) fn build(
         &diags,
         (&checks, &templates),
         &mut failed,
-        &agent.duration_buckets,
+        super::metrics_mode::slo_edges(&agent),
     );
+    super::metrics_mode::add_slo_edges(&mut agent, &slos);
     // Pass 4: the traffic injectors, which name SLOs and checks.
     let traffic = read_traffics(&roots, &diags, &checks, &slos, &failed);
     let remote_write = read_remote_writes(&roots, &diags);
@@ -263,7 +264,6 @@ fn default_agent() -> AgentConfig {
             .expect("the default listen address parses"),
         labels: BTreeMap::new(),
         concurrency: DEFAULT_CONCURRENCY,
-        duration_buckets: DEFAULT_DURATION_BUCKETS.to_vec(),
         rdap_bootstrap: default_bootstrap(),
         rdap_servers: BTreeMap::new(),
         watch_config: None,
@@ -271,6 +271,8 @@ fn default_agent() -> AgentConfig {
         web: super::web::WebConfig::default(),
         blackbox_config: None,
         probe_timeout_offset: super::module::DEFAULT_TIMEOUT_OFFSET,
+        metrics: MetricsMode::Lean,
+        duration_buckets: LEAN_DURATION_BUCKETS.to_vec(),
     }
 }
 
@@ -552,6 +554,8 @@ fn read_agent(d: &Diags<'_>, value: &Value<'_>) -> Option<AgentConfig> {
     let state_dir = read_state_dir(&table);
     let web = super::web::read_web(&table);
     let (blackbox_config, probe_timeout_offset) = super::module::read_agent_keys(&table);
+    let metrics = read_metrics_mode(&table);
+    let duration_buckets = duration_buckets.unwrap_or_else(|| default_buckets(metrics));
     table.finish();
     Some(AgentConfig {
         region,
@@ -567,6 +571,7 @@ fn read_agent(d: &Diags<'_>, value: &Value<'_>) -> Option<AgentConfig> {
         web,
         blackbox_config,
         probe_timeout_offset,
+        metrics,
     })
 }
 
@@ -625,8 +630,9 @@ fn read_listen(table: &Table<'_>) -> SocketAddr {
     }
 }
 
-/// `duration_buckets`: strictly increasing bucket edges in seconds, the defaults unless given.
-fn read_duration_buckets(table: &Table<'_>) -> Vec<f64> {
+/// `duration_buckets`: strictly increasing bucket edges in seconds; `None` unless given (the
+/// metrics mode's defaults apply).
+fn read_duration_buckets(table: &Table<'_>) -> Option<Vec<f64>> {
     let d = table.diags();
     match table.str_list("duration_buckets") {
         Some(items) => {
@@ -647,13 +653,36 @@ fn read_duration_buckets(table: &Table<'_>) -> Vec<f64> {
                     .unwrap_or_else(|| table.span());
                 d.error(&span, "`duration_buckets` must be strictly increasing");
             }
-            if buckets.is_empty() {
-                DEFAULT_DURATION_BUCKETS.to_vec()
-            } else {
-                buckets
-            }
+            (!buckets.is_empty()).then_some(buckets)
         }
-        None => DEFAULT_DURATION_BUCKETS.to_vec(),
+        None => None,
+    }
+}
+
+/// The default `duration_buckets` of a metrics mode.
+fn default_buckets(metrics: MetricsMode) -> Vec<f64> {
+    match metrics {
+        MetricsMode::Lean => LEAN_DURATION_BUCKETS.to_vec(),
+        MetricsMode::Full => DEFAULT_DURATION_BUCKETS.to_vec(),
+    }
+}
+
+/// `metrics`: `"lean"` (the default) or `"full"`.
+fn read_metrics_mode(table: &Table<'_>) -> MetricsMode {
+    let Some((text, span)) = table.str("metrics") else {
+        return MetricsMode::Lean;
+    };
+    match text {
+        "lean" => MetricsMode::Lean,
+        "full" => MetricsMode::Full,
+        other => {
+            table.diags().error_hint(
+                &span,
+                format!("unknown metrics set {other:?}"),
+                "use \"lean\" (the SLI counters, one histogram, the state and the blackbox gauges) or \"full\" (every series, created at 0)",
+            );
+            MetricsMode::Lean
+        }
     }
 }
 

@@ -355,6 +355,12 @@ pub static AGENT: Section = section(
             "blackbox_exporter's configuration file (relative to the file that names it) whose modules `/probe` serves beside the `[[module]]` tables; reloaded with the rest and watched by `watch_config`.",
         ),
         key(
+            "metrics",
+            Ty::Enum(&["lean", "full"]),
+            "\"lean\"",
+            "Which per-check series `/metrics` and remote write carry: `\"lean\"` (the SLI counters, one histogram of successful runs, the current state, the blackbox gauges; failure reasons, retries and skips from their first count) or `\"full\"` (every series, created at 0 when a check loads). A reload that changes it is refused: restart the agent.",
+        ),
+        key(
             // Spelt in two pieces: the architecture test reads a whole `probe_...` literal
             // outside `metrics/` as a metric name.
             concat!("probe_", "timeout_offset"),

@@ -564,15 +564,23 @@ pub(super) struct Store {
     buckets: Vec<f64>,
     /// Label pairs every check's series carry: `region` and the `[agent]` labels.
     agent: Vec<(String, String)>,
+    /// Lean metrics (`[agent] metrics = "lean"`): see [`Lean`].
+    lean: bool,
 }
 
 impl Store {
-    pub fn new(buckets: Vec<f64>, agent: Vec<(String, String)>) -> Store {
+    pub fn new(buckets: Vec<f64>, agent: Vec<(String, String)>, lean: bool) -> Store {
         Store {
             cells: RwLock::new(BTreeMap::new()),
             buckets,
             agent,
+            lean,
         }
+    }
+
+    /// Whether the store exports the lean set.
+    pub fn lean(&self) -> bool {
+        self.lean
     }
 
     fn cells(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Arc<str>, Arc<Cell>>> {
@@ -583,14 +591,6 @@ impl Store {
 
     fn cell(&self, check: &str) -> Option<Arc<Cell>> {
         self.cells().get(check).cloned()
-    }
-
-    /// The identities of the loaded checks.
-    pub fn identities(&self) -> Vec<(Arc<str>, Identity)> {
-        self.cells()
-            .iter()
-            .map(|(name, cell)| (name.clone(), cell.identity.clone()))
-            .collect()
     }
 
     /// Adds a check with its counters at 0. A check already there (its definition changed)
@@ -648,11 +648,24 @@ impl Store {
             .insert(name, cell);
     }
 
-    pub fn remove(&self, name: &str) {
+    /// How many checks the store holds.
+    pub fn len(&self) -> usize {
+        self.cells().len()
+    }
+
+    /// Whether `name` is held with exactly `identity` (its series then stay as they are).
+    pub fn holds(&self, name: &str, identity: &Identity) -> bool {
+        self.cells()
+            .get(name)
+            .is_some_and(|cell| cell.identity == *identity)
+    }
+
+    /// Drops every check whose name `keep` refuses, under one lock.
+    pub fn retain(&self, mut keep: impl FnMut(&str) -> bool) {
         self.cells
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(name);
+            .retain(|name, _| keep(name));
     }
 
     /// Records a run of a loaded check: its result, duration, reason, and the gauges that now
@@ -765,6 +778,7 @@ impl Store {
             chunk,
             emit,
             stopped: false,
+            lean: self.lean,
         };
         out.info(&cells);
         out.runs(&cells);
@@ -790,29 +804,40 @@ impl Store {
 
     /// Adds `cell`'s series, of its state `state`, to `gathered`.
     fn gather_cell(&self, gathered: &mut Gathered, cell: &Cell, state: &State) {
-        let [target, schedule] = &cell.identity.info;
-        gathered
-            .info
-            .push(self.gauge(cell, &[("target", target), ("schedule", schedule)], 1.0));
+        let lean = Lean(self.lean);
+        if !lean.0 {
+            let [target, schedule] = &cell.identity.info;
+            gathered.info.push(self.gauge(
+                cell,
+                &[("target", target), ("schedule", schedule)],
+                1.0,
+            ));
+        }
         for result in RunResult::ALL {
             let idx = result as usize;
             let by_result = [(label::RESULT, result.as_str())];
             gathered
                 .runs
                 .push(self.counter(cell, &by_result, state.runs[idx]));
-            let (counts, sum) = &state.histograms[idx];
-            let mut metric = self.metric(cell, &by_result);
-            metric.set_histogram(self.histogram(counts, *sum));
-            gathered.durations.push(metric);
+            if lean.histogram(result) {
+                let (counts, sum) = &state.histograms[idx];
+                let mut metric = self.metric(cell, &by_result);
+                metric.set_histogram(self.histogram(counts, *sum));
+                gathered.durations.push(metric);
+            }
         }
         for (reason, count) in cell.identity.reasons.iter().zip(&state.failures) {
-            gathered
-                .failures
-                .push(self.counter(cell, &[("reason", reason.as_str())], *count));
+            if lean.counter(*count) {
+                gathered
+                    .failures
+                    .push(self.counter(cell, &[("reason", reason.as_str())], *count));
+            }
         }
-        gathered
-            .skipped
-            .push(self.counter(cell, &[], state.skipped));
+        if lean.counter(state.skipped) {
+            gathered
+                .skipped
+                .push(self.counter(cell, &[], state.skipped));
+        }
         self.gather_detection(gathered, cell, state);
         for sample in &state.gauges {
             let extra: Vec<(&str, &str)> =
@@ -823,38 +848,50 @@ impl Store {
 
     /// `cell`'s detection and maintenance series (as [`Writer::detection`] writes them).
     fn gather_detection(&self, gathered: &mut Gathered, cell: &Cell, state: &State) {
+        let lean = Lean(self.lean);
+        let retried = lean.counter(state.retries.iter().sum());
         for result in RunResult::ALL {
             let idx = result as usize;
             let by_result = [(label::RESULT, result.as_str())];
-            gathered
-                .retries
-                .push(self.counter(cell, &by_result, state.retries[idx]));
+            if retried {
+                gathered
+                    .retries
+                    .push(self.counter(cell, &by_result, state.retries[idx]));
+            }
             if let Some(counted) = &state.maintenance {
                 gathered
                     .maintenance_runs
                     .push(self.counter(cell, &by_result, counted.runs[idx]));
-                let (counts, sum) = &counted.histograms[idx];
-                let mut metric = self.metric(cell, &by_result);
-                metric.set_histogram(self.histogram(counts, *sum));
-                gathered.maintenance_durations.push(metric);
+                if lean.histogram(result) {
+                    let (counts, sum) = &counted.histograms[idx];
+                    let mut metric = self.metric(cell, &by_result);
+                    metric.set_histogram(self.histogram(counts, *sum));
+                    gathered.maintenance_durations.push(metric);
+                }
             }
         }
         let shown = state.shown();
         for value in CheckState::ALL {
-            let by_state = [(label::STATE, value.as_str())];
-            let on = f64::from(u8::from(value == shown));
-            gathered.states.push(self.gauge(cell, &by_state, on));
+            if lean.state(value, shown) {
+                let by_state = [(label::STATE, value.as_str())];
+                let on = f64::from(u8::from(value == shown));
+                gathered.states.push(self.gauge(cell, &by_state, on));
+            }
         }
-        gathered.consecutive_failures.push(self.gauge(
-            cell,
-            &[],
-            f64::from(state.consecutive_failures),
-        ));
-        gathered.in_maintenance.push(self.gauge(
-            cell,
-            &[],
-            f64::from(u8::from(state.in_maintenance)),
-        ));
+        if !lean.0 {
+            gathered.consecutive_failures.push(self.gauge(
+                cell,
+                &[],
+                f64::from(state.consecutive_failures),
+            ));
+        }
+        if lean.flag(state) {
+            gathered.in_maintenance.push(self.gauge(
+                cell,
+                &[],
+                f64::from(u8::from(state.in_maintenance)),
+            ));
+        }
     }
 
     /// A metric of `cell` with its labels, the agent's, then `extra`.
@@ -973,12 +1010,45 @@ impl Gathered {
     }
 }
 
+/// What the lean set (`[agent] metrics = "lean"`) leaves out of the full one, which creates
+/// every series at 0 when a check is loaded. Lean keeps the runs by result at 0 (the
+/// availability SLI), the duration histogram of successful runs only (the latency SLI:
+/// `_bucket{result="success"}` over the runs counter), and the current state's series only;
+/// failure reasons, retries, skips and the maintenance flag appear when first counted;
+/// `nightjar_check_info` and `nightjar_check_consecutive_failures` are not exported.
+#[derive(Clone, Copy)]
+struct Lean(bool);
+
+impl Lean {
+    /// Whether a counter at `count` is exported: always in full, once counted in lean.
+    fn counter(self, count: u64) -> bool {
+        !self.0 || count > 0
+    }
+
+    /// Whether the histogram of runs of `result` is exported.
+    fn histogram(self, result: RunResult) -> bool {
+        !self.0 || result == RunResult::Success
+    }
+
+    /// Whether the series of `value` is exported when the check's state is `shown`.
+    fn state(self, value: CheckState, shown: CheckState) -> bool {
+        !self.0 || value == shown
+    }
+
+    /// Whether `nightjar_check_maintenance` is exported: in lean, once a window has covered
+    /// the check (with its maintenance counters).
+    fn flag(self, state: &State) -> bool {
+        !self.0 || state.maintenance.is_some()
+    }
+}
+
 /// Chunked text output.
 struct Writer<'a> {
     buf: String,
     chunk: usize,
     emit: &'a mut dyn FnMut(String) -> bool,
     stopped: bool,
+    lean: bool,
 }
 
 impl Writer<'_> {
@@ -1031,6 +1101,9 @@ impl Writer<'_> {
 impl Writer<'_> {
     /// `nightjar_check_info`: the check's target and schedule.
     fn info(&mut self, cells: &[Arc<Cell>]) {
+        if self.lean {
+            return;
+        }
         let info = head(INFO.0, "");
         let mut info_tail = String::new();
         self.family(INFO, "gauge", cells, None, |buf, cell, _| {
@@ -1067,10 +1140,13 @@ impl Writer<'_> {
             }
             reason_tails[idx] = tail(&[("reason", reason.as_str())]);
         }
+        let lean = Lean(self.lean);
         self.family(FAILURES, "counter", cells, None, |buf, cell, state| {
             for (reason, count) in cell.identity.reasons.iter().zip(&state.failures) {
-                let tail = &reason_tails[*reason as usize];
-                line(buf, &failures, &cell.prefix, tail, Int(*count));
+                if lean.counter(*count) {
+                    let tail = &reason_tails[*reason as usize];
+                    line(buf, &failures, &cell.prefix, tail, Int(*count));
+                }
             }
         });
     }
@@ -1078,7 +1154,7 @@ impl Writer<'_> {
     /// `nightjar_check_duration_seconds` by result: cumulative buckets (bounds `buckets`,
     /// then +Inf), sum and count.
     fn durations(&mut self, cells: &[Arc<Cell>], buckets: &[f64]) {
-        let lines = HistogramLines::new(DURATION.0, buckets);
+        let lines = HistogramLines::new(DURATION.0, buckets, Lean(self.lean));
         self.family(DURATION, "histogram", cells, None, |buf, cell, state| {
             lines.write(buf, &cell.prefix, &state.histograms);
         });
@@ -1087,9 +1163,13 @@ impl Writer<'_> {
     /// Detection and maintenance: retries by result, the maintenance runs and durations (of
     /// checks a window has covered), the state, failures in a row, and the maintenance flag.
     fn detection(&mut self, cells: &[Arc<Cell>], buckets: &[f64]) {
+        let lean = Lean(self.lean);
         let retries = head(RETRIES.0, "");
         let result_tails = by_result(&[]);
         self.family(RETRIES, "counter", cells, None, |buf, cell, state| {
+            if !lean.counter(state.retries.iter().sum()) {
+                return;
+            }
             for (tail, count) in result_tails.iter().zip(state.retries) {
                 line(buf, &retries, &cell.prefix, tail, Int(count));
             }
@@ -1108,7 +1188,7 @@ impl Writer<'_> {
                 }
             },
         );
-        let lines = HistogramLines::new(MAINTENANCE_DURATION.0, buckets);
+        let lines = HistogramLines::new(MAINTENANCE_DURATION.0, buckets, lean);
         self.family(
             MAINTENANCE_DURATION,
             "histogram",
@@ -1125,6 +1205,9 @@ impl Writer<'_> {
         self.family(STATE, "gauge", cells, None, |buf, cell, state| {
             let shown = state.shown();
             for (value, tail) in CheckState::ALL.iter().zip(&state_tails) {
+                if !lean.state(*value, shown) {
+                    continue;
+                }
                 line(
                     buf,
                     &states,
@@ -1135,10 +1218,11 @@ impl Writer<'_> {
             }
         });
         let failures = head(CONSECUTIVE_FAILURES.0, "");
+        let cells_in_full = if lean.0 { &[][..] } else { cells };
         self.family(
             CONSECUTIVE_FAILURES,
             "gauge",
-            cells,
+            cells_in_full,
             None,
             |buf, cell, state| {
                 let count = u64::from(state.consecutive_failures);
@@ -1147,6 +1231,9 @@ impl Writer<'_> {
         );
         let flag = head(IN_MAINTENANCE.0, "");
         self.family(IN_MAINTENANCE, "gauge", cells, None, |buf, cell, state| {
+            if !lean.flag(state) {
+                return;
+            }
             let covered = u64::from(state.in_maintenance);
             line(buf, &flag, &cell.prefix, "} ", Int(covered));
         });
@@ -1155,8 +1242,11 @@ impl Writer<'_> {
     /// `nightjar_check_skipped_runs_total`.
     fn skipped(&mut self, cells: &[Arc<Cell>]) {
         let skipped = head(SKIPPED.0, "");
+        let lean = Lean(self.lean);
         self.family(SKIPPED, "counter", cells, None, |buf, cell, state| {
-            line(buf, &skipped, &cell.prefix, "} ", Int(state.skipped));
+            if lean.counter(state.skipped) {
+                line(buf, &skipped, &cell.prefix, "} ", Int(state.skipped));
+            }
         });
     }
 
@@ -1192,10 +1282,12 @@ struct HistogramLines {
     /// Per bucket (then +Inf), the tails of both results.
     bucket_tails: Vec<[String; 2]>,
     result_tails: [String; 2],
+    /// Lean: only the successful runs' histogram.
+    lean: Lean,
 }
 
 impl HistogramLines {
-    fn new(name: &str, buckets: &[f64]) -> HistogramLines {
+    fn new(name: &str, buckets: &[f64], lean: Lean) -> HistogramLines {
         let les = buckets
             .iter()
             .map(|bound| bound.to_string())
@@ -1206,12 +1298,16 @@ impl HistogramLines {
             count: head(name, "_count"),
             bucket_tails: les.map(|le| by_result(&[(label::LE, &le)])).collect(),
             result_tails: by_result(&[]),
+            lean,
         }
     }
 
     /// Both results' cumulative buckets, sum and count.
     fn write(&self, buf: &mut String, prefix: &str, histograms: &[(Vec<u64>, f64); 2]) {
         for (idx, (counts, total)) in histograms.iter().enumerate() {
+            if !self.lean.histogram(RunResult::ALL[idx]) {
+                continue;
+            }
             let mut cumulative = 0;
             for (tails, n) in self.bucket_tails.iter().zip(counts) {
                 cumulative += n;
@@ -1337,7 +1433,7 @@ mod tests {
 
     #[test]
     fn a_changed_check_starts_its_series_over_but_keeps_its_state() {
-        let store = Store::new(vec![1.0], Vec::new());
+        let store = Store::new(vec![1.0], Vec::new(), false);
         let identity = |target: &str| Identity {
             labels: vec![("check".into(), "a".into())],
             info: [target.into(), "every 1m".into()],
@@ -1390,8 +1486,70 @@ mod tests {
     }
 
     #[test]
+    fn lean_creates_retries_and_the_maintenance_flag_on_first_use_and_shows_one_state() {
+        let store = Store::new(vec![1.0], Vec::new(), true);
+        let identity = Identity {
+            labels: vec![("check".into(), "a".into())],
+            info: ["http://x/".into(), "every 1m".into()],
+            reasons: crate::checks::http::REASONS,
+            steps: Vec::new(),
+        };
+        store.insert("a".into(), identity);
+        let render = || {
+            let mut text = String::new();
+            store.write_text(1 << 20, &mut |chunk| {
+                text.push_str(&chunk);
+                true
+            });
+            text
+        };
+        let text = render();
+        assert!(
+            !text.contains("retry") && !text.contains("nightjar_check_maintenance"),
+            "{text}"
+        );
+        store.observe(
+            "a",
+            Run {
+                result: RunResult::Failure,
+                seconds: 0.5,
+                reason: Some(FailureReason::Status),
+                retry: true,
+                maintenance: false,
+            },
+            |_| Vec::new(),
+        );
+        store.set_state("a", CheckState::Failing, 1);
+        store.set_maintenance("a", true);
+        store.set_maintenance("a", false);
+        let text = render();
+        for line in [
+            "nightjar_check_retry_runs_total{check=\"a\",result=\"success\"} 0",
+            "nightjar_check_retry_runs_total{check=\"a\",result=\"failure\"} 1",
+            "nightjar_check_state{check=\"a\",state=\"failing\"} 1",
+            "nightjar_check_maintenance{check=\"a\"} 0",
+            "nightjar_check_maintenance_runs_total{check=\"a\",result=\"failure\"} 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from:\n{text}"
+            );
+        }
+        // A retry is not in the SLI counters, and lean has one state series and no
+        // histogram of failed runs.
+        assert!(!text.contains("nightjar_check_failures_total"), "{text}");
+        assert_eq!(text.matches("nightjar_check_state{").count(), 1, "{text}");
+        assert!(!text.contains("result=\"failure\",le="), "{text}");
+        assert_eq!(store.families().len(), {
+            let names: std::collections::BTreeSet<&str> =
+                text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
+            names.len()
+        });
+    }
+
+    #[test]
     fn a_run_replaces_the_gauges_and_scrapes_find_each_family() {
-        let store = Store::new(vec![0.1, 1.0], vec![("region".into(), "lab".into())]);
+        let store = Store::new(vec![0.1, 1.0], vec![("region".into(), "lab".into())], false);
         let identity = Identity {
             labels: vec![("check".into(), "a".into()), ("type".into(), "http".into())],
             info: ["http://x/".into(), "every 1m".into()],

@@ -228,11 +228,22 @@ fn metric_names_come_from_selectors_only() {
 /// check of each kind the dashboard shows, after each ran) or one `nightjar rules` records.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_only_queries_what_nightjar_exports() {
+    dashboard_against("lean").await;
+}
+
+/// The same with every series (`[agent] metrics = "full"`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_only_queries_what_nightjar_exports_with_full_metrics() {
+    dashboard_against("full").await;
+}
+
+/// The dashboard against an agent exporting the metrics set `metrics`.
+async fn dashboard_against(metrics: &str) {
     use crate::support::{LoginApp, Nginx, RunningAgent, eventually, http_get, load};
     let nginx = Nginx::start();
     let app = LoginApp::start("unused-password", "JBSWY3DPEHPK3PXP");
     let text = format!(
-        "[[check]]\nname = \"web\"\ntype = \"http\"\nurl = \"{web}\"\ninterval = \"1s\"\n\n[[check]]\nname = \"cert\"\ntype = \"tls\"\ntarget = \"localhost:{tls}\"\ninterval = \"1s\"\n\n[[check]]\nname = \"journey\"\ntype = \"flow\"\ninterval = \"1s\"\n\n  [[check.steps]]\n  name = \"ping\"\n  url = \"{ping}\"\n\n[[check]]\nname = \"ping\"\ntype = \"icmp\"\ntarget = \"127.0.0.1\"\ninterval = \"1s\"\ncount = 1\n\n[[check]]\nname = \"health\"\ntype = \"grpc\"\ntarget = \"127.0.0.1:{closed}\"\nplaintext = true\ninterval = \"1s\"\n\n[[check]]\nname = \"socket\"\ntype = \"websocket\"\nurl = \"{socket}\"\ninterval = \"1s\"\n\n[[slo]]\nname = \"web-availability\"\nobjective = 0.999\nchecks = [\"web\"]\n",
+        "[agent]\nmetrics = \"{metrics}\"\n\n[[check]]\nname = \"web\"\ntype = \"http\"\nurl = \"{web}\"\ninterval = \"1s\"\n\n[[check]]\nname = \"cert\"\ntype = \"tls\"\ntarget = \"localhost:{tls}\"\ninterval = \"1s\"\n\n[[check]]\nname = \"journey\"\ntype = \"flow\"\ninterval = \"1s\"\n\n  [[check.steps]]\n  name = \"ping\"\n  url = \"{ping}\"\n\n[[check]]\nname = \"ping\"\ntype = \"icmp\"\ntarget = \"127.0.0.1\"\ninterval = \"1s\"\ncount = 1\n\n[[check]]\nname = \"health\"\ntype = \"grpc\"\ntarget = \"127.0.0.1:{closed}\"\nplaintext = true\ninterval = \"1s\"\n\n[[check]]\nname = \"socket\"\ntype = \"websocket\"\nurl = \"{socket}\"\ninterval = \"1s\"\n\n[[slo]]\nname = \"web-availability\"\nobjective = 0.999\nchecks = [\"web\"]\n",
         web = nginx.url("/ok"),
         tls = nginx.https.port(),
         ping = app.url("/ping"),

@@ -1,12 +1,12 @@
 //! The metrics every example under `checks/` renders, compared byte for byte with
-//! `tests/golden/checks.prom`: at load (every series created at 0) and after a failure of every
+//! `tests/golden/checks.prom` (with `[agent] metrics = "full"`) and `checks-lean.prom`: at load (every series created at 0) and after a failure of every
 //! reason and a pass with the fullest details of each check (`labels::observed`). Refactoring
 //! must not change them; a deliberate change of the metrics contract regenerates the file with
 //! `NIGHTJAR_BLESS=1 cargo test --test it examples` and shows up in review as a diff of it.
 //! Labels are compared in name order: the registry's agent-wide series put their constant
 //! labels in an order that differs from one process to the next (Prometheus does not mind).
 
-use nightjar::config::{self, MapEnv, Overrides};
+use nightjar::config::{self, MapEnv, MetricsMode, Overrides};
 use nightjar::metrics::Metrics;
 use std::path::Path;
 
@@ -18,6 +18,18 @@ const VARIABLE: [&str; 2] = [
 
 #[test]
 fn the_examples_render_the_same_metrics_as_before() {
+    compare(MetricsMode::Full, "tests/golden/checks.prom");
+}
+
+/// The same with lean metrics (`checks/agent.toml` sets `metrics = "lean"`): counters at 0,
+/// one histogram of successful runs, the current state, then each reason seen once.
+#[test]
+fn the_examples_render_the_same_lean_metrics_as_before() {
+    compare(MetricsMode::Lean, "tests/golden/checks-lean.prom");
+}
+
+/// The examples under `checks/`, loaded with the secrets they refer to.
+pub(crate) fn examples() -> nightjar::config::Config {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("checks");
     let env = MapEnv(
         [
@@ -31,8 +43,15 @@ fn the_examples_render_the_same_metrics_as_before() {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect(),
     );
-    let config = config::load(&[dir], &env, &Overrides::default())
-        .unwrap_or_else(|errors| panic!("checks/ does not load:\n{errors}"));
+    config::load(&[dir], &env, &Overrides::default())
+        .unwrap_or_else(|errors| panic!("checks/ does not load:\n{errors}"))
+}
+
+/// Renders the examples' metrics in `mode` and compares them with the golden file `golden`
+/// (or writes it, with `NIGHTJAR_BLESS`).
+fn compare(mode: MetricsMode, golden: &str) {
+    let mut config = examples();
+    config.agent.metrics = mode;
     let mut rendered = String::from("# At load\n");
     rendered.push_str(&Metrics::new(&config).render());
     rendered.push_str(
@@ -44,11 +63,11 @@ fn the_examples_render_the_same_metrics_as_before() {
         .filter(|line| !VARIABLE.iter().any(|name| line.starts_with(name)))
         .map(|line| format!("{}\n", sorted_labels(line)))
         .collect();
-    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/checks.prom");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(golden);
     if std::env::var_os("NIGHTJAR_BLESS").is_some() {
-        std::fs::write(&golden, &rendered).unwrap();
+        std::fs::write(&path, &rendered).unwrap();
     }
-    let expected = std::fs::read_to_string(&golden).unwrap_or_default();
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
     if rendered != expected {
         let first = rendered
             .lines()
@@ -56,7 +75,7 @@ fn the_examples_render_the_same_metrics_as_before() {
             .position(|(a, b)| a != b)
             .unwrap_or(rendered.lines().count().min(expected.lines().count()));
         panic!(
-            "the metrics of checks/ changed from line {} on:\n  now:    {:?}\n  before: {:?}\n(NIGHTJAR_BLESS=1 regenerates tests/golden/checks.prom for a deliberate change)",
+            "the metrics of checks/ changed from line {} on:\n  now:    {:?}\n  before: {:?}\n(NIGHTJAR_BLESS=1 regenerates {golden} for a deliberate change)",
             first + 1,
             rendered.lines().nth(first),
             expected.lines().nth(first)

@@ -18,7 +18,8 @@ use nightjar::result::{Details, FailureReason, GrpcDetails};
 use crate::support::hostile::{Behaviour, Hostile};
 use crate::support::{
     Nginx, assert_check_contract, assert_fail, assert_pass, config_errors, free_port, load,
-    metrics_after, pki, run_check, run_check_env, sample, venv_python, wait_for_tcp,
+    metrics_after, metrics_after_full, pki, run_check, run_check_env, sample, venv_python,
+    wait_for_tcp,
 };
 
 /// The token the `auth` listener wants in `x-probe-token`.
@@ -248,7 +249,7 @@ async fn tls_passes_and_reports_the_chain() {
     let info = got.tls_info.as_ref().expect("the chain is read");
     assert!(info.chain_valid && info.hostname_match);
     assert_eq!(info.alpn.as_deref(), Some("h2"));
-    let metrics = metrics_after(&text, &res);
+    let metrics = metrics_after_full(&text, &res);
     assert_check_contract(&res, &metrics);
     assert_eq!(gauge(&metrics, "probe_grpc_ssl", &[]), Some(1.0));
     assert!(gauge(&metrics, "probe_ssl_earliest_cert_expiry", &[]).is_some());

@@ -270,7 +270,7 @@ fn http_details() -> HttpDetails {
 }
 
 /// The fullest details a run of `def` can have: every family of its kind appears.
-fn details_of(def: &CheckDef) -> Details {
+pub(crate) fn details_of(def: &CheckDef) -> Details {
     match &def.spec {
         CheckSpec::Http(_) => Details::Http(http_details()),
         CheckSpec::Tls(_) => Details::Tls(TlsDetails {

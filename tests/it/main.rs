@@ -23,6 +23,7 @@ mod http_proxy_oauth;
 mod icmp;
 mod import_blackbox;
 mod labels;
+mod lean_metrics;
 mod maintenance;
 mod page;
 mod probe;

@@ -277,8 +277,9 @@ impl Counts {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cron_window_marks_or_skips_the_runs_it_covers() {
     let nginx = Nginx::start();
+    // Every series (the flag and the four states at 0 too), which this test reads.
     let config = format!(
-        "{}{}[[maintenance]]\nname = \"vacuum\"\ncron = \"*/20 * * * * *\"\nduration = \"10s\"\nchecks = [\"marked\"]\nreason = \"nightly vacuum\"\n\n\
+        "[agent]\nmetrics = \"full\"\n\n{}{}[[maintenance]]\nname = \"vacuum\"\ncron = \"*/20 * * * * *\"\nduration = \"10s\"\nchecks = [\"marked\"]\nreason = \"nightly vacuum\"\n\n\
 [[maintenance]]\nname = \"migration\"\ncron = \"*/20 * * * * *\"\nduration = \"10s\"\nchecks = [\"skipped\"]\nmode = \"skip\"\n",
         check("marked", &nginx.url("/missing.html")),
         check("skipped", &nginx.url("/ok")),

@@ -10,9 +10,9 @@ use crate::support::{Nginx, Prometheus, RunningAgent, eventually, http_get, load
 
 /// The same check in every region; each agent says which region it probes from, and the
 /// target refuses the ap agent only (nginx closes its connections).
-fn agent_config(region: &str, url: &str) -> String {
+fn agent_config(region: &str, url: &str, metrics: &str) -> String {
     format!(
-        "[agent]\nregion = \"{region}\"\n\n[rules]\nquorum_for = \"3s\"\n\n[[check]]\nname = \"shop\"\ntype = \"http\"\nurl = \"{url}\"\nheaders = {{ x-probe-region = \"{region}\" }}\ninterval = \"1s\"\ntimeout = \"800ms\"\nregions = [\"eu\", \"us\", \"ap\"]\n"
+        "[agent]\nregion = \"{region}\"\nmetrics = \"{metrics}\"\n\n[rules]\nquorum_for = \"3s\"\n\n[[check]]\nname = \"shop\"\ntype = \"http\"\nurl = \"{url}\"\nheaders = {{ x-probe-region = \"{region}\" }}\ninterval = \"1s\"\ntimeout = \"800ms\"\nregions = [\"eu\", \"us\", \"ap\"]\n"
     )
 }
 
@@ -48,15 +48,26 @@ async fn firing(prometheus: &Prometheus) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_region_cut_off_does_not_page_all_regions_failing_does() {
+    one_region_cut_off("lean").await;
+}
+
+/// The same with every series (`metrics = "full"`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_region_cut_off_does_not_page_all_regions_failing_does_with_full_metrics() {
+    one_region_cut_off("full").await;
+}
+
+/// The agents export the metrics set `metrics`.
+async fn one_region_cut_off(metrics: &str) {
     let mut nginx = Some(Nginx::start());
     let shop = nginx.as_ref().unwrap().url("/regional");
-    let eu = RunningAgent::start(load(&agent_config("eu", &shop), &[])).await;
-    let us = RunningAgent::start(load(&agent_config("us", &shop), &[])).await;
-    let ap = RunningAgent::start(load(&agent_config("ap", &shop), &[])).await;
+    let eu = RunningAgent::start(load(&agent_config("eu", &shop, metrics), &[])).await;
+    let us = RunningAgent::start(load(&agent_config("us", &shop, metrics), &[])).await;
+    let ap = RunningAgent::start(load(&agent_config("ap", &shop, metrics), &[])).await;
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("nightjar.toml");
-    std::fs::write(&config, agent_config("eu", &shop)).unwrap();
+    std::fs::write(&config, agent_config("eu", &shop, metrics)).unwrap();
     let rules = dir.path().join("rules.yml");
     run_ok(
         Command::new(env!("CARGO_BIN_EXE_nightjar"))

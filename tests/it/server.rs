@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use crate::support::{Nginx, Prometheus, RunningAgent, eventually, load, require, sample};
 
-fn two_checks(nginx: &Nginx) -> String {
+/// A passing and a failing check, with the metrics set `metrics`.
+fn two_checks(nginx: &Nginx, metrics: &str) -> String {
     format!(
         r#"[agent]
 region = "test-region"
 labels = {{ env = "ci" }}
+metrics = "{metrics}"
 
 [[check]]
 name = "good"
@@ -35,7 +37,8 @@ timeout = "900ms"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_json_api_and_promtool_lint() {
     let nginx = Nginx::start();
-    let agent = RunningAgent::start(load(&two_checks(&nginx), &[])).await;
+    // Every series at 0 from load: the full set.
+    let agent = RunningAgent::start(load(&two_checks(&nginx, "full"), &[])).await;
     assert_eq!(agent.get("/-/healthy").await.0, 200);
     assert_eq!(agent.get("/-/ready").await.0, 200);
 
@@ -180,7 +183,7 @@ async fn health_readiness_json_api_and_promtool_lint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_agent_and_computes_an_availability_sli() {
     let nginx = Nginx::start();
-    let agent = RunningAgent::start(load(&two_checks(&nginx), &[])).await;
+    let agent = RunningAgent::start(load(&two_checks(&nginx, "lean"), &[])).await;
     let prometheus = Prometheus::start(&[("nightjar", agent.addr)]);
     prometheus.wait_ready().await;
 
@@ -248,5 +251,11 @@ async fn prometheus_scrapes_the_agent_and_computes_an_availability_sli() {
         overall > 0.3 && overall < 0.7,
         "one of two checks fails: {overall}"
     );
+    // promtool lints the lean exposition of running checks too.
+    let (_, metrics) = agent.get("/metrics").await;
+    let promtool = require("promtool", "prometheus");
+    if let Err(out) = crate::support::promtool_check_metrics(&promtool, &metrics) {
+        panic!("promtool check metrics failed on the lean set:\n{out}");
+    }
     agent.stop().await;
 }

@@ -361,7 +361,11 @@ fn counter(metrics: &str, name: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_metrics_reader_that_stops_reading_is_cut_off_after_the_write_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &many_checks(4000, ""));
+    // Every series at 0 from load (the full set), so the exposition is large before any run.
+    let config = write_config(
+        dir.path(),
+        &format!("[agent]\nmetrics = \"full\"\n\n{}", many_checks(4000, "")),
+    );
     let (agent, listen) = run_agent(&config, &[]);
     let size = metrics_of(listen).await.len();
     assert!(

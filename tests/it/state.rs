@@ -128,6 +128,12 @@ impl<'a> Runs<'a> {
     }
 }
 
+/// `checks` with every series (`[agent] metrics = "full"`), whose state and detection series
+/// these tests read.
+fn full(checks: &str) -> String {
+    format!("[agent]\nmetrics = \"full\"\n\n{checks}")
+}
+
 /// Asserts the check's `nightjar_check_state` series (only `state` is 1) and its
 /// `nightjar_check_consecutive_failures`.
 #[track_caller]
@@ -200,7 +206,7 @@ async fn a_failure_is_confirmed_by_retries_and_so_is_the_recovery() {
         &nginx.url("/flaky"),
         "interval = \"4s\"\ntimeout = \"1s\"\nretry_interval = \"1s\"\nconfirm_failures = 3\nconfirm_recoveries = 2",
     );
-    let agent = RunningAgent::start(load(&text, &[])).await;
+    let agent = RunningAgent::start(load(&full(&text), &[])).await;
     let mut runs = Runs::new(&agent, "flaky");
     let up = runs.next(Duration::from_secs(10)).await;
     assert!(up.success, "{:#}", up.view);
@@ -377,7 +383,7 @@ async fn retries_leave_the_sli_counters_to_the_schedule() {
         "interval = \"3s\"\ntimeout = \"1s\"\nretry_interval = \"1s\"\nconfirm_failures = 3",
     );
     let started = SystemTime::now();
-    let agent = RunningAgent::start(load(&text, &[])).await;
+    let agent = RunningAgent::start(load(&full(&text), &[])).await;
     let mut runs = Runs::new(&agent, "sli");
     for _ in 0..2 {
         assert!(runs.next(Duration::from_secs(10)).await.success);
@@ -509,7 +515,7 @@ async fn a_restart_keeps_state_history_since_and_the_rdap_answer() {
     std::fs::write(&target, "up\n").unwrap();
     let domain = early_name("registration", Duration::from_secs(12 * 3600));
     let text = format!(
-        "[agent]\nstate_dir = \"{}\"\nrdap_bootstrap = \"{}\"\n\n{}\n[[check]]\nname = \"{domain}\"\ntype = \"domain\"\ndomain = \"good.test\"\ntimeout = \"5s\"\ncache_for = \"1h\"\n",
+        "[agent]\nstate_dir = \"{}\"\nrdap_bootstrap = \"{}\"\nmetrics = \"full\"\n\n{}\n[[check]]\nname = \"{domain}\"\ntype = \"domain\"\ndomain = \"good.test\"\ntimeout = \"5s\"\ncache_for = \"1h\"\n",
         dir.path().display(),
         nginx.url("/rdap/dns.json"),
         http_check(

@@ -17,8 +17,8 @@ use nightjar::result::{Details, FailureReason, TcpDetails};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{
-    assert_check_contract, assert_fail, assert_pass, config_errors, free_port, metrics_after, pki,
-    require, run_check, run_ok, sample, wait_for_tcp,
+    assert_check_contract, assert_fail, assert_pass, config_errors, free_port, metrics_after,
+    metrics_after_full, pki, require, run_check, run_ok, sample, wait_for_tcp,
 };
 
 /// A server that lives as long as this test process. Statics are never dropped, so it is
@@ -432,7 +432,8 @@ fn assert_upgraded(text: &str, res: &nightjar::result::CheckResult, steps: usize
     let info = details.tls_info.as_ref().expect("the chain was read");
     assert!(info.chain_valid && info.hostname_match, "{info:?}");
     assert!(info.chain[0].subject.contains("localhost"), "{info:?}");
-    let metrics = metrics_after(text, res);
+    // The chain's verdicts are in the full set (lean keeps them for tls checks only).
+    let metrics = metrics_after_full(text, res);
     assert_check_contract(res, &metrics);
     let check = [("check", &*res.check)];
     assert!(sample(&metrics, "probe_ssl_earliest_cert_expiry", &check).is_some_and(|at| at > 0.0));
@@ -637,7 +638,7 @@ async fn an_invalid_chain_after_starttls_fails_with_its_certificate_reason() {
     let info = details.tls_info.as_ref().expect("the chain is reported");
     assert!(!info.chain_valid);
     assert_eq!(details.steps.len(), 6, "nothing after the handshake ran");
-    let metrics = metrics_after(&text, &res);
+    let metrics = metrics_after_full(&text, &res);
     assert_check_contract(&res, &metrics);
     assert_eq!(
         sample(

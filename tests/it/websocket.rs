@@ -18,7 +18,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::{
     KillOnDrop, assert_check_contract, assert_fail, assert_pass, config_errors, free_port,
-    metrics_after, pki, run_check, run_check_env, sample, venv_python, wait_for_tcp,
+    metrics_after, metrics_after_full, pki, run_check, run_check_env, sample, venv_python,
+    wait_for_tcp,
 };
 
 /// The real server, started once for the whole test binary.
@@ -150,7 +151,8 @@ async fn wss_reads_and_judges_the_certificate_chain() {
     assert!(info.chain_valid && info.hostname_match, "{info:?}");
     assert_eq!(info.alpn, None, "the server chose no ALPN protocol");
     assert!(ws.tls > Duration::ZERO);
-    let metrics = metrics_after(&text, &res);
+    // The chain's verdicts are in the full set (lean keeps them for tls checks only).
+    let metrics = metrics_after_full(&text, &res);
     assert_check_contract(&res, &metrics);
     assert!(
         sample(
