@@ -59,6 +59,16 @@ enum Command {
     /// Import another prober's configuration as nightjar TOML.
     #[command(subcommand)]
     Import(ImportCommand),
+    /// Print the JSON Schema of the configuration file, for editors (Taplo, VS Code's Even
+    /// Better TOML): completion, hover docs and inline errors.
+    Schema(SchemaArgs),
+}
+
+#[derive(Debug, Args)]
+struct SchemaArgs {
+    /// Write the schema here instead of to standard output.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -249,6 +259,7 @@ pub fn main() -> ExitCode {
         Some(Command::Completions(args)) => return cmd_completions(args),
         Some(Command::Man(args)) => return cmd_man(args),
         Some(Command::Import(ImportCommand::Blackbox(args))) => return cmd_import_blackbox(args),
+        Some(Command::Schema(args)) => return cmd_schema(args),
         _ => {}
     }
     init_logging(&cli);
@@ -274,7 +285,7 @@ pub fn main() -> ExitCode {
             Command::Validate(args) => cmd_validate(&args),
             Command::Rules(args) => cmd_rules(&args),
             Command::Slo(SloCommand::Plan(args)) => cmd_slo_plan(&args).await,
-            Command::Completions(_) | Command::Man(_) | Command::Import(_) => {
+            Command::Completions(_) | Command::Man(_) | Command::Import(_) | Command::Schema(_) => {
                 unreachable!("handled before the runtime")
             }
         }
@@ -367,6 +378,23 @@ fn cmd_import_blackbox(args: &ImportBlackboxArgs) -> ExitCode {
         ExitCode::from(1)
     } else {
         code
+    }
+}
+
+/// `nightjar schema`: the configuration's JSON Schema to stdout or `--output`.
+fn cmd_schema(args: &SchemaArgs) -> ExitCode {
+    let schema = crate::config::schema::json_schema();
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    match &args.output {
+        Some(path) => match std::fs::write(path, text) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("nightjar: cannot write {}: {error}", path.display());
+                ExitCode::from(2)
+            }
+        },
+        None => write_stdout(text.as_bytes()),
     }
 }
 

@@ -57,6 +57,7 @@ pub mod detect;
 pub mod discovery;
 pub mod fleet;
 pub mod hash;
+pub mod keys;
 pub mod kind;
 pub mod maintenance;
 pub mod metrics;

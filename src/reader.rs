@@ -17,6 +17,7 @@ use http::{HeaderName, HeaderValue};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use crate::keys::{Section, Want};
 use crate::net::{IpFamily, IpPreference};
 
 /// One config file's text, with what is needed to turn byte offsets into line and column.
@@ -459,6 +460,9 @@ pub(crate) struct Table<'a> {
     known: RefCell<Vec<&'static str>>,
     /// Set when every key is a name of the user's (like variable names): none is unknown.
     open: std::cell::Cell<bool>,
+    /// The keys it may have (`keys`): the section it was made with, and those added since
+    /// (a check's kind's, once its `type` is known).
+    sections: RefCell<Vec<&'static Section>>,
 }
 
 pub(crate) type Value<'a> = Spanned<DeValue<'a>>;
@@ -469,6 +473,7 @@ impl<'a> Table<'a> {
         d: &'a Diags<'a>,
         value: &'a Value<'a>,
         what: impl Into<String>,
+        section: &'static Section,
     ) -> Option<Table<'a>> {
         let what = what.into();
         match value.get_ref() {
@@ -479,6 +484,7 @@ impl<'a> Table<'a> {
                 what,
                 known: RefCell::new(Vec::new()),
                 open: std::cell::Cell::new(false),
+                sections: RefCell::new(vec![section]),
             }),
             other => {
                 d.error(
@@ -490,7 +496,12 @@ impl<'a> Table<'a> {
         }
     }
 
-    pub fn from_root(d: &'a Diags<'a>, table: &'a DeTable<'a>, span: Range<usize>) -> Table<'a> {
+    pub fn from_root(
+        d: &'a Diags<'a>,
+        table: &'a DeTable<'a>,
+        span: Range<usize>,
+        section: &'static Section,
+    ) -> Table<'a> {
         Table {
             d,
             table,
@@ -498,7 +509,35 @@ impl<'a> Table<'a> {
             what: "the file".to_string(),
             known: RefCell::new(Vec::new()),
             open: std::cell::Cell::new(false),
+            sections: RefCell::new(vec![section]),
         }
+    }
+
+    /// Adds the keys of `section` to those the table may have (a check's kind's).
+    pub fn with_keys(&self, section: &'static Section) {
+        self.sections.borrow_mut().push(section);
+    }
+
+    /// The entry of `key` among the table's sections.
+    fn entry(&self, key: &str) -> Option<(&'static Section, &'static crate::keys::Key)> {
+        self.sections
+            .borrow()
+            .iter()
+            .find_map(|section| section.find(key))
+    }
+
+    /// Marks `key` as known (asked for as `want`) and returns its value if present. Under
+    /// test, also records the question for the schema's drift test (`keys`).
+    fn ask(&self, key: &'static str, want: Want) -> Option<&'a Value<'a>> {
+        #[cfg(test)]
+        asked::record(self, key, want, self.entry(key));
+        #[cfg(not(test))]
+        let _ = want;
+        self.known.borrow_mut().push(key);
+        self.table
+            .iter()
+            .find(|(k, _)| k.get_ref().as_ref() == key)
+            .map(|(_, v)| v)
     }
 
     /// The same table, named differently in messages.
@@ -521,11 +560,7 @@ impl<'a> Table<'a> {
 
     /// Marks `key` as known and returns its value if present.
     pub fn get(&self, key: &'static str) -> Option<&'a Value<'a>> {
-        self.known.borrow_mut().push(key);
-        self.table
-            .iter()
-            .find(|(k, _)| k.get_ref().as_ref() == key)
-            .map(|(_, v)| v)
+        self.ask(key, Want::Any)
     }
 
     /// The span of a key (for errors about a key that is present).
@@ -561,7 +596,7 @@ impl<'a> Table<'a> {
     }
 
     pub fn str(&self, key: &'static str) -> Option<(&'a str, Range<usize>)> {
-        let value = self.get(key)?;
+        let value = self.ask(key, Want::Str)?;
         match value.get_ref() {
             DeValue::String(s) => Some((s.as_ref(), value.span())),
             _ => {
@@ -572,7 +607,7 @@ impl<'a> Table<'a> {
     }
 
     pub fn bool(&self, key: &'static str) -> Option<bool> {
-        let value = self.get(key)?;
+        let value = self.ask(key, Want::Bool)?;
         match value.get_ref() {
             DeValue::Boolean(b) => Some(*b),
             _ => {
@@ -583,7 +618,7 @@ impl<'a> Table<'a> {
     }
 
     pub fn int(&self, key: &'static str) -> Option<(i64, Range<usize>)> {
-        let value = self.get(key)?;
+        let value = self.ask(key, Want::Int)?;
         match as_int(value.get_ref()) {
             Some(n) => Some((n, value.span())),
             None => {
@@ -662,7 +697,7 @@ impl<'a> Table<'a> {
 
     /// A number of days (integer or float, not negative), like `min_days_left = 21`.
     pub fn days(&self, key: &'static str) -> Option<f64> {
-        let value = self.get(key)?;
+        let value = self.ask(key, Want::Int)?;
         let days = match value.get_ref() {
             DeValue::Integer(_) => as_int(value.get_ref()).map(|n| n as f64),
             DeValue::Float(f) => f.as_str().replace('_', "").parse::<f64>().ok(),
@@ -682,7 +717,7 @@ impl<'a> Table<'a> {
     }
 
     pub fn array(&self, key: &'static str) -> Option<Vec<&'a Value<'a>>> {
-        let value = self.get(key)?;
+        let value = self.ask(key, Want::Array)?;
         match value.get_ref() {
             DeValue::Array(items) => Some(items.iter().collect()),
             _ => {
@@ -713,7 +748,7 @@ impl<'a> Table<'a> {
 
     /// An inline table of string values, e.g. `labels = { team = "shop" }`.
     pub fn str_map(&self, key: &'static str) -> Option<Vec<MapEntry<'a>>> {
-        let value = self.get(key)?;
+        let value = self.ask(key, Want::Table)?;
         let DeValue::Table(table) = value.get_ref() else {
             self.type_error(key, value, "a table of strings");
             return None;
@@ -741,19 +776,39 @@ impl<'a> Table<'a> {
         Some(out)
     }
 
+    /// The table at `key`, read with the section its entry names.
     pub fn table(&self, key: &'static str, what: impl Into<String>) -> Option<Table<'a>> {
-        let value = self.get(key)?;
-        Table::new(self.d, value, what)
+        let value = self.ask(key, Want::Table)?;
+        let section = self.entry(key).and_then(|(_, entry)| entry.ty.section());
+        Table::new(
+            self.d,
+            value,
+            what,
+            section.unwrap_or(&crate::keys::UNKNOWN),
+        )
+    }
+
+    /// The section of the tables in the array at `key` (a kind's `steps`).
+    pub fn items_section(&self, key: &str) -> &'static Section {
+        self.entry(key)
+            .and_then(|(_, entry)| entry.ty.section())
+            .unwrap_or(&crate::keys::UNKNOWN)
     }
 
     /// Every entry as a table, for tables whose keys are the user's names (variables).
     pub fn subtables(&self, what: impl Fn(&str) -> String) -> Vec<(&'a str, Table<'a>)> {
         self.open.set(true);
+        let section = self
+            .sections
+            .borrow()
+            .iter()
+            .find_map(|section| section.values)
+            .unwrap_or(&crate::keys::UNKNOWN);
         self.table
             .iter()
             .filter_map(|(key, value)| {
                 let name: &'a str = key.get_ref().as_ref();
-                Table::new(self.d, value, what(name)).map(|table| (name, table))
+                Table::new(self.d, value, what(name), section).map(|table| (name, table))
             })
             .collect()
     }
@@ -1184,6 +1239,54 @@ pub(crate) fn header_name(d: &Diags<'_>, name: &str, span: &Range<usize>) -> Opt
         d.error(span, format!("{name:?} is not a valid header name"));
     }
     parsed
+}
+
+/// What the readers asked for, recorded under test for the schema's drift test
+/// (`config::schema`).
+#[cfg(test)]
+pub(crate) mod asked {
+    use std::cell::RefCell;
+
+    use super::Table;
+    use crate::keys::{Key, Section, Want};
+
+    /// One key a reader asked for.
+    #[derive(Debug, Clone)]
+    pub(crate) struct Asked {
+        /// The table, as messages name it.
+        pub what: String,
+        /// The sections the table had.
+        pub sections: Vec<&'static str>,
+        pub key: &'static str,
+        pub want: Want,
+        /// The section whose entry it is, and whether the entry's type admits `want`.
+        pub found: Option<(&'static str, bool)>,
+    }
+
+    thread_local! {
+        static LOG: RefCell<Vec<Asked>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(super) fn record(
+        table: &Table<'_>,
+        key: &'static str,
+        want: Want,
+        entry: Option<(&'static Section, &'static Key)>,
+    ) {
+        let asked = Asked {
+            what: table.what.clone(),
+            sections: table.sections.borrow().iter().map(|s| s.name).collect(),
+            key,
+            want,
+            found: entry.map(|(section, entry)| (section.name, entry.ty.admits(want))),
+        };
+        LOG.with(|log| log.borrow_mut().push(asked));
+    }
+
+    /// What this thread's readers asked for since the last call.
+    pub(crate) fn take() -> Vec<Asked> {
+        LOG.with(|log| std::mem::take(&mut *log.borrow_mut()))
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ mod maintenance;
 mod metrics_mode;
 pub mod module;
 mod remote_write;
+pub mod schema;
 mod slo;
 mod spec;
 pub mod template;

@@ -201,7 +201,7 @@ impl ModuleDef {
         let source = Source::new(self.path.clone(), text.clone());
         let unresolved = Unresolved::default();
         let d = Diags::new(&source, env, &unresolved);
-        let table = Table::from_root(&d, doc.get_ref(), doc.span())
+        let table = Table::from_root(&d, doc.get_ref(), doc.span(), &crate::keys::MODULE)
             .renamed(format!("module {:?}", self.name));
         let _ = table.str("name");
         let kind = super::spec::read_kind(&table);
@@ -522,7 +522,12 @@ fn read_module_in(
         span.clone(),
         DeValue::Table(placed.clone().flatten().unwrap_or_else(|| written.clone())),
     );
-    let table = Table::new(d, &value, format!("module #{}", n + 1))?;
+    let table = Table::new(
+        d,
+        &value,
+        format!("module #{}", n + 1),
+        &crate::keys::MODULE,
+    )?;
     let errors_before = d.error_count();
     let name = match table.str("name") {
         Some((name, span)) if name.trim().is_empty() || name.chars().any(char::is_control) => {

@@ -25,7 +25,7 @@ const RESERVED: &[&str] = &[
 ];
 
 pub(super) fn read_rules(d: &Diags<'_>, value: &Value<'_>) -> Option<RulesConfig> {
-    let table = Table::new(d, value, "[rules]")?;
+    let table = Table::new(d, value, "[rules]", &crate::keys::RULES)?;
     let mut rules = RulesConfig::default();
     if let Some((lead, _)) = table.duration("expiry_warning") {
         rules.expiry_warning = lead;

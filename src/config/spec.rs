@@ -62,8 +62,11 @@ macro_rules! define_readers {
         /// its spec and its target as shown (without credentials).
         pub(super) fn read_spec(kind: CheckKind, table: &Table<'_>, cx: &mut crate::reader::SpecCx<'_>) -> Option<(CheckSpec, String)> {
             match kind {
-                $(CheckKind::$variant => crate::checks::$module::config::read(table, cx)
-                    .map(|(spec, target)| (CheckSpec::$variant(Box::new(spec)), target)),)*
+                $(CheckKind::$variant => {
+                    table.with_keys(&crate::keys::checks::$module::KEYS);
+                    crate::checks::$module::config::read(table, cx)
+                    .map(|(spec, target)| (CheckSpec::$variant(Box::new(spec)), target))
+                })*
             }
         }
     };

@@ -102,7 +102,7 @@ impl Template {
         let source = Source::new(self.path.clone(), text);
         let doc = DeTable::parse(&source.text).map_err(|error| error.message().to_string())?;
         let d = Diags::new(&source, &env, &unresolved);
-        let table = Table::from_root(&d, doc.get_ref(), doc.span());
+        let table = Table::from_root(&d, doc.get_ref(), doc.span(), &crate::keys::CHECK);
         let read = read_check(
             table,
             &self.defaults,
@@ -262,7 +262,12 @@ pub(super) fn read(
     };
     let span = item.span();
     let errors_before = d.error_count();
-    let outer = Table::new(d, item, format!("check #{}", place.n + 1))?;
+    let outer = Table::new(
+        d,
+        item,
+        format!("check #{}", place.n + 1),
+        &crate::keys::CHECK,
+    )?;
     let targets = read_targets(&outer);
     let mut source_secrets = Vec::new();
     let sources = match outer.get("targets_from") {
@@ -285,7 +290,12 @@ pub(super) fn read(
     let recording = Recording::new(place.env);
     let rd = Diags::new(d.src, &recording, place.unresolved);
     let def = body.as_ref().and_then(|body| {
-        let table = Table::new(&rd, body, format!("check #{}", place.n + 1))?;
+        let table = Table::new(
+            &rd,
+            body,
+            format!("check #{}", place.n + 1),
+            &crate::keys::CHECK,
+        )?;
         read_check(table, cx.defaults, cx.agent, cx.agent_labels_at, seen)
     });
     for error in rd.into_errors() {

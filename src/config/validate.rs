@@ -109,7 +109,7 @@ pub(super) fn build(
         .map(|(idx, doc)| {
             (
                 *idx,
-                Table::from_root(&diags[*idx], doc.get_ref(), doc.span()),
+                Table::from_root(&diags[*idx], doc.get_ref(), doc.span(), &crate::keys::ROOT),
             )
         })
         .collect();
@@ -308,7 +308,8 @@ fn read_checks<'a>(
             }
             continue;
         }
-        let Some(table) = Table::new(d, item, format!("check #{}", n + 1)) else {
+        let Some(table) = Table::new(d, item, format!("check #{}", n + 1), &crate::keys::CHECK)
+        else {
             continue;
         };
         if let Some(check) = read_check(table, defaults, agent, agent_labels_at, &mut seen) {
@@ -350,7 +351,7 @@ fn read_slos<'a>(
     let mut slos: Vec<super::Slo> = Vec::new();
     for (d, n, item) in items(roots, diags, "slo") {
         let name = raw_name(item);
-        let Some(table) = Table::new(d, item, format!("SLO #{}", n + 1)) else {
+        let Some(table) = Table::new(d, item, format!("SLO #{}", n + 1), &crate::keys::SLO) else {
             continue;
         };
         let span = table.span();
@@ -385,7 +386,12 @@ fn read_traffics<'a>(
 ) -> Vec<Arc<super::TrafficDef>> {
     let mut traffic: Vec<Arc<super::TrafficDef>> = Vec::new();
     for (d, n, item) in items(roots, diags, "traffic") {
-        let Some(table) = Table::new(d, item, format!("traffic #{}", n + 1)) else {
+        let Some(table) = Table::new(
+            d,
+            item,
+            format!("traffic #{}", n + 1),
+            &crate::keys::TRAFFIC,
+        ) else {
             continue;
         };
         let span = table.span();
@@ -412,8 +418,12 @@ fn read_remote_writes<'a>(
     let mut remote_write: Vec<Arc<super::RemoteWriteDef>> = Vec::new();
     for (d, _, item) in items(roots, diags, "remote_write") {
         // Numbered by the endpoints read so far, as `read_remote_write` names them.
-        let Some(table) = Table::new(d, item, format!("remote_write #{}", remote_write.len() + 1))
-        else {
+        let Some(table) = Table::new(
+            d,
+            item,
+            format!("remote_write #{}", remote_write.len() + 1),
+            &crate::keys::REMOTE_WRITE,
+        ) else {
             continue;
         };
         if let Some(def) = super::remote_write::read_remote_write(table, remote_write.len()) {
@@ -433,7 +443,12 @@ fn read_maintenances<'a>(
     let mut windows: Vec<crate::maintenance::Window> = Vec::new();
     let mut seen: HashMap<String, String> = HashMap::new();
     for (d, n, item) in items(roots, diags, "maintenance") {
-        let Some(table) = Table::new(d, item, format!("maintenance #{}", n + 1)) else {
+        let Some(table) = Table::new(
+            d,
+            item,
+            format!("maintenance #{}", n + 1),
+            &crate::keys::MAINTENANCE,
+        ) else {
             continue;
         };
         if let Some(window) = super::maintenance::read_maintenance(table, names, failed, &mut seen)
@@ -502,7 +517,7 @@ fn items<'a>(
 }
 
 fn read_agent(d: &Diags<'_>, value: &Value<'_>) -> Option<AgentConfig> {
-    let table = Table::new(d, value, "[agent]")?;
+    let table = Table::new(d, value, "[agent]", &crate::keys::AGENT)?;
     let region = read_region(&table);
     let listen = read_listen(&table);
     let labels = read_labels(&table, "labels", RESERVED_LABELS, &BTreeMap::new());
@@ -717,7 +732,7 @@ fn default_bootstrap() -> url::Url {
 }
 
 fn read_defaults(d: &Diags<'_>, value: &Value<'_>) -> Option<Defaults> {
-    let table = Table::new(d, value, "[defaults]")?;
+    let table = Table::new(d, value, "[defaults]", &crate::keys::DEFAULTS)?;
     let interval = table
         .duration("interval")
         .map_or(DEFAULT_INTERVAL, |(i, _)| i);

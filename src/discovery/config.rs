@@ -69,7 +69,7 @@ pub(crate) fn read_sources(
     let mut ok = true;
     for (idx, item) in items.into_iter().enumerate() {
         let what = format!("`{key}[{idx}]` of {}", table.what());
-        let Some(entry) = Table::new(d, item, what) else {
+        let Some(entry) = Table::new(d, item, what, table.items_section(key)) else {
             ok = false;
             continue;
         };
@@ -427,7 +427,7 @@ pub fn sources_from_toml(
     let src = Text::new(path.to_path_buf(), text.to_string());
     let unresolved = Unresolved::default();
     let d = Diags::new(&src, env, &unresolved);
-    let table = Table::from_root(&d, doc.get_ref(), doc.span());
+    let table = Table::from_root(&d, doc.get_ref(), doc.span(), &crate::keys::SOURCES);
     let mut secrets = Vec::new();
     let sources = read_sources(&table, "targets_from", &mut secrets);
     if sources.is_none() && d.error_count() == 0 {

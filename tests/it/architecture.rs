@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 const LEAVES: &[&str] = &[
     "detect",
     "hash",
+    "keys",
     "kind",
     "maintenance",
     "metrics::names",

@@ -33,6 +33,7 @@ mod reload;
 mod remote_write;
 mod rules;
 mod schedule;
+mod schema;
 mod secrets;
 mod server;
 mod server_hardening;

@@ -37,8 +37,12 @@ pub(crate) fn read(
     let mut steps = Vec::new();
     let mut ok = true;
     for (idx, item) in items.into_iter().enumerate() {
-        let Some(step) = Table::new(d, item, format!("step #{} of {}", idx + 1, table.what()))
-        else {
+        let Some(step) = Table::new(
+            d,
+            item,
+            format!("step #{} of {}", idx + 1, table.what()),
+            table.items_section("steps"),
+        ) else {
             ok = false;
             continue;
         };

@@ -406,7 +406,12 @@ fn read_json_expects(expect: &Table<'_>, what: &str) -> Option<Vec<JsonExpect>> 
         .into_iter()
         .enumerate()
     {
-        let Some(entry) = Table::new(d, item, format!("`expect.json[{idx}]` of {what}")) else {
+        let Some(entry) = Table::new(
+            d,
+            item,
+            format!("`expect.json[{idx}]` of {what}"),
+            expect.items_section("json"),
+        ) else {
             ok = false;
             continue;
         };
@@ -686,7 +691,12 @@ fn read_header_rules(
         .into_iter()
         .enumerate()
     {
-        let Some(entry) = Table::new(d, item, format!("`expect.{key}[{idx}]` of {what}")) else {
+        let Some(entry) = Table::new(
+            d,
+            item,
+            format!("`expect.{key}[{idx}]` of {what}"),
+            expect.items_section(key),
+        ) else {
             ok = false;
             continue;
         };

@@ -363,7 +363,7 @@ fn read_steps(table: &Table<'_>, cx: &mut SpecCx<'_>) -> Option<Option<(Vec<Step
     let mut ok = true;
     for (idx, item) in items.into_iter().enumerate() {
         let what = format!("step {} of {}", idx + 1, table.what());
-        let Some(step_table) = Table::new(d, item, what) else {
+        let Some(step_table) = Table::new(d, item, what, table.items_section("steps")) else {
             ok = false;
             continue;
         };

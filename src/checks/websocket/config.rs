@@ -168,7 +168,7 @@ fn read_steps(table: &Table<'_>, cx: &mut SpecCx<'_>) -> Option<Vec<Step>> {
     let items = table.array("steps").unwrap_or_default();
     for (idx, item) in items.into_iter().enumerate() {
         let what = format!("`steps[{idx}]` of {}", table.what());
-        let Some(entry) = Table::new(d, item, what) else {
+        let Some(entry) = Table::new(d, item, what, table.items_section("steps")) else {
             ok = false;
             continue;
         };
