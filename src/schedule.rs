@@ -265,8 +265,11 @@ pub struct SchedulerHandle {
     permits: Arc<Permits>,
 }
 
+/// Checks' states by name: what stopped checks leave, and what the scheduler ends with.
+pub type States = Vec<(Arc<str>, Tracker)>;
+
 /// An update and where to answer it.
-type Command = (Update, oneshot::Sender<Vec<(Arc<str>, Tracker)>>);
+type Command = (Update, oneshot::Sender<States>);
 
 impl SchedulerHandle {
     /// Applies `update` and returns the state of each check it stopped (a changed check's
@@ -400,10 +403,7 @@ impl Scheduler {
     /// applies; runs in flight finish (each within its timeout) and hand on their outcome,
     /// then the task ends with each running check's state as its loop left it. The results
     /// sender is dropped when it ends.
-    pub fn start(
-        self,
-        shutdown: watch::Receiver<bool>,
-    ) -> (SchedulerHandle, JoinHandle<Vec<(Arc<str>, Tracker)>>) {
+    pub fn start(self, shutdown: watch::Receiver<bool>) -> (SchedulerHandle, JoinHandle<States>) {
         let loops: HashMap<Arc<str>, Loop> = self
             .checks
             .into_iter()
