@@ -682,8 +682,18 @@ fn cmd_validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     match loaded {
         Ok(config) => {
             let n = config.checks.len();
+            let discovering = config
+                .templates
+                .iter()
+                .filter(|template| !template.sources.is_empty())
+                .count();
+            let more = match discovering {
+                0 => String::new(),
+                1 => ", and 1 template that discovers more when it runs".to_string(),
+                _ => format!(", and {discovering} templates that discover more when they run"),
+            };
             println!(
-                "configuration is valid: {n} check{}",
+                "configuration is valid: {n} check{}{more}",
                 if n == 1 { "" } else { "s" }
             );
             Ok(ExitCode::SUCCESS)
