@@ -425,7 +425,7 @@ impl Agent {
     /// since are dropped (the new template's come next).
     async fn discovered(&mut self, found: crate::fleet::Discovered) {
         let template = found.template.clone();
-        let Some((update, removed)) = self.take_discovered(found) else {
+        let Some((mut update, removed)) = self.take_discovered(found) else {
             return;
         };
         let upserted: Vec<Arc<CheckDef>> = update
@@ -437,8 +437,13 @@ impl Agent {
         let started = update.start.len();
         // The rows and series first, so a new check's first result has somewhere to go and a
         // gone one's last is dropped.
-        self.shared.status.apply_checks(&removed, &upserted);
+        let restored = self.shared.status.apply_checks(&removed, &upserted);
         self.shared.metrics.apply_checks(&removed, &upserted);
+        // Targets seen before a restart start from their saved state.
+        for (name, tracker) in &restored {
+            self.shared.metrics.set_tracker(name, tracker);
+        }
+        update.trackers = restored.into_iter().collect();
         self.running.handle.apply(update).await;
         self.rewatch.notify_one();
         info!(message = "Discovered targets applied.", check = %template, checks = self.fleet.checks_of(&template).len(), started, removed = removed.len());

@@ -215,6 +215,9 @@ pub struct Update {
     /// loaded: the next run of each uses it (CA files, client certificates and RDAP settings
     /// are read at load time but are not part of the revision), nothing else changes.
     pub refresh: Vec<Arc<CheckDef>>,
+    /// States to start checks in `start` from when they are not running: a template target's
+    /// state restored from the state dir when it is discovered again after a restart.
+    pub trackers: HashMap<Arc<str>, Tracker>,
 }
 
 impl Update {
@@ -482,6 +485,7 @@ async fn apply(
         start,
         stop,
         refresh,
+        trackers,
     } = update;
     // Signal every loop to stop first, then wait for them: they stop in parallel.
     let restarted = start.iter().map(|(def, _)| def.name.clone());
@@ -505,7 +509,11 @@ async fn apply(
         .map(|(name, tracker)| (&**name, *tracker))
         .collect();
     for (idx, (def, early)) in start.into_iter().enumerate() {
-        let tracker = carried.get(&*def.name).copied().unwrap_or_default();
+        let tracker = carried
+            .get(&*def.name)
+            .or_else(|| trackers.get(&def.name))
+            .copied()
+            .unwrap_or_default();
         let name = def.name.clone();
         loops.insert(name, spawn_loop(def, shared, shutdown, early, tracker));
         // Thousands of checks start in one update: let due runs of the others start between.

@@ -30,6 +30,9 @@ pub struct StatusStore {
     checks: RwLock<BTreeMap<Arc<str>, Entry>>,
     /// Bumped on every change, so the state file knows it has something to write.
     generation: std::sync::atomic::AtomicU64,
+    /// Saved states of template targets not discovered yet (the state dir's, at start): each
+    /// is restored when its check appears, and stays in the state file meanwhile.
+    awaiting: std::sync::Mutex<BTreeMap<String, SavedCheck>>,
 }
 
 #[derive(Debug)]
@@ -48,6 +51,26 @@ struct Entry {
 }
 
 impl Entry {
+    /// Takes the check's state, since-when, history and last result from the state file; a
+    /// result that does not belong to the check (another name or kind) is ignored.
+    fn restore(&mut self, name: &str, check: SavedCheck) {
+        self.tracker = check.tracker;
+        self.since = check
+            .since_ms
+            .map(|ms| UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
+        self.history = check
+            .history
+            .into_iter()
+            .rev()
+            .take(HISTORY)
+            .rev()
+            .collect();
+        self.last = check
+            .last
+            .and_then(|raw| serde_json::from_str::<CheckResult>(raw.get()).ok())
+            .filter(|res| *res.check == *name && res.kind == self.def.kind());
+    }
+
     fn new(def: &Arc<CheckDef>) -> Entry {
         Entry {
             def: def.clone(),
@@ -125,6 +148,7 @@ impl StatusStore {
             expiry: RwLock::new((config.rules.expiry_warning, config.rules.expiry_critical)),
             checks: RwLock::new(checks),
             generation: std::sync::atomic::AtomicU64::new(0),
+            awaiting: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -158,19 +182,36 @@ impl StatusStore {
     /// Applies a change to some checks (a template's discovered targets): `removed` go,
     /// `upserted` ones are added, or keep their state and history with the new definition.
     /// Every other check is untouched.
-    pub fn apply_checks(&self, removed: &[Arc<str>], upserted: &[Arc<CheckDef>]) {
+    /// Returns the states restored from the state dir for checks that appear (template
+    /// targets seen before a restart), for the scheduler to start them from.
+    pub fn apply_checks(
+        &self,
+        removed: &[Arc<str>],
+        upserted: &[Arc<CheckDef>],
+    ) -> Vec<(Arc<str>, Tracker)> {
         let mut checks = self.write();
+        let mut awaiting = lock(&self.awaiting);
         for name in removed {
             checks.remove(name);
         }
+        let mut restored = Vec::new();
         for def in upserted {
             checks
                 .entry(def.name.clone())
                 .and_modify(|entry| entry.def = def.clone())
-                .or_insert_with(|| Entry::new(def));
+                .or_insert_with(|| {
+                    let mut entry = Entry::new(def);
+                    if let Some(saved) = awaiting.remove(&*def.name) {
+                        entry.restore(&def.name, saved);
+                        restored.push((def.name.clone(), entry.tracker));
+                    }
+                    entry
+                });
         }
+        drop(awaiting);
         drop(checks);
         self.bump();
+        restored
     }
 
     /// Stores a result decided at once (no confirmation): what `nightjar check` and tests
@@ -268,29 +309,22 @@ impl StatusStore {
     /// Takes each check's state, since-when, history and last result from the state file
     /// (checks the agent no longer runs are left out). A result that does not belong to its
     /// check (another name) is ignored.
+    /// A template target's state waits for its check to be discovered (`apply_checks`).
     pub fn restore(&self, saved: BTreeMap<String, SavedCheck>) -> usize {
         let mut checks = self.write();
+        let mut awaiting = lock(&self.awaiting);
         let mut restored = 0;
         for (name, check) in saved {
-            let Some(entry) = checks.get_mut(name.as_str()) else {
-                continue;
-            };
-            entry.tracker = check.tracker;
-            entry.since = check
-                .since_ms
-                .map(|ms| UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
-            entry.history = check
-                .history
-                .into_iter()
-                .rev()
-                .take(HISTORY)
-                .rev()
-                .collect();
-            entry.last = check
-                .last
-                .and_then(|raw| serde_json::from_str::<CheckResult>(raw.get()).ok())
-                .filter(|res| *res.check == *name && res.kind == entry.def.kind());
-            restored += 1;
+            match checks.get_mut(name.as_str()) {
+                Some(entry) => {
+                    entry.restore(&name, check);
+                    restored += 1;
+                }
+                None if name.contains('@') => {
+                    awaiting.insert(name, check);
+                }
+                None => {}
+            }
         }
         restored
     }
@@ -298,22 +332,21 @@ impl StatusStore {
     /// Every check's state as the state file keeps it, each last result serialised once; one
     /// larger than `state::MAX_LAST_BYTES` is left out.
     pub fn saved(&self) -> BTreeMap<String, SavedCheck> {
-        self.read()
-            .iter()
-            .map(|(name, entry)| {
-                let check = SavedCheck {
-                    tracker: entry.tracker,
-                    since_ms: entry.since.map(|since| {
-                        since
-                            .duration_since(UNIX_EPOCH)
-                            .map_or(0, |ms| i64::try_from(ms.as_millis()).unwrap_or(i64::MAX))
-                    }),
-                    history: entry.history.iter().copied().collect(),
-                    last: entry.last.as_ref().and_then(crate::state::last_result),
-                };
-                (name.to_string(), check)
-            })
-            .collect()
+        let mut saved = lock(&self.awaiting).clone();
+        saved.extend(self.read().iter().map(|(name, entry)| {
+            let check = SavedCheck {
+                tracker: entry.tracker,
+                since_ms: entry.since.map(|since| {
+                    since
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0, |ms| i64::try_from(ms.as_millis()).unwrap_or(i64::MAX))
+                }),
+                history: entry.history.iter().copied().collect(),
+                last: entry.last.as_ref().and_then(crate::state::last_result),
+            };
+            (name.to_string(), check)
+        }));
+        saved
     }
 
     /// A number that changes whenever a check's state, history or window changes.
@@ -1054,4 +1087,10 @@ mod tests {
         );
         assert_eq!(Timestamp::from_unix(-5).unix_secs(), 0);
     }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -268,3 +268,60 @@ async fn a_reload_keeps_discovered_targets() {
     );
     agent.stop().await;
 }
+
+/// A discovered target's state survives a restart: it waits in the state store until
+/// discovery finds the target again, then the check starts from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discovered_targets_state_survives_a_restart() {
+    let nginx = Nginx::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sd = dir.path().join("targets.json");
+    let missing = nginx.url("/notfound");
+    file_sd(&sd, std::slice::from_ref(&missing));
+    let config = |schedule: &str| {
+        load(
+            &format!(
+                "[agent]\nregion = \"lab\"\nstate_dir = \"{}\"\n\n[[check]]\nname = \"fleet\"\ntype = \"http\"\n{schedule}\ntargets_from = [{{ file = \"{}\" }}]\n",
+                dir.path().join("state").display(),
+                sd.display()
+            ),
+            &[],
+        )
+    };
+    let name = format!("fleet@{missing}");
+    let path = format!("/api/v1/checks/{}", crate::support::encode(&name));
+    let agent = RunningAgent::start(config("interval = \"1s\"\ntimeout = \"900ms\"")).await;
+    eventually(Duration::from_secs(15), "the target failing", || async {
+        let (_, body) = agent.get(&path).await;
+        body.contains("\"state\":\"failing\"").then_some(())
+    })
+    .await;
+    agent.stop().await;
+
+    // No run for an hour: what the API shows once the target is discovered is the state kept.
+    let agent = RunningAgent::start(config(
+        "interval = \"1h\"\ntimeout = \"5s\"\nrun_on_load = false",
+    ))
+    .await;
+    let body = eventually(Duration::from_secs(15), "the target discovered", || async {
+        let (status, body) = agent.get(&path).await;
+        (status == 200).then_some(body)
+    })
+    .await;
+    assert!(body.contains("\"state\":\"failing\""), "{body}");
+    let (_, metrics) = agent.get("/metrics").await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "nightjar_check_state",
+            &[
+                ("check", "fleet"),
+                ("instance", &missing),
+                ("state", "failing")
+            ]
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    agent.stop().await;
+}
