@@ -425,68 +425,52 @@ impl Agent {
     /// since are dropped (the new template's come next).
     async fn discovered(&mut self, found: crate::fleet::Discovered) {
         let template = found.template.clone();
-        let Some((mut update, removed)) = self.take_discovered(found) else {
+        let Some(before) = self.fleet.take(found, &self.current) else {
             return;
         };
-        let upserted: Vec<Arc<CheckDef>> = update
-            .start
-            .iter()
-            .map(|(def, _)| def.clone())
-            .chain(update.refresh.iter().cloned())
-            .collect();
+        let after = self.fleet.checks_of(&template);
+        // Every pass below is over up to every check (50,000 with a large template): on the
+        // blocking pool, so no run waits for it. The agent's loop waits, so no reload comes
+        // in between.
+        let checks = std::mem::take(&mut self.current.checks);
+        let region = self.current.agent.region.clone();
+        let (status, metrics) = (self.shared.status.clone(), self.shared.metrics.clone());
+        let worked = tokio::task::spawn_blocking(move || {
+            let mut checks = checks;
+            let planned = plan_discovered(&region, &before, &after, &mut checks);
+            let applied = planned.map(|(mut update, removed)| {
+                let upserted: Vec<Arc<CheckDef>> = update
+                    .start
+                    .iter()
+                    .map(|(def, _)| def.clone())
+                    .chain(update.refresh.iter().cloned())
+                    .collect();
+                // The rows and series first, so a new check's first result has somewhere
+                // to go and a gone one's last is dropped.
+                let restored = status.apply_checks(&removed, &upserted);
+                metrics.apply_checks(&removed, &upserted);
+                // Targets seen before a restart start from their saved state.
+                for (name, tracker) in &restored {
+                    metrics.set_tracker(name, tracker);
+                }
+                update.trackers = restored.into_iter().collect();
+                (update, removed.len())
+            });
+            (checks, applied)
+        })
+        .await;
+        let Ok((checks, applied)) = worked else {
+            error!(message = "Applying discovered targets failed; they apply at the next change or reload.", check = %template);
+            return;
+        };
+        self.current.checks = checks;
+        let Some((update, removed)) = applied else {
+            return;
+        };
         let started = update.start.len();
-        // The rows and series first, so a new check's first result has somewhere to go and a
-        // gone one's last is dropped.
-        let restored = self.shared.status.apply_checks(&removed, &upserted);
-        self.shared.metrics.apply_checks(&removed, &upserted);
-        // Targets seen before a restart start from their saved state.
-        for (name, tracker) in &restored {
-            self.shared.metrics.set_tracker(name, tracker);
-        }
-        update.trackers = restored.into_iter().collect();
         self.running.handle.apply(update).await;
         self.rewatch.notify_one();
-        info!(message = "Discovered targets applied.", check = %template, checks = self.fleet.checks_of(&template).len(), started, removed = removed.len());
-    }
-
-    /// The scheduler's update for a template's newly discovered checks and the names of the
-    /// gone ones; the current configuration's checks become the new ones. `None` when nothing
-    /// changes or the checks are stale.
-    fn take_discovered(
-        &mut self,
-        found: crate::fleet::Discovered,
-    ) -> Option<(crate::schedule::Update, Vec<Arc<str>>)> {
-        let template = found.template.clone();
-        let before = self.fleet.take(found, &self.current)?;
-        let after = self.fleet.checks_of(&template).to_vec();
-        let region = &self.current.agent.region;
-        let regional = |defs: &[Arc<CheckDef>]| -> Vec<Arc<CheckDef>> {
-            defs.iter()
-                .filter(|def| def.runs_in(region))
-                .cloned()
-                .collect()
-        };
-        let (old, new) = (regional(&before), regional(&after));
-        let mut update = plan(&old, &new);
-        // A target found again keeps its very definition: nothing to refresh.
-        let same: std::collections::HashSet<*const CheckDef> =
-            old.iter().map(Arc::as_ptr).collect();
-        update
-            .refresh
-            .retain(|def| !same.contains(&Arc::as_ptr(def)));
-        let kept: std::collections::HashSet<&str> = new.iter().map(|def| &*def.name).collect();
-        let removed: Vec<Arc<str>> = old
-            .iter()
-            .filter(|def| !kept.contains(&*def.name))
-            .map(|def| def.name.clone())
-            .collect();
-        let gone: std::collections::HashSet<*const CheckDef> =
-            before.iter().map(Arc::as_ptr).collect();
-        self.current
-            .checks
-            .retain(|def| !gone.contains(&Arc::as_ptr(def)));
-        self.current.checks.extend(after);
-        (!update.is_empty()).then_some((update, removed))
+        info!(message = "Discovered targets applied.", check = %template, checks = self.fleet.checks_of(&template).len(), started, removed);
     }
 
     /// Stops scheduling and injecting; waits for the runs and requests in flight, the last
@@ -761,6 +745,61 @@ async fn keep_state(
 
 /// Keeps each check's maintenance flag (status, metrics, logs) in step with the windows:
 /// looked at when a window opens or closes, when one is added or ended, and after a reload.
+/// The scheduler's update for a template's checks going from `before` to `after` (those of
+/// `region`), and the names of the gone ones; `checks` (every check the agent runs) then holds
+/// `after` in place of `before`. `None` when the scheduler has nothing to change.
+fn plan_discovered(
+    region: &str,
+    before: &[Arc<CheckDef>],
+    after: &[Arc<CheckDef>],
+    checks: &mut Vec<Arc<CheckDef>>,
+) -> Option<(crate::schedule::Update, Vec<Arc<str>>)> {
+    let regional = |defs: &[Arc<CheckDef>]| -> Vec<Arc<CheckDef>> {
+        defs.iter()
+            .filter(|def| def.runs_in(region))
+            .cloned()
+            .collect()
+    };
+    let (old, new) = (regional(before), regional(after));
+    let mut update = plan(&old, &new);
+    // A target found again keeps its very definition: nothing to refresh.
+    let same: std::collections::HashSet<*const CheckDef> = old.iter().map(Arc::as_ptr).collect();
+    update
+        .refresh
+        .retain(|def| !same.contains(&Arc::as_ptr(def)));
+    let kept: std::collections::HashSet<&str> = new.iter().map(|def| &*def.name).collect();
+    let removed: Vec<Arc<str>> = old
+        .iter()
+        .filter(|def| !kept.contains(&*def.name))
+        .map(|def| def.name.clone())
+        .collect();
+    let gone: std::collections::HashSet<*const CheckDef> = before.iter().map(Arc::as_ptr).collect();
+    checks.retain(|def| !gone.contains(&Arc::as_ptr(def)));
+    checks.extend(after.iter().cloned());
+    (!update.is_empty()).then_some((update, removed))
+}
+
+/// Sets each check's maintenance window as of `now` in the status store and metrics, logging
+/// each check a window starts or stops covering.
+fn set_windows(shared: &Shared, now: std::time::SystemTime) {
+    for def in shared.status.defs() {
+        let open = shared.maintenance.open_for(&def.name, &def.labels, now);
+        let covered = open.is_some();
+        let shown = open.clone();
+        if shared.status.set_maintenance(&def.name, open) {
+            shared.metrics.set_maintenance(&def.name, covered);
+            match shown {
+                Some(open) => {
+                    info!(message = "Maintenance window covers the check.", check = %def.name, window = %open.name, mode = open.mode.as_str(), until = %crate::time::rfc3339(open.until))
+                }
+                None => {
+                    info!(message = "Maintenance window over for the check.", check = %def.name)
+                }
+            }
+        }
+    }
+}
+
 async fn watch_maintenance(
     shared: Shared,
     rewatch: Arc<tokio::sync::Notify>,
@@ -769,22 +808,10 @@ async fn watch_maintenance(
     loop {
         let now = std::time::SystemTime::now();
         let generation = shared.maintenance.generation();
-        for def in shared.status.defs() {
-            let open = shared.maintenance.open_for(&def.name, &def.labels, now);
-            let covered = open.is_some();
-            let shown = open.clone();
-            if shared.status.set_maintenance(&def.name, open) {
-                shared.metrics.set_maintenance(&def.name, covered);
-                match shown {
-                    Some(open) => {
-                        info!(message = "Maintenance window covers the check.", check = %def.name, window = %open.name, mode = open.mode.as_str(), until = %crate::time::rfc3339(open.until))
-                    }
-                    None => {
-                        info!(message = "Maintenance window over for the check.", check = %def.name)
-                    }
-                }
-            }
-        }
+        // A pass over every check (50,000 with a large template) runs on the blocking pool, so
+        // no run waits for it.
+        let walked = shared.clone();
+        let _ = tokio::task::spawn_blocking(move || set_windows(&walked, now)).await;
         // Until the next window opens or closes, or a change (API, reload), or once a minute.
         let wait = shared
             .maintenance

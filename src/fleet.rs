@@ -34,7 +34,7 @@ pub struct Fleet {
     sender: mpsc::Sender<Discovered>,
     metrics: Arc<Metrics>,
     /// Each template's discovered checks as the agent runs them.
-    discovered: HashMap<Arc<str>, Vec<Arc<CheckDef>>>,
+    discovered: HashMap<Arc<str>, Arc<Vec<Arc<CheckDef>>>>,
     /// Each template's targets as last discovered, to build a changed template's checks from
     /// at once.
     last: Last,
@@ -87,7 +87,7 @@ impl Fleet {
                     before.name == template.name && before.revision == template.revision
                 });
             let checks = match self.discovered.get(&template.name) {
-                Some(checks) if unchanged => checks.clone(),
+                Some(checks) if unchanged => checks.to_vec(),
                 _ => {
                     let last = lock(&self.last).get(&template.name).cloned();
                     match last {
@@ -102,14 +102,14 @@ impl Fleet {
                 }
             };
             next.checks.extend(checks.iter().cloned());
-            kept.insert(template.name.clone(), checks);
+            kept.insert(template.name.clone(), Arc::new(checks));
         }
         self.discovered = kept;
     }
 
     /// Takes a template's newly discovered checks and returns the ones it had before; `None`
     /// for checks made from a template a reload has replaced or removed since.
-    pub fn take(&mut self, found: Discovered, current: &Config) -> Option<Vec<Arc<CheckDef>>> {
+    pub fn take(&mut self, found: Discovered, current: &Config) -> Option<Arc<Vec<Arc<CheckDef>>>> {
         let template = current
             .templates
             .iter()
@@ -119,14 +119,14 @@ impl Fleet {
         }
         Some(
             self.discovered
-                .insert(found.template, found.checks)
+                .insert(found.template, Arc::new(found.checks))
                 .unwrap_or_default(),
         )
     }
 
-    /// A template's discovered checks as the agent runs them.
-    pub fn checks_of(&self, template: &str) -> &[Arc<CheckDef>] {
-        self.discovered.get(template).map_or(&[], Vec::as_slice)
+    /// A template's discovered checks as the agent runs them (shared, not copied).
+    pub fn checks_of(&self, template: &str) -> Arc<Vec<Arc<CheckDef>>> {
+        self.discovered.get(template).cloned().unwrap_or_default()
     }
 
     /// Follows the templates of `config` with `targets_from`: an unchanged template's task
@@ -178,10 +178,12 @@ impl Fleet {
         }
     }
 
-    /// Stops every template's task.
+    /// Stops every template's task (at once: one may be waiting to hand on checks the agent
+    /// no longer takes).
     pub async fn stop(self) {
         for following in self.following.into_values() {
             let _ = following.stop.send(true);
+            following.task.abort();
             let _ = following.task.await;
         }
     }

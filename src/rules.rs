@@ -501,13 +501,15 @@ fn expiry_group(out: &mut String, config: &Config) {
 }
 
 fn quorum_group(out: &mut String, config: &Config) {
-    if config.checks.is_empty() {
+    if config.checks.is_empty() && config.templates.is_empty() {
         return;
     }
     group_header(out, "nightjar-region-quorum");
-    // One rule per template, not per target: its targets are told apart by `instance`.
+    // One rule per template, not per target: its targets are told apart by `instance`. A
+    // template whose targets are all discovered has its rule too.
     let mut seen = std::collections::HashSet::new();
-    for def in &config.checks {
+    let templates = config.templates.iter().map(|template| &template.sample);
+    for def in config.checks.iter().chain(templates) {
         if seen.insert(def.check_name()) {
             quorum_rule(out, def, config);
         }

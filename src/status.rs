@@ -27,7 +27,9 @@ pub struct StatusStore {
     region: String,
     /// `[rules]` expiry lead times: the page marks what expires within them.
     expiry: RwLock<(Duration, Duration)>,
-    checks: RwLock<BTreeMap<Arc<str>, Entry>>,
+    /// By name, hashed: a result's lookup among 50,000 names with long shared prefixes (a
+    /// template's targets) costs one hash, not a tree walk of string comparisons.
+    checks: RwLock<std::collections::HashMap<Arc<str>, Entry>>,
     /// Bumped on every change, so the state file knows it has something to write.
     generation: std::sync::atomic::AtomicU64,
     /// Saved states of template targets not discovered yet (the state dir's, at start): each
@@ -293,6 +295,14 @@ impl StatusStore {
 
     /// Sets the maintenance window covering `name` now; returns whether that changed.
     pub fn set_maintenance(&self, name: &str, open: Option<Open>) -> bool {
+        // Most passes change nothing: looked at under the read lock, so results keep flowing.
+        if self
+            .read()
+            .get(name)
+            .is_none_or(|entry| entry.maintenance == open)
+        {
+            return false;
+        }
         let mut checks = self.write();
         let Some(entry) = checks.get_mut(name) else {
             return false;
@@ -362,7 +372,9 @@ impl StatusStore {
     /// Views of every check, in name order.
     pub fn views(&self) -> Vec<CheckView> {
         let checks = self.read();
-        checks.values().map(Entry::view).collect()
+        let mut entries: Vec<(&Arc<str>, &Entry)> = checks.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        entries.into_iter().map(|(_, entry)| entry.view()).collect()
     }
 
     /// Whether `name` has a result (its series and page row have data).
@@ -405,13 +417,13 @@ impl StatusStore {
     }
 
     /// The checks, for reading; a panic elsewhere never locks the status page out.
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Arc<str>, Entry>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, std::collections::HashMap<Arc<str>, Entry>> {
         self.checks
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Arc<str>, Entry>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, std::collections::HashMap<Arc<str>, Entry>> {
         self.checks
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -899,7 +911,7 @@ impl CheckView {
             maintenance: None,
             since: since.map(Timestamp::from),
             schedule: def.schedule.to_string(),
-            labels: def.labels.clone(),
+            labels: (*def.labels).clone(),
             last_run: last.map(RunView::new),
             history: history
                 .iter()

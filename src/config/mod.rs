@@ -216,8 +216,9 @@ pub struct CheckDef {
     pub schedule: Schedule,
     /// Upper bound on one run.
     pub timeout: Duration,
-    /// Extra labels on this check's series.
-    pub labels: BTreeMap<String, String>,
+    /// Extra labels on this check's series (a template's targets with the same labels share
+    /// one map).
+    pub labels: Arc<BTreeMap<String, String>>,
     /// Regions the check runs in; empty means every region.
     pub regions: Vec<String>,
     /// What to probe and what to expect.

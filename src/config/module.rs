@@ -238,7 +238,7 @@ impl Built {
             name: Arc::from(module.name.as_str()),
             schedule: Schedule::Interval(Duration::from_secs(60)),
             timeout: self.timeout.unwrap_or(fallback),
-            labels: BTreeMap::new(),
+            labels: Arc::default(),
             regions: Vec::new(),
             spec: self.spec,
             target,

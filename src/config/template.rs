@@ -52,6 +52,10 @@ pub struct Template {
     /// The definition as written, with what it takes from `[defaults]` and the environment
     /// (`config::revision`): equal across a reload when the template is unchanged.
     pub revision: u64,
+    /// The template's check for a placeholder target, named as the template, with an empty
+    /// `instance`: what its targets' checks share (kind, regions, schedule), for what is
+    /// written per template rather than per target (`nightjar rules`).
+    pub sample: Arc<CheckDef>,
     /// The table without `targets` and `targets_from`.
     table: toml::Table,
     /// Whether the table places the target itself with `${target}`.
@@ -142,7 +146,9 @@ impl Template {
 /// counters stay as they are.
 #[derive(Debug, Default)]
 pub struct Expansion {
-    checks: HashMap<(String, BTreeMap<String, String>), Arc<CheckDef>>,
+    checks: HashMap<(String, Arc<BTreeMap<String, String>>), Arc<CheckDef>>,
+    /// One map of labels per distinct set, shared by the checks that carry it.
+    labels: HashMap<Arc<BTreeMap<String, String>>, Arc<BTreeMap<String, String>>>,
 }
 
 /// A target a template could not build a check for, and why.
@@ -161,7 +167,7 @@ impl Expansion {
     pub fn update<'t>(
         &mut self,
         template: &Template,
-        targets: impl IntoIterator<Item = (&'t str, &'t BTreeMap<String, String>)>,
+        targets: impl IntoIterator<Item = (&'t str, &'t Arc<BTreeMap<String, String>>)>,
         keep: impl Fn(&str) -> bool,
     ) -> (Vec<Arc<CheckDef>>, Vec<Refused>) {
         let mut before = std::mem::take(&mut self.checks);
@@ -173,7 +179,14 @@ impl Expansion {
             let def = match before.remove(&key) {
                 Some(def) => def,
                 None => match template.expand(target, labels) {
-                    Ok(def) => Arc::new(def),
+                    Ok(mut def) => {
+                        let shared = self
+                            .labels
+                            .entry(std::mem::take(&mut def.labels))
+                            .or_insert_with_key(Arc::clone);
+                        def.labels = shared.clone();
+                        Arc::new(def)
+                    }
                     Err(reason) => {
                         refused.push(Refused {
                             target: target.to_string(),
@@ -196,6 +209,12 @@ impl Expansion {
             }
             self.checks.insert(key, def);
         }
+        // Only the label sets still in use stay shared.
+        self.labels = self
+            .checks
+            .values()
+            .map(|def| (def.labels.clone(), def.labels.clone()))
+            .collect();
         (checks, refused)
     }
 }
@@ -317,8 +336,11 @@ pub(super) fn read(
             table.insert(key.to_string(), owned(value.get_ref()));
         }
     }
+    let mut sample = def;
+    sample.instance = Some(Arc::from(""));
     let template = Template {
-        name: def.name.clone(),
+        name: sample.name.clone(),
+        sample: Arc::new(sample),
         kind,
         defined_at,
         targets: targets.iter().map(|(target, _)| target.clone()).collect(),

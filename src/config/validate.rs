@@ -828,7 +828,7 @@ pub(super) fn read_check(
         name: Arc::from(name?.as_str()),
         schedule,
         timeout,
-        labels,
+        labels: Arc::new(labels),
         regions,
         spec,
         target,

@@ -46,8 +46,12 @@ pub fn parse_json(bytes: &[u8]) -> Result<Vec<Target>, String> {
         };
         let labels = check_labels(group.labels.unwrap_or_default())
             .map_err(|error| format!("group {}: {error}", idx + 1))?;
-        push_targets(&mut targets, group.targets.unwrap_or_default(), &labels)
-            .map_err(|error| format!("group {}: {error}", idx + 1))?;
+        push_targets(
+            &mut targets,
+            group.targets.unwrap_or_default(),
+            &std::sync::Arc::new(labels),
+        )
+        .map_err(|error| format!("group {}: {error}", idx + 1))?;
     }
     Ok(targets)
 }
@@ -126,7 +130,7 @@ pub fn parse_yaml(path: &Path, text: &str) -> Result<Vec<Target>, String> {
             }
         }
         let labels = check_labels(labels).map_err(at)?;
-        push_targets(&mut targets, listed, &labels).map_err(at)?;
+        push_targets(&mut targets, listed, &std::sync::Arc::new(labels)).map_err(at)?;
     }
     Ok(targets)
 }
@@ -162,7 +166,7 @@ fn check_labels(labels: BTreeMap<String, String>) -> Result<BTreeMap<String, Str
 fn push_targets(
     out: &mut Vec<Target>,
     targets: Vec<String>,
-    labels: &BTreeMap<String, String>,
+    labels: &std::sync::Arc<BTreeMap<String, String>>,
 ) -> Result<(), String> {
     out.reserve(targets.len());
     for target in targets {
@@ -217,7 +221,7 @@ mod tests {
             .map(|t| {
                 (
                     t.target.clone(),
-                    t.labels.clone().into_iter().collect::<Vec<_>>(),
+                    (*t.labels).clone().into_iter().collect::<Vec<_>>(),
                 )
             })
             .collect()

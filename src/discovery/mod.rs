@@ -154,8 +154,9 @@ impl RecordKind {
 pub struct Target {
     /// What fills the template's target (a URL, `host:port`, a domain).
     pub target: String,
-    /// The labels of its group.
-    pub labels: BTreeMap<String, String>,
+    /// The labels of its group, shared by the group's targets (50,000 targets of one group
+    /// hold one map).
+    pub labels: Arc<BTreeMap<String, String>>,
 }
 
 /// What one refresh of a source found, for [`DiscoveryEnv::report`].
@@ -392,7 +393,7 @@ mod tests {
     fn target(text: &str, label: &str) -> Target {
         Target {
             target: text.to_string(),
-            labels: BTreeMap::from([("from".to_string(), label.to_string())]),
+            labels: Arc::new(BTreeMap::from([("from".to_string(), label.to_string())])),
         }
     }
 

@@ -10,7 +10,7 @@
 //! exposition. Agent-wide metrics stay in the prometheus registry.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -560,7 +560,9 @@ impl Cell {
 
 /// Every loaded check's series.
 pub(super) struct Store {
-    cells: RwLock<BTreeMap<Arc<str>, Arc<Cell>>>,
+    /// By name, hashed: a run's lookup among 50,000 names with long shared prefixes (a
+    /// template's targets) costs one hash, not a tree walk of string comparisons.
+    cells: RwLock<HashMap<Arc<str>, Arc<Cell>>>,
     buckets: Vec<f64>,
     /// Label pairs every check's series carry: `region` and the `[agent]` labels.
     agent: Vec<(String, String)>,
@@ -571,7 +573,7 @@ pub(super) struct Store {
 impl Store {
     pub fn new(buckets: Vec<f64>, agent: Vec<(String, String)>, lean: bool) -> Store {
         Store {
-            cells: RwLock::new(BTreeMap::new()),
+            cells: RwLock::new(HashMap::new()),
             buckets,
             agent,
             lean,
@@ -583,7 +585,7 @@ impl Store {
         self.lean
     }
 
-    fn cells(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Arc<str>, Arc<Cell>>> {
+    fn cells(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, Arc<Cell>>> {
         self.cells
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -646,6 +648,17 @@ impl Store {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .insert(name, cell);
+    }
+
+    /// Every check's cell, in name order (the exposition's order).
+    fn sorted_cells(&self) -> Vec<Arc<Cell>> {
+        let mut named: Vec<(Arc<str>, Arc<Cell>)> = self
+            .cells()
+            .iter()
+            .map(|(name, cell)| (name.clone(), cell.clone()))
+            .collect();
+        named.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        named.into_iter().map(|(_, cell)| cell).collect()
     }
 
     /// How many checks the store holds.
@@ -772,7 +785,7 @@ impl Store {
     /// scrape (by each family's writer, before its loop over checks), so the loop over checks
     /// only copies bytes and formats numbers.
     pub fn write_text(&self, chunk: usize, emit: &mut dyn FnMut(String) -> bool) {
-        let cells: Vec<Arc<Cell>> = self.cells().values().cloned().collect();
+        let cells = self.sorted_cells();
         let mut out = Writer {
             buf: String::with_capacity(chunk + 4096),
             chunk,
@@ -792,7 +805,7 @@ impl Store {
 
     /// Every per-check family as protobuf structures (for remote write).
     pub fn families(&self) -> Vec<MetricFamily> {
-        let cells: Vec<Arc<Cell>> = self.cells().values().cloned().collect();
+        let cells = self.sorted_cells();
         let mut gathered = Gathered::default();
         gathered.gauges.resize(GAUGES.len(), Vec::new());
         for cell in &cells {

@@ -214,7 +214,7 @@ impl Tally {
                 tally.expiring += 1;
             }
             tally.kinds.insert(row.def.kind().as_str());
-            for (key, value) in &row.def.labels {
+            for (key, value) in row.def.labels.iter() {
                 if tally.labels.len() < LABEL_SUGGESTIONS {
                     tally.labels.insert(format!("{key}={value}"));
                 }

@@ -578,3 +578,22 @@ fn a_templates_targets_page_one_by_one() {
     .unwrap();
     promtool_test_rules(dir.path(), &test_file);
 }
+
+/// A template whose targets all come from discovery has its quorum rule too (its checks do
+/// not exist when the rules are written).
+#[test]
+fn a_discovered_only_template_has_its_quorum_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("sd.json"), "[]").unwrap();
+    let rules = write_rules(
+        dir.path(),
+        "[[check]]\nname = \"fleet\"\ntype = \"http\"\ntargets_from = [{ file = \"sd.json\" }]\n",
+    );
+    let text = std::fs::read_to_string(rules).unwrap();
+    assert!(
+        text.contains(
+            r#"count by (check, instance) (nightjar_check_state{check=\"fleet\",state=\"failing\"}"#
+        ),
+        "{text}"
+    );
+}
