@@ -146,10 +146,13 @@ impl Template {
 /// counters stay as they are.
 #[derive(Debug, Default)]
 pub struct Expansion {
-    checks: HashMap<(String, Arc<BTreeMap<String, String>>), Arc<CheckDef>>,
+    checks: HashMap<(String, Labels), Arc<CheckDef>>,
     /// One map of labels per distinct set, shared by the checks that carry it.
-    labels: HashMap<Arc<BTreeMap<String, String>>, Arc<BTreeMap<String, String>>>,
+    labels: HashMap<Labels, Labels>,
 }
+
+/// A group's labels, shared by the group's targets and their checks.
+type Labels = Arc<BTreeMap<String, String>>;
 
 /// A target a template could not build a check for, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,7 +170,7 @@ impl Expansion {
     pub fn update<'t>(
         &mut self,
         template: &Template,
-        targets: impl IntoIterator<Item = (&'t str, &'t Arc<BTreeMap<String, String>>)>,
+        targets: impl IntoIterator<Item = (&'t str, &'t Labels)>,
         keep: impl Fn(&str) -> bool,
     ) -> (Vec<Arc<CheckDef>>, Vec<Refused>) {
         let mut before = std::mem::take(&mut self.checks);
