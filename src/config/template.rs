@@ -18,9 +18,8 @@ use std::sync::Arc;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use super::CheckDef;
 use super::module::{Recorded, Recording, owned, placeholder_of, raw_kind};
-use super::validate::{Defaults, read_check};
-use super::{AgentConfig, CheckDef};
 use crate::checks::CheckKind;
 use crate::reader::{Diags, Source, Table, Unresolved, Value};
 
@@ -64,9 +63,22 @@ pub struct Template {
     path: PathBuf,
     /// The values of the environment variables it referred to when it was validated.
     vars: BTreeMap<String, String>,
-    defaults: Defaults,
-    agent: Arc<AgentConfig>,
-    agent_labels_at: BTreeMap<String, String>,
+    /// The check reader with the settings it reads beside the table.
+    read: ReadCheck,
+}
+
+/// The check reader (`validate`'s) with the `[defaults]`, `[agent]` and agent labels it reads
+/// beside a check's table; handed in so this module does not import `validate`, which reads
+/// templates through it.
+#[derive(Clone)]
+pub(super) struct ReadCheck(
+    pub Arc<dyn Fn(Table<'_>, &mut HashMap<String, String>) -> Option<CheckDef> + Send + Sync>,
+);
+
+impl std::fmt::Debug for ReadCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadCheck")
+    }
 }
 
 impl Template {
@@ -107,13 +119,7 @@ impl Template {
         let doc = DeTable::parse(&source.text).map_err(|error| error.message().to_string())?;
         let d = Diags::new(&source, &env, &unresolved);
         let table = Table::from_root(&d, doc.get_ref(), doc.span(), &crate::keys::CHECK);
-        let read = read_check(
-            table,
-            &self.defaults,
-            &self.agent,
-            &self.agent_labels_at,
-            &mut HashMap::new(),
-        );
+        let read = (self.read.0)(table, &mut HashMap::new());
         let mut errors = d.into_errors();
         unresolved.amend(&mut errors);
         match read {
@@ -264,10 +270,11 @@ pub(super) struct Place<'a> {
 }
 
 /// The settings every check reads beside its table.
-pub(super) struct Context<'a> {
-    pub defaults: &'a Defaults,
-    pub agent: &'a AgentConfig,
-    pub agent_labels_at: &'a BTreeMap<String, String>,
+pub(super) struct Context {
+    /// Reads a check's table.
+    pub read: ReadCheck,
+    /// What a check takes from outside its table (`[defaults]`), as text for the revision.
+    pub inherited: String,
 }
 
 /// One templated `[[check]]`: validated with a placeholder target (every problem at its
@@ -275,7 +282,7 @@ pub(super) struct Context<'a> {
 pub(super) fn read(
     place: &Place<'_>,
     item: &Value<'_>,
-    cx: &Context<'_>,
+    cx: &Context,
     seen: &mut HashMap<String, String>,
 ) -> Option<Read> {
     let d = place.d;
@@ -318,7 +325,7 @@ pub(super) fn read(
             format!("check #{}", place.n + 1),
             &crate::keys::CHECK,
         )?;
-        read_check(table, cx.defaults, cx.agent, cx.agent_labels_at, seen)
+        (cx.read.0)(table, seen)
     });
     for error in rd.into_errors() {
         d.push_error(error);
@@ -331,7 +338,7 @@ pub(super) fn read(
     let vars = recording.into_seen();
     let mut secrets: Vec<String> = vars.values().cloned().collect();
     secrets.extend(source_secrets.iter().cloned());
-    let revision = super::revision(&outer.written(), &format!("{:?}", cx.defaults), &secrets);
+    let revision = super::revision(&outer.written(), &cx.inherited, &secrets);
     let mut table = toml::Table::new();
     for (key, value) in written.iter() {
         let key = key.get_ref().as_ref();
@@ -354,9 +361,7 @@ pub(super) fn read(
         path: d.src.path.clone(),
         vars,
         revision,
-        defaults: cx.defaults.clone(),
-        agent: Arc::new(cx.agent.clone()),
-        agent_labels_at: cx.agent_labels_at.clone(),
+        read: cx.read.clone(),
     };
     let checks = expand_written(d, &template, &targets);
     Some(Read { template, checks })

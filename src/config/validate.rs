@@ -289,10 +289,14 @@ fn read_checks<'a>(
     let mut checks = Vec::new();
     let mut templates = Vec::new();
     let mut seen: HashMap<String, String> = HashMap::new();
-    let cx = super::template::Context {
-        defaults,
-        agent,
-        agent_labels_at,
+    let cx = {
+        let (defaults, agent, labels) = (defaults.clone(), agent.clone(), agent_labels_at.clone());
+        super::template::Context {
+            inherited: format!("{defaults:?}"),
+            read: super::template::ReadCheck(Arc::new(move |table, seen| {
+                read_check(table, &defaults, &agent, &labels, seen)
+            })),
+        }
     };
     for (d, n, item) in items(roots, diags, "check") {
         if super::template::is_template(item) {
