@@ -63,20 +63,7 @@ impl ModuleDef {
         let env = Recorded(self.vars.clone());
         match self.build(target, &env, fallback) {
             Ok(built) => Ok(built.into_def(self, fallback)),
-            Err(errors) => {
-                let secrets: Vec<String> = self.vars.values().cloned().collect();
-                Err(errors
-                    .iter()
-                    .map(|error| {
-                        let mut line = error.message.clone();
-                        if let Some(hint) = &error.hint {
-                            line.push_str(&format!(" (hint: {hint})"));
-                        }
-                        super::redact(&secrets, &line)
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n"))
-            }
+            Err(errors) => Err(problems_text(&errors, &self.vars)),
         }
     }
 
@@ -220,6 +207,23 @@ impl ModuleDef {
             _ => Err(errors),
         }
     }
+}
+
+/// Problems of a check built from text (a module's for a `/probe` target, a template's for
+/// a discovered one), one a line with its hint, with the values of `vars` redacted.
+pub(super) fn problems_text(errors: &[ConfigError], vars: &BTreeMap<String, String>) -> String {
+    let secrets: Vec<String> = vars.values().cloned().collect();
+    errors
+        .iter()
+        .map(|error| {
+            let mut line = error.message.clone();
+            if let Some(hint) = &error.hint {
+                line.push_str(&format!(" (hint: {hint})"));
+            }
+            super::redact(&secrets, &line)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// What a module's table builds.

@@ -19,7 +19,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::CheckDef;
-use super::module::{Recorded, Recording, owned, placeholder_of, raw_kind};
+use super::module::{Recorded, Recording, owned, placeholder_of, problems_text, raw_kind};
 use crate::checks::CheckKind;
 use crate::reader::{Diags, Source, Table, Unresolved, Value};
 
@@ -71,9 +71,10 @@ pub struct Template {
 /// beside a check's table; handed in so this module does not import `validate`, which reads
 /// templates through it.
 #[derive(Clone)]
-pub(super) struct ReadCheck(
-    pub Arc<dyn Fn(Table<'_>, &mut HashMap<String, String>) -> Option<CheckDef> + Send + Sync>,
-);
+pub(super) struct ReadCheck(pub Arc<ReadFn>);
+
+/// Reads a check's table; the map holds the check names read so far and where.
+type ReadFn = dyn Fn(Table<'_>, &mut HashMap<String, String>) -> Option<CheckDef> + Send + Sync;
 
 impl std::fmt::Debug for ReadCheck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -129,20 +130,7 @@ impl Template {
                 def.defined_at = self.defined_at.clone();
                 Ok(def)
             }
-            _ => {
-                let secrets: Vec<String> = self.vars.values().cloned().collect();
-                Err(errors
-                    .iter()
-                    .map(|error| {
-                        let mut line = error.message.clone();
-                        if let Some(hint) = &error.hint {
-                            line.push_str(&format!(" (hint: {hint})"));
-                        }
-                        super::redact(&secrets, &line)
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n"))
-            }
+            _ => Err(problems_text(&errors, &self.vars)),
         }
     }
 }
