@@ -13,9 +13,8 @@ use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
-use tokio::time::MissedTickBehavior;
 
-use super::{DiscoveryEnv, DnsSource, Read, RecordKind, Target, Updates};
+use super::{DiscoveryEnv, DnsSource, Read, RecordKind, Target};
 use crate::net::IpPreference;
 
 /// A resolver for `source`: its `server` over UDP (TCP on truncation), or the system's.
@@ -123,19 +122,6 @@ fn target_of(data: &RData, port: Option<u16>) -> Option<String> {
         RData::A(a) => Some(SocketAddr::new(a.0.into(), port?).to_string()),
         RData::AAAA(aaaa) => Some(SocketAddr::new(aaaa.0.into(), port?).to_string()),
         _ => None,
-    }
-}
-
-/// Asks every `refresh` until [`super::run`] is gone.
-pub(crate) async fn poll(source: DnsSource, env: DiscoveryEnv, mut updates: Updates) {
-    let mut ticks = tokio::time::interval(source.refresh);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let read = read(&source, &env, Some(updates.current())).await;
-        if !updates.publish(read).await {
-            return;
-        }
     }
 }
 

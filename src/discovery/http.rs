@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
-use super::{DiscoveryEnv, HttpSource, Read, Target, Updates, groups};
+use super::{DiscoveryEnv, HttpSource, Read, Target, groups};
 use crate::checks::CheckCtx;
 
 /// Bodies over this size are parsed on the blocking pool.
@@ -103,19 +103,6 @@ fn is_json(content_type: &str) -> bool {
                 && value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
         })
     })
-}
-
-/// Fetches `source` every `refresh` until [`super::run`] is gone.
-pub(crate) async fn poll(source: HttpSource, env: DiscoveryEnv, mut updates: Updates) {
-    let mut ticks = tokio::time::interval(source.refresh);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let read = read(&source, &env, Some(updates.current())).await;
-        if !updates.publish(read).await {
-            return;
-        }
-    }
 }
 
 #[cfg(test)]

@@ -230,17 +230,35 @@ pub(crate) struct Read {
 pub async fn discover_once(sources: &[Source], env: &DiscoveryEnv) -> Result<Vec<Target>, String> {
     let mut sets = Vec::with_capacity(sources.len());
     for source in sources {
-        let read = match source {
-            Source::File(file) => file::read_once(file).await,
-            Source::Http(http) => http::read(http, env, None).await,
-            Source::Dns(dns) => dns::read(dns, env, None).await,
-        };
+        let read = read_source(source, env, None).await;
         if let Some(error) = read.error {
             return Err(format!("{}: {error}", source.describe()));
         }
         sets.push(read.targets);
     }
     Ok(union(&sets))
+}
+
+/// One read of `source`; `kept` is what it had, for a failure to keep (a file keeps its own).
+async fn read_source(source: &Source, env: &DiscoveryEnv, kept: Option<Arc<Vec<Target>>>) -> Read {
+    match source {
+        Source::File(file) => file::read_once(file).await,
+        Source::Http(http) => http::read(http, env, kept).await,
+        Source::Dns(dns) => dns::read(dns, env, kept).await,
+    }
+}
+
+/// Reads a polled source (HTTP, DNS) every `refresh` until [`run`] is gone.
+async fn poll(source: Source, env: DiscoveryEnv, mut updates: Updates) {
+    let mut ticks = tokio::time::interval(source.refresh());
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let read = read_source(&source, &env, Some(updates.current())).await;
+        if !updates.publish(read).await {
+            return;
+        }
+    }
 }
 
 /// Runs the sources of one template until `shutdown` turns true (or its sender goes):
@@ -269,8 +287,7 @@ pub async fn run(
         };
         match source.clone() {
             Source::File(file) => tasks.spawn(file::watch(file, updates)),
-            Source::Http(http) => tasks.spawn(http::poll(http, env.clone(), updates)),
-            Source::Dns(dns) => tasks.spawn(dns::poll(dns, env.clone(), updates)),
+            polled => tasks.spawn(poll(polled, env.clone(), updates)),
         };
     }
     drop(tx);
