@@ -297,13 +297,8 @@ pub(super) fn read(
     let placed = written_strings(written).any(|text| text.contains(TARGET_REFERENCE));
     // The table as its checks read it, with a placeholder target, positions kept.
     let validated = kind.and_then(|kind| placeholder_table(&outer, written, kind, placed, &span));
-    for key in TEMPLATE_KEYS {
-        let _ = outer.get(key);
-    }
     // The keys of the check are read below, on the placed table; here only the template's.
-    let body = validated
-        .as_ref()
-        .map(|table| Spanned::new(span.clone(), DeValue::Table(table.clone())));
+    let body = validated.map(|table| Spanned::new(span.clone(), DeValue::Table(table)));
     let recording = Recording::new(place.env);
     let rd = Diags::new(d.src, &recording, place.unresolved);
     let def = body.as_ref().and_then(|body| {

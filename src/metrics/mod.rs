@@ -187,13 +187,19 @@ impl Metrics {
         let checks = regional(config);
         let wanted: std::collections::HashSet<&str> = checks.iter().map(|def| &*def.name).collect();
         self.store.retain(|name| wanted.contains(name));
-        for def in checks.iter().copied() {
+        self.upsert(checks.iter().map(|def| Arc::as_ref(def)));
+        self.checks_configured.set(checks.len() as i64);
+    }
+
+    /// Adds each of `defs` with its series at 0, unless it is held with exactly the series it
+    /// would have (then counters and gauges stay).
+    fn upsert<'d>(&self, defs: impl Iterator<Item = &'d CheckDef>) {
+        for def in defs {
             let identity = self.identity_of(def);
             if !self.store.holds(&def.name, &identity) {
                 self.store.insert(def.name.clone(), identity);
             }
         }
-        self.checks_configured.set(checks.len() as i64);
     }
 
     /// Applies a change to some checks (a template's discovered targets): the series of
@@ -205,12 +211,7 @@ impl Metrics {
                 removed.iter().map(|name| &**name).collect();
             self.store.retain(|name| !gone.contains(name));
         }
-        for def in upserted {
-            let identity = self.identity_of(def);
-            if !self.store.holds(&def.name, &identity) {
-                self.store.insert(def.name.clone(), identity);
-            }
-        }
+        self.upsert(upserted.iter().map(Arc::as_ref));
         self.checks_configured
             .set(i64::try_from(self.store.len()).unwrap_or(i64::MAX));
     }
