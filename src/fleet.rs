@@ -87,8 +87,8 @@ impl Fleet {
                     before.name == template.name && before.revision == template.revision
                 });
             let checks = match self.discovered.get(&template.name) {
-                Some(checks) if unchanged => checks.to_vec(),
-                _ => {
+                Some(checks) if unchanged => checks.clone(),
+                _ => Arc::new({
                     let last = lock(&self.last).get(&template.name).cloned();
                     match last {
                         Some(targets) => {
@@ -99,10 +99,10 @@ impl Fleet {
                         }
                         None => Vec::new(),
                     }
-                }
+                }),
             };
             next.checks.extend(checks.iter().cloned());
-            kept.insert(template.name.clone(), Arc::new(checks));
+            kept.insert(template.name.clone(), checks);
         }
         self.discovered = kept;
     }

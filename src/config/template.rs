@@ -140,7 +140,8 @@ impl Template {
 /// counters stay as they are.
 #[derive(Debug, Default)]
 pub struct Expansion {
-    checks: HashMap<(String, Labels), Arc<CheckDef>>,
+    /// By target: its group's labels when its check was built, and the check.
+    checks: HashMap<String, (Labels, Arc<CheckDef>)>,
     /// One map of labels per distinct set, shared by the checks that carry it.
     labels: HashMap<Labels, Labels>,
 }
@@ -170,10 +171,13 @@ impl Expansion {
         let mut before = std::mem::take(&mut self.checks);
         let mut checks = Vec::new();
         let mut refused = Vec::new();
-        let mut instances: HashSet<String> = HashSet::new();
+        let mut instances: HashSet<Arc<str>> = HashSet::new();
         for (target, labels) in targets {
-            let key = (target.to_string(), labels.clone());
-            let def = match before.remove(&key) {
+            let (key, kept) = match before.remove_entry(target) {
+                Some((key, (built_with, def))) => (key, (built_with == *labels).then_some(def)),
+                None => (target.to_string(), None),
+            };
+            let def = match kept {
                 Some(def) => def,
                 None => match template.expand(target, labels) {
                     Ok(mut def) => {
@@ -193,8 +197,7 @@ impl Expansion {
                     }
                 },
             };
-            let instance = def.instance.as_deref().unwrap_or_default().to_string();
-            if !instances.insert(instance) {
+            if !instances.insert(def.instance.clone().unwrap_or_default()) {
                 refused.push(Refused {
                     target: target.to_string(),
                     reason: "another target has the same instance (they differ only in credentials or query string)".to_string(),
@@ -204,13 +207,13 @@ impl Expansion {
             if keep(&def.name) {
                 checks.push(def.clone());
             }
-            self.checks.insert(key, def);
+            self.checks.insert(key, (labels.clone(), def));
         }
         // Only the label sets still in use stay shared.
         self.labels = self
             .checks
             .values()
-            .map(|def| (def.labels.clone(), def.labels.clone()))
+            .map(|(_, def)| (def.labels.clone(), def.labels.clone()))
             .collect();
         (checks, refused)
     }
