@@ -223,18 +223,14 @@ impl Expansion {
 /// string or fragment when it is a URL.
 pub fn instance_of(target: &str) -> String {
     match url::Url::parse(target) {
-        Ok(mut url)
+        Ok(url)
             if url.has_host()
                 && (!url.username().is_empty()
                     || url.password().is_some()
                     || url.query().is_some()
                     || url.fragment().is_some()) =>
         {
-            let _ = url.set_username("");
-            let _ = url.set_password(None);
-            url.set_query(None);
-            url.set_fragment(None);
-            url.to_string()
+            crate::checks::http::show_url(&url)
         }
         _ => target.to_string(),
     }
