@@ -111,8 +111,9 @@ pub enum Details {
     Tls(TlsDetails),
     /// A TCP check's measurements.
     Tcp(TcpDetails),
-    /// A domain check's measurements.
-    Domain(DomainDetails),
+    /// A domain check's measurements (boxed: the largest, and the rarest at scale; a last
+    /// result is kept per check).
+    Domain(Box<DomainDetails>),
     /// A DNS check's measurements.
     Dns(DnsDetails),
     /// A flow check's steps.
@@ -136,7 +137,7 @@ impl Details {
             Details::Http(http) => Some(http),
             Details::Tls(tls) => Some(tls),
             Details::Tcp(tcp) => Some(tcp),
-            Details::Domain(domain) => Some(domain),
+            Details::Domain(domain) => Some(&**domain),
             Details::Dns(dns) => Some(dns),
             Details::Flow(flow) => Some(flow),
             Details::Websocket(websocket) => Some(websocket),
@@ -1220,14 +1221,14 @@ mod tests {
 
     #[test]
     fn an_rdap_servers_chain_is_not_the_targets() {
-        let details = Details::Domain(DomainDetails {
+        let details = Details::Domain(Box::new(DomainDetails {
             expiry: Some(500),
             http: HttpDetails {
                 tls_info: Some(chain(100)),
                 ..HttpDetails::default()
             },
             ..DomainDetails::default()
-        });
+        }));
         assert_eq!(details.tls_infos().count(), 0);
         assert_eq!(details.expiries(), vec![(Expiring::Domain, 500)]);
         assert_eq!(details.earliest_expiry(), Some((Expiring::Domain, 500)));
@@ -1371,12 +1372,12 @@ mod tests {
             ),
             result(
                 CheckKind::Domain,
-                Details::Domain(DomainDetails {
+                Details::Domain(Box::new(DomainDetails {
                     expiry: Some(1_818_129_600),
                     server: Some("https://rdap.example/".into()),
                     cached: true,
                     http: http(),
-                }),
+                })),
             ),
             result(
                 CheckKind::Tcp,

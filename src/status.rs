@@ -21,6 +21,7 @@ use crate::time::{days_left, from_unix, rfc3339, unix_secs};
 /// How many past results each check keeps for the history strip.
 const HISTORY: usize = 30;
 
+
 /// The latest result per check.
 #[derive(Debug)]
 pub struct StatusStore {
@@ -40,16 +41,56 @@ pub struct StatusStore {
 #[derive(Debug)]
 struct Entry {
     def: Arc<CheckDef>,
-    last: Option<CheckResult>,
+    /// Boxed: a result is most of an entry's size, and the map's free slots should not be.
+    last: Option<Box<CheckResult>>,
     /// When the decided state last changed.
     since: Option<SystemTime>,
     /// The decided state, the change being confirmed, and failures in a row.
     tracker: Tracker,
     /// The maintenance window covering the check now.
     maintenance: Option<Open>,
-    /// The last [`HISTORY`] results: success and duration in microseconds (saturating at
-    /// 71 minutes). Allocated in full up front, so memory does not creep up as it fills.
-    history: VecDeque<(bool, u32)>,
+    /// The last [`HISTORY`] results.
+    history: History,
+}
+
+/// A check's last [`HISTORY`] results, oldest first: success and duration in microseconds,
+/// packed in 32 bits (the success bit over 31 bits of duration, saturating at 35 minutes).
+/// Allocated in full up front, so memory does not creep up as it fills.
+#[derive(Debug)]
+struct History(VecDeque<u32>);
+
+impl History {
+    const SUCCESS: u32 = 1 << 31;
+
+    fn new() -> History {
+        History(VecDeque::with_capacity(HISTORY))
+    }
+
+    /// The last [`HISTORY`] of `results` (success, microseconds), oldest first.
+    fn of(results: impl DoubleEndedIterator<Item = (bool, u32)>) -> History {
+        let mut history = History::new();
+        let mut last: Vec<(bool, u32)> = results.rev().take(HISTORY).collect();
+        last.reverse();
+        for (success, micros) in last {
+            history.push(success, micros);
+        }
+        history
+    }
+
+    fn push(&mut self, success: bool, micros: u32) {
+        if self.0.len() == HISTORY {
+            self.0.pop_front();
+        }
+        let success = if success { Self::SUCCESS } else { 0 };
+        self.0.push_back(success | micros.min(Self::SUCCESS - 1));
+    }
+
+    /// Success and microseconds, oldest first.
+    fn iter(&self) -> impl Iterator<Item = (bool, u32)> + '_ {
+        self.0
+            .iter()
+            .map(|packed| (packed & Self::SUCCESS != 0, packed & !Self::SUCCESS))
+    }
 }
 
 impl Entry {
@@ -60,17 +101,12 @@ impl Entry {
         self.since = check
             .since_ms
             .map(|ms| UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
-        self.history = check
-            .history
-            .into_iter()
-            .rev()
-            .take(HISTORY)
-            .rev()
-            .collect();
+        self.history = History::of(check.history.into_iter());
         self.last = check
             .last
             .and_then(|raw| serde_json::from_str::<CheckResult>(raw.get()).ok())
-            .filter(|res| *res.check == *name && res.kind == self.def.kind());
+            .filter(|res| *res.check == *name && res.kind == self.def.kind())
+            .map(Box::new);
     }
 
     fn new(def: &Arc<CheckDef>) -> Entry {
@@ -80,12 +116,17 @@ impl Entry {
             since: None,
             tracker: Tracker::default(),
             maintenance: None,
-            history: VecDeque::with_capacity(HISTORY),
+            history: History::new(),
         }
     }
 
     fn view(&self) -> CheckView {
-        let mut view = CheckView::new(&self.def, self.last.as_ref(), self.since, &self.history);
+        let mut view = CheckView::new(
+            &self.def,
+            self.last.as_deref(),
+            self.since,
+            self.history.iter(),
+        );
         view.state = shown_state(&self.tracker, self.maintenance.as_ref());
         view.pending = self.tracker.pending().map(|pending| pending.to_string());
         view.consecutive_failures = self.tracker.consecutive_failures();
@@ -239,14 +280,11 @@ impl StatusStore {
             entry.since = Some(res.started_at);
         }
         entry.tracker = tracker;
-        if entry.history.len() == HISTORY {
-            entry.history.pop_front();
-        }
-        entry.history.push_back((
+        entry.history.push(
             res.is_success(),
             u32::try_from(res.duration.as_micros()).unwrap_or(u32::MAX),
-        ));
-        entry.last = Some(res);
+        );
+        entry.last = Some(Box::new(res));
         drop(checks);
         self.bump();
         Transition::of(change)
@@ -351,8 +389,8 @@ impl StatusStore {
                         .duration_since(UNIX_EPOCH)
                         .map_or(0, |ms| i64::try_from(ms.as_millis()).unwrap_or(i64::MAX))
                 }),
-                history: entry.history.iter().copied().collect(),
-                last: entry.last.as_ref().and_then(crate::state::last_result),
+                history: entry.history.iter().collect(),
+                last: entry.last.as_deref().and_then(crate::state::last_result),
             };
             (name.to_string(), check)
         }));
@@ -397,7 +435,7 @@ impl StatusStore {
         checks
             .values()
             .map(|entry| {
-                let last = entry.last.as_ref();
+                let last = entry.last.as_deref();
                 Summary {
                     def: entry.def.clone(),
                     state: shown_state(&entry.tracker, entry.maintenance.as_ref()),
@@ -410,7 +448,7 @@ impl StatusStore {
                         Status::Fail(failure) => Some(failure.clone()),
                     }),
                     expiry: last.and_then(|res| res.details.earliest_expiry()),
-                    history: entry.history.iter().copied().collect(),
+                    history: entry.history.iter().collect(),
                 }
             })
             .collect()
@@ -896,7 +934,7 @@ impl CheckView {
         def: &CheckDef,
         last: Option<&CheckResult>,
         since: Option<SystemTime>,
-        history: &VecDeque<(bool, u32)>,
+        history: impl Iterator<Item = (bool, u32)>,
     ) -> CheckView {
         let state = state_of(last);
         CheckView {
@@ -914,10 +952,9 @@ impl CheckView {
             labels: (*def.labels).clone(),
             last_run: last.map(RunView::new),
             history: history
-                .iter()
                 .map(|(success, micros)| HistoryPoint {
-                    success: *success,
-                    duration_seconds: f64::from(*micros) / 1e6,
+                    success,
+                    duration_seconds: f64::from(micros) / 1e6,
                 })
                 .collect(),
         }
@@ -1084,6 +1121,19 @@ fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_keeps_the_last_results_packed() {
+        let mut history = History::of((0..40).map(|n| (n % 2 == 0, n)));
+        let kept: Vec<(bool, u32)> = history.iter().collect();
+        let expected: Vec<(bool, u32)> = (10..40).map(|n| (n % 2 == 0, n)).collect();
+        assert_eq!(kept, expected);
+        history.push(true, u32::MAX);
+        history.push(false, 0);
+        let last: Vec<(bool, u32)> = history.iter().skip(HISTORY - 2).collect();
+        assert_eq!(last, [(true, (1 << 31) - 1), (false, 0)]);
+        assert_eq!(history.iter().count(), HISTORY);
+    }
 
     #[test]
     fn timestamps_are_what_their_text_says() {

@@ -258,7 +258,7 @@ impl Metrics {
         self.store.observe(&res.check, run, |identity| {
             let mut gauges = gauges_of(res, &identity.steps);
             if lean {
-                gauges.retain(|sample| lean_keeps(sample.fam, res.kind));
+                gauges.retain(|sample| lean_keeps(sample.fam(), res.kind));
             }
             gauges
         });
@@ -476,7 +476,7 @@ fn gauges_of(res: &CheckResult, steps: &[String]) -> Vec<Sample> {
     };
     if let Some(fam) = phase_family {
         for (phase, took) in details.phases() {
-            gauges.push(Sample::with(fam, "phase", phase, took.as_secs_f64()));
+            gauges.push(Sample::phase(fam, phase, took.as_secs_f64()));
         }
     }
     gauges
@@ -531,17 +531,17 @@ fn tls_gauges(gauges: &mut Vec<Sample>, info: Option<&TlsInfo>) {
         gauges.push(Sample::new(Fam::SslLastChainExpiry, first as f64));
     }
     if let Some(leaf) = info.chain.first() {
-        gauges.push(Sample {
-            fam: Fam::SslLastChainInfo,
-            extra: vec![
+        gauges.push(Sample::labels(
+            Fam::SslLastChainInfo,
+            vec![
                 ("fingerprint_sha256", leaf.fingerprint_sha256.clone().into()),
                 ("subject", leaf.subject.clone().into()),
                 ("issuer", leaf.issuer.clone().into()),
                 ("subjectalternative", leaf.sans.join(",").into()),
                 ("serialnumber", leaf.serial.clone().into()),
             ],
-            value: 1.0,
-        });
+            1.0,
+        ));
     }
     gauges.push(Sample::with(
         Fam::TlsVersionInfo,
@@ -550,21 +550,21 @@ fn tls_gauges(gauges: &mut Vec<Sample>, info: Option<&TlsInfo>) {
         1.0,
     ));
     for (position, cert) in info.chain.iter().enumerate() {
-        let extra: store::Extra = vec![
+        let labels: store::Labels = vec![
             ("position", position.to_string().into()),
             ("subject", cert.subject.clone().into()),
             ("issuer", cert.issuer.clone().into()),
         ];
-        gauges.push(Sample {
-            fam: Fam::CertNotBefore,
-            extra: extra.clone(),
-            value: cert.not_before as f64,
-        });
-        gauges.push(Sample {
-            fam: Fam::CertNotAfter,
-            extra,
-            value: cert.not_after as f64,
-        });
+        gauges.push(Sample::labels(
+            Fam::CertNotBefore,
+            labels.clone(),
+            cert.not_before as f64,
+        ));
+        gauges.push(Sample::labels(
+            Fam::CertNotAfter,
+            labels,
+            cert.not_after as f64,
+        ));
     }
     gauges.push(Sample::new(
         Fam::ChainValid,

@@ -436,37 +436,97 @@ pub(super) struct Run {
     pub maintenance: bool,
 }
 
-/// A label value of a gauge beyond the check's own labels.
-pub(super) type Extra = Vec<(&'static str, Cow<'static, str>)>;
+/// Every kind's phase names (`phase="..."`), so a phase gauge names its phase by index.
+const PHASES: [&str; 13] = [
+    "resolve",
+    "connect",
+    "tls",
+    "processing",
+    "transfer",
+    "request",
+    "starttls",
+    "check",
+    "exchange",
+    "setup",
+    "rtt",
+    "upgrade",
+    "close",
+];
 
-/// One gauge of the last run.
+/// Labels beyond the check's own, as a gauge of the last run carries them.
+pub(super) type Labels = Vec<(&'static str, Cow<'static, str>)>;
+
+/// One gauge of the last run: 24 bytes, as 50,000 checks keep 15 or so each. Most are a
+/// family alone or a phase of a run; only the rest (a certificate's, a flow step's) allocate
+/// their labels.
 #[derive(Debug, Clone)]
 pub(super) struct Sample {
-    pub fam: Fam,
-    pub extra: Extra,
     pub value: f64,
+    key: Key,
+}
+
+/// A gauge's family and labels.
+#[derive(Debug, Clone)]
+enum Key {
+    Plain(Fam),
+    /// `phase=PHASES[n]`.
+    Phase(Fam, u8),
+    Labels(Fam, Box<Labels>),
 }
 
 impl Sample {
     pub fn new(fam: Fam, value: f64) -> Sample {
         Sample {
-            fam,
-            extra: Vec::new(),
             value,
+            key: Key::Plain(fam),
         }
     }
 
+    /// A gauge with one label.
     pub fn with(
         fam: Fam,
         label: &'static str,
         value_of_label: impl Into<Cow<'static, str>>,
         value: f64,
     ) -> Sample {
+        Sample::labels(fam, vec![(label, value_of_label.into())], value)
+    }
+
+    /// A gauge with `labels`.
+    pub fn labels(fam: Fam, labels: Labels, value: f64) -> Sample {
         Sample {
-            fam,
-            extra: vec![(label, value_of_label.into())],
             value,
+            key: Key::Labels(fam, Box::new(labels)),
         }
+    }
+
+    /// A run's phase `phase` took `value` seconds.
+    pub fn phase(fam: Fam, phase: &'static str, value: f64) -> Sample {
+        match PHASES.iter().position(|name| *name == phase) {
+            Some(idx) => Sample {
+                value,
+                key: Key::Phase(fam, idx as u8),
+            },
+            None => Sample::with(fam, "phase", phase, value),
+        }
+    }
+
+    pub fn fam(&self) -> Fam {
+        match self.key {
+            Key::Plain(fam) | Key::Phase(fam, _) | Key::Labels(fam, _) => fam,
+        }
+    }
+
+    /// Its label pairs beyond the check's own, in order.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        let (phase, labels) = match &self.key {
+            Key::Plain(_) => (None, &[][..]),
+            Key::Phase(_, idx) => (Some(("phase", PHASES[usize::from(*idx)])), &[][..]),
+            Key::Labels(_, labels) => (None, &labels[..]),
+        };
+        phase
+            .into_iter()
+            .chain(labels.iter().map(|(k, v)| (*k, v.as_ref())))
     }
 }
 
@@ -484,9 +544,13 @@ pub(super) struct Identity {
 }
 
 struct Cell {
-    identity: Identity,
-    /// `labels` rendered: `check="x",type="http",...` (no braces).
+    /// The identity's labels, then the agent's, rendered: `check="x",type="http",...` (no
+    /// braces). The one copy of them (50,000 checks hold them): [`label_pairs`] reads them
+    /// back for remote write.
     prefix: String,
+    /// The rest of the identity; its `labels` are in `prefix` and left empty here, as its
+    /// `info` is in lean.
+    identity: Identity,
     /// Bit `Fam as u32` is set when the last run's gauges include that family, so a scrape
     /// passes over the families a check does not have without touching its state.
     fams: AtomicU64,
@@ -505,15 +569,14 @@ struct State {
     decided: CheckState,
     consecutive_failures: u32,
     in_maintenance: bool,
+    /// By reason, as `identity.reasons`; in lean, empty until the first failure.
     failures: Vec<u64>,
     skipped: u64,
     /// By result, as `runs`: observations per bucket (not cumulative; the last is +Inf), sum.
+    /// In lean, the failures' buckets are empty (only the sum is kept): not exported.
     histograms: [(Vec<u64>, f64); 2],
-    /// The last run's gauges, sorted by family.
-    gauges: Vec<Sample>,
-    /// Where each family's gauges start in `gauges` (by `Fam as usize`; one past the end last),
-    /// so a scrape reads them without searching.
-    starts: [u16; GAUGES.len() + 1],
+    /// The last run's gauges, sorted by family (exactly as many as it has).
+    gauges: Box<[Sample]>,
 }
 
 /// Runs by result and their histograms, as [`State`] keeps them.
@@ -609,22 +672,23 @@ impl Store {
         });
         let (decided, consecutive_failures, in_maintenance) =
             carried.unwrap_or((CheckState::Unknown, 0, false));
-        let mut prefix = String::new();
-        let pairs = identity
-            .labels
-            .iter()
-            .map(|(label, value)| (label.as_ref(), value));
-        let agent = self
-            .agent
-            .iter()
-            .map(|(label, value)| (label.as_str(), value));
-        for (idx, (label, value)) in pairs.chain(agent).enumerate() {
-            if idx > 0 {
-                prefix.push(',');
-            }
-            push_pair(&mut prefix, label, value);
-        }
-        let empty = || (vec![0; self.buckets.len() + 1], 0.0);
+        let prefix = self.prefix_of(&identity.labels);
+        // Lean exports no `nightjar_check_info`: its values are not kept.
+        let info = if self.lean {
+            Default::default()
+        } else {
+            identity.info
+        };
+        let identity = Identity {
+            labels: Vec::new(),
+            info,
+            ..identity
+        };
+        let empty = |exported: bool| {
+            let buckets = if exported { self.buckets.len() + 1 } else { 0 };
+            (vec![0; buckets], 0.0)
+        };
+        let lean = Lean(self.lean);
         let state = State {
             runs: [0; 2],
             retries: [0; 2],
@@ -632,11 +696,14 @@ impl Store {
             decided,
             consecutive_failures,
             in_maintenance,
-            failures: vec![0; identity.reasons.len()],
+            failures: if lean.0 {
+                Vec::new()
+            } else {
+                vec![0; identity.reasons.len()]
+            },
             skipped: 0,
-            histograms: [empty(), empty()],
-            gauges: Vec::new(),
-            starts: [0; GAUGES.len() + 1],
+            histograms: RunResult::ALL.map(|result| empty(lean.histogram(result))),
+            gauges: Box::default(),
         };
         let cell = Arc::new(Cell {
             identity,
@@ -666,11 +733,32 @@ impl Store {
         self.cells().len()
     }
 
+    /// `labels`, then the agent's, rendered as a cell's `prefix`.
+    fn prefix_of(&self, labels: &[(Cow<'static, str>, String)]) -> String {
+        let mut prefix = String::new();
+        let pairs = labels.iter().map(|(label, value)| (label.as_ref(), value));
+        let agent = self
+            .agent
+            .iter()
+            .map(|(label, value)| (label.as_str(), value));
+        for (idx, (label, value)) in pairs.chain(agent).enumerate() {
+            if idx > 0 {
+                prefix.push(',');
+            }
+            push_pair(&mut prefix, label, value);
+        }
+        prefix
+    }
+
     /// Whether `name` is held with exactly `identity` (its series then stay as they are).
     pub fn holds(&self, name: &str, identity: &Identity) -> bool {
-        self.cells()
-            .get(name)
-            .is_some_and(|cell| cell.identity == *identity)
+        self.cells().get(name).is_some_and(|cell| {
+            let held = &cell.identity;
+            (self.lean || held.info == identity.info)
+                && held.reasons == identity.reasons
+                && held.steps == identity.steps
+                && cell.prefix == self.prefix_of(&identity.labels)
+        })
     }
 
     /// Drops every check whose name `keep` refuses, under one lock.
@@ -690,7 +778,7 @@ impl Store {
             return;
         };
         let mut gauges = gauges(&cell.identity);
-        gauges.sort_by_key(|sample| sample.fam);
+        gauges.sort_by_key(Sample::fam);
         let result = run.result as usize;
         let bucket = self
             .buckets
@@ -704,9 +792,14 @@ impl Store {
         } else {
             state.runs[result] += 1;
             let (counts, sum) = &mut state.histograms[result];
-            counts[bucket] += 1;
+            if let Some(count) = counts.get_mut(bucket) {
+                *count += 1;
+            }
             *sum += run.seconds;
             if let Some(idx) = reason {
+                if state.failures.is_empty() {
+                    state.failures = vec![0; cell.identity.reasons.len()];
+                }
                 state.failures[idx] += 1;
             }
             if run.maintenance {
@@ -719,13 +812,8 @@ impl Store {
         }
         let fams = gauges
             .iter()
-            .fold(0, |mask, sample| mask | sample.fam.bit());
-        for (fam, start) in state.starts.iter_mut().enumerate() {
-            let before = gauges.partition_point(|sample| (sample.fam as usize) < fam);
-            *start = u16::try_from(before).unwrap_or(u16::MAX);
-        }
-        gauges.truncate(usize::from(u16::MAX));
-        state.gauges = gauges;
+            .fold(0, |mask, sample| mask | sample.fam().bit());
+        state.gauges = gauges.into_boxed_slice();
         cell.fams.store(fams, Ordering::Relaxed);
     }
 
@@ -853,9 +941,8 @@ impl Store {
         }
         self.gather_detection(gathered, cell, state);
         for sample in &state.gauges {
-            let extra: Vec<(&str, &str)> =
-                sample.extra.iter().map(|(k, v)| (*k, v.as_ref())).collect();
-            gathered.gauges[sample.fam as usize].push(self.gauge(cell, &extra, sample.value));
+            let extra: Vec<(&str, &str)> = sample.pairs().collect();
+            gathered.gauges[sample.fam() as usize].push(self.gauge(cell, &extra, sample.value));
         }
     }
 
@@ -910,19 +997,19 @@ impl Store {
     /// A metric of `cell` with its labels, the agent's, then `extra`.
     fn metric(&self, cell: &Cell, extra: &[(&str, &str)]) -> Metric {
         let mut metric = Metric::default();
-        let pairs = cell
-            .identity
-            .labels
-            .iter()
-            .map(|(k, v)| (k.as_ref(), v.as_str()))
-            .chain(self.agent.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .chain(extra.iter().copied())
-            .map(|(name, value)| {
-                let mut pair = LabelPair::default();
-                pair.set_name(name.to_string());
-                pair.set_value(value.to_string());
-                pair
-            })
+        let pair = |name: String, value: String| {
+            let mut pair = LabelPair::default();
+            pair.set_name(name);
+            pair.set_value(value);
+            pair
+        };
+        let pairs = label_pairs(&cell.prefix)
+            .map(|(name, value)| pair(name.to_string(), value))
+            .chain(
+                extra
+                    .iter()
+                    .map(|(name, value)| pair(name.to_string(), value.to_string())),
+            )
             .collect();
         metric.set_label(pairs);
         metric
@@ -1275,10 +1362,12 @@ impl Writer<'_> {
                 Some(*fam),
                 |buf, cell, state| {
                     let idx = *fam as usize;
-                    let range = usize::from(state.starts[idx])..usize::from(state.starts[idx + 1]);
-                    for sample in &state.gauges[range] {
-                        let pairs = sample.extra.iter().map(|(k, v)| (*k, v.as_ref()));
-                        write_tail(&mut extra, pairs);
+                    let gauges = &state.gauges;
+                    let start = gauges.partition_point(|sample| (sample.fam() as usize) < idx);
+                    let end =
+                        start + gauges[start..].partition_point(|sample| sample.fam() == *fam);
+                    for sample in &gauges[start..end] {
+                        write_tail(&mut extra, sample.pairs());
                         line(buf, &gauge, &cell.prefix, &extra, Float(sample.value));
                     }
                 },
@@ -1432,13 +1521,82 @@ fn push_pair(buf: &mut String, label: &str, value: &str) {
     buf.push('"');
 }
 
+/// The label pairs `push_pair` wrote, joined by commas, in order and unescaped.
+fn label_pairs(rendered: &str) -> impl Iterator<Item = (&str, String)> {
+    let mut rest = rendered;
+    std::iter::from_fn(move || {
+        let (name, after) = rest.split_once("=\"")?;
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let mut end = after.len();
+        while let Some((at, ch)) = chars.next() {
+            match ch {
+                '"' => {
+                    end = at + 1;
+                    break;
+                }
+                '\\' => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, other)) => value.push(other),
+                    None => {}
+                },
+                other => value.push(other),
+            }
+        }
+        rest = after[end..].strip_prefix(',').unwrap_or(&after[end..]);
+        Some((name, value))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn every_kinds_phases_have_an_index_and_a_gauge_is_small() {
+        use crate::result::*;
+        let kinds: [&[&str]; 8] = [
+            &HttpDetails::PHASES,
+            &TlsDetails::PHASES,
+            &DnsDetails::PHASES,
+            &GrpcDetails::PHASES,
+            &WebsocketDetails::PHASES,
+            &TcpDetails::PHASES,
+            &UdpDetails::PHASES,
+            &IcmpDetails::PHASES,
+        ];
+        for phase in kinds.into_iter().flatten() {
+            assert!(PHASES.contains(phase), "{phase} is not in PHASES");
+        }
+        assert_eq!(std::mem::size_of::<Sample>(), 24);
+    }
+
+    #[test]
+    fn rendered_labels_read_back_as_written() {
+        let written = [
+            ("check", "a"),
+            ("instance", "http://x/?q=\"1\",b"),
+            ("team", "back\\slash\nnew line"),
+            ("empty", ""),
+        ];
+        let mut rendered = String::new();
+        for (idx, (label, value)) in written.iter().enumerate() {
+            if idx > 0 {
+                rendered.push(',');
+            }
+            push_pair(&mut rendered, label, value);
+        }
+        let read: Vec<(&str, String)> = label_pairs(&rendered).collect();
+        let expected: Vec<(&str, String)> = written
+            .iter()
+            .map(|(label, value)| (*label, value.to_string()))
+            .collect();
+        assert_eq!(read, expected);
+    }
+
+    #[test]
     fn gauge_families_are_listed_in_fam_order() {
-        // `starts` and `families` index GAUGES by `Fam as usize`.
+        // `families` index GAUGES by `Fam as usize`.
         for (idx, (fam, _, _)) in GAUGES.iter().enumerate() {
             assert_eq!(*fam as usize, idx, "{fam:?}");
         }

@@ -312,12 +312,12 @@ pub(crate) fn details_of(def: &CheckDef) -> Details {
             tls_info: Some(tls_info()),
             ..Default::default()
         }),
-        CheckSpec::Domain(_) => Details::Domain(DomainDetails {
+        CheckSpec::Domain(_) => Details::Domain(Box::new(DomainDetails {
             expiry: Some(1_900_000_000),
             server: Some("https://rdap.example/".to_string()),
             http: http_details(),
             ..Default::default()
-        }),
+        })),
         CheckSpec::Flow(flow) => Details::Flow(FlowDetails {
             steps: flow
                 .steps

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::CheckCtx;
-use super::http::{HttpExpect, HttpSpec, Received, TlsOptions, fetch, show_url};
+use super::http::{HttpExpect, HttpOptions, HttpSpec, Received, TlsOptions, fetch, show_url};
 use crate::net::{self, IpPreference, TlsSetup};
 use crate::result::{Details, DomainDetails, Failure, FailureReason, HttpDetails, Status};
 use crate::time;
@@ -209,7 +209,7 @@ pub async fn run(spec: &DomainSpec, ctx: &CheckCtx) -> (Status, Details) {
         }
         Err(failure) => failure.into(),
     };
-    (status, Details::Domain(details))
+    (status, Details::Domain(Box::new(details)))
 }
 
 async fn lookup(
@@ -458,21 +458,24 @@ async fn get(
     url: &Url,
     timings: &mut HttpDetails,
 ) -> Result<Received, Failure> {
-    let request = HttpSpec {
-        headers: vec![(
-            ACCEPT,
-            HeaderValue::from_static("application/rdap+json, application/json"),
-        )],
-        follow_redirects: true,
-        max_redirects: 5,
-        ip: spec.ip,
-        max_body: MAX_DOCUMENT,
-        expect: HttpExpect {
-            max_size: Some(MAX_DOCUMENT),
-            ..HttpExpect::default()
+    let request = HttpSpec::new(
+        url.clone(),
+        HttpOptions {
+            headers: vec![(
+                ACCEPT,
+                HeaderValue::from_static("application/rdap+json, application/json"),
+            )],
+            follow_redirects: true,
+            max_redirects: 5,
+            ip: spec.ip,
+            max_body: MAX_DOCUMENT,
+            expect: HttpExpect {
+                max_size: Some(MAX_DOCUMENT),
+                ..HttpExpect::default()
+            },
+            ..HttpOptions::internal(Method::GET, state.tls.clone())
         },
-        ..HttpSpec::internal(Method::GET, url.clone(), state.tls.clone())
-    };
+    );
     let mut hop = HttpDetails::default();
     let result = fetch(&request, ctx, &mut hop).await;
     timings.resolve += hop.resolve;
