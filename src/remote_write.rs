@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 use tracing::{info, warn};
 
-use crate::checks::http::{HttpSpec, fetch};
+use crate::checks::http::{HttpOptions, HttpSpec, fetch};
 use crate::config::RemoteWriteDef;
 use crate::metrics::{Metrics, RemoteResult};
 use crate::reload::Changes;
@@ -452,13 +452,16 @@ async fn send(def: &RemoteWriteDef, env: &RunEnv, body: Bytes, deadline: Instant
         HeaderName::from_static("x-prometheus-remote-write-version"),
         HeaderValue::from_static("0.1.0"),
     ));
-    let spec = HttpSpec {
-        headers,
-        body: Some(body),
-        ip: def.ip,
-        max_body: 64 * 1024,
-        ..HttpSpec::internal(Method::POST, def.url.clone(), def.tls.clone())
-    };
+    let spec = HttpSpec::new(
+        def.url.clone(),
+        HttpOptions {
+            headers,
+            body: Some(body),
+            ip: def.ip,
+            max_body: 64 * 1024,
+            ..HttpOptions::internal(Method::POST, def.tls.clone())
+        },
+    );
     let ctx = env.ctx(deadline, crate::runner::USER_AGENT);
     let mut details = HttpDetails::default();
     match fetch(&spec, &ctx, &mut details).await {

@@ -21,7 +21,7 @@ use tokio::time::{Instant, sleep_until};
 use tracing::{debug, info, warn};
 use url::Url;
 
-use crate::checks::http::{HttpSpec, HttpVersionPref, TlsOptions, fetch};
+use crate::checks::http::{HttpOptions, HttpSpec, HttpVersionPref, TlsOptions, fetch};
 use crate::config::{Fallback, TrafficDef};
 use crate::metrics::{Metrics, TrafficResult};
 use crate::net::{self, TlsSetup};
@@ -368,14 +368,17 @@ pub async fn query_rate(env: &RunEnv, prometheus: &Url, query: &str) -> Result<f
         Arc::new(client),
         crate::tlsinfo::verifier(net::bundled_roots())?,
     );
-    let spec = HttpSpec {
-        headers: vec![(ACCEPT, HeaderValue::from_static("application/json"))],
-        follow_redirects: true,
-        max_redirects: 3,
-        version: HttpVersionPref::Http1,
-        max_body: 1024 * 1024,
-        ..HttpSpec::internal(Method::GET, url, tls)
-    };
+    let spec = HttpSpec::new(
+        url,
+        HttpOptions {
+            headers: vec![(ACCEPT, HeaderValue::from_static("application/json"))],
+            follow_redirects: true,
+            max_redirects: 3,
+            version: HttpVersionPref::Http1,
+            max_body: 1024 * 1024,
+            ..HttpOptions::internal(Method::GET, tls)
+        },
+    );
     let ctx = env.ctx(
         Instant::now() + Duration::from_secs(10),
         crate::runner::USER_AGENT,

@@ -59,6 +59,9 @@ pub struct Template {
     table: toml::Table,
     /// Whether the table places the target itself with `${target}`.
     placed: bool,
+    /// Whether its targets' checks differ in their target key only (`url`: no `${target}`
+    /// anywhere else), so an http template's targets share one request ([`share_request`]).
+    target_key_only: bool,
     /// The file it is defined in.
     path: PathBuf,
     /// The values of the environment variables it referred to when it was validated.
@@ -172,6 +175,7 @@ impl Expansion {
         let mut checks = Vec::new();
         let mut refused = Vec::new();
         let mut instances: HashSet<Arc<str>> = HashSet::new();
+        let mut request = None;
         for (target, labels) in targets {
             let (key, kept) = match before.remove_entry(target) {
                 Some((key, (built_with, def))) => (key, (built_with == *labels).then_some(def)),
@@ -181,6 +185,9 @@ impl Expansion {
                 Some(def) => def,
                 None => match template.expand(target, labels) {
                     Ok(mut def) => {
+                        if template.target_key_only {
+                            share_request(&mut def, &mut request);
+                        }
                         let shared = self
                             .labels
                             .entry(std::mem::take(&mut def.labels))
@@ -216,6 +223,20 @@ impl Expansion {
             .map(|(_, def)| (def.labels.clone(), def.labels.clone()))
             .collect();
         (checks, refused)
+    }
+}
+
+/// Gives `def` (an http check's) the request `shared` holds, the first one's of this update:
+/// a template whose targets differ in their URL only builds each target's request alike, so
+/// 50,000 targets keep one (and an OAuth2 client's token is fetched once for all of them).
+/// Targets built in a later update share that update's, read afresh (a secret file may have
+/// changed since).
+fn share_request(def: &mut CheckDef, shared: &mut Option<Arc<crate::checks::http::HttpOptions>>) {
+    if let crate::checks::CheckSpec::Http(spec) = &mut def.spec {
+        match shared {
+            Some(options) => spec.options = options.clone(),
+            None => *shared = Some(spec.options.clone()),
+        }
     }
 }
 
@@ -293,7 +314,11 @@ pub(super) fn read(
         None => Some(Vec::new()),
     };
     let kind = raw_kind(written);
-    let placed = written_strings(written).any(|text| text.contains(TARGET_REFERENCE));
+    let placed = written_strings(written, &[]).any(|text| text.contains(TARGET_REFERENCE));
+    let target_key_only = kind.is_some_and(|kind| {
+        let (key, _) = crate::blackbox::target_entry(kind, "");
+        !written_strings(written, &[key]).any(|text| text.contains(TARGET_REFERENCE))
+    });
     // The table as its checks read it, with a placeholder target, positions kept.
     let validated = kind.and_then(|kind| placeholder_table(&outer, written, kind, placed, &span));
     // The keys of the check are read below, on the placed table; here only the template's.
@@ -340,6 +365,7 @@ pub(super) fn read(
         source_secrets,
         table,
         placed,
+        target_key_only,
         path: d.src.path.clone(),
         vars,
         revision,
@@ -402,9 +428,15 @@ fn expand_written(
     targets: &[(String, Range<usize>)],
 ) -> Vec<CheckDef> {
     let mut checks = Vec::with_capacity(targets.len());
+    let mut request = None;
     for (target, span) in targets {
         match template.expand(target, &BTreeMap::new()) {
-            Ok(def) => checks.push(def),
+            Ok(mut def) => {
+                if template.target_key_only {
+                    share_request(&mut def, &mut request);
+                }
+                checks.push(def);
+            }
             Err(problem) => d.error(
                 span,
                 format!(
@@ -507,7 +539,7 @@ fn placeholder_in<'a>(
 }
 
 /// Every string in `table`, at any depth.
-fn written_strings<'t>(table: &'t DeTable<'_>) -> impl Iterator<Item = &'t str> {
+fn written_strings<'t>(table: &'t DeTable<'_>, skip: &[&str]) -> impl Iterator<Item = &'t str> {
     fn walk<'t>(value: &'t DeValue<'_>, out: &mut Vec<&'t str>) {
         match value {
             DeValue::String(text) => out.push(text.as_ref()),
@@ -518,7 +550,8 @@ fn written_strings<'t>(table: &'t DeTable<'_>) -> impl Iterator<Item = &'t str> 
     }
     let mut out = Vec::new();
     for (key, value) in table.iter() {
-        if !TEMPLATE_KEYS.contains(&key.get_ref().as_ref()) {
+        let key = key.get_ref().as_ref();
+        if !TEMPLATE_KEYS.contains(&key) && !skip.contains(&key) {
             walk(value.get_ref(), &mut out);
         }
     }

@@ -12,6 +12,7 @@ use http::{HeaderName, HeaderValue, Method};
 
 use super::{DnsSource, FileSource, HttpSource, RecordKind, Source};
 use crate::checks::HttpSpec;
+use crate::checks::http::HttpOptions;
 use crate::net::HostPort;
 use crate::reader::{ConfigError, Diags, Env, Source as Text, Table, Unresolved};
 
@@ -244,13 +245,16 @@ fn read_http(entry: &Table<'_>, check_secrets: &mut Vec<String>) -> Option<HttpS
     }
     // A secret in the path (`/targets/${env:TOKEN}`) is redacted from what is shown.
     let shown = crate::text::redact(&secrets, &crate::checks::http::show_url(&url));
-    let spec = HttpSpec {
-        headers,
-        follow_redirects: true,
-        max_redirects: 5,
-        max_body,
-        ..HttpSpec::internal(Method::GET, url, tls)
-    };
+    let spec = HttpSpec::new(
+        url,
+        HttpOptions {
+            headers,
+            follow_redirects: true,
+            max_redirects: 5,
+            max_body,
+            ..HttpOptions::internal(Method::GET, tls)
+        },
+    );
     Some(HttpSource {
         spec: Arc::new(spec),
         shown,

@@ -28,7 +28,7 @@ use tokio::time::{Instant, timeout_at};
 use url::Url;
 
 use super::CheckCtx;
-use super::http::{HttpExpect, HttpSpec, TlsOptions, fetch, show_url};
+use super::http::{HttpExpect, HttpOptions, HttpSpec, TlsOptions, fetch, show_url};
 pub use crate::net::HostPort;
 use crate::net::{self, IpPreference};
 use crate::result::{
@@ -931,23 +931,26 @@ async fn over_https(
     details: &mut DnsDetails,
 ) -> Result<Vec<u8>, Failure> {
     details.server = show_url(&server.url);
-    let request = HttpSpec {
-        headers: vec![
-            (
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/dns-message"),
-            ),
-            (ACCEPT, HeaderValue::from_static("application/dns-message")),
-        ],
-        body: Some(Bytes::from(wire)),
-        ip: spec.ip,
-        max_body: MAX_MESSAGE as u64,
-        expect: HttpExpect {
-            max_size: Some(MAX_MESSAGE as u64),
-            ..HttpExpect::default()
+    let request = HttpSpec::new(
+        server.url.clone(),
+        HttpOptions {
+            headers: vec![
+                (
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/dns-message"),
+                ),
+                (ACCEPT, HeaderValue::from_static("application/dns-message")),
+            ],
+            body: Some(Bytes::from(wire)),
+            ip: spec.ip,
+            max_body: MAX_MESSAGE as u64,
+            expect: HttpExpect {
+                max_size: Some(MAX_MESSAGE as u64),
+                ..HttpExpect::default()
+            },
+            ..HttpOptions::internal(Method::POST, server.tls.clone())
         },
-        ..HttpSpec::internal(Method::POST, server.url.clone(), server.tls.clone())
-    };
+    );
     let mut http = HttpDetails::default();
     let received = fetch(&request, ctx, &mut http).await;
     details.resolve += http.resolve;

@@ -20,7 +20,7 @@ use url::Url;
 
 use super::CheckCtx;
 use super::http::{
-    HttpExpect, HttpSpec, HttpVersionPref, TlsOptions, evaluate, fetch_with_cookies,
+    HttpExpect, HttpOptions, HttpSpec, HttpVersionPref, TlsOptions, evaluate, fetch_with_cookies,
 };
 use crate::net::IpPreference;
 use crate::result::{
@@ -515,26 +515,28 @@ async fn run_step(
     let (url, trusted) = step_url(step, vars, sensitive, home)?;
     let mut headers = step_headers(step, trusted, vars, sensitive)?;
     let body = step_body(step, vars, sensitive, &mut headers);
-    let spec = HttpSpec {
+    let spec = HttpSpec::new(
         url,
-        method: step.method.clone(),
-        headers,
-        body,
-        follow_redirects: step.follow_redirects,
-        max_redirects: step.max_redirects,
-        ip: step.ip,
-        version: step.version,
-        tls: step.tls.clone(),
-        max_body: step.max_body,
-        // The request reads only `max_size`; the step's expectations are judged below.
-        expect: HttpExpect {
-            max_size: step.expect.max_size,
-            ..HttpExpect::default()
+        HttpOptions {
+            method: step.method.clone(),
+            headers,
+            body,
+            follow_redirects: step.follow_redirects,
+            max_redirects: step.max_redirects,
+            ip: step.ip,
+            version: step.version,
+            tls: step.tls.clone(),
+            max_body: step.max_body,
+            // The request reads only `max_size`; the step's expectations are judged below.
+            expect: HttpExpect {
+                max_size: step.expect.max_size,
+                ..HttpExpect::default()
+            },
+            compression: None,
+            proxy: step.proxy.clone(),
+            oauth2: None,
         },
-        compression: None,
-        proxy: step.proxy.clone(),
-        oauth2: None,
-    };
+    );
     let started = Instant::now();
     let received = fetch_with_cookies(&spec, ctx, http, Some(jar)).await?;
     match evaluate(&step.expect, &received, started.elapsed(), http) {

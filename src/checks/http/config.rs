@@ -7,7 +7,8 @@ use http::{HeaderName, HeaderValue, Method};
 use toml::de::DeValue;
 
 use super::{
-    HttpExpect, HttpSpec, HttpVersionPref, JsonExpect, JsonTest, StatusMatch, TlsOptions, show_url,
+    HttpExpect, HttpOptions, HttpSpec, HttpVersionPref, JsonExpect, JsonTest, StatusMatch,
+    TlsOptions, show_url,
 };
 use crate::net::IpPreference;
 use crate::reader::{
@@ -88,22 +89,24 @@ pub(crate) fn read_http(
     };
     let target = show_url(&url);
     Some((
-        HttpSpec {
+        HttpSpec::new(
             url,
-            method: options.method,
-            headers,
-            body,
-            follow_redirects: options.follow_redirects,
-            max_redirects: options.max_redirects,
-            ip: options.ip,
-            version: options.version,
-            tls: options.tls,
-            max_body: options.max_body,
-            expect: options.expect,
-            compression,
-            proxy,
-            oauth2,
-        },
+            HttpOptions {
+                method: options.method,
+                headers,
+                body,
+                follow_redirects: options.follow_redirects,
+                max_redirects: options.max_redirects,
+                ip: options.ip,
+                version: options.version,
+                tls: options.tls,
+                max_body: options.max_body,
+                expect: options.expect,
+                compression,
+                proxy,
+                oauth2,
+            },
+        ),
         target,
     ))
 }

@@ -53,11 +53,52 @@ pub const REASONS: &[FailureReason] = &[
     FailureReason::Proxy,
 ];
 
-/// A validated `http` check.
+/// A validated `http` check: the URL requested first, and the rest of the request.
+///
+/// The rest is shared: the targets of a template that places its target in the URL only
+/// have one [`HttpOptions`] between them (see `config::template`), so 50,000 targets hold
+/// 50,000 URLs and one request. Its fields read through the spec (`spec.method`); writing one
+/// copies it first if it is shared.
 #[derive(Debug, Clone)]
 pub struct HttpSpec {
     /// The URL requested first.
     pub url: Url,
+    /// Everything else.
+    pub options: Arc<HttpOptions>,
+}
+
+impl HttpSpec {
+    /// A spec requesting `url` with `options`.
+    pub fn new(url: Url, options: HttpOptions) -> HttpSpec {
+        HttpSpec {
+            url,
+            options: Arc::new(options),
+        }
+    }
+
+    /// A request nightjar makes for itself; see [`HttpOptions::internal`].
+    pub fn internal(method: Method, url: Url, tls: TlsOptions) -> HttpSpec {
+        HttpSpec::new(url, HttpOptions::internal(method, tls))
+    }
+}
+
+impl std::ops::Deref for HttpSpec {
+    type Target = HttpOptions;
+
+    fn deref(&self) -> &HttpOptions {
+        &self.options
+    }
+}
+
+impl std::ops::DerefMut for HttpSpec {
+    fn deref_mut(&mut self) -> &mut HttpOptions {
+        Arc::make_mut(&mut self.options)
+    }
+}
+
+/// An `http` request but its URL: see [`HttpSpec`].
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
     /// Request method.
     pub method: Method,
     /// Extra request headers (secrets already substituted).
@@ -89,14 +130,13 @@ pub struct HttpSpec {
     pub oauth2: Option<Arc<oauth2::OAuth2>>,
 }
 
-impl HttpSpec {
+impl HttpOptions {
     /// A request nightjar makes for itself (DNS over HTTPS, RDAP, remote write, a Prometheus
     /// query): no headers, no body, no redirects followed, either address family, HTTP/2 when
     /// the server offers it, 64 KiB of body kept, nothing expected. Callers set what differs
-    /// with struct update syntax (`HttpSpec { body, ..HttpSpec::internal(..) }`).
-    pub fn internal(method: Method, url: Url, tls: TlsOptions) -> HttpSpec {
-        HttpSpec {
-            url,
+    /// with struct update syntax (`HttpOptions { body, ..HttpOptions::internal(..) }`).
+    pub fn internal(method: Method, tls: TlsOptions) -> HttpOptions {
+        HttpOptions {
             method,
             headers: Vec::new(),
             body: None,

@@ -25,7 +25,7 @@ use oauth2::{
 use tokio::time::Instant;
 use url::Url;
 
-use super::{HttpSpec, TlsOptions, show_url};
+use super::{HttpOptions, HttpSpec, TlsOptions, show_url};
 use crate::checks::CheckCtx;
 use crate::result::{Failure, FailureReason, HttpDetails, Status};
 
@@ -317,14 +317,17 @@ async fn send(request: HttpRequest, client: &Client) -> Result<HttpResponse, Tra
             (name.clone(), value)
         })
         .collect();
-    let token_spec = HttpSpec {
-        headers,
-        body: Some(Bytes::from(body)),
-        ip: client.ip,
-        max_body: MAX_TOKEN_BODY,
-        proxy: client.proxy.clone(),
-        ..HttpSpec::internal(parts.method, url, client.tls.clone())
-    };
+    let token_spec = HttpSpec::new(
+        url,
+        HttpOptions {
+            headers,
+            body: Some(Bytes::from(body)),
+            ip: client.ip,
+            max_body: MAX_TOKEN_BODY,
+            proxy: client.proxy.clone(),
+            ..HttpOptions::internal(parts.method, client.tls.clone())
+        },
+    );
     let mut details = HttpDetails::default();
     let fetched = super::fetch(&token_spec, &client.ctx, &mut details).await;
     let received = fetched.map_err(Transport)?;
