@@ -2,6 +2,10 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(all(unix, not(target_env = "musl")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     nightjar::cli::main()
 }
