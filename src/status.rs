@@ -21,6 +21,11 @@ use crate::time::{days_left, from_unix, rfc3339, unix_secs};
 /// How many past results each check keeps for the history strip.
 const HISTORY: usize = 30;
 
+/// The most checks a request for an unknown one is compared with for a "did you mean": each
+/// costs an edit distance, so a client asking for names that do not exist (or one waiting
+/// for a discovered target to appear) never costs a 50,000-check agent milliseconds a
+/// request.
+const MAX_SUGGESTED_AMONG: usize = 2_000;
 
 /// The latest result per check.
 #[derive(Debug)]
@@ -324,10 +329,17 @@ impl StatusStore {
         self.read().keys().map(|name| name.to_string()).collect()
     }
 
-    /// The name of a check this agent runs that `name` is likely a typo of.
+    /// The name of a check this agent runs that `name` is likely a typo of; none among more
+    /// than [`MAX_SUGGESTED_AMONG`] checks.
     pub fn closest_name(&self, name: &str) -> Option<String> {
-        let checks = self.read();
-        let names: Vec<&str> = checks.keys().map(|name| &**name).collect();
+        let names: Vec<Arc<str>> = {
+            let checks = self.read();
+            if checks.len() > MAX_SUGGESTED_AMONG {
+                return None;
+            }
+            checks.keys().cloned().collect()
+        };
+        let names: Vec<&str> = names.iter().map(|name| &**name).collect();
         crate::text::closest(name, &names).map(str::to_string)
     }
 
