@@ -503,13 +503,16 @@ fn icmp_gauges(gauges: &mut Vec<Sample>, icmp: &crate::result::IcmpDetails) {
 /// Whether the lean set keeps a gauge of `fam` for a check of `kind`: each certificate's
 /// dates and the chain and name verdicts only for `tls` checks, which exist to watch
 /// certificates (for the others, `probe_ssl_*`, `nightjar_expiry_timestamp_seconds` and the
-/// failure reason say what an alert needs).
+/// failure reason say what an alert needs); never the decoded body length of a check with
+/// `compression` (`probe_http_content_length` is there), which keeps an HTTPS check within
+/// 32 series.
 fn lean_keeps(fam: Fam, kind: crate::checks::CheckKind) -> bool {
     let per_certificate = matches!(
         fam,
         Fam::CertNotBefore | Fam::CertNotAfter | Fam::ChainValid | Fam::HostnameMatch
     );
-    !per_certificate || kind == crate::checks::CheckKind::Tls
+    (!per_certificate || kind == crate::checks::CheckKind::Tls)
+        && fam != Fam::HttpUncompressedLength
 }
 
 /// The checks of `config` that run in the agent's region.

@@ -8,7 +8,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::support::{
     LoginApp, Nginx, assert_check_contract, assert_fail, assert_pass, config_errors, http_check,
-    metrics_after, pki, run_check, sample,
+    metrics_after, metrics_after_full, pki, run_check, sample,
 };
 
 fn http(res: &nightjar::result::CheckResult) -> &HttpDetails {
@@ -75,13 +75,19 @@ async fn gzip_from_nginx_is_asked_for_and_decoded() {
     assert!(wire < plain / 4, "nginx sent {wire} bytes for {plain}");
     let metrics = metrics_after(&text, &res);
     assert_check_contract(&res, &metrics);
+    // The decoded length is a full-metrics gauge; lean has the bytes on the wire only.
+    let full = metrics_after_full(&text, &res);
     assert_eq!(
         sample(
-            &metrics,
+            &full,
             "probe_http_uncompressed_body_length",
             &[("check", "t")]
         ),
         Some(plain as f64)
+    );
+    assert!(
+        !metrics.contains("probe_http_uncompressed_body_length"),
+        "lean exports the decoded length:\n{metrics}"
     );
     assert_eq!(
         sample(&metrics, "probe_http_content_length", &[("check", "t")]),
