@@ -236,3 +236,79 @@ fn template_problems_name_their_place() {
         .collect();
     assert_eq!(instances, ["a.example:8443", "b.example"]);
 }
+
+/// The request of each check of `config`, in order.
+fn requests(
+    config: &nightjar::config::Config,
+) -> Vec<std::sync::Arc<nightjar::checks::http::HttpOptions>> {
+    config
+        .checks
+        .iter()
+        .map(|def| match &def.spec {
+            nightjar::checks::CheckSpec::Http(spec) => spec.options.clone(),
+            other => panic!("not an http check: {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn targets_that_differ_in_their_url_only_share_one_request() {
+    let targets = r#"["https://a.example/", "https://b.example/", "https://c.example/"]"#;
+    let shared = load(
+        &format!(
+            "[[check]]\nname = \"edge\"\ntype = \"http\"\nheaders = {{ X-Team = \"web\" }}\ntargets = {targets}\n"
+        ),
+        &[],
+    );
+    let options = requests(&shared);
+    assert_eq!(options.len(), 3);
+    assert!(
+        options
+            .iter()
+            .all(|one| std::sync::Arc::ptr_eq(one, &options[0])),
+        "three requests where one would do"
+    );
+    // The target placed in a header too: each target's request is its own, with its header.
+    let placed = load(
+        &format!(
+            "[[check]]\nname = \"edge\"\ntype = \"http\"\nurl = \"${{target}}\"\nheaders = {{ X-Target = \"${{target}}\" }}\ntargets = {targets}\n"
+        ),
+        &[],
+    );
+    let options = requests(&placed);
+    assert!(!std::sync::Arc::ptr_eq(&options[0], &options[1]));
+    let headers: Vec<String> = options
+        .iter()
+        .map(|one| one.headers[0].1.to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        headers,
+        [
+            "https://a.example/",
+            "https://b.example/",
+            "https://c.example/"
+        ]
+    );
+    // Discovered targets (a template's expansion, as discovery applies it) share theirs too.
+    let discovered = load(
+        "[[check]]\nname = \"edge\"\ntype = \"http\"\ntargets_from = [{ file = \"sd/*.json\" }]\n",
+        &[],
+    );
+    let template = &discovered.templates[0];
+    let labels = std::sync::Arc::new(std::collections::BTreeMap::new());
+    let found = ["https://a.example/", "https://b.example/"];
+    let (checks, refused) = nightjar::config::template::Expansion::default().update(
+        template,
+        found.iter().map(|target| (*target, &labels)),
+        |_| true,
+    );
+    assert!(refused.is_empty(), "{refused:?}");
+    let options: Vec<_> = checks
+        .iter()
+        .map(|def| match &def.spec {
+            nightjar::checks::CheckSpec::Http(spec) => spec.options.clone(),
+            other => panic!("not an http check: {other:?}"),
+        })
+        .collect();
+    assert!(std::sync::Arc::ptr_eq(&options[0], &options[1]));
+}
