@@ -269,7 +269,7 @@ async fn build(
             &template,
             targets
                 .iter()
-                .map(|target| (target.target.as_str(), &target.labels)),
+                .map(|target| (&target.target, &target.labels)),
             keep,
         );
         report_refused(&template, &refused);
@@ -333,9 +333,7 @@ pub async fn discover_once(config: &mut Config, env: &DiscoveryEnv) -> Result<()
         let keep = keeper(&template, config.shard);
         let (checks, refused) = Expansion::default().update(
             &template,
-            found
-                .iter()
-                .map(|target| (target.target.as_str(), &target.labels)),
+            found.iter().map(|target| (&target.target, &target.labels)),
             keep,
         );
         report_refused(&template, &refused);

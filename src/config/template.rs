@@ -144,7 +144,7 @@ impl Template {
 #[derive(Debug, Default)]
 pub struct Expansion {
     /// By target: its group's labels when its check was built, and the check.
-    checks: HashMap<String, (Labels, Arc<CheckDef>)>,
+    checks: HashMap<Arc<str>, (Labels, Arc<CheckDef>)>,
     /// One map of labels per distinct set, shared by the checks that carry it.
     labels: HashMap<Labels, Labels>,
 }
@@ -168,18 +168,20 @@ impl Expansion {
     pub fn update<'t>(
         &mut self,
         template: &Template,
-        targets: impl IntoIterator<Item = (&'t str, &'t Labels)>,
+        targets: impl IntoIterator<Item = (&'t Arc<str>, &'t Labels)>,
         keep: impl Fn(&str) -> bool,
     ) -> (Vec<Arc<CheckDef>>, Vec<Refused>) {
-        let mut before = std::mem::take(&mut self.checks);
-        let mut checks = Vec::new();
+        // Sized as the last set up front: 50,000 targets are not rehashed as they come.
+        let size = self.checks.len();
+        let mut before = std::mem::replace(&mut self.checks, HashMap::with_capacity(size));
+        let mut checks = Vec::with_capacity(before.len());
         let mut refused = Vec::new();
-        let mut instances: HashSet<Arc<str>> = HashSet::new();
+        let mut instances: HashSet<Arc<str>> = HashSet::with_capacity(before.len());
         let mut request = None;
         for (target, labels) in targets {
-            let (key, kept) = match before.remove_entry(target) {
+            let (key, kept) = match before.remove_entry(&**target) {
                 Some((key, (built_with, def))) => (key, (built_with == *labels).then_some(def)),
-                None => (target.to_string(), None),
+                None => (target.clone(), None),
             };
             let def = match kept {
                 Some(def) => def,

@@ -98,7 +98,7 @@ pub(crate) async fn read(
         .iter()
         .filter_map(|record| target_of(&record.data, source.port))
         .map(|target| Target {
-            target,
+            target: target.into(),
             labels: Default::default(),
         })
         .collect();

@@ -177,7 +177,7 @@ fn push_targets(
             return Err(format!("target {problem}"));
         }
         out.push(Target {
-            target,
+            target: target.into(),
             labels: labels.clone(),
         });
     }
@@ -220,7 +220,7 @@ mod tests {
             .iter()
             .map(|t| {
                 (
-                    t.target.clone(),
+                    t.target.to_string(),
                     (*t.labels).clone().into_iter().collect::<Vec<_>>(),
                 )
             })

@@ -152,8 +152,9 @@ impl RecordKind {
 /// ones, Prometheus's meta labels, dropped).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Target {
-    /// What fills the template's target (a URL, `host:port`, a domain).
-    pub target: String,
+    /// What fills the template's target (a URL, `host:port`, a domain); shared by the copies
+    /// of a set (a merge, a template's expansion), so 50,000 targets are held once.
+    pub target: Arc<str>,
     /// The labels of its group, shared by the group's targets (50,000 targets of one group
     /// hold one map).
     pub labels: Arc<BTreeMap<String, String>>,
@@ -409,7 +410,7 @@ mod tests {
 
     fn target(text: &str, label: &str) -> Target {
         Target {
-            target: text.to_string(),
+            target: text.into(),
             labels: Arc::new(BTreeMap::from([("from".to_string(), label.to_string())])),
         }
     }
@@ -421,7 +422,7 @@ mod tests {
         let merged = union(&[first, second]);
         let shown: Vec<(&str, &str)> = merged
             .iter()
-            .map(|t| (t.target.as_str(), t.labels["from"].as_str()))
+            .map(|t| (&*t.target, t.labels["from"].as_str()))
             .collect();
         assert_eq!(shown, [("a", "first"), ("b", "first"), ("c", "second")]);
     }

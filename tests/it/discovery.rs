@@ -140,7 +140,7 @@ fn shown(targets: &[Target]) -> Vec<String> {
         .map(|t| {
             let labels: Vec<String> = t.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
             if labels.is_empty() {
-                t.target.clone()
+                t.target.to_string()
             } else {
                 format!("{} ({})", t.target, labels.join(","))
             }

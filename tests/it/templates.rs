@@ -296,10 +296,11 @@ fn targets_that_differ_in_their_url_only_share_one_request() {
     );
     let template = &discovered.templates[0];
     let labels = std::sync::Arc::new(std::collections::BTreeMap::new());
-    let found = ["https://a.example/", "https://b.example/"];
+    let found: [std::sync::Arc<str>; 2] =
+        ["https://a.example/".into(), "https://b.example/".into()];
     let (checks, refused) = nightjar::config::template::Expansion::default().update(
         template,
-        found.iter().map(|target| (*target, &labels)),
+        found.iter().map(|target| (target, &labels)),
         |_| true,
     );
     assert!(refused.is_empty(), "{refused:?}");
