@@ -330,7 +330,7 @@ impl StatusStore {
     }
 
     /// The name of a check this agent runs that `name` is likely a typo of; none among more
-    /// than [`MAX_SUGGESTED_AMONG`] checks.
+    /// than 2,000 checks (`MAX_SUGGESTED_AMONG`).
     pub fn closest_name(&self, name: &str) -> Option<String> {
         let names: Vec<Arc<str>> = {
             let checks = self.read();
