@@ -1,4 +1,5 @@
-//! The `nightjar` binary: everything lives in the library; this only hands over to the CLI.
+//! The `nightjar` binary: everything lives in the library; this sets the allocator (jemalloc, see
+//! `Cargo.toml`) and hands over to the CLI.
 
 #![forbid(unsafe_code)]
 
