@@ -69,10 +69,8 @@ struct Running {
 }
 
 /// The checks of `config` that run in its region.
-fn regional(config: &Config) -> Vec<Arc<CheckDef>> {
-    let region = &config.agent.region;
-    config
-        .checks
+fn regional(checks: &[Arc<CheckDef>], region: &str) -> Vec<Arc<CheckDef>> {
+    checks
         .iter()
         .filter(|def| def.runs_in(region))
         .cloned()
@@ -89,7 +87,7 @@ fn start_scheduler(
 ) -> Running {
     let (stop, stop_rx) = watch::channel(false);
     let scheduler = Scheduler::new(
-        regional(config),
+        regional(&config.checks, &config.agent.region),
         agent.runner.clone(),
         agent.metrics.clone(),
         results.clone(),
@@ -412,7 +410,10 @@ impl Agent {
     /// changed ones start again from their state, added ones start, and unchanged ones keep
     /// their slots, states and runs in flight. The concurrency cap is resized in place.
     async fn update_scheduler(&mut self, next: Config) {
-        let update = plan(&regional(&self.current), &regional(&next));
+        let update = plan(
+            &regional(&self.current.checks, &self.current.agent.region),
+            &regional(&next.checks, &next.agent.region),
+        );
         self.running.handle.set_concurrency(next.agent.concurrency);
         self.running.handle.apply(update).await;
         self.current = next;
@@ -743,8 +744,6 @@ async fn keep_state(
         .await;
 }
 
-/// Keeps each check's maintenance flag (status, metrics, logs) in step with the windows:
-/// looked at when a window opens or closes, when one is added or ended, and after a reload.
 /// The scheduler's update for a template's checks going from `before` to `after` (those of
 /// `region`), and the names of the gone ones; `checks` (every check the agent runs) then holds
 /// `after` in place of `before`. `None` when the scheduler has nothing to change.
@@ -754,24 +753,15 @@ fn plan_discovered(
     after: &[Arc<CheckDef>],
     checks: &mut Vec<Arc<CheckDef>>,
 ) -> Option<(crate::schedule::Update, Vec<Arc<str>>)> {
-    let regional = |defs: &[Arc<CheckDef>]| -> Vec<Arc<CheckDef>> {
-        defs.iter()
-            .filter(|def| def.runs_in(region))
-            .cloned()
-            .collect()
-    };
-    let (old, new) = (regional(before), regional(after));
-    let mut update = plan(&old, &new);
-    // A target found again keeps its very definition: nothing to refresh.
-    let same: std::collections::HashSet<*const CheckDef> = old.iter().map(Arc::as_ptr).collect();
-    update
-        .refresh
-        .retain(|def| !same.contains(&Arc::as_ptr(def)));
-    let kept: std::collections::HashSet<&str> = new.iter().map(|def| &*def.name).collect();
-    let removed: Vec<Arc<str>> = old
+    let update = plan(&regional(before, region), &regional(after, region));
+    // What stops and does not start again is gone.
+    let restarted: std::collections::HashSet<&str> =
+        update.start.iter().map(|(def, _)| &*def.name).collect();
+    let removed: Vec<Arc<str>> = update
+        .stop
         .iter()
-        .filter(|def| !kept.contains(&*def.name))
-        .map(|def| def.name.clone())
+        .filter(|name| !restarted.contains(&***name))
+        .cloned()
         .collect();
     let gone: std::collections::HashSet<*const CheckDef> = before.iter().map(Arc::as_ptr).collect();
     checks.retain(|def| !gone.contains(&Arc::as_ptr(def)));
@@ -800,6 +790,8 @@ fn set_windows(shared: &Shared, now: std::time::SystemTime) {
     }
 }
 
+/// Keeps each check's maintenance flag (status, metrics, logs) in step with the windows:
+/// looked at when a window opens or closes, when one is added or ended, and after a reload.
 async fn watch_maintenance(
     shared: Shared,
     rewatch: Arc<tokio::sync::Notify>,

@@ -230,14 +230,14 @@ impl Update {
 /// What turns the checks running as `current` into `next`, by name and revision: a check only
 /// in `current` stops; one only in `next` starts; one whose revision differs stops and starts
 /// again (from its state, which [`SchedulerHandle::apply`] carries over); one with the same
-/// revision is untouched but for its freshly loaded definition (`refresh`). Started checks get
-/// an early first run if they have `run_on_load`: none of them has reported as defined now.
+/// revision is untouched but for its freshly loaded definition (`refresh`), unless it is the
+/// very definition running (a discovered target found again, an unchanged template's targets
+/// across a reload), which needs nothing. Started checks get an early first run if they have
+/// `run_on_load`: none of them has reported as defined now.
 pub fn plan(current: &[Arc<CheckDef>], next: &[Arc<CheckDef>]) -> Update {
     // By name, so a change among 50,000 checks compares by lookup.
-    let before: HashMap<&str, u64> = current
-        .iter()
-        .map(|def| (&*def.name, def.revision))
-        .collect();
+    let before: HashMap<&str, &Arc<CheckDef>> =
+        current.iter().map(|def| (&*def.name, def)).collect();
     let after: HashSet<&str> = next.iter().map(|def| &*def.name).collect();
     let mut update = Update {
         stop: current
@@ -249,7 +249,8 @@ pub fn plan(current: &[Arc<CheckDef>], next: &[Arc<CheckDef>]) -> Update {
     };
     for def in next {
         match before.get(&*def.name) {
-            Some(revision) if *revision == def.revision => update.refresh.push(def.clone()),
+            Some(running) if Arc::ptr_eq(running, def) => {}
+            Some(running) if running.revision == def.revision => update.refresh.push(def.clone()),
             Some(_) => {
                 update.stop.push(def.name.clone());
                 update.start.push((def.clone(), def.run_on_load));
