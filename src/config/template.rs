@@ -218,12 +218,10 @@ impl Expansion {
             }
             self.checks.insert(key, (labels.clone(), def));
         }
-        // Only the label sets still in use stay shared.
-        self.labels = self
-            .checks
-            .values()
-            .map(|(_, def)| (def.labels.clone(), def.labels.clone()))
-            .collect();
+        // Only the label sets still in use stay: one held by no check but this map (as its
+        // key and its value) goes. A pass over the few distinct sets, not the targets.
+        drop(before);
+        self.labels.retain(|set, _| Arc::strong_count(set) > 2);
         (checks, refused)
     }
 }
