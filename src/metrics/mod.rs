@@ -169,7 +169,12 @@ impl Metrics {
         };
         Identity {
             labels,
-            info: [def.target.clone(), def.schedule.to_string()],
+            // Lean exports no `nightjar_check_info`: its values are not kept, nor compared.
+            info: if self.store.lean() {
+                Default::default()
+            } else {
+                [def.target.clone(), def.schedule.to_string()]
+            },
             reasons: def.kind().reasons(),
             steps,
         }

@@ -535,7 +535,7 @@ impl Sample {
 pub(super) struct Identity {
     /// Label pairs: check, type, then the check's own labels (the agent's are the store's).
     pub labels: Vec<(Cow<'static, str>, String)>,
-    /// `nightjar_check_info`'s target and schedule.
+    /// `nightjar_check_info`'s target and schedule (empty in lean, which does not export it).
     pub info: [String; 2],
     /// The reasons its failure counters exist for.
     pub reasons: &'static [FailureReason],
@@ -548,8 +548,7 @@ struct Cell {
     /// braces). The one copy of them (50,000 checks hold them): [`label_pairs`] reads them
     /// back for remote write.
     prefix: String,
-    /// The rest of the identity; its `labels` are in `prefix` and left empty here, as its
-    /// `info` is in lean.
+    /// The rest of the identity; its `labels` are in `prefix` and left empty here.
     identity: Identity,
     /// Bit `Fam as u32` is set when the last run's gauges include that family, so a scrape
     /// passes over the families a check does not have without touching its state.
@@ -673,15 +672,8 @@ impl Store {
         let (decided, consecutive_failures, in_maintenance) =
             carried.unwrap_or((CheckState::Unknown, 0, false));
         let prefix = self.prefix_of(&identity.labels);
-        // Lean exports no `nightjar_check_info`: its values are not kept.
-        let info = if self.lean {
-            Default::default()
-        } else {
-            identity.info
-        };
         let identity = Identity {
             labels: Vec::new(),
-            info,
             ..identity
         };
         let empty = |exported: bool| {
@@ -754,7 +746,7 @@ impl Store {
     pub fn holds(&self, name: &str, identity: &Identity) -> bool {
         self.cells().get(name).is_some_and(|cell| {
             let held = &cell.identity;
-            (self.lean || held.info == identity.info)
+            held.info == identity.info
                 && held.reasons == identity.reasons
                 && held.steps == identity.steps
                 && cell.prefix == self.prefix_of(&identity.labels)
