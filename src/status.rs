@@ -72,11 +72,9 @@ impl History {
     }
 
     /// The last [`HISTORY`] of `results` (success, microseconds), oldest first.
-    fn of(results: impl DoubleEndedIterator<Item = (bool, u32)>) -> History {
+    fn of(results: impl IntoIterator<Item = (bool, u32)>) -> History {
         let mut history = History::new();
-        let mut last: Vec<(bool, u32)> = results.rev().take(HISTORY).collect();
-        last.reverse();
-        for (success, micros) in last {
+        for (success, micros) in results {
             history.push(success, micros);
         }
         history
@@ -106,7 +104,7 @@ impl Entry {
         self.since = check
             .since_ms
             .map(|ms| UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
-        self.history = History::of(check.history.into_iter());
+        self.history = History::of(check.history);
         self.last = check
             .last
             .and_then(|raw| serde_json::from_str::<CheckResult>(raw.get()).ok())
